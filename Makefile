@@ -1,0 +1,37 @@
+# The two commands (CONTRACT.md §0):
+#   make run   [DURATION=S]   the province in a box (see README)
+#   make test                 install what is missing, build, run every test
+# Others: make build, make fuzz [FUZZ_SECONDS=N], make bench, make cross, make clean
+BUILD ?= build
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 300
+DURATION ?=
+
+.PHONY: all deps build test run fuzz bench cross clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	@cmake -S . -B $(BUILD) -DAGRI_WERROR=$(if $(CI),ON,OFF) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+test:
+	@scripts/test
+
+run: build
+	@scripts/run $(if $(DURATION),--duration $(DURATION))
+
+fuzz: deps
+	@scripts/fuzz $(FUZZ_SECONDS)
+
+bench: build
+	@for b in scripts/bench-*; do [ -x "$$b" ] && "$$b"; done
+
+cross: deps
+	@scripts/cross-build
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz build-arm64

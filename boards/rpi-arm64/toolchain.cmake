@@ -1,0 +1,16 @@
+# Cross build for aarch64 Debian / Raspberry Pi OS (64-bit) boards, with
+# Debian's gcc-aarch64-linux-gnu and the :arm64 dev packages installed by
+# scripts/install-deps (multiarch). Binaries run here under qemu-aarch64:
+#   qemu-aarch64 -L /usr/aarch64-linux-gnu build-arm64/bin/agri-station --help
+set(CMAKE_SYSTEM_NAME Linux)
+set(CMAKE_SYSTEM_PROCESSOR aarch64)
+set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
+set(CMAKE_FIND_ROOT_PATH /usr/aarch64-linux-gnu)
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE BOTH)
+set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)
+set(ENV{PKG_CONFIG_LIBDIR} /usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig)
+set(ENV{PKG_CONFIG_PATH} "")
+set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64;-L;/usr/aarch64-linux-gnu)
+set(AGRI_BOARD "rpi-arm64" CACHE STRING "" FORCE)

@@ -1,0 +1,49 @@
+/*
+ * Small OS helpers shared by the programs: clocks (one seam, so tests can
+ * reason about time), whole-file reads with a cap, directories, paths
+ * relative to a config file.
+ */
+#ifndef AGRI_UTIL_H
+#define AGRI_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wall clock, ms since the Unix epoch (CLOCK_REALTIME). */
+int64_t util_now_ms(void);
+/* Monotonic clock, ms (CLOCK_MONOTONIC). */
+int64_t util_mono_ms(void);
+/* Sleeps ms milliseconds (restarts on EINTR unless *stop becomes set). */
+void util_sleep_ms(int64_t ms);
+
+/*
+ * Reads a whole file into a NUL-terminated malloc'd buffer (caller frees).
+ * Returns 0 with *buf/*len, -EFBIG when larger than max, or -errno.
+ */
+int util_read_file(const char *path, size_t max, char **buf, size_t *len);
+
+/* Writes data to path atomically (temp file, fsync, rename, fsync dir). */
+int util_write_file_atomic(const char *path, const void *data, size_t len);
+
+/* mkdir -p with mode; returns 0 or -errno. */
+int util_mkdirs(const char *path, unsigned mode);
+
+/*
+ * Resolves rel against the directory of base_file unless rel is absolute.
+ * Returns 0, or -ENAMETOOLONG.
+ */
+int util_path_relative_to(char *out, size_t len, const char *base_file,
+			  const char *rel);
+
+/* Reads a secret (password/token) file: the first line, trailing
+ * whitespace stripped. Returns 0 or -errno (-EINVAL when empty). */
+int util_read_secret(const char *path, char *out, size_t len);
+
+/* Jittered exponential backoff: min(cap, base * 2^attempt) * [0.5, 1.0). */
+int64_t util_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms,
+			uint32_t *rng);
+
+/* xorshift32; *state must be non-zero. */
+uint32_t util_rand32(uint32_t *state);
+
+#endif
