@@ -80,7 +80,7 @@ bool agri_topic_prefix_valid(const char *prefix)
 }
 
 /* snprintf into buf: the length, or -ENOSPC. */
-static int put(char *buf, size_t len, int n)
+static int put(size_t len, int n)
 {
 	if (n < 0)
 		return -EINVAL;
@@ -96,12 +96,12 @@ int agri_topic_build(char *buf, size_t len, const char *prefix,
 	    !agri_station_id_valid(station))
 		return -EINVAL;
 	if (kind == AGRI_TOPIC_ADVISORY)
-		return put(buf, len, snprintf(buf, len, "%s/advisory/%s",
+		return put(len, snprintf(buf, len, "%s/advisory/%s",
 					      prefix, station));
 	if ((unsigned)kind >= sizeof(suffixes) / sizeof(suffixes[0]))
 		return -EINVAL;
 	suffix = suffixes[kind];
-	return put(buf, len, snprintf(buf, len, "%s/%s/%s", prefix, station,
+	return put(len, snprintf(buf, len, "%s/%s/%s", prefix, station,
 				      suffix));
 }
 
@@ -115,10 +115,10 @@ int agri_topic_build_alert(char *buf, size_t len, const char *prefix,
 	if (sensor && sensor[0]) {
 		if (!agri_ident_valid(sensor))
 			return -EINVAL;
-		return put(buf, len, snprintf(buf, len, "%s/alerts/%s/%s/%s",
+		return put(len, snprintf(buf, len, "%s/alerts/%s/%s/%s",
 					      prefix, station, rule, sensor));
 	}
-	return put(buf, len, snprintf(buf, len, "%s/alerts/%s/%s", prefix,
+	return put(len, snprintf(buf, len, "%s/alerts/%s/%s", prefix,
 				      station, rule));
 }
 
@@ -128,7 +128,7 @@ int agri_topic_build_forecast(char *buf, size_t len, const char *prefix,
 	if (!buf || !agri_topic_prefix_valid(prefix) ||
 	    !agri_station_id_valid(station) || !agri_ident_valid(metric))
 		return -EINVAL;
-	return put(buf, len, snprintf(buf, len, "%s/forecast/%s/%s", prefix,
+	return put(len, snprintf(buf, len, "%s/forecast/%s/%s", prefix,
 				      station, metric));
 }
 

@@ -50,12 +50,23 @@ struct agri_cfg_field {
 /*
  * Reads obj's members into target through the table. path is the object's
  * own path ("" for the document, "broker", "sensors[2]"). Unknown keys are
- * errors unless allow_unknown. Fields absent from obj keep the value the
- * caller put in target (the defaults). Returns 0 or -EINVAL with *err.
+ * errors unless allow_unknown; duplicate keys are errors. Fields absent
+ * from obj keep the value the caller put in target (the defaults). A
+ * number field with min == max == 0 has no range check (integers are
+ * still kept within +-(2^53 - 1), UINT >= 0). At most 64 fields a table.
+ * Returns 0 or -EINVAL with *err (or a CUSTOM parser's own errno).
  */
 int agri_cfg_read(const cJSON *obj, const char *path,
 		  const struct agri_cfg_field *fields, size_t n_fields,
 		  void *target, bool allow_unknown, struct agri_err *err);
+
+/*
+ * Reads one value (an array element) through field's type, range and
+ * parser into target itself (field->offset is ignored); path names the
+ * value ("seqs[2][0]"). Returns 0 or -EINVAL with *err.
+ */
+int agri_cfg_read_value(const cJSON *item, const struct agri_cfg_field *field,
+			void *target, const char *path, struct agri_err *err);
 
 /* Joins parent path and key ("a" + "b" -> "a.b", "" + "b" -> "b") and
  * parent + index ("a" + 3 -> "a[3]") into buf. */

@@ -17,7 +17,13 @@
  *   register "kind": "measure" (default) | "counter" (per-interval count,
  *              e.g. insect counts cleared on read) | "state" (0/1 flags)
  *   register "stable": true when the value is expected to repeat (state,
- *              rated values): never flagged as stuck
+ *              rated values): never flagged as stuck; implied by "counter"
+ *              and "state"
+ *   register "sensor_suffix": [A-Za-z0-9_-]{1,16}; the reading's sensor is
+ *              "<sensor name>-<suffix>" (one sensor per class, e.g. the
+ *              light trap's "insect_count" per species). Metrics must be
+ *              unique per suffix.
+ * See docs/profiles.md.
  */
 #ifndef AGRI_PROFILE_H
 #define AGRI_PROFILE_H
@@ -56,6 +62,7 @@ struct agri_register {
 	bool has_min, has_max;
 	bool counter;    /* "kind": "counter" */
 	bool stable;
+	char sensor_suffix[AGRI_ID_MAX + 1]; /* "" or the "sensor_suffix" key */
 };
 
 enum agri_derived_fn {
@@ -132,7 +139,8 @@ int agri_register_decode(const struct agri_register *r, const uint16_t *words,
 /* The raw register value for a scaled value (inverse of the above). */
 double agri_register_raw(const struct agri_register *r, double value);
 
-/* Finds a register by metric; NULL when absent. */
+/* Finds a register by metric among those without a sensor_suffix (the
+ * ones derived metrics may name); NULL when absent. */
 const struct agri_register *agri_profile_find(const struct agri_profile *p,
 					      const char *metric);
 

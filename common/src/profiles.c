@@ -1,0 +1,99 @@
+/*
+ * Profile lookup shared by agri-station, agri-sim and agrictl.
+ */
+#include "agri/profiles.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "agri/topic.h"
+#include "agri/util.h"
+
+#ifndef AGRI_PROFILES_INSTALL_DIR
+#define AGRI_PROFILES_INSTALL_DIR "/usr/share/agri/profiles"
+#endif
+
+static int is_dir(const char *p)
+{
+	struct stat st;
+
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+const char *profiles_default_dir(void)
+{
+	const char *env = getenv("AGRI_PROFILES_DIR");
+
+	if (env && *env)
+		return env;
+	if (is_dir(AGRI_PROFILES_INSTALL_DIR))
+		return AGRI_PROFILES_INSTALL_DIR;
+	return AGRI_SOURCE_DIR "/protocols/profiles";
+}
+
+int profiles_load(const char *dir, const char *name, struct agri_profile *out,
+		  char *file, size_t file_len, struct agri_err *err)
+{
+	char *buf;
+	size_t len;
+	int rc;
+
+	if (!agri_ident_valid(name)) {
+		agri_err_set(err, "", "invalid profile name \"%.40s\"", name);
+		snprintf(file, file_len, "%s", name);
+		return -EINVAL;
+	}
+	if (!dir)
+		dir = profiles_default_dir();
+	if (snprintf(file, file_len, "%s/%s.json", dir, name) >= (int)file_len)
+		return -ENAMETOOLONG;
+	rc = util_read_file(file, 256 * 1024, &buf, &len);
+	if (rc < 0) {
+		agri_err_set(err, "", "cannot read profile: %s", strerror(-rc));
+		return rc;
+	}
+	rc = agri_profile_parse(buf, len, out, err);
+	free(buf);
+	if (rc == 0 && strcmp(out->name, name) != 0) {
+		agri_err_set(err, "profile", "\"%s\" does not match the file name",
+			     out->name);
+		rc = -EINVAL;
+	}
+	return rc < 0 ? -EINVAL : 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+int profiles_list(const char *dir, char (*names)[AGRI_ID_MAX + 1], size_t cap)
+{
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d;
+
+	if (!dir)
+		dir = profiles_default_dir();
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)) && n < cap) {
+		size_t l = strlen(de->d_name);
+
+		if (l <= 5 || l - 5 > AGRI_ID_MAX ||
+		    strcmp(de->d_name + l - 5, ".json") != 0)
+			continue;
+		memcpy(names[n], de->d_name, l - 5);
+		names[n][l - 5] = '\0';
+		n++;
+	}
+	closedir(d);
+	qsort(names, n, sizeof(names[0]), name_cmp);
+	return (int)n;
+}

@@ -1,0 +1,328 @@
+/*
+ * paho MQTTAsync wrapper for the station (see mqtt.h). Locking: `lock`
+ * guards connected, epoch, inflight and the tickets; paho callbacks take
+ * it briefly and never call paho while holding it.
+ *
+ * In-flight accounting: each tracked publish takes a ticket from a ring
+ * (its context pointer), stamped with the connection epoch. A PUBACK
+ * (onSuccess) or failure for a ticket of the current epoch frees one
+ * in-flight unit; when the link is lost the epoch changes and in-flight
+ * drops to 0 (paho may still redeliver those messages on the next
+ * session: harmless, the gateway stores a batch once).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <MQTTAsync.h>
+
+#include "agri/msg.h"
+#include "agri/topic.h"
+#include "agri/log.h"
+#include "mqtt.h"
+#include "agri/util.h"
+
+#define MQTT_TICKETS 1024
+
+struct mqtt;
+
+struct mqtt_ticket {
+	struct mqtt *m;
+	uint64_t epoch;
+	bool live;
+};
+
+struct mqtt {
+	MQTTAsync client;
+	struct station_broker broker;
+	char station[AGRI_ID_MAX + 1];
+	char uri[256];
+	char topic_status[AGRI_TOPIC_MAX], topic_ack[AGRI_TOPIC_MAX];
+	char topic_config[AGRI_TOPIC_MAX];
+	char will[128];
+	char password[256];
+	struct mqtt_handlers h;
+
+	pthread_mutex_t lock; /* guards the fields below */
+	bool connected;
+	uint64_t epoch;
+	int inflight;
+	unsigned next_ticket;
+	struct mqtt_ticket tickets[MQTT_TICKETS];
+};
+
+static void on_lost(void *ctx, char *cause)
+{
+	struct mqtt *m = ctx;
+
+	pthread_mutex_lock(&m->lock);
+	m->connected = false;
+	m->epoch++;
+	m->inflight = 0;
+	pthread_mutex_unlock(&m->lock);
+	m->h.lost(m->h.ctx, cause ? cause : "connection lost");
+}
+
+static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *msg)
+{
+	struct mqtt *m = ctx;
+
+	(void)topic_len;
+	m->h.message(m->h.ctx, topic, msg->payload, (size_t)msg->payloadlen);
+	MQTTAsync_freeMessage(&msg);
+	MQTTAsync_free(topic);
+	return 1;
+}
+
+static void on_sub_ok(void *ctx, MQTTAsync_successData *r)
+{
+	struct mqtt *m = ctx;
+
+	(void)r;
+	pthread_mutex_lock(&m->lock);
+	m->connected = true;
+	m->epoch++;
+	m->inflight = 0;
+	pthread_mutex_unlock(&m->lock);
+	m->h.connected(m->h.ctx);
+}
+
+static void on_sub_fail(void *ctx, MQTTAsync_failureData *r)
+{
+	struct mqtt *m = ctx;
+
+	log_error("mqtt", "subscribe failed code=%d", r ? r->code : 0);
+	MQTTAsync_disconnect(m->client, NULL);
+	m->h.lost(m->h.ctx, "subscribe failed");
+}
+
+static void on_connect_ok(void *ctx, MQTTAsync_successData *r)
+{
+	struct mqtt *m = ctx;
+	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+	char *topics[2] = {m->topic_ack, m->topic_config};
+	int qos[2] = {1, 1}, rc;
+
+	(void)r;
+	ro.onSuccess = on_sub_ok;
+	ro.onFailure = on_sub_fail;
+	ro.context = m;
+	rc = MQTTAsync_subscribeMany(m->client, 2, topics, qos, &ro);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_error("mqtt", "subscribe failed rc=%d", rc);
+		MQTTAsync_disconnect(m->client, NULL);
+		m->h.lost(m->h.ctx, "subscribe failed");
+	}
+}
+
+static void on_connect_fail(void *ctx, MQTTAsync_failureData *r)
+{
+	struct mqtt *m = ctx;
+	char why[160];
+
+	snprintf(why, sizeof(why), "connect failed code=%d%s%s", r ? r->code : 0,
+		 r && r->message ? " " : "", r && r->message ? r->message : "");
+	m->h.lost(m->h.ctx, why);
+}
+
+static void ticket_done(struct mqtt_ticket *t)
+{
+	struct mqtt *m = t->m;
+	bool counted;
+
+	pthread_mutex_lock(&m->lock);
+	counted = t->live && t->epoch == m->epoch;
+	if (counted && m->inflight > 0)
+		m->inflight--;
+	t->live = false;
+	pthread_mutex_unlock(&m->lock);
+	if (counted)
+		m->h.delivered(m->h.ctx);
+}
+
+static void on_pub_ok(void *ctx, MQTTAsync_successData *r)
+{
+	(void)r;
+	ticket_done(ctx);
+}
+
+static void on_pub_fail(void *ctx, MQTTAsync_failureData *r)
+{
+	(void)r;
+	ticket_done(ctx);
+}
+
+struct mqtt *mqtt_new(const struct station_config *cfg, const struct mqtt_handlers *h)
+{
+	MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
+	const char *url = cfg->broker.url;
+	struct mqtt *m;
+	int rc;
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	pthread_mutex_init(&m->lock, NULL);
+	m->broker = cfg->broker;
+	m->h = *h;
+	snprintf(m->station, sizeof(m->station), "%s", cfg->station);
+	/* paho knows tcp:// and ssl://; accept the mqtt(s):// spellings too */
+	if (!strncmp(url, "mqtt://", 7))
+		snprintf(m->uri, sizeof(m->uri), "tcp://%s", url + 7);
+	else if (!strncmp(url, "mqtts://", 8))
+		snprintf(m->uri, sizeof(m->uri), "ssl://%s", url + 8);
+	else
+		snprintf(m->uri, sizeof(m->uri), "%s", url);
+	agri_topic_build(m->topic_status, sizeof(m->topic_status), cfg->broker.topic_prefix,
+			 AGRI_TOPIC_STATUS, cfg->station);
+	agri_topic_build(m->topic_ack, sizeof(m->topic_ack), cfg->broker.topic_prefix,
+			 AGRI_TOPIC_ACK, cfg->station);
+	agri_topic_build(m->topic_config, sizeof(m->topic_config), cfg->broker.topic_prefix,
+			 AGRI_TOPIC_CONFIG, cfg->station);
+	snprintf(m->will, sizeof(m->will), "{\"v\":1,\"station\":\"%s\",\"state\":\"offline\"}",
+		 cfg->station);
+
+	co.sendWhileDisconnected = 0;
+	co.maxBufferedMessages = 100;
+	rc = MQTTAsync_createWithOptions(&m->client, m->uri, m->station,
+					 MQTTCLIENT_PERSISTENCE_NONE, NULL, &co);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_error("mqtt", "cannot create client url=%s rc=%d", m->uri, rc);
+		pthread_mutex_destroy(&m->lock);
+		free(m);
+		return NULL;
+	}
+	MQTTAsync_setCallbacks(m->client, m, on_lost, on_message, NULL);
+	for (int i = 0; i < MQTT_TICKETS; i++)
+		m->tickets[i].m = m;
+	return m;
+}
+
+void mqtt_free(struct mqtt *m)
+{
+	if (!m)
+		return;
+	MQTTAsync_destroy(&m->client);
+	pthread_mutex_destroy(&m->lock);
+	memset(m->password, 0, sizeof(m->password));
+	free(m);
+}
+
+int mqtt_connect(struct mqtt *m)
+{
+	MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer;
+	MQTTAsync_willOptions w = MQTTAsync_willOptions_initializer;
+	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+	int rc;
+
+	o.keepAliveInterval = (int)m->broker.keepalive_s;
+	o.cleansession = 0; /* keep acks/configs queued while we are away */
+	o.connectTimeout = 10;
+	o.automaticReconnect = 0;
+	o.onSuccess = on_connect_ok;
+	o.onFailure = on_connect_fail;
+	o.context = m;
+	w.topicName = m->topic_status;
+	w.message = m->will;
+	w.retained = 1;
+	w.qos = 1;
+	o.will = &w;
+	if (m->broker.username[0])
+		o.username = m->broker.username;
+	if (m->broker.password_file[0]) {
+		rc = util_read_secret(m->broker.password_file, m->password, sizeof(m->password));
+		if (rc < 0) {
+			log_error("mqtt", "cannot read password_file=%s: %s",
+				  m->broker.password_file, strerror(-rc));
+			return -EINVAL;
+		}
+		o.password = m->password;
+	}
+	if (!strncmp(m->uri, "ssl://", 6)) {
+		ssl.trustStore = m->broker.ca_file[0] ? m->broker.ca_file : NULL;
+		ssl.keyStore = m->broker.cert_file[0] ? m->broker.cert_file : NULL;
+		ssl.privateKey = m->broker.key_file[0] ? m->broker.key_file : NULL;
+		ssl.enableServerCertAuth = 1;
+		ssl.verify = 1;
+		o.ssl = &ssl;
+	}
+	rc = MQTTAsync_connect(m->client, &o);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_debug("mqtt", "connect call failed rc=%d", rc);
+		return -EIO;
+	}
+	return 0;
+}
+
+bool mqtt_is_connected(struct mqtt *m)
+{
+	bool c;
+
+	pthread_mutex_lock(&m->lock);
+	c = m->connected;
+	pthread_mutex_unlock(&m->lock);
+	return c;
+}
+
+int mqtt_inflight(struct mqtt *m)
+{
+	int n;
+
+	pthread_mutex_lock(&m->lock);
+	n = m->inflight;
+	pthread_mutex_unlock(&m->lock);
+	return n;
+}
+
+int mqtt_publish(struct mqtt *m, const char *topic, const void *payload,
+		 size_t len, bool retained, bool tracked)
+{
+	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+	MQTTAsync_message msg = MQTTAsync_message_initializer;
+	struct mqtt_ticket *t = NULL;
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	if (!m->connected) {
+		pthread_mutex_unlock(&m->lock);
+		return -ENOTCONN;
+	}
+	if (tracked) {
+		t = &m->tickets[m->next_ticket++ % MQTT_TICKETS];
+		t->epoch = m->epoch;
+		t->live = true;
+		m->inflight++;
+	}
+	pthread_mutex_unlock(&m->lock);
+
+	msg.payload = (void *)payload;
+	msg.payloadlen = (int)len;
+	msg.qos = 1;
+	msg.retained = retained;
+	if (t) {
+		ro.onSuccess = on_pub_ok;
+		ro.onFailure = on_pub_fail;
+		ro.context = t;
+	}
+	rc = MQTTAsync_sendMessage(m->client, topic, &msg, &ro);
+	if (rc != MQTTASYNC_SUCCESS) {
+		if (t)
+			ticket_done(t);
+		return rc == MQTTASYNC_DISCONNECTED ? -ENOTCONN : -EIO;
+	}
+	return 0;
+}
+
+void mqtt_disconnect(struct mqtt *m, int timeout_ms)
+{
+	MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer;
+
+	d.timeout = timeout_ms;
+	pthread_mutex_lock(&m->lock);
+	m->connected = false;
+	m->epoch++;
+	pthread_mutex_unlock(&m->lock);
+	MQTTAsync_disconnect(m->client, &d);
+}

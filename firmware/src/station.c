@@ -1,0 +1,912 @@
+/*
+ * The station's main loop (see station.h and docs/station.md).
+ *
+ * Threads:
+ *   - one thread per bus (bus.c) emits readings into the ring;
+ *   - paho's threads deliver link events, acks and pushed configs into
+ *     small queues;
+ *   - the main thread does everything else: seals readings into spooled
+ *     batches, publishes and republishes them, applies acks and configs,
+ *     publishes the status, pets the watchdogs.
+ *
+ * Locking rules: `lock` guards the ring (ring_head, ring_n), the ack
+ * queue, the pending config and the event flags; `cond` wakes the main
+ * thread, `space` wakes bus threads waiting for room in the ring. Nothing
+ * calls into paho, SQLite or libmodbus with `lock` held. Everything else
+ * in struct station belongs to the main thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/watchdog.h>
+
+#include "agri/msg.h"
+#include "agri/time.h"
+#include "agri/topic.h"
+#include "bus.h"
+#include "agri/log.h"
+#include "mqtt.h"
+#include "spool.h"
+#include "station.h"
+#include "agri/util.h"
+
+#define RING_CAP (2 * AGRI_BATCH_MAX_READINGS)
+#define INFLIGHT_MAX 20   /* publications waiting for their PUBACK */
+#define ACK_WINDOW 64     /* batches sent and waiting for the end-to-end ack */
+#define ACKQ_MAX 1024
+#define STATUS_EVERY_MS 60000
+#define RECONNECT_BASE_MS 1000
+#define RECONNECT_CAP_MS 30000
+#define RESEND_CAP_FACTOR 8 /* resend backoff caps at 8 x ack_timeout_s */
+#define RESEND_CAP_MAX_MS (3600 * 1000)
+#define STATUS_BUF 16384
+
+enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_UP };
+
+struct station {
+	struct station_config *cfg, *cand;
+	char config_path[STATION_PATH_MAX];
+	struct spool *spool;
+	struct mqtt *mqtt;
+	struct bus *buses[STATION_BUSES_MAX];
+	size_t n_buses;
+	struct bus_sensor_stats stats[STATION_SENSORS_MAX];
+	atomic_bool maint;
+	atomic_bool stop;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond, space;
+	struct agri_reading *ring;
+	size_t ring_head, ring_n;
+	bool buses_stopping;
+	uint64_t readings_dropped;
+	struct agri_seq_range ackq[ACKQ_MAX];
+	size_t n_ackq;
+	char *cfg_msg;
+	size_t cfg_len;
+	bool cfg_pending;
+	bool ev_connected, ev_lost;
+	char lost_why[160];
+
+	/* main thread only */
+	struct agri_reading *batch;
+	char *buf;      /* encode/publish buffer, AGRI_BATCH_MAX_BYTES + 1 */
+	char *cfg_work; /* a pushed config being applied */
+	struct agri_seq_range acks[ACKQ_MAX];
+	struct agri_status status;
+	char status_buf[STATUS_BUF];
+	char topic_telemetry[AGRI_TOPIC_MAX], topic_status[AGRI_TOPIC_MAX];
+	char topic_cfg_ack[AGRI_TOPIC_MAX];
+	enum link_state link;
+	int reconnect_attempt;
+	int64_t reconnect_at;
+	uint32_t rng;
+	struct log_complaint link_complaint;
+	uint64_t fresh_floor;
+	bool alt;
+	int64_t started, next_seal, next_status;
+	bool status_dirty;
+	int wd_fd;
+	int64_t sd_wd_every_ms, next_sd_wd;
+};
+
+/* ---- systemd notify, without libsystemd ---- */
+
+static void sd_notify_msg(const char *msg)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	socklen_t sl;
+	int fd;
+
+	if (!path || !path[0] || strlen(path) >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, path, strlen(path));
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0';
+	sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	(void)sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa, sl);
+	close(fd);
+}
+
+/* ---- readings: bus threads -> ring ---- */
+
+/* Bus thread: copies one poll's readings into the ring (blocks while it
+ * is full, unless the buses are being stopped). */
+static void station_emit(void *ctx, const struct agri_reading *r, size_t n)
+{
+	struct station *st = ctx;
+
+	pthread_mutex_lock(&st->lock);
+	while (st->ring_n + n > RING_CAP && !st->buses_stopping)
+		pthread_cond_wait(&st->space, &st->lock);
+	if (st->ring_n + n > RING_CAP) {
+		st->readings_dropped += n;
+		pthread_mutex_unlock(&st->lock);
+		log_error("station", "reading ring full: readings dropped n=%zu", n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		st->ring[(st->ring_head + st->ring_n + i) % RING_CAP] = r[i];
+	st->ring_n += n;
+	if (st->ring_n >= AGRI_BATCH_MAX_READINGS)
+		pthread_cond_signal(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+}
+
+/* Main thread: seals every reading in the ring into spooled batches.
+ * Returns 0, or -errno when the spool refused a batch (the readings stay
+ * in the ring for the next try). */
+static int station_seal(struct station *st)
+{
+	for (;;) {
+		struct agri_telemetry t = {.readings = st->batch, .cap = AGRI_BATCH_MAX_READINGS};
+		size_t n;
+		int len, rc;
+
+		pthread_mutex_lock(&st->lock);
+		n = st->ring_n < AGRI_BATCH_MAX_READINGS ? st->ring_n : AGRI_BATCH_MAX_READINGS;
+		for (size_t i = 0; i < n; i++)
+			st->batch[i] = st->ring[(st->ring_head + i) % RING_CAP];
+		pthread_mutex_unlock(&st->lock);
+		if (n == 0)
+			return 0;
+		snprintf(t.station, sizeof(t.station), "%s", st->cfg->station);
+		t.seq = spool_next_seq(st->spool);
+		t.sent_at_ms = util_now_ms();
+		for (;;) {
+			t.n = n;
+			len = agri_telemetry_encode(&t, st->buf, AGRI_BATCH_MAX_BYTES + 1);
+			if (len != -ENOSPC || n == 1)
+				break;
+			n /= 2; /* over 256 KiB: seal in two */
+		}
+		if (len < 0) {
+			log_error("station", "cannot encode batch n=%zu rc=%d: readings dropped", n, len);
+			rc = 0; /* drop what cannot be encoded rather than block */
+		} else {
+			rc = spool_put(st->spool, t.seq, st->buf, (size_t)len, util_now_ms());
+			if (rc < 0) {
+				log_error("station", "cannot spool batch seq=%" PRIu64 ": %s", t.seq,
+					  strerror(-rc));
+				return rc;
+			}
+			log_debug("station", "sealed seq=%" PRIu64 " readings=%zu bytes=%d", t.seq, n,
+				  len);
+		}
+		pthread_mutex_lock(&st->lock);
+		st->ring_head = (st->ring_head + n) % RING_CAP;
+		st->ring_n -= n;
+		pthread_cond_broadcast(&st->space);
+		pthread_mutex_unlock(&st->lock);
+	}
+}
+
+/* ---- MQTT callbacks (paho threads) ---- */
+
+static void on_connected(void *ctx)
+{
+	struct station *st = ctx;
+
+	pthread_mutex_lock(&st->lock);
+	st->ev_connected = true;
+	pthread_cond_signal(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+}
+
+static void on_lost(void *ctx, const char *why)
+{
+	struct station *st = ctx;
+
+	pthread_mutex_lock(&st->lock);
+	st->ev_lost = true;
+	snprintf(st->lost_why, sizeof(st->lost_why), "%s", why);
+	pthread_cond_signal(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+}
+
+static void on_delivered(void *ctx)
+{
+	struct station *st = ctx;
+
+	pthread_mutex_lock(&st->lock);
+	pthread_cond_signal(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+}
+
+static bool topic_ends(const char *topic, const char *suffix)
+{
+	size_t a = strlen(topic), b = strlen(suffix);
+
+	return a > b && !strcmp(topic + a - b, suffix) && topic[a - b - 1] == '/';
+}
+
+static void on_message(void *ctx, const char *topic, const void *payload, size_t len)
+{
+	struct station *st = ctx;
+	struct agri_err err = {{0}, {0}};
+
+	if (topic_ends(topic, "config") && !topic_ends(topic, "config/ack")) {
+		if (len == 0)
+			return; /* retained config cleared */
+		if (len > STATION_CONFIG_MAX_BYTES) {
+			log_warn("station", "pushed config too large bytes=%zu", len);
+			return;
+		}
+		pthread_mutex_lock(&st->lock);
+		memcpy(st->cfg_msg, payload, len);
+		st->cfg_len = len;
+		st->cfg_pending = true;
+		pthread_cond_signal(&st->cond);
+		pthread_mutex_unlock(&st->lock);
+	} else if (topic_ends(topic, "ack")) {
+		struct agri_ack *a = malloc(sizeof(*a));
+		char msg[256];
+
+		if (!a)
+			return;
+		if (agri_ack_decode(payload, len, a, &err) < 0) {
+			agri_err_format(&err, msg, sizeof(msg));
+			log_warn("station", "bad ack ignored: %s", msg);
+		} else {
+			pthread_mutex_lock(&st->lock);
+			for (size_t i = 0; i < a->n && st->n_ackq < ACKQ_MAX; i++)
+				st->ackq[st->n_ackq++] = a->ranges[i];
+			pthread_cond_signal(&st->cond);
+			pthread_mutex_unlock(&st->lock);
+		}
+		free(a);
+	}
+}
+
+/* ---- buses ---- */
+
+static int station_start_buses(struct station *st)
+{
+	struct bus_sink sink = {station_emit, st};
+
+	pthread_mutex_lock(&st->lock);
+	st->buses_stopping = false;
+	pthread_mutex_unlock(&st->lock);
+	st->n_buses = 0;
+	for (size_t i = 0; i < st->cfg->n_buses; i++) {
+		struct bus *b = bus_new(st->cfg, i, st->stats, &st->maint, sink);
+
+		if (!b)
+			return -ENOMEM;
+		st->buses[st->n_buses++] = b;
+		if (bus_start(b) < 0)
+			return -EAGAIN;
+	}
+	return 0;
+}
+
+static void station_stop_buses(struct station *st)
+{
+	pthread_mutex_lock(&st->lock);
+	st->buses_stopping = true;
+	pthread_cond_broadcast(&st->space);
+	pthread_mutex_unlock(&st->lock);
+	for (size_t i = 0; i < st->n_buses; i++) {
+		bus_stop(st->buses[i]);
+		bus_free(st->buses[i]);
+		st->buses[i] = NULL;
+	}
+	st->n_buses = 0;
+}
+
+static bool station_buses_healthy(struct station *st, int64_t now)
+{
+	for (size_t i = 0; i < st->n_buses; i++) {
+		int64_t limit = 30000 + st->cfg->buses[i].timeout_ms * AGRI_PLAN_MAX;
+
+		if (now - bus_heartbeat_ms(st->buses[i]) > limit)
+			return false;
+	}
+	return true;
+}
+
+/* ---- status ---- */
+
+static void station_publish_status(struct station *st, bool online)
+{
+	struct agri_status *s = &st->status;
+	int len;
+
+	memset(s, 0, sizeof(*s));
+	snprintf(s->station, sizeof(s->station), "%s", st->cfg->station);
+	s->online = online;
+	snprintf(s->fw, sizeof(s->fw), "%s", AGRI_VERSION);
+	snprintf(s->board, sizeof(s->board), "%s", AGRI_BOARD);
+	s->config_version = st->cfg->version;
+	s->ts_ms = util_now_ms();
+	s->uptime_s = (uint64_t)((util_mono_ms() - st->started) / 1000);
+	s->spool_depth = spool_depth(st->spool);
+	s->spool_dropped = spool_dropped(st->spool);
+	s->last_seq = spool_next_seq(st->spool) - 1;
+	s->maintenance = atomic_load(&st->maint);
+	s->n_sensors = st->cfg->n_sensors;
+	for (size_t i = 0; i < st->cfg->n_sensors && i < AGRI_STATUS_SENSORS_MAX; i++) {
+		struct agri_sensor_health *h = &s->sensors[i];
+		struct bus_sensor_stats *c = &st->stats[i];
+
+		snprintf(h->name, sizeof(h->name), "%s", st->cfg->sensors[i].name);
+		snprintf(h->profile, sizeof(h->profile), "%s", st->cfg->sensors[i].profile);
+		h->reads_ok = atomic_load(&c->reads_ok);
+		h->reads_failed = atomic_load(&c->reads_failed) + atomic_load(&c->skipped);
+		h->timeouts = atomic_load(&c->timeouts);
+		h->crc_errors = atomic_load(&c->crc_errors);
+		h->exceptions = atomic_load(&c->exceptions);
+	}
+	len = agri_status_encode(s, st->status_buf, sizeof(st->status_buf));
+	if (len < 0) {
+		log_error("station", "cannot encode status rc=%d", len);
+		return;
+	}
+	if (mqtt_publish(st->mqtt, st->topic_status, st->status_buf, (size_t)len, true,
+			 false) == 0) {
+		st->status_dirty = false;
+		st->next_status = util_mono_ms() + STATUS_EVERY_MS;
+	}
+}
+
+/* ---- remote config ---- */
+
+static void station_config_ack(struct station *st, int64_t version, const char *error)
+{
+	struct agri_config_ack a = {.version = version, .applied = error == NULL};
+	char buf[512];
+	int len;
+
+	snprintf(a.station, sizeof(a.station), "%s", st->cfg->station);
+	if (error)
+		snprintf(a.error, sizeof(a.error), "%s", error);
+	len = agri_config_ack_encode(&a, buf, sizeof(buf));
+	if (len > 0)
+		mqtt_publish(st->mqtt, st->topic_cfg_ack, buf, (size_t)len, false, false);
+}
+
+/* Moves the counters of sensors that keep their name to their new index. */
+static void station_carry_stats(struct station *st, const struct station_config *old,
+				const struct station_config *neu)
+{
+	static struct bus_sensor_stats tmp[STATION_SENSORS_MAX];
+
+	memset(tmp, 0, sizeof(tmp));
+	for (size_t i = 0; i < neu->n_sensors; i++)
+		for (size_t j = 0; j < old->n_sensors; j++) {
+			if (strcmp(neu->sensors[i].name, old->sensors[j].name))
+				continue;
+#define MV(f) atomic_store(&tmp[i].f, atomic_load(&st->stats[j].f))
+			MV(reads_ok); MV(reads_failed); MV(skipped); MV(timeouts);
+			MV(crc_errors); MV(exceptions); MV(other_errors); MV(last_ok_ms);
+#undef MV
+		}
+	memcpy(st->stats, tmp, sizeof(tmp));
+}
+
+static void station_apply_config(struct station *st, const char *json, size_t len)
+{
+	struct agri_err err = {{0}, {0}};
+	char msg[640], path[STATION_PATH_MAX + 16];
+	struct station_config *old;
+	const char *what;
+	int64_t version = 0;
+	int rc;
+
+	if (agri_config_version(json, len, &version, &err) < 0) {
+		agri_err_format(&err, msg, sizeof(msg));
+		log_warn("station", "pushed config rejected: %s", msg);
+		station_config_ack(st, version, msg);
+		return;
+	}
+	if (version <= st->cfg->version) {
+		log_debug("station", "pushed config ignored version=%" PRId64 " running=%" PRId64,
+			  version, st->cfg->version);
+		return;
+	}
+	rc = station_config_parse(json, len, st->config_path, st->cand, &err);
+	if (rc == 0 && station_config_needs_restart(st->cfg, st->cand, &what)) {
+		agri_err_set(&err, what, "cannot be changed remotely (needs a new file and a restart)");
+		rc = -EINVAL;
+	}
+	if (rc < 0) {
+		agri_err_format(&err, msg, sizeof(msg));
+		log_warn("station", "pushed config rejected version=%" PRId64 ": %s", version, msg);
+		station_config_ack(st, version, msg);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/config.json", st->cfg->state_dir);
+	rc = util_write_file_atomic(path, json, len);
+	if (rc < 0) {
+		snprintf(msg, sizeof(msg), "cannot persist %s: %s", path, strerror(-rc));
+		log_error("station", "pushed config rejected: %s", msg);
+		station_config_ack(st, version, msg);
+		return;
+	}
+	/* Swap schedules: the buses finish their poll in progress; readings
+	 * already in the ring stay there and are sealed as usual. */
+	station_stop_buses(st);
+	old = st->cfg;
+	st->cfg = st->cand;
+	st->cand = old;
+	station_carry_stats(st, old, st->cfg);
+	spool_set_max_bytes(st->spool, (uint64_t)st->cfg->spool_max_mb << 20);
+	rc = station_start_buses(st);
+	if (rc < 0)
+		log_error("station", "cannot start buses: %s", strerror(-rc));
+	st->next_seal = util_mono_ms() + (int64_t)llround(st->cfg->publish_interval_s * 1000);
+	st->status_dirty = true;
+	log_info("station", "config applied version=%" PRId64 " sensors=%zu", version,
+		 st->cfg->n_sensors);
+	station_config_ack(st, version, NULL);
+}
+
+/* ---- link and publishing ---- */
+
+static void station_link_events(struct station *st, int64_t now)
+{
+	bool connected, lost;
+	char why[160];
+
+	pthread_mutex_lock(&st->lock);
+	connected = st->ev_connected;
+	lost = st->ev_lost;
+	st->ev_connected = st->ev_lost = false;
+	snprintf(why, sizeof(why), "%s", st->lost_why);
+	pthread_mutex_unlock(&st->lock);
+
+	if (lost && st->link != LINK_DOWN && !(connected && mqtt_is_connected(st->mqtt))) {
+		st->link = LINK_DOWN;
+		st->reconnect_at = now + util_backoff_ms(st->reconnect_attempt++, RECONNECT_BASE_MS,
+							 RECONNECT_CAP_MS, &st->rng);
+		log_complain(&st->link_complaint, LOG_LVL_WARN, "mqtt", "broker unreachable: %s",
+			     why);
+	}
+	if (connected && mqtt_is_connected(st->mqtt) && st->link != LINK_UP) {
+		st->link = LINK_UP;
+		st->reconnect_attempt = 0;
+		log_release(&st->link_complaint, "mqtt", "connected url=%s", st->cfg->broker.url);
+		if (!st->link_complaint.complained)
+			log_info("mqtt", "connected url=%s", st->cfg->broker.url);
+		spool_resend_all(st->spool); /* unacked batches go again */
+		st->fresh_floor = spool_next_seq(st->spool);
+		st->status_dirty = true;
+	}
+	if (st->link == LINK_UP && !mqtt_is_connected(st->mqtt)) {
+		st->link = LINK_DOWN;
+		st->reconnect_at = now + util_backoff_ms(st->reconnect_attempt++, RECONNECT_BASE_MS,
+							 RECONNECT_CAP_MS, &st->rng);
+	}
+	if (st->link == LINK_DOWN && now >= st->reconnect_at) {
+		if (mqtt_connect(st->mqtt) == 0) {
+			st->link = LINK_CONNECTING;
+		} else {
+			st->reconnect_at = now + util_backoff_ms(st->reconnect_attempt++,
+								 RECONNECT_BASE_MS,
+								 RECONNECT_CAP_MS, &st->rng);
+		}
+	}
+}
+
+/* Publishes due batches: the backlog oldest first, interleaved with the
+ * newest fresh batch, within the in-flight and ack windows. */
+static void station_publish(struct station *st, int64_t now)
+{
+	int64_t timeout_ms = (int64_t)llround(st->cfg->ack_timeout_s * 1000);
+	int64_t cap_ms = timeout_ms * RESEND_CAP_FACTOR;
+
+	if (cap_ms > RESEND_CAP_MAX_MS)
+		cap_ms = RESEND_CAP_MAX_MS;
+	if (cap_ms < timeout_ms)
+		cap_ms = timeout_ms;
+	while (st->link == LINK_UP && mqtt_inflight(st->mqtt) < INFLIGHT_MAX &&
+	       spool_outstanding(st->spool, now) < ACK_WINDOW) {
+		uint64_t seq;
+		size_t len;
+		int rc;
+
+		st->alt = !st->alt;
+		rc = spool_pick(st->spool, now, st->alt, st->alt ? st->fresh_floor : 0, &seq,
+				st->buf, AGRI_BATCH_MAX_BYTES + 1, &len);
+		if (rc == -EAGAIN && st->alt)
+			rc = spool_pick(st->spool, now, false, 0, &seq, st->buf,
+					AGRI_BATCH_MAX_BYTES + 1, &len);
+		if (rc < 0)
+			break;
+		rc = mqtt_publish(st->mqtt, st->topic_telemetry, st->buf, len, false, true);
+		if (rc < 0)
+			break;
+		spool_mark_sent(st->spool, seq, now, timeout_ms, cap_ms);
+		log_debug("station", "published seq=%" PRIu64 " bytes=%zu", seq, len);
+	}
+}
+
+static void station_take_acks(struct station *st)
+{
+	size_t n;
+
+	pthread_mutex_lock(&st->lock);
+	n = st->n_ackq;
+	memcpy(st->acks, st->ackq, n * sizeof(st->acks[0]));
+	st->n_ackq = 0;
+	pthread_mutex_unlock(&st->lock);
+	for (size_t i = 0; i < n; i++) {
+		int rc = spool_ack(st->spool, st->acks[i].first, st->acks[i].last);
+
+		if (rc > 0)
+			log_debug("station", "acked first=%" PRIu64 " last=%" PRIu64 " batches=%d",
+				  st->acks[i].first, st->acks[i].last, rc);
+	}
+}
+
+static void station_take_config(struct station *st)
+{
+	size_t len;
+
+	pthread_mutex_lock(&st->lock);
+	if (!st->cfg_pending) {
+		pthread_mutex_unlock(&st->lock);
+		return;
+	}
+	len = st->cfg_len;
+	memcpy(st->cfg_work, st->cfg_msg, len);
+	st->cfg_pending = false;
+	pthread_mutex_unlock(&st->lock);
+	station_apply_config(st, st->cfg_work, len);
+}
+
+static void station_check_maint(struct station *st)
+{
+	char path[STATION_PATH_MAX + 16];
+	bool m;
+
+	snprintf(path, sizeof(path), "%s/maintenance", st->cfg->state_dir);
+	m = access(path, F_OK) == 0;
+	if (m != atomic_load(&st->maint)) {
+		atomic_store(&st->maint, m);
+		st->status_dirty = true;
+		log_info("station", "maintenance mode %s", m ? "on" : "off");
+	}
+}
+
+static void station_watchdogs(struct station *st, int64_t now)
+{
+	if (!station_buses_healthy(st, now))
+		return; /* let the watchdog bite */
+	if (st->wd_fd >= 0)
+		(void)ioctl(st->wd_fd, WDIOC_KEEPALIVE, 0);
+	if (st->sd_wd_every_ms > 0 && now >= st->next_sd_wd) {
+		sd_notify_msg("WATCHDOG=1");
+		st->next_sd_wd = now + st->sd_wd_every_ms;
+	}
+}
+
+static void station_open_watchdog(struct station *st)
+{
+	const char *usec = getenv("WATCHDOG_USEC");
+	int t;
+
+	st->wd_fd = -1;
+	if (usec && atoll(usec) > 0)
+		st->sd_wd_every_ms = atoll(usec) / 2000;
+	if (!st->cfg->watchdog.device[0])
+		return;
+	st->wd_fd = open(st->cfg->watchdog.device, O_WRONLY | O_CLOEXEC);
+	if (st->wd_fd < 0) {
+		log_error("station", "cannot open watchdog device=%s: %s",
+			  st->cfg->watchdog.device, strerror(errno));
+		return;
+	}
+	t = (int)st->cfg->watchdog.timeout_s;
+	if (ioctl(st->wd_fd, WDIOC_SETTIMEOUT, &t) < 0)
+		log_warn("station", "watchdog timeout not set: %s", strerror(errno));
+	log_info("station", "hardware watchdog armed device=%s timeout_s=%d",
+		 st->cfg->watchdog.device, t);
+}
+
+static void station_close_watchdog(struct station *st)
+{
+	if (st->wd_fd < 0)
+		return;
+	if (write(st->wd_fd, "V", 1) != 1) /* magic close: disarm */
+		log_warn("station", "watchdog magic close failed");
+	close(st->wd_fd);
+	st->wd_fd = -1;
+}
+
+static void station_wait(struct station *st, int64_t until)
+{
+	struct timespec ts;
+	int64_t wait = until - util_mono_ms();
+
+	if (wait <= 0)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += wait / 1000;
+	ts.tv_nsec += (wait % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&st->lock);
+	if (!atomic_load(&st->stop) && !st->ev_connected && !st->ev_lost && !st->cfg_pending &&
+	    st->n_ackq == 0 && st->ring_n < AGRI_BATCH_MAX_READINGS)
+		pthread_cond_timedwait(&st->cond, &st->lock, &ts);
+	pthread_mutex_unlock(&st->lock);
+}
+
+int station_run(struct station *st)
+{
+	int64_t seal_ms = (int64_t)llround(st->cfg->publish_interval_s * 1000);
+	int rc;
+
+	st->started = util_mono_ms();
+	st->next_seal = st->started + seal_ms;
+	station_open_watchdog(st);
+	station_check_maint(st);
+	rc = station_start_buses(st);
+	if (rc < 0) {
+		log_error("station", "cannot start buses: %s", strerror(-rc));
+		station_stop_buses(st);
+		return rc;
+	}
+	log_info("station", "started station=%s sensors=%zu buses=%zu spool_depth=%" PRIu64
+		 " next_seq=%" PRIu64, st->cfg->station, st->cfg->n_sensors, st->cfg->n_buses,
+		 spool_depth(st->spool), spool_next_seq(st->spool));
+	sd_notify_msg("READY=1");
+
+	while (!atomic_load(&st->stop)) {
+		int64_t now = util_mono_ms(), until;
+		size_t ring_n;
+
+		station_link_events(st, now);
+		station_take_acks(st);
+		station_take_config(st);
+		station_check_maint(st);
+		pthread_mutex_lock(&st->lock);
+		ring_n = st->ring_n;
+		pthread_mutex_unlock(&st->lock);
+		seal_ms = (int64_t)llround(st->cfg->publish_interval_s * 1000);
+		if (now >= st->next_seal || ring_n >= AGRI_BATCH_MAX_READINGS) {
+			station_seal(st);
+			if (now >= st->next_seal)
+				st->next_seal += seal_ms * ((now - st->next_seal) / seal_ms + 1);
+		}
+		if (st->link == LINK_UP) {
+			if (st->status_dirty || now >= st->next_status)
+				station_publish_status(st, true);
+			station_publish(st, now);
+		}
+		station_watchdogs(st, now);
+
+		until = now + ((st->wd_fd >= 0 || st->sd_wd_every_ms) ? 1000 : 5000);
+		if (st->next_seal < until)
+			until = st->next_seal;
+		if (st->link == LINK_DOWN && st->reconnect_at < until)
+			until = st->reconnect_at;
+		if (st->link == LINK_UP) {
+			int64_t due = spool_next_due(st->spool);
+
+			if (st->next_status < until)
+				until = st->next_status;
+			if (due < until)
+				until = due;
+		}
+		station_wait(st, until);
+	}
+
+	log_info("station", "stopping: sealing pending readings");
+	sd_notify_msg("STOPPING=1");
+	station_seal(st);
+	station_stop_buses(st);
+	station_seal(st);
+	if (st->link == LINK_UP) {
+		station_publish_status(st, false);
+		mqtt_disconnect(st->mqtt, 1000);
+		for (int i = 0; i < 20 && mqtt_is_connected(st->mqtt); i++)
+			util_sleep_ms(50);
+	}
+	station_close_watchdog(st);
+	log_info("station", "stopped spool_depth=%" PRIu64, spool_depth(st->spool));
+	return 0;
+}
+
+void station_request_stop(struct station *st)
+{
+	atomic_store(&st->stop, true);
+	pthread_mutex_lock(&st->lock);
+	pthread_cond_broadcast(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+}
+
+int station_new(struct station_config *cfg, const char *config_path, struct station **out)
+{
+	struct mqtt_handlers h;
+	pthread_condattr_t ca;
+	struct station *st;
+	char path[STATION_PATH_MAX + 16];
+	int rc;
+
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->cfg = cfg;
+	st->wd_fd = -1;
+	snprintf(st->config_path, sizeof(st->config_path), "%s", config_path);
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&st->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&st->space, NULL);
+	atomic_init(&st->maint, false);
+	atomic_init(&st->stop, false);
+	st->rng = (uint32_t)util_now_ms() ^ (uint32_t)getpid();
+	st->cand = malloc(sizeof(*st->cand));
+	st->ring = malloc(RING_CAP * sizeof(*st->ring));
+	st->batch = malloc(AGRI_BATCH_MAX_READINGS * sizeof(*st->batch));
+	st->buf = malloc(AGRI_BATCH_MAX_BYTES + 1);
+	st->cfg_msg = malloc(STATION_CONFIG_MAX_BYTES);
+	st->cfg_work = malloc(STATION_CONFIG_MAX_BYTES);
+	if (!st->cand || !st->ring || !st->batch || !st->buf || !st->cfg_msg || !st->cfg_work) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	rc = util_mkdirs(cfg->state_dir, 0750);
+	if (rc < 0) {
+		log_error("station", "cannot create state_dir=%s: %s", cfg->state_dir,
+			  strerror(-rc));
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/spool.db", cfg->state_dir);
+	rc = spool_open(path, (uint64_t)cfg->spool_max_mb << 20, &st->spool);
+	if (rc < 0)
+		goto fail;
+	agri_topic_build(st->topic_telemetry, sizeof(st->topic_telemetry),
+			 cfg->broker.topic_prefix, AGRI_TOPIC_TELEMETRY, cfg->station);
+	agri_topic_build(st->topic_status, sizeof(st->topic_status), cfg->broker.topic_prefix,
+			 AGRI_TOPIC_STATUS, cfg->station);
+	agri_topic_build(st->topic_cfg_ack, sizeof(st->topic_cfg_ack), cfg->broker.topic_prefix,
+			 AGRI_TOPIC_CONFIG_ACK, cfg->station);
+	h = (struct mqtt_handlers){on_connected, on_lost, on_message, on_delivered, st};
+	st->mqtt = mqtt_new(cfg, &h);
+	if (!st->mqtt) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	st->link = LINK_DOWN;
+	*out = st;
+	return 0;
+fail:
+	st->cfg = NULL; /* the caller keeps cfg on failure */
+	station_free(st);
+	return rc;
+}
+
+void station_free(struct station *st)
+{
+	if (!st)
+		return;
+	mqtt_free(st->mqtt);
+	spool_close(st->spool);
+	free(st->cfg);
+	free(st->cand);
+	free(st->ring);
+	free(st->batch);
+	free(st->buf);
+	free(st->cfg_msg);
+	free(st->cfg_work);
+	pthread_cond_destroy(&st->cond);
+	pthread_cond_destroy(&st->space);
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+}
+
+bool station_config_prefer_persisted(struct station_config *cfg, const char *config_path)
+{
+	struct station_config *p;
+	struct agri_err err = {{0}, {0}};
+	char path[STATION_PATH_MAX + 16], msg[AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 8];
+	bool won = false;
+	size_t len;
+	char *buf;
+
+	snprintf(path, sizeof(path), "%s/config.json", cfg->state_dir);
+	if (util_read_file(path, STATION_CONFIG_MAX_BYTES, &buf, &len) < 0)
+		return false;
+	p = malloc(sizeof(*p));
+	if (!p) {
+		free(buf);
+		return false;
+	}
+	if (station_config_parse(buf, len, config_path, p, &err) < 0) {
+		agri_err_format(&err, msg, sizeof(msg));
+		log_warn("station", "persisted config ignored: %s: %s", path, msg);
+	} else if (p->version > cfg->version && !strcmp(p->state_dir, cfg->state_dir)) {
+		log_info("station", "using persisted config %s version=%" PRId64
+			 " (file has version=%" PRId64 ")", path, p->version, cfg->version);
+		memcpy(cfg, p, sizeof(*cfg));
+		won = true;
+	}
+	free(p);
+	free(buf);
+	return won;
+}
+
+/* ---- --once ---- */
+
+struct once_sink {
+	struct agri_reading *r;
+	size_t n, cap;
+};
+
+static void once_emit(void *ctx, const struct agri_reading *r, size_t n)
+{
+	struct once_sink *o = ctx;
+
+	for (size_t i = 0; i < n && o->n < o->cap; i++)
+		o->r[o->n++] = r[i];
+}
+
+int station_once(const struct station_config *cfg)
+{
+	struct bus_sensor_stats *stats = calloc(STATION_SENSORS_MAX, sizeof(*stats));
+	struct once_sink o = {.cap = AGRI_BATCH_MAX_READINGS};
+	struct agri_telemetry t = {.seq = 0};
+	char path[STATION_PATH_MAX + 16];
+	atomic_bool maint;
+	char *buf = malloc(AGRI_BATCH_MAX_BYTES + 1);
+	int ok = 0, len, rc = 0;
+
+	o.r = malloc(o.cap * sizeof(*o.r));
+	if (!stats || !buf || !o.r) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/maintenance", cfg->state_dir);
+	atomic_init(&maint, access(path, F_OK) == 0);
+	for (size_t i = 0; i < cfg->n_buses; i++) {
+		struct bus *b = bus_new(cfg, i, stats, &maint, (struct bus_sink){once_emit, &o});
+
+		if (!b) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		ok += bus_poll_once(b);
+		bus_free(b);
+	}
+	snprintf(t.station, sizeof(t.station), "%s", cfg->station);
+	t.sent_at_ms = util_now_ms();
+	t.readings = o.r;
+	t.n = o.n;
+	t.cap = o.cap;
+	len = agri_telemetry_encode(&t, buf, AGRI_BATCH_MAX_BYTES + 1);
+	if (len < 0) {
+		rc = len;
+		goto out;
+	}
+	fwrite(buf, 1, (size_t)len, stdout);
+	fputc('\n', stdout);
+	fflush(stdout);
+	rc = ok;
+out:
+	free(stats);
+	free(buf);
+	free(o.r);
+	return rc;
+}

@@ -1,0 +1,97 @@
+/*
+ * gateway.json (CONTRACT §9): read through tables (agri_cfg_read), then a
+ * cross-field check. Every section is validated even where a later part
+ * implements it; unknown keys are errors. Relative paths are resolved
+ * against the config file's directory; secrets (broker password, HTTP
+ * token) are read from their files here and never logged.
+ * Shared with agrictl (`agrictl config validate`).
+ */
+#ifndef GATEWAY_CONFIG_H
+#define GATEWAY_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agri/err.h"
+
+#define GW_NAME_MAX 64
+#define GW_URL_MAX 512
+#define GW_WEBHOOKS_MAX 16
+#define GW_SMTP_TO_MAX 16
+#define GW_SECRET_MAX 256
+
+struct gateway_webhook {
+	char name[GW_NAME_MAX];
+	char url[GW_URL_MAX];
+};
+
+struct gateway_config {
+	char file[PATH_MAX]; /* the config file itself */
+	struct {
+		char url[GW_URL_MAX];
+		char username[GW_NAME_MAX];
+		char password_file[PATH_MAX];
+		char password[GW_SECRET_MAX]; /* read from password_file */
+		char client_id[GW_NAME_MAX + 1];
+		char shared_group[GW_NAME_MAX]; /* "" = none */
+		char topic_prefix[65];
+		char ca_file[PATH_MAX], cert_file[PATH_MAX], key_file[PATH_MAX];
+		int64_t keepalive_s;
+		int64_t session_expiry_s;
+	} broker;
+	struct {
+		char path[PATH_MAX];
+		int64_t retention_days;
+		char synchronous[8];  /* "full" (default) | "normal" */
+		bool sync_full;
+		int64_t cache_kib;
+		int64_t queue_max;    /* messages held in memory for the writer */
+		int64_t batch_max;    /* messages per commit */
+	} db;
+	char rules_file[PATH_MAX]; /* "" = no rules */
+	struct {
+		size_t n_webhooks;
+		struct gateway_webhook webhooks[GW_WEBHOOKS_MAX];
+		bool has_smtp;
+		struct {
+			char name[GW_NAME_MAX];
+			char url[GW_URL_MAX];
+			char from[GW_NAME_MAX * 2];
+			size_t n_to;
+			char to[GW_SMTP_TO_MAX][GW_NAME_MAX * 2];
+			char username[GW_NAME_MAX];
+			char password_file[PATH_MAX];
+		} smtp;
+	} notify;
+	struct {
+		bool has_postgres;
+		char postgres_conninfo[GW_URL_MAX];
+		bool has_sensorthings;
+		char sensorthings_url[GW_URL_MAX];
+	} upstream;
+	struct {
+		bool enabled;
+		char listen[GW_NAME_MAX];
+		char host[GW_NAME_MAX];
+		int port;
+		char token_file[PATH_MAX];
+		char token[GW_SECRET_MAX]; /* read from token_file */
+	} http;
+	struct {
+		bool enabled; /* default true */
+	} forecast;
+};
+
+/* Fills *cfg with the defaults (what an absent key means). */
+void gateway_config_defaults(struct gateway_config *cfg);
+
+/*
+ * Loads and validates path into *cfg. Returns 0, or a negative errno with
+ * *err set to the failing path and reason (print "FILE: path: reason",
+ * exit 78). Reads the secret files it names.
+ */
+int gateway_config_load(const char *path, struct gateway_config *cfg,
+			struct agri_err *err);
+
+#endif

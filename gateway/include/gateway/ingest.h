@@ -1,0 +1,102 @@
+/*
+ * Ingest: the path from an MQTT message to a committed row and its
+ * end-to-end ack (CONTRACT §2-§4, docs/gateway.md).
+ *
+ *   paho thread --ingest_offer()--> bounded queue --> writer thread:
+ *     take a batch of messages -> validate (protocols codecs) -> store
+ *     readings / dead letters / status in one transaction -> hooks stage
+ *     their own rows -> COMMIT -> publish one ack per station -> hooks'
+ *     on_commit (notifiers, forwarders wake up).
+ *
+ * Nothing is acked before its commit. When the store fails (disk full,
+ * locked, I/O error) the batch is rolled back and retried with backoff;
+ * the queue then fills and ingest_offer() holds the paho thread, then
+ * leaves messages to paho: nothing is dropped.
+ *
+ * Later parts attach alert evaluation and forwarders as hooks.
+ */
+#ifndef GATEWAY_INGEST_H
+#define GATEWAY_INGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agri/msg.h"
+#include "gateway/health.h"
+
+struct store;
+struct ingest;
+
+/* Sends an ack (QoS 1). Called by the writer thread after a commit.
+ * Returns 0, or a negative errno (-ENOTCONN when offline: the station
+ * will resend and be acked again). */
+struct ingest_publisher {
+	void *ctx;
+	int (*publish)(void *ctx, const char *topic, const void *payload,
+		       size_t len);
+};
+
+/*
+ * A stage of the pipeline after the store (alert engine, forwarders). All
+ * callbacks run on the writer thread; any may be NULL.
+ * on_telemetry/on_status run inside the batch's transaction (write your
+ * own tables through store_db()); returning a negative errno rolls the
+ * whole batch back and it is retried. fresh[i] tells whether
+ * t->readings[i] was new (false: a redelivered duplicate).
+ * on_commit runs after the commit and the acks; on_rollback after a
+ * failed batch (forget what was staged).
+ */
+struct ingest_hook {
+	const char *name;
+	void *ctx;
+	int (*on_telemetry)(void *ctx, struct store *st,
+			    const struct agri_telemetry *t, const bool *fresh,
+			    int64_t received_ms);
+	int (*on_status)(void *ctx, struct store *st,
+			 const struct agri_status *s, int64_t received_ms);
+	void (*on_commit)(void *ctx);
+	void (*on_rollback)(void *ctx);
+};
+
+#define INGEST_HOOKS_MAX 8
+
+struct ingest_options {
+	const char *topic_prefix;  /* default agri/v1 */
+	size_t queue_max;          /* messages; default 4096 */
+	size_t queue_bytes_max;    /* payload bytes; default 8 MiB */
+	size_t batch_max;          /* messages per commit; default 256 */
+	int retention_days;        /* 0: keep raw readings forever */
+	int64_t full_wait_ms;      /* how long ingest_offer() waits for room; default 5000 */
+};
+
+struct ingest *ingest_new(struct store *st, const struct ingest_options *opt,
+			  const struct ingest_publisher *pub,
+			  struct gateway_health *health);
+/* Before ingest_start(). Returns 0 or -ENOSPC. */
+int ingest_add_hook(struct ingest *in, const struct ingest_hook *hook);
+int ingest_start(struct ingest *in);
+
+/*
+ * Takes a copy of a message (paho thread). Returns 1 when queued, 0 when
+ * not (queue full for full_wait_ms, or shutting down: the caller keeps
+ * the message; paho redelivers it). During shutdown it blocks until
+ * ingest_release().
+ */
+int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
+		 const void *payload, size_t len);
+
+/* Waits until the queue is empty and the writer idle, up to timeout_ms.
+ * Returns 0 or -ETIMEDOUT. For tests and benchmarks. */
+int ingest_flush(struct ingest *in, int64_t timeout_ms);
+
+/* Shutdown: refuses new messages, commits and acks what is queued (up to
+ * deadline_ms on the monotonic clock), stops the writer thread. */
+void ingest_stop(struct ingest *in, int64_t deadline_ms);
+/* Wakes the ingest_offer() calls held during shutdown (they return 0);
+ * call after the broker connection is closed. */
+void ingest_release(struct ingest *in);
+/* Frees; accepts NULL. Stops first if needed. */
+void ingest_free(struct ingest *in);
+
+#endif

@@ -1,0 +1,485 @@
+/*
+ * gateway.json reader (see config.h). Each section is a table of fields
+ * read by agri_cfg_read(); sections and arrays are CUSTOM fields whose
+ * parsers read their own tables. Offsets are all relative to struct
+ * gateway_config, so a section parser receives the whole config. The
+ * cross-field checks, path resolution and secret reads come after.
+ */
+#include "gateway/config.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agri/json.h"
+#include "agri/msg.h"
+#include "agri/topic.h"
+#include "agri/util.h"
+
+#define CFG_FILE_MAX (1024 * 1024)
+#define OFF(m) offsetof(struct gateway_config, m)
+#define SZ(m) sizeof(((struct gateway_config *)0)->m)
+#define STR(k, m, req) {.key = k, .type = AGRI_CFG_STR, .required = req, .offset = OFF(m), .size = SZ(m)}
+#define INT(k, m, lo, hi) {.key = k, .type = AGRI_CFG_INT, .offset = OFF(m), .min = lo, .max = hi}
+#define BOOL(k, m) {.key = k, .type = AGRI_CFG_BOOL, .offset = OFF(m)}
+#define SECTION(k, fn, req) {.key = k, .type = AGRI_CFG_CUSTOM, .required = req, .offset = 0, .parse = fn}
+#define N(t) (sizeof(t) / sizeof(t[0]))
+
+void gateway_config_defaults(struct gateway_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->broker.client_id, sizeof(c->broker.client_id), "agri-gateway");
+	snprintf(c->broker.topic_prefix, sizeof(c->broker.topic_prefix), "%s",
+		 AGRI_TOPIC_PREFIX_DEFAULT);
+	c->broker.keepalive_s = 30;
+	c->broker.session_expiry_s = 7 * 86400;
+	c->db.retention_days = 400;
+	snprintf(c->db.synchronous, sizeof(c->db.synchronous), "full");
+	c->db.cache_kib = 4096;
+	c->db.queue_max = 4096;
+	c->db.batch_max = 256;
+	snprintf(c->http.listen, sizeof(c->http.listen), "127.0.0.1:8080");
+	c->forecast.enabled = true;
+}
+
+static const struct agri_cfg_field broker_fields[] = {
+	STR("url", broker.url, true),
+	STR("username", broker.username, false),
+	STR("password_file", broker.password_file, false),
+	STR("client_id", broker.client_id, false),
+	STR("shared_group", broker.shared_group, false),
+	STR("topic_prefix", broker.topic_prefix, false),
+	STR("ca_file", broker.ca_file, false),
+	STR("cert_file", broker.cert_file, false),
+	STR("key_file", broker.key_file, false),
+	INT("keepalive_s", broker.keepalive_s, 5, 3600),
+	INT("session_expiry_s", broker.session_expiry_s, 60, 4294967295.0),
+};
+
+static const struct agri_cfg_field db_fields[] = {
+	STR("path", db.path, true),
+	INT("retention_days", db.retention_days, 1, 36500),
+	STR("synchronous", db.synchronous, false),
+	INT("cache_kib", db.cache_kib, 256, 1048576),
+	INT("queue_max", db.queue_max, 16, 1000000),
+	INT("batch_max", db.batch_max, 1, 10000),
+};
+
+static int read_section(const cJSON *item, void *cfg, const char *path,
+			struct agri_err *err, const struct agri_cfg_field *f,
+			size_t n)
+{
+	return agri_cfg_read(item, path, f, n, cfg, false, err);
+}
+
+static int parse_broker(const cJSON *item, void *cfg, const char *path,
+			struct agri_err *err)
+{
+	return read_section(item, cfg, path, err, broker_fields, N(broker_fields));
+}
+
+static int parse_db(const cJSON *item, void *cfg, const char *path,
+		    struct agri_err *err)
+{
+	return read_section(item, cfg, path, err, db_fields, N(db_fields));
+}
+
+static const struct agri_cfg_field webhook_fields[] = {
+	{.key = "name", .type = AGRI_CFG_STR, .required = true,
+	 .offset = offsetof(struct gateway_webhook, name), .size = GW_NAME_MAX},
+	{.key = "url", .type = AGRI_CFG_STR, .required = true,
+	 .offset = offsetof(struct gateway_webhook, url), .size = GW_URL_MAX},
+};
+
+static int parse_webhooks(const cJSON *item, void *cfgp, const char *path,
+			  struct agri_err *err)
+{
+	struct gateway_config *cfg = cfgp;
+	char sub[AGRI_ERR_PATH_MAX];
+	const cJSON *e;
+	int i = 0, rc;
+
+	if (!cJSON_IsArray(item)) {
+		agri_err_set(err, path, "expected an array");
+		return -EINVAL;
+	}
+	cJSON_ArrayForEach(e, item) {
+		if (i >= GW_WEBHOOKS_MAX) {
+			agri_err_set(err, path, "more than %d webhooks", GW_WEBHOOKS_MAX);
+			return -EINVAL;
+		}
+		agri_path_index(sub, sizeof(sub), path, i);
+		rc = agri_cfg_read(e, sub, webhook_fields, N(webhook_fields),
+				   &cfg->notify.webhooks[i], false, err);
+		if (rc < 0)
+			return rc;
+		i++;
+	}
+	cfg->notify.n_webhooks = (size_t)i;
+	return 0;
+}
+
+static int parse_smtp_to(const cJSON *item, void *cfgp, const char *path,
+			 struct agri_err *err)
+{
+	struct gateway_config *cfg = cfgp;
+	char sub[AGRI_ERR_PATH_MAX];
+	const cJSON *e;
+	size_t i = 0;
+
+	if (!cJSON_IsArray(item)) {
+		agri_err_set(err, path, "expected an array of addresses");
+		return -EINVAL;
+	}
+	cJSON_ArrayForEach(e, item) {
+		agri_path_index(sub, sizeof(sub), path, (int)i);
+		if (i >= GW_SMTP_TO_MAX) {
+			agri_err_set(err, sub, "more than %d recipients", GW_SMTP_TO_MAX);
+			return -EINVAL;
+		}
+		if (!cJSON_IsString(e) || !strchr(e->valuestring, '@') ||
+		    strlen(e->valuestring) >= sizeof(cfg->notify.smtp.to[0])) {
+			agri_err_set(err, sub, "expected an e-mail address");
+			return -EINVAL;
+		}
+		snprintf(cfg->notify.smtp.to[i], sizeof(cfg->notify.smtp.to[i]), "%s",
+			 e->valuestring);
+		i++;
+	}
+	cfg->notify.smtp.n_to = i;
+	return 0;
+}
+
+static const struct agri_cfg_field smtp_fields[] = {
+	STR("name", notify.smtp.name, true),
+	STR("url", notify.smtp.url, true),
+	STR("from", notify.smtp.from, true),
+	SECTION("to", parse_smtp_to, true),
+	STR("username", notify.smtp.username, false),
+	STR("password_file", notify.smtp.password_file, false),
+};
+
+static int parse_smtp(const cJSON *item, void *cfgp, const char *path,
+		      struct agri_err *err)
+{
+	struct gateway_config *cfg = cfgp;
+
+	if (cJSON_IsNull(item))
+		return 0;
+	cfg->notify.has_smtp = true;
+	return read_section(item, cfg, path, err, smtp_fields, N(smtp_fields));
+}
+
+static const struct agri_cfg_field notify_fields[] = {
+	SECTION("webhooks", parse_webhooks, false),
+	SECTION("smtp", parse_smtp, false),
+};
+
+static int parse_notify(const cJSON *item, void *cfg, const char *path,
+			struct agri_err *err)
+{
+	if (cJSON_IsNull(item))
+		return 0;
+	return read_section(item, cfg, path, err, notify_fields, N(notify_fields));
+}
+
+static const struct agri_cfg_field postgres_fields[] = {
+	STR("conninfo", upstream.postgres_conninfo, true),
+};
+static const struct agri_cfg_field sensorthings_fields[] = {
+	STR("url", upstream.sensorthings_url, true),
+};
+
+static int parse_postgres(const cJSON *item, void *cfgp, const char *path,
+			  struct agri_err *err)
+{
+	struct gateway_config *cfg = cfgp;
+
+	if (cJSON_IsNull(item))
+		return 0;
+	cfg->upstream.has_postgres = true;
+	return read_section(item, cfg, path, err, postgres_fields, N(postgres_fields));
+}
+
+static int parse_sensorthings(const cJSON *item, void *cfgp, const char *path,
+			      struct agri_err *err)
+{
+	struct gateway_config *cfg = cfgp;
+
+	if (cJSON_IsNull(item))
+		return 0;
+	cfg->upstream.has_sensorthings = true;
+	return read_section(item, cfg, path, err, sensorthings_fields,
+			    N(sensorthings_fields));
+}
+
+static const struct agri_cfg_field upstream_fields[] = {
+	SECTION("postgres", parse_postgres, false),
+	SECTION("sensorthings", parse_sensorthings, false),
+};
+
+static int parse_upstream(const cJSON *item, void *cfg, const char *path,
+			  struct agri_err *err)
+{
+	if (cJSON_IsNull(item))
+		return 0;
+	return read_section(item, cfg, path, err, upstream_fields, N(upstream_fields));
+}
+
+static const struct agri_cfg_field http_fields[] = {
+	STR("listen", http.listen, false),
+	STR("token_file", http.token_file, false),
+};
+
+static int parse_http(const cJSON *item, void *cfgp, const char *path,
+		      struct agri_err *err)
+{
+	struct gateway_config *cfg = cfgp;
+
+	if (cJSON_IsNull(item))
+		return 0;
+	cfg->http.enabled = true;
+	return read_section(item, cfg, path, err, http_fields, N(http_fields));
+}
+
+static const struct agri_cfg_field forecast_fields[] = {
+	BOOL("enabled", forecast.enabled),
+};
+
+static int parse_forecast(const cJSON *item, void *cfg, const char *path,
+			  struct agri_err *err)
+{
+	if (cJSON_IsNull(item))
+		return 0;
+	return read_section(item, cfg, path, err, forecast_fields, N(forecast_fields));
+}
+
+static const struct agri_cfg_field top_fields[] = {
+	SECTION("broker", parse_broker, true),
+	SECTION("db", parse_db, true),
+	STR("rules_file", rules_file, false),
+	SECTION("notify", parse_notify, false),
+	SECTION("upstream", parse_upstream, false),
+	SECTION("http", parse_http, false),
+	SECTION("forecast", parse_forecast, false),
+};
+
+/* --- cross-field checks ----------------------------------------------- */
+
+static bool has_scheme(const char *url, const char *const *schemes)
+{
+	for (; *schemes; schemes++) {
+		size_t n = strlen(*schemes);
+
+		if (strncmp(url, *schemes, n) == 0 && url[n] != '\0' && url[n] != '/')
+			return true;
+	}
+	return false;
+}
+
+static int resolve(const struct gateway_config *cfg, char *path, size_t len,
+		   const char *what, struct agri_err *err)
+{
+	char tmp[PATH_MAX];
+
+	if (!path[0])
+		return 0;
+	if (util_path_relative_to(tmp, sizeof(tmp), cfg->file, path) < 0 ||
+	    strlen(tmp) >= len) {
+		agri_err_set(err, what, "path too long");
+		return -EINVAL;
+	}
+	memcpy(path, tmp, strlen(tmp) + 1);
+	return 0;
+}
+
+static int read_secret(const char *file, char *out, size_t len, const char *what,
+		       struct agri_err *err)
+{
+	int rc = util_read_secret(file, out, len);
+
+	if (rc == -EINVAL)
+		agri_err_set(err, what, "%s is empty", file);
+	else if (rc < 0)
+		agri_err_set(err, what, "cannot read %s: %s", file, strerror(-rc));
+	return rc < 0 ? -EINVAL : 0;
+}
+
+static bool client_id_valid(const char *id)
+{
+	size_t n = strlen(id);
+
+	if (n == 0 || n > GW_NAME_MAX)
+		return false;
+	for (; *id; id++)
+		if (!((*id >= 'a' && *id <= 'z') || (*id >= 'A' && *id <= 'Z') ||
+		      (*id >= '0' && *id <= '9') || strchr("_-.", *id)))
+			return false;
+	return true;
+}
+
+static int check(struct gateway_config *cfg, struct agri_err *err)
+{
+	static const char *const mqtt_schemes[] = {"tcp://", "mqtt://", "ssl://",
+						   "mqtts://", "ws://", "wss://", NULL};
+	static const char *const http_schemes[] = {"http://", "https://", NULL};
+	static const char *const smtp_schemes[] = {"smtp://", "smtps://", NULL};
+	char *colon, *end;
+	long port;
+	int rc;
+
+	if (!has_scheme(cfg->broker.url, mqtt_schemes)) {
+		agri_err_set(err, "broker.url", "expected tcp://HOST:PORT (or mqtt, ssl, mqtts, ws, wss)");
+		return -EINVAL;
+	}
+	if (!client_id_valid(cfg->broker.client_id)) {
+		agri_err_set(err, "broker.client_id", "expected 1-%d of [A-Za-z0-9_.-]", GW_NAME_MAX);
+		return -EINVAL;
+	}
+	if (cfg->broker.shared_group[0] && !agri_ident_valid(cfg->broker.shared_group)) {
+		agri_err_set(err, "broker.shared_group", "expected 1-32 of [A-Za-z0-9_-]");
+		return -EINVAL;
+	}
+	if (!agri_topic_prefix_valid(cfg->broker.topic_prefix)) {
+		agri_err_set(err, "broker.topic_prefix", "not a valid topic prefix");
+		return -EINVAL;
+	}
+	if (cfg->broker.password_file[0] && !cfg->broker.username[0]) {
+		agri_err_set(err, "broker.password_file", "needs broker.username");
+		return -EINVAL;
+	}
+	if (strcmp(cfg->db.synchronous, "full") == 0) {
+		cfg->db.sync_full = true;
+	} else if (strcmp(cfg->db.synchronous, "normal") == 0) {
+		cfg->db.sync_full = false;
+	} else {
+		agri_err_set(err, "db.synchronous", "expected \"full\" or \"normal\"");
+		return -EINVAL;
+	}
+	if (!cfg->db.path[0]) {
+		agri_err_set(err, "db.path", "must not be empty");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < cfg->notify.n_webhooks; i++) {
+		char p[AGRI_ERR_PATH_MAX];
+		const struct gateway_webhook *w = &cfg->notify.webhooks[i];
+
+		snprintf(p, sizeof(p), "notify.webhooks[%zu].url", i);
+		if (!has_scheme(w->url, http_schemes)) {
+			agri_err_set(err, p, "expected an http:// or https:// URL");
+			return -EINVAL;
+		}
+		snprintf(p, sizeof(p), "notify.webhooks[%zu].name", i);
+		if (!agri_ident_valid(w->name)) {
+			agri_err_set(err, p, "expected 1-32 of [A-Za-z0-9_-]");
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(cfg->notify.webhooks[j].name, w->name) == 0) {
+				agri_err_set(err, p, "duplicate channel name \"%s\"", w->name);
+				return -EINVAL;
+			}
+		}
+		if (cfg->notify.has_smtp && strcmp(cfg->notify.smtp.name, w->name) == 0) {
+			agri_err_set(err, "notify.smtp.name", "duplicate channel name \"%s\"", w->name);
+			return -EINVAL;
+		}
+	}
+	if (cfg->notify.has_smtp) {
+		if (!agri_ident_valid(cfg->notify.smtp.name)) {
+			agri_err_set(err, "notify.smtp.name", "expected 1-32 of [A-Za-z0-9_-]");
+			return -EINVAL;
+		}
+		if (!has_scheme(cfg->notify.smtp.url, smtp_schemes)) {
+			agri_err_set(err, "notify.smtp.url", "expected an smtp:// or smtps:// URL");
+			return -EINVAL;
+		}
+		if (!strchr(cfg->notify.smtp.from, '@')) {
+			agri_err_set(err, "notify.smtp.from", "expected an e-mail address");
+			return -EINVAL;
+		}
+		if (cfg->notify.smtp.n_to == 0) {
+			agri_err_set(err, "notify.smtp.to", "needs at least one recipient");
+			return -EINVAL;
+		}
+	}
+	if (cfg->upstream.has_postgres && !cfg->upstream.postgres_conninfo[0]) {
+		agri_err_set(err, "upstream.postgres.conninfo", "must not be empty");
+		return -EINVAL;
+	}
+	if (cfg->upstream.has_sensorthings &&
+	    !has_scheme(cfg->upstream.sensorthings_url, http_schemes)) {
+		agri_err_set(err, "upstream.sensorthings.url", "expected an http:// or https:// URL");
+		return -EINVAL;
+	}
+	if (cfg->http.enabled) {
+		colon = strrchr(cfg->http.listen, ':');
+		if (!colon || colon == cfg->http.listen ||
+		    (size_t)(colon - cfg->http.listen) >= sizeof(cfg->http.host)) {
+			agri_err_set(err, "http.listen", "expected HOST:PORT");
+			return -EINVAL;
+		}
+		errno = 0;
+		port = strtol(colon + 1, &end, 10);
+		if (errno || *end || end == colon + 1 || port < 1 || port > 65535) {
+			agri_err_set(err, "http.listen", "port must be 1-65535");
+			return -EINVAL;
+		}
+		memcpy(cfg->http.host, cfg->http.listen, (size_t)(colon - cfg->http.listen));
+		cfg->http.host[colon - cfg->http.listen] = '\0';
+		cfg->http.port = (int)port;
+	}
+	/* Paths relative to the config file, then the secrets they name. */
+	if ((rc = resolve(cfg, cfg->broker.password_file, sizeof(cfg->broker.password_file), "broker.password_file", err)) ||
+	    (rc = resolve(cfg, cfg->broker.ca_file, sizeof(cfg->broker.ca_file), "broker.ca_file", err)) ||
+	    (rc = resolve(cfg, cfg->broker.cert_file, sizeof(cfg->broker.cert_file), "broker.cert_file", err)) ||
+	    (rc = resolve(cfg, cfg->broker.key_file, sizeof(cfg->broker.key_file), "broker.key_file", err)) ||
+	    (rc = resolve(cfg, cfg->db.path, sizeof(cfg->db.path), "db.path", err)) ||
+	    (rc = resolve(cfg, cfg->rules_file, sizeof(cfg->rules_file), "rules_file", err)) ||
+	    (rc = resolve(cfg, cfg->notify.smtp.password_file, sizeof(cfg->notify.smtp.password_file), "notify.smtp.password_file", err)) ||
+	    (rc = resolve(cfg, cfg->http.token_file, sizeof(cfg->http.token_file), "http.token_file", err)))
+		return rc;
+	if (cfg->broker.password_file[0] &&
+	    read_secret(cfg->broker.password_file, cfg->broker.password,
+			sizeof(cfg->broker.password), "broker.password_file", err))
+		return -EINVAL;
+	if (cfg->http.enabled && cfg->http.token_file[0] &&
+	    read_secret(cfg->http.token_file, cfg->http.token, sizeof(cfg->http.token),
+			"http.token_file", err))
+		return -EINVAL;
+	return 0;
+}
+
+int gateway_config_load(const char *path, struct gateway_config *cfg,
+			struct agri_err *err)
+{
+	cJSON *root = NULL;
+	char *buf = NULL;
+	size_t len;
+	int rc;
+
+	gateway_config_defaults(cfg);
+	if (strlen(path) >= sizeof(cfg->file)) {
+		agri_err_set(err, "", "path too long");
+		return -ENAMETOOLONG;
+	}
+	snprintf(cfg->file, sizeof(cfg->file), "%s", path);
+	rc = util_read_file(path, CFG_FILE_MAX, &buf, &len);
+	if (rc < 0) {
+		agri_err_set(err, "", "cannot read: %s", strerror(-rc));
+		return rc;
+	}
+	rc = agri_json_parse(buf, len, CFG_FILE_MAX, AGRI_JSON_DEPTH_MAX, &root, err);
+	if (rc < 0)
+		goto out;
+	rc = agri_cfg_read(root, "", top_fields, N(top_fields), cfg, false, err);
+	if (rc < 0)
+		goto out;
+	rc = check(cfg, err);
+out:
+	cJSON_Delete(root);
+	free(buf);
+	return rc < 0 ? rc : 0;
+}

@@ -1,0 +1,179 @@
+/*
+ * Wiring of the gateway's parts (see gateway.h) and the main thread's
+ * loop. Shutdown order: the ingest stops taking messages (holding paho's
+ * delivery thread), drains and commits its queue and sends the acks; then
+ * the broker disconnects, keeping the session, so what paho was holding
+ * is still un-PUBACKed at the broker and is delivered again next time.
+ */
+#include "gateway/gateway.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agri/log.h"
+#include "agri/util.h"
+#include "gateway/broker.h"
+#include "gateway/store.h"
+
+#define LOG "gateway"
+#define TICK_MS 100
+#define CHECKPOINT_EVERY_MS 1000
+#define STATS_EVERY_MS 60000
+
+struct gateway {
+	const struct gateway_config *cfg;
+	struct gateway_health health;
+	struct store *store;
+	struct ingest *ingest;
+	struct broker *broker;
+	bool started, stopped;
+};
+
+/* The ingest's ack publisher: through the broker, once it exists. */
+static int publish(void *ctx, const char *topic, const void *payload, size_t len)
+{
+	struct gateway *gw = ctx;
+
+	return gw->broker ? broker_publish(gw->broker, topic, payload, len) : -ENOTCONN;
+}
+
+static int offer(void *ctx, const char *topic, size_t topic_len,
+		 const void *payload, size_t len)
+{
+	return ingest_offer(ctx, topic, topic_len, payload, len);
+}
+
+struct gateway *gateway_new(const struct gateway_config *cfg, int *err)
+{
+	struct gateway *gw = calloc(1, sizeof(*gw));
+	struct store_options so = {
+		.sync_full = cfg->db.sync_full,
+		.track_gaps = cfg->broker.shared_group[0] == '\0',
+		.cache_kib = (int)cfg->db.cache_kib,
+	};
+	struct ingest_options io = {
+		.topic_prefix = cfg->broker.topic_prefix,
+		.queue_max = (size_t)cfg->db.queue_max,
+		.batch_max = (size_t)cfg->db.batch_max,
+		.retention_days = (int)cfg->db.retention_days,
+	};
+	struct ingest_publisher pub = {.publish = publish, .ctx = gw};
+
+	if (!gw) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	gw->cfg = cfg;
+	atomic_store(&gw->health.db_writable, true);
+	gw->store = store_open(cfg->db.path, &so, err);
+	if (!gw->store) {
+		log_error(LOG, "cannot open the database path=%s error=\"%s\"", cfg->db.path,
+			  *err == -EPROTO ? "written by a newer agri-gateway" : strerror(-*err));
+		goto fail;
+	}
+	gw->ingest = ingest_new(gw->store, &io, &pub, &gw->health);
+	if (!gw->ingest) {
+		*err = -ENOMEM;
+		goto fail;
+	}
+	gw->broker = broker_new(cfg, &gw->health, offer, gw->ingest);
+	if (!gw->broker) {
+		*err = -ENOMEM;
+		goto fail;
+	}
+	return gw;
+fail:
+	gateway_free(gw);
+	return NULL;
+}
+
+int gateway_add_hook(struct gateway *gw, const struct ingest_hook *hook)
+{
+	return ingest_add_hook(gw->ingest, hook);
+}
+
+int gateway_start(struct gateway *gw)
+{
+	int rc = ingest_start(gw->ingest);
+
+	if (rc < 0)
+		return rc;
+	gw->started = true;
+	log_info(LOG, "started db=%s synchronous=%s shared_group=%s", gw->cfg->db.path,
+		 gw->cfg->db.sync_full ? "full" : "normal",
+		 gw->cfg->broker.shared_group[0] ? gw->cfg->broker.shared_group : "-");
+	return broker_start(gw->broker);
+}
+
+static void log_stats(struct gateway *gw)
+{
+	struct gateway_health *h = &gw->health;
+
+	log_info(LOG, "stats received=%llu stored=%llu duplicates=%llu dead_letters=%llu"
+		 " acks=%llu commits=%llu commit_failures=%llu connected=%d db_writable=%d",
+		 (unsigned long long)atomic_load(&h->received),
+		 (unsigned long long)atomic_load(&h->readings_stored),
+		 (unsigned long long)atomic_load(&h->readings_duplicate),
+		 (unsigned long long)atomic_load(&h->dead_letters),
+		 (unsigned long long)atomic_load(&h->acks_sent),
+		 (unsigned long long)atomic_load(&h->commits),
+		 (unsigned long long)atomic_load(&h->commit_failures),
+		 (int)atomic_load(&h->connected), (int)atomic_load(&h->db_writable));
+}
+
+void gateway_run(struct gateway *gw, volatile sig_atomic_t *stop)
+{
+	int64_t next_ckpt = 0, next_stats = util_mono_ms() + STATS_EVERY_MS;
+
+	while (!*stop) {
+		int64_t now = util_mono_ms();
+
+		broker_tick(gw->broker);
+		if (now >= next_ckpt) {
+			store_checkpoint(gw->store); /* failures show up in commits */
+			next_ckpt = now + CHECKPOINT_EVERY_MS;
+		}
+		if (now >= next_stats) {
+			log_stats(gw);
+			next_stats = now + STATS_EVERY_MS;
+		}
+		util_sleep_ms(TICK_MS);
+	}
+}
+
+void gateway_stop(struct gateway *gw, int64_t budget_ms)
+{
+	int64_t t0 = util_mono_ms();
+
+	if (!gw || gw->stopped)
+		return;
+	gw->stopped = true;
+	if (gw->started) {
+		ingest_stop(gw->ingest, t0 + budget_ms * 6 / 10);
+		broker_disconnect(gw->broker, 200);
+		ingest_release(gw->ingest);
+		log_stats(gw);
+	}
+}
+
+void gateway_free(struct gateway *gw)
+{
+	if (!gw)
+		return;
+	gateway_stop(gw, 3000);
+	broker_free(gw->broker);
+	ingest_free(gw->ingest);
+	store_close(gw->store);
+	free(gw);
+}
+
+struct gateway_health *gateway_health(struct gateway *gw)
+{
+	return &gw->health;
+}
+
+struct ingest *gateway_ingest(struct gateway *gw)
+{
+	return gw->ingest;
+}

@@ -1,0 +1,578 @@
+/*
+ * Ingest queue and writer thread (see ingest.h). Locking rules: `mu`
+ * guards the ring (q, head, count, bytes) and the flags stopping,
+ * released and busy; the writer thread alone touches the store, the
+ * decode buffers and the ack list. Health counters are atomics.
+ */
+#include "gateway/ingest.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agri/log.h"
+#include "agri/topic.h"
+#include "agri/util.h"
+#include "gateway/store.h"
+
+#define LOG "ingest"
+#define BATCH_BYTES_MAX (1024 * 1024)
+#define RETENTION_EVERY_MS 1000
+#define RETENTION_ROWS 2000
+
+struct msg {
+	int64_t received_ms;
+	size_t len;      /* payload bytes */
+	char *topic;     /* NUL-terminated, inside the same allocation */
+	char payload[];  /* len bytes + NUL */
+};
+
+struct ack_pair {
+	char station[AGRI_ID_MAX + 1];
+	uint64_t seq;
+};
+
+struct counts {
+	uint64_t batches, stored, dup, status, dead;
+};
+
+struct ingest {
+	struct store *st;
+	struct ingest_options opt;
+	char prefix[65];
+	struct ingest_publisher pub;
+	struct gateway_health *health;
+	struct ingest_hook hooks[INGEST_HOOKS_MAX];
+	size_t n_hooks;
+
+	pthread_mutex_t mu;
+	pthread_cond_t not_empty, not_full, idle, released_cv;
+	struct msg **q;
+	size_t head, count, bytes;
+	bool stopping, released, busy, started;
+	int64_t deadline_ms; /* monotonic: give up retrying after it */
+	pthread_t thread;
+
+	/* writer thread only */
+	struct msg **batch;
+	struct agri_reading *readings;
+	bool *fresh;
+	struct ack_pair *acks;
+	size_t n_acks;
+	struct agri_ack ack;
+	struct counts c;
+	struct log_complaint db_complaint;
+	uint32_t rng;
+	int64_t next_retention_ms;
+};
+
+/* --- queue ------------------------------------------------------------ */
+
+static void timespec_in(struct timespec *ts, int64_t ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static int cond_init_mono(pthread_cond_t *c)
+{
+	pthread_condattr_t a;
+	int rc;
+
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	rc = pthread_cond_init(c, &a);
+	pthread_condattr_destroy(&a);
+	return -rc;
+}
+
+struct ingest *ingest_new(struct store *st, const struct ingest_options *opt,
+			  const struct ingest_publisher *pub,
+			  struct gateway_health *health)
+{
+	struct ingest *in = calloc(1, sizeof(*in));
+
+	if (!in)
+		return NULL;
+	in->st = st;
+	if (opt)
+		in->opt = *opt;
+	snprintf(in->prefix, sizeof(in->prefix), "%s",
+		 in->opt.topic_prefix ? in->opt.topic_prefix : AGRI_TOPIC_PREFIX_DEFAULT);
+	in->opt.topic_prefix = in->prefix;
+	if (!in->opt.queue_max)
+		in->opt.queue_max = 4096;
+	if (!in->opt.queue_bytes_max)
+		in->opt.queue_bytes_max = 8u << 20;
+	if (!in->opt.batch_max)
+		in->opt.batch_max = 256;
+	if (in->opt.full_wait_ms <= 0)
+		in->opt.full_wait_ms = 5000;
+	if (pub)
+		in->pub = *pub;
+	in->health = health;
+	in->rng = (uint32_t)util_now_ms() | 1u;
+	pthread_mutex_init(&in->mu, NULL);
+	cond_init_mono(&in->not_empty);
+	cond_init_mono(&in->not_full);
+	cond_init_mono(&in->idle);
+	cond_init_mono(&in->released_cv);
+	in->q = calloc(in->opt.queue_max, sizeof(*in->q));
+	in->batch = calloc(in->opt.batch_max, sizeof(*in->batch));
+	in->acks = calloc(in->opt.batch_max, sizeof(*in->acks));
+	in->readings = calloc(AGRI_BATCH_MAX_READINGS, sizeof(*in->readings));
+	in->fresh = calloc(AGRI_BATCH_MAX_READINGS, sizeof(*in->fresh));
+	if (!in->q || !in->batch || !in->acks || !in->readings || !in->fresh) {
+		ingest_free(in);
+		return NULL;
+	}
+	return in;
+}
+
+int ingest_add_hook(struct ingest *in, const struct ingest_hook *hook)
+{
+	if (in->n_hooks == INGEST_HOOKS_MAX || in->started)
+		return -ENOSPC;
+	in->hooks[in->n_hooks++] = *hook;
+	return 0;
+}
+
+int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
+		 const void *payload, size_t len)
+{
+	struct msg *m;
+	struct timespec until;
+	bool full;
+
+	if (topic_len == 0)
+		topic_len = strlen(topic);
+	m = malloc(sizeof(*m) + len + 1 + topic_len + 1);
+	if (!m)
+		return 0;
+	m->received_ms = util_now_ms();
+	m->len = len;
+	memcpy(m->payload, payload, len);
+	m->payload[len] = '\0';
+	m->topic = m->payload + len + 1;
+	memcpy(m->topic, topic, topic_len);
+	m->topic[topic_len] = '\0';
+
+	timespec_in(&until, in->opt.full_wait_ms);
+	pthread_mutex_lock(&in->mu);
+	for (;;) {
+		if (in->stopping) {
+			/* Hold paho until the connection is closed: this message
+			 * then stays un-PUBACKed at the broker and comes back. */
+			while (!in->released)
+				pthread_cond_wait(&in->released_cv, &in->mu);
+			goto refuse;
+		}
+		full = in->count == in->opt.queue_max ||
+		       (in->count > 0 && in->bytes + len > in->opt.queue_bytes_max);
+		if (!full)
+			break;
+		if (pthread_cond_timedwait(&in->not_full, &in->mu, &until) == ETIMEDOUT)
+			goto refuse;
+	}
+	in->q[(in->head + in->count) % in->opt.queue_max] = m;
+	in->count++;
+	in->bytes += len;
+	atomic_store(&in->health->queue_depth, in->count);
+	pthread_cond_signal(&in->not_empty);
+	pthread_mutex_unlock(&in->mu);
+	atomic_fetch_add(&in->health->received, 1);
+	return 1;
+refuse:
+	pthread_mutex_unlock(&in->mu);
+	atomic_fetch_add(&in->health->deferred, 1);
+	free(m);
+	return 0;
+}
+
+/* --- one batch -------------------------------------------------------- */
+
+static int dead_letter(struct ingest *in, const struct msg *m, const char *reason)
+{
+	int rc = store_put_dead_letter(in->st, m->topic, m->payload, m->len,
+				       reason, m->received_ms);
+
+	if (rc == 0) {
+		in->c.dead++;
+		log_debug(LOG, "dead letter topic=%s reason=\"%s\"", m->topic, reason);
+	}
+	return rc;
+}
+
+static int ack_later(struct ingest *in, const char *station, uint64_t seq)
+{
+	struct ack_pair *a = &in->acks[in->n_acks++];
+
+	snprintf(a->station, sizeof(a->station), "%s", station);
+	a->seq = seq;
+	return 0;
+}
+
+static int put_telemetry(struct ingest *in, const struct msg *m,
+			 const struct agri_topic *t)
+{
+	struct agri_telemetry tel = {.readings = in->readings,
+				     .cap = AGRI_BATCH_MAX_READINGS};
+	struct agri_err err = {0};
+	char reason[AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 128], e[AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 4];
+	int rc, drc;
+
+	drc = agri_telemetry_decode(m->payload, m->len, &tel, &err);
+	agri_err_format(&err, e, sizeof(e));
+	if (drc < 0) {
+		bool same = tel.has_station && strcmp(tel.station, t->station) == 0;
+
+		snprintf(reason, sizeof(reason), "%s", e);
+		if ((rc = dead_letter(in, m, reason)) < 0)
+			return rc;
+		/* §4: acked when station and seq are readable and match */
+		if (same && tel.has_seq) {
+			if ((rc = store_note_seq(in->st, t->station, tel.seq, m->received_ms)) < 0)
+				return rc;
+			ack_later(in, t->station, tel.seq);
+		}
+		return 0;
+	}
+	if (strcmp(tel.station, t->station) != 0) {
+		snprintf(reason, sizeof(reason),
+			 "station: \"%s\" differs from the topic's \"%s\"", tel.station,
+			 t->station);
+		return dead_letter(in, m, reason); /* never acked */
+	}
+	for (size_t i = 0; i < tel.n; i++) {
+		rc = store_put_reading(in->st, tel.station, &tel.readings[i], m->received_ms);
+		if (rc < 0)
+			return rc;
+		in->fresh[i] = rc == 1;
+		if (rc == 1)
+			in->c.stored++;
+		else
+			in->c.dup++;
+	}
+	if (drc == 1) { /* valid readings kept; the batch as a whole kept too */
+		snprintf(reason, sizeof(reason), "%zu invalid reading%s skipped, first: %s",
+			 tel.n_invalid, tel.n_invalid == 1 ? "" : "s", e);
+		if ((rc = dead_letter(in, m, reason)) < 0)
+			return rc;
+	}
+	if ((rc = store_note_seq(in->st, tel.station, tel.seq, m->received_ms)) < 0)
+		return rc;
+	for (size_t h = 0; h < in->n_hooks; h++) {
+		if (in->hooks[h].on_telemetry &&
+		    (rc = in->hooks[h].on_telemetry(in->hooks[h].ctx, in->st, &tel,
+						    in->fresh, m->received_ms)) < 0)
+			return rc;
+	}
+	in->c.batches++;
+	return ack_later(in, tel.station, tel.seq);
+}
+
+static int put_status(struct ingest *in, const struct msg *m,
+		      const struct agri_topic *t)
+{
+	struct agri_status s;
+	struct agri_err err = {0};
+	char reason[AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 128];
+	int rc;
+
+	if (agri_status_decode(m->payload, m->len, &s, &err) < 0) {
+		agri_err_format(&err, reason, sizeof(reason));
+		return dead_letter(in, m, reason);
+	}
+	if (strcmp(s.station, t->station) != 0) {
+		snprintf(reason, sizeof(reason),
+			 "station: \"%s\" differs from the topic's \"%s\"", s.station,
+			 t->station);
+		return dead_letter(in, m, reason);
+	}
+	if ((rc = store_put_status(in->st, &s, m->received_ms)) < 0)
+		return rc;
+	for (size_t h = 0; h < in->n_hooks; h++) {
+		if (in->hooks[h].on_status &&
+		    (rc = in->hooks[h].on_status(in->hooks[h].ctx, in->st, &s,
+						 m->received_ms)) < 0)
+			return rc;
+	}
+	in->c.status++;
+	return 0;
+}
+
+/* Stores msgs[0..n) in one transaction. Returns 0 or a negative errno
+ * (the transaction is then rolled back). */
+static int apply(struct ingest *in, struct msg **msgs, size_t n)
+{
+	struct agri_topic t;
+	int rc;
+
+	memset(&in->c, 0, sizeof(in->c));
+	in->n_acks = 0;
+	if ((rc = store_begin(in->st)) < 0)
+		return rc;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct msg *m = msgs[i];
+
+		if (agri_topic_parse(m->topic, in->prefix, &t) < 0)
+			rc = dead_letter(in, m, "topic: not a telemetry or status topic");
+		else if (t.kind == AGRI_TOPIC_TELEMETRY)
+			rc = put_telemetry(in, m, &t);
+		else if (t.kind == AGRI_TOPIC_STATUS)
+			rc = put_status(in, m, &t);
+		else
+			rc = dead_letter(in, m, "topic: not a telemetry or status topic");
+	}
+	if (rc == 0)
+		rc = store_commit(in->st);
+	else
+		store_rollback(in->st);
+	return rc;
+}
+
+static int ack_cmp(const void *a, const void *b)
+{
+	const struct ack_pair *x = a, *y = b;
+	int c = strcmp(x->station, y->station);
+
+	if (c)
+		return c;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void ack_publish_one(struct ingest *in, const struct agri_ack *a)
+{
+	char topic[AGRI_TOPIC_MAX], buf[8192];
+	int n;
+
+	if (agri_topic_build(topic, sizeof(topic), in->prefix, AGRI_TOPIC_ACK,
+			     a->station) < 0)
+		return;
+	n = agri_ack_encode(a, buf, sizeof(buf));
+	if (n < 0) {
+		log_error(LOG, "cannot encode ack station=%s rc=%d", a->station, n);
+		return;
+	}
+	if (in->pub.publish && in->pub.publish(in->pub.ctx, topic, buf, (size_t)n) == 0)
+		atomic_fetch_add(&in->health->acks_sent, 1);
+	else
+		atomic_fetch_add(&in->health->ack_failures, 1);
+}
+
+/* One ack message per station with its merged seq ranges. */
+static void acks_publish(struct ingest *in)
+{
+	struct agri_ack *a = &in->ack;
+
+	qsort(in->acks, in->n_acks, sizeof(*in->acks), ack_cmp);
+	for (size_t i = 0; i < in->n_acks;) {
+		size_t j = i;
+
+		memset(a, 0, sizeof(*a));
+		snprintf(a->station, sizeof(a->station), "%s", in->acks[i].station);
+		for (; j < in->n_acks && strcmp(in->acks[j].station, a->station) == 0; j++) {
+			if (agri_ack_add(a, in->acks[j].seq) == -ENOSPC) {
+				ack_publish_one(in, a);
+				a->n = 0;
+				agri_ack_add(a, in->acks[j].seq);
+			}
+		}
+		ack_publish_one(in, a);
+		i = j;
+	}
+}
+
+static bool stop_now(struct ingest *in)
+{
+	bool stop;
+
+	pthread_mutex_lock(&in->mu);
+	stop = in->stopping && util_mono_ms() >= in->deadline_ms;
+	pthread_mutex_unlock(&in->mu);
+	return stop;
+}
+
+/* Commits msgs[0..n), retrying until it works (or shutdown's deadline),
+ * then acks and frees them. */
+static void process(struct ingest *in, struct msg **msgs, size_t n)
+{
+	struct gateway_health *h = in->health;
+	int rc;
+
+	for (int attempt = 0;; attempt++) {
+		rc = apply(in, msgs, n);
+		if (rc == 0)
+			break;
+		for (size_t k = 0; k < in->n_hooks; k++)
+			if (in->hooks[k].on_rollback)
+				in->hooks[k].on_rollback(in->hooks[k].ctx);
+		atomic_fetch_add(&h->commit_failures, 1);
+		atomic_store(&h->db_writable, false);
+		log_complain(&in->db_complaint, LOG_LVL_ERROR, LOG,
+			     "cannot store a batch, not acking; retrying messages=%zu error=\"%s\"",
+			     n, strerror(-rc));
+		if (stop_now(in)) {
+			log_error(LOG, "shutdown: %zu messages not stored (their stations will resend)", n);
+			goto out;
+		}
+		util_sleep_ms(util_backoff_ms(attempt < 6 ? attempt : 6, 50, 2000, &in->rng));
+	}
+	atomic_store(&h->db_writable, true);
+	log_release(&in->db_complaint, LOG, "storing again");
+	atomic_fetch_add(&h->commits, 1);
+	atomic_store(&h->last_commit_ms, util_now_ms());
+	atomic_fetch_add(&h->batches, in->c.batches);
+	atomic_fetch_add(&h->readings_stored, in->c.stored);
+	atomic_fetch_add(&h->readings_duplicate, in->c.dup);
+	atomic_fetch_add(&h->status_msgs, in->c.status);
+	atomic_fetch_add(&h->dead_letters, in->c.dead);
+	acks_publish(in);
+	for (size_t k = 0; k < in->n_hooks; k++)
+		if (in->hooks[k].on_commit)
+			in->hooks[k].on_commit(in->hooks[k].ctx);
+out:
+	for (size_t i = 0; i < n; i++)
+		free(msgs[i]);
+}
+
+static void housekeeping(struct ingest *in)
+{
+	int64_t now = util_mono_ms();
+	int rc;
+
+	if (in->opt.retention_days <= 0 || now < in->next_retention_ms)
+		return;
+	in->next_retention_ms = now + RETENTION_EVERY_MS;
+	rc = store_retention_step(in->st, util_now_ms(), in->opt.retention_days,
+				  RETENTION_ROWS);
+	if (rc > 0) {
+		atomic_fetch_add(&in->health->retention_moved, (uint64_t)rc);
+		in->next_retention_ms = now; /* more may be due: continue when idle */
+	} else if (rc < 0) {
+		log_debug(LOG, "retention step failed: %s", strerror(-rc));
+	}
+}
+
+static void *writer_main(void *arg)
+{
+	struct ingest *in = arg;
+
+	for (;;) {
+		struct timespec until;
+		size_t n = 0, bytes = 0;
+
+		pthread_mutex_lock(&in->mu);
+		in->busy = false;
+		if (in->count == 0)
+			pthread_cond_broadcast(&in->idle);
+		while (in->count == 0 && !in->stopping) {
+			timespec_in(&until, RETENTION_EVERY_MS);
+			if (pthread_cond_timedwait(&in->not_empty, &in->mu, &until) == ETIMEDOUT)
+				break;
+		}
+		if (in->stopping && (in->count == 0 || util_mono_ms() >= in->deadline_ms)) {
+			pthread_mutex_unlock(&in->mu);
+			break;
+		}
+		while (in->count > 0 && n < in->opt.batch_max && bytes < BATCH_BYTES_MAX) {
+			struct msg *m = in->q[in->head];
+
+			in->head = (in->head + 1) % in->opt.queue_max;
+			in->count--;
+			in->bytes -= m->len;
+			bytes += m->len;
+			in->batch[n++] = m;
+		}
+		in->busy = n > 0;
+		atomic_store(&in->health->queue_depth, in->count);
+		if (n)
+			pthread_cond_broadcast(&in->not_full);
+		pthread_mutex_unlock(&in->mu);
+		if (n)
+			process(in, in->batch, n);
+		else
+			housekeeping(in);
+	}
+	return NULL;
+}
+
+int ingest_start(struct ingest *in)
+{
+	int rc = pthread_create(&in->thread, NULL, writer_main, in);
+
+	if (rc)
+		return -rc;
+	in->started = true;
+	return 0;
+}
+
+int ingest_flush(struct ingest *in, int64_t timeout_ms)
+{
+	struct timespec until;
+	int rc = 0;
+
+	timespec_in(&until, timeout_ms);
+	pthread_mutex_lock(&in->mu);
+	while ((in->count > 0 || in->busy) && rc == 0)
+		if (pthread_cond_timedwait(&in->idle, &in->mu, &until) == ETIMEDOUT)
+			rc = -ETIMEDOUT;
+	pthread_mutex_unlock(&in->mu);
+	return rc;
+}
+
+void ingest_stop(struct ingest *in, int64_t deadline_ms)
+{
+	pthread_mutex_lock(&in->mu);
+	if (in->stopping) {
+		pthread_mutex_unlock(&in->mu);
+		return;
+	}
+	in->stopping = true;
+	in->deadline_ms = deadline_ms;
+	pthread_cond_broadcast(&in->not_empty);
+	pthread_cond_broadcast(&in->not_full);
+	pthread_mutex_unlock(&in->mu);
+	if (in->started) {
+		pthread_join(in->thread, NULL);
+		in->started = false;
+	}
+}
+
+void ingest_release(struct ingest *in)
+{
+	pthread_mutex_lock(&in->mu);
+	in->released = true;
+	pthread_cond_broadcast(&in->released_cv);
+	pthread_mutex_unlock(&in->mu);
+}
+
+void ingest_free(struct ingest *in)
+{
+	if (!in)
+		return;
+	ingest_stop(in, util_mono_ms());
+	ingest_release(in);
+	for (size_t i = 0; in->q && i < in->count; i++)
+		free(in->q[(in->head + i) % in->opt.queue_max]);
+	free(in->q);
+	free(in->batch);
+	free(in->acks);
+	free(in->readings);
+	free(in->fresh);
+	pthread_mutex_destroy(&in->mu);
+	pthread_cond_destroy(&in->not_empty);
+	pthread_cond_destroy(&in->not_full);
+	pthread_cond_destroy(&in->idle);
+	pthread_cond_destroy(&in->released_cv);
+	free(in);
+}

@@ -1,0 +1,906 @@
+/*
+ * SQLite store of the gateway (see store.h and docs/store.md). Readings
+ * live in a WITHOUT ROWID table keyed by (series_id, ts): the identity of a
+ * reading is one B-tree key, so INSERT OR IGNORE dedupes without a second
+ * index. Series (station, sensor, metric) and stations get integer ids
+ * cached in memory; a station's received seq ranges are kept in memory and
+ * written back at commit, with the gap count they imply.
+ */
+#include "gateway/store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#define RANGES_MAX 1024  /* per station; older holes are then counted and forgotten */
+#define CACHE_MAX 65536  /* cached stations or series before the cache is reset */
+#define HOUR_MS 3600000LL
+
+/* RFC 3339 with milliseconds from integer ms since the epoch. */
+#define RFC3339(x) "strftime('%Y-%m-%dT%H:%M:%fZ', (" x ") / 1000.0, 'unixepoch')"
+
+static const char *const migrations[] = {
+	/* 1: the first schema */
+	"CREATE TABLE stations("
+	" id INTEGER PRIMARY KEY,"
+	" name TEXT NOT NULL UNIQUE,"
+	" state TEXT NOT NULL DEFAULT 'unknown',"
+	" last_seen INTEGER,"          /* ms, gateway clock */
+	" last_seq INTEGER,"
+	" gaps INTEGER,"               /* NULL: not tracked (shared group) */
+	" holes_forgotten INTEGER NOT NULL DEFAULT 0,"
+	" dropped INTEGER NOT NULL DEFAULT 0," /* station's spool_dropped */
+	" fw TEXT, board TEXT, config_version INTEGER,"
+	" status_at INTEGER, uptime_s INTEGER, spool_depth INTEGER,"
+	" maintenance INTEGER);"
+	"CREATE TABLE seq_ranges("
+	" station_id INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL,"
+	" PRIMARY KEY(station_id, first)) WITHOUT ROWID;"
+	"CREATE TABLE series("
+	" id INTEGER PRIMARY KEY,"
+	" station_id INTEGER NOT NULL REFERENCES stations(id),"
+	" sensor TEXT NOT NULL, metric TEXT NOT NULL,"
+	" UNIQUE(station_id, sensor, metric));"
+	"CREATE TABLE readings("
+	" series_id INTEGER NOT NULL, ts INTEGER NOT NULL," /* ms */
+	" value REAL, unit TEXT NOT NULL, q INTEGER NOT NULL,"
+	" received_at INTEGER NOT NULL,"
+	" PRIMARY KEY(series_id, ts)) WITHOUT ROWID;"
+	"CREATE TABLE readings_hourly("
+	" series_id INTEGER NOT NULL, hour INTEGER NOT NULL,"
+	" n INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,"
+	" PRIMARY KEY(series_id, hour)) WITHOUT ROWID;"
+	"CREATE TABLE dead_letters("
+	" id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL,"
+	" topic TEXT NOT NULL, reason TEXT NOT NULL, payload TEXT NOT NULL);"
+	"CREATE TABLE alerts("
+	" id TEXT PRIMARY KEY, rule TEXT NOT NULL, station TEXT NOT NULL,"
+	" sensor TEXT, metric TEXT, severity TEXT NOT NULL, state TEXT NOT NULL,"
+	" value REAL, threshold REAL, raised_at INTEGER NOT NULL,"
+	" updated_at INTEGER NOT NULL, message TEXT NOT NULL DEFAULT '');"
+	"CREATE TABLE alert_events("
+	" seq INTEGER PRIMARY KEY, alert_id TEXT NOT NULL, state TEXT NOT NULL,"
+	" severity TEXT NOT NULL, value REAL, at INTEGER NOT NULL);"
+	"CREATE INDEX alert_events_by_alert ON alert_events(alert_id, seq);"
+	/* The stable views of CONTRACT §6. */
+	"CREATE VIEW v_readings AS SELECT st.name AS station, se.sensor AS sensor,"
+	" se.metric AS metric, " RFC3339("r.ts") " AS ts, r.value AS value,"
+	" r.unit AS unit,"
+	" CASE r.q WHEN 0 THEN 'ok' WHEN 1 THEN 'suspect' WHEN 2 THEN 'error'"
+	"  ELSE 'maint' END AS q,"
+	" " RFC3339("r.received_at") " AS received_at"
+	" FROM readings r JOIN series se ON se.id = r.series_id"
+	" JOIN stations st ON st.id = se.station_id;"
+	"CREATE VIEW v_readings_hourly AS SELECT st.name AS station,"
+	" se.sensor AS sensor, se.metric AS metric, " RFC3339("h.hour") " AS hour,"
+	" h.min AS min, h.sum / h.n AS mean, h.max AS max, h.n AS count"
+	" FROM readings_hourly h JOIN series se ON se.id = h.series_id"
+	" JOIN stations st ON st.id = se.station_id;"
+	"CREATE VIEW v_alerts AS SELECT id, rule, station, sensor, metric,"
+	" severity, state, value, threshold, " RFC3339("raised_at") " AS raised_at,"
+	" " RFC3339("updated_at") " AS updated_at, message FROM alerts;"
+	"CREATE VIEW v_alert_events AS SELECT alert_id AS id, state, severity,"
+	" value, " RFC3339("at") " AS at FROM alert_events ORDER BY seq;"
+	"CREATE VIEW v_stations AS SELECT name AS station, state,"
+	" " RFC3339("last_seen") " AS last_seen, last_seq, gaps, dropped, fw,"
+	" board, config_version, " RFC3339("status_at") " AS status_at,"
+	" uptime_s, spool_depth, maintenance FROM stations;"
+	"CREATE VIEW v_dead_letters AS SELECT " RFC3339("received_at")
+	" AS received_at, topic, reason, payload FROM dead_letters ORDER BY id;",
+};
+
+#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+/* A string-keyed hash table with chaining, for the id caches. */
+struct hentry {
+	struct hentry *next;
+	uint32_t hash;
+	int64_t id;
+	void *val; /* struct station for the station cache */
+	char key[];
+};
+
+struct htab {
+	struct hentry **b;
+	size_t nb, n;
+};
+
+struct station {
+	int64_t id;
+	char name[AGRI_ID_MAX + 1];
+	bool dirty, in_dirty_list, ranges_dirty, telemetry_seen;
+	int64_t last_seen;     /* 0: never */
+	int64_t last_seq;      /* -1: none */
+	int64_t forgotten;     /* holes merged away when ranges overflowed */
+	int64_t dropped;       /* the station's own spool_dropped */
+	size_t nr, cap;
+	struct agri_seq_range *r; /* received seqs, sorted, disjoint, non-adjacent */
+};
+
+enum {
+	S_BEGIN, S_COMMIT, S_ROLLBACK,
+	S_STATION_INS, S_STATION_SEL, S_RANGES_SEL,
+	S_STATION_UPD, S_RANGES_DEL, S_RANGES_INS,
+	S_SERIES_INS, S_SERIES_SEL,
+	S_READING_INS,
+	S_STATUS_FULL, S_STATUS_STATE,
+	S_DEAD_INS,
+	S_RET_NEXT_SERIES, S_RET_MIN_TS, S_RET_NTH_TS, S_RET_AGG, S_RET_DEL,
+	S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+	[S_STATION_INS] = "INSERT OR IGNORE INTO stations(name) VALUES (?1)",
+	[S_STATION_SEL] = "SELECT id, coalesce(last_seen, 0), coalesce(last_seq, -1),"
+			  " holes_forgotten, dropped FROM stations WHERE name = ?1",
+	[S_RANGES_SEL] = "SELECT first, last FROM seq_ranges WHERE station_id = ?1 ORDER BY first",
+	[S_STATION_UPD] = "UPDATE stations SET last_seen = nullif(?2, 0),"
+			  " last_seq = nullif(?3, -1), gaps = ?4, holes_forgotten = ?5,"
+			  " state = CASE WHEN ?6 AND state = 'unknown' THEN 'online' ELSE state END"
+			  " WHERE id = ?1",
+	[S_RANGES_DEL] = "DELETE FROM seq_ranges WHERE station_id = ?1",
+	[S_RANGES_INS] = "INSERT INTO seq_ranges(station_id, first, last) VALUES (?1, ?2, ?3)",
+	[S_SERIES_INS] = "INSERT OR IGNORE INTO series(station_id, sensor, metric) VALUES (?1, ?2, ?3)",
+	[S_SERIES_SEL] = "SELECT id FROM series WHERE station_id = ?1 AND sensor = ?2 AND metric = ?3",
+	[S_READING_INS] = "INSERT OR IGNORE INTO readings(series_id, ts, value, unit, q, received_at)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_STATUS_FULL] = "UPDATE stations SET state = ?2, fw = coalesce(nullif(?3, ''), fw),"
+			  " board = coalesce(nullif(?4, ''), board),"
+			  " config_version = coalesce(nullif(?5, 0), config_version),"
+			  " status_at = ?6, uptime_s = ?7, spool_depth = ?8, dropped = ?9,"
+			  " maintenance = ?10 WHERE id = ?1",
+	[S_STATUS_STATE] = "UPDATE stations SET state = ?2, status_at = ?3 WHERE id = ?1",
+	[S_DEAD_INS] = "INSERT INTO dead_letters(received_at, topic, reason, payload)"
+		       " VALUES (?1, ?2, ?3, ?4)",
+	[S_RET_NEXT_SERIES] = "SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT 1",
+	[S_RET_MIN_TS] = "SELECT min(ts) FROM readings WHERE series_id = ?1",
+	[S_RET_NTH_TS] = "SELECT ts FROM readings WHERE series_id = ?1 AND ts < ?2"
+			 " ORDER BY ts LIMIT 1 OFFSET ?3",
+	[S_RET_AGG] = "INSERT INTO readings_hourly(series_id, hour, n, sum, min, max)"
+		      " SELECT series_id, (ts / 3600000) * 3600000 AS h, count(value),"
+		      " total(value), min(value), max(value) FROM readings"
+		      " WHERE series_id = ?1 AND ts < ?2 GROUP BY h HAVING count(value) > 0"
+		      " ON CONFLICT(series_id, hour) DO UPDATE SET n = n + excluded.n,"
+		      " sum = sum + excluded.sum, min = min(min, excluded.min),"
+		      " max = max(max, excluded.max)",
+	[S_RET_DEL] = "DELETE FROM readings WHERE series_id = ?1 AND ts < ?2",
+};
+
+struct store {
+	sqlite3 *db;
+	sqlite3 *ckpt;    /* second connection for store_checkpoint() */
+	char *path;
+	struct store_options opt;
+	sqlite3_stmt *s[S_COUNT];
+	bool in_tx;
+	struct htab stations; /* name -> struct station */
+	struct htab series;   /* "station_id/sensor/metric" -> series id */
+	struct station **dirty;
+	size_t n_dirty, cap_dirty;
+	int64_t ret_cursor;   /* retention: last series id visited */
+};
+
+int store_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW: return 0;
+	case SQLITE_FULL: return -ENOSPC;
+	case SQLITE_BUSY: case SQLITE_LOCKED: return -EBUSY;
+	case SQLITE_READONLY: return -EROFS;
+	case SQLITE_NOMEM: return -ENOMEM;
+	case SQLITE_CORRUPT: case SQLITE_NOTADB: return -EUCLEAN;
+	case SQLITE_CANTOPEN: case SQLITE_PERM: case SQLITE_AUTH: return -EACCES;
+	case SQLITE_CONSTRAINT: case SQLITE_MISMATCH: case SQLITE_RANGE: return -EINVAL;
+	case SQLITE_TOOBIG: return -E2BIG;
+	default: return -EIO;
+	}
+}
+
+/* --- hash table ---------------------------------------------------- */
+
+static uint32_t hash_str(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+static void htab_clear(struct htab *t, bool free_vals)
+{
+	for (size_t i = 0; i < t->nb; i++) {
+		struct hentry *e = t->b[i], *next;
+
+		for (; e; e = next) {
+			next = e->next;
+			if (free_vals && e->val) {
+				free(((struct station *)e->val)->r);
+				free(e->val);
+			}
+			free(e);
+		}
+		t->b[i] = NULL;
+	}
+	t->n = 0;
+}
+
+static struct hentry *htab_find(struct htab *t, const char *key)
+{
+	uint32_t h = hash_str(key);
+
+	for (struct hentry *e = t->b[h & (t->nb - 1)]; e; e = e->next)
+		if (e->hash == h && strcmp(e->key, key) == 0)
+			return e;
+	return NULL;
+}
+
+static struct hentry *htab_add(struct htab *t, const char *key, int64_t id,
+			       void *val)
+{
+	size_t len = strlen(key);
+	struct hentry *e = malloc(sizeof(*e) + len + 1);
+
+	if (!e)
+		return NULL;
+	e->hash = hash_str(key);
+	e->id = id;
+	e->val = val;
+	memcpy(e->key, key, len + 1);
+	e->next = t->b[e->hash & (t->nb - 1)];
+	t->b[e->hash & (t->nb - 1)] = e;
+	t->n++;
+	return e;
+}
+
+static int htab_init(struct htab *t, size_t nb)
+{
+	t->b = calloc(nb, sizeof(*t->b));
+	t->nb = nb;
+	t->n = 0;
+	return t->b ? 0 : -ENOMEM;
+}
+
+/* --- open, migrate, close ------------------------------------------ */
+
+static int exec(sqlite3 *db, const char *sql)
+{
+	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : store_errno(rc);
+}
+
+static int migrate(sqlite3 *db)
+{
+	sqlite3_stmt *q = NULL;
+	int version = 0, rc;
+
+	rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL);
+	if (rc != SQLITE_OK)
+		return store_errno(rc);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		version = sqlite3_column_int(q, 0);
+	sqlite3_finalize(q);
+	if (version > (int)N_MIGRATIONS)
+		return -EPROTO;
+	for (int v = version; v < (int)N_MIGRATIONS; v++) {
+		char pragma[64];
+
+		rc = exec(db, "BEGIN IMMEDIATE");
+		if (rc < 0)
+			return rc;
+		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v + 1);
+		if ((rc = exec(db, migrations[v])) < 0 || (rc = exec(db, pragma)) < 0 ||
+		    (rc = exec(db, "COMMIT")) < 0) {
+			exec(db, "ROLLBACK");
+			return rc;
+		}
+	}
+	return 0;
+}
+
+struct store *store_open(const char *path, const struct store_options *opt,
+			 int *err)
+{
+	struct store *st = calloc(1, sizeof(*st));
+	char pragmas[256];
+	int rc;
+
+	if (!st) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	if (opt)
+		st->opt = *opt;
+	if (st->opt.cache_kib <= 0)
+		st->opt.cache_kib = 4096;
+	if (st->opt.busy_timeout_ms <= 0)
+		st->opt.busy_timeout_ms = 2000;
+	st->path = strdup(path);
+	if (!st->path || htab_init(&st->stations, 1024) < 0 ||
+	    htab_init(&st->series, 4096) < 0) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	rc = sqlite3_open_v2(path, &st->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				     SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		rc = store_errno(rc);
+		goto fail;
+	}
+	sqlite3_extended_result_codes(st->db, 0);
+	sqlite3_busy_timeout(st->db, st->opt.busy_timeout_ms);
+	/* wal_autocheckpoint is only a safety net: store_checkpoint() keeps
+	 * the WAL short from another thread without stalling commits. */
+	snprintf(pragmas, sizeof(pragmas),
+		 "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;"
+		 "PRAGMA cache_size = -%d; PRAGMA wal_autocheckpoint = 20000;"
+		 "PRAGMA journal_size_limit = 16777216; PRAGMA temp_store = MEMORY;",
+		 st->opt.sync_full ? "FULL" : "NORMAL", st->opt.cache_kib);
+	if ((rc = exec(st->db, pragmas)) < 0 || (rc = migrate(st->db)) < 0)
+		goto fail;
+	for (int i = 0; i < S_COUNT; i++) {
+		rc = sqlite3_prepare_v3(st->db, stmt_sql[i], -1,
+					SQLITE_PREPARE_PERSISTENT, &st->s[i], NULL);
+		if (rc != SQLITE_OK) {
+			rc = store_errno(rc);
+			goto fail;
+		}
+	}
+	return st;
+fail:
+	store_close(st);
+	*err = rc;
+	return NULL;
+}
+
+static void caches_reset(struct store *st)
+{
+	htab_clear(&st->stations, true);
+	htab_clear(&st->series, false);
+	st->n_dirty = 0;
+}
+
+void store_close(struct store *st)
+{
+	if (!st)
+		return;
+	if (st->in_tx)
+		store_rollback(st);
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(st->s[i]);
+	if (st->db && sqlite3_close(st->db) != SQLITE_OK)
+		sqlite3_close_v2(st->db);
+	if (st->ckpt)
+		sqlite3_close_v2(st->ckpt);
+	if (st->stations.b)
+		caches_reset(st);
+	free(st->stations.b);
+	free(st->series.b);
+	free(st->dirty);
+	free(st->path);
+	free(st);
+}
+
+sqlite3 *store_db(struct store *st)
+{
+	return st->db;
+}
+
+/* Runs a statement without result rows; resets it. */
+static int step_done(sqlite3_stmt *q)
+{
+	int rc = sqlite3_step(q);
+
+	sqlite3_reset(q);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_errno(rc);
+}
+
+/* --- transactions --------------------------------------------------- */
+
+int store_begin(struct store *st)
+{
+	int rc = step_done(st->s[S_BEGIN]);
+
+	if (rc == 0)
+		st->in_tx = true;
+	return rc;
+}
+
+static int64_t station_gaps(const struct station *s)
+{
+	int64_t holes = s->forgotten;
+
+	for (size_t i = 1; i < s->nr; i++)
+		holes += (int64_t)(s->r[i].first - s->r[i - 1].last - 1);
+	holes -= s->dropped;
+	return holes > 0 ? holes : 0;
+}
+
+static int station_flush(struct store *st, struct station *s)
+{
+	sqlite3_stmt *q = st->s[S_STATION_UPD];
+	int rc;
+
+	sqlite3_bind_int64(q, 1, s->id);
+	sqlite3_bind_int64(q, 2, s->last_seen);
+	sqlite3_bind_int64(q, 3, s->last_seq);
+	if (st->opt.track_gaps)
+		sqlite3_bind_int64(q, 4, station_gaps(s));
+	else
+		sqlite3_bind_null(q, 4);
+	sqlite3_bind_int64(q, 5, s->forgotten);
+	sqlite3_bind_int(q, 6, s->telemetry_seen);
+	if ((rc = step_done(q)) < 0)
+		return rc;
+	if (!s->ranges_dirty || !st->opt.track_gaps)
+		return 0;
+	sqlite3_bind_int64(st->s[S_RANGES_DEL], 1, s->id);
+	if ((rc = step_done(st->s[S_RANGES_DEL])) < 0)
+		return rc;
+	q = st->s[S_RANGES_INS];
+	for (size_t i = 0; i < s->nr; i++) {
+		sqlite3_bind_int64(q, 1, s->id);
+		sqlite3_bind_int64(q, 2, (int64_t)s->r[i].first);
+		sqlite3_bind_int64(q, 3, (int64_t)s->r[i].last);
+		if ((rc = step_done(q)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int store_commit(struct store *st)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < st->n_dirty && rc == 0; i++)
+		rc = station_flush(st, st->dirty[i]);
+	if (rc == 0)
+		rc = step_done(st->s[S_COMMIT]);
+	if (rc < 0) {
+		store_rollback(st);
+		return rc;
+	}
+	for (size_t i = 0; i < st->n_dirty; i++) {
+		struct station *s = st->dirty[i];
+
+		s->dirty = s->in_dirty_list = s->ranges_dirty = false;
+		s->telemetry_seen = false;
+	}
+	st->n_dirty = 0;
+	st->in_tx = false;
+	if (st->stations.n > CACHE_MAX || st->series.n > CACHE_MAX)
+		caches_reset(st);
+	return 0;
+}
+
+void store_rollback(struct store *st)
+{
+	/* After an I/O error SQLite may already have rolled back: ignore. */
+	if (!sqlite3_get_autocommit(st->db))
+		step_done(st->s[S_ROLLBACK]);
+	st->in_tx = false;
+	caches_reset(st);
+}
+
+/* --- stations and seq ranges ---------------------------------------- */
+
+static int mark_dirty(struct store *st, struct station *s)
+{
+	s->dirty = true;
+	if (s->in_dirty_list)
+		return 0;
+	if (st->n_dirty == st->cap_dirty) {
+		size_t cap = st->cap_dirty ? st->cap_dirty * 2 : 64;
+		struct station **d = realloc(st->dirty, cap * sizeof(*d));
+
+		if (!d)
+			return -ENOMEM;
+		st->dirty = d;
+		st->cap_dirty = cap;
+	}
+	st->dirty[st->n_dirty++] = s;
+	s->in_dirty_list = true;
+	return 0;
+}
+
+static int ranges_reserve(struct station *s, size_t n)
+{
+	struct agri_seq_range *r;
+	size_t cap;
+
+	if (n <= s->cap)
+		return 0;
+	cap = s->cap ? s->cap * 2 : 4;
+	while (cap < n)
+		cap *= 2;
+	r = realloc(s->r, cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	s->r = r;
+	s->cap = cap;
+	return 0;
+}
+
+/* Finds or creates station name (its row and cached state). */
+static int station_get(struct store *st, const char *name, struct station **out)
+{
+	struct hentry *e = htab_find(&st->stations, name);
+	struct station *s;
+	sqlite3_stmt *q;
+	int rc;
+
+	if (e) {
+		*out = e->val;
+		return 0;
+	}
+	sqlite3_bind_text(st->s[S_STATION_INS], 1, name, -1, SQLITE_STATIC);
+	if ((rc = step_done(st->s[S_STATION_INS])) < 0)
+		return rc;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	q = st->s[S_STATION_SEL];
+	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	if (rc != SQLITE_ROW) {
+		rc = rc == SQLITE_DONE ? -EIO : store_errno(rc);
+		sqlite3_reset(q);
+		goto fail;
+	}
+	s->id = sqlite3_column_int64(q, 0);
+	s->last_seen = sqlite3_column_int64(q, 1);
+	s->last_seq = sqlite3_column_int64(q, 2);
+	s->forgotten = sqlite3_column_int64(q, 3);
+	s->dropped = sqlite3_column_int64(q, 4);
+	sqlite3_reset(q);
+	q = st->s[S_RANGES_SEL];
+	sqlite3_bind_int64(q, 1, s->id);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		if (ranges_reserve(s, s->nr + 1) < 0) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		s->r[s->nr].first = (uint64_t)sqlite3_column_int64(q, 0);
+		s->r[s->nr].last = (uint64_t)sqlite3_column_int64(q, 1);
+		s->nr++;
+	}
+	sqlite3_reset(q);
+	if (rc != SQLITE_DONE) {
+		rc = store_errno(rc);
+		goto fail;
+	}
+	if (!htab_add(&st->stations, name, s->id, s)) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	free(s->r);
+	free(s);
+	return rc;
+}
+
+/* Adds seq to s's sorted ranges. Returns 1 if new, 0 if already there. */
+static int ranges_add(struct station *s, uint64_t seq)
+{
+	size_t lo = 0, hi = s->nr;
+
+	/* first range with last >= seq */
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (s->r[mid].last < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < s->nr && s->r[lo].first <= seq)
+		return 0;
+	if (lo > 0 && s->r[lo - 1].last + 1 == seq) {
+		s->r[lo - 1].last = seq;
+		if (lo < s->nr && s->r[lo].first == seq + 1) {
+			s->r[lo - 1].last = s->r[lo].last;
+			memmove(&s->r[lo], &s->r[lo + 1], (s->nr - lo - 1) * sizeof(*s->r));
+			s->nr--;
+		}
+		return 1;
+	}
+	if (lo < s->nr && s->r[lo].first == seq + 1) {
+		s->r[lo].first = seq;
+		return 1;
+	}
+	if (ranges_reserve(s, s->nr + 1) < 0)
+		return -ENOMEM;
+	memmove(&s->r[lo + 1], &s->r[lo], (s->nr - lo) * sizeof(*s->r));
+	s->r[lo].first = s->r[lo].last = seq;
+	s->nr++;
+	/* Too many holes: the oldest is counted as lost and forgotten. */
+	if (s->nr > RANGES_MAX) {
+		s->forgotten += (int64_t)(s->r[1].first - s->r[0].last - 1);
+		s->r[0].last = s->r[1].last;
+		memmove(&s->r[1], &s->r[2], (s->nr - 2) * sizeof(*s->r));
+		s->nr--;
+	}
+	return 1;
+}
+
+int store_note_seq(struct store *st, const char *station, uint64_t seq,
+		   int64_t seen_ms)
+{
+	struct station *s;
+	int rc, added = 1;
+
+	if ((rc = station_get(st, station, &s)) < 0)
+		return rc;
+	if (st->opt.track_gaps) {
+		added = ranges_add(s, seq);
+		if (added < 0)
+			return added;
+		if (added)
+			s->ranges_dirty = true;
+	}
+	if ((int64_t)seq > s->last_seq)
+		s->last_seq = (int64_t)seq;
+	if (seen_ms > s->last_seen)
+		s->last_seen = seen_ms;
+	s->telemetry_seen = true;
+	if ((rc = mark_dirty(st, s)) < 0)
+		return rc;
+	return added;
+}
+
+int store_touch_station(struct store *st, const char *station, int64_t seen_ms)
+{
+	struct station *s;
+	int rc;
+
+	if ((rc = station_get(st, station, &s)) < 0)
+		return rc;
+	if (seen_ms > s->last_seen)
+		s->last_seen = seen_ms;
+	s->telemetry_seen = true;
+	return mark_dirty(st, s);
+}
+
+int store_put_status(struct store *st, const struct agri_status *m,
+		     int64_t received_ms)
+{
+	struct station *s;
+	sqlite3_stmt *q;
+	const char *state = m->online ? "online" : "offline";
+	bool minimal = !m->online && !m->fw[0] && !m->board[0] &&
+		       m->config_version == 0;
+	int rc;
+
+	if ((rc = station_get(st, m->station, &s)) < 0)
+		return rc;
+	if (minimal) { /* the Last Will: only the state changes */
+		q = st->s[S_STATUS_STATE];
+		sqlite3_bind_int64(q, 1, s->id);
+		sqlite3_bind_text(q, 2, state, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(q, 3, received_ms);
+		return step_done(q);
+	}
+	q = st->s[S_STATUS_FULL];
+	sqlite3_bind_int64(q, 1, s->id);
+	sqlite3_bind_text(q, 2, state, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, m->fw, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 4, m->board, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 5, m->config_version);
+	sqlite3_bind_int64(q, 6, m->ts_ms ? m->ts_ms : received_ms);
+	sqlite3_bind_int64(q, 7, (int64_t)m->uptime_s);
+	sqlite3_bind_int64(q, 8, (int64_t)m->spool_depth);
+	sqlite3_bind_int64(q, 9, (int64_t)m->spool_dropped);
+	sqlite3_bind_int(q, 10, m->maintenance);
+	if ((rc = step_done(q)) < 0)
+		return rc;
+	s->dropped = (int64_t)m->spool_dropped;
+	if (m->online && received_ms > s->last_seen)
+		s->last_seen = received_ms;
+	return mark_dirty(st, s);
+}
+
+/* --- readings and dead letters -------------------------------------- */
+
+static int series_get(struct store *st, int64_t station_id, const char *sensor,
+		      const char *metric, int64_t *id)
+{
+	char key[2 * AGRI_ID_MAX + 32];
+	struct hentry *e;
+	sqlite3_stmt *q;
+	int rc;
+
+	snprintf(key, sizeof(key), "%lld/%s/%s", (long long)station_id, sensor,
+		 metric);
+	if ((e = htab_find(&st->series, key))) {
+		*id = e->id;
+		return 0;
+	}
+	q = st->s[S_SERIES_INS];
+	sqlite3_bind_int64(q, 1, station_id);
+	sqlite3_bind_text(q, 2, sensor, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, metric, -1, SQLITE_STATIC);
+	if ((rc = step_done(q)) < 0)
+		return rc;
+	q = st->s[S_SERIES_SEL];
+	sqlite3_bind_int64(q, 1, station_id);
+	sqlite3_bind_text(q, 2, sensor, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, metric, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? -EIO : store_errno(rc);
+	return htab_add(&st->series, key, *id, NULL) ? 0 : -ENOMEM;
+}
+
+int store_put_reading(struct store *st, const char *station,
+		      const struct agri_reading *r, int64_t received_ms)
+{
+	sqlite3_stmt *q = st->s[S_READING_INS];
+	struct station *s;
+	int64_t series = 0;
+	int rc;
+
+	if ((rc = station_get(st, station, &s)) < 0 ||
+	    (rc = series_get(st, s->id, r->sensor, r->metric, &series)) < 0)
+		return rc;
+	sqlite3_bind_int64(q, 1, series);
+	sqlite3_bind_int64(q, 2, r->ts_ms);
+	if (r->has_value)
+		sqlite3_bind_double(q, 3, r->value);
+	else
+		sqlite3_bind_null(q, 3);
+	sqlite3_bind_text(q, 4, r->unit, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 5, (int)r->q);
+	sqlite3_bind_int64(q, 6, received_ms);
+	if ((rc = step_done(q)) < 0)
+		return rc;
+	return sqlite3_changes(st->db) > 0 ? 1 : 0;
+}
+
+int store_put_dead_letter(struct store *st, const char *topic,
+			  const void *payload, size_t len, const char *reason,
+			  int64_t received_ms)
+{
+	sqlite3_stmt *q = st->s[S_DEAD_INS];
+
+	sqlite3_bind_int64(q, 1, received_ms);
+	sqlite3_bind_text(q, 2, topic, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, reason, -1, SQLITE_STATIC);
+	sqlite3_bind_text64(q, 4, payload, len, SQLITE_STATIC, SQLITE_UTF8);
+	return step_done(q);
+}
+
+/* --- retention ------------------------------------------------------ */
+
+/* Smallest ts of series, or -1 when it has no raw readings. */
+static int series_min_ts(struct store *st, int64_t series, int64_t *ts)
+{
+	sqlite3_stmt *q = st->s[S_RET_MIN_TS];
+	int rc;
+
+	sqlite3_bind_int64(q, 1, series);
+	rc = sqlite3_step(q);
+	*ts = (rc == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
+		      ? sqlite3_column_int64(q, 0) : -1;
+	sqlite3_reset(q);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_errno(rc);
+}
+
+int store_retention_step(struct store *st, int64_t now_ms, int retention_days,
+			 int max_rows)
+{
+	int64_t cutoff, series = -1, min_ts, end;
+	sqlite3_stmt *q;
+	int rc, moved;
+
+	if (retention_days <= 0 || st->in_tx)
+		return 0;
+	cutoff = (now_ms - (int64_t)retention_days * 86400000LL) / HOUR_MS * HOUR_MS;
+	/* Visit up to 64 series for one with expired readings. */
+	for (int i = 0; i < 64; i++) {
+		q = st->s[S_RET_NEXT_SERIES];
+		sqlite3_bind_int64(q, 1, st->ret_cursor);
+		rc = sqlite3_step(q);
+		series = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+		sqlite3_reset(q);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			return store_errno(rc);
+		if (series < 0) {
+			st->ret_cursor = 0; /* a pass is done */
+			return 0;
+		}
+		if ((rc = series_min_ts(st, series, &min_ts)) < 0)
+			return rc;
+		if (min_ts >= 0 && min_ts < cutoff)
+			break;
+		st->ret_cursor = series;
+		series = -1;
+	}
+	if (series < 0)
+		return 0;
+	/* Whole hours, about max_rows rows. */
+	end = cutoff;
+	q = st->s[S_RET_NTH_TS];
+	sqlite3_bind_int64(q, 1, series);
+	sqlite3_bind_int64(q, 2, cutoff);
+	sqlite3_bind_int64(q, 3, max_rows > 0 ? max_rows : 1000);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW) {
+		end = sqlite3_column_int64(q, 0) / HOUR_MS * HOUR_MS;
+		if (end <= min_ts)
+			end = min_ts / HOUR_MS * HOUR_MS + HOUR_MS;
+	}
+	sqlite3_reset(q);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_errno(rc);
+	if ((rc = store_begin(st)) < 0)
+		return rc;
+	q = st->s[S_RET_AGG];
+	sqlite3_bind_int64(q, 1, series);
+	sqlite3_bind_int64(q, 2, end);
+	if ((rc = step_done(q)) < 0)
+		goto fail;
+	q = st->s[S_RET_DEL];
+	sqlite3_bind_int64(q, 1, series);
+	sqlite3_bind_int64(q, 2, end);
+	if ((rc = step_done(q)) < 0)
+		goto fail;
+	moved = sqlite3_changes(st->db);
+	if ((rc = store_commit(st)) < 0)
+		return rc;
+	return moved > 0 ? moved : 1;
+fail:
+	store_rollback(st);
+	return rc;
+}
+
+/* --- maintenance ----------------------------------------------------- */
+
+int store_checkpoint(struct store *st)
+{
+	int rc;
+
+	if (!st->ckpt) {
+		rc = sqlite3_open_v2(st->path, &st->ckpt,
+				     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+		if (rc != SQLITE_OK) {
+			sqlite3_close_v2(st->ckpt);
+			st->ckpt = NULL;
+			return store_errno(rc);
+		}
+	}
+	rc = sqlite3_wal_checkpoint_v2(st->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE,
+				       NULL, NULL);
+	return rc == SQLITE_OK ? 0 : store_errno(rc);
+}
+
+int64_t store_station_gaps(struct store *st, const char *station)
+{
+	sqlite3_stmt *q = NULL;
+	int64_t gaps;
+	int rc;
+
+	rc = sqlite3_prepare_v2(st->db, "SELECT coalesce(gaps, 0) FROM stations WHERE name = ?1",
+				-1, &q, NULL);
+	if (rc != SQLITE_OK)
+		return store_errno(rc);
+	sqlite3_bind_text(q, 1, station, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	gaps = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0)
+				: (rc == SQLITE_DONE ? -ENOENT : store_errno(rc));
+	sqlite3_finalize(q);
+	return gaps;
+}

@@ -1,0 +1,487 @@
+/*
+ * JSON helpers shared by every parser and encoder in protocols/. Decoding
+ * goes through agri_json_parse(): a linear pre-scan of the raw bytes
+ * enforces what cJSON does not (nesting depth, strict RFC 8259 numbers,
+ * UTF-8 strings without control characters or \u0000, no NUL bytes), so
+ * cJSON never recurses deeply and every accepted string re-encodes
+ * byte for byte. agri_cfg_read() reads an object through a field table;
+ * agri_json_put_str/num write the canonical form.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agri/json.h"
+#include "agri/msg.h"
+
+#define CFG_FIELDS_MAX 64
+#define INT_SAFE_MAX 9007199254740991.0 /* 2^53 - 1 */
+
+/* Returns the index just past a valid UTF-8 sequence at s[i], or 0. */
+static size_t utf8_next(const unsigned char *s, size_t len, size_t i)
+{
+	unsigned char c = s[i], lo = 0x80, hi = 0xbf;
+	size_t n;
+
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 1;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 2;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 3;
+	else
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0; /* overlong */
+	else if (c == 0xed)
+		hi = 0x9f; /* surrogates */
+	else if (c == 0xf0)
+		lo = 0x90; /* overlong */
+	else if (c == 0xf4)
+		hi = 0x8f; /* > U+10FFFF */
+	if (i + n >= len || s[i + 1] < lo || s[i + 1] > hi)
+		return 0;
+	for (size_t k = 2; k <= n; k++)
+		if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+			return 0;
+	return i + n + 1;
+}
+
+static int hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Scans the string starting at the quote s[*i]; leaves *i on the closing
+ * quote. */
+static int scan_string(const unsigned char *s, size_t len, size_t *i,
+		       struct agri_err *err)
+{
+	size_t j = *i + 1;
+
+	while (j < len && s[j] != '"') {
+		if (s[j] == '\\') {
+			if (j + 1 >= len)
+				break;
+			if (s[j + 1] == 'u') {
+				int v = 0;
+
+				for (size_t k = 2; k < 6; k++) {
+					int h = j + k < len ? hexval(s[j + k]) : -1;
+
+					if (h < 0)
+						goto bad;
+					v = v * 16 + h;
+				}
+				if (v == 0) {
+					agri_err_set(err, "", "\\u0000 in a string at byte %zu", j);
+					return -EBADMSG;
+				}
+				j += 6;
+			} else if (s[j + 1] && strchr("\"\\/bfnrt", s[j + 1])) {
+				j += 2;
+			} else {
+				goto bad;
+			}
+		} else if (s[j] < 0x20) {
+			agri_err_set(err, "", "control character in a string at byte %zu", j);
+			return -EBADMSG;
+		} else if (s[j] >= 0x80) {
+			size_t next = utf8_next(s, len, j);
+
+			if (!next) {
+				agri_err_set(err, "", "invalid UTF-8 at byte %zu", j);
+				return -EBADMSG;
+			}
+			j = next;
+		} else {
+			j++;
+		}
+	}
+	if (j < len) {
+		*i = j;
+		return 0;
+	}
+bad:
+	agri_err_set(err, "", "invalid JSON at byte %zu", j < len ? j : *i);
+	return -EBADMSG;
+}
+
+static bool is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? spans exactly s[0..n). */
+static bool number_valid(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+
+	if (i < n && s[i] == '-')
+		i++;
+	if (i < n && s[i] == '0')
+		i++;
+	else if (i < n && is_digit(s[i]))
+		while (i < n && is_digit(s[i]))
+			i++;
+	else
+		return false;
+	if (i < n && s[i] == '.') {
+		if (++i >= n || !is_digit(s[i]))
+			return false;
+		while (i < n && is_digit(s[i]))
+			i++;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		if (++i < n && (s[i] == '+' || s[i] == '-'))
+			i++;
+		if (i >= n || !is_digit(s[i]))
+			return false;
+		while (i < n && is_digit(s[i]))
+			i++;
+	}
+	return i == n;
+}
+
+/* The pre-scan: everything cJSON is lax about, and the depth limit. */
+static int json_scan(const unsigned char *s, size_t len, int max_depth,
+		     struct agri_err *err)
+{
+	int depth = 0, ret;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = s[i];
+
+		if (c == '"') {
+			ret = scan_string(s, len, &i, err);
+			if (ret)
+				return ret;
+		} else if (c == '{' || c == '[') {
+			if (++depth > max_depth) {
+				agri_err_set(err, "", "nested deeper than %d levels", max_depth);
+				return -EBADMSG;
+			}
+		} else if (c == '}' || c == ']') {
+			depth--;
+		} else if (c == '-' || c == '+' || c == '.' || is_digit(c)) {
+			size_t j = i;
+
+			while (j < len && (is_digit(s[j]) || s[j] == '-' || s[j] == '+' ||
+					   s[j] == '.' || s[j] == 'e' || s[j] == 'E'))
+				j++;
+			if (!number_valid(s + i, j - i)) {
+				agri_err_set(err, "", "invalid number at byte %zu", i);
+				return -EBADMSG;
+			}
+			i = j - 1;
+		} else if (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+			agri_err_set(err, "", "invalid JSON at byte %zu", i);
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Note: cJSON records parse failures in a process-wide variable
+ * (cJSON_GetErrorPtr); we never read it, so concurrent parses only race
+ * on a value nobody uses.
+ */
+int agri_json_parse(const char *json, size_t len, size_t max_bytes,
+		    int max_depth, cJSON **out, struct agri_err *err)
+{
+	const char *end = NULL;
+	const void *nul;
+	cJSON *root;
+	size_t i;
+	int ret;
+
+	if (!json || !out)
+		return -EINVAL;
+	if (len > max_bytes) {
+		agri_err_set(err, "", "larger than %zu bytes", max_bytes);
+		return -E2BIG;
+	}
+	nul = memchr(json, '\0', len);
+	if (nul) {
+		agri_err_set(err, "", "NUL byte at byte %zu", (size_t)((const char *)nul - json));
+		return -EBADMSG;
+	}
+	ret = json_scan((const unsigned char *)json, len, max_depth, err);
+	if (ret)
+		return ret;
+	root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+	if (!root) {
+		for (i = 0; i < len && strchr(" \t\r\n", json[i]); i++)
+			;
+		if (i == len)
+			agri_err_set(err, "", "empty document");
+		else
+			agri_err_set(err, "", "invalid JSON at byte %zu",
+				     end && end >= json && end <= json + len ?
+				     (size_t)(end - json) : i);
+		return -EBADMSG;
+	}
+	for (i = (size_t)(end - json); i < len; i++) {
+		if (!strchr(" \t\r\n", json[i])) {
+			agri_err_set(err, "", "trailing data at byte %zu", i);
+			cJSON_Delete(root);
+			return -EBADMSG;
+		}
+	}
+	*out = root;
+	return 0;
+}
+
+void agri_path_key(char *buf, size_t len, const char *parent, const char *key)
+{
+	if (parent && parent[0])
+		snprintf(buf, len, "%s.%s", parent, key);
+	else
+		snprintf(buf, len, "%s", key);
+}
+
+void agri_path_index(char *buf, size_t len, const char *parent, int index)
+{
+	snprintf(buf, len, "%s[%d]", parent ? parent : "", index);
+}
+
+/* Shortest of %.15g / %.17g that reads back as d. */
+static void num_format(char *buf, size_t len, double d)
+{
+	snprintf(buf, len, "%.15g", d);
+	if (strtod(buf, NULL) != d)
+		snprintf(buf, len, "%.17g", d);
+}
+
+static int range_check(double d, double lo, double hi, const char *path,
+		       struct agri_err *err)
+{
+	char a[32], b[32];
+
+	if (d >= lo && d <= hi)
+		return 0;
+	num_format(a, sizeof(a), lo);
+	num_format(b, sizeof(b), hi);
+	agri_err_set(err, path, "must be between %s and %s", a, b);
+	return -EINVAL;
+}
+
+static int read_number(const cJSON *item, const struct agri_cfg_field *f,
+		       void *field, const char *path, struct agri_err *err)
+{
+	bool integral = f->type != AGRI_CFG_DOUBLE;
+	bool ranged = f->min != 0 || f->max != 0;
+	double d = item->valuedouble;
+	int64_t v;
+
+	if (!cJSON_IsNumber(item)) {
+		agri_err_set(err, path, integral ? "expected an integer" : "expected a number");
+		return -EINVAL;
+	}
+	if (!isfinite(d)) {
+		agri_err_set(err, path, "number too large");
+		return -EINVAL;
+	}
+	if (!integral) {
+		if (ranged && range_check(d, f->min, f->max, path, err))
+			return -EINVAL;
+		memcpy(field, &d, sizeof(d));
+		return 0;
+	}
+	if (d != floor(d)) {
+		agri_err_set(err, path, "expected an integer");
+		return -EINVAL;
+	}
+	if (ranged ? range_check(d, f->min, f->max, path, err) :
+		     range_check(d, f->type == AGRI_CFG_UINT ? 0 : -INT_SAFE_MAX,
+				 INT_SAFE_MAX, path, err))
+		return -EINVAL;
+	v = (int64_t)d;
+	memcpy(field, &v, sizeof(v));
+	return 0;
+}
+
+static int read_field(const cJSON *item, const struct agri_cfg_field *f,
+		      void *field, const char *path, struct agri_err *err)
+{
+	size_t n;
+
+	switch (f->type) {
+	case AGRI_CFG_STR:
+		if (cJSON_IsNull(item) && !f->required) {
+			if (f->size)
+				*(char *)field = '\0';
+			return 0;
+		}
+		if (!cJSON_IsString(item)) {
+			agri_err_set(err, path, "expected a string");
+			return -EINVAL;
+		}
+		n = strlen(item->valuestring);
+		if (n >= f->size) {
+			agri_err_set(err, path, "too long (max %zu bytes)",
+				     f->size ? f->size - 1 : 0);
+			return -EINVAL;
+		}
+		memcpy(field, item->valuestring, n + 1);
+		return 0;
+	case AGRI_CFG_INT:
+	case AGRI_CFG_UINT:
+	case AGRI_CFG_DOUBLE:
+		return read_number(item, f, field, path, err);
+	case AGRI_CFG_BOOL:
+		if (!cJSON_IsBool(item)) {
+			agri_err_set(err, path, "expected true or false");
+			return -EINVAL;
+		}
+		*(bool *)field = cJSON_IsTrue(item);
+		return 0;
+	case AGRI_CFG_CUSTOM:
+		return f->parse(item, field, path, err);
+	}
+	return -EINVAL;
+}
+
+int agri_cfg_read_value(const cJSON *item, const struct agri_cfg_field *field,
+			void *target, const char *path, struct agri_err *err)
+{
+	if (!item || !field || !target)
+		return -EINVAL;
+	return read_field(item, field, target, path, err);
+}
+
+/*
+ * Errors are reported in document order, then missing required keys in
+ * table order. Unknown keys allowed by allow_unknown are skipped unread.
+ */
+int agri_cfg_read(const cJSON *obj, const char *path,
+		  const struct agri_cfg_field *fields, size_t n_fields,
+		  void *target, bool allow_unknown, struct agri_err *err)
+{
+	bool seen[CFG_FIELDS_MAX] = {false};
+	char sub[AGRI_ERR_PATH_MAX];
+	const cJSON *item;
+	size_t k;
+	int ret;
+
+	if (!cJSON_IsObject(obj)) {
+		agri_err_set(err, path, "expected an object");
+		return -EINVAL;
+	}
+	if (n_fields > CFG_FIELDS_MAX)
+		return -EINVAL;
+	for (item = obj->child; item; item = item->next) {
+		for (k = 0; k < n_fields; k++)
+			if (!strcmp(fields[k].key, item->string))
+				break;
+		agri_path_key(sub, sizeof(sub), path, item->string);
+		if (k == n_fields) {
+			if (allow_unknown)
+				continue;
+			agri_err_set(err, sub, "unknown key");
+			return -EINVAL;
+		}
+		if (seen[k]) {
+			agri_err_set(err, sub, "duplicate key");
+			return -EINVAL;
+		}
+		seen[k] = true;
+		ret = read_field(item, &fields[k], (char *)target + fields[k].offset,
+				 sub, err);
+		if (ret)
+			return ret;
+		if (fields[k].present_offset)
+			*(bool *)((char *)target + fields[k].present_offset) = true;
+	}
+	for (k = 0; k < n_fields; k++) {
+		if (fields[k].required && !seen[k]) {
+			agri_path_key(sub, sizeof(sub), path, fields[k].key);
+			agri_err_set(err, sub, "is required");
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int put_bytes(char *buf, size_t len, size_t *pos, const char *s,
+		     size_t n)
+{
+	if (*pos + n >= len)
+		return -ENOSPC;
+	memcpy(buf + *pos, s, n);
+	*pos += n;
+	buf[*pos] = '\0';
+	return 0;
+}
+
+/*
+ * Escapes '"', '\\' and control characters; other bytes pass through.
+ * Returns -EINVAL for invalid UTF-8 (the decoders refuse it), -ENOSPC when
+ * the result and its NUL do not fit. buf stays NUL-terminated.
+ */
+int agri_json_put_str(char *buf, size_t len, size_t *pos, const char *s)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t start = *pos, n = strlen(s);
+	char esc[8];
+	int ret = put_bytes(buf, len, pos, "\"", 1);
+
+	for (size_t i = 0; i < n && !ret;) {
+		size_t j = i;
+
+		while (j < n && u[j] >= 0x20 && u[j] < 0x80 && u[j] != '"' && u[j] != '\\')
+			j++;
+		if (j > i) {
+			ret = put_bytes(buf, len, pos, s + i, j - i);
+			i = j;
+		} else if (u[i] >= 0x80) {
+			j = utf8_next(u, n, i);
+			if (!j) {
+				ret = -EINVAL;
+				break;
+			}
+			ret = put_bytes(buf, len, pos, s + i, j - i);
+			i = j;
+		} else {
+			const char *e = u[i] == '"' ? "\\\"" : u[i] == '\\' ? "\\\\" :
+					u[i] == '\n' ? "\\n" : u[i] == '\r' ? "\\r" :
+					u[i] == '\t' ? "\\t" : u[i] == '\b' ? "\\b" :
+					u[i] == '\f' ? "\\f" : NULL;
+
+			if (!e) {
+				snprintf(esc, sizeof(esc), "\\u%04x", u[i]);
+				e = esc;
+			}
+			ret = put_bytes(buf, len, pos, e, strlen(e));
+			i++;
+		}
+	}
+	if (!ret)
+		ret = put_bytes(buf, len, pos, "\"", 1);
+	if (ret) {
+		*pos = start;
+		if (start < len)
+			buf[start] = '\0';
+	}
+	return ret;
+}
+
+int agri_json_put_num(char *buf, size_t len, size_t *pos, double d)
+{
+	char tmp[32];
+
+	if (!isfinite(d))
+		return -EINVAL;
+	num_format(tmp, sizeof(tmp), d);
+	return put_bytes(buf, len, pos, tmp, strlen(tmp));
+}

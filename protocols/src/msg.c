@@ -1,0 +1,1028 @@
+/*
+ * Payload codecs of CONTRACT.md §2, §3, §5. Each decoder parses with
+ * agri_json_parse() and reads objects through agri_cfg_read() tables, so
+ * every failure names a JSON path and a reason; all decoder failures are
+ * -EBADMSG (or -E2BIG before parsing). Encoders validate what the
+ * decoders would refuse (-EINVAL), then write the canonical form (keys in
+ * the contract's order, no spaces) through a small sticky-error writer.
+ * Decoded structs are written only on success, except the telemetry
+ * envelope fields documented in msg.h.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agri/json.h"
+#include "agri/msg.h"
+#include "agri/time.h"
+#include "agri/topic.h"
+
+#define MSG_MAX_BYTES (64 * 1024) /* every message but telemetry */
+#define SAFE_INT_MAX 9007199254740991.0 /* 2^53 - 1 */
+#define SAFE_UINT_MAX 9007199254740991ULL
+
+#define container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char *const quality_names[] = {"ok", "suspect", "error", "maint"};
+static const char *const alert_state_names[] = {"active", "acknowledged", "cleared"};
+static const char *const severities[] = {"info", "warning", "alarm", "critical"};
+
+static int name_index(const char *const *names, size_t n, const char *s)
+{
+	for (size_t i = 0; s && i < n; i++)
+		if (!strcmp(names[i], s))
+			return (int)i;
+	return -1;
+}
+
+const char *agri_quality_name(enum agri_quality q)
+{
+	return (unsigned)q < ARRAY_SIZE(quality_names) ? quality_names[q] : NULL;
+}
+
+int agri_quality_parse(const char *s, enum agri_quality *q)
+{
+	int i = name_index(quality_names, ARRAY_SIZE(quality_names), s);
+
+	if (i < 0 || !q)
+		return -EINVAL;
+	*q = (enum agri_quality)i;
+	return 0;
+}
+
+const char *agri_alert_state_name(enum agri_alert_state s)
+{
+	return (unsigned)s < ARRAY_SIZE(alert_state_names) ? alert_state_names[s] : NULL;
+}
+
+int agri_alert_state_parse(const char *s, enum agri_alert_state *out)
+{
+	int i = name_index(alert_state_names, ARRAY_SIZE(alert_state_names), s);
+
+	if (i < 0 || !out)
+		return -EINVAL;
+	*out = (enum agri_alert_state)i;
+	return 0;
+}
+
+/* ---- field parsers for the tables (agri_cfg_field.parse) ---- */
+
+static int want_string(const cJSON *item, const char *path, struct agri_err *err)
+{
+	if (cJSON_IsString(item))
+		return 0;
+	agri_err_set(err, path, "expected a string");
+	return -EINVAL;
+}
+
+static int parse_version(const cJSON *item, void *field, const char *path,
+			 struct agri_err *err)
+{
+	double d = item->valuedouble;
+
+	(void)field;
+	if (!cJSON_IsNumber(item) || !isfinite(d) || d != floor(d)) {
+		agri_err_set(err, path, "expected an integer");
+		return -EINVAL;
+	}
+	if (d != AGRI_MSG_VERSION) {
+		agri_err_set(err, path, "unsupported version %.0f (expected %d)",
+			     d, AGRI_MSG_VERSION);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_station(const cJSON *item, void *field, const char *path,
+			 struct agri_err *err)
+{
+	const char *s = item->valuestring;
+
+	if (want_string(item, path, err))
+		return -EINVAL;
+	if (!agri_station_id_valid(s)) {
+		agri_err_set(err, path, agri_ident_valid(s) ?
+			     "reserved word, not a station id" :
+			     "invalid id (expected [A-Za-z0-9_-]{1,32})");
+		return -EINVAL;
+	}
+	strcpy(field, s);
+	return 0;
+}
+
+static int parse_ident(const cJSON *item, void *field, const char *path,
+		       struct agri_err *err)
+{
+	if (want_string(item, path, err))
+		return -EINVAL;
+	if (!agri_ident_valid(item->valuestring)) {
+		agri_err_set(err, path, "invalid id (expected [A-Za-z0-9_-]{1,32})");
+		return -EINVAL;
+	}
+	strcpy(field, item->valuestring);
+	return 0;
+}
+
+static int parse_rule(const cJSON *item, void *field, const char *path,
+		      struct agri_err *err)
+{
+	if (want_string(item, path, err))
+		return -EINVAL;
+	if (!agri_rule_id_valid(item->valuestring)) {
+		agri_err_set(err, path, "invalid rule id (expected [A-Za-z0-9_-]{1,64})");
+		return -EINVAL;
+	}
+	strcpy(field, item->valuestring);
+	return 0;
+}
+
+static int parse_time(const cJSON *item, void *field, const char *path,
+		      struct agri_err *err)
+{
+	int64_t ms;
+
+	if (want_string(item, path, err))
+		return -EINVAL;
+	if (agri_time_parse(item->valuestring, &ms)) {
+		agri_err_set(err, path, "invalid RFC 3339 timestamp");
+		return -EINVAL;
+	}
+	memcpy(field, &ms, sizeof(ms));
+	return 0;
+}
+
+/* A finite number, or null stored as NaN. */
+static int parse_num_or_null(const cJSON *item, void *field, const char *path,
+			     struct agri_err *err)
+{
+	double d = NAN;
+
+	if (!cJSON_IsNull(item)) {
+		if (!cJSON_IsNumber(item)) {
+			agri_err_set(err, path, "expected a number");
+			return -EINVAL;
+		}
+		d = item->valuedouble;
+		if (!isfinite(d)) {
+			agri_err_set(err, path, "number too large");
+			return -EINVAL;
+		}
+	}
+	memcpy(field, &d, sizeof(d));
+	return 0;
+}
+
+/* A string from names[], stored as its index (an enum). */
+static int parse_enum(const cJSON *item, const char *const *names, size_t n,
+		      const char *expected, int *out, const char *path,
+		      struct agri_err *err)
+{
+	int i;
+
+	if (want_string(item, path, err))
+		return -EINVAL;
+	i = name_index(names, n, item->valuestring);
+	if (i < 0) {
+		agri_err_set(err, path, "expected %s", expected);
+		return -EINVAL;
+	}
+	*out = i;
+	return 0;
+}
+
+static int parse_quality(const cJSON *item, void *field, const char *path,
+			 struct agri_err *err)
+{
+	int i;
+
+	if (parse_enum(item, quality_names, ARRAY_SIZE(quality_names),
+		       "\"ok\", \"suspect\", \"error\" or \"maint\"", &i, path, err))
+		return -EINVAL;
+	*(enum agri_quality *)field = (enum agri_quality)i;
+	return 0;
+}
+
+static int parse_alert_state(const cJSON *item, void *field, const char *path,
+			     struct agri_err *err)
+{
+	int i;
+
+	if (parse_enum(item, alert_state_names, ARRAY_SIZE(alert_state_names),
+		       "\"active\", \"acknowledged\" or \"cleared\"", &i, path, err))
+		return -EINVAL;
+	*(enum agri_alert_state *)field = (enum agri_alert_state)i;
+	return 0;
+}
+
+static int parse_severity(const cJSON *item, void *field, const char *path,
+			  struct agri_err *err)
+{
+	int i;
+
+	if (parse_enum(item, severities, ARRAY_SIZE(severities),
+		       "\"info\", \"warning\", \"alarm\" or \"critical\"", &i, path, err))
+		return -EINVAL;
+	strcpy(field, severities[i]);
+	return 0;
+}
+
+static int parse_online(const cJSON *item, void *field, const char *path,
+			struct agri_err *err)
+{
+	static const char *const states[] = {"offline", "online"};
+	int i;
+
+	if (parse_enum(item, states, 2, "\"online\" or \"offline\"", &i, path, err))
+		return -EINVAL;
+	*(bool *)field = i;
+	return 0;
+}
+
+static int parse_result(const cJSON *item, void *field, const char *path,
+			struct agri_err *err)
+{
+	static const char *const results[] = {"rejected", "applied"};
+	int i;
+
+	if (parse_enum(item, results, 2, "\"applied\" or \"rejected\"", &i, path, err))
+		return -EINVAL;
+	*(bool *)field = i;
+	return 0;
+}
+
+/* An array of min..max elements; writes nothing. */
+static int check_array(const cJSON *item, int min, int max, const char *what,
+		       const char *path, struct agri_err *err)
+{
+	int n;
+
+	if (!cJSON_IsArray(item)) {
+		agri_err_set(err, path, "expected an array");
+		return -EINVAL;
+	}
+	n = cJSON_GetArraySize(item);
+	if (n < min || n > max) {
+		agri_err_set(err, path, "must hold %d to %d %s", min, max, what);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_readings(const cJSON *item, void *field, const char *path,
+			  struct agri_err *err)
+{
+	(void)field;
+	return check_array(item, 1, AGRI_BATCH_MAX_READINGS, "readings", path, err);
+}
+
+#define F_REQ(k, t, st, m, ...) \
+	{ .key = k, .type = t, .required = true, .offset = offsetof(st, m), \
+	  .size = sizeof(((st *)0)->m), __VA_ARGS__ }
+#define F_OPT(k, t, st, m, ...) \
+	{ .key = k, .type = t, .required = false, .offset = offsetof(st, m), \
+	  .size = sizeof(((st *)0)->m), __VA_ARGS__ }
+#define CUSTOM(fn) .parse = fn
+#define RANGE(lo, hi) .min = lo, .max = hi
+#define F_VERSION { .key = "v", .type = AGRI_CFG_CUSTOM, .required = true, \
+		    .parse = parse_version }
+
+/* ---- telemetry ---- */
+
+static const struct agri_cfg_field telemetry_fields[] = {
+	F_VERSION,
+	F_REQ("station", AGRI_CFG_CUSTOM, struct agri_telemetry, station, CUSTOM(parse_station)),
+	F_REQ("seq", AGRI_CFG_UINT, struct agri_telemetry, seq, RANGE(0, SAFE_INT_MAX)),
+	F_REQ("sent_at", AGRI_CFG_CUSTOM, struct agri_telemetry, sent_at_ms, CUSTOM(parse_time)),
+	F_REQ("readings", AGRI_CFG_CUSTOM, struct agri_telemetry, readings, CUSTOM(parse_readings)),
+};
+
+static const struct agri_cfg_field reading_fields[] = {
+	F_REQ("ts", AGRI_CFG_CUSTOM, struct agri_reading, ts_ms, CUSTOM(parse_time)),
+	F_REQ("sensor", AGRI_CFG_CUSTOM, struct agri_reading, sensor, CUSTOM(parse_ident)),
+	F_REQ("metric", AGRI_CFG_CUSTOM, struct agri_reading, metric, CUSTOM(parse_ident)),
+	F_REQ("value", AGRI_CFG_CUSTOM, struct agri_reading, value, CUSTOM(parse_num_or_null)),
+	F_REQ("unit", AGRI_CFG_STR, struct agri_reading, unit),
+	F_REQ("q", AGRI_CFG_CUSTOM, struct agri_reading, q, CUSTOM(parse_quality)),
+};
+
+/* Parses json into *root and checks it is an object. */
+static int doc_parse(const char *json, size_t len, size_t max, cJSON **root,
+		     struct agri_err *err)
+{
+	int ret;
+
+	if (!json)
+		return -EINVAL;
+	ret = agri_json_parse(json, len, max, AGRI_JSON_DEPTH_MAX, root, err);
+	if (ret)
+		return ret == -E2BIG || ret == -EINVAL ? ret : -EBADMSG;
+	if (!cJSON_IsObject(*root)) {
+		agri_err_set(err, "", "expected an object");
+		cJSON_Delete(*root);
+		*root = NULL;
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* The member named key when it occurs exactly once, else NULL. */
+static const cJSON *unique_member(const cJSON *obj, const char *key)
+{
+	const cJSON *found = NULL;
+
+	for (const cJSON *it = obj->child; it; it = it->next) {
+		if (strcmp(it->string, key))
+			continue;
+		if (found)
+			return NULL;
+		found = it;
+	}
+	return found;
+}
+
+static int reading_decode(const cJSON *obj, const char *path,
+			  struct agri_reading *out, struct agri_err *err)
+{
+	struct agri_reading r = {0};
+	char sub[AGRI_ERR_PATH_MAX];
+
+	if (agri_cfg_read(obj, path, reading_fields, ARRAY_SIZE(reading_fields),
+			  &r, false, err))
+		return -EBADMSG;
+	r.has_value = !isnan(r.value);
+	if (r.has_value != (r.q != AGRI_Q_ERROR)) {
+		agri_path_key(sub, sizeof(sub), path, "value");
+		agri_err_set(err, sub, r.has_value ? "must be null when q is \"error\"" :
+			     "null is only allowed when q is \"error\"");
+		return -EBADMSG;
+	}
+	if (!r.has_value)
+		r.value = 0;
+	*out = r;
+	return 0;
+}
+
+int agri_telemetry_decode(const char *json, size_t len,
+			  struct agri_telemetry *out, struct agri_err *err)
+{
+	struct agri_telemetry env = {0};
+	const cJSON *arr, *it, *m;
+	cJSON *root = NULL;
+	char path[AGRI_ERR_PATH_MAX];
+	int ret, i = 0;
+
+	if (!json || !out)
+		return -EINVAL;
+	out->station[0] = '\0';
+	out->n = out->n_invalid = 0;
+	out->has_station = out->has_seq = false;
+	ret = doc_parse(json, len, AGRI_BATCH_MAX_BYTES, &root, err);
+	if (ret)
+		return ret;
+	/* Station and seq on their own, for the end-to-end ack (§4). */
+	m = unique_member(root, "station");
+	if (m && cJSON_IsString(m) && agri_station_id_valid(m->valuestring)) {
+		strcpy(out->station, m->valuestring);
+		out->has_station = true;
+	}
+	m = unique_member(root, "seq");
+	if (m && cJSON_IsNumber(m) && m->valuedouble >= 0 &&
+	    m->valuedouble <= SAFE_INT_MAX && m->valuedouble == floor(m->valuedouble)) {
+		out->seq = (uint64_t)m->valuedouble;
+		out->has_seq = true;
+	}
+	if (agri_cfg_read(root, "", telemetry_fields, ARRAY_SIZE(telemetry_fields),
+			  &env, false, err)) {
+		ret = -EBADMSG;
+		goto out;
+	}
+	arr = cJSON_GetObjectItemCaseSensitive(root, "readings");
+	if ((size_t)cJSON_GetArraySize(arr) > out->cap || !out->readings) {
+		agri_err_set(err, "readings", "more readings than the caller's buffer holds");
+		ret = -ENOSPC;
+		goto out;
+	}
+	cJSON_ArrayForEach(it, arr) {
+		agri_path_index(path, sizeof(path), "readings", i++);
+		if (!reading_decode(it, path, &out->readings[out->n],
+				    out->n_invalid ? NULL : err))
+			out->n++;
+		else
+			out->n_invalid++;
+	}
+	out->sent_at_ms = env.sent_at_ms;
+	ret = out->n_invalid ? 1 : 0;
+out:
+	cJSON_Delete(root);
+	return ret;
+}
+
+/* ---- the canonical writer ---- */
+
+struct jw {
+	char *buf;
+	size_t len, pos;
+	int err; /* first failure, sticky */
+};
+
+static void w_fail(struct jw *w, int err)
+{
+	if (!w->err)
+		w->err = err;
+}
+
+static void w_check(struct jw *w, bool ok)
+{
+	if (!ok)
+		w_fail(w, -EINVAL);
+}
+
+static void w_lit(struct jw *w, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (w->err)
+		return;
+	if (w->pos + n >= w->len) {
+		w_fail(w, -ENOSPC);
+		return;
+	}
+	memcpy(w->buf + w->pos, s, n + 1);
+	w->pos += n;
+}
+
+static void w_str(struct jw *w, const char *s)
+{
+	if (!w->err)
+		w_fail(w, agri_json_put_str(w->buf, w->len, &w->pos, s));
+}
+
+static void w_num(struct jw *w, double d)
+{
+	if (!w->err)
+		w_fail(w, agri_json_put_num(w->buf, w->len, &w->pos, d));
+}
+
+static void w_uint(struct jw *w, uint64_t v)
+{
+	char tmp[24];
+
+	w_check(w, v <= SAFE_UINT_MAX);
+	snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
+	w_lit(w, tmp);
+}
+
+static void w_time(struct jw *w, int64_t ms)
+{
+	char tmp[AGRI_TIME_LEN + 1];
+
+	if (agri_time_format(ms, tmp, sizeof(tmp))) {
+		w_fail(w, -EINVAL);
+		return;
+	}
+	w_lit(w, "\"");
+	w_lit(w, tmp);
+	w_lit(w, "\"");
+}
+
+/* ,"key": */
+static void w_key(struct jw *w, const char *key)
+{
+	w_lit(w, ",\"");
+	w_lit(w, key);
+	w_lit(w, "\":");
+}
+
+static void w_begin(struct jw *w, char *buf, size_t len, const char *station)
+{
+	w->buf = buf;
+	w->len = buf ? len : 0;
+	w->pos = 0;
+	w->err = 0;
+	w_check(w, agri_station_id_valid(station));
+	w_lit(w, "{\"v\":1,\"station\":");
+	w_str(w, station);
+}
+
+static int w_end(struct jw *w, size_t max)
+{
+	w_lit(w, "}");
+	if (!w->err && w->pos > max)
+		w->err = -EINVAL;
+	return w->err ? w->err : (int)w->pos;
+}
+
+static bool str_fits(const char *s, size_t size)
+{
+	return strnlen(s, size) < size;
+}
+
+int agri_telemetry_encode(const struct agri_telemetry *t, char *buf,
+			  size_t len)
+{
+	struct jw w;
+
+	if (!t)
+		return -EINVAL;
+	w_begin(&w, buf, len, t->station);
+	w_check(&w, t->n >= 1 && t->n <= AGRI_BATCH_MAX_READINGS && t->readings);
+	w_key(&w, "seq");
+	w_uint(&w, t->seq);
+	w_key(&w, "sent_at");
+	w_time(&w, t->sent_at_ms);
+	w_lit(&w, ",\"readings\":[");
+	for (size_t i = 0; i < t->n && !w.err; i++) {
+		const struct agri_reading *r = &t->readings[i];
+
+		w_check(&w, agri_ident_valid(r->sensor) && agri_ident_valid(r->metric) &&
+			str_fits(r->unit, sizeof(r->unit)) && agri_quality_name(r->q) &&
+			r->has_value == (r->q != AGRI_Q_ERROR));
+		w_lit(&w, i ? ",{\"ts\":" : "{\"ts\":");
+		w_time(&w, r->ts_ms);
+		w_key(&w, "sensor");
+		w_str(&w, r->sensor);
+		w_key(&w, "metric");
+		w_str(&w, r->metric);
+		w_key(&w, "value");
+		if (r->has_value)
+			w_num(&w, r->value);
+		else
+			w_lit(&w, "null");
+		w_key(&w, "unit");
+		w_str(&w, r->unit);
+		w_key(&w, "q");
+		w_str(&w, agri_quality_name(r->q));
+		w_lit(&w, "}");
+	}
+	w_lit(&w, "]");
+	return w_end(&w, AGRI_BATCH_MAX_BYTES);
+}
+
+/* ---- status ---- */
+
+static const struct agri_cfg_field sensor_fields[] = {
+	F_REQ("name", AGRI_CFG_CUSTOM, struct agri_sensor_health, name, CUSTOM(parse_ident)),
+	F_OPT("profile", AGRI_CFG_CUSTOM, struct agri_sensor_health, profile, CUSTOM(parse_ident)),
+	F_OPT("reads_ok", AGRI_CFG_UINT, struct agri_sensor_health, reads_ok),
+	F_OPT("reads_failed", AGRI_CFG_UINT, struct agri_sensor_health, reads_failed),
+	F_OPT("timeouts", AGRI_CFG_UINT, struct agri_sensor_health, timeouts),
+	F_OPT("crc_errors", AGRI_CFG_UINT, struct agri_sensor_health, crc_errors),
+	F_OPT("exceptions", AGRI_CFG_UINT, struct agri_sensor_health, exceptions),
+};
+
+/* field is &status->sensors. */
+static int parse_sensors(const cJSON *item, void *field, const char *path,
+			 struct agri_err *err)
+{
+	struct agri_status *s = container_of(field, struct agri_status, sensors);
+	char sub[AGRI_ERR_PATH_MAX];
+	const cJSON *it;
+	size_t n = 0;
+
+	if (check_array(item, 0, AGRI_STATUS_SENSORS_MAX, "sensors", path, err))
+		return -EINVAL;
+	cJSON_ArrayForEach(it, item) {
+		struct agri_sensor_health *h = &s->sensors[n];
+
+		agri_path_index(sub, sizeof(sub), path, (int)n);
+		memset(h, 0, sizeof(*h));
+		if (agri_cfg_read(it, sub, sensor_fields, ARRAY_SIZE(sensor_fields),
+				  h, true, err))
+			return -EINVAL;
+		n++;
+	}
+	s->n_sensors = n;
+	return 0;
+}
+
+static const struct agri_cfg_field status_fields[] = {
+	F_VERSION,
+	F_REQ("station", AGRI_CFG_CUSTOM, struct agri_status, station, CUSTOM(parse_station)),
+	F_REQ("state", AGRI_CFG_CUSTOM, struct agri_status, online, CUSTOM(parse_online)),
+	F_OPT("fw", AGRI_CFG_STR, struct agri_status, fw),
+	F_OPT("board", AGRI_CFG_STR, struct agri_status, board),
+	F_OPT("config_version", AGRI_CFG_INT, struct agri_status, config_version,
+	      RANGE(0, SAFE_INT_MAX)),
+	F_OPT("ts", AGRI_CFG_CUSTOM, struct agri_status, ts_ms, CUSTOM(parse_time)),
+	F_OPT("uptime_s", AGRI_CFG_UINT, struct agri_status, uptime_s),
+	F_OPT("spool_depth", AGRI_CFG_UINT, struct agri_status, spool_depth),
+	F_OPT("spool_dropped", AGRI_CFG_UINT, struct agri_status, spool_dropped),
+	F_OPT("last_seq", AGRI_CFG_UINT, struct agri_status, last_seq),
+	F_OPT("maintenance", AGRI_CFG_BOOL, struct agri_status, maintenance),
+	F_OPT("sensors", AGRI_CFG_CUSTOM, struct agri_status, sensors, CUSTOM(parse_sensors)),
+};
+
+int agri_status_decode(const char *json, size_t len, struct agri_status *out,
+		       struct agri_err *err)
+{
+	struct agri_status s = {0};
+	cJSON *root = NULL;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	ret = doc_parse(json, len, MSG_MAX_BYTES, &root, err);
+	if (ret)
+		return ret;
+	if (agri_cfg_read(root, "", status_fields, ARRAY_SIZE(status_fields),
+			  &s, true, err))
+		ret = -EBADMSG;
+	else
+		*out = s;
+	cJSON_Delete(root);
+	return ret;
+}
+
+/* Optional members are written only when they differ from their zero
+ * default, so the Last Will's minimal form is canonical. */
+int agri_status_encode(const struct agri_status *s, char *buf, size_t len)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+	} counters[] = {
+		{"uptime_s", offsetof(struct agri_status, uptime_s)},
+		{"spool_depth", offsetof(struct agri_status, spool_depth)},
+		{"spool_dropped", offsetof(struct agri_status, spool_dropped)},
+		{"last_seq", offsetof(struct agri_status, last_seq)},
+	};
+	struct jw w;
+
+	if (!s)
+		return -EINVAL;
+	w_begin(&w, buf, len, s->station);
+	w_lit(&w, s->online ? ",\"state\":\"online\"" : ",\"state\":\"offline\"");
+	if (str_fits(s->fw, sizeof(s->fw)) && s->fw[0]) {
+		w_key(&w, "fw");
+		w_str(&w, s->fw);
+	}
+	if (str_fits(s->board, sizeof(s->board)) && s->board[0]) {
+		w_key(&w, "board");
+		w_str(&w, s->board);
+	}
+	w_check(&w, str_fits(s->fw, sizeof(s->fw)) &&
+		str_fits(s->board, sizeof(s->board)) && s->config_version >= 0 &&
+		s->n_sensors <= AGRI_STATUS_SENSORS_MAX);
+	if (s->config_version) {
+		w_key(&w, "config_version");
+		w_uint(&w, (uint64_t)s->config_version);
+	}
+	if (s->ts_ms) {
+		w_key(&w, "ts");
+		w_time(&w, s->ts_ms);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(counters); i++) {
+		uint64_t v;
+
+		memcpy(&v, (const char *)s + counters[i].off, sizeof(v));
+		if (v) {
+			w_key(&w, counters[i].key);
+			w_uint(&w, v);
+		}
+	}
+	if (s->maintenance)
+		w_lit(&w, ",\"maintenance\":true");
+	if (s->n_sensors && !w.err) {
+		w_lit(&w, ",\"sensors\":[");
+		for (size_t i = 0; i < s->n_sensors; i++) {
+			const struct agri_sensor_health *h = &s->sensors[i];
+
+			w_check(&w, agri_ident_valid(h->name) &&
+				(!h->profile[0] || agri_ident_valid(h->profile)));
+			w_lit(&w, i ? ",{\"name\":" : "{\"name\":");
+			w_str(&w, h->name);
+			if (h->profile[0]) {
+				w_key(&w, "profile");
+				w_str(&w, h->profile);
+			}
+			w_key(&w, "reads_ok");
+			w_uint(&w, h->reads_ok);
+			w_key(&w, "reads_failed");
+			w_uint(&w, h->reads_failed);
+			w_key(&w, "timeouts");
+			w_uint(&w, h->timeouts);
+			w_key(&w, "crc_errors");
+			w_uint(&w, h->crc_errors);
+			w_key(&w, "exceptions");
+			w_uint(&w, h->exceptions);
+			w_lit(&w, "}");
+		}
+		w_lit(&w, "]");
+	}
+	return w_end(&w, MSG_MAX_BYTES);
+}
+
+/* ---- end-to-end ack ---- */
+
+/* field is &ack->ranges. */
+static int parse_seqs(const cJSON *item, void *field, const char *path,
+		      struct agri_err *err)
+{
+	static const struct agri_cfg_field seq = {
+		.key = "", .type = AGRI_CFG_UINT, .max = SAFE_INT_MAX,
+	};
+	struct agri_ack *a = container_of(field, struct agri_ack, ranges);
+	char sub[AGRI_ERR_PATH_MAX], el[AGRI_ERR_PATH_MAX];
+	const cJSON *it;
+	size_t n = 0;
+
+	if (check_array(item, 1, AGRI_ACK_RANGES_MAX, "ranges", path, err))
+		return -EINVAL;
+	cJSON_ArrayForEach(it, item) {
+		int64_t v[2];
+
+		agri_path_index(sub, sizeof(sub), path, (int)n);
+		if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 2) {
+			agri_err_set(err, sub, "expected [first, last]");
+			return -EINVAL;
+		}
+		for (int k = 0; k < 2; k++) {
+			agri_path_index(el, sizeof(el), sub, k);
+			if (agri_cfg_read_value(cJSON_GetArrayItem(it, k), &seq, &v[k],
+						el, err))
+				return -EINVAL;
+		}
+		if (v[0] > v[1]) {
+			agri_err_set(err, sub, "first is greater than last");
+			return -EINVAL;
+		}
+		a->ranges[n].first = (uint64_t)v[0];
+		a->ranges[n].last = (uint64_t)v[1];
+		n++;
+	}
+	a->n = n;
+	return 0;
+}
+
+static const struct agri_cfg_field ack_fields[] = {
+	F_VERSION,
+	F_REQ("station", AGRI_CFG_CUSTOM, struct agri_ack, station, CUSTOM(parse_station)),
+	F_REQ("seqs", AGRI_CFG_CUSTOM, struct agri_ack, ranges, CUSTOM(parse_seqs)),
+};
+
+/* Decodes with table into a scratch copy of size bytes, then *out. */
+static int decode_simple(const char *json, size_t len,
+			 const struct agri_cfg_field *fields, size_t n_fields,
+			 void *scratch, void *out, size_t size,
+			 struct agri_err *err)
+{
+	cJSON *root = NULL;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	ret = doc_parse(json, len, MSG_MAX_BYTES, &root, err);
+	if (ret)
+		return ret;
+	if (agri_cfg_read(root, "", fields, n_fields, scratch, false, err))
+		ret = -EBADMSG;
+	else
+		memcpy(out, scratch, size);
+	cJSON_Delete(root);
+	return ret;
+}
+
+int agri_ack_decode(const char *json, size_t len, struct agri_ack *out,
+		    struct agri_err *err)
+{
+	struct agri_ack a = {0};
+
+	return decode_simple(json, len, ack_fields, ARRAY_SIZE(ack_fields), &a,
+			     out, sizeof(a), err);
+}
+
+int agri_ack_encode(const struct agri_ack *a, char *buf, size_t len)
+{
+	struct jw w;
+
+	if (!a)
+		return -EINVAL;
+	w_begin(&w, buf, len, a->station);
+	w_check(&w, a->n >= 1 && a->n <= AGRI_ACK_RANGES_MAX);
+	w_lit(&w, ",\"seqs\":[");
+	for (size_t i = 0; i < a->n && !w.err; i++) {
+		w_check(&w, a->ranges[i].first <= a->ranges[i].last);
+		w_lit(&w, i ? ",[" : "[");
+		w_uint(&w, a->ranges[i].first);
+		w_lit(&w, ",");
+		w_uint(&w, a->ranges[i].last);
+		w_lit(&w, "]");
+	}
+	w_lit(&w, "]");
+	return w_end(&w, MSG_MAX_BYTES);
+}
+
+int agri_ack_add(struct agri_ack *a, uint64_t seq)
+{
+	size_t i;
+
+	if (!a || seq > SAFE_UINT_MAX || a->n > AGRI_ACK_RANGES_MAX)
+		return -EINVAL;
+	/* i: the first range that ends at or after seq - 1. */
+	for (i = 0; i < a->n && a->ranges[i].last + 1 < seq; i++)
+		;
+	if (i < a->n && a->ranges[i].first <= seq + 1) {
+		struct agri_seq_range *r = &a->ranges[i];
+
+		if (seq < r->first)
+			r->first = seq;
+		if (seq > r->last)
+			r->last = seq;
+		/* seq may have bridged the gap to the next range. */
+		if (i + 1 < a->n && a->ranges[i + 1].first <= r->last + 1) {
+			r->last = a->ranges[i + 1].last;
+			memmove(r + 1, r + 2, (a->n - i - 2) * sizeof(*r));
+			a->n--;
+		}
+		return 0;
+	}
+	if (a->n == AGRI_ACK_RANGES_MAX)
+		return -ENOSPC;
+	memmove(&a->ranges[i + 1], &a->ranges[i], (a->n - i) * sizeof(a->ranges[0]));
+	a->ranges[i].first = a->ranges[i].last = seq;
+	a->n++;
+	return 0;
+}
+
+/* ---- config ack and the config envelope ---- */
+
+static const struct agri_cfg_field config_ack_fields[] = {
+	F_VERSION,
+	F_REQ("station", AGRI_CFG_CUSTOM, struct agri_config_ack, station, CUSTOM(parse_station)),
+	F_REQ("version", AGRI_CFG_INT, struct agri_config_ack, version, RANGE(0, SAFE_INT_MAX)),
+	F_REQ("result", AGRI_CFG_CUSTOM, struct agri_config_ack, applied, CUSTOM(parse_result)),
+	F_OPT("error", AGRI_CFG_STR, struct agri_config_ack, error),
+};
+
+int agri_config_ack_decode(const char *json, size_t len,
+			   struct agri_config_ack *out, struct agri_err *err)
+{
+	struct agri_config_ack a = {0};
+
+	return decode_simple(json, len, config_ack_fields,
+			     ARRAY_SIZE(config_ack_fields), &a, out, sizeof(a), err);
+}
+
+int agri_config_ack_encode(const struct agri_config_ack *a, char *buf,
+			   size_t len)
+{
+	struct jw w;
+
+	if (!a)
+		return -EINVAL;
+	w_begin(&w, buf, len, a->station);
+	w_check(&w, a->version >= 0 && str_fits(a->error, sizeof(a->error)));
+	w_key(&w, "version");
+	w_uint(&w, (uint64_t)a->version);
+	w_lit(&w, a->applied ? ",\"result\":\"applied\"" : ",\"result\":\"rejected\"");
+	if (!w.err && a->error[0]) {
+		w_key(&w, "error");
+		w_str(&w, a->error);
+	}
+	return w_end(&w, MSG_MAX_BYTES);
+}
+
+int agri_config_version(const char *json, size_t len, int64_t *version,
+			struct agri_err *err)
+{
+	static const struct agri_cfg_field fields[] = {
+		{ .key = "version", .type = AGRI_CFG_INT, .required = true,
+		  .min = 1, .max = SAFE_INT_MAX },
+	};
+	int64_t v = 0;
+	cJSON *root = NULL;
+	int ret;
+
+	if (!version)
+		return -EINVAL;
+	ret = doc_parse(json, len, MSG_MAX_BYTES, &root, err);
+	if (ret)
+		return ret;
+	if (agri_cfg_read(root, "", fields, 1, &v, true, err))
+		ret = -EBADMSG;
+	else
+		*version = v;
+	cJSON_Delete(root);
+	return ret;
+}
+
+/* ---- alerts ---- */
+
+static const struct agri_cfg_field alert_fields[] = {
+	F_VERSION,
+	F_REQ("id", AGRI_CFG_STR, struct agri_alert, id),
+	F_REQ("rule", AGRI_CFG_CUSTOM, struct agri_alert, rule, CUSTOM(parse_rule)),
+	F_REQ("station", AGRI_CFG_CUSTOM, struct agri_alert, station, CUSTOM(parse_station)),
+	F_OPT("sensor", AGRI_CFG_CUSTOM, struct agri_alert, sensor, CUSTOM(parse_ident)),
+	F_OPT("metric", AGRI_CFG_CUSTOM, struct agri_alert, metric, CUSTOM(parse_ident)),
+	F_REQ("severity", AGRI_CFG_CUSTOM, struct agri_alert, severity, CUSTOM(parse_severity)),
+	F_REQ("state", AGRI_CFG_CUSTOM, struct agri_alert, state, CUSTOM(parse_alert_state)),
+	F_OPT("value", AGRI_CFG_CUSTOM, struct agri_alert, value, CUSTOM(parse_num_or_null)),
+	F_OPT("threshold", AGRI_CFG_CUSTOM, struct agri_alert, threshold,
+	      CUSTOM(parse_num_or_null)),
+	F_REQ("raised_at", AGRI_CFG_CUSTOM, struct agri_alert, raised_at_ms, CUSTOM(parse_time)),
+	F_REQ("updated_at", AGRI_CFG_CUSTOM, struct agri_alert, updated_at_ms, CUSTOM(parse_time)),
+	F_REQ("message", AGRI_CFG_STR, struct agri_alert, message),
+};
+
+/* True when a->id is "<rule>/<station>[/<sensor>]". */
+static bool alert_id_matches(const struct agri_alert *a)
+{
+	char id[sizeof(a->id)];
+	int n = snprintf(id, sizeof(id), "%s/%s%s%s", a->rule, a->station,
+			 a->sensor[0] ? "/" : "", a->sensor);
+
+	return n > 0 && (size_t)n < sizeof(id) && !strcmp(id, a->id);
+}
+
+int agri_alert_decode(const char *json, size_t len, struct agri_alert *out,
+		      struct agri_err *err)
+{
+	struct agri_alert a = {.value = NAN, .threshold = NAN};
+	cJSON *root = NULL;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	ret = doc_parse(json, len, MSG_MAX_BYTES, &root, err);
+	if (ret)
+		return ret;
+	if (agri_cfg_read(root, "", alert_fields, ARRAY_SIZE(alert_fields), &a,
+			  false, err)) {
+		ret = -EBADMSG;
+		goto out;
+	}
+	if (!alert_id_matches(&a)) {
+		agri_err_set(err, "id", "must be \"<rule>/<station>[/<sensor>]\"");
+		ret = -EBADMSG;
+		goto out;
+	}
+	a.has_value = !isnan(a.value);
+	a.has_threshold = !isnan(a.threshold);
+	if (!a.has_value)
+		a.value = 0;
+	if (!a.has_threshold)
+		a.threshold = 0;
+	*out = a;
+out:
+	cJSON_Delete(root);
+	return ret;
+}
+
+static void w_opt_num(struct jw *w, const char *key, bool has, double d)
+{
+	w_key(w, key);
+	if (has)
+		w_num(w, d);
+	else
+		w_lit(w, "null");
+}
+
+int agri_alert_encode(const struct agri_alert *a, char *buf, size_t len)
+{
+	struct jw w = {.buf = buf, .len = buf ? len : 0};
+
+	if (!a)
+		return -EINVAL;
+	w_check(&w, str_fits(a->id, sizeof(a->id)) && agri_rule_id_valid(a->rule) &&
+		agri_station_id_valid(a->station) &&
+		(!a->sensor[0] || agri_ident_valid(a->sensor)) &&
+		(!a->metric[0] || agri_ident_valid(a->metric)) &&
+		name_index(severities, ARRAY_SIZE(severities), a->severity) >= 0 &&
+		agri_alert_state_name(a->state) &&
+		str_fits(a->message, sizeof(a->message)));
+	if (!w.err)
+		w_check(&w, alert_id_matches(a));
+	w_lit(&w, "{\"v\":1,\"id\":");
+	w_str(&w, a->id);
+	w_key(&w, "rule");
+	w_str(&w, a->rule);
+	w_key(&w, "station");
+	w_str(&w, a->station);
+	if (a->sensor[0]) {
+		w_key(&w, "sensor");
+		w_str(&w, a->sensor);
+	}
+	if (a->metric[0]) {
+		w_key(&w, "metric");
+		w_str(&w, a->metric);
+	}
+	w_key(&w, "severity");
+	w_str(&w, a->severity);
+	w_key(&w, "state");
+	w_str(&w, agri_alert_state_name(a->state));
+	w_opt_num(&w, "value", a->has_value, a->value);
+	w_opt_num(&w, "threshold", a->has_threshold, a->threshold);
+	w_key(&w, "raised_at");
+	w_time(&w, a->raised_at_ms);
+	w_key(&w, "updated_at");
+	w_time(&w, a->updated_at_ms);
+	w_key(&w, "message");
+	w_str(&w, a->message);
+	return w_end(&w, MSG_MAX_BYTES);
+}

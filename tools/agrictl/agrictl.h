@@ -1,0 +1,22 @@
+/*
+ * agrictl's subcommands beyond the Modbus probe: printing a device read,
+ * provisioning, config validation and push.
+ */
+#ifndef AGRICTL_H
+#define AGRICTL_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "agri/profile.h"
+#include "modbus_probe.h"
+
+void agrictl_print_read(FILE *f, const struct agri_profile *p, int slave,
+			const char *ts, const struct probe_value *vals, bool json);
+int agrictl_provision(const char *station, const char *out_dir,
+		      const char *passwd_file, const char *acl_file,
+		      const char *broker, const char *prefix);
+int agrictl_config_validate(int argc, char **argv);
+int agrictl_config_push(int argc, char **argv);
+
+#endif

@@ -1,0 +1,249 @@
+/*
+ * A simulated slave (see device.h): register values from the models,
+ * encoded with the protocols library's agri_reg_pack, and the request
+ * handling of a real device including its exception codes and faults.
+ */
+#include "device.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "agri/regmap.h"
+
+void device_init(struct device *d, int slave, const struct agri_profile *prof,
+		 const struct model_params *params, int64_t sim_start_ms)
+{
+	memset(d, 0, sizeof(*d));
+	d->slave = slave;
+	d->prof = *prof;
+	d->params = *params;
+	d->params.slave = slave;
+	d->sim_start_ms = sim_start_ms;
+	for (size_t i = 0; i < AGRI_PROFILE_REGS_MAX; i++)
+		d->counter_last_ms[i] = sim_start_ms;
+}
+
+int device_add_fault(struct device *d, const struct fault *f)
+{
+	if (d->n_faults >= DEVICE_FAULTS_MAX)
+		return -ENOSPC;
+	d->faults[d->n_faults++] = *f;
+	return 0;
+}
+
+static const struct fault *find_fault(const struct device *d,
+				      enum fault_mode m)
+{
+	for (size_t i = 0; i < d->n_faults; i++)
+		if (d->faults[i].mode == m)
+			return &d->faults[i];
+	return NULL;
+}
+
+static bool is_error_like(const char *m)
+{
+	return strstr(m, "error") || strstr(m, "fault") || strstr(m, "quality") ||
+	       strstr(m, "code") || strstr(m, "status");
+}
+
+/* A plausible value for a metric no model knows: the middle of its range. */
+static double fallback_value(const struct device *d,
+			     const struct agri_register *r, int64_t sim_ms)
+{
+	double v = 0;
+
+	if (r->stable || is_error_like(r->metric))
+		return r->has_min && r->min > 0 ? r->min : 0;
+	if (r->has_min && r->has_max) {
+		v = (r->min + r->max) / 2;
+		if (d->params.noise) {
+			int64_t step = sim_ms / 60000;
+			uint64_t h = model_hash(d->params.seed, (uint64_t)d->slave,
+						(uint64_t)r->addr, (uint64_t)step);
+			v += (r->max - r->min) * 0.005 * model_gauss(h);
+		}
+	} else if (r->has_min) {
+		v = r->min;
+	}
+	return v;
+}
+
+double device_value(const struct device *d, size_t i, int64_t sim_ms,
+		    int64_t since_ms, bool with_faults)
+{
+	const struct agri_register *r = &d->prof.regs[i];
+	const struct fault *stuck, *drift;
+	double v;
+
+	if (r->counter) {
+		const char *cls = r->sensor_suffix[0] ? r->sensor_suffix : r->metric;
+		return model_count(&d->params, model_class_factor(cls), since_ms, sim_ms);
+	}
+	if (with_faults && !r->stable && (stuck = find_fault(d, FAULT_STUCK))) {
+		int64_t at = d->sim_start_ms + (int64_t)(stuck->arg * 3600000.0);
+		if (sim_ms > at)
+			sim_ms = at;
+	}
+	if (model_value(&d->params, r->metric, r->unit, sim_ms, &v) != 0)
+		v = fallback_value(d, r, sim_ms);
+	if (with_faults && !r->stable && (drift = find_fault(d, FAULT_DRIFT))) {
+		double days = (double)(sim_ms - d->sim_start_ms) / 86400000.0;
+		double f = 1.0 - drift->arg / 100.0 * days;
+		v *= f < 0 ? 0 : f;
+	}
+	/* A real sensor saturates at the ends of its range. */
+	if (r->has_min && v < r->min)
+		v = r->min;
+	if (r->has_max && v > r->max)
+		v = r->max;
+	return v;
+}
+
+static int fc_present(const struct agri_profile *p, uint8_t fc)
+{
+	for (size_t i = 0; i < p->n_regs; i++)
+		if (p->regs[i].fc == fc)
+			return 1;
+	return 0;
+}
+
+int device_read(struct device *d, uint8_t fc, uint16_t addr, uint16_t count,
+		int64_t sim_ms, uint16_t *words, bool clear_counters)
+{
+	const struct agri_profile *p = &d->prof;
+	uint32_t end = (uint32_t)addr + count, lo = UINT32_MAX, hi = 0;
+	bool gaps_ok = p->max_gap > 0 || p->even_align, touched = false;
+	uint8_t covered[AGRI_MODBUS_MAX_REGS];
+	int max_regs = p->max_regs > 0 ? p->max_regs : AGRI_MODBUS_MAX_REGS;
+
+	if (!fc_present(p, fc))
+		return MB_EX_ILLEGAL_FUNCTION;
+	if (count < 1 || count > AGRI_MODBUS_MAX_REGS || count > max_regs)
+		return MB_EX_ILLEGAL_VALUE;
+	if (end > 65536)
+		return MB_EX_ILLEGAL_ADDRESS;
+	if (p->even_align && ((addr & 1) || (count & 1)))
+		return MB_EX_ILLEGAL_ADDRESS;
+	memset(covered, 0, sizeof(covered));
+	for (size_t i = 0; i < p->n_regs; i++) {
+		const struct agri_register *r = &p->regs[i];
+		uint32_t ra = r->addr, re = ra + agri_regtype_words(r->type);
+		if (r->fc != fc)
+			continue;
+		lo = ra < lo ? ra : lo;
+		hi = re > hi ? re : hi;
+		if (re <= addr || ra >= end)
+			continue;
+		touched = true;
+		for (uint32_t w = ra > addr ? ra : addr; w < re && w < end; w++)
+			covered[w - addr] = 1;
+	}
+	if (!touched)
+		return MB_EX_ILLEGAL_ADDRESS;
+	if (p->even_align) {
+		lo &= ~1u;
+		hi = (hi + 1) & ~1u;
+	}
+	for (uint32_t w = 0; w < count; w++) {
+		if (covered[w])
+			continue;
+		if (!gaps_ok || addr + w < lo || addr + w >= hi)
+			return MB_EX_ILLEGAL_ADDRESS;
+		/* Undocumented words inside a span: 0, or NaN on devices
+		 * that pad with NaN (YSI's reserved area). */
+		words[w] = p->even_align ? 0xFFFF : 0x0000;
+	}
+	for (size_t i = 0; i < p->n_regs; i++) {
+		const struct agri_register *r = &p->regs[i];
+		uint32_t ra = r->addr, n = agri_regtype_words(r->type);
+		uint16_t packed[4];
+		double v;
+		if (r->fc != fc || ra + n <= addr || ra >= end)
+			continue;
+		v = device_value(d, i, sim_ms, d->counter_last_ms[i], true);
+		if (r->counter && clear_counters)
+			d->counter_last_ms[i] = sim_ms;
+		(void)agri_reg_pack(r->type, r->order, agri_register_raw(r, v), packed);
+		for (uint32_t k = 0; k < n; k++)
+			if (ra + k >= addr && ra + k < end)
+				words[ra + k - addr] = packed[k];
+	}
+	return 0;
+}
+
+static size_t exception(uint8_t fc, uint8_t code, uint8_t *resp)
+{
+	resp[0] = fc | 0x80;
+	resp[1] = code;
+	return 2;
+}
+
+size_t device_request(struct device *d, const uint8_t *pdu, size_t len,
+		      int64_t sim_ms, int64_t elapsed_ms, uint8_t *resp,
+		      size_t cap, enum device_action *act)
+{
+	uint16_t words[AGRI_MODBUS_MAX_REGS], addr, count;
+	const struct fault *f;
+	uint64_t n = d->n_requests++;
+	uint8_t fc;
+	size_t out;
+	int ex;
+
+	*act = DEVICE_REPLY;
+	if (len < 1 || cap < 253) {
+		*act = DEVICE_SILENT;
+		return 0;
+	}
+	fc = pdu[0];
+	for (size_t i = 0; i < d->n_faults; i++) {
+		f = &d->faults[i];
+		if ((f->mode == FAULT_DROPOUT && fault_dropped(f, elapsed_ms)) ||
+		    (f->mode == FAULT_TIMEOUT && fault_fires(f, d->params.seed, n))) {
+			*act = DEVICE_SILENT;
+			d->n_silent++;
+			return 0;
+		}
+	}
+	if ((f = find_fault(d, FAULT_EXCEPTION)) && fault_fires(f, d->params.seed, n)) {
+		d->n_exceptions++;
+		out = exception(fc, MB_EX_DEVICE_FAILURE, resp);
+		goto corrupt;
+	}
+	if (fc != 0x03 && fc != 0x04) {
+		d->n_exceptions++;
+		out = exception(fc, MB_EX_ILLEGAL_FUNCTION, resp);
+		goto corrupt;
+	}
+	if (len != 5) {
+		d->n_exceptions++;
+		out = exception(fc, MB_EX_ILLEGAL_VALUE, resp);
+		goto corrupt;
+	}
+	addr = (uint16_t)(pdu[1] << 8 | pdu[2]);
+	count = (uint16_t)(pdu[3] << 8 | pdu[4]);
+	/* A faulted reply must not clear the counters: decide first. */
+	f = find_fault(d, FAULT_CRC);
+	bool corrupting = f && fault_fires(f, d->params.seed, n);
+	ex = device_read(d, fc, addr, count, sim_ms, words, !corrupting);
+	if (ex) {
+		d->n_exceptions++;
+		out = exception(fc, (uint8_t)ex, resp);
+		goto corrupt;
+	}
+	resp[0] = fc;
+	resp[1] = (uint8_t)(count * 2);
+	for (uint16_t i = 0; i < count; i++) {
+		resp[2 + 2 * i] = (uint8_t)(words[i] >> 8);
+		resp[3 + 2 * i] = (uint8_t)(words[i] & 0xFF);
+	}
+	out = 2 + 2 * (size_t)count;
+	d->n_replies++;
+corrupt:
+	f = find_fault(d, FAULT_CRC);
+	if (f && fault_fires(f, d->params.seed, n)) {
+		*act = DEVICE_CORRUPT;
+		d->n_corrupt++;
+	}
+	return out;
+}
