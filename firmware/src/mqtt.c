@@ -324,5 +324,10 @@ void mqtt_disconnect(struct mqtt *m, int timeout_ms)
 	m->connected = false;
 	m->epoch++;
 	pthread_mutex_unlock(&m->lock);
-	MQTTAsync_disconnect(m->client, &d);
+	if (MQTTAsync_disconnect(m->client, &d) != MQTTASYNC_SUCCESS)
+		return;
+	/* Let paho finish the in-flight publications (the offline status). */
+	for (int waited = 0; waited < timeout_ms + 200 && MQTTAsync_isConnected(m->client);
+	     waited += 20)
+		util_sleep_ms(20);
 }

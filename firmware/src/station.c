@@ -718,8 +718,6 @@ int station_run(struct station *st)
 	if (st->link == LINK_UP) {
 		station_publish_status(st, false);
 		mqtt_disconnect(st->mqtt, 1000);
-		for (int i = 0; i < 20 && mqtt_is_connected(st->mqtt); i++)
-			util_sleep_ms(50);
 	}
 	station_close_watchdog(st);
 	log_info("station", "stopped spool_depth=%" PRIu64, spool_depth(st->spool));

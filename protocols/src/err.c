@@ -20,6 +20,10 @@ void agri_err_set(struct agri_err *err, const char *path, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
+	/* Keys come from the input: keep the reason on one line. */
+	for (char *p = err->path; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 }
 
 /* Returns 0, or -ENOSPC when buf was too small (it then holds a truncated,

@@ -98,8 +98,7 @@ class Station:
                 for s, p in due:
                     self.unacked[s] = (p, now)
             for s, p in sorted(due)[:500]:
-                if t_nonzero(self, s):
-                    self.resends += 1
+                self.resends += 1
                 self.c.publish("%s/%s/telemetry" % (PREFIX, self.name), p, qos=1)
 
     def pending(self):
@@ -110,10 +109,6 @@ class Station:
         self._stop = True
         self.c.loop_stop()
         self.c.disconnect()
-
-
-def t_nonzero(st, seq):
-    return True
 
 
 def write_config(d, port, db="agri.db", client_id="gw-test", shared_group=None, extra_db=None):

@@ -299,6 +299,7 @@ static const struct {
 	{K_TEL, "{'v':1,'station':'DT-W01','station':'DT-W02'}", -EBADMSG, "station", "duplicate key"},
 	{K_TEL, "{'v':1,'station':'DT-W01','extra':true}", -EBADMSG, "extra", "unknown key"},
 	{K_TEL, "{'v':1,'Station':'DT-W01'}", -EBADMSG, "Station", "unknown key"},
+	{K_TEL, "{'v':1,'a\\nb':1}", -EBADMSG, "a?b", "unknown key"}, /* one line */
 	/* readings: the envelope is fine, the reading is skipped (ret 1) */
 	{K_TEL, TEL(RD("1e999", "ok")), 1, "readings[0].value", "number too large"},
 	{K_TEL, TEL(RD("-1e400", "ok")), 1, "readings[0].value", "number too large"},

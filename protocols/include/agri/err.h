@@ -17,11 +17,13 @@ struct agri_err {
 	char msg[AGRI_ERR_MSG_MAX];
 };
 
-/* Sets err (if not NULL) to path/message; printf-style message. */
+/* Sets err (if not NULL) to path/message; printf-style message. Both are
+ * truncated to fit; control characters in path become '?'. */
 void agri_err_set(struct agri_err *err, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Writes "path: msg" (or just "msg" when path is empty) into buf. */
+/* Writes "path: msg" (or just "msg" when path is empty) into buf.
+ * Returns 0, or -ENOSPC when it was truncated to fit. */
 int agri_err_format(const struct agri_err *err, char *buf, size_t len);
 
 #endif

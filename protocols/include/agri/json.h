@@ -19,7 +19,9 @@
  * Parses json[0..len) into *out (free with cJSON_Delete). Rejects
  * documents over max_bytes (-E2BIG), nested deeper than max_depth, with
  * trailing garbage, or with NUL bytes, and documents that are not
- * valid JSON (-EBADMSG, err->msg names the byte offset).
+ * valid JSON (-EBADMSG, err->msg names the byte offset). Stricter than
+ * cJSON: RFC 8259 numbers only (no NaN, Infinity, +1, 01, .5, 1.), and
+ * strings must be UTF-8 without raw control characters or \u0000.
  */
 int agri_json_parse(const char *json, size_t len, size_t max_bytes,
 		    int max_depth, cJSON **out, struct agri_err *err);

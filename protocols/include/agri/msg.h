@@ -75,6 +75,7 @@ struct agri_telemetry {
  *            limits); *err says why; has_station/has_seq tell whether
  *            station/seq could still be read (for the end-to-end ack).
  *   -E2BIG   more than AGRI_BATCH_MAX_BYTES (checked before parsing).
+ *   -ENOSPC  a valid envelope with more readings than out->cap.
  * Validation: v == 1; station valid id; seq integer >= 0 (< 2^53); sent_at
  * RFC 3339; readings array of 1..1000 objects, each with ts, sensor, metric,
  * value (finite number, or null iff q == "error"), unit (string, <= 15
@@ -83,8 +84,10 @@ struct agri_telemetry {
 int agri_telemetry_decode(const char *json, size_t len,
 			  struct agri_telemetry *out, struct agri_err *err);
 
-/* Encodes t (readings[0..n)) canonically. Returns length, or -ENOSPC, or
- * -EINVAL when t holds something the decoder would refuse. */
+/* Encodes t (readings[0..n)) canonically, NUL-terminated. Returns the
+ * length (excluding NUL), or -ENOSPC, or -EINVAL when t holds something
+ * the decoder would refuse (including a result over 256 KiB). The other
+ * encoders below return the same way. */
 int agri_telemetry_encode(const struct agri_telemetry *t, char *buf,
 			  size_t len);
 
@@ -122,13 +125,16 @@ struct agri_status {
  * exceptions}]). Unknown keys are accepted and ignored (health counters may
  * grow; a gateway must not dead-letter a newer station's status).
  * The Last Will is the minimal form {"v":1,"station":"X","state":"offline"}.
- * Returns 0 or -EBADMSG/-E2BIG with *err.
+ * Returns 0 or -EBADMSG/-E2BIG with *err. The encoder writes optional keys
+ * only when non-zero/non-empty (so the Last Will is canonical), and every
+ * counter of each sensor. Messages other than telemetry are at most 64 KiB.
  */
 int agri_status_decode(const char *json, size_t len, struct agri_status *out,
 		       struct agri_err *err);
 int agri_status_encode(const struct agri_status *s, char *buf, size_t len);
 
-/* End-to-end ack: {"v":1,"station":..,"seqs":[[first,last],...]} */
+/* End-to-end ack: {"v":1,"station":..,"seqs":[[first,last],...]}, 1..256
+ * ranges, first <= last < 2^53, in any order (agri_ack_add sorts). */
 #define AGRI_ACK_RANGES_MAX 256
 struct agri_seq_range {
 	uint64_t first, last; /* inclusive, first <= last */
@@ -192,13 +198,15 @@ struct agri_alert {
 	char message[512];            /* UTF-8 */
 };
 /* Optional keys are written as null (value/threshold) or omitted (sensor,
- * metric when ""). */
+ * metric when ""). The id must be "<rule>/<station>[/<sensor>]" of the
+ * alert's own fields; message is required. */
 int agri_alert_decode(const char *json, size_t len, struct agri_alert *out,
 		      struct agri_err *err);
 int agri_alert_encode(const struct agri_alert *a, char *buf, size_t len);
 
-/* Appends s JSON-escaped (with quotes) to buf at *pos; -ENOSPC if it does
- * not fit. Shared by every encoder in the project. */
+/* Appends s JSON-escaped (with quotes) to buf at *pos and keeps buf
+ * NUL-terminated; -ENOSPC if it does not fit, -EINVAL if s is not valid
+ * UTF-8 (*pos unchanged on failure). Shared by every encoder. */
 int agri_json_put_str(char *buf, size_t len, size_t *pos, const char *s);
 /* Appends the shortest decimal that round-trips d ("%.15g", else "%.17g").
  * d must be finite: -EINVAL otherwise. */

@@ -25,8 +25,8 @@ int agri_time_parse_n(const char *s, size_t len, int64_t *ms);
 
 /*
  * Formats ms as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf (at least
- * AGRI_TIME_LEN + 1 bytes). Returns 0, or -EINVAL when ms is outside
- * years 1970..9999.
+ * AGRI_TIME_LEN + 1 bytes). Returns 0, -EINVAL when ms is outside
+ * years 1970..9999, or -ENOSPC when buf is too small.
  */
 int agri_time_format(int64_t ms, char *buf, size_t len);
 

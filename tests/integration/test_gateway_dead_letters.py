@@ -1,0 +1,98 @@
+"""agri-gateway: invalid input is kept, never silently dropped (CONTRACT §4).
+1,000 malformed messages interleaved with valid batches: all dead-lettered
+with a reason, all valid readings stored, the gateway still running. Also:
+a partly invalid batch keeps its valid readings and is acked; a station
+mismatch is never acked; status and the Last Will fill the registry."""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+import gateway_peer as gp  # noqa: E402
+
+R = harness.Result("test_gateway_dead_letters")
+d = harness.tmpdir()
+mq = harness.Mosquitto(os.path.join(d, "mq")).start()
+gw = gp.Gateway(d, gp.write_config(d, mq.port)).start()
+st = gp.Station(mq.port, "DL01", ack_timeout=3.0)
+st.connected.wait(5)
+
+
+def malformed(i):
+    b = gp.batch("DL01", 100000 + i, 2)
+    kind = i % 8
+    if kind == 0:
+        return "{not json"
+    if kind == 1:
+        b["v"] = 2
+    elif kind == 2:
+        del b["readings"]
+    elif kind == 3:
+        b["readings"] = []
+    elif kind == 4:
+        b["seq"] = "x"
+    elif kind == 5:
+        b["extra"] = 1
+    elif kind == 6:
+        b["readings"][0]["value"] = "high"
+        b["readings"][1]["value"] = "low"  # every reading invalid
+    else:
+        return "\xff\xfe binary"
+    return json.dumps(b)
+
+
+valid = 0
+for i in range(1000):
+    st.raw("telemetry", malformed(i))
+    if i % 2 == 0:
+        valid += 1
+        st.publish(valid, gp.batch("DL01", valid, 6))
+
+# A partly invalid batch: 5 valid readings, one wrong.
+part = gp.batch("DL01", 900001, 6)
+part["readings"][2]["value"] = "oops"
+st.publish(900001, part)
+# A batch whose station differs from its topic: dead letter, never acked.
+st.raw("telemetry", json.dumps(gp.batch("OTHER", 900002, 3)))
+# Status, then the Last Will form.
+st.raw("status", json.dumps({"v": 1, "station": "DL01", "state": "online", "fw": "1.0.3",
+                             "board": "rpi-cm4", "config_version": 7, "spool_depth": 2,
+                             "spool_dropped": 0}))
+harness.wait_for(lambda: st.pending() == 0, 60, 0.2, what="valid batches acked")
+R.check(st.pending() == 0, "all %d valid batches and the partly invalid one acked" % valid)
+db = os.path.join(d, "agri.db")
+harness.wait_for(lambda: gp.query(db, "SELECT count(*) FROM v_dead_letters")[0][0] >= 1002, 20, 0.2,
+                 what="dead letters")
+n = gp.query(db, "SELECT count(*) FROM v_readings")[0][0]
+R.check(n == valid * 6 + 5, "valid readings all stored (%d, want %d)" % (n, valid * 6 + 5))
+dl = gp.query(db, "SELECT topic, reason, payload, received_at FROM v_dead_letters")
+R.check(len(dl) == 1002, "1,000 malformed + 1 partly invalid + 1 mismatch dead-lettered (%d)" % len(dl))
+R.check(all(r[1] for r in dl), "every dead letter has a reason")
+R.check(all(r[0] == "agri/v1/DL01/telemetry" for r in dl), "dead letters keep their topic")
+R.check(all(len(r[3]) == 24 and r[3].endswith("Z") for r in dl), "received_at is RFC 3339 with ms")
+R.check(any(r[2] == "{not json" for r in dl), "payload kept whole")
+reasons = set(r[1] for r in dl)
+print("sample reasons:", sorted(reasons)[:8])
+R.check(any("differs from the topic" in r for r in reasons), "station mismatch reason")
+R.check(any("invalid reading" in r for r in reasons), "partly invalid batch reason")
+R.check(900002 not in st.acked, "mismatched batch not acked")
+harness.wait_for(lambda: gp.query(db, "SELECT fw FROM v_stations WHERE station='DL01'")[0][0] == "1.0.3", 10,
+                 what="status stored")
+row = gp.query(db, "SELECT state, fw, board, config_version FROM v_stations WHERE station='DL01'")[0]
+R.check(row == ("online", "1.0.3", "rpi-cm4", 7), "status fills the registry: %s" % (row,))
+st.raw("status", json.dumps({"v": 1, "station": "DL01", "state": "offline"}))
+harness.wait_for(lambda: gp.query(db, "SELECT state FROM v_stations WHERE station='DL01'")[0][0] == "offline",
+                 10, what="LWT stored")
+row = gp.query(db, "SELECT state, fw FROM v_stations WHERE station='DL01'")[0]
+R.check(row == ("offline", "1.0.3"), "the Last Will sets offline, keeps the rest")
+ts = gp.query(db, "SELECT ts FROM v_readings ORDER BY ts LIMIT 1")[0][0]
+R.check(ts == gp.iso(gp.T0_MS + 60000), "v_readings.ts is RFC 3339 UTC with ms: %s" % ts)
+R.check(gw.alive(), "gateway still running")
+t0 = time.time()
+rc = gw.stop()
+R.check(rc == 0 and time.time() - t0 < 5, "SIGTERM: exit 0 within 5 s (%.2fs)" % (time.time() - t0))
+st.close()
+mq.stop()
+R.done()

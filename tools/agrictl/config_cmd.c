@@ -1,0 +1,329 @@
+/*
+ * `agrictl config validate` and `agrictl config push`. Validation runs the
+ * daemons' own parsers (station_config_parse, gateway_config_load, the
+ * rules parser, agri_profile_parse). Push publishes the file as the
+ * station's retained desired config with the next version and waits for
+ * the station's config/ack (paho's synchronous MQTTClient: a CLI has
+ * nothing else to do meanwhile).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <MQTTClient.h>
+#include <cjson/cJSON.h>
+
+#include "agri/json.h"
+#include "agri/msg.h"
+#include "agri/profile.h"
+#include "agri/topic.h"
+#include "agri/util.h"
+#include "agrictl.h"
+#include "config.h"          /* firmware: station_config_parse */
+#include "gateway/config.h"  /* gateway_config_load */
+#include "rules.h"           /* gateway: rules_load */
+
+#define EX_CONFIG_ 78
+#define CONFIG_MAX (256 * 1024)
+
+enum file_kind { KIND_UNKNOWN, KIND_STATION, KIND_GATEWAY, KIND_RULES, KIND_PROFILE };
+
+static enum file_kind detect(const cJSON *doc)
+{
+	if (!cJSON_IsObject(doc))
+		return KIND_UNKNOWN;
+	if (cJSON_GetObjectItemCaseSensitive(doc, "registers"))
+		return KIND_PROFILE;
+	if (cJSON_GetObjectItemCaseSensitive(doc, "rules"))
+		return KIND_RULES;
+	if (cJSON_GetObjectItemCaseSensitive(doc, "db"))
+		return KIND_GATEWAY;
+	if (cJSON_GetObjectItemCaseSensitive(doc, "station") ||
+	    cJSON_GetObjectItemCaseSensitive(doc, "sensors"))
+		return KIND_STATION;
+	return KIND_UNKNOWN;
+}
+
+static void print_err(const char *file, const struct agri_err *e)
+{
+	fprintf(stderr, "%s: %s%s%s\n", file, e->path, *e->path ? ": " : "", e->msg);
+}
+
+/* Validates path; on success writes its kind. Returns 0 or 78. */
+static int validate_file(const char *path, enum file_kind *kind_out)
+{
+	static struct station_config scfg;
+	static struct gateway_config gcfg;
+	static struct agri_profile prof;
+	struct agri_err e = {0};
+	cJSON *doc = NULL;
+	char *buf = NULL;
+	size_t len;
+	int rc;
+	enum file_kind kind;
+
+	rc = util_read_file(path, CONFIG_MAX, &buf, &len);
+	if (rc < 0) {
+		fprintf(stderr, "%s: cannot read: %s\n", path, strerror(-rc));
+		return EX_CONFIG_;
+	}
+	rc = agri_json_parse(buf, len, CONFIG_MAX, AGRI_JSON_DEPTH_MAX, &doc, &e);
+	if (rc < 0) {
+		print_err(path, &e);
+		free(buf);
+		return EX_CONFIG_;
+	}
+	kind = detect(doc);
+	cJSON_Delete(doc);
+	switch (kind) {
+	case KIND_STATION:
+		rc = station_config_parse(buf, len, path, &scfg, &e);
+		break;
+	case KIND_GATEWAY:
+		rc = gateway_config_load(path, &gcfg, &e);
+		break;
+	case KIND_RULES:
+		rc = rules_validate_file(path, &e);
+		break;
+	case KIND_PROFILE:
+		rc = agri_profile_parse(buf, len, &prof, &e);
+		break;
+	default:
+		agri_err_set(&e, "", "not a station, gateway, rules or profile file "
+			     "(expected a \"station\", \"db\", \"rules\" or \"registers\" key)");
+		rc = -EINVAL;
+	}
+	free(buf);
+	if (rc < 0) {
+		print_err(path, &e);
+		return EX_CONFIG_;
+	}
+	*kind_out = kind;
+	return 0;
+}
+
+int agrictl_config_validate(int argc, char **argv)
+{
+	static const char *const names[] = {"unknown", "station", "gateway", "rules", "profile"};
+	enum file_kind kind;
+	int rc;
+
+	if (argc != 2 || argv[1][0] == '-') {
+		if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+			puts("usage: agrictl config validate FILE");
+			return 0;
+		}
+		fprintf(stderr, "agrictl: usage: agrictl config validate FILE\n");
+		return 2;
+	}
+	rc = validate_file(argv[1], &kind);
+	if (rc == 0)
+		printf("%s: ok (%s)\n", argv[1], names[kind]);
+	return rc;
+}
+
+struct push {
+	const char *station, *broker, *username, *password_file, *prefix, *file;
+	int timeout_s;
+	bool force;
+};
+
+static int64_t mono_ms(void)
+{
+	return util_mono_ms();
+}
+
+/* The version of the retained config the broker holds now (0 if none). */
+static int64_t retained_version(MQTTClient c, const char *topic)
+{
+	int64_t version = 0, deadline;
+	struct agri_err e;
+
+	if (MQTTClient_subscribe(c, topic, 1) != MQTTCLIENT_SUCCESS)
+		return -1;
+	deadline = mono_ms() + 1500; /* retained messages come right after SUBACK */
+	while (mono_ms() < deadline) {
+		char *t = NULL;
+		int tl = 0;
+		MQTTClient_message *m = NULL;
+
+		if (MQTTClient_receive(c, &t, &tl, &m, 200) != MQTTCLIENT_SUCCESS || !m)
+			continue;
+		if (strcmp(t, topic) == 0 && m->payloadlen > 0)
+			agri_config_version(m->payload, (size_t)m->payloadlen, &version, &e);
+		MQTTClient_freeMessage(&m);
+		MQTTClient_free(t);
+		break;
+	}
+	MQTTClient_unsubscribe(c, topic);
+	return version;
+}
+
+static int do_push(const struct push *p)
+{
+	char topic[AGRI_TOPIC_MAX], ack_topic[AGRI_TOPIC_MAX], password[256], client_id[64];
+	MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+	MQTTClient_message msg = MQTTClient_message_initializer;
+	struct agri_err e = {0};
+	MQTTClient c = NULL;
+	cJSON *doc = NULL, *ver;
+	char *buf = NULL, *out = NULL;
+	size_t len;
+	int64_t current, version, deadline;
+	int rc, result = 3;
+	enum file_kind kind;
+
+	if (!p->force && (rc = validate_file(p->file, &kind)) != 0)
+		return rc; /* the reason is printed; --force pushes anyway */
+	if (util_read_file(p->file, CONFIG_MAX, &buf, &len) < 0 ||
+	    agri_json_parse(buf, len, CONFIG_MAX, AGRI_JSON_DEPTH_MAX, &doc, &e) < 0 ||
+	    !cJSON_IsObject(doc)) {
+		fprintf(stderr, "%s: %s\n", p->file, *e.msg ? e.msg : "not a JSON object");
+		result = EX_CONFIG_;
+		goto out;
+	}
+	{
+		const cJSON *st = cJSON_GetObjectItemCaseSensitive(doc, "station");
+
+		if (!p->force && (!cJSON_IsString(st) || strcmp(st->valuestring, p->station) != 0)) {
+			fprintf(stderr, "%s: station: is not \"%s\" (the --station given)\n", p->file, p->station);
+			result = EX_CONFIG_;
+			goto out;
+		}
+	}
+	if (agri_topic_build(topic, sizeof(topic), p->prefix, AGRI_TOPIC_CONFIG, p->station) < 0 ||
+	    agri_topic_build(ack_topic, sizeof(ack_topic), p->prefix, AGRI_TOPIC_CONFIG_ACK, p->station) < 0) {
+		fprintf(stderr, "agrictl: invalid station id or topic prefix\n");
+		result = 2;
+		goto out;
+	}
+	password[0] = '\0';
+	if (p->password_file && (rc = util_read_secret(p->password_file, password, sizeof(password))) < 0) {
+		fprintf(stderr, "agrictl: %s: %s\n", p->password_file, strerror(-rc));
+		result = 1;
+		goto out;
+	}
+	snprintf(client_id, sizeof(client_id), "agrictl-%d-%ld", (int)getpid(), (long)time(NULL));
+	if (MQTTClient_create(&c, p->broker, client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL) != MQTTCLIENT_SUCCESS) {
+		fprintf(stderr, "agrictl: bad broker URL \"%s\"\n", p->broker);
+		result = 2;
+		goto out;
+	}
+	co.keepAliveInterval = 30;
+	co.cleansession = 1;
+	co.username = p->username;
+	co.password = password[0] ? password : NULL;
+	if ((rc = MQTTClient_connect(c, &co)) != MQTTCLIENT_SUCCESS) {
+		fprintf(stderr, "agrictl: cannot connect to %s (%s)\n", p->broker, MQTTClient_strerror(rc));
+		result = 1;
+		goto out;
+	}
+	if (MQTTClient_subscribe(c, ack_topic, 1) != MQTTCLIENT_SUCCESS) {
+		fprintf(stderr, "agrictl: cannot subscribe to %s\n", ack_topic);
+		result = 1;
+		goto out;
+	}
+	current = retained_version(c, topic);
+	ver = cJSON_GetObjectItemCaseSensitive(doc, "version");
+	version = current + 1;
+	if (cJSON_IsNumber(ver) && ver->valuedouble >= (double)version)
+		version = (int64_t)ver->valuedouble;
+	cJSON_DeleteItemFromObjectCaseSensitive(doc, "version");
+	cJSON_AddNumberToObject(doc, "version", (double)version);
+	out = cJSON_PrintUnformatted(doc);
+	msg.payload = out;
+	msg.payloadlen = (int)strlen(out);
+	msg.qos = 1;
+	msg.retained = 1;
+	if (MQTTClient_publishMessage(c, topic, &msg, NULL) != MQTTCLIENT_SUCCESS) {
+		fprintf(stderr, "agrictl: publish to %s failed\n", topic);
+		result = 1;
+		goto out;
+	}
+	printf("pushed %s as version %lld to %s; waiting for the station's ack...\n",
+	       p->file, (long long)version, topic);
+	fflush(stdout);
+	deadline = mono_ms() + (int64_t)p->timeout_s * 1000;
+	while (mono_ms() < deadline) {
+		struct agri_config_ack a;
+		MQTTClient_message *m = NULL;
+		char *t = NULL;
+		int tl = 0;
+
+		if (MQTTClient_receive(c, &t, &tl, &m, 500) != MQTTCLIENT_SUCCESS || !m)
+			continue;
+		rc = agri_config_ack_decode(m->payload, (size_t)m->payloadlen, &a, &e);
+		MQTTClient_freeMessage(&m);
+		MQTTClient_free(t);
+		if (rc < 0 || a.version != version)
+			continue;
+		if (a.applied) {
+			printf("%s: version %lld applied\n", p->station, (long long)version);
+			result = 0;
+		} else {
+			printf("%s: version %lld rejected: %s\n", p->station, (long long)version, a.error);
+			result = 1;
+		}
+		break;
+	}
+	if (result == 3)
+		fprintf(stderr, "agrictl: no ack from %s within %d s (the config stays retained; "
+			"the station applies it when it connects)\n", p->station, p->timeout_s);
+out:
+	if (c) {
+		MQTTClient_disconnect(c, 1000);
+		MQTTClient_destroy(&c);
+	}
+	memset(password, 0, sizeof(password));
+	cJSON_free(out);
+	cJSON_Delete(doc);
+	free(buf);
+	return result;
+}
+
+int agrictl_config_push(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"station", required_argument, 0, 's'}, {"broker", required_argument, 0, 'b'},
+		{"username", required_argument, 0, 'u'}, {"password-file", required_argument, 0, 'p'},
+		{"topic-prefix", required_argument, 0, 't'}, {"timeout-s", required_argument, 0, 'w'},
+		{"force", no_argument, 0, 'f'}, {"help", no_argument, 0, 'h'}, {0}};
+	struct push p = {.prefix = AGRI_TOPIC_PREFIX_DEFAULT, .timeout_s = 30};
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': p.station = optarg; break;
+		case 'b': p.broker = optarg; break;
+		case 'u': p.username = optarg; break;
+		case 'p': p.password_file = optarg; break;
+		case 't': p.prefix = optarg; break;
+		case 'w': p.timeout_s = atoi(optarg); break;
+		case 'f': p.force = true; break;
+		case 'h':
+			puts("usage: agrictl config push --station ID --broker URL [--username U --password-file F]\n"
+			     "       [--topic-prefix P] [--timeout-s 30] [--force] FILE\n"
+			     "  --force  push even if local validation fails (the station decides)");
+			return 0;
+		default: return 2;
+		}
+	}
+	if (!p.station || !p.broker || optind != argc - 1) {
+		fprintf(stderr, "agrictl: config push needs --station ID --broker URL FILE (see --help)\n");
+		return 2;
+	}
+	if (!agri_station_id_valid(p.station)) {
+		fprintf(stderr, "agrictl: --station: \"%s\" is not a valid station id\n", p.station);
+		return 2;
+	}
+	if (p.timeout_s <= 0 || p.timeout_s > 3600) {
+		fprintf(stderr, "agrictl: --timeout-s: expected 1..3600\n");
+		return 2;
+	}
+	p.file = argv[optind];
+	return do_push(&p);
+}
