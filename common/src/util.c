@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,12 +15,52 @@
 #include <time.h>
 #include <unistd.h>
 
-int64_t util_now_ms(void)
+#include "agri/time.h"
+
+static int64_t real_now_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The wall-clock seam. AGRI_CLOCK="<RFC 3339 start>@<speed>" (e.g.
+ * "2026-04-01T00:00:00.000Z@1440") makes util_now_ms() run from start at
+ * speed times real time, counted from the process's first call: the demo
+ * and simulations run stations, gateway and agri-sim on one accelerated
+ * clock. Intervals and timeouts use util_mono_ms() and stay real.
+ */
+static struct {
+	bool init, on;
+	int64_t start_ms, real0_ms;
+	double speed;
+} clock_seam;
+
+int64_t util_now_ms(void)
+{
+	if (!clock_seam.init) {
+		const char *env = getenv("AGRI_CLOCK");
+		const char *at = env ? strchr(env, '@') : NULL;
+
+		clock_seam.init = true;
+		if (at && agri_time_parse_n(env, (size_t)(at - env), &clock_seam.start_ms) == 0 &&
+		    (clock_seam.speed = strtod(at + 1, NULL)) > 0) {
+			clock_seam.on = true;
+			clock_seam.real0_ms = util_mono_ms();
+		}
+	}
+	if (!clock_seam.on)
+		return real_now_ms();
+	return clock_seam.start_ms +
+	       (int64_t)((double)(util_mono_ms() - clock_seam.real0_ms) * clock_seam.speed);
+}
+
+double util_clock_speed(void)
+{
+	util_now_ms();
+	return clock_seam.on ? clock_seam.speed : 1.0;
 }
 
 int64_t util_mono_ms(void)

@@ -351,22 +351,23 @@ static int config_check(struct station_config *c, const char *base_path,
 
 	for (i = 0; i < c->n_buses; i++) {
 		struct station_bus *b = &c->buses[i];
+		char where[AGRI_ERR_PATH_MAX];
 
 		agri_path_index(sub, sizeof(sub), "buses", (int)i);
 		if (!agri_ident_valid(b->name)) {
-			agri_path_key(sub, sizeof(sub), sub, "name");
-			agri_err_set(err, sub, "expected [A-Za-z0-9_-]{1,32}");
+			agri_path_key(where, sizeof(where), sub, "name");
+			agri_err_set(err, where, "expected [A-Za-z0-9_-]{1,32}");
 			return -EINVAL;
 		}
 		for (j = 0; j < i; j++)
 			if (!strcmp(c->buses[j].name, b->name)) {
-				agri_path_key(sub, sizeof(sub), sub, "name");
-				agri_err_set(err, sub, "duplicate bus name \"%s\"", b->name);
+				agri_path_key(where, sizeof(where), sub, "name");
+				agri_err_set(err, where, "duplicate bus name \"%s\"", b->name);
 				return -EINVAL;
 			}
 		if (!b->is_tcp) {
-			agri_path_key(sub, sizeof(sub), sub, "rtu.device");
-			if (resolve(b->device, sizeof(b->device), base_path, sub, err))
+			agri_path_key(where, sizeof(where), sub, "rtu.device");
+			if (resolve(b->device, sizeof(b->device), base_path, where, err))
 				return -EINVAL;
 		}
 	}

@@ -1,1 +1,251 @@
-int main(void) { return 0; }
+/*
+ * Load generator for scripts/bench-gateway: publishes telemetry batches
+ * (CONTRACT §3, 6 readings each by default) for many stations through a
+ * real broker with paho MQTTAsync (QoS 1, a window of in-flight
+ * publishes), listens to the gateway's end-to-end acks and reports:
+ * publish rate, the time until every batch was acked, and the
+ * publish->ack latency percentiles (an upper bound of publish->commit: the
+ * gateway acks right after its commit). One line of key=value results.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <MQTTAsync.h>
+
+#include "agri/msg.h"
+#include "agri/time.h"
+#include "agri/topic.h"
+
+struct bench {
+	MQTTAsync c;
+	int stations, per, window;
+	long total;       /* batches to publish */
+	double rate;      /* batches/s; 0 = as fast as the window allows */
+	atomic_long inflight, acked_batches;
+	int64_t *pub_us;  /* [station * max_seq + seq] publish time, 0 = none */
+	int64_t *lat_us;  /* ack latencies */
+	long max_seq;
+	atomic_bool connected;
+	pthread_mutex_t mu;
+};
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void on_sent(void *ctx, MQTTAsync_successData *r)
+{
+	struct bench *b = ctx;
+
+	(void)r;
+	atomic_fetch_sub(&b->inflight, 1);
+}
+
+static void on_send_fail(void *ctx, MQTTAsync_failureData *r)
+{
+	struct bench *b = ctx;
+
+	(void)r;
+	atomic_fetch_sub(&b->inflight, 1);
+}
+
+static int on_msg(void *ctx, char *topic, int tlen, MQTTAsync_message *m)
+{
+	struct bench *b = ctx;
+	struct agri_ack a;
+	struct agri_err err;
+	int64_t t = now_us();
+	int st;
+
+	(void)tlen;
+	if (agri_ack_decode(m->payload, (size_t)m->payloadlen, &a, &err) == 0 &&
+	    sscanf(a.station, "B%d", &st) == 1 && st >= 0 && st < b->stations) {
+		pthread_mutex_lock(&b->mu);
+		for (size_t i = 0; i < a.n; i++) {
+			for (uint64_t s = a.ranges[i].first; s <= a.ranges[i].last && (long)s < b->max_seq; s++) {
+				int64_t *p = &b->pub_us[(long)st * b->max_seq + (long)s];
+
+				if (*p > 0) {
+					b->lat_us[atomic_fetch_add(&b->acked_batches, 1)] = t - *p;
+					*p = -1;
+				}
+			}
+		}
+		pthread_mutex_unlock(&b->mu);
+	}
+	MQTTAsync_freeMessage(&m);
+	MQTTAsync_free(topic);
+	return 1;
+}
+
+static void on_connected(void *ctx, char *cause)
+{
+	struct bench *b = ctx;
+
+	(void)cause;
+	MQTTAsync_subscribe(b->c, "agri/v1/+/ack", 1, NULL);
+	atomic_store(&b->connected, true);
+}
+
+static int cmp64(const void *x, const void *y)
+{
+	int64_t a = *(const int64_t *)x, c = *(const int64_t *)y;
+
+	return a < c ? -1 : a > c;
+}
+
+static int make_batch(char *buf, size_t len, int st, long seq, int per, int64_t t_ms)
+{
+	static struct agri_reading r[AGRI_BATCH_MAX_READINGS];
+	struct agri_telemetry tel = {.readings = r, .n = (size_t)per, .cap = AGRI_BATCH_MAX_READINGS};
+	static const char *const metrics[] = {"salinity", "conductivity", "water_temperature",
+					      "ph", "dissolved_oxygen", "water_level"};
+
+	snprintf(tel.station, sizeof(tel.station), "B%04d", st);
+	tel.seq = (uint64_t)seq;
+	tel.sent_at_ms = t_ms;
+	for (int i = 0; i < per; i++) {
+		memset(&r[i], 0, sizeof(r[i]));
+		r[i].ts_ms = t_ms - 1000 + i / 6;
+		snprintf(r[i].sensor, sizeof(r[i].sensor), "sonde%d", i / 6 + 1);
+		snprintf(r[i].metric, sizeof(r[i].metric), "%s", metrics[i % 6]);
+		snprintf(r[i].unit, sizeof(r[i].unit), "u");
+		r[i].value = (double)(seq % 1000) / 10.0 + i;
+		r[i].has_value = true;
+		r[i].q = AGRI_Q_OK;
+	}
+	return agri_telemetry_encode(&tel, buf, len);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"url", required_argument, NULL, 'u'},
+		{"stations", required_argument, NULL, 's'},
+		{"batches", required_argument, NULL, 'n'},
+		{"readings", required_argument, NULL, 'r'},
+		{"rate", required_argument, NULL, 'R'},
+		{"window", required_argument, NULL, 'w'},
+		{"ack-timeout", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	MQTTAsync_createOptions cr = MQTTAsync_createOptions_initializer;
+	MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+	struct bench b = {.stations = 50, .per = 6, .window = 1000, .total = 10000};
+	const char *url = "tcp://127.0.0.1:1883";
+	double ack_timeout_s = 60;
+	char buf[AGRI_BATCH_MAX_BYTES], topic[AGRI_TOPIC_MAX], cid[64];
+	int64_t t0, t_pub_end, t_ack_end = 0, deadline;
+	long acked;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "u:s:n:r:R:w:t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'u': url = optarg; break;
+		case 's': b.stations = atoi(optarg); break;
+		case 'n': b.total = atol(optarg); break;
+		case 'r': b.per = atoi(optarg); break;
+		case 'R': b.rate = atof(optarg); break;
+		case 'w': b.window = atoi(optarg); break;
+		case 't': ack_timeout_s = atof(optarg); break;
+		case 'h':
+			printf("usage: agri-bench-gateway [--url U] [--stations N] [--batches N]"
+			       " [--readings N] [--rate BATCHES_PER_S] [--window N] [--ack-timeout S]\n");
+			return 0;
+		default:
+			return 2;
+		}
+	}
+	if (b.stations < 1 || b.per < 1 || b.per > 1000 || b.total < 1 || b.window < 1)
+		return 2;
+	b.max_seq = b.total / b.stations + 2;
+	b.pub_us = calloc((size_t)b.stations * (size_t)b.max_seq, sizeof(int64_t));
+	b.lat_us = calloc((size_t)b.total + 1, sizeof(int64_t));
+	pthread_mutex_init(&b.mu, NULL);
+	cr.maxBufferedMessages = 100000;
+	snprintf(cid, sizeof(cid), "bench-%d", (int)getpid());
+	if (MQTTAsync_createWithOptions(&b.c, url, cid, MQTTCLIENT_PERSISTENCE_NONE, NULL, &cr) != 0)
+		return 1;
+	MQTTAsync_setCallbacks(b.c, &b, NULL, on_msg, NULL);
+	MQTTAsync_setConnected(b.c, &b, on_connected);
+	co.cleansession = 1;
+	co.keepAliveInterval = 30;
+	co.maxInflight = 65535;
+	if (MQTTAsync_connect(b.c, &co) != 0)
+		return 1;
+	for (int i = 0; i < 500 && !atomic_load(&b.connected); i++)
+		usleep(10000);
+	if (!atomic_load(&b.connected)) {
+		fprintf(stderr, "bench: cannot connect to %s\n", url);
+		return 1;
+	}
+	usleep(200000); /* the ack subscription */
+	t0 = now_us();
+	for (long i = 0; i < b.total; i++) {
+		int st = (int)(i % b.stations);
+		long seq = i / b.stations + 1;
+		MQTTAsync_message m = MQTTAsync_message_initializer;
+		MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+		int n;
+
+		if (b.rate > 0) {
+			int64_t due = t0 + (int64_t)((double)i * 1e6 / b.rate);
+
+			while (now_us() < due)
+				usleep(50);
+		}
+		while (atomic_load(&b.inflight) >= b.window)
+			usleep(20);
+		n = make_batch(buf, sizeof(buf), st, seq, b.per, now_us() / 1000);
+		if (n < 0)
+			return 1;
+		snprintf(topic, sizeof(topic), "agri/v1/B%04d/telemetry", st);
+		m.payload = buf;
+		m.payloadlen = n;
+		m.qos = 1;
+		ro.onSuccess = on_sent;
+		ro.onFailure = on_send_fail;
+		ro.context = &b;
+		pthread_mutex_lock(&b.mu);
+		b.pub_us[(long)st * b.max_seq + seq] = now_us();
+		pthread_mutex_unlock(&b.mu);
+		atomic_fetch_add(&b.inflight, 1);
+		if (MQTTAsync_sendMessage(b.c, topic, &m, &ro) != 0) {
+			atomic_fetch_sub(&b.inflight, 1);
+			usleep(1000);
+			i--;
+		}
+	}
+	t_pub_end = now_us();
+	deadline = t_pub_end + (int64_t)(ack_timeout_s * 1e6);
+	while ((acked = atomic_load(&b.acked_batches)) < b.total && now_us() < deadline)
+		usleep(1000);
+	t_ack_end = now_us();
+	acked = atomic_load(&b.acked_batches);
+	qsort(b.lat_us, (size_t)acked, sizeof(int64_t), cmp64);
+	printf("batches=%ld readings=%ld acked=%ld pub_start_us=%lld pub_end_us=%lld ack_end_us=%lld"
+	       " pub_rate=%.0f e2e_rate=%.0f readings_per_s=%.0f ack_p50_ms=%.2f ack_p99_ms=%.2f ack_max_ms=%.2f\n",
+	       b.total, b.total * b.per, acked, (long long)t0, (long long)t_pub_end, (long long)t_ack_end,
+	       (double)b.total / ((double)(t_pub_end - t0) / 1e6),
+	       (double)acked / ((double)(t_ack_end - t0) / 1e6),
+	       (double)acked * b.per / ((double)(t_ack_end - t0) / 1e6),
+	       acked ? (double)b.lat_us[acked / 2] / 1000.0 : -1,
+	       acked ? (double)b.lat_us[acked * 99 / 100] / 1000.0 : -1,
+	       acked ? (double)b.lat_us[acked - 1] / 1000.0 : -1);
+	MQTTAsync_disconnect(b.c, NULL);
+	usleep(100000);
+	MQTTAsync_destroy(&b.c);
+	return acked == b.total ? 0 : 1;
+}

@@ -10,6 +10,7 @@ third night and light traps count nothing while the lamp is off.
 """
 import collections
 import csv
+import datetime
 import io
 import os
 import select
@@ -181,8 +182,8 @@ def scenarios():
     for row in csv.DictReader(io.StringIO(a)):
         if row["metric"] == "salinity":
             # local day (UTC+7)
-            h = int(row["ts"][11:13]) + 7
-            day = row["ts"][:10] + ("+" if h >= 24 else "")
+            t = datetime.datetime.strptime(row["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")
+            day = (t + datetime.timedelta(hours=7)).date()
             days[day].append(float(row["value"]))
     full = [v for k, v in sorted(days.items()) if len(v) == 144]
     crossing = [max(v) > 4 and min(v) < 4 for v in full]

@@ -62,7 +62,7 @@ def main():
                     ok_sal += 1
                 else:
                     bad.append((sensor, t, v, want))
-    res.check(ok_sal >= 9 and not bad, "salinity = PSS-78(conductivity, temperature) (%d ok, bad %s)"
+    res.check(ok_sal >= 6 and not bad, "salinity = PSS-78(conductivity, temperature) (%d ok, bad %s)"
               % (ok_sal, bad[:3]))
     # Values the simulator serves: read the same slave directly and compare.
     from pymodbus.client import ModbusTcpClient

@@ -4,8 +4,8 @@
  * every slave id of the line answered by its own device) or a Modbus TCP
  * listener with up to SERVER_CLIENTS_MAX clients (MBAP header, unit id =
  * slave id). Faults decide per request whether to answer, corrupt or stay
- * silent; on TCP, which has no CRC, a "crc" fault corrupts the reply's byte
- * count instead. Called from main() only.
+ * silent; on TCP, which has no CRC, a "crc" fault garbles the reply's
+ * transaction id and function code instead (a reply no client can decode). Called from main() only.
  */
 #include "sim.h"
 
@@ -273,10 +273,10 @@ static int tcp_frames(struct sim *s, struct tcp_client *c)
 			out[4] = (uint8_t)((n + 1) >> 8);
 			out[5] = (uint8_t)((n + 1) & 0xFF);
 			out[6] = c->buf[6];
-			if (act == DEVICE_CORRUPT && n > 2)
-				out[MBAP_LEN + 1] ^= 0x02; /* byte count off */
-			else if (act == DEVICE_CORRUPT)
-				out[MBAP_LEN] ^= 0x7F;     /* garbled function */
+			if (act == DEVICE_CORRUPT) { /* undecodable reply */
+				out[0] ^= 0xA5;
+				out[MBAP_LEN] ^= 0x40;
+			}
 			if (write_all(c->fd, out, MBAP_LEN + n))
 				return -1;
 		}

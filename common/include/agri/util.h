@@ -9,8 +9,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Wall clock, ms since the Unix epoch (CLOCK_REALTIME). */
+/* Wall clock, ms since the Unix epoch (CLOCK_REALTIME), or the simulated
+ * clock when AGRI_CLOCK="<RFC 3339 start>@<speed>" is set (demo, tests).
+ * The first call fixes the simulated clock's origin: not thread-safe
+ * before that, so call it once at start-up. */
 int64_t util_now_ms(void);
+/* The simulated clock's speed (1 when AGRI_CLOCK is unset). */
+double util_clock_speed(void);
 /* Monotonic clock, ms (CLOCK_MONOTONIC). */
 int64_t util_mono_ms(void);
 /* Sleeps ms milliseconds (restarts on EINTR unless *stop becomes set). */

@@ -1,0 +1,846 @@
+/*
+ * Salinity forecasts (harmonic least squares with GSL) and pest advisories;
+ * see forecast.h and docs/forecast.md. Pure: no I/O, no clock, no globals.
+ *
+ * The fit, in order: sort the readings; keep the trailing fit_days_max;
+ * drop stuck-sensor runs; pick the longest recent stretch whose 15-minute
+ * slots are at least min_coverage full; transform (log(S + c) by default:
+ * estuarine salinity is a multiplicative, skewed function of the tide, and
+ * in log space the spring-neap modulation and the seasonal envelope become
+ * additive terms a harmonic sum can carry); solve the linear model
+ *   y(t) = level(t) + sum_k a_k cos(w_k t) + b_k sin(w_k t)
+ * with gsl_multifit_linear_tsvd; drop gross outliers and solve again; then
+ * predict 72 h with a band whose variance is the residual variance plus the
+ * parameter variance of the prediction, the latter inflated for the
+ * residuals' autocorrelation (so the band widens as the trend is
+ * extrapolated), and transform back.
+ */
+#include "forecast.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_multifit.h>
+
+#include "agri/msg.h"
+#include "agri/time.h"
+
+#define DAY_MS 86400000LL
+#define HOUR_MS 3600000LL
+#define LEVEL_MAX 3 /* level_order <= 2 -> at most 3 columns */
+
+struct constituent {
+	const char *name;
+	double deg_per_h;
+	bool full_only; /* needs >= full_days to be told apart */
+};
+
+/* Angular speeds (degrees per mean solar hour), Schureman / IHO. */
+static const struct constituent constituents[] = {
+	{"M2", 28.9841042, false},
+	{"S2", 30.0000000, true},
+	{"N2", 28.4397295, true},
+	{"K1", 15.0410686, false},
+	{"O1", 13.9430356, false},
+	{"M4", 57.9682084, false},
+	{"MS4", 58.9841042, true},
+	{"MN4", 57.4238337, true},
+	{"MK3", 44.0251729, false},
+	{"MO3", 42.9271398, false},
+	{"M6", 86.9523127, false},
+	{"2MS6", 87.9682084, true},
+	{"MSf", 1.0158958, true},
+};
+#define N_CONST (sizeof(constituents) / sizeof(constituents[0]))
+#define PARAMS_MAX (LEVEL_MAX + 2 * N_CONST)
+
+static void set_why(char *why, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_why(char *why, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!why || !len)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, len, fmt, ap);
+	va_end(ap);
+}
+
+void forecast_params_default(struct forecast_params *p)
+{
+	static const double ladder[] = {0.5, 1.0, 2.0, 4.0};
+
+	memset(p, 0, sizeof(*p));
+	p->fit_days_max = 30;
+	p->fit_days_min = 3;
+	p->full_days = 15;
+	p->min_coverage = 0.70;
+	p->stuck_s = 7200;
+	p->outlier_sd = 5;
+	p->level_order = 1;
+	p->transform = FORECAST_LOG;
+	p->offset = 0.05;
+	p->z = 1.96;
+	for (size_t i = 0; i < sizeof(ladder) / sizeof(ladder[0]); i++)
+		p->thresholds[i] = ladder[i];
+	p->n_thresholds = sizeof(ladder) / sizeof(ladder[0]);
+	p->margin_abs = 0;
+	p->margin_rel = 0.05;
+	p->min_window_s = 1800;
+}
+
+static bool params_ok(const struct forecast_params *p)
+{
+	if (!(p->fit_days_min >= 1 && p->fit_days_max >= p->fit_days_min &&
+	      p->fit_days_max <= 120 && p->full_days >= 0))
+		return false;
+	if (!(p->min_coverage >= 0 && p->min_coverage <= 1 && p->stuck_s >= 0 &&
+	      p->outlier_sd >= 0 && p->z >= 0 && p->z <= 10))
+		return false;
+	if (p->level_order < 0 || p->level_order > LEVEL_MAX - 1)
+		return false;
+	if (p->transform != FORECAST_LOG && p->transform != FORECAST_SQRT &&
+	    p->transform != FORECAST_LINEAR)
+		return false;
+	if (!(p->offset >= 0 && p->offset <= 100) ||
+	    (p->transform == FORECAST_LOG && p->offset <= 0))
+		return false;
+	if (p->n_thresholds > FORECAST_THRESHOLDS_MAX || !(p->margin_abs >= 0) ||
+	    !(p->margin_rel >= 0 && p->margin_rel < 1) || !(p->min_window_s >= 0))
+		return false;
+	for (size_t i = 0; i < p->n_thresholds; i++)
+		if (!(p->thresholds[i] > 0 && isfinite(p->thresholds[i])))
+			return false;
+	return true;
+}
+
+/* ---- transform -------------------------------------------------------- */
+
+static double fwd(const struct forecast_params *p, double s)
+{
+	if (s < 0)
+		s = 0;
+	switch (p->transform) {
+	case FORECAST_LOG:
+		return log(s + p->offset);
+	case FORECAST_SQRT:
+		return sqrt(s + p->offset);
+	default:
+		return s;
+	}
+}
+
+static double inv(const struct forecast_params *p, double y)
+{
+	double s;
+
+	switch (p->transform) {
+	case FORECAST_LOG:
+		s = exp(y) - p->offset;
+		break;
+	case FORECAST_SQRT:
+		s = (y > 0 ? y * y : 0) - p->offset;
+		break;
+	default:
+		s = y;
+		break;
+	}
+	return s > 0 ? s : 0;
+}
+
+/* ---- data preparation -------------------------------------------------- */
+
+static int cmp_sample(const void *a, const void *b)
+{
+	const struct forecast_sample *x = a, *y = b;
+
+	return x->ts_ms < y->ts_ms ? -1 : x->ts_ms > y->ts_ms;
+}
+
+/*
+ * Removes, in place, runs of exactly equal consecutive values that last
+ * longer than stuck_ms (a stuck sensor repeats its last register). Returns
+ * the new count; *n_stuck gets the number removed.
+ */
+static size_t drop_stuck(struct forecast_sample *v, size_t n, int64_t stuck_ms,
+			 size_t *n_stuck)
+{
+	size_t out = 0, i = 0;
+
+	*n_stuck = 0;
+	while (i < n) {
+		size_t j = i + 1;
+
+		while (j < n && v[j].value == v[i].value)
+			j++;
+		if (j - i > 1 && v[j - 1].ts_ms - v[i].ts_ms > stuck_ms) {
+			*n_stuck += j - i;
+		} else {
+			memmove(&v[out], &v[i], (j - i) * sizeof(*v));
+			out += j - i;
+		}
+		i = j;
+	}
+	return out;
+}
+
+/*
+ * Picks the longest trailing stretch [start, v[n-1].ts] whose 15-minute
+ * slots are at least min_cov occupied. Returns the index of its first
+ * sample and writes the coverage.
+ */
+static int pick_start(const struct forecast_sample *v, size_t n, double min_cov,
+		      size_t *first, double *coverage)
+{
+	int64_t until = v[n - 1].ts_ms;
+	size_t n_slots = (size_t)((until - v[0].ts_ms) / FORECAST_STEP_MS) + 1;
+	unsigned char *occ = calloc(n_slots, 1);
+	size_t best = 0, filled = 0;
+	double best_cov = 0;
+
+	if (!occ)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		occ[(until - v[i].ts_ms) / FORECAST_STEP_MS] = 1;
+	for (size_t k = 0; k < n_slots; k++) {
+		double cov;
+
+		filled += occ[k];
+		cov = (double)filled / (double)(k + 1);
+		if (occ[k] && cov >= min_cov) {
+			best = k;
+			best_cov = cov;
+		}
+	}
+	free(occ);
+	/* the first sample inside slot `best` (slot index counts backwards) */
+	for (size_t i = 0; i < n; i++) {
+		if ((size_t)((until - v[i].ts_ms) / FORECAST_STEP_MS) <= best) {
+			*first = i;
+			break;
+		}
+	}
+	*coverage = best_cov;
+	return 0;
+}
+
+/* ---- the linear model ---------------------------------------------------- */
+
+struct model {
+	int64_t t0_ms;      /* time origin: the last reading */
+	double span_h;      /* fit span, hours (scales the level polynomial) */
+	int level_cols;     /* 1 + level_order */
+	size_t n_const;
+	size_t idx[N_CONST];   /* into constituents[] */
+	size_t p;           /* columns */
+};
+
+static void model_row(const struct model *m, int64_t ts_ms, double *row)
+{
+	double th = (double)(ts_ms - m->t0_ms) / (double)HOUR_MS;
+	double tau = th / m->span_h, pw = 1;
+	size_t c = 0;
+
+	for (int k = 0; k < m->level_cols; k++, pw *= tau)
+		row[c++] = pw;
+	for (size_t k = 0; k < m->n_const; k++) {
+		double w = constituents[m->idx[k]].deg_per_h * M_PI / 180.0;
+		row[c++] = cos(w * th);
+		row[c++] = sin(w * th);
+	}
+}
+
+struct fit {
+	gsl_vector *c;
+	gsl_matrix *cov;
+	double sd;   /* residual sd, transformed units */
+	double rho;  /* lag-1 autocorrelation of the residuals */
+};
+
+/* Least squares of y on the model's rows for v[0..n). */
+static int solve(const struct model *m, const struct forecast_sample *v,
+		 const double *y, size_t n, struct fit *f)
+{
+	gsl_multifit_linear_workspace *w = gsl_multifit_linear_alloc(n, m->p);
+	gsl_matrix *X = gsl_matrix_alloc(n, m->p);
+	gsl_vector *Y = gsl_vector_alloc(n);
+	double chisq, row[PARAMS_MAX];
+	size_t rank;
+	int ret = -ENOMEM;
+
+	if (!w || !X || !Y)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		model_row(m, v[i].ts_ms, row);
+		for (size_t j = 0; j < m->p; j++)
+			gsl_matrix_set(X, i, j, row[j]);
+		gsl_vector_set(Y, i, y[i]);
+	}
+	/* Truncated SVD: columns are O(1), so a relative tolerance of 1e-8
+	 * only cuts combinations the data cannot tell apart. */
+	if (gsl_multifit_linear_tsvd(X, Y, 1e-8, f->c, f->cov, &chisq, &rank, w)) {
+		ret = -EDOM;
+		goto out;
+	}
+	f->sd = sqrt(chisq / (double)(n > m->p ? n - m->p : 1));
+	ret = 0;
+out:
+	gsl_matrix_free(X);
+	gsl_vector_free(Y);
+	gsl_multifit_linear_free(w);
+	return ret;
+}
+
+static double predict(const struct model *m, const struct fit *f, int64_t ts_ms,
+		      double *var)
+{
+	double row[PARAMS_MAX], y = 0, q = 0;
+
+	model_row(m, ts_ms, row);
+	for (size_t i = 0; i < m->p; i++) {
+		y += row[i] * gsl_vector_get(f->c, i);
+		if (var)
+			for (size_t j = 0; j < m->p; j++)
+				q += row[i] * row[j] * gsl_matrix_get(f->cov, i, j);
+	}
+	if (var)
+		*var = q;
+	return y;
+}
+
+/* Lag-1 autocorrelation of residuals over consecutive samples closer than
+ * twice the median step (so gaps do not count). */
+static double resid_rho(const struct forecast_sample *v, const double *r, size_t n)
+{
+	double num = 0, den = 0;
+	int64_t lim = 2 * 3600 * 1000LL;
+
+	if (n > 2) {
+		int64_t d[3] = {v[1].ts_ms - v[0].ts_ms, v[n / 2].ts_ms - v[n / 2 - 1].ts_ms,
+				v[n - 1].ts_ms - v[n - 2].ts_ms};
+		int64_t med = d[0] > d[1] ? (d[1] > d[2] ? d[1] : (d[0] > d[2] ? d[2] : d[0]))
+					  : (d[0] > d[2] ? d[0] : (d[1] > d[2] ? d[2] : d[1]));
+		if (med > 0 && 2 * med < lim)
+			lim = 2 * med;
+	}
+	for (size_t i = 0; i < n; i++) {
+		den += r[i] * r[i];
+		if (i && v[i].ts_ms - v[i - 1].ts_ms <= lim)
+			num += r[i] * r[i - 1];
+	}
+	if (den <= 0)
+		return 0;
+	num /= den;
+	return num < 0 ? 0 : num > 0.995 ? 0.995 : num;
+}
+
+static void model_name(const struct model *m, const struct forecast_params *p,
+		       char *buf, size_t len)
+{
+	static const char *level[] = {"level", "trend", "quadratic trend"};
+	size_t pos = 0;
+
+	pos += (size_t)snprintf(buf + pos, len - pos, "harmonic");
+	for (size_t k = 0; k < m->n_const && pos < len; k++)
+		pos += (size_t)snprintf(buf + pos, len - pos, " %s",
+					constituents[m->idx[k]].name);
+	if (pos >= len)
+		return;
+	switch (p->transform) {
+	case FORECAST_LOG:
+		snprintf(buf + pos, len - pos, " + %s, log(S+%g)",
+			 level[m->level_cols - 1], p->offset);
+		break;
+	case FORECAST_SQRT:
+		snprintf(buf + pos, len - pos, " + %s, sqrt(S+%g)",
+			 level[m->level_cols - 1], p->offset);
+		break;
+	default:
+		snprintf(buf + pos, len - pos, " + %s", level[m->level_cols - 1]);
+		break;
+	}
+}
+
+int forecast_fit(const struct forecast_sample *s, size_t n,
+		 const struct forecast_params *p, struct forecast *out,
+		 char *why, size_t why_len)
+{
+	struct forecast_sample *v = NULL;
+	double *y = NULL, *r = NULL;
+	struct fit f = {0};
+	struct model m = {0};
+	size_t lo = 0, m_n, n_stuck = 0, n_out = 0, first = 0;
+	int64_t until, from, min_ms;
+	double coverage = 0, span_d, infl;
+	int ret;
+
+	if (!params_ok(p) || (!s && n)) {
+		set_why(why, why_len, "bad forecast parameters");
+		return -EINVAL;
+	}
+	if (n == 0) {
+		set_why(why, why_len, "too little data: no readings");
+		return -ENODATA;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!isfinite(s[i].value)) {
+			set_why(why, why_len, "non-finite reading");
+			return -EINVAL;
+		}
+	}
+	v = malloc(n * sizeof(*v));
+	if (!v) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	memcpy(v, s, n * sizeof(*v));
+	qsort(v, n, sizeof(*v), cmp_sample);
+	until = v[n - 1].ts_ms;
+	min_ms = until - (int64_t)(p->fit_days_max * (double)DAY_MS);
+	while (lo < n && v[lo].ts_ms < min_ms)
+		lo++;
+	m_n = n - lo;
+	if (m_n > FORECAST_SAMPLES_MAX) {
+		set_why(why, why_len, "too many readings in the fit window (%zu > %d)",
+			m_n, FORECAST_SAMPLES_MAX);
+		ret = -E2BIG;
+		goto out;
+	}
+	memmove(v, v + lo, m_n * sizeof(*v));
+	m_n = drop_stuck(v, m_n, (int64_t)(p->stuck_s * 1000.0), &n_stuck);
+	if (m_n < 2) {
+		set_why(why, why_len, "too little data: %zu readings%s", m_n,
+			n_stuck ? " after dropping a stuck sensor's" : "");
+		ret = -ENODATA;
+		goto out;
+	}
+	until = v[m_n - 1].ts_ms;
+	ret = pick_start(v, m_n, p->min_coverage, &first, &coverage);
+	if (ret)
+		goto out;
+	from = v[first].ts_ms;
+	span_d = (double)(until - from) / (double)DAY_MS;
+	if (span_d < p->fit_days_min) {
+		double all_d = (double)(until - v[0].ts_ms) / (double)DAY_MS;
+
+		if (all_d >= p->fit_days_min)
+			set_why(why, why_len,
+				"too little data: %.1f days with %.0f%% coverage in the last %.1f days, need %.1f days",
+				span_d, p->min_coverage * 100, all_d, p->fit_days_min);
+		else
+			set_why(why, why_len, "too little data: %.1f days of readings, need %.1f",
+				all_d, p->fit_days_min);
+		ret = -ENODATA;
+		goto out;
+	}
+	memmove(v, v + first, (m_n - first) * sizeof(*v));
+	m_n -= first;
+
+	/* the model */
+	m.t0_ms = until;
+	m.span_h = span_d * 24.0;
+	m.level_cols = 1 + p->level_order;
+	out->reduced = span_d < p->full_days;
+	for (size_t k = 0; k < N_CONST; k++)
+		if (!(out->reduced && constituents[k].full_only))
+			m.idx[m.n_const++] = k;
+	m.p = (size_t)m.level_cols + 2 * m.n_const;
+	if (m_n < 4 * m.p) {
+		set_why(why, why_len, "too little data: %zu readings for %zu parameters",
+			m_n, m.p);
+		ret = -ENODATA;
+		goto out;
+	}
+	y = malloc(m_n * sizeof(*y));
+	r = malloc(m_n * sizeof(*r));
+	f.c = gsl_vector_alloc(m.p);
+	f.cov = gsl_matrix_alloc(m.p, m.p);
+	if (!y || !r || !f.c || !f.cov) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < m_n; i++)
+		y[i] = fwd(p, v[i].value);
+	ret = solve(&m, v, y, m_n, &f);
+	if (ret)
+		goto out;
+	if (p->outlier_sd > 0 && f.sd > 0) {
+		size_t k = 0;
+
+		for (size_t i = 0; i < m_n; i++) {
+			double e = y[i] - predict(&m, &f, v[i].ts_ms, NULL);
+			if (fabs(e) <= p->outlier_sd * f.sd) {
+				v[k] = v[i];
+				y[k++] = y[i];
+			}
+		}
+		n_out = m_n - k;
+		if (n_out) {
+			m_n = k;
+			ret = solve(&m, v, y, m_n, &f);
+			if (ret)
+				goto out;
+		}
+	}
+
+	/* residuals: autocorrelation (transformed) and sd in g/L */
+	{
+		double ss = 0;
+
+		for (size_t i = 0; i < m_n; i++) {
+			double yh = predict(&m, &f, v[i].ts_ms, NULL);
+			double e = v[i].value - inv(p, yh);
+
+			r[i] = y[i] - yh;
+			ss += e * e;
+		}
+		f.rho = resid_rho(v, r, m_n);
+		out->residual_sd = sqrt(ss / (double)(m_n > m.p ? m_n - m.p : 1));
+	}
+	/* OLS covariance assumes independent residuals; with lag-1
+	 * correlation rho the effective sample is n (1 - rho) / (1 + rho). */
+	infl = (1 + f.rho) / (1 - f.rho);
+
+	out->data_from_ms = v[0].ts_ms;
+	out->data_until_ms = until;
+	out->fit_days = span_d;
+	out->coverage = coverage;
+	out->resid_sd_t = f.sd;
+	out->n_used = m_n;
+	out->n_stuck = n_stuck;
+	out->n_outliers = n_out;
+	out->n_params = m.p;
+	model_name(&m, p, out->model, sizeof(out->model));
+	out->n_points = FORECAST_POINTS;
+	for (size_t k = 0; k < FORECAST_POINTS; k++) {
+		int64_t t = (until / FORECAST_STEP_MS + 1 + (int64_t)k) * FORECAST_STEP_MS;
+		double var, yh = predict(&m, &f, t, &var);
+		double half = p->z * sqrt(f.sd * f.sd + infl * var);
+		struct forecast_point *pt = &out->points[k];
+
+		pt->ts_ms = t;
+		pt->value = inv(p, yh);
+		pt->lo = inv(p, yh - half);
+		pt->hi = inv(p, yh + half);
+		if (p->transform == FORECAST_LINEAR) /* symmetric band, clipped at 0 */
+			pt->lo = pt->lo < 0 ? 0 : pt->lo;
+	}
+	ret = forecast_windows(out, p);
+	if (ret == -ENOSPC)
+		ret = 0; /* truncated windows are still a forecast */
+out:
+	if (f.c)
+		gsl_vector_free(f.c);
+	if (f.cov)
+		gsl_matrix_free(f.cov);
+	free(r);
+	free(y);
+	free(v);
+	return ret;
+}
+
+/* ---- intake windows ------------------------------------------------------ */
+
+/* Time where hi crosses level between points a and b (linear). */
+static int64_t crossing(const struct forecast_point *a,
+			const struct forecast_point *b, double level)
+{
+	double d = b->hi - a->hi, f = d != 0 ? (level - a->hi) / d : 0.5;
+
+	if (f < 0)
+		f = 0;
+	if (f > 1)
+		f = 1;
+	return a->ts_ms + (int64_t)llround(f * (double)(b->ts_ms - a->ts_ms));
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int forecast_windows(struct forecast *f, const struct forecast_params *p)
+{
+	double thr[FORECAST_THRESHOLDS_MAX];
+	size_t nt = p->n_thresholds < FORECAST_THRESHOLDS_MAX ? p->n_thresholds
+							       : FORECAST_THRESHOLDS_MAX;
+	int64_t min_ms = (int64_t)(p->min_window_s * 1000.0);
+	const struct forecast_point *pt = f->points;
+	size_t np = f->n_points;
+
+	f->n_windows = 0;
+	memcpy(thr, p->thresholds, nt * sizeof(*thr));
+	qsort(thr, nt, sizeof(*thr), cmp_double);
+	for (size_t t = 0; t < nt; t++) {
+		double level = thr[t] - (p->margin_abs + p->margin_rel * thr[t]);
+		size_t i = 0;
+
+		while (i < np) {
+			size_t j;
+			int64_t from, to;
+
+			if (!(pt[i].hi < level)) {
+				i++;
+				continue;
+			}
+			for (j = i; j + 1 < np && pt[j + 1].hi < level; j++)
+				;
+			from = i == 0 ? pt[0].ts_ms : crossing(&pt[i - 1], &pt[i], level);
+			to = j + 1 == np ? pt[j].ts_ms : crossing(&pt[j], &pt[j + 1], level);
+			i = j + 1;
+			if (to - from < min_ms)
+				continue;
+			if (f->n_windows == FORECAST_WINDOWS_MAX)
+				return -ENOSPC;
+			f->windows[f->n_windows++] = (struct forecast_window){
+				.below = thr[t], .from_ms = from, .to_ms = to};
+		}
+	}
+	return 0;
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+struct jw {
+	char *buf;
+	size_t len, pos;
+	int err;
+};
+
+static void w_lit(struct jw *w, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (w->err)
+		return;
+	if (w->pos + n >= w->len) {
+		w->err = -ENOSPC;
+		return;
+	}
+	memcpy(w->buf + w->pos, s, n + 1);
+	w->pos += n;
+}
+
+static void w_str(struct jw *w, const char *s)
+{
+	if (!w->err)
+		w->err = agri_json_put_str(w->buf, w->len, &w->pos, s);
+}
+
+/* Numbers are rounded to 4 significant decimals of g/L (0.1 mg/L): the
+ * model is not better than that and the document stays small. */
+static void w_num(struct jw *w, double d)
+{
+	if (!w->err)
+		w->err = agri_json_put_num(w->buf, w->len, &w->pos,
+					   isfinite(d) ? round(d * 1e4) / 1e4 : d);
+}
+
+static void w_time(struct jw *w, int64_t ms)
+{
+	char ts[AGRI_TIME_LEN + 1];
+
+	if (w->err)
+		return;
+	if (agri_time_format(ms, ts, sizeof(ts))) {
+		w->err = -EINVAL;
+		return;
+	}
+	w_lit(w, "\"");
+	w_lit(w, ts);
+	w_lit(w, "\"");
+}
+
+static int w_end(struct jw *w)
+{
+	if (w->err) {
+		if (w->len)
+			w->buf[0] = '\0';
+		return w->err;
+	}
+	return (int)w->pos;
+}
+
+int forecast_encode(const struct forecast *f, const char *station,
+		    const char *metric, const char *unit, int64_t made_at_ms,
+		    char *buf, size_t len)
+{
+	struct jw w = {buf, len, 0, 0};
+
+	if (!buf || !len || !f || !station || !metric || !unit ||
+	    f->n_points > FORECAST_POINTS || f->n_windows > FORECAST_WINDOWS_MAX)
+		return -EINVAL;
+	buf[0] = '\0';
+	w_lit(&w, "{\"v\":1,\"station\":");
+	w_str(&w, station);
+	w_lit(&w, ",\"metric\":");
+	w_str(&w, metric);
+	w_lit(&w, ",\"unit\":");
+	w_str(&w, unit);
+	w_lit(&w, ",\"made_at\":");
+	w_time(&w, made_at_ms);
+	w_lit(&w, ",\"from_data_until\":");
+	w_time(&w, f->data_until_ms);
+	w_lit(&w, ",\"model\":");
+	w_str(&w, f->model);
+	w_lit(&w, ",\"fit_days\":");
+	w_num(&w, round(f->fit_days * 100) / 100);
+	w_lit(&w, ",\"residual_sd\":");
+	w_num(&w, f->residual_sd);
+	w_lit(&w, ",\"points\":[");
+	for (size_t i = 0; i < f->n_points; i++) {
+		const struct forecast_point *pt = &f->points[i];
+
+		w_lit(&w, i ? ",{\"ts\":" : "{\"ts\":");
+		w_time(&w, pt->ts_ms);
+		w_lit(&w, ",\"value\":");
+		w_num(&w, pt->value);
+		w_lit(&w, ",\"lo\":");
+		w_num(&w, pt->lo);
+		w_lit(&w, ",\"hi\":");
+		w_num(&w, pt->hi);
+		w_lit(&w, "}");
+	}
+	w_lit(&w, "],\"windows\":[");
+	for (size_t i = 0; i < f->n_windows; i++) {
+		const struct forecast_window *wi = &f->windows[i];
+
+		w_lit(&w, i ? ",{\"below\":" : "{\"below\":");
+		w_num(&w, wi->below);
+		w_lit(&w, ",\"from\":");
+		w_time(&w, wi->from_ms);
+		w_lit(&w, ",\"to\":");
+		w_time(&w, wi->to_ms);
+		w_lit(&w, "}");
+	}
+	w_lit(&w, "]}");
+	return w_end(&w);
+}
+
+int forecast_encode_error(const char *why, char *buf, size_t len)
+{
+	struct jw w = {buf, len, 0, 0};
+
+	if (!buf || !len || !why)
+		return -EINVAL;
+	buf[0] = '\0';
+	w_lit(&w, "{\"error\":");
+	w_str(&w, why);
+	w_lit(&w, "}");
+	return w_end(&w);
+}
+
+/* ---- pest advisories ------------------------------------------------------- */
+
+void advisory_params_default(struct advisory_params *p)
+{
+	p->sow_from_d = 1;
+	p->sow_to_d = 7;
+	p->hatch_from_d = 10;
+	p->hatch_to_d = 12;
+	p->utc_offset_ms = 7 * HOUR_MS;
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+	int64_t q = a / b;
+
+	if ((a % b != 0) && ((a < 0) != (b < 0)))
+		q--;
+	return q;
+}
+
+/* "DD/MM" of the local date of a local midnight given as UTC ms. */
+static void day_month(int64_t utc_ms, int64_t off_ms, char *buf, size_t len)
+{
+	char ts[AGRI_TIME_LEN + 1];
+
+	if (agri_time_format(utc_ms + off_ms, ts, sizeof(ts))) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	snprintf(buf, len, "%.2s/%.2s", ts + 8, ts + 5);
+}
+
+int advisory_make(const char *station, int64_t peak_at_ms,
+		  const struct advisory_params *p, struct advisory *out)
+{
+	struct advisory a;
+	int64_t off = p->utc_offset_ms, day0;
+	char ts[AGRI_TIME_LEN + 1], pk[8], sf[8], st[8], hf[8], ht[8];
+
+	if (!station || !station[0] || strlen(station) >= sizeof(a.station) ||
+	    p->sow_from_d < 0 || p->sow_to_d < p->sow_from_d ||
+	    p->hatch_from_d < 0 || p->hatch_to_d < p->hatch_from_d ||
+	    p->sow_to_d > 366 || p->hatch_to_d > 366 ||
+	    off < -14 * HOUR_MS || off > 14 * HOUR_MS)
+		return -EINVAL;
+	/* the peak date: local date of the start of the night (before noon
+	 * local, the night began the evening before) */
+	day0 = floor_div(peak_at_ms + off - 12 * HOUR_MS, DAY_MS) * DAY_MS - off;
+	if (agri_time_format(day0 + off, ts, sizeof(ts)))
+		return -EINVAL;
+	memset(&a, 0, sizeof(a));
+	snprintf(a.station, sizeof(a.station), "%s", station);
+	snprintf(a.kind, sizeof(a.kind), "sow_after_peak");
+	if (snprintf(a.id, sizeof(a.id), "sow_after_peak/%s/%.10s", station, ts) >=
+	    (int)sizeof(a.id))
+		return -EINVAL;
+	a.peak_at_ms = peak_at_ms;
+	a.sow_from_ms = day0 + p->sow_from_d * DAY_MS;
+	a.sow_to_ms = day0 + (p->sow_to_d + 1) * DAY_MS;
+	a.hatch_from_ms = day0 + p->hatch_from_d * DAY_MS;
+	a.hatch_to_ms = day0 + (p->hatch_to_d + 1) * DAY_MS;
+	day_month(day0, off, pk, sizeof(pk));
+	day_month(a.sow_from_ms, off, sf, sizeof(sf));
+	day_month(a.sow_to_ms - DAY_MS, off, st, sizeof(st));
+	day_month(a.hatch_from_ms, off, hf, sizeof(hf));
+	day_month(a.hatch_to_ms - DAY_MS, off, ht, sizeof(ht));
+	snprintf(a.message, sizeof(a.message),
+		 "Rầy nâu vào đèn đạt đỉnh tại trạm %s đêm %s. Gieo sạ né rầy từ %s đến %s; "
+		 "rầy cám lứa mới dự kiến nở từ %s đến %s: thăm đồng, phòng trừ khi rầy tuổi 2-3 vượt ngưỡng. / "
+		 "Brown planthopper light-trap peak at %s on the night of %s. Sow from %s to %s to escape "
+		 "the migrants; the next generation is expected to hatch from %s to %s: survey the fields "
+		 "and treat at instar 2-3 if above threshold.",
+		 station, pk, sf, st, hf, ht, station, pk, sf, st, hf, ht);
+	*out = a;
+	return 0;
+}
+
+int advisory_encode(const struct advisory *a, char *buf, size_t len)
+{
+	struct jw w = {buf, len, 0, 0};
+
+	if (!buf || !len || !a)
+		return -EINVAL;
+	buf[0] = '\0';
+	w_lit(&w, "{\"id\":");
+	w_str(&w, a->id);
+	w_lit(&w, ",\"station\":");
+	w_str(&w, a->station);
+	w_lit(&w, ",\"kind\":");
+	w_str(&w, a->kind);
+	w_lit(&w, ",\"peak_at\":");
+	w_time(&w, a->peak_at_ms);
+	w_lit(&w, ",\"sow_from\":");
+	w_time(&w, a->sow_from_ms);
+	w_lit(&w, ",\"sow_to\":");
+	w_time(&w, a->sow_to_ms);
+	w_lit(&w, ",\"hatch_from\":");
+	w_time(&w, a->hatch_from_ms);
+	w_lit(&w, ",\"hatch_to\":");
+	w_time(&w, a->hatch_to_ms);
+	w_lit(&w, ",\"message\":");
+	w_str(&w, a->message);
+	w_lit(&w, "}");
+	return w_end(&w);
+}
