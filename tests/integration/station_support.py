@@ -147,7 +147,7 @@ def start_sim(workdir, name, slaves, tcp_port=None, rtu_dev=None, extra=()):
     for s in slaves:
         argv += ["--slave", s]
     argv += ["--seed", "7"] + list(extra)
-    p = H.Proc(argv, os.path.join(workdir, name + ".log"))
+    p = H.Proc(argv, os.path.join(workdir, name + ".log"), wrap=True)
     if tcp_port:
         H.wait_port(tcp_port, 10, p)
     else:

@@ -23,7 +23,7 @@ void util_sleep_ms(int64_t ms);
 
 /*
  * Reads a whole file into a NUL-terminated malloc'd buffer (caller frees).
- * Returns 0 with *buf/*len, -EFBIG when larger than max, or -errno.
+ * Returns 0 with *buf and *len set, -EFBIG when larger than max, or -errno.
  */
 int util_read_file(const char *path, size_t max, char **buf, size_t *len);
 
