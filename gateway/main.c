@@ -13,6 +13,7 @@
 #include "agri/log.h"
 #include "gateway/config.h"
 #include "gateway/gateway.h"
+#include "gateway/upstream.h"
 
 #define EX_USAGE_BAD 2
 #define EX_CONFIG 78
@@ -53,6 +54,7 @@ int main(int argc, char **argv)
 	struct agri_err err = {0};
 	struct sigaction sa;
 	struct gateway *gw;
+	struct upstream *up;
 	enum log_level lvl;
 	char msg[AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 4];
 	int c, rc;
@@ -108,15 +110,27 @@ int main(int argc, char **argv)
 	gw = gateway_new(&cfg, &rc);
 	if (!gw)
 		return 1;
-	if ((rc = gateway_start(gw)) < 0) {
+	/* Forwarders (docs/upstream.md): NULL with rc == 0 when none is configured. */
+	up = upstream_new(&cfg, &rc);
+	if ((!up && rc < 0) || (up && (rc = gateway_add_hook(gw, upstream_hook(up))) < 0)) {
+		fprintf(stderr, "agri-gateway: cannot start the upstream forwarders: %s\n",
+			strerror(-rc));
+		upstream_free(up);
+		gateway_free(gw);
+		return 1;
+	}
+	if ((rc = gateway_start(gw)) < 0 || (rc = upstream_start(up)) < 0) {
 		fprintf(stderr, "agri-gateway: cannot start: %s\n", strerror(-rc));
 		gateway_free(gw);
+		upstream_free(up);
 		return 1;
 	}
 	gateway_run(gw, &stop_flag);
 	log_info("gateway", "stopping");
 	gateway_stop(gw, 4000);
+	upstream_stop(up);
 	gateway_free(gw);
+	upstream_free(up);
 	log_info("gateway", "stopped");
 	return 0;
 }

@@ -261,7 +261,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: agri-forecast-backtest [--sim PATH] [--seed N] [--origin-step-h H]\n"
 		"         [--km D,D,...] [--transform log|sqrt|linear] [--offset C] [--level 1|2]\n"
-		"         [--days N] [--full-days N] [--z Z] [--margin-rel R] [--verbose]\n");
+		"         [--days N] [--full-days N] [--knot-days N] [--hold-h H]\n"
+		"         [--half-life-days N] [--z Z] [--margin-rel R] [--verbose]\n");
 }
 
 int main(int argc, char **argv)
@@ -310,6 +311,12 @@ int main(int argc, char **argv)
 			p.fit_days_max = strtod(v, NULL);
 		else if (!strcmp(a, "--full-days"))
 			p.full_days = strtod(v, NULL);
+		else if (!strcmp(a, "--knot-days"))
+			p.level_knot_days = strtod(v, NULL);
+		else if (!strcmp(a, "--hold-h"))
+			p.level_hold_h = strtod(v, NULL);
+		else if (!strcmp(a, "--half-life-days"))
+			p.half_life_days = strtod(v, NULL);
 		else if (!strcmp(a, "--z"))
 			p.z = strtod(v, NULL);
 		else if (!strcmp(a, "--margin-rel"))

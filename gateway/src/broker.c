@@ -31,6 +31,7 @@ struct broker {
 	char uri[GW_URL_MAX];
 	char topics[2][AGRI_TOPIC_MAX + 80];
 	atomic_int state;
+	atomic_bool disconnected;
 	pthread_mutex_t mu;
 	int attempt;
 	int64_t next_try_ms; /* monotonic */
@@ -258,17 +259,39 @@ int broker_publish(void *bp, const char *topic, const void *payload, size_t len)
 	return rc == MQTTASYNC_SUCCESS ? 0 : -EIO;
 }
 
+static void on_disconnected(void *ctx, MQTTAsync_successData5 *r)
+{
+	struct broker *b = ctx;
+
+	(void)r;
+	atomic_store(&b->disconnected, true);
+}
+
+static void on_disconnect_failed(void *ctx, MQTTAsync_failureData5 *r)
+{
+	struct broker *b = ctx;
+
+	(void)r;
+	atomic_store(&b->disconnected, true);
+}
+
 void broker_disconnect(struct broker *b, int timeout_ms)
 {
 	MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer5;
+	int64_t until = util_mono_ms() + timeout_ms + 200;
 
 	if (!b->client)
 		return;
 	atomic_store(&b->state, ST_CLOSING);
 	d.timeout = timeout_ms;
+	d.onSuccess5 = on_disconnected;
+	d.onFailure5 = on_disconnect_failed;
+	d.context = b;
 	/* Keep the session: messages queued while we are away wait for us. */
-	if (MQTTAsync_isConnected(b->client))
-		MQTTAsync_disconnect(b->client, &d);
+	if (MQTTAsync_isConnected(b->client) &&
+	    MQTTAsync_disconnect(b->client, &d) == MQTTASYNC_SUCCESS)
+		while (!atomic_load(&b->disconnected) && util_mono_ms() < until)
+			util_sleep_ms(5);
 	atomic_store(&b->health->connected, false);
 }
 

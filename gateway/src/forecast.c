@@ -40,24 +40,47 @@ struct constituent {
 	bool full_only; /* needs >= full_days to be told apart */
 };
 
-/* Angular speeds (degrees per mean solar hour), Schureman / IHO. */
+/*
+ * Angular speeds (degrees per mean solar hour). The astronomical five
+ * (M2 S2 N2 K1 O1) and the compound and overtide terms that the nonlinear
+ * response of salinity to the tide makes of M2, S2, K1 and O1 (all sums
+ * and differences up to third order; of two terms closer than 0.25 deg/h,
+ * which a 30-day record cannot tell apart, only one is kept). full_only:
+ * needs about 15 days to be told apart from a neighbour.
+ */
 static const struct constituent constituents[] = {
+	{"MSf", 1.0158958, true},   /* S2 - M2: spring-neap */
+	{"MSqm", 2.1139288, true},  /* S2 - 2 O1 */
+	{"2Q1", 12.8450026, true},  /* 2 O1 - K1 */
+	{"O1", 13.9430356, false},
+	{"K1", 15.0410686, false},
+	{"SO1", 16.0569644, true},  /* S2 - O1 */
+	{"OO2", 27.8860712, true},  /* 2 O1 */
+	{"N2", 28.4397295, true},
 	{"M2", 28.9841042, false},
 	{"S2", 30.0000000, true},
-	{"N2", 28.4397295, true},
-	{"K1", 15.0410686, false},
-	{"O1", 13.9430356, false},
+	{"2SM2", 31.0158958, true},
+	{"O3", 41.8291068, true},   /* 3 O1 */
+	{"MO3", 42.9271398, false},
+	{"SO3", 43.9430356, true},
+	{"SK3", 45.0410686, false},
+	{"2SO3", 46.0569644, true},
+	{"MOO4", 56.8701754, true}, /* M2 + 2 O1 */
 	{"M4", 57.9682084, false},
 	{"MS4", 58.9841042, true},
-	{"MN4", 57.4238337, true},
-	{"MK3", 44.0251729, false},
-	{"MO3", 42.9271398, false},
+	{"S4", 60.0000000, true},
+	{"2MO5", 71.9112440, true},
+	{"MSO5", 72.9271398, true},
+	{"2SO5", 73.9430356, true},
+	{"2SK5", 75.0410686, true},
 	{"M6", 86.9523127, false},
 	{"2MS6", 87.9682084, true},
-	{"MSf", 1.0158958, true},
+	{"2SM6", 88.9841042, true},
+	{"S6", 90.0000000, true},
 };
 #define N_CONST (sizeof(constituents) / sizeof(constituents[0]))
-#define PARAMS_MAX (LEVEL_MAX + 2 * N_CONST)
+#define KNOTS_MAX 64
+#define PARAMS_MAX (LEVEL_MAX + KNOTS_MAX + 2 * N_CONST)
 
 static void set_why(char *why, size_t len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -85,6 +108,9 @@ void forecast_params_default(struct forecast_params *p)
 	p->stuck_s = 7200;
 	p->outlier_sd = 5;
 	p->level_order = 1;
+	p->level_knot_days = 3;
+	p->level_hold_h = 1e9;
+	p->half_life_days = 0;
 	p->transform = FORECAST_LOG;
 	p->offset = 0.05;
 	p->z = 1.96;
@@ -237,6 +263,10 @@ struct model {
 	int64_t t0_ms;      /* time origin: the last reading */
 	double span_h;      /* fit span, hours (scales the level polynomial) */
 	int level_cols;     /* 1 + level_order */
+	size_t n_knots;     /* level hinges at -knot_h, -2 knot_h, ... */
+	double knot_h;
+	double hold_h;      /* the level's slope is kept this long ahead */
+	double half_life_h; /* weights halve every half_life_h of age */
 	size_t n_const;
 	size_t idx[N_CONST];   /* into constituents[] */
 	size_t p;           /* columns */
@@ -245,11 +275,16 @@ struct model {
 static void model_row(const struct model *m, int64_t ts_ms, double *row)
 {
 	double th = (double)(ts_ms - m->t0_ms) / (double)HOUR_MS;
-	double tau = th / m->span_h, pw = 1;
+	double tl = th < m->hold_h ? th : m->hold_h;
+	double tau = tl / m->span_h, pw = 1;
 	size_t c = 0;
 
 	for (int k = 0; k < m->level_cols; k++, pw *= tau)
 		row[c++] = pw;
+	for (size_t k = 1; k <= m->n_knots; k++) {
+		double kt = -(double)k * m->knot_h;
+		row[c++] = tl > kt ? (tl - kt) / m->span_h : 0;
+	}
 	for (size_t k = 0; k < m->n_const; k++) {
 		double w = constituents[m->idx[k]].deg_per_h * M_PI / 180.0;
 		row[c++] = cos(w * th);
@@ -264,36 +299,61 @@ struct fit {
 	double rho;  /* lag-1 autocorrelation of the residuals */
 };
 
-/* Least squares of y on the model's rows for v[0..n). */
+/*
+ * Weighted least squares of y on the model's rows for v[0..n); weights
+ * decay with age (half-life m->half_life_h; 0: equal weights), so the
+ * level and the constituents follow the recent record. f->sd is the
+ * weighted residual sd.
+ */
 static int solve(const struct model *m, const struct forecast_sample *v,
 		 const double *y, size_t n, struct fit *f)
 {
 	gsl_multifit_linear_workspace *w = gsl_multifit_linear_alloc(n, m->p);
 	gsl_matrix *X = gsl_matrix_alloc(n, m->p);
 	gsl_vector *Y = gsl_vector_alloc(n);
-	double chisq, row[PARAMS_MAX];
+	gsl_vector *W = gsl_vector_alloc(n);
+	double chisq, row[PARAMS_MAX], sw = 0, sw2 = 0;
 	size_t rank;
 	int ret = -ENOMEM;
 
-	if (!w || !X || !Y)
+	if (!w || !X || !Y || !W)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
+		double age_h = (double)(m->t0_ms - v[i].ts_ms) / (double)HOUR_MS;
+		double wi = m->half_life_h > 0 ? exp2(-age_h / m->half_life_h) : 1.0;
+
 		model_row(m, v[i].ts_ms, row);
 		for (size_t j = 0; j < m->p; j++)
 			gsl_matrix_set(X, i, j, row[j]);
 		gsl_vector_set(Y, i, y[i]);
+		gsl_vector_set(W, i, wi);
+		sw += wi;
+		sw2 += wi * wi;
 	}
 	/* Truncated SVD: columns are O(1), so a relative tolerance of 1e-8
 	 * only cuts combinations the data cannot tell apart. */
-	if (gsl_multifit_linear_tsvd(X, Y, 1e-8, f->c, f->cov, &chisq, &rank, w)) {
+	if (gsl_multifit_wlinear_tsvd(X, W, Y, 1e-8, f->c, f->cov, &chisq, &rank, w)) {
 		ret = -EDOM;
 		goto out;
 	}
-	f->sd = sqrt(chisq / (double)(n > m->p ? n - m->p : 1));
+	/* effective sample size of the weights: (sum w)^2 / sum w^2 */
+	{
+		double n_eff = sw * sw / sw2;
+		double dof = n_eff > (double)m->p + 1 ? n_eff - (double)m->p : 1;
+
+		f->sd = sqrt(chisq / sw * n_eff / dof);
+		/* GSL scales cov by chisq / (n - p), which for weights that
+		 * are not inverse variances is meaningless: rescale so the
+		 * parameter covariance is that of weights normalised to
+		 * sum n_eff and residual variance f->sd^2. */
+		gsl_matrix_scale(f->cov, (f->sd * f->sd) /
+				 (chisq / (double)(n > m->p ? n - m->p : 1)) * (sw / n_eff));
+	}
 	ret = 0;
 out:
 	gsl_matrix_free(X);
 	gsl_vector_free(Y);
+	gsl_vector_free(W);
 	gsl_multifit_linear_free(w);
 	return ret;
 }
@@ -451,7 +511,15 @@ int forecast_fit(const struct forecast_sample *s, size_t n,
 	for (size_t k = 0; k < N_CONST; k++)
 		if (!(out->reduced && constituents[k].full_only))
 			m.idx[m.n_const++] = k;
-	m.p = (size_t)m.level_cols + 2 * m.n_const;
+	m.hold_h = p->level_hold_h;
+	m.half_life_h = p->half_life_days * 24;
+	if (p->level_knot_days > 0) {
+		m.knot_h = p->level_knot_days * 24;
+		while (m.n_knots < KNOTS_MAX &&
+		       (double)(m.n_knots + 1) * m.knot_h < m.span_h - m.knot_h / 2)
+			m.n_knots++;
+	}
+	m.p = (size_t)m.level_cols + m.n_knots + 2 * m.n_const;
 	if (m_n < 4 * m.p) {
 		set_why(why, why_len, "too little data: %zu readings for %zu parameters",
 			m_n, m.p);

@@ -45,6 +45,9 @@ struct forecast_params {
 	double stuck_s;         /* runs of identical values longer: dropped (7200) */
 	double outlier_sd;      /* refit without |residual| > this * sd (5) */
 	int level_order;        /* polynomial level: 1 linear, 2 quadratic (1) */
+	double level_knot_days; /* piecewise-linear level, knots this far apart (3; 0: none) */
+	double level_hold_h;    /* level slope extrapolated this long, then held */
+	double half_life_days;  /* weights of readings halve with this age (0: equal) */
 	enum forecast_transform transform;
 	double offset;          /* g/L added before the transform (0.05) */
 	double z;               /* band half-width in sd (1.96) */

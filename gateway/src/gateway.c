@@ -1,9 +1,9 @@
 /*
  * Wiring of the gateway's parts (see gateway.h) and the main thread's
- * loop. Shutdown order: the ingest stops taking messages (holding paho's
- * delivery thread), drains and commits its queue and sends the acks; then
- * the broker disconnects, keeping the session, so what paho was holding
- * is still un-PUBACKed at the broker and is delivered again next time.
+ * loop. Shutdown order: the ingest stops taking messages, commits its
+ * queue and sends the acks; then the broker disconnects, keeping the
+ * session. A message refused in between was PUBACKed by paho but never
+ * acked end to end: its station resends it.
  */
 #include "gateway/gateway.h"
 
@@ -150,9 +150,8 @@ void gateway_stop(struct gateway *gw, int64_t budget_ms)
 		return;
 	gw->stopped = true;
 	if (gw->started) {
-		ingest_stop(gw->ingest, t0 + budget_ms * 6 / 10);
-		broker_disconnect(gw->broker, 200);
-		ingest_release(gw->ingest);
+		ingest_stop(gw->ingest, t0 + budget_ms * 7 / 10);
+		broker_disconnect(gw->broker, 300);
 		log_stats(gw);
 	}
 }

@@ -1,7 +1,7 @@
 /*
- * Ingest queue and writer thread (see ingest.h). Locking rules: `mu`
- * guards the ring (q, head, count, bytes) and the flags stopping,
- * released and busy; the writer thread alone touches the store, the
+ * Ingest queue, writer thread and acker thread (see ingest.h). Locking
+ * rules: `mu` guards the ring (q, head, count, bytes) and the flags
+ * stopping and busy; `amu` guards the ack ring; the writer thread alone touches the store, the
  * decode buffers and the ack list. Health counters are atomics.
  */
 #include "gateway/ingest.h"
@@ -36,6 +36,15 @@ struct ack_pair {
 	uint64_t seq;
 };
 
+/* An encoded ack waiting for the acker thread. */
+struct ack_out {
+	size_t len;
+	char topic[AGRI_TOPIC_MAX];
+	char payload[];
+};
+
+#define ACKQ_MAX 65536
+
 struct counts {
 	uint64_t batches, stored, dup, status, dead;
 };
@@ -50,12 +59,22 @@ struct ingest {
 	size_t n_hooks;
 
 	pthread_mutex_t mu;
-	pthread_cond_t not_empty, not_full, idle, released_cv;
+	pthread_cond_t not_empty, not_full, idle;
 	struct msg **q;
 	size_t head, count, bytes;
-	bool stopping, released, busy, started;
+	bool stopping, busy, started;
 	int64_t deadline_ms; /* monotonic: give up retrying after it */
 	pthread_t thread;
+
+	/* The acker thread publishes acks, so the writer never waits for
+	 * paho (paho holds its own lock while ingest_offer() waits for room).
+	 * `amu` guards the ack ring and acker_stop. */
+	pthread_mutex_t amu;
+	pthread_cond_t ack_ready, ack_drained;
+	struct ack_out **aq;
+	size_t ahead, acount;
+	bool acker_stop, acker_busy;
+	pthread_t acker;
 
 	/* writer thread only */
 	struct msg **batch;
@@ -116,7 +135,7 @@ struct ingest *ingest_new(struct store *st, const struct ingest_options *opt,
 	if (!in->opt.batch_max)
 		in->opt.batch_max = 256;
 	if (in->opt.full_wait_ms <= 0)
-		in->opt.full_wait_ms = 5000;
+		in->opt.full_wait_ms = 1000;
 	if (pub)
 		in->pub = *pub;
 	in->health = health;
@@ -125,13 +144,16 @@ struct ingest *ingest_new(struct store *st, const struct ingest_options *opt,
 	cond_init_mono(&in->not_empty);
 	cond_init_mono(&in->not_full);
 	cond_init_mono(&in->idle);
-	cond_init_mono(&in->released_cv);
+	pthread_mutex_init(&in->amu, NULL);
+	cond_init_mono(&in->ack_ready);
+	cond_init_mono(&in->ack_drained);
+	in->aq = calloc(ACKQ_MAX, sizeof(*in->aq));
 	in->q = calloc(in->opt.queue_max, sizeof(*in->q));
 	in->batch = calloc(in->opt.batch_max, sizeof(*in->batch));
 	in->acks = calloc(in->opt.batch_max, sizeof(*in->acks));
 	in->readings = calloc(AGRI_BATCH_MAX_READINGS, sizeof(*in->readings));
 	in->fresh = calloc(AGRI_BATCH_MAX_READINGS, sizeof(*in->fresh));
-	if (!in->q || !in->batch || !in->acks || !in->readings || !in->fresh) {
+	if (!in->q || !in->aq || !in->batch || !in->acks || !in->readings || !in->fresh) {
 		ingest_free(in);
 		return NULL;
 	}
@@ -169,13 +191,8 @@ int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
 	timespec_in(&until, in->opt.full_wait_ms);
 	pthread_mutex_lock(&in->mu);
 	for (;;) {
-		if (in->stopping) {
-			/* Hold paho until the connection is closed: this message
-			 * then stays un-PUBACKed at the broker and comes back. */
-			while (!in->released)
-				pthread_cond_wait(&in->released_cv, &in->mu);
-			goto refuse;
-		}
+		if (in->stopping)
+			goto refuse; /* paho keeps it; the station resends it */
 		full = in->count == in->opt.queue_max ||
 		       (in->count > 0 && in->bytes + len > in->opt.queue_bytes_max);
 		if (!full)
@@ -350,23 +367,69 @@ static int ack_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* Queues one encoded ack for the acker thread (writer thread). A full
+ * ack queue drops it: the station resends and is acked again. */
 static void ack_publish_one(struct ingest *in, const struct agri_ack *a)
 {
-	char topic[AGRI_TOPIC_MAX], buf[8192];
+	char buf[AGRI_ACK_RANGES_MAX * 48 + 128];
+	struct ack_out *o;
 	int n;
 
-	if (agri_topic_build(topic, sizeof(topic), in->prefix, AGRI_TOPIC_ACK,
-			     a->station) < 0)
-		return;
 	n = agri_ack_encode(a, buf, sizeof(buf));
 	if (n < 0) {
 		log_error(LOG, "cannot encode ack station=%s rc=%d", a->station, n);
 		return;
 	}
-	if (in->pub.publish && in->pub.publish(in->pub.ctx, topic, buf, (size_t)n) == 0)
-		atomic_fetch_add(&in->health->acks_sent, 1);
-	else
+	o = malloc(sizeof(*o) + (size_t)n);
+	if (!o || agri_topic_build(o->topic, sizeof(o->topic), in->prefix,
+				   AGRI_TOPIC_ACK, a->station) < 0) {
+		free(o);
+		return;
+	}
+	memcpy(o->payload, buf, (size_t)n);
+	o->len = (size_t)n;
+	pthread_mutex_lock(&in->amu);
+	if (in->acount == ACKQ_MAX) {
+		pthread_mutex_unlock(&in->amu);
+		free(o);
 		atomic_fetch_add(&in->health->ack_failures, 1);
+		return;
+	}
+	in->aq[(in->ahead + in->acount) % ACKQ_MAX] = o;
+	in->acount++;
+	pthread_cond_signal(&in->ack_ready);
+	pthread_mutex_unlock(&in->amu);
+}
+
+static void *acker_main(void *arg)
+{
+	struct ingest *in = arg;
+
+	pthread_mutex_lock(&in->amu);
+	for (;;) {
+		struct ack_out *o;
+
+		in->acker_busy = false;
+		if (in->acount == 0)
+			pthread_cond_broadcast(&in->ack_drained);
+		while (in->acount == 0 && !in->acker_stop)
+			pthread_cond_wait(&in->ack_ready, &in->amu);
+		if (in->acount == 0)
+			break;
+		o = in->aq[in->ahead];
+		in->ahead = (in->ahead + 1) % ACKQ_MAX;
+		in->acount--;
+		in->acker_busy = true;
+		pthread_mutex_unlock(&in->amu);
+		if (in->pub.publish && in->pub.publish(in->pub.ctx, o->topic, o->payload, o->len) == 0)
+			atomic_fetch_add(&in->health->acks_sent, 1);
+		else
+			atomic_fetch_add(&in->health->ack_failures, 1);
+		free(o);
+		pthread_mutex_lock(&in->amu);
+	}
+	pthread_mutex_unlock(&in->amu);
+	return NULL;
 }
 
 /* One ack message per station with its merged seq ranges. */
@@ -429,6 +492,10 @@ static void process(struct ingest *in, struct msg **msgs, size_t n)
 	}
 	atomic_store(&h->db_writable, true);
 	log_release(&in->db_complaint, LOG, "storing again");
+	if (log_enabled(LOG_LVL_DEBUG))
+		log_debug(LOG, "committed messages=%zu readings=%llu waited_ms=%lld",
+			  n, (unsigned long long)in->c.stored,
+			  (long long)(util_now_ms() - msgs[0]->received_ms));
 	atomic_fetch_add(&h->commits, 1);
 	atomic_store(&h->last_commit_ms, util_now_ms());
 	atomic_fetch_add(&h->batches, in->c.batches);
@@ -508,10 +575,19 @@ static void *writer_main(void *arg)
 
 int ingest_start(struct ingest *in)
 {
-	int rc = pthread_create(&in->thread, NULL, writer_main, in);
+	int rc = pthread_create(&in->acker, NULL, acker_main, in);
 
 	if (rc)
 		return -rc;
+	rc = pthread_create(&in->thread, NULL, writer_main, in);
+	if (rc) {
+		pthread_mutex_lock(&in->amu);
+		in->acker_stop = true;
+		pthread_cond_signal(&in->ack_ready);
+		pthread_mutex_unlock(&in->amu);
+		pthread_join(in->acker, NULL);
+		return -rc;
+	}
 	in->started = true;
 	return 0;
 }
@@ -542,18 +618,22 @@ void ingest_stop(struct ingest *in, int64_t deadline_ms)
 	pthread_cond_broadcast(&in->not_empty);
 	pthread_cond_broadcast(&in->not_full);
 	pthread_mutex_unlock(&in->mu);
-	if (in->started) {
-		pthread_join(in->thread, NULL);
-		in->started = false;
-	}
-}
+	if (!in->started)
+		return;
+	pthread_join(in->thread, NULL);
+	/* Send the last acks (until the deadline), then stop the acker. */
+	pthread_mutex_lock(&in->amu);
+	while ((in->acount > 0 || in->acker_busy) && util_mono_ms() < deadline_ms) {
+		struct timespec until;
 
-void ingest_release(struct ingest *in)
-{
-	pthread_mutex_lock(&in->mu);
-	in->released = true;
-	pthread_cond_broadcast(&in->released_cv);
-	pthread_mutex_unlock(&in->mu);
+		timespec_in(&until, 50);
+		pthread_cond_timedwait(&in->ack_drained, &in->amu, &until);
+	}
+	in->acker_stop = true;
+	pthread_cond_signal(&in->ack_ready);
+	pthread_mutex_unlock(&in->amu);
+	pthread_join(in->acker, NULL);
+	in->started = false;
 }
 
 void ingest_free(struct ingest *in)
@@ -561,10 +641,12 @@ void ingest_free(struct ingest *in)
 	if (!in)
 		return;
 	ingest_stop(in, util_mono_ms());
-	ingest_release(in);
 	for (size_t i = 0; in->q && i < in->count; i++)
 		free(in->q[(in->head + i) % in->opt.queue_max]);
+	for (size_t i = 0; in->aq && i < in->acount; i++)
+		free(in->aq[(in->ahead + i) % ACKQ_MAX]);
 	free(in->q);
+	free(in->aq);
 	free(in->batch);
 	free(in->acks);
 	free(in->readings);
@@ -573,6 +655,8 @@ void ingest_free(struct ingest *in)
 	pthread_cond_destroy(&in->not_empty);
 	pthread_cond_destroy(&in->not_full);
 	pthread_cond_destroy(&in->idle);
-	pthread_cond_destroy(&in->released_cv);
+	pthread_mutex_destroy(&in->amu);
+	pthread_cond_destroy(&in->ack_ready);
+	pthread_cond_destroy(&in->ack_drained);
 	free(in);
 }

@@ -5,8 +5,9 @@
  *   paho thread --ingest_offer()--> bounded queue --> writer thread:
  *     take a batch of messages -> validate (protocols codecs) -> store
  *     readings / dead letters / status in one transaction -> hooks stage
- *     their own rows -> COMMIT -> publish one ack per station -> hooks'
- *     on_commit (notifiers, forwarders wake up).
+ *     their own rows -> COMMIT -> one ack per station, handed to the
+ *     acker thread (which publishes it) -> hooks' on_commit (notifiers,
+ *     forwarders wake up).
  *
  * Nothing is acked before its commit. When the store fails (disk full,
  * locked, I/O error) the batch is rolled back and retried with backoff;
@@ -67,7 +68,7 @@ struct ingest_options {
 	size_t queue_bytes_max;    /* payload bytes; default 8 MiB */
 	size_t batch_max;          /* messages per commit; default 256 */
 	int retention_days;        /* 0: keep raw readings forever */
-	int64_t full_wait_ms;      /* how long ingest_offer() waits for room; default 5000 */
+	int64_t full_wait_ms;      /* how long ingest_offer() waits for room; default 1000 */
 };
 
 struct ingest *ingest_new(struct store *st, const struct ingest_options *opt,
@@ -80,8 +81,10 @@ int ingest_start(struct ingest *in);
 /*
  * Takes a copy of a message (paho thread). Returns 1 when queued, 0 when
  * not (queue full for full_wait_ms, or shutting down: the caller keeps
- * the message; paho redelivers it). During shutdown it blocks until
- * ingest_release().
+ * the message; paho redelivers it, and without an end-to-end ack the
+ * station resends it). Note that paho holds its own lock meanwhile, so the
+ * wait is short and nothing else in the gateway waits for paho while it
+ * holds a lock the writer needs.
  */
 int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
 		 const void *payload, size_t len);
@@ -90,12 +93,10 @@ int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
  * Returns 0 or -ETIMEDOUT. For tests and benchmarks. */
 int ingest_flush(struct ingest *in, int64_t timeout_ms);
 
-/* Shutdown: refuses new messages, commits and acks what is queued (up to
- * deadline_ms on the monotonic clock), stops the writer thread. */
+/* Shutdown: refuses new messages, commits what is queued and sends its
+ * acks (up to deadline_ms on the monotonic clock), stops the threads.
+ * Call before disconnecting the broker. */
 void ingest_stop(struct ingest *in, int64_t deadline_ms);
-/* Wakes the ingest_offer() calls held during shutdown (they return 0);
- * call after the broker connection is closed. */
-void ingest_release(struct ingest *in);
 /* Frees; accepts NULL. Stops first if needed. */
 void ingest_free(struct ingest *in);
 

@@ -1,0 +1,181 @@
+/*
+ * The alert engine (CONTRACT §5, docs/alerts.md): a pure state machine
+ * over the rules of rules.h. Readings, station status, acknowledgements
+ * and a periodic tick go in, each with the time; transitions come out
+ * through a callback. No I/O, no clock reads, no allocation beyond its own
+ * per-key state (bounded: ALERT_KEYS_MAX keys, window rings capped by the
+ * rule's max_points).
+ *
+ * State is kept per key: (rule, station[, sensor]), one key per alert id
+ * "<rule>/<station>[/<sensor>]", plus one record per station ("@<station>":
+ * last seen, offline). Every key can be exported as a compact blob and
+ * imported again, so the gateway stores the state of the keys a batch
+ * touched in the batch's own transaction, and a restart resumes without a
+ * duplicate or lost transition. alert_engine_begin/commit/rollback make a
+ * batch atomic in memory too: a rolled-back batch leaves the engine as it
+ * was, so its retry produces the same transitions.
+ *
+ * Locking: none. One thread (the gateway's writer thread) owns an engine
+ * and makes every call; acknowledgements from the HTTP API are handed to it.
+ */
+#ifndef GATEWAY_ALERT_H
+#define GATEWAY_ALERT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agri/msg.h"
+#include "gateway/rules.h"
+
+#define ALERT_KEYS_MAX (256 * 1024)
+
+enum alert_event {
+	ALERT_EV_RAISED = 0, /* a new episode: state active */
+	ALERT_EV_SEVERITY,   /* a ladder level changed: severity updated */
+	ALERT_EV_ACKED,      /* active -> acknowledged */
+	ALERT_EV_CLEARED,    /* -> cleared (the condition ended) */
+	ALERT_EV_CLOSED,     /* a cleared alert was acknowledged: empty the topic */
+	ALERT_EV_RENOTIFY,   /* reminder of an unacknowledged active alert */
+	ALERT_EV_ESCALATED,  /* still unacknowledged after escalate.after_s */
+};
+
+const char *alert_event_name(enum alert_event ev);
+
+/*
+ * One transition: the alert as it is after it (alert.state, .severity,
+ * .message in the rules' language) and what the gateway should do.
+ *   store:   add a v_alert_events row and upsert v_alerts (false only for
+ *            RENOTIFY/ESCALATED, which change nothing);
+ *   publish: publish alert as JSON on the retained alert topic;
+ *   retain_empty: publish an empty retained message instead (CLOSED, and
+ *            CLEARED of an alert already acknowledged);
+ *   notify:  send to rule->notify; notify_escalation: to rule->escalate
+ *            too (set on ESCALATED and on every later notification of an
+ *            escalated episode).
+ * rule points into the struct rules the engine was made with. The struct
+ * is only valid during the callback.
+ */
+struct alert_transition {
+	struct agri_alert alert;
+	enum alert_event event;
+	const struct rule *rule;
+	bool acked;          /* someone acknowledged this episode */
+	bool store, publish, retain_empty, notify, notify_escalation;
+	char message_en[sizeof(((struct agri_alert *)0)->message)];
+	char message_vi[sizeof(((struct agri_alert *)0)->message)];
+	char who[64];        /* ACKED/CLOSED: who acknowledged */
+};
+
+/* Called once per transition, in order. */
+typedef void (*alert_emit_fn)(void *ctx, const struct alert_transition *t);
+
+struct alert_engine;
+
+/* A new engine over rules (borrowed: must outlive the engine). NULL on
+ * ENOMEM. */
+struct alert_engine *alert_engine_new(const struct rules *rules);
+void alert_engine_free(struct alert_engine *eng);
+
+/*
+ * Sets the time the engine (re)started: silence (no_data) is measured
+ * from max(last seen, start), so a gateway that was down does not blame
+ * its stations. Call after importing the saved state.
+ */
+void alert_engine_start(struct alert_engine *eng, int64_t now_ms);
+
+/*
+ * Feeds one stored reading of station (r->ts_ms is when it was measured,
+ * now_ms when it was received). Feed readings only once (the store's
+ * "fresh" ones), oldest first per sensor; a reading not newer than the
+ * last one a key has seen is ignored by that key, so a replay is harmless.
+ * Returns the number of transitions emitted, or a negative errno
+ * (-EINVAL for a bad argument; -ENOMEM leaves the engine unchanged
+ * for the keys it could not create).
+ */
+int alert_engine_reading(struct alert_engine *eng, const char *station,
+			 const struct agri_reading *r, int64_t now_ms,
+			 alert_emit_fn emit, void *ctx);
+
+/* Feeds every reading of t for which fresh[i] (NULL: all). Returns the
+ * number of transitions or the first negative errno. */
+int alert_engine_batch(struct alert_engine *eng, const struct agri_telemetry *t,
+		       const bool *fresh, int64_t now_ms, alert_emit_fn emit,
+		       void *ctx);
+
+/* A station status (§2): offline (its Last Will, or a clean "offline")
+ * raises its no_data alerts at once; online restarts the silence timer.
+ * Returns the number of transitions or a negative errno. */
+int alert_engine_status(struct alert_engine *eng, const char *station,
+			bool online, int64_t now_ms, alert_emit_fn emit,
+			void *ctx);
+
+/* Timers: no_data silence, renotify, escalation. Call every few seconds.
+ * Returns the number of transitions or a negative errno. */
+int alert_engine_tick(struct alert_engine *eng, int64_t now_ms,
+		      alert_emit_fn emit, void *ctx);
+
+/*
+ * Acknowledges alert id (who: a user or token name, may be ""). Active ->
+ * acknowledged (ACKED); cleared and unacknowledged -> CLOSED (the topic is
+ * emptied). Returns 1 (one transition), 0 when already acknowledged (no
+ * transition), -ENOENT when no such alert is open.
+ */
+int alert_engine_ack(struct alert_engine *eng, const char *id, const char *who,
+		     int64_t now_ms, alert_emit_fn emit, void *ctx);
+
+/* Copies the open alert id (active, acknowledged or cleared-unacked) into
+ * *out. Returns 0 or -ENOENT. */
+int alert_engine_get(const struct alert_engine *eng, const char *id,
+		     struct agri_alert *out);
+
+/* Calls fn for every open alert, in key creation order. */
+void alert_engine_foreach(const struct alert_engine *eng,
+			  void (*fn)(void *ctx, const struct agri_alert *a),
+			  void *ctx);
+
+/*
+ * Export: calls fn(ctx, key, blob, len) for every key (dirty_only: for
+ * every key changed since the last export, then marks them clean). key is
+ * the alert id or "@<station>"; blob is only valid during the call. A
+ * blob holds the key's open alert and its condition state (window rings
+ * included), at most a few hundred bytes plus 16 bytes a ring point.
+ * Returns the number of keys exported, or the first negative value fn
+ * returned (the rest stay dirty).
+ */
+int alert_engine_export(struct alert_engine *eng, bool dirty_only,
+			int (*fn)(void *ctx, const char *key, const void *blob,
+				  size_t len),
+			void *ctx);
+
+/*
+ * Imports one exported key (call before the first reading, any order).
+ * A key whose rule's fingerprint changed keeps its open alert but starts
+ * its condition state afresh. Returns 0, -ENOENT when the rule no longer
+ * exists or no longer matches the station/sensor (drop the row), -EBADMSG
+ * for a corrupt blob, -ENOMEM.
+ */
+int alert_engine_import(struct alert_engine *eng, const char *key,
+			const void *blob, size_t len);
+
+/*
+ * In-memory transactions around one batch: begin, feed, then commit (the
+ * batch's rows are durable) or rollback (they are not: every key the batch
+ * touched returns to its state at begin, keys it created disappear).
+ * Export(dirty_only) inside the transaction, before the store commits.
+ * Returns 0 or -ENOMEM (begin: nothing to undo yet).
+ */
+int alert_engine_begin(struct alert_engine *eng);
+void alert_engine_commit(struct alert_engine *eng);
+void alert_engine_rollback(struct alert_engine *eng);
+
+struct alert_engine_stats {
+	size_t keys;          /* per-key states */
+	size_t open_alerts;   /* active, acknowledged or cleared-unacked */
+	uint64_t keys_refused; /* keys not created: ALERT_KEYS_MAX reached */
+	uint64_t late_readings; /* readings ignored as not newer than a key's last */
+};
+void alert_engine_stats(const struct alert_engine *eng,
+			struct alert_engine_stats *out);
+
+#endif
