@@ -37,7 +37,7 @@ void gateway_config_defaults(struct gateway_config *c)
 	c->broker.session_expiry_s = 7 * 86400;
 	c->db.retention_days = 400;
 	snprintf(c->db.synchronous, sizeof(c->db.synchronous), "full");
-	c->db.cache_kib = 4096;
+	c->db.cache_kib = 2048;
 	c->db.queue_max = 4096;
 	c->db.batch_max = 256;
 	snprintf(c->http.listen, sizeof(c->http.listen), "127.0.0.1:8080");

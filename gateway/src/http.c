@@ -85,10 +85,11 @@ static const char *const q_sql[Q_COUNT] = {
 		       " config_version, spool_depth, maintenance, status_at"
 		       " FROM stations ORDER BY name",
 	/* Latest reading of every series: one index seek each (max(ts) on
-	 * the readings primary key). */
+	 * the readings primary key). CROSS JOIN fixes the loop order: left
+	 * to itself the planner may scan all of readings instead. */
 	[Q_LATEST] = "SELECT st.name, se.sensor, se.metric, r.ts, r.value, r.unit, r.q"
-		     " FROM series se JOIN stations st ON st.id = se.station_id"
-		     " JOIN readings r ON r.series_id = se.id"
+		     " FROM stations st CROSS JOIN series se ON se.station_id = st.id"
+		     " CROSS JOIN readings r ON r.series_id = se.id"
 		     " AND r.ts = (SELECT max(ts) FROM readings WHERE series_id = se.id)"
 		     " ORDER BY st.name, se.sensor, se.metric",
 	[Q_STATION_EXISTS] = "SELECT 1 FROM stations WHERE name = ?1",

@@ -131,7 +131,7 @@ struct ingest *ingest_new(struct store *st, const struct ingest_options *opt,
 	if (!in->opt.queue_max)
 		in->opt.queue_max = 4096;
 	if (!in->opt.queue_bytes_max)
-		in->opt.queue_bytes_max = 8u << 20;
+		in->opt.queue_bytes_max = 2u << 20;
 	if (!in->opt.batch_max)
 		in->opt.batch_max = 256;
 	if (in->opt.full_wait_ms <= 0)

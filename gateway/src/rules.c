@@ -786,9 +786,9 @@ static const struct agri_cfg_field doc_fields[] = {
 	{.key = "description", .type = AGRI_CFG_CUSTOM, .offset = 0, .parse = ignore_value},
 };
 
-struct rules *rules_parse(const char *json, size_t len,
-			  const char *const *channels, size_t n_channels,
-			  struct agri_err *err)
+static struct rules *parse(const char *json, size_t len, bool check_channels,
+			   const char *const *channels, size_t n_channels,
+			   struct agri_err *err)
 {
 	struct doc_tmp doc = {.utc_offset_min = 420};
 	struct rule_tmp *t = NULL;
@@ -830,7 +830,8 @@ struct rules *rules_parse(const char *json, size_t len,
 				goto fail;
 			}
 		}
-		if (channels_check(&t->r, path, channels, n_channels, err) < 0)
+		if (check_channels &&
+		    channels_check(&t->r, path, channels, n_channels, err) < 0)
 			goto fail;
 		out->v[i++] = t->r;
 	}
@@ -845,8 +846,16 @@ fail:
 	return NULL;
 }
 
-struct rules *rules_load(const char *path, const char *const *channels,
-			 size_t n_channels, struct agri_err *err)
+struct rules *rules_parse(const char *json, size_t len,
+			  const char *const *channels, size_t n_channels,
+			  struct agri_err *err)
+{
+	return parse(json, len, true, channels, n_channels, err);
+}
+
+static struct rules *load(const char *path, bool check_channels,
+			  const char *const *channels, size_t n_channels,
+			  struct agri_err *err)
 {
 	struct rules *r = NULL;
 	char *buf = NULL;
@@ -885,11 +894,27 @@ struct rules *rules_load(const char *path, const char *const *channels,
 			break;
 		}
 	}
-	r = rules_parse(buf ? buf : "", len, channels, n_channels, err);
+	r = parse(buf ? buf : "", len, check_channels, channels, n_channels, err);
 out:
 	free(buf);
 	fclose(f);
 	return r;
+}
+
+struct rules *rules_load(const char *path, const char *const *channels,
+			 size_t n_channels, struct agri_err *err)
+{
+	return load(path, true, channels, n_channels, err);
+}
+
+int rules_validate_file(const char *path, struct agri_err *err)
+{
+	struct rules *r = load(path, false, NULL, 0, err);
+
+	if (!r)
+		return -EINVAL;
+	rules_free(r);
+	return 0;
 }
 
 void rules_free(struct rules *r)

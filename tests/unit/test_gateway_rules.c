@@ -288,6 +288,18 @@ static void test_default_file(void)
 	CHECK_INT(rules_find(r, "bph-peak")->kind, RULE_PEAK);
 	CHECK_INT(rules_find(r, "battery-low")->n_levels, 2);
 	rules_free(r);
+	CHECK_INT(rules_validate_file(AGRI_SOURCE_DIR "/gateway/rules.default.json", &err), 0);
+	/* Standalone validation does not know gateway.json's channels. */
+	CHECK_INT(rules_validate_file(AGRI_SOURCE_DIR
+				      "/tests/fuzz/corpus/gateway_rules/thresholds.json", &err), 0);
+	r = rules_load(AGRI_SOURCE_DIR "/tests/fuzz/corpus/gateway_rules/thresholds.json",
+		       NULL, 0, &err);
+	CHECK(r == NULL);
+	CHECK_STR(err.path, "rules[0].notify[0]");
+	CHECK_INT(rules_validate_file(AGRI_SOURCE_DIR
+				      "/tests/fuzz/corpus/gateway_rules/bad-type.json", &err), -EINVAL);
+	CHECK_STR(err.path, "rules[0].above");
+	CHECK_STR(err.msg, "expected a number");
 	r = rules_load("/nonexistent/rules.json", NULL, 0, &err);
 	CHECK(r == NULL);
 	CHECK(strstr(err.msg, "cannot read") != NULL);

@@ -24,7 +24,7 @@
 #include "agrictl.h"
 #include "config.h"          /* firmware: station_config_parse */
 #include "gateway/config.h"  /* gateway_config_load */
-#include "rules.h"           /* gateway: rules_load */
+#include "gateway/rules.h"   /* gateway: rules_validate_file */
 
 #define EX_CONFIG_ 78
 #define CONFIG_MAX (256 * 1024)

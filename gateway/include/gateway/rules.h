@@ -150,6 +150,14 @@ struct rules *rules_parse(const char *json, size_t len,
 struct rules *rules_load(const char *path, const char *const *channels,
 			 size_t n_channels, struct agri_err *err);
 
+/*
+ * Validates a rules file on its own (`agrictl config validate`): every
+ * check of rules_load() except that notify/escalate channel names are not
+ * looked up (gateway.json is not known here). Returns 0, or -EINVAL with
+ * *err ("rules[2].above: expected a number").
+ */
+int rules_validate_file(const char *path, struct agri_err *err);
+
 void rules_free(struct rules *r);
 
 /* The rule named id, or NULL. */
