@@ -40,6 +40,10 @@ void gateway_config_defaults(struct gateway_config *c)
 	c->db.cache_kib = 2048;
 	c->db.queue_max = 4096;
 	c->db.batch_max = 256;
+	snprintf(c->notify.sms.method, sizeof(c->notify.sms.method), "POST");
+	snprintf(c->notify.sms.body, sizeof(c->notify.sms.body), "to={to}&text={text}");
+	snprintf(c->notify.sms.content_type, sizeof(c->notify.sms.content_type),
+		 "application/x-www-form-urlencoded");
 	snprintf(c->http.listen, sizeof(c->http.listen), "127.0.0.1:8080");
 	c->forecast.enabled = true;
 }
@@ -172,9 +176,64 @@ static int parse_smtp(const cJSON *item, void *cfgp, const char *path,
 	return read_section(item, cfg, path, err, smtp_fields, N(smtp_fields));
 }
 
+static int parse_sms_to(const cJSON *item, void *cfgp, const char *path,
+			struct agri_err *err)
+{
+	struct gateway_config *cfg = cfgp;
+	char sub[AGRI_ERR_PATH_MAX];
+	const cJSON *e;
+	size_t i = 0;
+
+	if (!cJSON_IsArray(item)) {
+		agri_err_set(err, path, "expected an array of phone numbers");
+		return -EINVAL;
+	}
+	cJSON_ArrayForEach(e, item) {
+		agri_path_index(sub, sizeof(sub), path, (int)i);
+		if (i >= GW_SMS_TO_MAX) {
+			agri_err_set(err, sub, "more than %d recipients", GW_SMS_TO_MAX);
+			return -EINVAL;
+		}
+		if (!cJSON_IsString(e) || !e->valuestring[0] ||
+		    strlen(e->valuestring) >= sizeof(cfg->notify.sms.to[0]) ||
+		    strspn(e->valuestring, "+0123456789") != strlen(e->valuestring)) {
+			agri_err_set(err, sub, "expected a phone number (+84...)");
+			return -EINVAL;
+		}
+		snprintf(cfg->notify.sms.to[i], sizeof(cfg->notify.sms.to[i]), "%s",
+			 e->valuestring);
+		i++;
+	}
+	cfg->notify.sms.n_to = i;
+	return 0;
+}
+
+static const struct agri_cfg_field sms_fields[] = {
+	STR("name", notify.sms.name, true),
+	STR("url", notify.sms.url, true),
+	STR("method", notify.sms.method, false),
+	STR("body", notify.sms.body, false),
+	STR("content_type", notify.sms.content_type, false),
+	SECTION("to", parse_sms_to, true),
+	STR("username", notify.sms.username, false),
+	STR("password_file", notify.sms.password_file, false),
+};
+
+static int parse_sms(const cJSON *item, void *cfgp, const char *path,
+		     struct agri_err *err)
+{
+	struct gateway_config *cfg = cfgp;
+
+	if (cJSON_IsNull(item))
+		return 0;
+	cfg->notify.has_sms = true;
+	return read_section(item, cfg, path, err, sms_fields, N(sms_fields));
+}
+
 static const struct agri_cfg_field notify_fields[] = {
 	SECTION("webhooks", parse_webhooks, false),
 	SECTION("smtp", parse_smtp, false),
+	SECTION("sms", parse_sms, false),
 };
 
 static int parse_notify(const cJSON *item, void *cfg, const char *path,
@@ -405,6 +464,42 @@ static int check(struct gateway_config *cfg, struct agri_err *err)
 			return -EINVAL;
 		}
 	}
+	if (cfg->notify.has_sms) {
+		const char *n = cfg->notify.sms.name;
+
+		if (!agri_ident_valid(n)) {
+			agri_err_set(err, "notify.sms.name", "expected 1-32 of [A-Za-z0-9_-]");
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < cfg->notify.n_webhooks; j++) {
+			if (strcmp(cfg->notify.webhooks[j].name, n) == 0) {
+				agri_err_set(err, "notify.sms.name", "duplicate channel name \"%s\"", n);
+				return -EINVAL;
+			}
+		}
+		if (cfg->notify.has_smtp && strcmp(cfg->notify.smtp.name, n) == 0) {
+			agri_err_set(err, "notify.sms.name", "duplicate channel name \"%s\"", n);
+			return -EINVAL;
+		}
+		if (!has_scheme(cfg->notify.sms.url, http_schemes)) {
+			agri_err_set(err, "notify.sms.url", "expected an http:// or https:// URL");
+			return -EINVAL;
+		}
+		if (strcmp(cfg->notify.sms.method, "POST") != 0 &&
+		    strcmp(cfg->notify.sms.method, "PUT") != 0 &&
+		    strcmp(cfg->notify.sms.method, "GET") != 0) {
+			agri_err_set(err, "notify.sms.method", "expected \"POST\", \"PUT\" or \"GET\"");
+			return -EINVAL;
+		}
+		if (!strstr(cfg->notify.sms.url, "{text}") && !strstr(cfg->notify.sms.body, "{text}")) {
+			agri_err_set(err, "notify.sms.body", "neither url nor body has a {text} placeholder");
+			return -EINVAL;
+		}
+		if (cfg->notify.sms.password_file[0] && !cfg->notify.sms.username[0]) {
+			agri_err_set(err, "notify.sms.password_file", "needs notify.sms.username");
+			return -EINVAL;
+		}
+	}
 	if (cfg->upstream.has_postgres && !cfg->upstream.postgres_conninfo[0]) {
 		agri_err_set(err, "upstream.postgres.conninfo", "must not be empty");
 		return -EINVAL;
@@ -439,11 +534,20 @@ static int check(struct gateway_config *cfg, struct agri_err *err)
 	    (rc = resolve(cfg, cfg->db.path, sizeof(cfg->db.path), "db.path", err)) ||
 	    (rc = resolve(cfg, cfg->rules_file, sizeof(cfg->rules_file), "rules_file", err)) ||
 	    (rc = resolve(cfg, cfg->notify.smtp.password_file, sizeof(cfg->notify.smtp.password_file), "notify.smtp.password_file", err)) ||
+	    (rc = resolve(cfg, cfg->notify.sms.password_file, sizeof(cfg->notify.sms.password_file), "notify.sms.password_file", err)) ||
 	    (rc = resolve(cfg, cfg->http.token_file, sizeof(cfg->http.token_file), "http.token_file", err)))
 		return rc;
 	if (cfg->broker.password_file[0] &&
 	    read_secret(cfg->broker.password_file, cfg->broker.password,
 			sizeof(cfg->broker.password), "broker.password_file", err))
+		return -EINVAL;
+	if (cfg->notify.has_smtp && cfg->notify.smtp.password_file[0] &&
+	    read_secret(cfg->notify.smtp.password_file, cfg->notify.smtp.password,
+			sizeof(cfg->notify.smtp.password), "notify.smtp.password_file", err))
+		return -EINVAL;
+	if (cfg->notify.has_sms && cfg->notify.sms.password_file[0] &&
+	    read_secret(cfg->notify.sms.password_file, cfg->notify.sms.password,
+			sizeof(cfg->notify.sms.password), "notify.sms.password_file", err))
 		return -EINVAL;
 	if (cfg->http.enabled && cfg->http.token_file[0] &&
 	    read_secret(cfg->http.token_file, cfg->http.token, sizeof(cfg->http.token),

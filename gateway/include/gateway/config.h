@@ -20,6 +20,8 @@
 #define GW_WEBHOOKS_MAX 16
 #define GW_SMTP_TO_MAX 16
 #define GW_SECRET_MAX 256
+#define GW_SMS_TO_MAX 16
+#define GW_SMS_BODY_MAX 1024
 
 struct gateway_webhook {
 	char name[GW_NAME_MAX];
@@ -62,7 +64,21 @@ struct gateway_config {
 			char to[GW_SMTP_TO_MAX][GW_NAME_MAX * 2];
 			char username[GW_NAME_MAX];
 			char password_file[PATH_MAX];
+			char password[GW_SECRET_MAX]; /* read from password_file */
 		} smtp;
+		bool has_sms; /* an HTTP SMS gateway (docs/notify.md) */
+		struct {
+			char name[GW_NAME_MAX];
+			char url[GW_URL_MAX];       /* may hold {to} {text} */
+			char method[8];             /* "POST" (default) | "PUT" | "GET" */
+			char body[GW_SMS_BODY_MAX]; /* template with {to} {text} */
+			char content_type[GW_NAME_MAX * 2]; /* default form-urlencoded */
+			size_t n_to;
+			char to[GW_SMS_TO_MAX][32];
+			char username[GW_NAME_MAX]; /* HTTP basic auth, optional */
+			char password_file[PATH_MAX];
+			char password[GW_SECRET_MAX];
+		} sms;
 	} notify;
 	struct {
 		bool has_postgres;
