@@ -241,7 +241,8 @@ void broker_tick(struct broker *b)
 		connect_now(b);
 }
 
-int broker_publish(void *bp, const char *topic, const void *payload, size_t len)
+int broker_publish(void *bp, const char *topic, const void *payload, size_t len,
+		   bool retained)
 {
 	struct broker *b = bp;
 	MQTTAsync_message m = MQTTAsync_message_initializer;
@@ -252,7 +253,7 @@ int broker_publish(void *bp, const char *topic, const void *payload, size_t len)
 	m.payload = (void *)payload;
 	m.payloadlen = (int)len;
 	m.qos = 1;
-	m.retained = 0;
+	m.retained = retained;
 	rc = MQTTAsync_sendMessage(b->client, topic, &m, NULL);
 	if (rc == MQTTASYNC_DISCONNECTED)
 		return -ENOTCONN;

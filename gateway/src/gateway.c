@@ -27,15 +27,18 @@ struct gateway {
 	struct store *store;
 	struct ingest *ingest;
 	struct broker *broker;
-	bool started, stopped;
+	bool started, broker_started, stopped;
+	void (*on_reconnect)(void *ctx);
+	void *reconnect_ctx;
 };
 
 /* The ingest's ack publisher: through the broker, once it exists. */
-static int publish(void *ctx, const char *topic, const void *payload, size_t len)
+static int publish(void *ctx, const char *topic, const void *payload, size_t len,
+		   bool retained)
 {
 	struct gateway *gw = ctx;
 
-	return gw->broker ? broker_publish(gw->broker, topic, payload, len) : -ENOTCONN;
+	return gw->broker ? broker_publish(gw->broker, topic, payload, len, retained) : -ENOTCONN;
 }
 
 static int offer(void *ctx, const char *topic, size_t topic_len,
@@ -100,10 +103,26 @@ int gateway_start(struct gateway *gw)
 	if (rc < 0)
 		return rc;
 	gw->started = true;
+	gw->broker_started = true;
 	log_info(LOG, "started db=%s synchronous=%s shared_group=%s", gw->cfg->db.path,
 		 gw->cfg->db.sync_full ? "full" : "normal",
 		 gw->cfg->broker.shared_group[0] ? gw->cfg->broker.shared_group : "-");
 	return broker_start(gw->broker);
+}
+
+int gateway_start_local(struct gateway *gw)
+{
+	int rc = ingest_start(gw->ingest);
+
+	if (rc == 0)
+		gw->started = true;
+	return rc;
+}
+
+void gateway_on_reconnect(struct gateway *gw, void (*fn)(void *ctx), void *ctx)
+{
+	gw->on_reconnect = fn;
+	gw->reconnect_ctx = ctx;
 }
 
 static void log_stats(struct gateway *gw)
@@ -125,11 +144,17 @@ static void log_stats(struct gateway *gw)
 void gateway_run(struct gateway *gw, volatile sig_atomic_t *stop)
 {
 	int64_t next_ckpt = 0, next_stats = util_mono_ms() + STATS_EVERY_MS;
+	bool was_connected = false;
 
 	while (!*stop) {
 		int64_t now = util_mono_ms();
+		bool connected;
 
 		broker_tick(gw->broker);
+		connected = atomic_load(&gw->health.connected);
+		if (connected && !was_connected && gw->on_reconnect)
+			gw->on_reconnect(gw->reconnect_ctx);
+		was_connected = connected;
 		if (now >= next_ckpt) {
 			store_checkpoint(gw->store); /* failures show up in commits */
 			next_ckpt = now + CHECKPOINT_EVERY_MS;
@@ -151,7 +176,8 @@ void gateway_stop(struct gateway *gw, int64_t budget_ms)
 	gw->stopped = true;
 	if (gw->started) {
 		ingest_stop(gw->ingest, t0 + budget_ms * 7 / 10);
-		broker_disconnect(gw->broker, 300);
+		if (gw->broker_started)
+			broker_disconnect(gw->broker, 300);
 		log_stats(gw);
 	}
 }
@@ -175,4 +201,9 @@ struct gateway_health *gateway_health(struct gateway *gw)
 struct ingest *gateway_ingest(struct gateway *gw)
 {
 	return gw->ingest;
+}
+
+struct store *gateway_store(struct gateway *gw)
+{
+	return gw->store;
 }

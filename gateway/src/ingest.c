@@ -23,6 +23,16 @@
 #define BATCH_BYTES_MAX (1024 * 1024)
 #define RETENTION_EVERY_MS 1000
 #define RETENTION_ROWS 2000
+#define TICK_EVERY_MS 1000
+
+/* A function to run on the writer thread (ingest_call). */
+struct call {
+	ingest_call_fn fn;
+	void *ctx;
+	int rc;
+	bool done, abandoned;
+	struct call *next;
+};
 
 struct msg {
 	int64_t received_ms;
@@ -39,6 +49,7 @@ struct ack_pair {
 /* An encoded ack waiting for the acker thread. */
 struct ack_out {
 	size_t len;
+	bool retained;
 	char topic[AGRI_TOPIC_MAX];
 	char payload[];
 };
@@ -64,6 +75,8 @@ struct ingest {
 	size_t head, count, bytes;
 	bool stopping, busy, started;
 	int64_t deadline_ms; /* monotonic: give up retrying after it */
+	struct call *calls, **calls_tail; /* guarded by mu */
+	pthread_cond_t call_done;
 	pthread_t thread;
 
 	/* The acker thread publishes acks, so the writer never waits for
@@ -87,6 +100,7 @@ struct ingest {
 	struct log_complaint db_complaint;
 	uint32_t rng;
 	int64_t next_retention_ms;
+	int64_t next_tick_ms;
 };
 
 /* --- queue ------------------------------------------------------------ */
@@ -144,6 +158,8 @@ struct ingest *ingest_new(struct store *st, const struct ingest_options *opt,
 	cond_init_mono(&in->not_empty);
 	cond_init_mono(&in->not_full);
 	cond_init_mono(&in->idle);
+	cond_init_mono(&in->call_done);
+	in->calls_tail = &in->calls;
 	pthread_mutex_init(&in->amu, NULL);
 	cond_init_mono(&in->ack_ready);
 	cond_init_mono(&in->ack_drained);
@@ -238,6 +254,57 @@ static int ack_later(struct ingest *in, const char *station, uint64_t seq)
 	return 0;
 }
 
+/* Stores t's readings, noting in in->fresh which were new. */
+static int store_readings(struct ingest *in, const struct agri_telemetry *t,
+			  int64_t received_ms)
+{
+	int rc, n = 0;
+
+	for (size_t i = 0; i < t->n; i++) {
+		rc = store_put_reading(in->st, t->station, &t->readings[i], received_ms);
+		if (rc < 0)
+			return rc;
+		in->fresh[i] = rc == 1;
+		if (rc == 1) {
+			in->c.stored++;
+			n++;
+		} else {
+			in->c.dup++;
+		}
+	}
+	return n;
+}
+
+static int run_telemetry_hooks(struct ingest *in, const struct agri_telemetry *t,
+			       int64_t received_ms)
+{
+	int rc;
+
+	for (size_t h = 0; h < in->n_hooks; h++) {
+		if (in->hooks[h].on_telemetry &&
+		    (rc = in->hooks[h].on_telemetry(in->hooks[h].ctx, in->st, t,
+						    in->fresh, received_ms)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int ingest_put_readings(struct ingest *in, const struct agri_telemetry *t,
+			int64_t received_ms)
+{
+	int n, rc;
+
+	if (t->n > AGRI_BATCH_MAX_READINGS)
+		return -E2BIG;
+	if ((n = store_readings(in, t, received_ms)) < 0)
+		return n;
+	if ((rc = store_touch_station(in->st, t->station, received_ms)) < 0)
+		return rc;
+	if ((rc = run_telemetry_hooks(in, t, received_ms)) < 0)
+		return rc;
+	return n;
+}
+
 static int put_telemetry(struct ingest *in, const struct msg *m,
 			 const struct agri_topic *t)
 {
@@ -269,16 +336,8 @@ static int put_telemetry(struct ingest *in, const struct msg *m,
 			 t->station);
 		return dead_letter(in, m, reason); /* never acked */
 	}
-	for (size_t i = 0; i < tel.n; i++) {
-		rc = store_put_reading(in->st, tel.station, &tel.readings[i], m->received_ms);
-		if (rc < 0)
-			return rc;
-		in->fresh[i] = rc == 1;
-		if (rc == 1)
-			in->c.stored++;
-		else
-			in->c.dup++;
-	}
+	if ((rc = store_readings(in, &tel, m->received_ms)) < 0)
+		return rc;
 	if (drc == 1) { /* valid readings kept; the batch as a whole kept too */
 		snprintf(reason, sizeof(reason), "%zu invalid reading%s skipped, first: %s",
 			 tel.n_invalid, tel.n_invalid == 1 ? "" : "s", e);
@@ -287,12 +346,8 @@ static int put_telemetry(struct ingest *in, const struct msg *m,
 	}
 	if ((rc = store_note_seq(in->st, tel.station, tel.seq, m->received_ms)) < 0)
 		return rc;
-	for (size_t h = 0; h < in->n_hooks; h++) {
-		if (in->hooks[h].on_telemetry &&
-		    (rc = in->hooks[h].on_telemetry(in->hooks[h].ctx, in->st, &tel,
-						    in->fresh, m->received_ms)) < 0)
-			return rc;
-	}
+	if ((rc = run_telemetry_hooks(in, &tel, m->received_ms)) < 0)
+		return rc;
 	in->c.batches++;
 	return ack_later(in, tel.station, tel.seq);
 }
@@ -367,12 +422,46 @@ static int ack_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Queues one encoded ack for the acker thread (writer thread). A full
- * ack queue drops it: the station resends and is acked again. */
+/* Queues a publication for the publisher (acker) thread. A full queue
+ * drops it: for acks, the station resends and is acked again. */
+static int publish_enqueue(struct ingest *in, const char *topic,
+			   const void *payload, size_t len, bool retained)
+{
+	struct ack_out *o = malloc(sizeof(*o) + len);
+
+	if (!o)
+		return -ENOMEM;
+	if (snprintf(o->topic, sizeof(o->topic), "%s", topic) >= (int)sizeof(o->topic)) {
+		free(o);
+		return -EINVAL;
+	}
+	memcpy(o->payload, payload, len);
+	o->len = len;
+	o->retained = retained;
+	pthread_mutex_lock(&in->amu);
+	if (in->acount == ACKQ_MAX) {
+		pthread_mutex_unlock(&in->amu);
+		free(o);
+		atomic_fetch_add(&in->health->ack_failures, 1);
+		return -ENOSPC;
+	}
+	in->aq[(in->ahead + in->acount) % ACKQ_MAX] = o;
+	in->acount++;
+	pthread_cond_signal(&in->ack_ready);
+	pthread_mutex_unlock(&in->amu);
+	return 0;
+}
+
+int ingest_publish_later(struct ingest *in, const char *topic,
+			 const void *payload, size_t len, bool retained)
+{
+	return publish_enqueue(in, topic, payload, len, retained);
+}
+
+/* Queues one encoded ack (writer thread). */
 static void ack_publish_one(struct ingest *in, const struct agri_ack *a)
 {
-	char buf[AGRI_ACK_RANGES_MAX * 48 + 128];
-	struct ack_out *o;
+	char buf[AGRI_ACK_RANGES_MAX * 48 + 128], topic[AGRI_TOPIC_MAX];
 	int n;
 
 	n = agri_ack_encode(a, buf, sizeof(buf));
@@ -380,25 +469,9 @@ static void ack_publish_one(struct ingest *in, const struct agri_ack *a)
 		log_error(LOG, "cannot encode ack station=%s rc=%d", a->station, n);
 		return;
 	}
-	o = malloc(sizeof(*o) + (size_t)n);
-	if (!o || agri_topic_build(o->topic, sizeof(o->topic), in->prefix,
-				   AGRI_TOPIC_ACK, a->station) < 0) {
-		free(o);
+	if (agri_topic_build(topic, sizeof(topic), in->prefix, AGRI_TOPIC_ACK, a->station) < 0)
 		return;
-	}
-	memcpy(o->payload, buf, (size_t)n);
-	o->len = (size_t)n;
-	pthread_mutex_lock(&in->amu);
-	if (in->acount == ACKQ_MAX) {
-		pthread_mutex_unlock(&in->amu);
-		free(o);
-		atomic_fetch_add(&in->health->ack_failures, 1);
-		return;
-	}
-	in->aq[(in->ahead + in->acount) % ACKQ_MAX] = o;
-	in->acount++;
-	pthread_cond_signal(&in->ack_ready);
-	pthread_mutex_unlock(&in->amu);
+	publish_enqueue(in, topic, buf, (size_t)n, false);
 }
 
 static void *acker_main(void *arg)
@@ -421,7 +494,8 @@ static void *acker_main(void *arg)
 		in->acount--;
 		in->acker_busy = true;
 		pthread_mutex_unlock(&in->amu);
-		if (in->pub.publish && in->pub.publish(in->pub.ctx, o->topic, o->payload, o->len) == 0)
+		if (in->pub.publish &&
+		    in->pub.publish(in->pub.ctx, o->topic, o->payload, o->len, o->retained) == 0)
 			atomic_fetch_add(&in->health->acks_sent, 1);
 		else
 			atomic_fetch_add(&in->health->ack_failures, 1);
@@ -465,6 +539,16 @@ static bool stop_now(struct ingest *in)
 	return stop;
 }
 
+static void run_hooks_after(struct ingest *in, bool committed)
+{
+	for (size_t k = 0; k < in->n_hooks; k++) {
+		if (committed && in->hooks[k].on_commit)
+			in->hooks[k].on_commit(in->hooks[k].ctx);
+		else if (!committed && in->hooks[k].on_rollback)
+			in->hooks[k].on_rollback(in->hooks[k].ctx);
+	}
+}
+
 /* Commits msgs[0..n), retrying until it works (or shutdown's deadline),
  * then acks and frees them. */
 static void process(struct ingest *in, struct msg **msgs, size_t n)
@@ -476,9 +560,7 @@ static void process(struct ingest *in, struct msg **msgs, size_t n)
 		rc = apply(in, msgs, n);
 		if (rc == 0)
 			break;
-		for (size_t k = 0; k < in->n_hooks; k++)
-			if (in->hooks[k].on_rollback)
-				in->hooks[k].on_rollback(in->hooks[k].ctx);
+		run_hooks_after(in, false);
 		atomic_fetch_add(&h->commit_failures, 1);
 		atomic_store(&h->db_writable, false);
 		log_complain(&in->db_complaint, LOG_LVL_ERROR, LOG,
@@ -504,30 +586,163 @@ static void process(struct ingest *in, struct msg **msgs, size_t n)
 	atomic_fetch_add(&h->status_msgs, in->c.status);
 	atomic_fetch_add(&h->dead_letters, in->c.dead);
 	acks_publish(in);
-	for (size_t k = 0; k < in->n_hooks; k++)
-		if (in->hooks[k].on_commit)
-			in->hooks[k].on_commit(in->hooks[k].ctx);
+	run_hooks_after(in, true);
 out:
 	for (size_t i = 0; i < n; i++)
 		free(msgs[i]);
 }
 
+/* The oldest reading any hook still needs (INT64_MAX: none). */
+static int64_t retention_floor(struct ingest *in)
+{
+	int64_t floor = INT64_MAX;
+
+	for (size_t k = 0; k < in->n_hooks; k++) {
+		if (in->hooks[k].retention_floor_ms) {
+			int64_t f = in->hooks[k].retention_floor_ms(in->hooks[k].ctx);
+
+			if (f < floor)
+				floor = f;
+		}
+	}
+	return floor;
+}
+
 static void housekeeping(struct ingest *in)
 {
-	int64_t now = util_mono_ms();
+	int64_t now = util_mono_ms(), now_ms, keep, floor;
 	int rc;
 
 	if (in->opt.retention_days <= 0 || now < in->next_retention_ms)
 		return;
 	in->next_retention_ms = now + RETENTION_EVERY_MS;
-	rc = store_retention_step(in->st, util_now_ms(), in->opt.retention_days,
-				  RETENTION_ROWS);
+	/* Never fold away readings a forwarder has not taken yet: move the
+	 * cutoff back so that it stays at or before the oldest pending one. */
+	now_ms = util_now_ms();
+	keep = (int64_t)in->opt.retention_days * 86400000LL;
+	floor = retention_floor(in);
+	if (floor != INT64_MAX && floor < now_ms - keep)
+		now_ms = floor + keep;
+	rc = store_retention_step(in->st, now_ms, in->opt.retention_days, RETENTION_ROWS);
 	if (rc > 0) {
 		atomic_fetch_add(&in->health->retention_moved, (uint64_t)rc);
 		in->next_retention_ms = now; /* more may be due: continue when idle */
 	} else if (rc < 0) {
 		log_debug(LOG, "retention step failed: %s", strerror(-rc));
 	}
+}
+
+/* Runs fn in a transaction; acks queued by it (none today) go out. */
+static int run_in_txn(struct ingest *in, ingest_call_fn fn, void *ctx)
+{
+	int rc;
+
+	memset(&in->c, 0, sizeof(in->c));
+	in->n_acks = 0;
+	if ((rc = store_begin(in->st)) < 0)
+		return rc;
+	rc = fn(ctx, in, in->st);
+	if (rc >= 0) {
+		int crc = store_commit(in->st);
+
+		if (crc < 0)
+			rc = crc;
+	} else {
+		store_rollback(in->st);
+	}
+	run_hooks_after(in, rc >= 0);
+	atomic_fetch_add(&in->health->readings_stored, in->c.stored);
+	atomic_fetch_add(&in->health->readings_duplicate, in->c.dup);
+	return rc;
+}
+
+static int tick_fn(void *ctx, struct ingest *in, struct store *st)
+{
+	int64_t now_ms = util_now_ms();
+	int rc;
+
+	(void)ctx;
+	for (size_t k = 0; k < in->n_hooks; k++)
+		if (in->hooks[k].on_tick && (rc = in->hooks[k].on_tick(in->hooks[k].ctx, st, now_ms)) < 0)
+			return rc;
+	return 0;
+}
+
+static void tick(struct ingest *in)
+{
+	int64_t now = util_mono_ms();
+	bool any = false;
+	int rc;
+
+	if (now < in->next_tick_ms)
+		return;
+	in->next_tick_ms = now + TICK_EVERY_MS;
+	for (size_t k = 0; k < in->n_hooks; k++)
+		any |= in->hooks[k].on_tick != NULL;
+	if (any && (rc = run_in_txn(in, tick_fn, NULL)) < 0)
+		log_debug(LOG, "tick failed: %s", strerror(-rc));
+}
+
+/* Runs the queued ingest_call()s (writer thread). */
+static void run_calls(struct ingest *in)
+{
+	for (;;) {
+		struct call *c;
+
+		pthread_mutex_lock(&in->mu);
+		c = in->calls;
+		if (c) {
+			in->calls = c->next;
+			if (!in->calls)
+				in->calls_tail = &in->calls;
+		}
+		pthread_mutex_unlock(&in->mu);
+		if (!c)
+			return;
+		c->rc = run_in_txn(in, c->fn, c->ctx);
+		pthread_mutex_lock(&in->mu);
+		c->done = true;
+		if (c->abandoned)
+			free(c);
+		else
+			pthread_cond_broadcast(&in->call_done);
+		pthread_mutex_unlock(&in->mu);
+	}
+}
+
+int ingest_call(struct ingest *in, ingest_call_fn fn, void *ctx, int64_t timeout_ms)
+{
+	struct call *c = calloc(1, sizeof(*c));
+	struct timespec until;
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	c->fn = fn;
+	c->ctx = ctx;
+	timespec_in(&until, timeout_ms);
+	pthread_mutex_lock(&in->mu);
+	if (in->stopping || !in->started) {
+		pthread_mutex_unlock(&in->mu);
+		free(c);
+		return -ESHUTDOWN;
+	}
+	*in->calls_tail = c;
+	in->calls_tail = &c->next;
+	pthread_cond_signal(&in->not_empty);
+	while (!c->done) {
+		if (pthread_cond_timedwait(&in->call_done, &in->mu, &until) == ETIMEDOUT)
+			break;
+	}
+	if (!c->done) {
+		c->abandoned = true; /* the writer frees it */
+		pthread_mutex_unlock(&in->mu);
+		return -ETIMEDOUT;
+	}
+	rc = c->rc;
+	pthread_mutex_unlock(&in->mu);
+	free(c);
+	return rc;
 }
 
 static void *writer_main(void *arg)
@@ -537,13 +752,14 @@ static void *writer_main(void *arg)
 	for (;;) {
 		struct timespec until;
 		size_t n = 0, bytes = 0;
+		bool calls;
 
 		pthread_mutex_lock(&in->mu);
 		in->busy = false;
-		if (in->count == 0)
+		if (in->count == 0 && !in->calls)
 			pthread_cond_broadcast(&in->idle);
-		while (in->count == 0 && !in->stopping) {
-			timespec_in(&until, RETENTION_EVERY_MS);
+		while (in->count == 0 && !in->calls && !in->stopping) {
+			timespec_in(&until, TICK_EVERY_MS);
 			if (pthread_cond_timedwait(&in->not_empty, &in->mu, &until) == ETIMEDOUT)
 				break;
 		}
@@ -560,16 +776,34 @@ static void *writer_main(void *arg)
 			bytes += m->len;
 			in->batch[n++] = m;
 		}
-		in->busy = n > 0;
+		calls = in->calls != NULL;
+		in->busy = n > 0 || calls;
 		atomic_store(&in->health->queue_depth, in->count);
 		if (n)
 			pthread_cond_broadcast(&in->not_full);
 		pthread_mutex_unlock(&in->mu);
 		if (n)
 			process(in, in->batch, n);
-		else
+		if (calls)
+			run_calls(in);
+		tick(in);
+		if (!n && !calls)
 			housekeeping(in);
 	}
+	/* Calls that will never run: wake their callers. */
+	pthread_mutex_lock(&in->mu);
+	while (in->calls) {
+		struct call *c = in->calls;
+
+		in->calls = c->next;
+		c->rc = -ESHUTDOWN;
+		c->done = true;
+		if (c->abandoned)
+			free(c);
+	}
+	in->calls_tail = &in->calls;
+	pthread_cond_broadcast(&in->call_done);
+	pthread_mutex_unlock(&in->mu);
 	return NULL;
 }
 
@@ -655,6 +889,7 @@ void ingest_free(struct ingest *in)
 	pthread_cond_destroy(&in->not_empty);
 	pthread_cond_destroy(&in->not_full);
 	pthread_cond_destroy(&in->idle);
+	pthread_cond_destroy(&in->call_done);
 	pthread_mutex_destroy(&in->amu);
 	pthread_cond_destroy(&in->ack_ready);
 	pthread_cond_destroy(&in->ack_drained);

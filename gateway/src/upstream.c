@@ -636,6 +636,7 @@ struct upstream *upstream_new(const struct gateway_config *cfg, int *err)
 		.on_telemetry = hook_telemetry,
 		.on_commit = hook_commit,
 		.on_rollback = hook_rollback,
+		.retention_floor_ms = upstream_retention_floor_ms,
 	};
 	return up;
 fail:

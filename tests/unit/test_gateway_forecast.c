@@ -185,7 +185,7 @@ static void test_too_little(void)
 		    ((s[i].ts_ms - t_ref) / HOUR_MS) % 6 == 0)
 			s[m++] = s[i];
 	CHECK_INT(forecast_fit(s, m, &p, &f, why, sizeof(why)), 0);
-	CHECK(f.fit_days > 3.9 && f.fit_days < 6.0);
+	CHECK(f.fit_days > 4.0 && f.fit_days < 7.0 && f.coverage >= 0.7);
 
 	/* a stuck sensor for all of it */
 	n = make_series(s, t_ref, 10, 5 * MIN_MS);

@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,10 +49,15 @@ static void usage(FILE *f)
 	      f);
 }
 
-static int bad_usage(const char *fmt, const char *arg)
+static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad_usage(const char *fmt, ...)
 {
+	va_list ap;
+
 	fputs("agrictl: ", stderr);
-	fprintf(stderr, fmt, arg);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fputs(" (see agrictl --help)\n", stderr);
 	return EX_USAGE_;
 }
@@ -107,7 +114,7 @@ static int cmd_salinity(int argc, char **argv)
 		}
 	}
 	if (isnan(ec) || isnan(t))
-		return bad_usage("salinity needs --ec and --temp%s", "");
+		return bad_usage("salinity needs --ec and --temp");
 	sp = agri_sp_from_c(ec, t, p);
 	printf("salinity %.4f (PSS-78 practical salinity, ~g/L) at EC %.4g mS/cm, %.2f °C\n", sp, ec, t);
 	return 0;
@@ -162,7 +169,7 @@ static int bus_opt(int c, struct bus_opts *b)
 static int check_link(const struct bus_opts *b)
 {
 	if (!!b->link.rtu_dev == !!b->link.tcp)
-		return bad_usage("give exactly one of --rtu DEV or --tcp HOST:PORT%s", "");
+		return bad_usage("give exactly one of --rtu DEV or --tcp HOST:PORT");
 	return 0;
 }
 
@@ -279,7 +286,7 @@ static int cmd_read(int argc, char **argv)
 	if ((rc = check_link(&b)) != 0)
 		return rc;
 	if (!profile || !slave)
-		return bad_usage("read needs --profile NAME and --slave N%s", "");
+		return bad_usage("read needs --profile NAME and --slave N");
 	rc = profiles_load(b.profiles_dir, profile, &prof, file, sizeof(file), &e);
 	if (rc == -ENOENT) {
 		fprintf(stderr, "agrictl: no profile \"%s\" (%s)\n", profile, file);
@@ -335,7 +342,7 @@ static int cmd_provision(int argc, char **argv)
 		}
 	}
 	if (!station || !out || !passwd || !acl)
-		return bad_usage("provision needs --station, --out, --passwd and --acl%s", "");
+		return bad_usage("provision needs --station, --out, --passwd and --acl");
 	if (!agri_station_id_valid(station))
 		return bad_usage("--station: \"%s\" is not a valid station id ([A-Za-z0-9_-]{1,32})", station);
 	if (!agri_topic_prefix_valid(prefix))
@@ -371,7 +378,7 @@ int main(int argc, char **argv)
 			return agrictl_config_validate(argc - 1, argv + 1);
 		if (argc >= 2 && strcmp(argv[1], "push") == 0)
 			return agrictl_config_push(argc - 1, argv + 1);
-		return bad_usage("config: expected \"validate\" or \"push\"%s", "");
+		return bad_usage("config: expected \"validate\" or \"push\"");
 	}
 	return bad_usage("unknown command \"%s\"", cmd);
 }

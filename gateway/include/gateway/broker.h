@@ -9,6 +9,7 @@
 #ifndef GATEWAY_BROKER_H
 #define GATEWAY_BROKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "gateway/config.h"
@@ -30,9 +31,10 @@ int broker_start(struct broker *b);
 /* Reconnects when the connection is down and the backoff has passed.
  * Main thread, every ~100 ms. */
 void broker_tick(struct broker *b);
-/* Publishes QoS 1, not retained. Any thread. Returns 0, -ENOTCONN or
- * -EIO. Matches struct ingest_publisher. */
-int broker_publish(void *b, const char *topic, const void *payload, size_t len);
+/* Publishes QoS 1. Any thread but paho's (never from the message
+ * callback). Returns 0, -ENOTCONN or -EIO. Matches struct ingest_publisher. */
+int broker_publish(void *b, const char *topic, const void *payload, size_t len,
+		   bool retained);
 /* Disconnects (waiting up to timeout_ms for in-flight messages); the
  * session stays on the broker. */
 void broker_disconnect(struct broker *b, int timeout_ms);

@@ -35,7 +35,7 @@ struct ingest;
 struct ingest_publisher {
 	void *ctx;
 	int (*publish)(void *ctx, const char *topic, const void *payload,
-		       size_t len);
+		       size_t len, bool retained);
 };
 
 /*
@@ -58,6 +58,12 @@ struct ingest_hook {
 			 const struct agri_status *s, int64_t received_ms);
 	void (*on_commit)(void *ctx);
 	void (*on_rollback)(void *ctx);
+	/* Periodic work on the writer thread (timers: silence, renotify),
+	 * about once a second, inside its own transaction like a batch. */
+	int (*on_tick)(void *ctx, struct store *st, int64_t now_ms);
+	/* The oldest reading ts (ms) this stage still needs; retention never
+	 * deletes raw readings at or after it. INT64_MAX: nothing pending. */
+	int64_t (*retention_floor_ms)(void *ctx);
 };
 
 #define INGEST_HOOKS_MAX 8
@@ -88,6 +94,31 @@ int ingest_start(struct ingest *in);
  */
 int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
 		 const void *payload, size_t len);
+
+/*
+ * Runs fn(ctx, in, st) on the writer thread inside a transaction, like a
+ * batch: committed when fn returns >= 0 (then hooks' on_commit run),
+ * rolled back otherwise (hooks' on_rollback). Any thread but the writer;
+ * waits up to timeout_ms for the result. Returns fn's result, -ETIMEDOUT
+ * (fn may still run later) or -ESHUTDOWN.
+ */
+typedef int (*ingest_call_fn)(void *ctx, struct ingest *in, struct store *st);
+int ingest_call(struct ingest *in, ingest_call_fn fn, void *ctx,
+		int64_t timeout_ms);
+
+/*
+ * Inside an ingest_call: stores t's readings as if they had arrived as
+ * telemetry (no seq, no ack) and runs the hooks' on_telemetry, so history
+ * imports feed the alert engine and forwarders too. Returns the number of
+ * new readings or a negative errno.
+ */
+int ingest_put_readings(struct ingest *in, const struct agri_telemetry *t,
+			int64_t received_ms);
+
+/* Queues a QoS 1 publication for the publisher thread (the writer must
+ * never call paho itself). Any thread. Returns 0 or -ENOSPC/-ENOMEM. */
+int ingest_publish_later(struct ingest *in, const char *topic,
+			 const void *payload, size_t len, bool retained);
 
 /* Waits until the queue is empty and the writer idle, up to timeout_ms.
  * Returns 0 or -ETIMEDOUT. For tests and benchmarks. */

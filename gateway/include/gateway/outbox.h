@@ -1,0 +1,160 @@
+/*
+ * The persistent outbox (docs/notify.md): notifications wait in the
+ * gateway's SQLite until their channel has taken them.
+ *
+ *   writer thread, inside the ingest batch's transaction:
+ *     alert transition -> outbox_stage(): one row per channel
+ *   COMMIT -> ingest hook on_commit -> outbox_wake()
+ *   one notifier thread per channel, its own SQLite connection:
+ *     oldest pending row of the channel -> deliver -> mark delivered
+ *     (failure: the same row again after a jittered exponential backoff)
+ *
+ * A transition and its notifications commit together, so a crash before
+ * the commit loses both (the station resends, the engine produces the same
+ * transition) and a crash after it leaves the rows to deliver after the
+ * restart. Rows of a channel go out strictly in id (= commit) order, each
+ * until it succeeds: a channel down for an hour gets every notification
+ * afterwards, in order; one channel down never delays another. Delivery is
+ * at-least-once: a crash between the receiver's 2xx and the row's update
+ * (a few ms) resends that one row after the restart, with the same
+ * delivery id (X-Agri-Delivery header, e-mail Message-ID) so a receiver
+ * can drop the duplicate.
+ *
+ * Locking rules: outbox_stage()/outbox_init() run on the caller's
+ * connection (the writer's). Each channel's connection, statements, rng
+ * and complaint belong to its notifier thread (or to the caller of
+ * outbox_step() when the threads are not started). ob->mu guards wake_seq
+ * and stopping; the counters are atomics.
+ */
+#ifndef GATEWAY_OUTBOX_H
+#define GATEWAY_OUTBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct sqlite3;
+struct alert_transition;
+struct ingest_hook;
+
+/* One pending row as handed to a channel. Valid during the call. */
+struct outbox_item {
+	int64_t id;
+	const char *channel;
+	const char *alert_id;
+	const char *event;      /* "raised", "cleared", "renotify"... */
+	const char *payload;    /* the alert JSON (agri_alert_encode) */
+	size_t payload_len;
+	const char *text_en, *text_vi;
+	int64_t created_at_ms;  /* wall clock when staged */
+	int attempts;           /* failed attempts before this one */
+};
+
+/*
+ * Delivers one row. Returns 0 (delivered: the row is marked at once),
+ * -EPERM (refused for good: the row is dropped, logged and counted) or
+ * another negative errno (transient: retried later). err: a one-line
+ * reason. Called on the channel's notifier thread.
+ */
+typedef int (*outbox_deliver_fn)(void *ctx, const struct outbox_item *it,
+				 char *err, size_t err_len);
+
+struct outbox_channel {
+	const char *name;  /* copied */
+	outbox_deliver_fn deliver;
+	void *ctx;         /* borrowed: must outlive the outbox */
+};
+
+struct outbox_options {
+	bool sync_full;           /* synchronous=FULL on the notifiers' connections */
+	int64_t backoff_base_ms;  /* first retry delay; default 1000 */
+	int64_t backoff_cap_ms;   /* default 60000 */
+	int64_t poll_ms;          /* look for rows at least this often; default 5000 */
+	int64_t keep_s;           /* delivered/dropped rows kept; default 7 days */
+	/* The clock for next_at/delivered_at (default: CLOCK_REALTIME, not the
+	 * simulated clock: retries are about real networks). */
+	int64_t (*now_ms)(void *ctx);
+	void *clock_ctx;
+	uint32_t seed;            /* backoff jitter; 0: from the clock */
+};
+
+#define OUTBOX_CHANNELS_MAX 32
+
+/* Creates the outbox table and index if missing (CREATE ... IF NOT
+ * EXISTS). Any connection, e.g. the writer's at start-up. Returns 0 or a
+ * negative errno. */
+int outbox_init(struct sqlite3 *db);
+
+/*
+ * Stages tr for each of channels[0..n) (duplicate names once): inserts
+ * one pending row a channel on db, in the caller's transaction (nothing
+ * is visible to the notifiers before COMMIT; a ROLLBACK removes them).
+ * Writer thread. Returns the number of rows, or a negative errno (-EINVAL:
+ * an empty/NULL name; -ENOSPC disk full; -EBUSY...): roll the batch back.
+ */
+int outbox_stage(struct sqlite3 *db, const struct alert_transition *tr,
+		 const char *const *channels, size_t n);
+
+/* Stages tr on the channels its flags name: tr->rule->notify when
+ * tr->notify, plus tr->rule->escalate when tr->notify_escalation. Returns
+ * the number of rows or a negative errno. */
+int outbox_stage_transition(struct sqlite3 *db,
+			    const struct alert_transition *tr);
+
+struct outbox;
+
+/*
+ * An outbox over the database at db_path (the gateway's) delivering to
+ * chans[0..n). Opens one connection a channel (WAL, busy timeout) and
+ * creates the table if needed. NULL with *err set (-ENOMEM, -EINVAL,
+ * SQLite errors as negative errno).
+ */
+struct outbox *outbox_new(const char *db_path, const struct outbox_channel *chans,
+			  size_t n, const struct outbox_options *opt, int *err);
+
+/* Starts one notifier thread a channel. Returns 0 or a negative errno. */
+int outbox_start(struct outbox *ob);
+
+/* Wakes every notifier (rows were committed). Any thread; cheap. */
+void outbox_wake(struct outbox *ob);
+
+/* Fills *hook with an ingest hook whose on_commit wakes the notifiers
+ * (the outbox must outlive the ingest). */
+void outbox_hook(struct outbox *ob, struct ingest_hook *hook);
+
+/* Stops and joins the notifiers; a delivery in flight finishes first
+ * (bounded by the channel's timeout). Accepts NULL; idempotent. */
+void outbox_stop(struct outbox *ob);
+/* Stops, closes, frees; accepts NULL. */
+void outbox_free(struct outbox *ob);
+
+/*
+ * One step of channel ch (the notifier's loop body; call it directly in
+ * tests, with the threads not started): if the channel's oldest pending
+ * row is due, delivers it. Returns 1 when a row was delivered or dropped,
+ * 0 when nothing was due (*next_ms: when the head row is due, INT64_MAX
+ * when there is none), or the negative errno of a failed attempt (the row
+ * is rescheduled; *next_ms is its new due time).
+ */
+int outbox_step(struct outbox *ob, size_t ch, int64_t *next_ms);
+
+struct outbox_stats {
+	uint64_t delivered;        /* since start */
+	uint64_t failed_attempts;  /* transient failures since start */
+	uint64_t dropped;          /* refused for good since start */
+	uint64_t pending;          /* rows waiting (refreshed at most 1/s) */
+	int64_t oldest_pending_ms; /* created_at of the oldest, 0 when none */
+	bool up;                   /* the last attempt succeeded (or none yet) */
+};
+/* Counters of channel ch. Any thread. Returns 0 or -ENOENT. */
+int outbox_stats(struct outbox *ob, size_t ch, struct outbox_stats *out);
+
+/*
+ * Prometheus text for /metrics: per channel
+ * agri_gateway_outbox_{delivered_total,failed_attempts_total,dropped_total,
+ * pending,oldest_pending_seconds,up}{channel="..."}. Any thread. Returns
+ * the length written or -ENOSPC. Fits http_hooks.metrics with ctx = ob.
+ */
+int outbox_metrics_text(void *ob, char *buf, size_t len);
+
+#endif

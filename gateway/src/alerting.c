@@ -1,0 +1,467 @@
+/*
+ * The alert engine wired into the ingest pipeline (see alerting.h).
+ * Locking rules: everything in struct alerting except the atomics is
+ * touched by the ingest writer thread alone (hook callbacks and the
+ * functions it runs for ingest_call); alerting_ack() and
+ * alerting_republish() only queue work for it.
+ */
+#include "gateway/alerting.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "agri/log.h"
+#include "agri/topic.h"
+#include "agri/util.h"
+#include "gateway/alert.h"
+#include "gateway/notify.h"
+#include "gateway/outbox.h"
+#include "gateway/rules.h"
+#include "gateway/store.h"
+
+#define LOG "alerts"
+#define PENDING_MAX 4096
+#define ALERT_JSON_MAX 2048
+
+/* A publication staged in the transaction, sent after its commit. */
+struct pending {
+	char topic[AGRI_TOPIC_MAX];
+	size_t len;
+	char *payload; /* NULL when len == 0 (the empty retained message) */
+};
+
+struct alerting {
+	struct rules *rules;
+	struct alert_engine *eng;
+	struct ingest *in;
+	struct store *st;
+	char prefix[65];
+	struct ingest_hook hook;
+	bool in_txn;
+	int emit_err; /* first error inside an emit callback */
+	sqlite3_stmt *upsert_alert, *insert_event, *put_state, *del_state;
+	struct pending *pending;
+	size_t n_pending;
+	atomic_size_t keys, open_alerts;
+	atomic_uint_fast64_t transitions;
+};
+
+static const char *const schema =
+	"CREATE TABLE IF NOT EXISTS alert_state(key TEXT PRIMARY KEY, blob BLOB NOT NULL)"
+	" WITHOUT ROWID;";
+
+static void pending_clear(struct alerting *a)
+{
+	for (size_t i = 0; i < a->n_pending; i++)
+		free(a->pending[i].payload);
+	a->n_pending = 0;
+}
+
+static void stage_publish(struct alerting *a, const struct agri_alert *al, bool empty)
+{
+	struct pending *p;
+	char buf[ALERT_JSON_MAX];
+	int n = 0;
+
+	if (a->n_pending == PENDING_MAX) {
+		log_warn(LOG, "too many alert publications in one batch; alert=%s not published now", al->id);
+		return;
+	}
+	p = &a->pending[a->n_pending];
+	if (agri_topic_build_alert(p->topic, sizeof(p->topic), a->prefix, al->station, al->rule,
+				   al->sensor[0] ? al->sensor : NULL) < 0) {
+		log_warn(LOG, "cannot build the topic of alert=%s", al->id);
+		return;
+	}
+	p->payload = NULL;
+	if (!empty) {
+		n = agri_alert_encode(al, buf, sizeof(buf));
+		if (n < 0 || !(p->payload = malloc((size_t)n))) {
+			log_warn(LOG, "cannot encode alert=%s rc=%d", al->id, n);
+			return;
+		}
+		memcpy(p->payload, buf, (size_t)n);
+	}
+	p->len = (size_t)n;
+	a->n_pending++;
+}
+
+static int bind_text_or_null(sqlite3_stmt *q, int i, const char *s)
+{
+	return s && *s ? sqlite3_bind_text(q, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(q, i);
+}
+
+static int step_reset(sqlite3_stmt *q)
+{
+	int rc = sqlite3_step(q);
+
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc == SQLITE_DONE ? 0 : store_errno(rc);
+}
+
+static int store_transition(struct alerting *a, const struct alert_transition *t)
+{
+	const struct agri_alert *al = &t->alert;
+	sqlite3_stmt *q = a->upsert_alert;
+	int rc;
+
+	sqlite3_bind_text(q, 1, al->id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q, 2, al->rule, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q, 3, al->station, -1, SQLITE_TRANSIENT);
+	bind_text_or_null(q, 4, al->sensor);
+	bind_text_or_null(q, 5, al->metric);
+	sqlite3_bind_text(q, 6, al->severity, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q, 7, agri_alert_state_name(al->state), -1, SQLITE_STATIC);
+	if (al->has_value)
+		sqlite3_bind_double(q, 8, al->value);
+	if (al->has_threshold)
+		sqlite3_bind_double(q, 9, al->threshold);
+	sqlite3_bind_int64(q, 10, al->raised_at_ms);
+	sqlite3_bind_int64(q, 11, al->updated_at_ms);
+	sqlite3_bind_text(q, 12, al->message, -1, SQLITE_TRANSIENT);
+	if ((rc = step_reset(q)) < 0)
+		return rc;
+	q = a->insert_event;
+	sqlite3_bind_text(q, 1, al->id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q, 2, t->event == ALERT_EV_CLOSED ? "closed" :
+				agri_alert_state_name(al->state), -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, al->severity, -1, SQLITE_TRANSIENT);
+	if (al->has_value)
+		sqlite3_bind_double(q, 4, al->value);
+	sqlite3_bind_int64(q, 5, al->updated_at_ms);
+	return step_reset(q);
+}
+
+/* The engine's emit callback (writer thread). */
+static void on_transition(void *ctx, const struct alert_transition *t)
+{
+	struct alerting *a = ctx;
+	int rc;
+
+	if (a->emit_err)
+		return;
+	atomic_fetch_add(&a->transitions, 1);
+	log_info(LOG, "%s id=%s severity=%s state=%s value=%g", alert_event_name(t->event),
+		 t->alert.id, t->alert.severity, agri_alert_state_name(t->alert.state),
+		 t->alert.has_value ? t->alert.value : 0.0);
+	if (t->store && (rc = store_transition(a, t)) < 0) {
+		a->emit_err = rc;
+		return;
+	}
+	if (t->publish || t->retain_empty)
+		stage_publish(a, &t->alert, t->retain_empty && !t->publish);
+	if ((t->notify || t->notify_escalation) &&
+	    (rc = outbox_stage_transition(store_db(a->st), t)) < 0)
+		a->emit_err = rc;
+}
+
+static int save_state(void *ctx, const char *key, const void *blob, size_t len)
+{
+	struct alerting *a = ctx;
+	sqlite3_stmt *q = len ? a->put_state : a->del_state;
+
+	sqlite3_bind_text(q, 1, key, -1, SQLITE_TRANSIENT);
+	if (len)
+		sqlite3_bind_blob(q, 2, blob, (int)len, SQLITE_TRANSIENT);
+	return step_reset(q);
+}
+
+/* Enters the engine's transaction (once per store transaction). */
+static int enter(struct alerting *a)
+{
+	int rc;
+
+	if (a->in_txn)
+		return 0;
+	if ((rc = alert_engine_begin(a->eng)) < 0)
+		return rc;
+	a->in_txn = true;
+	a->emit_err = 0;
+	return 0;
+}
+
+/* After feeding the engine: the first emit error, else the dirty state. */
+static int leave(struct alerting *a, int rc)
+{
+	if (rc < 0)
+		return rc;
+	if (a->emit_err)
+		return a->emit_err;
+	return alert_engine_export(a->eng, true, save_state, a);
+}
+
+static int on_telemetry(void *ctx, struct store *st, const struct agri_telemetry *t,
+			const bool *fresh, int64_t received_ms)
+{
+	struct alerting *a = ctx;
+	int rc;
+
+	(void)st;
+	if ((rc = enter(a)) < 0)
+		return rc;
+	return leave(a, alert_engine_batch(a->eng, t, fresh, received_ms, on_transition, a));
+}
+
+static int on_status(void *ctx, struct store *st, const struct agri_status *s,
+		     int64_t received_ms)
+{
+	struct alerting *a = ctx;
+	int rc;
+
+	(void)st;
+	if ((rc = enter(a)) < 0)
+		return rc;
+	return leave(a, alert_engine_status(a->eng, s->station, s->online, received_ms,
+					    on_transition, a));
+}
+
+static int on_tick(void *ctx, struct store *st, int64_t now_ms)
+{
+	struct alerting *a = ctx;
+	int rc;
+
+	(void)st;
+	if ((rc = enter(a)) < 0)
+		return rc;
+	return leave(a, alert_engine_tick(a->eng, now_ms, on_transition, a));
+}
+
+static void update_stats(struct alerting *a)
+{
+	struct alert_engine_stats s;
+
+	alert_engine_stats(a->eng, &s);
+	atomic_store(&a->keys, s.keys);
+	atomic_store(&a->open_alerts, s.open_alerts);
+}
+
+static void on_commit(void *ctx)
+{
+	struct alerting *a = ctx;
+
+	if (!a->in_txn)
+		return;
+	alert_engine_commit(a->eng);
+	a->in_txn = false;
+	for (size_t i = 0; i < a->n_pending; i++) {
+		struct pending *p = &a->pending[i];
+
+		ingest_publish_later(a->in, p->topic, p->payload ? p->payload : "", p->len, true);
+	}
+	pending_clear(a);
+	update_stats(a);
+}
+
+static void on_rollback(void *ctx)
+{
+	struct alerting *a = ctx;
+
+	if (!a->in_txn)
+		return;
+	alert_engine_rollback(a->eng);
+	a->in_txn = false;
+	pending_clear(a);
+}
+
+struct ack_req {
+	struct alerting *a;
+	const char *id, *who;
+	struct http_ack_result *res;
+};
+
+static int ack_fn(void *ctx, struct ingest *in, struct store *st)
+{
+	struct ack_req *r = ctx;
+	struct agri_alert al;
+	int rc;
+
+	(void)in;
+	(void)st;
+	if ((rc = enter(r->a)) < 0)
+		return rc;
+	rc = alert_engine_ack(r->a->eng, r->id, r->who, util_now_ms(), on_transition, r->a);
+	if (rc < 0)
+		return rc;
+	r->res->changed = rc > 0;
+	if (alert_engine_get(r->a->eng, r->id, &al) == 0)
+		snprintf(r->res->state, sizeof(r->res->state), "%s", agri_alert_state_name(al.state));
+	else
+		snprintf(r->res->state, sizeof(r->res->state), "cleared"); /* closed */
+	return leave(r->a, 0);
+}
+
+int alerting_ack(void *ctx, const char *id, const char *who, struct http_ack_result *res)
+{
+	struct ack_req r = {.a = ctx, .id = id, .who = who, .res = res};
+
+	return ingest_call(r.a->in, ack_fn, &r, 5000);
+}
+
+static void republish_one(void *ctx, const struct agri_alert *al)
+{
+	stage_publish(ctx, al, false);
+}
+
+static int republish_fn(void *ctx, struct ingest *in, struct store *st)
+{
+	struct alerting *a = ctx;
+	int rc;
+
+	(void)in;
+	(void)st;
+	if ((rc = enter(a)) < 0)
+		return rc;
+	alert_engine_foreach(a->eng, republish_one, a);
+	return 0;
+}
+
+int alerting_republish(struct alerting *a)
+{
+	return ingest_call(a->in, republish_fn, a, 10000);
+}
+
+int alerting_metrics_text(void *ctx, char *buf, size_t len)
+{
+	struct alerting *a = ctx;
+	int n = snprintf(buf, len,
+			 "# HELP agri_gateway_alert_keys Per-key states held by the alert engine.\n"
+			 "# TYPE agri_gateway_alert_keys gauge\n"
+			 "agri_gateway_alert_keys %zu\n"
+			 "# HELP agri_gateway_alerts_open Alerts active, acknowledged or cleared-unacknowledged.\n"
+			 "# TYPE agri_gateway_alerts_open gauge\n"
+			 "agri_gateway_alerts_open %zu\n"
+			 "# HELP agri_gateway_alert_transitions_total Alert transitions since start.\n"
+			 "# TYPE agri_gateway_alert_transitions_total counter\n"
+			 "agri_gateway_alert_transitions_total %llu\n",
+			 atomic_load(&a->keys), atomic_load(&a->open_alerts),
+			 (unsigned long long)atomic_load(&a->transitions));
+
+	return (n < 0 || (size_t)n >= len) ? -ENOSPC : n;
+}
+
+static int import_state(struct alerting *a, sqlite3 *db)
+{
+	sqlite3_stmt *q;
+	int rc, n = 0, dropped = 0;
+
+	rc = sqlite3_prepare_v2(db, "SELECT key, blob FROM alert_state", -1, &q, NULL);
+	if (rc != SQLITE_OK)
+		return store_errno(rc);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		const char *key = (const char *)sqlite3_column_text(q, 0);
+		int r = alert_engine_import(a->eng, key, sqlite3_column_blob(q, 1),
+					    (size_t)sqlite3_column_bytes(q, 1));
+
+		if (r == 0)
+			n++;
+		else
+			dropped++; /* rule removed or changed scope: forget it */
+	}
+	sqlite3_finalize(q);
+	if (rc != SQLITE_DONE)
+		return store_errno(rc);
+	if (n || dropped)
+		log_info(LOG, "alert state restored keys=%d dropped=%d", n, dropped);
+	return 0;
+}
+
+struct alerting *alerting_new(const struct gateway_config *cfg, struct store *st,
+			      struct ingest *in, struct agri_err *e, int *err)
+{
+	const char *channels[NOTIFY_CHANNELS_MAX];
+	size_t n_ch = 0;
+	struct alerting *a = calloc(1, sizeof(*a));
+	sqlite3 *db = store_db(st);
+	int rc;
+
+	if (!a) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	n_ch = notify_channel_names(cfg, channels, sizeof(channels) / sizeof(channels[0]));
+	a->in = in;
+	a->st = st;
+	snprintf(a->prefix, sizeof(a->prefix), "%s", cfg->broker.topic_prefix);
+	a->rules = rules_load(cfg->rules_file, channels, n_ch, e);
+	if (!a->rules) {
+		*err = -EINVAL;
+		goto fail;
+	}
+	a->eng = alert_engine_new(a->rules);
+	a->pending = calloc(PENDING_MAX, sizeof(*a->pending));
+	if (!a->eng || !a->pending) {
+		*err = -ENOMEM;
+		goto fail;
+	}
+	if ((rc = sqlite3_exec(db, schema, NULL, NULL, NULL)) != SQLITE_OK ||
+	    (rc = outbox_init(db)) < 0) {
+		*err = rc < 0 ? rc : store_errno(rc);
+		agri_err_set(e, "", "cannot create the alert tables: %s", sqlite3_errmsg(db));
+		goto fail;
+	}
+#define PREP(stmt, sql)                                                          \
+	if ((rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &a->stmt, \
+				     NULL)) != SQLITE_OK) {                     \
+		*err = store_errno(rc);                                          \
+		agri_err_set(e, "", "cannot prepare: %s", sqlite3_errmsg(db));   \
+		goto fail;                                                       \
+	}
+	PREP(upsert_alert,
+	     "INSERT INTO alerts(id, rule, station, sensor, metric, severity, state, value,"
+	     " threshold, raised_at, updated_at, message) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"
+	     " ON CONFLICT(id) DO UPDATE SET severity=excluded.severity, state=excluded.state,"
+	     " value=excluded.value, threshold=excluded.threshold, raised_at=excluded.raised_at,"
+	     " updated_at=excluded.updated_at, message=excluded.message,"
+	     " sensor=excluded.sensor, metric=excluded.metric");
+	PREP(insert_event,
+	     "INSERT INTO alert_events(alert_id, state, severity, value, at) VALUES(?,?,?,?,?)");
+	PREP(put_state, "INSERT OR REPLACE INTO alert_state(key, blob) VALUES(?, ?)");
+	PREP(del_state, "DELETE FROM alert_state WHERE key = ?");
+#undef PREP
+	if ((rc = import_state(a, db)) < 0) {
+		*err = rc;
+		agri_err_set(e, "", "cannot read the saved alert state");
+		goto fail;
+	}
+	alert_engine_start(a->eng, util_now_ms());
+	update_stats(a);
+	a->hook = (struct ingest_hook){
+		.name = "alerts",
+		.ctx = a,
+		.on_telemetry = on_telemetry,
+		.on_status = on_status,
+		.on_commit = on_commit,
+		.on_rollback = on_rollback,
+		.on_tick = on_tick,
+	};
+	return a;
+fail:
+	alerting_free(a);
+	return NULL;
+}
+
+const struct ingest_hook *alerting_hook(struct alerting *a)
+{
+	return &a->hook;
+}
+
+void alerting_free(struct alerting *a)
+{
+	if (!a)
+		return;
+	pending_clear(a);
+	free(a->pending);
+	sqlite3_finalize(a->upsert_alert);
+	sqlite3_finalize(a->insert_event);
+	sqlite3_finalize(a->put_state);
+	sqlite3_finalize(a->del_state);
+	alert_engine_free(a->eng);
+	rules_free(a->rules);
+	free(a);
+}

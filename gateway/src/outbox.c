@@ -1,0 +1,660 @@
+/*
+ * The persistent outbox (see outbox.h, docs/notify.md): rows staged in the
+ * writer's transaction, delivered by one notifier thread a channel, each on
+ * its own SQLite connection, strictly in id order, the head row retried
+ * with jittered exponential backoff until its channel takes it.
+ */
+#include "gateway/outbox.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agri/log.h"
+#include "agri/msg.h"
+#include "agri/util.h"
+#include "gateway/alert.h"
+#include "gateway/ingest.h"
+#include "gateway/store.h"
+
+#define LOG "outbox"
+#define PAYLOAD_MAX 4096
+#define ERR_MAX 256
+#define STATS_EVERY_MS 1000
+#define PRUNE_EVERY_MS (10 * 60 * 1000)
+#define PRUNE_ROWS 1000
+#define MARK_TRIES 50
+#define BUSY_TIMEOUT_MS 5000
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS outbox("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" channel TEXT NOT NULL,"
+	" alert_id TEXT NOT NULL,"
+	" event TEXT NOT NULL,"
+	" payload TEXT NOT NULL,"
+	" text_en TEXT NOT NULL DEFAULT '',"
+	" text_vi TEXT NOT NULL DEFAULT '',"
+	" created_at INTEGER NOT NULL,"      /* ms, wall clock */
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" next_at INTEGER NOT NULL DEFAULT 0," /* ms: not before */
+	" delivered_at INTEGER,"
+	" dropped_at INTEGER,"               /* refused for good */
+	" error TEXT);"
+	"CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(channel, id)"
+	" WHERE delivered_at IS NULL AND dropped_at IS NULL;";
+
+enum {
+	Q_HEAD, Q_DELIVERED, Q_DROPPED, Q_RETRY, Q_COUNT, Q_PRUNE, Q_N
+};
+
+static const char *const sql[Q_N] = {
+	[Q_HEAD] = "SELECT id, alert_id, event, payload, text_en, text_vi, created_at,"
+		   " attempts, next_at FROM outbox WHERE channel = ?1"
+		   " AND delivered_at IS NULL AND dropped_at IS NULL ORDER BY id LIMIT 1",
+	[Q_DELIVERED] = "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1,"
+			" error = NULL WHERE id = ?1",
+	[Q_DROPPED] = "UPDATE outbox SET dropped_at = ?2, attempts = attempts + 1,"
+		      " error = ?3 WHERE id = ?1",
+	[Q_RETRY] = "UPDATE outbox SET next_at = ?2, attempts = attempts + 1,"
+		    " error = ?3 WHERE id = ?1",
+	[Q_COUNT] = "SELECT count(*), min(created_at) FROM outbox WHERE channel = ?1"
+		    " AND delivered_at IS NULL AND dropped_at IS NULL",
+	[Q_PRUNE] = "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
+		    " WHERE channel = ?1 AND coalesce(delivered_at, dropped_at) < ?2"
+		    " LIMIT 1000)",
+};
+
+struct chan {
+	struct outbox *ob;
+	size_t idx;
+	char name[64];
+	outbox_deliver_fn deliver;
+	void *ctx;
+	/* notifier thread only (or the outbox_step caller) */
+	sqlite3 *db;
+	sqlite3_stmt *q[Q_N];
+	uint32_t rng;
+	struct log_complaint down;
+	int64_t stats_mono_ms, prune_mono_ms;
+	pthread_t thread;
+	bool running;
+	/* any thread */
+	atomic_uint_least64_t delivered, failed, dropped, pending;
+	atomic_int_least64_t oldest_ms;
+	atomic_bool up;
+};
+
+struct outbox {
+	struct outbox_options opt;
+	size_t n;
+	struct chan *ch;
+	pthread_mutex_t mu;   /* guards wake_seq, stopping */
+	pthread_cond_t cond;  /* CLOCK_MONOTONIC */
+	uint64_t wake_seq;
+	bool stopping, started;
+};
+
+static int64_t real_now_ms(void *ctx)
+{
+	struct timespec ts;
+
+	(void)ctx;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_ms(const struct outbox *ob)
+{
+	return ob->opt.now_ms(ob->opt.clock_ctx);
+}
+
+int outbox_init(sqlite3 *db)
+{
+	int rc = sqlite3_exec(db, schema, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : store_errno(rc);
+}
+
+/* --- staging (writer thread) -------------------------------------------- */
+
+int outbox_stage(sqlite3 *db, const struct alert_transition *tr,
+		 const char *const *channels, size_t n)
+{
+	static const char ins[] =
+		"INSERT INTO outbox(channel, alert_id, event, payload, text_en,"
+		" text_vi, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+	char payload[PAYLOAD_MAX];
+	sqlite3_stmt *q = NULL;
+	int64_t now = real_now_ms(NULL);
+	int rc, rows = 0, len;
+
+	if (!db || !tr || (n && !channels))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!channels[i] || !channels[i][0])
+			return -EINVAL;
+	if (n == 0)
+		return 0;
+	len = agri_alert_encode(&tr->alert, payload, sizeof(payload));
+	if (len < 0)
+		return len;
+	rc = sqlite3_prepare_v2(db, ins, -1, &q, NULL);
+	if (rc != SQLITE_OK) {
+		rc = store_errno(rc);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		bool dup = false;
+
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(channels[i], channels[j]) == 0)
+				dup = true;
+		if (dup)
+			continue;
+		sqlite3_bind_text(q, 1, channels[i], -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 2, tr->alert.id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 3, alert_event_name(tr->event), -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 4, payload, len, SQLITE_STATIC);
+		sqlite3_bind_text(q, 5, tr->message_en, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 6, tr->message_vi, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(q, 7, now);
+		rc = sqlite3_step(q);
+		sqlite3_reset(q);
+		if (rc != SQLITE_DONE) {
+			rc = store_errno(rc);
+			goto out;
+		}
+		rows++;
+	}
+	rc = rows;
+out:
+	sqlite3_finalize(q);
+	return rc;
+}
+
+int outbox_stage_transition(sqlite3 *db, const struct alert_transition *tr)
+{
+	const char *names[2 * RULE_CHANNELS_MAX];
+	size_t n = 0;
+
+	if (!tr || !tr->rule)
+		return -EINVAL;
+	if (tr->notify)
+		for (size_t i = 0; i < tr->rule->n_notify && i < RULE_CHANNELS_MAX; i++)
+			names[n++] = tr->rule->notify[i];
+	if (tr->notify_escalation)
+		for (size_t i = 0; i < tr->rule->n_escalate && i < RULE_CHANNELS_MAX; i++)
+			names[n++] = tr->rule->escalate[i];
+	return outbox_stage(db, tr, names, n);
+}
+
+/* --- the outbox ------------------------------------------------------------ */
+
+static void chan_close(struct chan *c)
+{
+	for (int i = 0; i < Q_N; i++) {
+		sqlite3_finalize(c->q[i]);
+		c->q[i] = NULL;
+	}
+	sqlite3_close(c->db);
+	c->db = NULL;
+}
+
+static int chan_open(struct outbox *ob, struct chan *c, const char *path)
+{
+	char pragma[96];
+	int rc;
+
+	rc = sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+			     SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK)
+		return store_errno(rc);
+	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+	snprintf(pragma, sizeof(pragma), "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;",
+		 ob->opt.sync_full ? "FULL" : "NORMAL");
+	rc = sqlite3_exec(c->db, pragma, NULL, NULL, NULL);
+	if (rc == SQLITE_OK && c->idx == 0)
+		rc = sqlite3_exec(c->db, schema, NULL, NULL, NULL);
+	for (int i = 0; rc == SQLITE_OK && i < Q_N; i++)
+		rc = sqlite3_prepare_v3(c->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+					&c->q[i], NULL);
+	if (rc != SQLITE_OK) {
+		log_error(LOG, "cannot open the outbox channel=%s error=\"%s\"", c->name,
+			  sqlite3_errmsg(c->db));
+		return store_errno(rc);
+	}
+	return 0;
+}
+
+struct outbox *outbox_new(const char *db_path, const struct outbox_channel *chans,
+			  size_t n, const struct outbox_options *opt, int *err)
+{
+	struct outbox *ob = calloc(1, sizeof(*ob));
+	pthread_condattr_t ca;
+	int rc = -ENOMEM;
+
+	if (!ob)
+		goto fail;
+	if (opt)
+		ob->opt = *opt;
+	if (ob->opt.backoff_base_ms <= 0)
+		ob->opt.backoff_base_ms = 1000;
+	if (ob->opt.backoff_cap_ms <= 0)
+		ob->opt.backoff_cap_ms = 60000;
+	if (ob->opt.poll_ms <= 0)
+		ob->opt.poll_ms = 5000;
+	if (ob->opt.keep_s <= 0)
+		ob->opt.keep_s = 7 * 86400;
+	if (!ob->opt.now_ms)
+		ob->opt.now_ms = real_now_ms;
+	pthread_mutex_init(&ob->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ob->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (n > OUTBOX_CHANNELS_MAX) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	ob->ch = calloc(n ? n : 1, sizeof(*ob->ch));
+	if (!ob->ch)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		struct chan *c = &ob->ch[i];
+
+		if (!chans[i].name || !chans[i].name[0] || !chans[i].deliver ||
+		    strlen(chans[i].name) >= sizeof(c->name)) {
+			rc = -EINVAL;
+			goto fail;
+		}
+		c->ob = ob;
+		c->idx = i;
+		snprintf(c->name, sizeof(c->name), "%s", chans[i].name);
+		c->deliver = chans[i].deliver;
+		c->ctx = chans[i].ctx;
+		c->rng = ob->opt.seed ? ob->opt.seed + (uint32_t)i * 7919u
+				      : (uint32_t)util_mono_ms() * 2654435761u + (uint32_t)i + 1;
+		if (!c->rng)
+			c->rng = 1;
+		atomic_init(&c->up, true);
+		ob->n = i + 1;
+		rc = chan_open(ob, c, db_path);
+		if (rc < 0)
+			goto fail;
+	}
+	return ob;
+fail:
+	*err = rc;
+	outbox_free(ob);
+	return NULL;
+}
+
+static void refresh_stats(struct chan *c, bool force)
+{
+	sqlite3_stmt *q = c->q[Q_COUNT];
+	int64_t mono = util_mono_ms();
+
+	if (!force && c->stats_mono_ms && mono - c->stats_mono_ms < STATS_EVERY_MS)
+		return;
+	c->stats_mono_ms = mono;
+	sqlite3_bind_text(q, 1, c->name, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		atomic_store(&c->pending, (uint64_t)sqlite3_column_int64(q, 0));
+		atomic_store(&c->oldest_ms, sqlite3_column_int64(q, 1));
+	}
+	sqlite3_reset(q);
+}
+
+static void prune(struct chan *c, int64_t now)
+{
+	sqlite3_stmt *q = c->q[Q_PRUNE];
+	int64_t mono = util_mono_ms();
+
+	if (c->prune_mono_ms && mono - c->prune_mono_ms < PRUNE_EVERY_MS)
+		return;
+	c->prune_mono_ms = mono;
+	sqlite3_bind_text(q, 1, c->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, now - c->ob->opt.keep_s * 1000);
+	if (sqlite3_step(q) != SQLITE_DONE)
+		log_warn(LOG, "cannot prune old rows channel=%s error=\"%s\"", c->name,
+			 sqlite3_errmsg(c->db));
+	sqlite3_reset(q);
+}
+
+/* Runs an UPDATE of row id, retrying while the database is busy: the
+ * delivered mark is what keeps a notification from going out twice. */
+static int mark(struct chan *c, int which, int64_t id, int64_t at, const char *error)
+{
+	sqlite3_stmt *q = c->q[which];
+	int rc = SQLITE_OK;
+
+	for (int i = 0; i < MARK_TRIES; i++) {
+		sqlite3_bind_int64(q, 1, id);
+		sqlite3_bind_int64(q, 2, at);
+		if (which != Q_DELIVERED)
+			sqlite3_bind_text(q, 3, error, -1, SQLITE_STATIC);
+		rc = sqlite3_step(q);
+		sqlite3_reset(q);
+		if (rc == SQLITE_DONE)
+			return 0;
+		if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
+			break;
+		util_sleep_ms(100);
+	}
+	log_error(LOG, "cannot update row channel=%s id=%" PRId64 " error=\"%s\"",
+		  c->name, id, sqlite3_errmsg(c->db));
+	return store_errno(rc);
+}
+
+static char *dup_col(sqlite3_stmt *q, int col)
+{
+	const unsigned char *s = sqlite3_column_text(q, col);
+	int len = sqlite3_column_bytes(q, col);
+	char *d = malloc((size_t)len + 1);
+
+	if (d) {
+		if (len)
+			memcpy(d, s, (size_t)len);
+		d[len] = '\0';
+	}
+	return d;
+}
+
+int outbox_step(struct outbox *ob, size_t idx, int64_t *next_ms)
+{
+	struct chan *c;
+	sqlite3_stmt *q;
+	struct outbox_item it = {0};
+	char *alert_id = NULL, *event = NULL, *payload = NULL, *en = NULL, *vi = NULL;
+	char err[ERR_MAX] = "";
+	int64_t now, next_at, backoff;
+	int rc;
+
+	if (!ob || idx >= ob->n)
+		return -ENOENT;
+	c = &ob->ch[idx];
+	q = c->q[Q_HEAD];
+	now = now_ms(ob);
+	*next_ms = INT64_MAX;
+	prune(c, now);
+	sqlite3_bind_text(q, 1, c->name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(q);
+		atomic_store(&c->pending, 0);
+		atomic_store(&c->oldest_ms, 0);
+		return 0;
+	}
+	if (rc != SQLITE_ROW) {
+		log_complain(&c->down, LOG_LVL_ERROR, LOG, "cannot read the outbox channel=%s error=\"%s\"",
+			     c->name, sqlite3_errmsg(c->db));
+		sqlite3_reset(q);
+		*next_ms = now + ob->opt.backoff_cap_ms;
+		return store_errno(rc);
+	}
+	next_at = sqlite3_column_int64(q, 8);
+	if (next_at > now) {
+		sqlite3_reset(q);
+		refresh_stats(c, false);
+		*next_ms = next_at;
+		return 0;
+	}
+	it.id = sqlite3_column_int64(q, 0);
+	it.channel = c->name;
+	it.alert_id = alert_id = dup_col(q, 1);
+	it.event = event = dup_col(q, 2);
+	it.payload = payload = dup_col(q, 3);
+	it.payload_len = (size_t)sqlite3_column_bytes(q, 3);
+	it.text_en = en = dup_col(q, 4);
+	it.text_vi = vi = dup_col(q, 5);
+	it.created_at_ms = sqlite3_column_int64(q, 6);
+	it.attempts = sqlite3_column_int(q, 7);
+	sqlite3_reset(q); /* no read transaction held during the delivery */
+	refresh_stats(c, false);
+	if (!alert_id || !event || !payload || !en || !vi) {
+		rc = -ENOMEM;
+		*next_ms = now + ob->opt.backoff_base_ms;
+		goto out;
+	}
+
+	rc = c->deliver(c->ctx, &it, err, sizeof(err));
+	now = now_ms(ob);
+	if (rc == 0) {
+		mark(c, Q_DELIVERED, it.id, now, NULL);
+		atomic_fetch_add(&c->delivered, 1);
+		if (atomic_load(&c->pending) > 0)
+			atomic_fetch_sub(&c->pending, 1);
+		atomic_store(&c->up, true);
+		log_release(&c->down, LOG, "channel=%s delivering again id=%" PRId64
+			    " attempts=%d", c->name, it.id, it.attempts + 1);
+		log_debug(LOG, "delivered channel=%s id=%" PRId64 " alert=%s event=%s",
+			  c->name, it.id, it.alert_id, it.event);
+		*next_ms = now;
+		rc = 1;
+	} else if (rc == -EPERM) {
+		mark(c, Q_DROPPED, it.id, now, err[0] ? err : "refused");
+		atomic_fetch_add(&c->dropped, 1);
+		if (atomic_load(&c->pending) > 0)
+			atomic_fetch_sub(&c->pending, 1);
+		log_error(LOG, "notification refused for good, dropped channel=%s id=%" PRId64
+			  " alert=%s event=%s error=\"%s\"", c->name, it.id, it.alert_id,
+			  it.event, err);
+		*next_ms = now;
+		rc = 1;
+	} else {
+		backoff = util_backoff_ms(it.attempts, ob->opt.backoff_base_ms,
+					  ob->opt.backoff_cap_ms, &c->rng);
+		*next_ms = now + backoff;
+		mark(c, Q_RETRY, it.id, *next_ms, err[0] ? err : strerror(-rc));
+		atomic_fetch_add(&c->failed, 1);
+		atomic_store(&c->up, false);
+		log_complain(&c->down, LOG_LVL_WARN, LOG, "channel=%s down, retrying id=%" PRId64
+			     " error=\"%s\"", c->name, it.id, err[0] ? err : strerror(-rc));
+	}
+out:
+	free(alert_id);
+	free(event);
+	free(payload);
+	free(en);
+	free(vi);
+	return rc;
+}
+
+/* --- threads ---------------------------------------------------------------- */
+
+static void *notifier_main(void *arg)
+{
+	struct chan *c = arg;
+	struct outbox *ob = c->ob;
+	uint64_t seen;
+
+	pthread_mutex_lock(&ob->mu);
+	seen = ob->wake_seq;
+	pthread_mutex_unlock(&ob->mu);
+	for (;;) {
+		int64_t next, wait_ms;
+		struct timespec ts;
+		int rc;
+
+		pthread_mutex_lock(&ob->mu);
+		if (ob->stopping) {
+			pthread_mutex_unlock(&ob->mu);
+			break;
+		}
+		seen = ob->wake_seq;
+		pthread_mutex_unlock(&ob->mu);
+
+		rc = outbox_step(ob, c->idx, &next);
+		if (rc == 1)
+			continue;
+		wait_ms = ob->opt.poll_ms;
+		if (next != INT64_MAX) {
+			int64_t d = next - now_ms(ob);
+
+			if (d < wait_ms)
+				wait_ms = d < 0 ? 0 : d;
+		}
+		if (wait_ms == 0)
+			continue;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += wait_ms / 1000;
+		ts.tv_nsec += (wait_ms % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_mutex_lock(&ob->mu);
+		/* A wake only helps when the head row is due: a failing row
+		 * keeps its backoff, however often rows are committed. */
+		while (!ob->stopping && (ob->wake_seq == seen || rc < 0) &&
+		       pthread_cond_timedwait(&ob->cond, &ob->mu, &ts) == 0)
+			;
+		pthread_mutex_unlock(&ob->mu);
+	}
+	return NULL;
+}
+
+int outbox_start(struct outbox *ob)
+{
+	for (size_t i = 0; i < ob->n; i++) {
+		int rc = pthread_create(&ob->ch[i].thread, NULL, notifier_main, &ob->ch[i]);
+
+		if (rc) {
+			outbox_stop(ob);
+			return -rc;
+		}
+		ob->ch[i].running = true;
+	}
+	ob->started = true;
+	log_info(LOG, "started channels=%zu", ob->n);
+	return 0;
+}
+
+void outbox_wake(struct outbox *ob)
+{
+	if (!ob)
+		return;
+	pthread_mutex_lock(&ob->mu);
+	ob->wake_seq++;
+	pthread_cond_broadcast(&ob->cond);
+	pthread_mutex_unlock(&ob->mu);
+}
+
+static void hook_commit(void *ctx)
+{
+	outbox_wake(ctx);
+}
+
+void outbox_hook(struct outbox *ob, struct ingest_hook *hook)
+{
+	memset(hook, 0, sizeof(*hook));
+	hook->name = "outbox";
+	hook->ctx = ob;
+	hook->on_commit = hook_commit;
+}
+
+void outbox_stop(struct outbox *ob)
+{
+	if (!ob)
+		return;
+	pthread_mutex_lock(&ob->mu);
+	ob->stopping = true;
+	pthread_cond_broadcast(&ob->cond);
+	pthread_mutex_unlock(&ob->mu);
+	for (size_t i = 0; i < ob->n; i++) {
+		if (ob->ch[i].running) {
+			pthread_join(ob->ch[i].thread, NULL);
+			ob->ch[i].running = false;
+		}
+	}
+}
+
+void outbox_free(struct outbox *ob)
+{
+	if (!ob)
+		return;
+	outbox_stop(ob);
+	for (size_t i = 0; i < ob->n; i++)
+		chan_close(&ob->ch[i]);
+	free(ob->ch);
+	pthread_cond_destroy(&ob->cond);
+	pthread_mutex_destroy(&ob->mu);
+	free(ob);
+}
+
+/* --- counters ---------------------------------------------------------------- */
+
+int outbox_stats(struct outbox *ob, size_t idx, struct outbox_stats *out)
+{
+	struct chan *c;
+
+	if (!ob || idx >= ob->n)
+		return -ENOENT;
+	c = &ob->ch[idx];
+	out->delivered = atomic_load(&c->delivered);
+	out->failed_attempts = atomic_load(&c->failed);
+	out->dropped = atomic_load(&c->dropped);
+	out->pending = atomic_load(&c->pending);
+	out->oldest_pending_ms = atomic_load(&c->oldest_ms);
+	out->up = atomic_load(&c->up);
+	return 0;
+}
+
+int outbox_metrics_text(void *obp, char *buf, size_t len)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} m[] = {
+		{"delivered_total", "counter", "notifications delivered since start"},
+		{"failed_attempts_total", "counter", "delivery attempts that failed and will be retried"},
+		{"dropped_total", "counter", "notifications refused for good by the receiver"},
+		{"pending", "gauge", "notifications waiting in the outbox"},
+		{"oldest_pending_seconds", "gauge", "age of the oldest waiting notification"},
+		{"up", "gauge", "1 when the channel's last delivery attempt succeeded"},
+	};
+	struct outbox *ob = obp;
+	size_t pos = 0;
+	int64_t now;
+
+	if (!ob || !buf || !len)
+		return -EINVAL;
+	buf[0] = '\0';
+	now = now_ms(ob);
+	for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
+		int w = snprintf(buf + pos, len - pos, "# HELP agri_gateway_outbox_%s %s\n"
+				 "# TYPE agri_gateway_outbox_%s %s\n", m[k].name, m[k].help,
+				 m[k].name, m[k].type);
+
+		if (w < 0 || (size_t)w >= len - pos)
+			return -ENOSPC;
+		pos += (size_t)w;
+		for (size_t i = 0; i < ob->n; i++) {
+			struct outbox_stats s;
+			double v = 0;
+
+			outbox_stats(ob, i, &s);
+			switch (k) {
+			case 0: v = (double)s.delivered; break;
+			case 1: v = (double)s.failed_attempts; break;
+			case 2: v = (double)s.dropped; break;
+			case 3: v = (double)s.pending; break;
+			case 4: v = s.pending && s.oldest_pending_ms ?
+				    (double)(now - s.oldest_pending_ms) / 1000.0 : 0; break;
+			default: v = s.up ? 1 : 0; break;
+			}
+			w = snprintf(buf + pos, len - pos, "agri_gateway_outbox_%s{channel=\"%s\"} %.17g\n",
+				     m[k].name, ob->ch[i].name, v);
+			if (w < 0 || (size_t)w >= len - pos)
+				return -ENOSPC;
+			pos += (size_t)w;
+		}
+	}
+	return (int)pos;
+}
