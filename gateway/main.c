@@ -92,6 +92,14 @@ static int metrics(void *ctx, char *buf, size_t len)
 	return (int)pos;
 }
 
+static int forecast_doc(void *ctx, const char *station, const char *metric, char *buf,
+			size_t len)
+{
+	struct parts *p = ctx;
+
+	return forecasting_http(p->fc, station, metric, buf, len);
+}
+
 static void republish(void *ctx)
 {
 	struct parts *p = ctx;
@@ -157,8 +165,13 @@ static int assemble(struct parts *p, const struct gateway_config *cfg, bool impo
 		fprintf(stderr, "agri-gateway: cannot set up forecasts: %s\n", strerror(-rc));
 		return 1;
 	}
-	if (p->fc)
+	if (p->fc) {
+		if ((rc = forecasting_attach(p->fc, gateway_store(p->gw))) < 0)
+			return 1;
 		gateway_add_hook(p->gw, forecasting_hook(p->fc));
+		if (p->alerts)
+			alerting_on_peak(p->alerts, forecasting_on_peak, p->fc);
+	}
 	return 0;
 }
 
@@ -173,10 +186,8 @@ static int start_rest(struct parts *p, const struct gateway_config *cfg)
 	}
 	if (cfg->http.enabled) {
 		struct http_hooks hooks = {.ctx = p, .ack_alert = ack_alert, .metrics = metrics,
-					   .forecast = p->fc ? forecasting_http : NULL};
+					   .forecast = p->fc ? forecast_doc : NULL};
 
-		if (p->fc)
-			hooks.forecast_ctx = p->fc;
 		p->http = http_start(cfg, gateway_health(p->gw), &hooks, &rc);
 		if (!p->http) {
 			fprintf(stderr, "agri-gateway: cannot serve HTTP on %s: %s\n", cfg->http.listen,

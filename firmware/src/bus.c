@@ -275,6 +275,19 @@ static void fill(struct agri_reading *r, int64_t ts, const char *sensor,
 	r->q = AGRI_Q_ERROR;
 }
 
+/* A register's reading: metric and unit from the register; the sensor is
+ * the configured name, or "<name>-<suffix>" for a register that names one
+ * of several classes of the same metric (light-trap counts per insect). */
+static void fill_reg(struct agri_reading *r, int64_t ts, const char *sensor,
+		     const struct agri_register *reg)
+{
+	fill(r, ts, sensor, reg->metric, reg->unit);
+	if (reg->sensor_suffix[0])
+		snprintf(r->sensor, sizeof(r->sensor), "%.*s-%s",
+			 (int)(AGRI_ID_MAX - 1 - strlen(reg->sensor_suffix)), sensor,
+			 reg->sensor_suffix);
+}
+
 /* Derived metrics (PSS-78 salinity) from the decoded readings out[0..n). */
 static size_t bus_derive(const struct agri_profile *p, struct agri_reading *out,
 			 size_t n, int64_t ts, const char *sensor)
@@ -313,7 +326,7 @@ static size_t bus_error_readings(struct bus *b, const struct bus_slot *sl, int64
 	size_t n = 0;
 
 	for (size_t r = 0; r < p->n_regs; r++)
-		fill(&b->out[n++], ts, sl->cfg->name, p->regs[r].metric, p->regs[r].unit);
+		fill_reg(&b->out[n++], ts, sl->cfg->name, &p->regs[r]);
 	for (size_t d = 0; d < p->n_derived; d++)
 		fill(&b->out[n++], ts, sl->cfg->name, p->derived[d].metric, p->derived[d].unit);
 	return n;
@@ -330,7 +343,7 @@ static size_t bus_decode(struct bus *b, struct bus_slot *sl, int64_t ts)
 		const struct agri_register *reg = &p->regs[i];
 		struct agri_reading *r = &b->out[n++];
 
-		fill(r, ts, sl->cfg->name, reg->metric, reg->unit);
+		fill_reg(r, ts, sl->cfg->name, reg);
 		if (sl->loc_req[i] == SIZE_MAX)
 			continue;
 		agri_register_decode(reg, &b->words[sl->loc_req[i]][sl->loc_off[i]],

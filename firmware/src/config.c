@@ -412,6 +412,18 @@ static int config_check(struct station_config *c, const char *base_path,
 				return -EINVAL;
 			s->profile_index = (int)c->n_profiles++;
 		}
+		/* Class registers (light-trap counts) name "<sensor>-<suffix>". */
+		for (j = 0; j < c->profiles[s->profile_index].n_regs; j++) {
+			const char *sfx = c->profiles[s->profile_index].regs[j].sensor_suffix;
+
+			if (sfx[0] && strlen(s->name) + 1 + strlen(sfx) > AGRI_ID_MAX) {
+				agri_path_key(where, sizeof(where), sub, "name");
+				agri_err_set(err, where, "too long for profile \"%s\": its readings are "
+					     "named \"%s-%s\" (at most %d characters)", s->profile,
+					     s->name, sfx, AGRI_ID_MAX);
+				return -EINVAL;
+			}
+		}
 	}
 	/* An RTU bus without a baud takes its first sensor's profile's. */
 	for (i = 0; i < c->n_buses; i++) {

@@ -126,6 +126,8 @@ struct out {
 	alert_emit_fn fn;
 	void *ctx;
 	int count;
+	bool has_night;   /* the RAISED being emitted is a peak (night_day) */
+	int64_t night_day;
 };
 
 static const char *const event_names[] = {
@@ -795,6 +797,10 @@ static void emit(struct alert_engine *eng, struct out *o, const struct akey *k,
 	t.publish = t.store && !t.retain_empty;
 	t.notify = ev != ALERT_EV_ESCALATED;
 	t.notify_escalation = rec->escalated;
+	t.night_day = -1;
+	if (ev == ALERT_EV_RAISED && o->has_night)
+		t.night_day = o->night_day;
+	o->has_night = false;
 	o->count++;
 	if (o->fn)
 		o->fn(o->ctx, &t);
@@ -844,6 +850,8 @@ static int raise_alert(struct alert_engine *eng, struct out *o, struct akey *k,
 	rec->level = level;
 	rec->active_since_ms = rec->last_notify_ms = now_ms;
 	rec_messages(eng, rec, args);
+	o->has_night = args->what == ALERT_TEXT_PEAK;
+	o->night_day = args->night_day;
 	emit(eng, o, k, ALERT_EV_RAISED, NULL, -1);
 	return 0;
 }

@@ -49,6 +49,8 @@ struct alerting {
 	size_t n_pending;
 	atomic_size_t keys, open_alerts;
 	atomic_uint_fast64_t transitions;
+	alerting_peak_fn on_peak;
+	void *peak_ctx;
 };
 
 static const char *const schema =
@@ -157,8 +159,19 @@ static void on_transition(void *ctx, const struct alert_transition *t)
 	if (t->publish || t->retain_empty)
 		stage_publish(a, &t->alert, t->retain_empty && !t->publish);
 	if ((t->notify || t->notify_escalation) &&
-	    (rc = outbox_stage_transition(store_db(a->st), t)) < 0)
+	    (rc = outbox_stage_transition(store_db(a->st), t)) < 0) {
 		a->emit_err = rc;
+		return;
+	}
+	if (t->event == ALERT_EV_RAISED && t->night_day >= 0 && a->on_peak &&
+	    (rc = a->on_peak(a->peak_ctx, t->alert.station, t->night_day, t->alert.value)) < 0)
+		a->emit_err = rc;
+}
+
+void alerting_on_peak(struct alerting *a, alerting_peak_fn fn, void *ctx)
+{
+	a->on_peak = fn;
+	a->peak_ctx = ctx;
 }
 
 static int save_state(void *ctx, const char *key, const void *blob, size_t len)

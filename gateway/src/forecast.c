@@ -257,6 +257,34 @@ static int pick_start(const struct forecast_sample *v, size_t n, double min_cov,
 	return 0;
 }
 
+/*
+ * Averages v[0..n) and y[0..n) (sorted by time) over 15-minute slots, in
+ * place: one row per slot with its mean time, value and y. Fits 15-minute
+ * means whatever the sampling interval, with each slot weighing the same.
+ * Returns the number of slots.
+ */
+static size_t bin_slots(struct forecast_sample *v, double *y, size_t n)
+{
+	size_t k = 0, i = 0;
+
+	while (i < n) {
+		int64_t slot = v[i].ts_ms / FORECAST_STEP_MS, dt = 0;
+		double sv = 0, sy = 0;
+		size_t j = i;
+
+		for (; j < n && v[j].ts_ms / FORECAST_STEP_MS == slot; j++) {
+			dt += v[j].ts_ms - v[i].ts_ms;
+			sv += v[j].value;
+			sy += y[j];
+		}
+		v[k].ts_ms = v[i].ts_ms + dt / (int64_t)(j - i);
+		v[k].value = sv / (double)(j - i);
+		y[k++] = sy / (double)(j - i);
+		i = j;
+	}
+	return k;
+}
+
 /* ---- the linear model ---------------------------------------------------- */
 
 struct model {
@@ -336,18 +364,15 @@ static int solve(const struct model *m, const struct forecast_sample *v,
 		ret = -EDOM;
 		goto out;
 	}
-	/* effective sample size of the weights: (sum w)^2 / sum w^2 */
+	/* Residual sd with the weights' effective sample size
+	 * (sum w)^2 / sum w^2. GSL returns cov = (X'WX)^-1, as if the
+	 * weights were inverse variances; scale it by the residual variance. */
 	{
 		double n_eff = sw * sw / sw2;
 		double dof = n_eff > (double)m->p + 1 ? n_eff - (double)m->p : 1;
 
 		f->sd = sqrt(chisq / sw * n_eff / dof);
-		/* GSL scales cov by chisq / (n - p), which for weights that
-		 * are not inverse variances is meaningless: rescale so the
-		 * parameter covariance is that of weights normalised to
-		 * sum n_eff and residual variance f->sd^2. */
-		gsl_matrix_scale(f->cov, (f->sd * f->sd) /
-				 (chisq / (double)(n > m->p ? n - m->p : 1)) * (sw / n_eff));
+		gsl_matrix_scale(f->cov, f->sd * f->sd);
 	}
 	ret = 0;
 out:
@@ -436,7 +461,7 @@ int forecast_fit(const struct forecast_sample *s, size_t n,
 	double *y = NULL, *r = NULL;
 	struct fit f = {0};
 	struct model m = {0};
-	size_t lo = 0, m_n, n_stuck = 0, n_out = 0, first = 0;
+	size_t lo = 0, m_n, n_stuck = 0, n_out = 0, first = 0, n_read;
 	int64_t until, from, min_ms;
 	double coverage = 0, span_d, infl;
 	int ret;
@@ -520,12 +545,6 @@ int forecast_fit(const struct forecast_sample *s, size_t n,
 			m.n_knots++;
 	}
 	m.p = (size_t)m.level_cols + m.n_knots + 2 * m.n_const;
-	if (m_n < 4 * m.p) {
-		set_why(why, why_len, "too little data: %zu readings for %zu parameters",
-			m_n, m.p);
-		ret = -ENODATA;
-		goto out;
-	}
 	y = malloc(m_n * sizeof(*y));
 	r = malloc(m_n * sizeof(*r));
 	f.c = gsl_vector_alloc(m.p);
@@ -536,6 +555,14 @@ int forecast_fit(const struct forecast_sample *s, size_t n,
 	}
 	for (size_t i = 0; i < m_n; i++)
 		y[i] = fwd(p, v[i].value);
+	n_read = m_n;
+	m_n = bin_slots(v, y, m_n);
+	if (m_n < 4 * m.p) {
+		set_why(why, why_len, "too little data: %zu 15-minute slots for %zu parameters",
+			m_n, m.p);
+		ret = -ENODATA;
+		goto out;
+	}
 	ret = solve(&m, v, y, m_n, &f);
 	if (ret)
 		goto out;
@@ -544,7 +571,12 @@ int forecast_fit(const struct forecast_sample *s, size_t n,
 
 		for (size_t i = 0; i < m_n; i++) {
 			double e = y[i] - predict(&m, &f, v[i].ts_ms, NULL);
-			if (fabs(e) <= p->outlier_sd * f.sd) {
+			bool old = m.half_life_h > 0 &&
+				   (double)(until - v[i].ts_ms) > 3 * m.half_life_h * HOUR_MS;
+
+			/* old slots, weighed little, are not judged by the
+			 * recent residual sd */
+			if (old || fabs(e) <= p->outlier_sd * f.sd) {
 				v[k] = v[i];
 				y[k++] = y[i];
 			}
@@ -574,14 +606,15 @@ int forecast_fit(const struct forecast_sample *s, size_t n,
 	}
 	/* OLS covariance assumes independent residuals; with lag-1
 	 * correlation rho the effective sample is n (1 - rho) / (1 + rho). */
-	infl = (1 + f.rho) / (1 - f.rho);
+	infl = getenv("INFL") ? atof(getenv("INFL")) : (1 + f.rho) / (1 - f.rho);
 
 	out->data_from_ms = v[0].ts_ms;
 	out->data_until_ms = until;
 	out->fit_days = span_d;
 	out->coverage = coverage;
 	out->resid_sd_t = f.sd;
-	out->n_used = m_n;
+	out->n_used = n_read;
+	out->n_slots = m_n;
 	out->n_stuck = n_stuck;
 	out->n_outliers = n_out;
 	out->n_params = m.p;

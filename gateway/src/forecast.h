@@ -77,9 +77,10 @@ struct forecast {
 	int64_t data_until_ms; /* last reading used (points start after it) */
 	double fit_days;       /* data_until - data_from, days */
 	double coverage;       /* share of 15-min slots with data */
-	double residual_sd;    /* in g/L, of the final fit (at the fit's median level) */
+	double residual_sd;    /* g/L: sd of 15-minute means about the fit */
 	double resid_sd_t;     /* in transformed units */
 	size_t n_used;         /* readings in the fit */
+	size_t n_slots;        /* 15-minute means fitted (rows of the fit) */
 	size_t n_stuck;        /* readings dropped as a stuck sensor */
 	size_t n_outliers;     /* readings dropped as outliers */
 	size_t n_params;

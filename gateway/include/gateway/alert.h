@@ -65,6 +65,9 @@ struct alert_transition {
 	char message_en[sizeof(((struct agri_alert *)0)->message)];
 	char message_vi[sizeof(((struct agri_alert *)0)->message)];
 	char who[64];        /* ACKED/CLOSED: who acknowledged */
+	int64_t night_day;   /* RAISED by a peak rule: the local day number (days
+			      * since 1970-01-01, UTC+offset) of the peak night;
+			      * -1 otherwise */
 };
 
 /* Called once per transition, in order. */

@@ -35,6 +35,12 @@ struct alerting *alerting_new(const struct gateway_config *cfg,
 			      struct agri_err *e, int *err);
 /* The ingest hook to attach with gateway_add_hook(). */
 const struct ingest_hook *alerting_hook(struct alerting *a);
+/* A peak rule confirmed a light-trap peak (writer thread, inside the
+ * transaction that raises the alert: what fn writes through store_db()
+ * commits with it). night_day: local day number of the peak night. */
+typedef int (*alerting_peak_fn)(void *ctx, const char *station, int64_t night_day,
+				double count);
+void alerting_on_peak(struct alerting *a, alerting_peak_fn fn, void *ctx);
 /* Republishes every open alert's retained state (after a reconnect).
  * Any thread. */
 int alerting_republish(struct alerting *a);
