@@ -108,9 +108,9 @@ void forecast_params_default(struct forecast_params *p)
 	p->stuck_s = 7200;
 	p->outlier_sd = 5;
 	p->level_order = 1;
-	p->level_knot_days = 3;
-	p->level_hold_h = 1e9;
-	p->half_life_days = 0;
+	p->level_knot_days = 0;
+	p->level_hold_h = 12;
+	p->half_life_days = 2;
 	p->transform = FORECAST_LOG;
 	p->offset = 0.05;
 	p->z = 1.96;
@@ -324,7 +324,7 @@ struct fit {
 	gsl_vector *c;
 	gsl_matrix *cov;
 	double sd;   /* residual sd, transformed units */
-	double rho;  /* lag-1 autocorrelation of the residuals */
+	double tau;  /* integrated autocorrelation time, slots */
 };
 
 /*
@@ -400,57 +400,78 @@ static double predict(const struct model *m, const struct fit *f, int64_t ts_ms,
 	return y;
 }
 
-/* Lag-1 autocorrelation of residuals over consecutive samples closer than
- * twice the median step (so gaps do not count). */
-static double resid_rho(const struct forecast_sample *v, const double *r, size_t n)
+/*
+ * Integrated autocorrelation time of the residuals r[0..n) of 15-minute
+ * slots v[0..n): 1 + 2 sum_{k=1..TAU_LAGS} rho_k, with rho_k over the pairs
+ * of slots k apart that both have data (so gaps do not count), clamped to
+ * 1..TAU_LAGS. The residuals of a tidal fit are correlated for hours; the
+ * parameter covariance of least squares, which assumes independent rows,
+ * is multiplied by it (n / tau rows carry the information).
+ */
+#define TAU_LAGS 8 /* 2 hours */
+static double resid_tau(const struct forecast_sample *v, const double *r, size_t n)
 {
-	double num = 0, den = 0;
-	int64_t lim = 2 * 3600 * 1000LL;
+	double num[TAU_LAGS + 1] = {0}, den = 0, tau = 1;
+	size_t cnt[TAU_LAGS + 1] = {0};
 
-	if (n > 2) {
-		int64_t d[3] = {v[1].ts_ms - v[0].ts_ms, v[n / 2].ts_ms - v[n / 2 - 1].ts_ms,
-				v[n - 1].ts_ms - v[n - 2].ts_ms};
-		int64_t med = d[0] > d[1] ? (d[1] > d[2] ? d[1] : (d[0] > d[2] ? d[2] : d[0]))
-					  : (d[0] > d[2] ? d[0] : (d[1] > d[2] ? d[2] : d[1]));
-		if (med > 0 && 2 * med < lim)
-			lim = 2 * med;
-	}
 	for (size_t i = 0; i < n; i++) {
+		int64_t si = v[i].ts_ms / FORECAST_STEP_MS;
+
 		den += r[i] * r[i];
-		if (i && v[i].ts_ms - v[i - 1].ts_ms <= lim)
-			num += r[i] * r[i - 1];
+		for (size_t j = i + 1; j < n; j++) {
+			int64_t k = v[j].ts_ms / FORECAST_STEP_MS - si;
+
+			if (k > TAU_LAGS)
+				break;
+			if (k >= 1) {
+				num[k] += r[i] * r[j];
+				cnt[k]++;
+			}
+		}
 	}
-	if (den <= 0)
-		return 0;
-	num /= den;
-	return num < 0 ? 0 : num > 0.995 ? 0.995 : num;
+	if (den <= 0 || n < 2)
+		return 1;
+	den /= (double)n;
+	for (int k = 1; k <= TAU_LAGS; k++) {
+		double rho = cnt[k] ? num[k] / (double)cnt[k] / den : 0;
+
+		if (rho <= 0)
+			break; /* the first non-positive lag ends the sum */
+		tau += 2 * rho;
+	}
+	return tau > TAU_LAGS ? TAU_LAGS : tau;
 }
 
+/* "harmonic M2 S2 N2 K1 O1 M4 + 22 compound, trend held after 12 h,
+ * weights half-life 2 d, log(S+0.05)" */
 static void model_name(const struct model *m, const struct forecast_params *p,
 		       char *buf, size_t len)
 {
-	static const char *level[] = {"level", "trend", "quadratic trend"};
-	size_t pos = 0;
+	static const char *const main_terms[] = {"M2", "S2", "N2", "K1", "O1", "M4"};
+	static const char *const level[] = {"level", "trend", "quadratic trend"};
+	size_t pos = 0, n_main = 0;
+	char tr[32] = "";
 
-	pos += (size_t)snprintf(buf + pos, len - pos, "harmonic");
-	for (size_t k = 0; k < m->n_const && pos < len; k++)
-		pos += (size_t)snprintf(buf + pos, len - pos, " %s",
-					constituents[m->idx[k]].name);
-	if (pos >= len)
-		return;
-	switch (p->transform) {
-	case FORECAST_LOG:
-		snprintf(buf + pos, len - pos, " + %s, log(S+%g)",
-			 level[m->level_cols - 1], p->offset);
-		break;
-	case FORECAST_SQRT:
-		snprintf(buf + pos, len - pos, " + %s, sqrt(S+%g)",
-			 level[m->level_cols - 1], p->offset);
-		break;
-	default:
-		snprintf(buf + pos, len - pos, " + %s", level[m->level_cols - 1]);
-		break;
-	}
+	pos += (size_t)snprintf(buf, len, "harmonic");
+	for (size_t t = 0; t < sizeof(main_terms) / sizeof(main_terms[0]); t++)
+		for (size_t k = 0; k < m->n_const; k++)
+			if (!strcmp(constituents[m->idx[k]].name, main_terms[t]) && pos < len) {
+				pos += (size_t)snprintf(buf + pos, len - pos, " %s", main_terms[t]);
+				n_main++;
+			}
+	if (p->transform == FORECAST_LOG)
+		snprintf(tr, sizeof(tr), ", log(S+%g)", p->offset);
+	else if (p->transform == FORECAST_SQRT)
+		snprintf(tr, sizeof(tr), ", sqrt(S+%g)", p->offset);
+	if (pos < len)
+		pos += (size_t)snprintf(buf + pos, len - pos, " + %zu compound + %s%s",
+					m->n_const - n_main, level[m->level_cols - 1],
+					m->n_knots ? " spline" : "");
+	if (pos < len && m->half_life_h > 0)
+		pos += (size_t)snprintf(buf + pos, len - pos, ", half-life %g d",
+					m->half_life_h / 24);
+	if (pos < len)
+		snprintf(buf + pos, len - pos, "%s", tr);
 }
 
 int forecast_fit(const struct forecast_sample *s, size_t n,
@@ -601,12 +622,10 @@ int forecast_fit(const struct forecast_sample *s, size_t n,
 			r[i] = y[i] - yh;
 			ss += e * e;
 		}
-		f.rho = resid_rho(v, r, m_n);
+		f.tau = resid_tau(v, r, m_n);
 		out->residual_sd = sqrt(ss / (double)(m_n > m.p ? m_n - m.p : 1));
 	}
-	/* OLS covariance assumes independent residuals; with lag-1
-	 * correlation rho the effective sample is n (1 - rho) / (1 + rho). */
-	infl = getenv("INFL") ? atof(getenv("INFL")) : (1 + f.rho) / (1 - f.rho);
+	infl = f.tau;
 
 	out->data_from_ms = v[0].ts_ms;
 	out->data_until_ms = until;

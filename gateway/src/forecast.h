@@ -36,19 +36,20 @@ enum forecast_transform {
 	FORECAST_LINEAR,  /* y = S */
 };
 
-/* Knobs, all with defaults from forecast_params_default(). */
+/* Knobs, all with defaults from forecast_params_default() (chosen by the
+ * backtest, docs/forecast.md). */
 struct forecast_params {
 	double fit_days_max;    /* trailing window of readings used (30) */
 	double fit_days_min;    /* less data than this: no forecast (3) */
-	double full_days;       /* below: reduced model, no S2/N2/MS4/MSf (15) */
+	double full_days;       /* below: reduced model, no S2/N2/compound (15) */
 	double min_coverage;    /* share of 15-min slots with data (0.70) */
 	double stuck_s;         /* runs of identical values longer: dropped (7200) */
 	double outlier_sd;      /* refit without |residual| > this * sd (5) */
-	int level_order;        /* polynomial level: 1 linear, 2 quadratic (1) */
-	double level_knot_days; /* piecewise-linear level, knots this far apart (3; 0: none) */
-	double level_hold_h;    /* level slope extrapolated this long, then held */
-	double half_life_days;  /* weights of readings halve with this age (0: equal) */
-	enum forecast_transform transform;
+	int level_order;        /* polynomial level: 0 constant, 1 linear, 2 quadratic (1) */
+	double level_knot_days; /* piecewise-linear level, knots this far apart (0: none) */
+	double level_hold_h;    /* the level's slope is extrapolated this long, then held (12) */
+	double half_life_days;  /* weights of readings halve with this age (2; 0: equal) */
+	enum forecast_transform transform; /* FORECAST_LOG */
 	double offset;          /* g/L added before the transform (0.05) */
 	double z;               /* band half-width in sd (1.96) */
 	/* Intake windows: hi < threshold - (margin_abs + margin_rel * threshold) */
@@ -71,7 +72,7 @@ struct forecast_window {
 };
 
 struct forecast {
-	char model[160];       /* "harmonic M2 S2 N2 K1 O1 M4 ... + trend, log(S+0.05)" */
+	char model[160];       /* "harmonic M2 S2 N2 K1 O1 M4 + 22 compound + trend, ..." */
 	bool reduced;          /* fit span < full_days: no S2/N2 separation */
 	int64_t data_from_ms;  /* first reading used */
 	int64_t data_until_ms; /* last reading used (points start after it) */

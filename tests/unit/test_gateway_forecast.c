@@ -63,7 +63,8 @@ static void test_exact_recovery(void)
 
 	t_ref = T("2026-03-01T00:00:00Z");
 	forecast_params_default(&p);
-	n = make_series(s, t_ref, 30, 5 * MIN_MS);
+	p.level_hold_h = 1e9; /* the synthetic trend goes on */
+	n = make_series(s, t_ref, 30, 15 * MIN_MS);
 	/* shuffle a little: input order must not matter */
 	for (size_t i = 0; i + 7 < n; i += 7) {
 		struct forecast_sample x = s[i];
@@ -89,6 +90,22 @@ static void test_exact_recovery(void)
 		CHECK(f.points[k].lo <= f.points[k].value && f.points[k].value <= f.points[k].hi);
 	}
 	CHECK(max_err < 1e-5);
+
+	/* 5-minute data are fitted as 15-minute means: close, not exact */
+	n = make_series(s, t_ref, 30, 5 * MIN_MS);
+	CHECK_INT(forecast_fit(s, n, &p, &f, why, sizeof(why)), 0);
+	CHECK_INT(f.n_used, n);
+	CHECK(f.n_slots + f.n_outliers == 30 * 96 + 1);
+	CHECK(f.residual_sd < 0.01);
+	CHECK_NEAR(f.points[0].value, synth(f.points[0].ts_ms), 0.02);
+
+	/* by default the trend is held 12 h after the last reading */
+	p.level_hold_h = 12;
+	n = make_series(s, t_ref, 30, 15 * MIN_MS);
+	CHECK_INT(forecast_fit(s, n, &p, &f, why, sizeof(why)), 0);
+	CHECK_NEAR(f.points[47].value, synth(f.points[47].ts_ms), 1e-5); /* 12 h */
+	CHECK(fabs(f.points[287].value - synth(f.points[287].ts_ms)) > 1e-3);
+	CHECK(strstr(f.model, "half-life 2 d") != NULL);
 }
 
 /* A stuck run (8 h of one value) and gaps are dropped; the rest is exact. */
@@ -103,7 +120,8 @@ static void test_stuck_and_gaps(void)
 
 	t_ref = T("2026-03-01T00:00:00Z");
 	forecast_params_default(&p);
-	n = make_series(s, t_ref, 20, 5 * MIN_MS);
+	p.level_hold_h = 1e9;
+	n = make_series(s, t_ref, 20, 15 * MIN_MS);
 	for (size_t i = 0; i < n; i++) {
 		int64_t d = s[i].ts_ms - t_ref;
 
@@ -115,7 +133,7 @@ static void test_stuck_and_gaps(void)
 		m++;
 	}
 	CHECK_INT(forecast_fit(g, m, &p, &f, why, sizeof(why)), 0);
-	CHECK_INT(f.n_stuck, 96);
+	CHECK_INT(f.n_stuck, 32);
 	CHECK(f.coverage > 0.95 && f.coverage < 0.99);
 	CHECK(f.residual_sd < 1e-6);
 	for (size_t k = 0; k < f.n_points; k++) {
@@ -126,10 +144,10 @@ static void test_stuck_and_gaps(void)
 	CHECK(max_err < 1e-5);
 
 	/* a short constant run (1 h) is kept */
-	for (size_t i = 100; i < 112; i++)
+	for (size_t i = 100; i < 104; i++)
 		g[i].value = 2.0;
 	CHECK_INT(forecast_fit(g, m, &p, &f, why, sizeof(why)), 0);
-	CHECK_INT(f.n_stuck, 96);
+	CHECK_INT(f.n_stuck, 32);
 }
 
 /* 5 days: the reduced model (no S2/N2 separation), still exact here. */
@@ -143,7 +161,8 @@ static void test_reduced(void)
 
 	t_ref = T("2026-03-01T00:00:00Z");
 	forecast_params_default(&p);
-	n = make_series(s, t_ref, 5, 10 * MIN_MS);
+	p.level_hold_h = 1e9;
+	n = make_series(s, t_ref, 5, 15 * MIN_MS);
 	CHECK_INT(forecast_fit(s, n, &p, &f, why, sizeof(why)), 0);
 	CHECK(f.reduced);
 	CHECK(strstr(f.model, " S2") == NULL);
