@@ -306,7 +306,8 @@ static int ack_fn(void *ctx, struct ingest *in, struct store *st)
 		snprintf(r->res->state, sizeof(r->res->state), "%s", agri_alert_state_name(al.state));
 	else
 		snprintf(r->res->state, sizeof(r->res->state), "cleared"); /* closed */
-	return leave(r->a, 0);
+	rc = leave(r->a, 0);
+	return rc < 0 ? rc : 0;
 }
 
 int alerting_ack(void *ctx, const char *id, const char *who, struct http_ack_result *res)
