@@ -126,6 +126,7 @@ static int assemble(struct parts *p, const struct gateway_config *cfg, bool impo
 			return rc == -EINVAL ? EX_CONFIG : 1;
 		}
 		gateway_add_hook(p->gw, alerting_hook(p->alerts));
+		alerting_set_quiet(p->alerts, import);
 	}
 	if (!import) {
 		struct outbox_channel oc[NOTIFY_CHANNELS_MAX];

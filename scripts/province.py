@@ -16,6 +16,7 @@ import datetime as dt
 import http.server
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -145,6 +146,9 @@ def setup_broker(args):
     conf = (conf.replace("@CONF_DIR@", bdir).replace("@DATA_DIR@", os.path.join(bdir, "data"))
             .replace("@LOOPBACK_PORT@", str(loop_port)).replace("@TLS_PORT@", str(tls_port))
             .replace("@TLS_BIND@", "127.0.0.1"))
+    # mosquitto started as root drops to user "mosquitto", which could not
+    # read run/: it keeps the user that runs the demo.
+    conf += "\nuser %s\n" % pwd.getpwuid(os.geteuid()).pw_name
     with open(os.path.join(bdir, "mosquitto.conf"), "w") as f:
         f.write(conf)
     shutil.copy(os.path.join(ROOT, "broker", "acl.head"), os.path.join(bdir, "acl"))
@@ -339,7 +343,7 @@ def load_history(args, start_dt, gw_cfg, env):
     validation, store and rules as live telemetry."""
     hist_start = start_dt - dt.timedelta(days=args.history_days)
     csv_path = os.path.join(RUN, "gateway", "history.csv")
-    jobs = [(sid, "sonde1", profile, "1:%s,distance_km=%g,scenario=%s" % (profile, km, scen), 1800)
+    jobs = [(sid, "sonde1", profile, "1:%s,distance_km=%g,scenario=%s" % (profile, km, scen), 900)
             for sid, name, km, scen, profile in WATER]
     jobs += [(sid, "trap1", "agri-lighttrap", "%d:agri-lighttrap,phase_d=%d" % (2 * i + 1, phase), 3600)
              for i, (sid, name, phase) in enumerate(TRAPS)]
@@ -384,18 +388,20 @@ def q(db, sql, *params):
 def summary(db, args, t0, where):
     now = time.time() - t0
     sim_h = now * args.speed / 3600
+    start = dt.datetime.strptime(args.start, "%Y-%m-%d").replace(tzinfo=dt.timezone.utc)
+    sim_now = (start + dt.timedelta(hours=sim_h)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     rows = q(db, "SELECT station, state, last_seen FROM v_stations ORDER BY station")
     online = sum(1 for r in rows if r[1] == "online")
     nread = q(db, "SELECT count(*) FROM readings")
-    lines = ["province in a box: %.0f s real, %.1f h simulated; %d/%d stations online; %s readings stored"
-             % (now, sim_h, online, len(WATER) + len(TRAPS), nread[0][0] if nread else 0)]
+    lines = ["province in a box: %.0f s real, %.1f h simulated (%s); %d/%d stations online; %s readings stored"
+             % (now, sim_h, sim_now[:16].replace("T", " "), online, len(WATER) + len(TRAPS), nread[0][0] if nread else 0)]
     lines.append("")
     lines.append("  salinity now (g/L)          next intake window (< 1 g/L)")
     for sid, name, km, scen, profile in WATER:
         v = q(db, "SELECT value, ts FROM v_readings WHERE station=? AND metric='salinity' "
                   "AND q='ok' ORDER BY ts DESC LIMIT 1", sid)
         win = q(db, "SELECT window_from, window_to FROM v_forecast_windows WHERE station=? AND below=1.0 "
-                    "AND window_to > strftime('%Y-%m-%dT%H:%M:%fZ','now') ORDER BY window_from LIMIT 1", sid)
+                    "AND window_to > ? ORDER BY window_from LIMIT 1", sid, sim_now)
         val = "%6.2f" % v[0][0] if v else "     -"
         w = ("%s → %s" % (win[0][0][5:16].replace("T", " "), win[0][1][11:16])) if win else "-"
         lines.append("  %-7s %-22s %3d km %s   %s" % (sid, name[:22], km, val, w))

@@ -51,6 +51,7 @@ struct alerting {
 	atomic_uint_fast64_t transitions;
 	alerting_peak_fn on_peak;
 	void *peak_ctx;
+	bool quiet;
 };
 
 static const char *const schema =
@@ -158,7 +159,7 @@ static void on_transition(void *ctx, const struct alert_transition *t)
 	}
 	if (t->publish || t->retain_empty)
 		stage_publish(a, &t->alert, t->retain_empty && !t->publish);
-	if ((t->notify || t->notify_escalation) &&
+	if ((t->notify || t->notify_escalation) && !a->quiet &&
 	    (rc = outbox_stage_transition(store_db(a->st), t)) < 0) {
 		a->emit_err = rc;
 		return;
@@ -166,6 +167,11 @@ static void on_transition(void *ctx, const struct alert_transition *t)
 	if (t->event == ALERT_EV_RAISED && t->night_day >= 0 && a->on_peak &&
 	    (rc = a->on_peak(a->peak_ctx, t->alert.station, t->night_day, t->alert.value)) < 0)
 		a->emit_err = rc;
+}
+
+void alerting_set_quiet(struct alerting *a, bool quiet)
+{
+	a->quiet = quiet;
 }
 
 void alerting_on_peak(struct alerting *a, alerting_peak_fn fn, void *ctx)

@@ -894,7 +894,7 @@ int model_value(const struct model_params *p, const char *metric,
 		v = 4.0 + 1.5 * sin(2 * M_PI * (local_hour(t_ms) - 12) / 24);
 		break;
 	case Q_BGA:
-		v = 1.0;
+		v = 1.0 + 0.4 * sin(2 * M_PI * (local_hour(t_ms) - 14) / 24);
 		break;
 	case Q_AIRT:
 	case Q_AMB_T:

@@ -33,6 +33,9 @@ struct store;
 struct alerting *alerting_new(const struct gateway_config *cfg,
 			      struct store *st, struct ingest *in,
 			      struct agri_err *e, int *err);
+/* Quiet: transitions are stored and published but not notified (history
+ * import: agronomists are not woken for last month's tides). */
+void alerting_set_quiet(struct alerting *a, bool quiet);
 /* The ingest hook to attach with gateway_add_hook(). */
 const struct ingest_hook *alerting_hook(struct alerting *a);
 /* A peak rule confirmed a light-trap peak (writer thread, inside the
