@@ -29,7 +29,7 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BUILD = os.environ.get("AGRI_BUILD_DIR", os.path.join(ROOT, "build"))
 BIN = os.path.join(BUILD, "bin")
-RUN = os.path.join(ROOT, "run")
+RUN = os.path.join(ROOT, "run")  # --run-dir changes it
 
 # Six water-quality stations along the Tien river, mouth (Cua Tieu) inland to
 # Cao Lanh: the estuary ones see intrusion, the inland ones stay fresh.
@@ -194,7 +194,9 @@ def main():
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--mqtt-port", type=int, default=1883)
     ap.add_argument("--http-port", type=int, default=8080)
+    ap.add_argument("--run-dir", default=RUN, help="where state and logs go (default: run/ in the checkout)")
     args = ap.parse_args()
+    globals()["RUN"] = os.path.abspath(args.run_dir)
 
     if os.path.isdir(RUN):
         shutil.rmtree(RUN)
@@ -403,7 +405,7 @@ def summary(db, args, t0, where):
         win = q(db, "SELECT window_from, window_to FROM v_forecast_windows WHERE station=? AND below=1.0 "
                     "AND window_to > ? ORDER BY window_from LIMIT 1", sid, sim_now)
         val = "%6.2f" % v[0][0] if v else "     -"
-        w = ("%s → %s" % (win[0][0][5:16].replace("T", " "), win[0][1][11:16])) if win else "-"
+        w = ("%s → %s" % (win[0][0][5:16].replace("T", " "), win[0][1][5:16].replace("T", " "))) if win else "-"
         lines.append("  %-7s %-22s %3d km %s   %s" % (sid, name[:22], km, val, w))
     lines.append("")
     lines.append("  last night's brown planthopper catch per trap")
