@@ -282,10 +282,15 @@ static void fill_reg(struct agri_reading *r, int64_t ts, const char *sensor,
 		     const struct agri_register *reg)
 {
 	fill(r, ts, sensor, reg->metric, reg->unit);
-	if (reg->sensor_suffix[0])
-		snprintf(r->sensor, sizeof(r->sensor), "%.*s-%s",
-			 (int)(AGRI_ID_MAX - 1 - strlen(reg->sensor_suffix)), sensor,
-			 reg->sensor_suffix);
+	if (reg->sensor_suffix[0]) {
+		/* config.c keeps name + 1 + suffix within AGRI_ID_MAX */
+		size_t n = strlen(r->sensor), m = strlen(reg->sensor_suffix);
+
+		if (n + 1 + m > AGRI_ID_MAX)
+			n = AGRI_ID_MAX - 1 - m;
+		r->sensor[n] = '-';
+		memcpy(r->sensor + n + 1, reg->sensor_suffix, m + 1);
+	}
 }
 
 /* Derived metrics (PSS-78 salinity) from the decoded readings out[0..n). */

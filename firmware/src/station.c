@@ -521,11 +521,24 @@ static void station_publish(struct station *st, int64_t now)
 		int rc;
 
 		st->alt = !st->alt;
-		rc = spool_pick(st->spool, now, st->alt, st->alt ? st->fresh_floor : 0, &seq,
-				st->buf, AGRI_BATCH_MAX_BYTES + 1, &len);
-		if (rc == -EAGAIN && st->alt)
-			rc = spool_pick(st->spool, now, false, 0, &seq, st->buf,
-					AGRI_BATCH_MAX_BYTES + 1, &len);
+		/* The oldest due batch first; the newest fresh one jumps the
+		 * queue only while a backlog from before the connection drains.
+		 * Without a backlog (two fresh batches due at once: a poll
+		 * that landed during a seal, a resend) the batches go in seq
+		 * order, or the gateway's rules would see the newer readings
+		 * first and skip the older ones as late (docs/alerts.md). */
+		rc = spool_pick(st->spool, now, false, 0, &seq, st->buf,
+				AGRI_BATCH_MAX_BYTES + 1, &len);
+		if (rc == 0 && st->alt && seq < st->fresh_floor) {
+			uint64_t nseq;
+			size_t nlen;
+
+			if (spool_pick(st->spool, now, true, st->fresh_floor, &nseq, st->buf,
+				       AGRI_BATCH_MAX_BYTES + 1, &nlen) == 0) {
+				seq = nseq; /* (a failed pick leaves buf alone) */
+				len = nlen;
+			}
+		}
 		if (rc < 0)
 			break;
 		rc = mqtt_publish(st->mqtt, st->topic_telemetry, st->buf, len, false, true);

@@ -126,7 +126,7 @@ int agrictl_config_validate(int argc, char **argv)
 }
 
 struct push {
-	const char *station, *broker, *username, *password_file, *prefix, *file;
+	const char *station, *broker, *username, *password_file, *prefix, *file, *ca_file;
 	int timeout_s;
 	bool force;
 };
@@ -166,6 +166,7 @@ static int do_push(const struct push *p)
 {
 	char topic[AGRI_TOPIC_MAX], ack_topic[AGRI_TOPIC_MAX], password[256], client_id[64];
 	MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+	MQTTClient_SSLOptions ssl = MQTTClient_SSLOptions_initializer;
 	MQTTClient_message msg = MQTTClient_message_initializer;
 	struct agri_err e = {0};
 	MQTTClient c = NULL;
@@ -216,6 +217,14 @@ static int do_push(const struct push *p)
 	co.cleansession = 1;
 	co.username = p->username;
 	co.password = password[0] ? password : NULL;
+	if (strncmp(p->broker, "ssl://", 6) == 0 || strncmp(p->broker, "mqtts://", 8) == 0) {
+		/* The hub's TLS listener: the server certificate and its name are checked
+		 * against the agri CA (--ca-file), else against the system's CAs. */
+		ssl.trustStore = p->ca_file;
+		ssl.enableServerCertAuth = 1;
+		ssl.verify = 1;
+		co.ssl = &ssl;
+	}
 	if ((rc = MQTTClient_connect(c, &co)) != MQTTCLIENT_SUCCESS) {
 		fprintf(stderr, "agrictl: cannot connect to %s (%s)\n", p->broker, MQTTClient_strerror(rc));
 		result = 1;
@@ -290,7 +299,8 @@ int agrictl_config_push(int argc, char **argv)
 		{"station", required_argument, 0, 's'}, {"broker", required_argument, 0, 'b'},
 		{"username", required_argument, 0, 'u'}, {"password-file", required_argument, 0, 'p'},
 		{"topic-prefix", required_argument, 0, 't'}, {"timeout-s", required_argument, 0, 'w'},
-		{"force", no_argument, 0, 'f'}, {"help", no_argument, 0, 'h'}, {0}};
+		{"ca-file", required_argument, 0, 'c'}, {"force", no_argument, 0, 'f'},
+		{"help", no_argument, 0, 'h'}, {0}};
 	struct push p = {.prefix = AGRI_TOPIC_PREFIX_DEFAULT, .timeout_s = 30};
 	int c;
 
@@ -303,11 +313,13 @@ int agrictl_config_push(int argc, char **argv)
 		case 'p': p.password_file = optarg; break;
 		case 't': p.prefix = optarg; break;
 		case 'w': p.timeout_s = atoi(optarg); break;
+		case 'c': p.ca_file = optarg; break;
 		case 'f': p.force = true; break;
 		case 'h':
 			puts("usage: agrictl config push --station ID --broker URL [--username U --password-file F]\n"
-			     "       [--topic-prefix P] [--timeout-s 30] [--force] FILE\n"
-			     "  --force  push even if local validation fails (the station decides)");
+			     "       [--topic-prefix P] [--timeout-s 30] [--ca-file CA] [--force] FILE\n"
+			     "  --ca-file CA  the CA of an ssl:// broker (the hub's ca.crt)\n"
+			     "  --force       push even if local validation fails (the station decides)");
 			return 0;
 		default: return 2;
 		}

@@ -37,7 +37,7 @@ static void usage(FILE *f)
 	      "  config validate FILE\n"
 	      "      validate a station, gateway, rules or profile file (exit 0 ok, 78 invalid)\n"
 	      "  config push --station ID --broker URL [--username U --password-file F]\n"
-	      "       [--topic-prefix P] [--timeout-s 30] FILE\n"
+	      "       [--topic-prefix P] [--timeout-s 30] [--ca-file CA] [--force] FILE\n"
 	      "      publish FILE as the station's desired config (next version), wait for its ack\n"
 	      "      (exit 0 applied, 1 rejected, 3 no ack in time)\n"
 	      "  provision --station ID --out DIR --passwd FILE --acl FILE [--broker URL] [--topic-prefix P]\n"
@@ -227,17 +227,30 @@ static int cmd_scan(int argc, char **argv)
 	if (b.json)
 		printf("[");
 	for (int s = from; s <= to; s++) {
-		int g = probe_guess(ctx, s, profiles, np);
+		int also[PROBE_ALSO_MAX];
+		size_t na = 0;
+		int g = probe_guess(ctx, s, profiles, np, also, &na);
 		const char *guess;
 
 		if (g == -ETIMEDOUT)
 			continue;
 		guess = g >= 0 ? profiles[g].name : "unknown";
-		if (b.json)
-			printf("%s{\"slave\":%d,\"profile\":%s%s%s}", found ? "," : "", s,
+		if (b.json) {
+			printf("%s{\"slave\":%d,\"profile\":%s%s%s", found ? "," : "", s,
 			       g >= 0 ? "\"" : "", g >= 0 ? guess : "null", g >= 0 ? "\"" : "");
-		else
-			printf("slave %d: %s\n", s, guess);
+			if (na) {
+				printf(",\"also_fits\":[");
+				for (size_t k = 0; k < na; k++)
+					printf("%s\"%s\"", k ? "," : "", profiles[also[k]].name);
+				printf("]");
+			}
+			printf("}");
+		} else {
+			printf("slave %d: %s", s, guess);
+			for (size_t k = 0; k < na; k++)
+				printf("%s%s", k ? ", " : " (also fits: ", profiles[also[k]].name);
+			printf("%s\n", na ? "; same registers, check the label)" : "");
+		}
 		fflush(stdout);
 		found++;
 	}

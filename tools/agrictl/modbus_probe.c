@@ -94,18 +94,43 @@ int probe_read_device(modbus_t *ctx, int slave, const struct agri_profile *p,
 	return 0;
 }
 
-int probe_guess(modbus_t *ctx, int slave, const struct agri_profile *profiles,
-		size_t n)
+/*
+ * The profile as scan probes it: without its counter registers, so that a
+ * scan does not clear a light trap's clear-on-read insect counts (the
+ * station would lose them). A profile made only of counters is kept whole.
+ */
+static void probe_view(const struct agri_profile *p, struct agri_profile *out)
 {
+	size_t k = 0;
+
+	*out = *p;
+	for (size_t i = 0; i < p->n_regs; i++)
+		if (!p->regs[i].counter)
+			out->regs[k++] = p->regs[i];
+	if (k == 0)
+		return;
+	out->n_regs = k;
+	out->n_derived = 0; /* derived inputs may have been counters */
+}
+
+int probe_guess(modbus_t *ctx, int slave, const struct agri_profile *profiles,
+		size_t n, int *also, size_t *n_also)
+{
+	static struct agri_profile view;
 	struct probe_value vals[AGRI_PROFILE_REGS_MAX];
 	int best = -1, rc;
-	size_t best_regs = 0;
+	size_t best_regs = 0, na = 0;
 	bool answered = false;
 
 	for (size_t i = 0; i < n; i++) {
 		bool fits = true;
 
-		rc = probe_read_device(ctx, slave, &profiles[i], vals);
+		probe_view(&profiles[i], &view);
+		rc = probe_read_device(ctx, slave, &view, vals);
+		/* A Modbus TCP gateway answers for unit ids it cannot reach with
+		 * exception 0A/0B: nobody there either. */
+		if (rc == -EMBXGPATH || rc == -EMBXGTAR)
+			rc = -ETIMEDOUT;
 		if (rc == -ETIMEDOUT) {
 			if (!answered && i == 0)
 				return -ETIMEDOUT; /* nobody there: don't wait n times */
@@ -114,14 +139,21 @@ int probe_guess(modbus_t *ctx, int slave, const struct agri_profile *profiles,
 		answered = true;
 		if (rc < 0)
 			continue;
-		for (size_t k = 0; k < profiles[i].n_regs; k++)
+		for (size_t k = 0; k < view.n_regs; k++)
 			if (vals[k].q != AGRI_Q_OK)
 				fits = false;
-		if (fits && profiles[i].n_regs > best_regs) {
+		if (!fits)
+			continue;
+		if (view.n_regs > best_regs) {
 			best = (int)i;
-			best_regs = profiles[i].n_regs;
+			best_regs = view.n_regs;
+			na = 0;
+		} else if (view.n_regs == best_regs && also && na < PROBE_ALSO_MAX) {
+			also[na++] = (int)i; /* the same registers answer: can't tell */
 		}
 	}
+	if (n_also)
+		*n_also = best >= 0 ? na : 0;
 	if (best >= 0)
 		return best;
 	return answered ? -ENOENT : -ETIMEDOUT;

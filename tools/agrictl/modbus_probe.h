@@ -45,10 +45,18 @@ int probe_read_device(modbus_t *ctx, int slave, const struct agri_profile *p,
 /*
  * Guesses which of profiles[0..n) slave is: a profile fits when every
  * planned read succeeds and every value decodes within its range; among
- * fits, the one with the most registers wins. Returns the index, -ENOENT
- * when the slave answers but fits none, -ETIMEDOUT when it does not answer.
+ * fits, the one with the most registers wins (the first on a tie). Other
+ * fits with as many registers go to also[0..*n_also) (at most
+ * PROBE_ALSO_MAX; also may be NULL): devices whose maps differ only in what
+ * a register means (Yosemitech Y504 vs Y520 at 0x2600) cannot be told
+ * apart by reading, only by their values' ranges.
+ * Counter registers ("kind": "counter", the light trap's clear-on-read
+ * insect counts) are not read, so a scan never steals a station's counts.
+ * Returns the index, -ENOENT when the slave answers but fits none,
+ * -ETIMEDOUT when it does not answer.
  */
+#define PROBE_ALSO_MAX 8
 int probe_guess(modbus_t *ctx, int slave, const struct agri_profile *profiles,
-		size_t n);
+		size_t n, int *also, size_t *n_also);
 
 #endif

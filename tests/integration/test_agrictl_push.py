@@ -1,0 +1,181 @@
+"""`agrictl config push` round trip against a running agri-station (real
+mosquitto, agri-sim over Modbus TCP), CONTRACT.md §11 and docs/station.md
+"Remote config":
+
+- a valid config → exit 0 "applied"; the station's retained status then
+  carries the new config_version and its batches come at the new interval;
+- the next push gets the next version (the broker's retained one + 1);
+- a broken config (a sensor naming a bus that does not exist) is refused
+  locally (exit 78, `FILE: path: reason`); with --force the station gets it
+  and rejects it → exit 1 "rejected" with the station's reason; the station
+  keeps running the previous config;
+- a config for another station is refused locally (exit 78);
+- no station listening → exit 3 after --timeout-s.
+"""
+import json
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+import paho.mqtt.client as mqtt  # noqa: E402
+
+R = harness.Result("test_agrictl_push")
+CTL = harness.bin_path("agrictl")
+ST = "DT-PUSH1"
+
+
+class Watcher:
+    """Records the station's status and telemetry arrival times."""
+
+    def __init__(self, port):
+        self.lock = threading.Lock()
+        self.status = None
+        self.batches = []  # (monotonic time, seq)
+        self.c = mqtt.Client(client_id="push-watcher", clean_session=True)
+        self.c.on_connect = lambda c, u, f, rc: c.subscribe(
+            [("agri/v1/%s/status" % ST, 1), ("agri/v1/%s/telemetry" % ST, 1)])
+        self.c.on_message = self._on_message
+        self.c.connect("127.0.0.1", port, 30)
+        self.c.loop_start()
+
+    def _on_message(self, c, u, m):
+        try:
+            doc = json.loads(m.payload)
+        except ValueError:
+            return
+        with self.lock:
+            if m.topic.endswith("/status"):
+                self.status = doc
+            else:
+                self.batches.append((time.monotonic(), doc.get("seq")))
+                # ack it, as a gateway would, so the spool stays small
+                c.publish("agri/v1/%s/ack" % ST, json.dumps(
+                    {"v": 1, "station": ST, "seqs": [[doc["seq"], doc["seq"]]]}), qos=1)
+
+    def config_version(self):
+        with self.lock:
+            if self.status is None:
+                return None
+            return self.status.get("config_version", 0)  # absent while 0
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def push(broker, path, *extra, timeout=30):
+    return harness.run([CTL, "config", "push", "--station", ST, "--broker", broker] + list(extra) + [path],
+                       timeout=timeout)
+
+
+def main():
+    work = harness.tmpdir("agri-push-")
+    mq = harness.Mosquitto(os.path.join(work, "mq")).start()
+    sim_port = harness.free_port()
+    sim = harness.Proc([harness.bin_path("agri-sim"), "--tcp", "127.0.0.1:%d" % sim_port,
+                        "--slave", "1:sensecap-s-ec-01", "--slave", "3:epever-tracer"],
+                       os.path.join(work, "sim.log"), wrap=True)
+    harness.wait_port(sim_port, 10, sim)
+    cfg = {
+        "station": ST,
+        "broker": {"url": mq.url, "keepalive_s": 5},
+        "state_dir": os.path.join(work, "state"),
+        "profiles_dir": harness.PROFILES,
+        "publish_interval_s": 0.5,
+        "ack_timeout_s": 5,
+        "buses": [{"name": "lan", "tcp": {"host": "127.0.0.1", "port": sim_port}, "timeout_ms": 500}],
+        "sensors": [{"name": "sonde1", "bus": "lan", "slave": 1, "profile": "sensecap-s-ec-01",
+                     "interval_s": 0.5}],
+    }
+    spath = harness.write_json(os.path.join(work, "station.json"), cfg)
+    w = Watcher(mq.port)
+    station = harness.Proc([harness.bin_path("agri-station"), "--config", spath, "--log-level", "info"],
+                           os.path.join(work, "station.log"), wrap=True)
+    harness.wait_for(lambda: w.config_version() is not None, 15, what="station status")
+    R.check(w.config_version() == 0, "the station runs config version 0 (%s)" % w.config_version())
+    harness.wait_for(lambda: len(w.batches) >= 4, 15, what="batches at 0.5 s")
+    t = time.monotonic()
+    time.sleep(3)
+    with w.lock:
+        n = len({q for tt, q in w.batches if tt >= t})
+    R.check(n >= 4, "before the push: a batch every 0.5 s (%d in 3 s)" % n)
+
+    # 1. a valid config: slower publishing, a second sensor
+    new = json.loads(json.dumps(cfg))
+    new["publish_interval_s"] = 2
+    new["sensors"].append({"name": "solar", "bus": "lan", "slave": 3, "profile": "epever-tracer",
+                           "interval_s": 1})
+    npath = harness.write_json(os.path.join(work, "new.json"), new)
+    res = push(mq.url, npath, "--timeout-s", "20")
+    R.check(res.returncode == 0 and "version 1 applied" in res.stdout,
+            "push a valid config: exit 0, \"applied\" (rc=%d %s%s)" % (res.returncode, res.stdout, res.stderr))
+    try:
+        harness.wait_for(lambda: w.config_version() == 1, 10, what="status config_version 1")
+    except TimeoutError:
+        pass
+    R.check(w.config_version() == 1, "the station's status carries config_version 1 (%s)" % w.config_version())
+    t1 = time.monotonic()
+    time.sleep(6)
+    with w.lock:
+        seqs = sorted({q for t, q in w.batches if t >= t1})
+    R.check(1 <= len(seqs) <= 5,
+            "batches now come every ~2 s, not every 0.5 s: %d in 6 s (%s)" % (len(seqs), seqs))
+    persisted = os.path.join(cfg["state_dir"], "config.json")
+    R.check(os.path.exists(persisted), "the station persisted the pushed config (%s)" % persisted)
+
+    # 2. the next push gets the next version
+    new["publish_interval_s"] = 1.5
+    harness.write_json(npath, new)
+    res = push(mq.url, npath, "--timeout-s", "20")
+    R.check(res.returncode == 0 and "version 2 applied" in res.stdout,
+            "the next push is version 2, applied (rc=%d %s)" % (res.returncode, res.stdout.strip()))
+
+    # 3. a broken config: a sensor on a bus that does not exist
+    bad = json.loads(json.dumps(new))
+    bad["sensors"][1]["bus"] = "rs485-missing"
+    bpath = harness.write_json(os.path.join(work, "bad.json"), bad)
+    res = push(mq.url, bpath, "--timeout-s", "10")
+    R.check(res.returncode == 78 and res.stderr.startswith(bpath + ": sensors[1].bus"),
+            "a broken config is refused before it is sent: exit 78 (rc=%d %s)" % (res.returncode, res.stderr.strip()))
+    res = push(mq.url, bpath, "--force", "--timeout-s", "20")
+    R.check(res.returncode == 1 and "version 3 rejected" in res.stdout and "sensors[1].bus" in res.stdout
+            and "rs485-missing" in res.stdout,
+            "with --force the station rejects it: exit 1, \"rejected\" with the reason (rc=%d %s%s)"
+            % (res.returncode, res.stdout, res.stderr))
+    time.sleep(1)
+    R.check(station.poll() is None and w.config_version() == 2,
+            "the station keeps running version 2 (status %s)" % w.config_version())
+
+    # 4. a config for another station
+    other = json.loads(json.dumps(new))
+    other["station"] = "DT-OTHER"
+    opath = harness.write_json(os.path.join(work, "other.json"), other)
+    res = push(mq.url, opath, "--timeout-s", "5")
+    R.check(res.returncode == 78 and "station" in res.stderr,
+            "a config naming another station is refused: exit 78 (%s)" % res.stderr.strip())
+
+    # 5. no station: exit 3 after --timeout-s
+    R.check(station.stop() == 0, "the station exits 0 on SIGTERM")
+    t = time.monotonic()
+    res = push(mq.url, npath, "--timeout-s", "2")
+    el = time.monotonic() - t
+    R.check(res.returncode == 3 and "no ack" in res.stderr and 1.8 < el < 8,
+            "no station running: exit 3 after --timeout-s 2 (rc=%d, %.1f s, %s)"
+            % (res.returncode, el, res.stderr.strip()))
+    # an unreachable broker
+    res = push("tcp://127.0.0.1:%d" % harness.free_port(), npath, "--timeout-s", "2")
+    R.check(res.returncode == 1 and "cannot connect" in res.stderr,
+            "an unreachable broker: exit 1 (rc=%d %s)" % (res.returncode, res.stderr.strip()))
+
+    w.close()
+    sim.stop()
+    mq.stop()
+    R.done()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""The Debian packages (CPack DEB, packaging/CMakeLists.txt, scripts/package):
+
+- amd64 (host): agri-station, agri-gateway, agri-tools build from the build
+  under test (AGRI_BUILD_DIR's own CPack config, so nothing is recompiled);
+  `dpkg-deb -c` shows the programs in /usr/bin, the units in
+  /lib/systemd/system (their ExecStart names the packaged program),
+  /etc/agri/*.json, the profiles under /usr/share/agri/profiles and the
+  broker config; `dpkg-deb -I` shows the dependencies, the postinst (which
+  creates the agri user and /var/lib/agri) and the conffiles; the packaged
+  programs run (--help);
+- arm64: `scripts/package rpi-arm64` cross-builds agri-station and agri-tools
+  (no gateway: see scripts/package) into AGRI_BUILD_DIR/pkg-rpi-arm64 (kept,
+  so a second run is incremental); the agri-station extracted from the
+  package (dpkg-deb -x) runs `--help` and `--once` under qemu-aarch64 against
+  agri-sim (host build, Modbus TCP), with the package's own profiles, and
+  reads what the host build reads.
+Exit 77 (skipped) when dpkg-deb/cpack are missing, or when the arm64 cross
+toolchain or qemu-aarch64 is missing (after the amd64 checks passed).
+"""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+R = harness.Result("test_packages")
+SRC = harness.SRC
+BUILD = os.path.abspath(harness.BUILD)
+QEMU = ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]
+
+
+def sh(argv, timeout=600, **kw):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def contents(deb):
+    res = sh(["dpkg-deb", "-c", deb])
+    return {line.split()[5].lstrip(".") for line in res.stdout.splitlines() if len(line.split()) >= 6}
+
+
+def info(deb):
+    return sh(["dpkg-deb", "-I", deb]).stdout
+
+
+def field(deb, name):
+    res = sh(["dpkg-deb", "-f", deb, name])
+    return res.stdout.strip()
+
+
+def member(deb, path):
+    """The text of one file in the package."""
+    p1 = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE)
+    out = subprocess.run(["tar", "-xO", "." + path], stdin=p1.stdout, capture_output=True)
+    p1.wait()
+    return out.stdout.decode("utf-8", "replace")
+
+
+def control_file(deb, name, work):
+    d = os.path.join(work, "ctrl-" + os.path.basename(deb))
+    shutil.rmtree(d, ignore_errors=True)
+    sh(["dpkg-deb", "-e", deb, d])
+    p = os.path.join(d, name)
+    if not os.path.exists(p):
+        return None
+    with open(p) as f:
+        return f.read()
+
+
+def profiles():
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(harness.PROFILES, "*.json")))
+
+
+def check_station(deb, arch, work):
+    files = contents(deb)
+    want = ["/usr/bin/agri-station", "/lib/systemd/system/agri-station.service", "/etc/agri/station.json",
+            "/usr/share/doc/agri-station/station.md"]
+    want += ["/usr/share/agri/profiles/" + p for p in profiles()]
+    missing = [f for f in want if f not in files]
+    R.check(not missing, "%s: dpkg-deb -c shows the program, unit, config, docs and %d profiles (missing %s)"
+            % (os.path.basename(deb), len(profiles()), missing))
+    R.check(field(deb, "Architecture") == arch and field(deb, "Package") == "agri-station",
+            "agri-station is Architecture %s" % arch)
+    dep = field(deb, "Depends")
+    R.check(all(d in dep for d in ("libmodbus5", "libpaho-mqtt1.3", "libsqlite3-0", "libcjson1", "adduser")),
+            "agri-station Depends: %s" % dep)
+    inf = info(deb)
+    R.check("postinst" in inf and "conffiles" in inf, "dpkg-deb -I lists postinst and conffiles")
+    post = control_file(deb, "postinst", work) or ""
+    R.check("adduser --system" in post and "/var/lib/agri/station" in post
+            and sh(["sh", "-n"], input=post).returncode == 0,
+            "the postinst creates the agri system user and /var/lib/agri/station (and parses)")
+    conff = control_file(deb, "conffiles", work) or ""
+    R.check("/etc/agri/station.json" in conff.split(), "/etc/agri/station.json is a conffile")
+    unit = member(deb, "/lib/systemd/system/agri-station.service")
+    R.check("ExecStart=/usr/bin/agri-station --config /etc/agri/station.json" in unit
+            and "User=agri" in unit and "ReadWritePaths=/var/lib/agri" in unit,
+            "the unit runs /usr/bin/agri-station as agri with its state under /var/lib/agri")
+    cfg = json.loads(member(deb, "/etc/agri/station.json"))
+    R.check(cfg.get("profiles_dir") == "/usr/share/agri/profiles"
+            and cfg.get("state_dir", "").startswith("/var/lib/agri/"),
+            "/etc/agri/station.json points at the packaged profiles and /var/lib/agri")
+
+
+def host_packages(work):
+    out = os.path.join(work, "deb-host")
+    os.makedirs(out)
+    cpack_cfg = os.path.join(BUILD, "CPackConfig.cmake")
+    if os.path.exists(cpack_cfg):
+        # The build under test, packaged as is (its own CPack config: prefix /usr).
+        res = sh(["cpack", "-G", "DEB", "--config", cpack_cfg, "-B", out], cwd=BUILD)
+    else:
+        env = dict(os.environ, AGRI_PKG_BUILD_DIR=os.path.join(work, "pkg-host"))
+        res = sh([os.path.join(SRC, "scripts", "package"), "host"], env=env)
+        for d in glob.glob(os.path.join(work, "pkg-host", "*.deb")):
+            shutil.copy(d, out)
+    debs = {os.path.basename(d).split("_")[0]: d for d in glob.glob(os.path.join(out, "*.deb"))}
+    R.check(res.returncode == 0 and sorted(debs) == ["agri-gateway", "agri-station", "agri-tools"],
+            "amd64 packages build: %s (rc=%d %s)" % (sorted(os.path.basename(d) for d in debs.values()),
+                                                  res.returncode, res.stderr.strip()[-300:]))
+    if "agri-station" not in debs:
+        return
+    check_station(debs["agri-station"], "amd64", work)
+
+    gw = debs.get("agri-gateway")
+    if gw:
+        files = contents(gw)
+        want = ["/usr/bin/agri-gateway", "/lib/systemd/system/agri-gateway.service", "/etc/agri/gateway.json",
+                "/etc/agri/rules.json", "/usr/share/agri/broker/mosquitto.conf",
+                "/usr/share/agri/broker/acl.head", "/usr/share/agri/broker/make-certs",
+                "/usr/share/agri/broker/render-conf",
+                "/usr/share/doc/agri-gateway/broker.md"]
+        missing = [f for f in want if f not in files]
+        R.check(not missing, "agri-gateway: program, unit, configs, broker config (missing %s)" % missing)
+        dep = field(gw, "Depends")
+        R.check(all(d in dep for d in ("libpq5", "libgsl27", "libmicrohttpd12", "libcurl4", "adduser")),
+                "agri-gateway Depends: %s" % dep)
+        R.check("mosquitto" in field(gw, "Recommends"), "agri-gateway Recommends mosquitto")
+        unit = member(gw, "/lib/systemd/system/agri-gateway.service")
+        R.check("ExecStart=/usr/bin/agri-gateway --config /etc/agri/gateway.json" in unit,
+                "the gateway unit runs /usr/bin/agri-gateway")
+        post = control_file(gw, "postinst", work) or ""
+        R.check("adduser --system" in post and "/var/lib/agri/gateway" in post, "the gateway postinst")
+        conff = (control_file(gw, "conffiles", work) or "").split()
+        R.check("/etc/agri/gateway.json" in conff and "/etc/agri/rules.json" in conff,
+                "gateway.json and rules.json are conffiles")
+    tools = debs.get("agri-tools")
+    if tools:
+        files = contents(tools)
+        R.check({"/usr/bin/agrictl", "/usr/bin/agri-sim"} <= files, "agri-tools: agrictl and agri-sim")
+        R.check(all(d in field(tools, "Depends") for d in ("libmodbus5", "libssl3")),
+                "agri-tools Depends: %s" % field(tools, "Depends"))
+
+    # The packaged programs run.
+    root = os.path.join(work, "root-amd64")
+    for d in debs.values():
+        sh(["dpkg-deb", "-x", d, root])
+    for prog in ("agri-station", "agri-gateway", "agrictl", "agri-sim"):
+        p = os.path.join(root, "usr", "bin", prog)
+        res = sh([p, "--help"], timeout=30) if os.path.exists(p) else None
+        R.check(res is not None and res.returncode == 0 and "usage" in res.stdout.lower(),
+                "packaged amd64 %s --help: exit 0" % prog)
+
+
+def once_config(work, root, sim_port, name):
+    return harness.write_json(os.path.join(work, name + ".json"), {
+        "station": "DT-PKG1",
+        "broker": {"url": "tcp://127.0.0.1:1"},
+        "state_dir": os.path.join(work, name + "-state"),
+        "profiles_dir": os.path.join(root, "usr", "share", "agri", "profiles"),
+        "buses": [{"name": "lan", "tcp": {"host": "127.0.0.1", "port": sim_port}, "timeout_ms": 2000}],
+        "sensors": [{"name": "sonde1", "bus": "lan", "slave": 1, "profile": "sensecap-s-ec-01"},
+                    {"name": "solar", "bus": "lan", "slave": 3, "profile": "epever-tracer"}],
+    })
+
+
+def arm64_packages(work):
+    env = dict(os.environ, AGRI_PKG_BUILD_DIR=os.path.join(BUILD, "pkg-rpi-arm64"))
+    res = sh([os.path.join(SRC, "scripts", "package"), "rpi-arm64"], env=env, timeout=900)
+    debs = {os.path.basename(d).split("_")[0]: d
+            for d in glob.glob(os.path.join(BUILD, "pkg-rpi-arm64", "*.deb"))}
+    R.check(res.returncode == 0 and sorted(debs) == ["agri-station", "agri-tools"],
+            "scripts/package rpi-arm64 builds agri-station and agri-tools (no gateway): %s (rc=%d %s)"
+            % (sorted(debs), res.returncode, res.stderr.strip()[-500:]))
+    if "agri-station" not in debs:
+        return
+    check_station(debs["agri-station"], "arm64", work)
+    if "agri-tools" in debs:
+        R.check(field(debs["agri-tools"], "Architecture") == "arm64"
+                and "/usr/bin/agri-sim" in contents(debs["agri-tools"]),
+                "agri-tools (arm64) has agri-sim")
+
+    root = os.path.join(work, "root-arm64")
+    sh(["dpkg-deb", "-x", debs["agri-station"], root])
+    prog = os.path.join(root, "usr", "bin", "agri-station")
+    res = sh(["file", "-b", prog])
+    R.check("aarch64" in res.stdout, "the packaged agri-station is an aarch64 program (%s)" % res.stdout.strip()[:60])
+    res = sh(QEMU + [prog, "--help"], timeout=60)
+    R.check(res.returncode == 0 and "--once" in res.stdout,
+            "arm64 agri-station --help under qemu-aarch64: exit 0 (rc=%d %s)" % (res.returncode, res.stderr.strip()))
+
+    sim_port = harness.free_port()
+    sim = harness.Proc([harness.bin_path("agri-sim"), "--tcp", "127.0.0.1:%d" % sim_port, "--start",
+                        "2025-04-02T05:00", "--speed", "0.001",
+                        "--slave", "1:sensecap-s-ec-01", "--slave", "3:epever-tracer"],
+                       os.path.join(work, "sim.log"))
+    harness.wait_port(sim_port, 10, sim)
+    res = sh(QEMU + [prog, "--config", once_config(work, root, sim_port, "arm64"), "--once"], timeout=60)
+    try:
+        doc = json.loads(res.stdout)
+    except ValueError:
+        doc = None
+    R.check(res.returncode == 0 and doc is not None,
+            "arm64 agri-station --once under qemu-aarch64 against agri-sim: exit 0, JSON (rc=%d %s)"
+            % (res.returncode, res.stderr.strip()[-300:]))
+    host_root = os.path.join(work, "root-host-profiles")
+    os.makedirs(os.path.join(host_root, "usr", "share", "agri"))
+    os.symlink(harness.PROFILES, os.path.join(host_root, "usr", "share", "agri", "profiles"))
+    hres = sh([harness.bin_path("agri-station"), "--config", once_config(work, host_root, sim_port, "host"),
+               "--once"], timeout=60)
+    sim.stop()
+    if not doc:
+        return
+    rd = {(r["sensor"], r["metric"]): r for r in doc.get("readings", [])}
+    R.check(doc.get("station") == "DT-PKG1" and all(r.get("q") == "ok" for r in rd.values())
+            and ("sonde1", "conductivity") in rd and ("sonde1", "salinity") in rd
+            and ("solar", "battery_voltage") in rd,
+            "arm64 --once reads the sonde (with PSS-78 salinity) and the solar controller, all ok (%d readings)"
+            % len(rd))
+    try:
+        hdoc = json.loads(hres.stdout)
+    except ValueError:
+        hdoc = {}
+    hrd = {(r["sensor"], r["metric"]): r for r in hdoc.get("readings", [])}
+    diff = [k for k in hrd if k not in rd or abs(hrd[k]["value"] - rd[k]["value"]) > 1e-3 * max(1, abs(hrd[k]["value"]))]
+    R.check(hrd and not diff and set(hrd) == set(rd),
+            "arm64 and amd64 builds read the same values from the nearly frozen simulator (differ: %s)" % diff)
+
+
+def main():
+    for tool in ("dpkg-deb", "cpack"):
+        if not shutil.which(tool):
+            print("SKIP test_packages: %s is not installed (Debian: dpkg, cmake)" % tool)
+            sys.exit(77)
+    work = harness.tmpdir("agri-pkg-")
+    host_packages(work)
+    missing = [t for t in ("aarch64-linux-gnu-gcc", "qemu-aarch64") if not shutil.which(t)]
+    if missing or not os.path.isdir("/usr/aarch64-linux-gnu"):
+        print("SKIP arm64 packages: the cross toolchain is missing (%s; scripts/install-deps installs "
+              "gcc-aarch64-linux-gnu, qemu-user and the :arm64 libraries)" % (", ".join(missing) or
+                                                                           "/usr/aarch64-linux-gnu"))
+        if R.failed:
+            R.done()
+        print("test_packages: %d passed, %d failed (arm64 skipped)" % (R.passed, R.failed))
+        sys.exit(77)
+    arm64_packages(work)
+    R.done()
+
+
+if __name__ == "__main__":
+    main()
