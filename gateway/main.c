@@ -170,6 +170,7 @@ static int assemble(struct parts *p, const struct gateway_config *cfg, bool impo
 		if ((rc = forecasting_attach(p->fc, gateway_store(p->gw))) < 0)
 			return 1;
 		gateway_add_hook(p->gw, forecasting_hook(p->fc));
+		forecasting_set_quiet(p->fc, import);
 		if (p->alerts)
 			alerting_on_peak(p->alerts, forecasting_on_peak, p->fc);
 	}

@@ -237,6 +237,7 @@ def main():
         "db": {"path": "agri.db", "retention_days": 400},
         "rules_file": "rules.json",
         "notify": {"webhooks": [{"name": "agronomists", "url": hook_url}]},
+        "forecast": {"notify": ["agronomists"]},
         "http": {"listen": "127.0.0.1:%d" % http_port, "token_file": "api.token"},
     })
     gw_cfg = os.path.join(gdir, "gateway.json")

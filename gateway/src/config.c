@@ -46,6 +46,11 @@ void gateway_config_defaults(struct gateway_config *c)
 		 "application/x-www-form-urlencoded");
 	snprintf(c->http.listen, sizeof(c->http.listen), "127.0.0.1:8080");
 	c->forecast.enabled = true;
+	c->forecast.sow_from_d = 1;
+	c->forecast.sow_to_d = 7;
+	c->forecast.hatch_from_d = 10;
+	c->forecast.hatch_to_d = 12;
+	c->forecast.margin = 0.05;
 }
 
 static const struct agri_cfg_field broker_fields[] = {
@@ -303,8 +308,40 @@ static int parse_http(const cJSON *item, void *cfgp, const char *path,
 	return read_section(item, cfg, path, err, http_fields, N(http_fields));
 }
 
+static int parse_forecast_notify(const cJSON *item, void *cfgp, const char *path,
+				 struct agri_err *err)
+{
+	struct gateway_config *cfg = cfgp;
+	char sub[AGRI_ERR_PATH_MAX];
+	const cJSON *e;
+	size_t i = 0;
+
+	if (!cJSON_IsArray(item)) {
+		agri_err_set(err, path, "expected an array of channel names");
+		return -EINVAL;
+	}
+	cJSON_ArrayForEach(e, item) {
+		agri_path_index(sub, sizeof(sub), path, (int)i);
+		if (i >= sizeof(cfg->forecast.notify) / sizeof(cfg->forecast.notify[0]) ||
+		    !cJSON_IsString(e) || !agri_ident_valid(e->valuestring)) {
+			agri_err_set(err, sub, "expected a channel name");
+			return -EINVAL;
+		}
+		snprintf(cfg->forecast.notify[i], sizeof(cfg->forecast.notify[i]), "%s", e->valuestring);
+		i++;
+	}
+	cfg->forecast.n_notify = i;
+	return 0;
+}
+
 static const struct agri_cfg_field forecast_fields[] = {
 	BOOL("enabled", forecast.enabled),
+	SECTION("notify", parse_forecast_notify, false),
+	INT("sow_from_d", forecast.sow_from_d, 0, 60),
+	INT("sow_to_d", forecast.sow_to_d, 0, 60),
+	INT("hatch_from_d", forecast.hatch_from_d, 0, 60),
+	INT("hatch_to_d", forecast.hatch_to_d, 0, 60),
+	{.key = "margin", .type = AGRI_CFG_DOUBLE, .offset = OFF(forecast.margin), .min = 0, .max = 0.5},
 };
 
 static int parse_forecast(const cJSON *item, void *cfg, const char *path,
@@ -499,6 +536,29 @@ static int check(struct gateway_config *cfg, struct agri_err *err)
 			agri_err_set(err, "notify.sms.password_file", "needs notify.sms.username");
 			return -EINVAL;
 		}
+	}
+	for (size_t i = 0; i < cfg->forecast.n_notify; i++) {
+		const char *n = cfg->forecast.notify[i];
+		bool found = (cfg->notify.has_smtp && strcmp(cfg->notify.smtp.name, n) == 0) ||
+			     (cfg->notify.has_sms && strcmp(cfg->notify.sms.name, n) == 0);
+
+		for (size_t j = 0; j < cfg->notify.n_webhooks; j++)
+			found |= strcmp(cfg->notify.webhooks[j].name, n) == 0;
+		if (!found) {
+			char p[AGRI_ERR_PATH_MAX];
+
+			agri_path_index(p, sizeof(p), "forecast.notify", (int)i);
+			agri_err_set(err, p, "no channel named \"%s\" in notify", n);
+			return -EINVAL;
+		}
+	}
+	if (cfg->forecast.sow_from_d > cfg->forecast.sow_to_d) {
+		agri_err_set(err, "forecast.sow_to_d", "must not be before sow_from_d");
+		return -EINVAL;
+	}
+	if (cfg->forecast.hatch_from_d > cfg->forecast.hatch_to_d) {
+		agri_err_set(err, "forecast.hatch_to_d", "must not be before hatch_from_d");
+		return -EINVAL;
 	}
 	if (cfg->upstream.has_postgres && !cfg->upstream.postgres_conninfo[0]) {
 		agri_err_set(err, "upstream.postgres.conninfo", "must not be empty");

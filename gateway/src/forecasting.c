@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -21,6 +22,8 @@
 #include "agri/topic.h"
 #include "agri/util.h"
 #include "forecast.h"
+#include "gateway/alert.h"
+#include "gateway/outbox.h"
 #include "gateway/store.h"
 
 #define LOG "forecast"
@@ -54,6 +57,9 @@ struct forecasting {
 	struct ingest_hook hook;
 	struct forecast_params params;
 	struct advisory_params adv;
+	const char *channels[GW_WEBHOOKS_MAX + 2]; /* told of new windows, advisories */
+	size_t n_channels;
+	bool quiet; /* history import: store, don't notify */
 
 	pthread_mutex_t mu;
 	pthread_cond_t wake;
@@ -114,6 +120,51 @@ static struct fc_station *station_get(struct forecasting *f, const char *name, b
 	memset(&f->stations[f->n_stations], 0, sizeof(f->stations[0]));
 	snprintf(f->stations[f->n_stations].name, sizeof(f->stations[0].name), "%s", name);
 	return &f->stations[f->n_stations++];
+}
+
+/* --- notifications ---------------------------------------------------------- */
+
+static void local_time(int64_t ms, char *buf, size_t len)
+{
+	time_t t = (time_t)((ms + UTC_OFFSET_MS) / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%d/%m %H:%M", &tm);
+}
+
+/* Stages a notification shaped like an alert (§5) on the forecast's
+ * channels, inside the writer's transaction. rule/sensor make its id. */
+static int notify_stage(struct forecasting *f, sqlite3 *db, const char *rule,
+			const char *station, const char *sensor, double value, double threshold,
+			int64_t at_ms, const char *en, const char *vi)
+{
+	struct alert_transition tr;
+
+	if (!f->n_channels || f->quiet)
+		return 0;
+	memset(&tr, 0, sizeof(tr));
+	snprintf(tr.alert.rule, sizeof(tr.alert.rule), "%s", rule);
+	snprintf(tr.alert.station, sizeof(tr.alert.station), "%s", station);
+	snprintf(tr.alert.sensor, sizeof(tr.alert.sensor), "%s", sensor ? sensor : "");
+	snprintf(tr.alert.id, sizeof(tr.alert.id), "%s/%s%s%s", rule, station, sensor ? "/" : "",
+		 sensor ? sensor : "");
+	snprintf(tr.alert.metric, sizeof(tr.alert.metric), "%s",
+		 strcmp(rule, "advisory") == 0 ? "insect_count" : "salinity");
+	snprintf(tr.alert.severity, sizeof(tr.alert.severity), "info");
+	tr.alert.state = AGRI_ALERT_ACTIVE;
+	tr.alert.value = value;
+	tr.alert.has_value = true;
+	tr.alert.threshold = threshold;
+	tr.alert.has_threshold = threshold > 0;
+	tr.alert.raised_at_ms = tr.alert.updated_at_ms = at_ms;
+	snprintf(tr.message_en, sizeof(tr.message_en), "%s", en);
+	snprintf(tr.message_vi, sizeof(tr.message_vi), "%s", vi);
+	snprintf(tr.alert.message, sizeof(tr.alert.message), "%s / %s", vi, en);
+	tr.event = ALERT_EV_RAISED;
+	tr.notify = true;
+	tr.night_day = -1;
+	return outbox_stage(db, &tr, f->channels, f->n_channels) < 0 ? -EIO : 0;
 }
 
 /* --- ingest hook (writer thread) ---------------------------------------- */
@@ -201,6 +252,21 @@ int forecasting_on_peak(void *ctx, const char *station, int64_t night_day, doubl
 		return 0; /* the same peak again: one advisory */
 	log_info(LOG, "advisory id=%s sow_from=%lld hatch_from=%lld", a.id,
 		 (long long)a.sow_from_ms, (long long)a.hatch_from_ms);
+	{
+		char from[32], to[32], hf[32], ht[32], en[512], vi[512];
+
+		local_time(a.sow_from_ms, from, sizeof(from));
+		local_time(a.sow_to_ms, to, sizeof(to));
+		local_time(a.hatch_from_ms, hf, sizeof(hf));
+		local_time(a.hatch_to_ms, ht, sizeof(ht));
+		snprintf(en, sizeof(en), "Planthopper peak at %s: sow from %.5s to %.5s; the next "
+			 "generation hatches %.5s to %.5s", station, from, to, hf, ht);
+		snprintf(vi, sizeof(vi), "Đỉnh rầy nâu tại %s: gieo sạ né rầy từ %.5s đến %.5s; "
+			 "lứa rầy mới nở %.5s đến %.5s", station, from, to, hf, ht);
+		if ((rc = notify_stage(f, db, "advisory", station, NULL, count, 0, util_now_ms(),
+				       en, vi)) < 0)
+			return rc;
+	}
 	n = advisory_encode(&a, doc, sizeof(doc));
 	if (n > 0 && f->n_pending < PENDING_MAX) {
 		struct pending_adv *p = &f->pending[f->n_pending];
@@ -268,6 +334,56 @@ struct save_req {
 	int64_t made_at;
 };
 
+/* Notifies each window of the new forecast that overlaps none of the
+ * previous forecast's windows for the same threshold: a window that
+ * "opens". Writer thread, before the old windows are replaced. */
+static int notify_new_windows(struct save_req *r, sqlite3 *db)
+{
+	sqlite3_stmt *q;
+	double notified_below = -1;
+	int rc;
+
+	if (!r->fc || !r->f->n_channels)
+		return 0;
+	rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM forecast_windows WHERE station = ?"
+				" AND metric = 'salinity' AND below = ? AND from_ms < ? AND to_ms > ?",
+				-1, &q, NULL);
+	if (rc != SQLITE_OK)
+		return store_errno(rc);
+	for (size_t i = 0; i < r->fc->n_windows; i++) {
+		const struct forecast_window *w = &r->fc->windows[i];
+		char from[32], to[32], en[512], vi[512], sensor[AGRI_ID_MAX + 1];
+		int seen = 1;
+
+		/* the next new window of each threshold only (windows are sorted
+		 * by threshold, then time) */
+		if (i > 0 && r->fc->windows[i - 1].below == w->below && notified_below == w->below)
+			continue;
+		sqlite3_bind_text(q, 1, r->station, -1, SQLITE_STATIC);
+		sqlite3_bind_double(q, 2, w->below);
+		sqlite3_bind_int64(q, 3, w->to_ms);
+		sqlite3_bind_int64(q, 4, w->from_ms);
+		if (sqlite3_step(q) == SQLITE_ROW)
+			seen = sqlite3_column_int(q, 0);
+		sqlite3_reset(q);
+		if (seen)
+			continue;
+		local_time(w->from_ms, from, sizeof(from));
+		local_time(w->to_ms, to, sizeof(to));
+		snprintf(sensor, sizeof(sensor), "below-%d", (int)(w->below * 1000 + 0.5));
+		snprintf(en, sizeof(en), "Fresh-water intake window at %s: salinity below %g g/L "
+			 "from %s to %s (forecast)", r->station, w->below, from, to);
+		snprintf(vi, sizeof(vi), "Khung giờ lấy nước ngọt tại %s: độ mặn dưới %g g/L "
+			 "từ %s đến %s (dự báo)", r->station, w->below, from, to);
+		if ((rc = notify_stage(r->f, db, "intake-window", r->station, sensor, w->below,
+				       w->below, r->made_at, en, vi)) < 0)
+			break;
+		notified_below = w->below;
+	}
+	sqlite3_finalize(q);
+	return rc < 0 ? rc : 0;
+}
+
 static int save_fn(void *ctx, struct ingest *in, struct store *st)
 {
 	struct save_req *r = ctx;
@@ -293,6 +409,8 @@ static int save_fn(void *ctx, struct ingest *in, struct store *st)
 	sqlite3_finalize(q);
 	if (rc != SQLITE_DONE)
 		return store_errno(rc);
+	if ((rc = notify_new_windows(r, db)) < 0)
+		return rc;
 	rc = sqlite3_prepare_v2(db, "DELETE FROM forecast_windows WHERE station = ? AND metric = 'salinity'",
 				-1, &q, NULL);
 	if (rc != SQLITE_OK)
@@ -431,7 +549,14 @@ struct forecasting *forecasting_new(const struct gateway_config *cfg, struct ing
 	snprintf(f->db_path, sizeof(f->db_path), "%s", cfg->db.path);
 	snprintf(f->prefix, sizeof(f->prefix), "%s", cfg->broker.topic_prefix);
 	forecast_params_default(&f->params);
+	f->params.margin_rel = cfg->forecast.margin;
 	advisory_params_default(&f->adv);
+	f->adv.sow_from_d = (int)cfg->forecast.sow_from_d;
+	f->adv.sow_to_d = (int)cfg->forecast.sow_to_d;
+	f->adv.hatch_from_d = (int)cfg->forecast.hatch_from_d;
+	f->adv.hatch_to_d = (int)cfg->forecast.hatch_to_d;
+	for (size_t i = 0; i < cfg->forecast.n_notify; i++)
+		f->channels[f->n_channels++] = cfg->forecast.notify[i];
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->wake, NULL);
 	f->stations = calloc(STATIONS_MAX, sizeof(*f->stations));
@@ -458,12 +583,18 @@ int forecasting_attach(struct forecasting *f, struct store *st)
 	char *msg = NULL;
 
 	f->st = st;
-	if (sqlite3_exec(store_db(st), schema, NULL, NULL, &msg) != SQLITE_OK) {
+	if (outbox_init(store_db(st)) < 0 ||
+	    sqlite3_exec(store_db(st), schema, NULL, NULL, &msg) != SQLITE_OK) {
 		log_error(LOG, "cannot create the forecast tables: %s", msg ? msg : "?");
 		sqlite3_free(msg);
 		return -EIO;
 	}
 	return 0;
+}
+
+void forecasting_set_quiet(struct forecasting *f, bool quiet)
+{
+	f->quiet = quiet;
 }
 
 const struct ingest_hook *forecasting_hook(struct forecasting *f)

@@ -21,8 +21,13 @@ SRC = os.environ.get("AGRI_SOURCE_DIR") or os.path.abspath(
 BUILD = os.environ.get("AGRI_BUILD_DIR") or os.path.join(SRC, "build")
 PROFILES = os.path.join(SRC, "protocols", "profiles")
 # Programs can be run under an emulator (arm64 builds under qemu-aarch64):
-# AGRI_EXEC_WRAPPER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+# AGRI_EXEC_WRAPPER="qemu-aarch64 -L /" wraps those started with wrap=True
+# (`-L /`, not `-L /usr/aarch64-linux-gnu`: boards/rpi-arm64/toolchain.cmake).
 EXEC_WRAPPER = os.environ.get("AGRI_EXEC_WRAPPER", "").split()
+# AGRI_STATION_BIN: the agri-station to test, e.g. the arm64 one while
+# AGRI_BUILD_DIR is the host build. Then only that binary runs under
+# AGRI_EXEC_WRAPPER; the other programs (agri-sim) are the native ones.
+STATION_BIN = os.environ.get("AGRI_STATION_BIN")
 
 _procs = []
 _tmpdirs = []
@@ -30,6 +35,8 @@ _tmpdirs = []
 
 def bin_path(name):
     """Path of a built program (agri-sim, agri-station, agri-gateway, agrictl)."""
+    if name == "agri-station" and STATION_BIN:
+        return STATION_BIN
     for sub in ("", "bin", "tools/sim", "tools/agrictl", "firmware", "gateway"):
         p = os.path.join(BUILD, sub, name)
         if os.path.isfile(p) and os.access(p, os.X_OK):
@@ -73,11 +80,20 @@ def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
     raise TimeoutError("timed out after %.1fs waiting for %s" % (timeout, what))
 
 
+def _argv(argv, wrap):
+    """argv, under EXEC_WRAPPER when wrap (with AGRI_STATION_BIN set: only
+    for that binary)."""
+    argv = list(argv)
+    if wrap and (not STATION_BIN or argv[0] == STATION_BIN):
+        return EXEC_WRAPPER + argv
+    return argv
+
+
 class Proc:
     """A started process, logged to a file, stopped by pid."""
 
     def __init__(self, argv, log_path, env=None, wrap=False, cwd=None):
-        self.argv = (EXEC_WRAPPER + list(argv)) if wrap else list(argv)
+        self.argv = _argv(argv, wrap)
         self.log_path = log_path
         self.logf = open(log_path, "ab")
         e = dict(os.environ)
@@ -133,7 +149,7 @@ class Proc:
 
 def run(argv, timeout=60, wrap=False, env=None, input=None):
     """Runs a command to completion: returns CompletedProcess (text)."""
-    argv = (EXEC_WRAPPER + list(argv)) if wrap else list(argv)
+    argv = _argv(argv, wrap)
     e = dict(os.environ)
     if env:
         e.update(env)

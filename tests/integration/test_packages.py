@@ -30,7 +30,8 @@ import harness  # noqa: E402
 R = harness.Result("test_packages")
 SRC = harness.SRC
 BUILD = os.path.abspath(harness.BUILD)
-QEMU = ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]
+# the multiarch libc6:arm64 for loader and libraries (boards/rpi-arm64/toolchain.cmake)
+QEMU = ["qemu-aarch64", "-L", "/"]
 
 
 def sh(argv, timeout=600, **kw):

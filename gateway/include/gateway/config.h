@@ -96,6 +96,13 @@ struct gateway_config {
 	} http;
 	struct {
 		bool enabled; /* default true */
+		/* Channels told when a new intake window or advisory opens. */
+		size_t n_notify;
+		char notify[GW_WEBHOOKS_MAX + 2][GW_NAME_MAX];
+		/* Advisory biology, days after the peak night (docs/forecast.md). */
+		int64_t sow_from_d, sow_to_d, hatch_from_d, hatch_to_d;
+		/* Intake windows keep hi below threshold x (1 - margin). */
+		double margin;
 	} forecast;
 };
 

@@ -18,6 +18,7 @@
 #ifndef GATEWAY_FORECASTING_H
 #define GATEWAY_FORECASTING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,8 @@ struct forecasting *forecasting_new(const struct gateway_config *cfg,
  * writer thread starts). Returns 0 or a negative errno. */
 int forecasting_attach(struct forecasting *f, struct store *st);
 const struct ingest_hook *forecasting_hook(struct forecasting *f);
+/* Quiet: advisories and windows are stored but not notified (history import). */
+void forecasting_set_quiet(struct forecasting *f, bool quiet);
 int forecasting_start(struct forecasting *f);
 /* Publishes the current forecasts and advisories again (after a reconnect). */
 void forecasting_republish(struct forecasting *f);
