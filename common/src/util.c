@@ -11,6 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -264,4 +268,44 @@ int64_t util_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms,
 		d = cap_ms;
 	/* [0.5, 1.0) of d: spreads reconnects of many stations */
 	return d / 2 + (int64_t)(util_rand32(rng) % (uint32_t)(d / 2 + 1));
+}
+
+int util_tcp_nodelay_to(const char *url)
+{
+	const char *hostport = strstr(url, "://"), *colon;
+	bool tls = strncmp(url, "ssl://", 6) == 0 || strncmp(url, "mqtts://", 8) == 0 ||
+		   strncmp(url, "wss://", 6) == 0;
+	int port = tls ? 8883 : 1883, n = 0, one = 1;
+	struct dirent *de;
+	DIR *d;
+
+	hostport = hostport ? hostport + 3 : url;
+	colon = strrchr(hostport, ':');
+	if (colon && !strchr(colon, ']'))
+		port = atoi(colon + 1);
+	d = opendir("/proc/self/fd");
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = atoi(de->d_name), type = 0, peer;
+		socklen_t tl = sizeof(type);
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9' || fd == dirfd(d))
+			continue;
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM ||
+		    getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+			continue;
+		if (ss.ss_family == AF_INET)
+			peer = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			peer = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		else
+			continue;
+		if (peer == port && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
 }

@@ -106,6 +106,7 @@ static void on_connect_ok(void *ctx, MQTTAsync_successData *r)
 	int qos[2] = {1, 1}, rc;
 
 	(void)r;
+	util_tcp_nodelay_to(m->uri); /* batches and acks: no Nagle delay */
 	ro.onSuccess = on_sub_ok;
 	ro.onFailure = on_sub_fail;
 	ro.context = m;

@@ -20,6 +20,7 @@
 #include <MQTTAsync.h>
 
 #include "agri/msg.h"
+#include "agri/util.h"
 #include "agri/time.h"
 #include "agri/topic.h"
 
@@ -192,6 +193,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	usleep(200000); /* the ack subscription */
+	util_tcp_nodelay_to(url); /* as the gateway and stations do */
 	t0 = now_us();
 	for (long i = 0; i < b.total; i++) {
 		int st = (int)(i % b.stations);

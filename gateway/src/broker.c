@@ -125,6 +125,7 @@ static void on_connected(void *ctx, char *cause)
 
 	atomic_store(&b->state, ST_UP);
 	atomic_store(&b->health->connected, true);
+	util_tcp_nodelay_to(b->uri); /* acks are small: no Nagle delay */
 	pthread_mutex_lock(&b->mu);
 	b->attempt = 0;
 	pthread_mutex_unlock(&b->mu);

@@ -174,6 +174,7 @@ class Mosquitto:
             f.write("allow_anonymous true\n")
             f.write("persistence true\npersistence_location %s/\n" % self.dir)
             f.write("max_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 0\n")
+            f.write("set_tcp_nodelay true\n")
             f.write("log_dest stderr\nlog_type error\nlog_type warning\n")
             f.write(self.extra)
         self.proc = Proc(["mosquitto", "-c", self.conf], os.path.join(self.dir, "mosquitto.log"))

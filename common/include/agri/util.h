@@ -48,6 +48,16 @@ int util_read_secret(const char *path, char *out, size_t len);
 int64_t util_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms,
 			uint32_t *rng);
 
+/*
+ * Sets TCP_NODELAY on every connected TCP socket of this process whose peer
+ * is the MQTT broker of url ("tcp://host:port", "ssl://..."; the port
+ * defaults to 1883, or 8883 for ssl/mqtts). paho.mqtt.c leaves Nagle's
+ * algorithm on and offers no socket option: small QoS 1 messages (acks)
+ * then wait for the peer's delayed ACK, ~40 ms each. Call after connecting.
+ * Returns the number of sockets changed.
+ */
+int util_tcp_nodelay_to(const char *url);
+
 /* xorshift32; *state must be non-zero. */
 uint32_t util_rand32(uint32_t *state);
 
