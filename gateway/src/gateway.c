@@ -130,12 +130,13 @@ static void log_stats(struct gateway *gw)
 	struct gateway_health *h = &gw->health;
 
 	log_info(LOG, "stats received=%llu stored=%llu duplicates=%llu dead_letters=%llu"
-		 " acks=%llu commits=%llu commit_failures=%llu connected=%d db_writable=%d",
+		 " acks=%llu ack_failures=%llu commits=%llu commit_failures=%llu connected=%d db_writable=%d",
 		 (unsigned long long)atomic_load(&h->received),
 		 (unsigned long long)atomic_load(&h->readings_stored),
 		 (unsigned long long)atomic_load(&h->readings_duplicate),
 		 (unsigned long long)atomic_load(&h->dead_letters),
 		 (unsigned long long)atomic_load(&h->acks_sent),
+		 (unsigned long long)atomic_load(&h->ack_failures),
 		 (unsigned long long)atomic_load(&h->commits),
 		 (unsigned long long)atomic_load(&h->commit_failures),
 		 (int)atomic_load(&h->connected), (int)atomic_load(&h->db_writable));
