@@ -62,15 +62,6 @@ static int bad_usage(const char *fmt, ...)
 	return EX_USAGE_;
 }
 
-static int parse_num(const char *s, double *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtod(s, &end);
-	return (errno || end == s || *end) ? -EINVAL : 0;
-}
-
 static int parse_int(const char *s, int lo, int hi, int *out)
 {
 	char *end;
@@ -95,15 +86,15 @@ static int cmd_salinity(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'e':
-			if (parse_num(optarg, &ec) < 0 || ec < 0)
+			if (util_parse_double(optarg, -1e9, 1e9, &ec) < 0 || ec < 0)
 				return bad_usage("--ec: expected a conductivity >= 0 in mS/cm, got \"%s\"", optarg);
 			break;
 		case 't':
-			if (parse_num(optarg, &t) < 0 || t < -5 || t > 50)
+			if (util_parse_double(optarg, -1e9, 1e9, &t) < 0 || t < -5 || t > 50)
 				return bad_usage("--temp: expected a temperature in °C (-5..50), got \"%s\"", optarg);
 			break;
 		case 'p':
-			if (parse_num(optarg, &p) < 0 || p < 0)
+			if (util_parse_double(optarg, -1e9, 1e9, &p) < 0 || p < 0)
 				return bad_usage("--pressure: expected dbar >= 0, got \"%s\"", optarg);
 			break;
 		case 'h':

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "agri/util.h"
 
 static const char *const mode_names[] = {
 	"timeout", "crc", "exception", "stuck", "drift", "dropout",
@@ -18,19 +19,6 @@ static const char *const mode_names[] = {
 const char *fault_mode_name(enum fault_mode m)
 {
 	return (unsigned)m < 6 ? mode_names[m] : "?";
-}
-
-static int num(const char *s, double lo, double hi, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
-		return -EINVAL;
-	*out = v;
-	return 0;
 }
 
 int fault_parse(const char *spec, struct fault *out, const char **why)
@@ -74,20 +62,20 @@ int fault_parse(const char *spec, struct fault *out, const char **why)
 	case FAULT_TIMEOUT:
 	case FAULT_CRC:
 	case FAULT_EXCEPTION:
-		if (arg && strcmp(arg, "always") != 0 && num(arg, 0, 1, &f.rate)) {
+		if (arg && strcmp(arg, "always") != 0 && util_parse_double(arg, 0, 1, &f.rate)) {
 			*why = "rate must be 0..1 or \"always\"";
 			return -EINVAL;
 		}
 		break;
 	case FAULT_STUCK:
-		if (arg && num(arg, 0, 1e6, &f.arg)) {
+		if (arg && util_parse_double(arg, 0, 1e6, &f.arg)) {
 			*why = "stuck takes hours after start";
 			return -EINVAL;
 		}
 		break;
 	case FAULT_DRIFT:
 		f.arg = 2;
-		if (arg && num(arg, -100, 100, &f.arg)) {
+		if (arg && util_parse_double(arg, -100, 100, &f.arg)) {
 			*why = "drift takes percent per day";
 			return -EINVAL;
 		}
@@ -99,8 +87,8 @@ int fault_parse(const char *spec, struct fault *out, const char **why)
 			char *slash = strchr(arg, '/');
 			if (slash)
 				*slash++ = '\0';
-			if (num(arg, 0.1, 1e7, &f.arg) ||
-			    (slash && num(slash, 0.01, 1e7, &f.arg2)) ||
+			if (util_parse_double(arg, 0.1, 1e7, &f.arg) ||
+			    (slash && util_parse_double(slash, 0.01, 1e7, &f.arg2)) ||
 			    f.arg2 > f.arg) {
 				*why = "dropout takes EVERY_S[/FOR_S], FOR_S <= EVERY_S";
 				return -EINVAL;

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "agri/units.h"
+#include "agri/util.h"
 
 #define DAY_MS 86400000LL
 #define HOUR_MS 3600000LL
@@ -51,19 +52,6 @@ void model_params_default(struct model_params *p)
 	p->baseline = 20;
 	p->rain_prob = 0.12;
 	p->pv_w = 100;
-}
-
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
-		return -EINVAL;
-	*out = v;
-	return 0;
 }
 
 int model_params_set(struct model_params *p, const char *key,
@@ -97,7 +85,7 @@ int model_params_set(struct model_params *p, const char *key,
 	}
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		if (strcmp(key, table[i].key) == 0)
-			return parse_double(value, table[i].lo, table[i].hi,
+			return util_parse_double(value, table[i].lo, table[i].hi,
 					    (double *)((char *)p + table[i].off));
 	}
 	return -ENOENT;

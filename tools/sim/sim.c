@@ -51,19 +51,6 @@ static int set_why(char *why, size_t len, const char *fmt, ...)
 	return -EINVAL;
 }
 
-static int parse_num(const char *s, double lo, double hi, double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
-		return -EINVAL;
-	*out = v;
-	return 0;
-}
-
 static bool profile_name_ok(const char *n)
 {
 	if (!*n || strlen(n) > AGRI_ID_MAX + 32)
@@ -255,7 +242,7 @@ int sim_parse_args(struct sim *s, int argc, char **argv, char *why,
 			snprintf(s->rtu_dev, sizeof(s->rtu_dev), "%s", a);
 			break;
 		case OPT_BAUD:
-			if (parse_num(a, 300, 4000000, &v) || v != floor(v))
+			if (util_parse_double(a, 300, 4000000, &v) || v != floor(v))
 				return set_why(why, len, "--baud: bad value \"%s\"", a);
 			s->baud = (int)v;
 			break;
@@ -269,7 +256,7 @@ int sim_parse_args(struct sim *s, int argc, char **argv, char *why,
 			size_t hl;
 			if (s->transport == SIM_RTU)
 				return set_why(why, len, "%s", "--rtu and --tcp are exclusive");
-			if (!colon || parse_num(colon + 1, 0, 65535, &v) || v != floor(v))
+			if (!colon || util_parse_double(colon + 1, 0, 65535, &v) || v != floor(v))
 				return set_why(why, len, "--tcp: expected HOST:PORT, got \"%s\"", a);
 			hl = (size_t)(colon - a);
 			if (hl >= sizeof(s->tcp_host))
@@ -293,7 +280,7 @@ int sim_parse_args(struct sim *s, int argc, char **argv, char *why,
 				return set_why(why, len, "--scenario: unknown scenario \"%s\" (salinity-intrusion, freshwater, bph-migration, solar)", a);
 			break;
 		case OPT_SPEED:
-			if (parse_num(a, 1e-3, 1e7, &s->speed))
+			if (util_parse_double(a, 1e-3, 1e7, &s->speed))
 				return set_why(why, len, "--speed: expected a number 0.001..1e7, got \"%s\"", a);
 			break;
 		case OPT_SEED: {
@@ -335,11 +322,11 @@ int sim_parse_args(struct sim *s, int argc, char **argv, char *why,
 			s->series = true;
 			break;
 		case OPT_HOURS:
-			if (parse_num(a, 0, 24 * 3660, &s->hours))
+			if (util_parse_double(a, 0, 24 * 3660, &s->hours))
 				return set_why(why, len, "--hours: bad value \"%s\"", a);
 			break;
 		case OPT_STEP:
-			if (parse_num(a, 1, 86400 * 31, &s->step_s))
+			if (util_parse_double(a, 1, 86400 * 31, &s->step_s))
 				return set_why(why, len, "--step-s: bad value \"%s\"", a);
 			break;
 		case OPT_NO_NOISE:

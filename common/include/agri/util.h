@@ -58,6 +58,10 @@ int64_t util_backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms,
  */
 int util_tcp_nodelay_to(const char *url);
 
+/* Parses a whole string as a finite number in [lo, hi] (command-line
+ * values). Returns 0 with *out, or -EINVAL. */
+int util_parse_double(const char *s, double lo, double hi, double *out);
+
 /* xorshift32; *state must be non-zero. */
 uint32_t util_rand32(uint32_t *state);
 
