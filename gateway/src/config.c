@@ -130,35 +130,57 @@ static int parse_webhooks(const cJSON *item, void *cfgp, const char *path,
 	return 0;
 }
 
-static int parse_smtp_to(const cJSON *item, void *cfgp, const char *path,
-			 struct agri_err *err)
+/* Reads a JSON array of strings into out (max entries of size bytes),
+ * each accepted by ok(); what names one entry in errors. */
+static int read_string_list(const cJSON *item, const char *path, char *out, size_t size,
+			    size_t max, size_t *n, bool (*ok)(const char *), const char *what,
+			    struct agri_err *err)
 {
-	struct gateway_config *cfg = cfgp;
 	char sub[AGRI_ERR_PATH_MAX];
 	const cJSON *e;
 	size_t i = 0;
 
 	if (!cJSON_IsArray(item)) {
-		agri_err_set(err, path, "expected an array of addresses");
+		agri_err_set(err, path, "expected an array of strings (each %s %s)",
+			     strchr("aeiou", what[0]) ? "an" : "a", what);
 		return -EINVAL;
 	}
 	cJSON_ArrayForEach(e, item) {
 		agri_path_index(sub, sizeof(sub), path, (int)i);
-		if (i >= GW_SMTP_TO_MAX) {
-			agri_err_set(err, sub, "more than %d recipients", GW_SMTP_TO_MAX);
+		if (i >= max) {
+			agri_err_set(err, sub, "more than %zu entries", max);
 			return -EINVAL;
 		}
-		if (!cJSON_IsString(e) || !strchr(e->valuestring, '@') ||
-		    strlen(e->valuestring) >= sizeof(cfg->notify.smtp.to[0])) {
-			agri_err_set(err, sub, "expected an e-mail address");
+		if (!cJSON_IsString(e) || !e->valuestring[0] || strlen(e->valuestring) >= size ||
+		    !ok(e->valuestring)) {
+			agri_err_set(err, sub, "expected %s %s", strchr("aeiou", what[0]) ? "an" : "a",
+				     what);
 			return -EINVAL;
 		}
-		snprintf(cfg->notify.smtp.to[i], sizeof(cfg->notify.smtp.to[i]), "%s",
-			 e->valuestring);
+		snprintf(out + i * size, size, "%s", e->valuestring);
 		i++;
 	}
-	cfg->notify.smtp.n_to = i;
+	*n = i;
 	return 0;
+}
+
+static bool is_email(const char *s)
+{
+	return strchr(s, '@') != NULL;
+}
+
+static bool is_phone(const char *s)
+{
+	return strspn(s, "+0123456789") == strlen(s);
+}
+
+static int parse_smtp_to(const cJSON *item, void *cfgp, const char *path,
+			 struct agri_err *err)
+{
+	struct gateway_config *c = cfgp;
+
+	return read_string_list(item, path, c->notify.smtp.to[0], sizeof(c->notify.smtp.to[0]),
+				GW_SMTP_TO_MAX, &c->notify.smtp.n_to, is_email, "e-mail address", err);
 }
 
 static const struct agri_cfg_field smtp_fields[] = {
@@ -184,33 +206,10 @@ static int parse_smtp(const cJSON *item, void *cfgp, const char *path,
 static int parse_sms_to(const cJSON *item, void *cfgp, const char *path,
 			struct agri_err *err)
 {
-	struct gateway_config *cfg = cfgp;
-	char sub[AGRI_ERR_PATH_MAX];
-	const cJSON *e;
-	size_t i = 0;
+	struct gateway_config *c = cfgp;
 
-	if (!cJSON_IsArray(item)) {
-		agri_err_set(err, path, "expected an array of phone numbers");
-		return -EINVAL;
-	}
-	cJSON_ArrayForEach(e, item) {
-		agri_path_index(sub, sizeof(sub), path, (int)i);
-		if (i >= GW_SMS_TO_MAX) {
-			agri_err_set(err, sub, "more than %d recipients", GW_SMS_TO_MAX);
-			return -EINVAL;
-		}
-		if (!cJSON_IsString(e) || !e->valuestring[0] ||
-		    strlen(e->valuestring) >= sizeof(cfg->notify.sms.to[0]) ||
-		    strspn(e->valuestring, "+0123456789") != strlen(e->valuestring)) {
-			agri_err_set(err, sub, "expected a phone number (+84...)");
-			return -EINVAL;
-		}
-		snprintf(cfg->notify.sms.to[i], sizeof(cfg->notify.sms.to[i]), "%s",
-			 e->valuestring);
-		i++;
-	}
-	cfg->notify.sms.n_to = i;
-	return 0;
+	return read_string_list(item, path, c->notify.sms.to[0], sizeof(c->notify.sms.to[0]),
+				GW_SMS_TO_MAX, &c->notify.sms.n_to, is_phone, "phone number (+84...)", err);
 }
 
 static const struct agri_cfg_field sms_fields[] = {
@@ -311,27 +310,11 @@ static int parse_http(const cJSON *item, void *cfgp, const char *path,
 static int parse_forecast_notify(const cJSON *item, void *cfgp, const char *path,
 				 struct agri_err *err)
 {
-	struct gateway_config *cfg = cfgp;
-	char sub[AGRI_ERR_PATH_MAX];
-	const cJSON *e;
-	size_t i = 0;
+	struct gateway_config *c = cfgp;
 
-	if (!cJSON_IsArray(item)) {
-		agri_err_set(err, path, "expected an array of channel names");
-		return -EINVAL;
-	}
-	cJSON_ArrayForEach(e, item) {
-		agri_path_index(sub, sizeof(sub), path, (int)i);
-		if (i >= sizeof(cfg->forecast.notify) / sizeof(cfg->forecast.notify[0]) ||
-		    !cJSON_IsString(e) || !agri_ident_valid(e->valuestring)) {
-			agri_err_set(err, sub, "expected a channel name");
-			return -EINVAL;
-		}
-		snprintf(cfg->forecast.notify[i], sizeof(cfg->forecast.notify[i]), "%s", e->valuestring);
-		i++;
-	}
-	cfg->forecast.n_notify = i;
-	return 0;
+	return read_string_list(item, path, c->forecast.notify[0], sizeof(c->forecast.notify[0]),
+				sizeof(c->forecast.notify) / sizeof(c->forecast.notify[0]),
+				&c->forecast.n_notify, agri_ident_valid, "channel name", err);
 }
 
 static const struct agri_cfg_field forecast_fields[] = {
