@@ -6,14 +6,19 @@
   /lib/systemd/system (their ExecStart names the packaged program),
   /etc/agri/*.json, the profiles under /usr/share/agri/profiles and the
   broker config; `dpkg-deb -I` shows the dependencies, the postinst (which
-  creates the agri user and /var/lib/agri) and the conffiles; the packaged
-  programs run (--help);
-- arm64: `scripts/package rpi-arm64` cross-builds agri-station and agri-tools
-  (no gateway: see scripts/package) into AGRI_BUILD_DIR/pkg-rpi-arm64 (kept,
-  so a second run is incremental); the agri-station extracted from the
-  package (dpkg-deb -x) runs `--help` and `--once` under qemu-aarch64 against
-  agri-sim (host build, Modbus TCP), with the package's own profiles, and
-  reads what the host build reads.
+  creates the agri user and /var/lib/agri) and the conffiles; every library
+  a packaged program needs (DT_NEEDED) is covered by its package's Depends;
+  the packaged programs run (--help);
+- arm64: `scripts/package rpi-arm64` cross-builds all three (the gateway's
+  libpq and GSL from build-sysroot-arm64/, scripts/arm64-sysroot) into
+  AGRI_BUILD_DIR/pkg-rpi-arm64 (kept, so a second run is incremental), with
+  the same contents and Depends checks as amd64; the programs extracted from
+  the packages (dpkg-deb -x) run under qemu-aarch64: agri-station `--help`
+  and `--once` against agri-sim (host build, Modbus TCP), with the package's
+  own profiles, reading what the host build reads; agrictl and agri-gateway
+  `--help`; agri-gateway against a real mosquitto, storing and acking the
+  batches of a python station peer (the arm64 libpq5 and libgsl27 are the
+  :arm64 packages scripts/install-deps installs, not the sysroot's).
 Exit 77 (skipped) when dpkg-deb/cpack are missing, or when the arm64 cross
 toolchain or qemu-aarch64 is missing (after the amd64 checks passed).
 """
@@ -26,6 +31,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import gateway_peer as gp  # noqa: E402
 
 R = harness.Result("test_packages")
 SRC = harness.SRC
@@ -69,6 +75,71 @@ def control_file(deb, name, work):
         return None
     with open(p) as f:
         return f.read()
+
+
+# Debian 12 package of each shared library the programs link (DT_NEEDED), for
+# the check that every one is in the package's Depends; "a|b": either.
+SONAME_PKG = {
+    "libc.so.6": "libc6", "libm.so.6": "libc6", "libcjson.so.1": "libcjson1",
+    "libmodbus.so.5": "libmodbus5", "libsqlite3.so.0": "libsqlite3-0",
+    "libpaho-mqtt3as.so.1": "libpaho-mqtt1.3", "libpaho-mqtt3cs.so.1": "libpaho-mqtt1.3",
+    "libcrypto.so.3": "libssl3", "libssl.so.3": "libssl3", "libcurl.so.4": "libcurl4",
+    "libmicrohttpd.so.12": "libmicrohttpd12", "libpq.so.5": "libpq5", "libgsl.so.27": "libgsl27",
+    "libgslcblas.so.0": "libgsl27|libgslcblas0",
+}
+
+
+def needed(prog):
+    """The DT_NEEDED sonames of a program (binutils' readelf reads any ELF)."""
+    out = sh(["readelf", "-d", prog]).stdout
+    return [line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
+
+
+def check_needed(deb, root):
+    """Every library the package's programs need is in its Depends."""
+    deps = {d.strip().split()[0] for d in field(deb, "Depends").split(",") if d.strip()}
+    progs = sorted(f for f in contents(deb) if f.startswith("/usr/bin/") and not f.endswith("/"))
+    bad = []
+    for f in progs:
+        for so in needed(root + f):
+            if not set(SONAME_PKG.get(so, "?" + so).split("|")) & deps:
+                bad.append("%s: %s (%s)" % (os.path.basename(f), so, SONAME_PKG.get(so, "no known package")))
+    R.check(progs and not bad, "%s: every DT_NEEDED library of %s is in Depends (missing %s)"
+            % (os.path.basename(deb), ", ".join(os.path.basename(f) for f in progs), bad))
+
+
+def check_gateway(deb, arch, work):
+    files = contents(deb)
+    want = ["/usr/bin/agri-gateway", "/lib/systemd/system/agri-gateway.service", "/etc/agri/gateway.json",
+            "/etc/agri/rules.json", "/usr/share/agri/broker/mosquitto.conf",
+            "/usr/share/agri/broker/acl.head", "/usr/share/agri/broker/make-certs",
+            "/usr/share/agri/broker/render-conf",
+            "/usr/share/doc/agri-gateway/broker.md"]
+    missing = [f for f in want if f not in files]
+    R.check(not missing, "%s: program, unit, configs, broker config (missing %s)"
+            % (os.path.basename(deb), missing))
+    R.check(field(deb, "Architecture") == arch and field(deb, "Package") == "agri-gateway",
+            "agri-gateway is Architecture %s" % arch)
+    dep = field(deb, "Depends")
+    R.check(all(d in dep for d in ("libpq5", "libgsl27", "libmicrohttpd12", "libcurl4", "adduser")),
+            "agri-gateway Depends: %s" % dep)
+    R.check("mosquitto" in field(deb, "Recommends"), "agri-gateway Recommends mosquitto")
+    unit = member(deb, "/lib/systemd/system/agri-gateway.service")
+    R.check("ExecStart=/usr/bin/agri-gateway --config /etc/agri/gateway.json" in unit,
+            "the gateway unit runs /usr/bin/agri-gateway")
+    post = control_file(deb, "postinst", work) or ""
+    R.check("adduser --system" in post and "/var/lib/agri/gateway" in post, "the gateway postinst")
+    conff = (control_file(deb, "conffiles", work) or "").split()
+    R.check("/etc/agri/gateway.json" in conff and "/etc/agri/rules.json" in conff,
+            "gateway.json and rules.json are conffiles")
+
+
+def check_tools(deb, arch):
+    files = contents(deb)
+    R.check(field(deb, "Architecture") == arch and {"/usr/bin/agrictl", "/usr/bin/agri-sim"} <= files,
+            "agri-tools (%s): agrictl and agri-sim" % arch)
+    R.check(all(d in field(deb, "Depends") for d in ("libmodbus5", "libssl3")),
+            "agri-tools Depends: %s" % field(deb, "Depends"))
 
 
 def profiles():
@@ -126,39 +197,17 @@ def host_packages(work):
         return
     check_station(debs["agri-station"], "amd64", work)
 
-    gw = debs.get("agri-gateway")
-    if gw:
-        files = contents(gw)
-        want = ["/usr/bin/agri-gateway", "/lib/systemd/system/agri-gateway.service", "/etc/agri/gateway.json",
-                "/etc/agri/rules.json", "/usr/share/agri/broker/mosquitto.conf",
-                "/usr/share/agri/broker/acl.head", "/usr/share/agri/broker/make-certs",
-                "/usr/share/agri/broker/render-conf",
-                "/usr/share/doc/agri-gateway/broker.md"]
-        missing = [f for f in want if f not in files]
-        R.check(not missing, "agri-gateway: program, unit, configs, broker config (missing %s)" % missing)
-        dep = field(gw, "Depends")
-        R.check(all(d in dep for d in ("libpq5", "libgsl27", "libmicrohttpd12", "libcurl4", "adduser")),
-                "agri-gateway Depends: %s" % dep)
-        R.check("mosquitto" in field(gw, "Recommends"), "agri-gateway Recommends mosquitto")
-        unit = member(gw, "/lib/systemd/system/agri-gateway.service")
-        R.check("ExecStart=/usr/bin/agri-gateway --config /etc/agri/gateway.json" in unit,
-                "the gateway unit runs /usr/bin/agri-gateway")
-        post = control_file(gw, "postinst", work) or ""
-        R.check("adduser --system" in post and "/var/lib/agri/gateway" in post, "the gateway postinst")
-        conff = (control_file(gw, "conffiles", work) or "").split()
-        R.check("/etc/agri/gateway.json" in conff and "/etc/agri/rules.json" in conff,
-                "gateway.json and rules.json are conffiles")
-    tools = debs.get("agri-tools")
-    if tools:
-        files = contents(tools)
-        R.check({"/usr/bin/agrictl", "/usr/bin/agri-sim"} <= files, "agri-tools: agrictl and agri-sim")
-        R.check(all(d in field(tools, "Depends") for d in ("libmodbus5", "libssl3")),
-                "agri-tools Depends: %s" % field(tools, "Depends"))
+    if "agri-gateway" in debs:
+        check_gateway(debs["agri-gateway"], "amd64", work)
+    if "agri-tools" in debs:
+        check_tools(debs["agri-tools"], "amd64")
 
     # The packaged programs run.
     root = os.path.join(work, "root-amd64")
     for d in debs.values():
         sh(["dpkg-deb", "-x", d, root])
+    for d in debs.values():
+        check_needed(d, root)
     for prog in ("agri-station", "agri-gateway", "agrictl", "agri-sim"):
         p = os.path.join(root, "usr", "bin", prog)
         res = sh([p, "--help"], timeout=30) if os.path.exists(p) else None
@@ -183,25 +232,36 @@ def arm64_packages(work):
     res = sh([os.path.join(SRC, "scripts", "package"), "rpi-arm64"], env=env, timeout=900)
     debs = {os.path.basename(d).split("_")[0]: d
             for d in glob.glob(os.path.join(BUILD, "pkg-rpi-arm64", "*.deb"))}
-    R.check(res.returncode == 0 and sorted(debs) == ["agri-station", "agri-tools"],
-            "scripts/package rpi-arm64 builds agri-station and agri-tools (no gateway): %s (rc=%d %s)"
-            % (sorted(debs), res.returncode, res.stderr.strip()[-500:]))
+    ok = res.returncode == 0 and sorted(debs) == ["agri-gateway", "agri-station", "agri-tools"]
+    R.check(ok, "scripts/package rpi-arm64 builds agri-station, agri-gateway and agri-tools: %s (rc=%d%s)"
+            % (sorted(debs), res.returncode, "" if ok else " " + res.stderr.strip()[-500:]))
     if "agri-station" not in debs:
         return
     check_station(debs["agri-station"], "arm64", work)
+    if "agri-gateway" in debs:
+        check_gateway(debs["agri-gateway"], "arm64", work)
     if "agri-tools" in debs:
-        R.check(field(debs["agri-tools"], "Architecture") == "arm64"
-                and "/usr/bin/agri-sim" in contents(debs["agri-tools"]),
-                "agri-tools (arm64) has agri-sim")
+        check_tools(debs["agri-tools"], "arm64")
 
     root = os.path.join(work, "root-arm64")
-    sh(["dpkg-deb", "-x", debs["agri-station"], root])
+    for d in debs.values():
+        sh(["dpkg-deb", "-x", d, root])
+    for d in debs.values():
+        check_needed(d, root)
     prog = os.path.join(root, "usr", "bin", "agri-station")
     res = sh(["file", "-b", prog])
     R.check("aarch64" in res.stdout, "the packaged agri-station is an aarch64 program (%s)" % res.stdout.strip()[:60])
     res = sh(QEMU + [prog, "--help"], timeout=60)
     R.check(res.returncode == 0 and "--once" in res.stdout,
             "arm64 agri-station --help under qemu-aarch64: exit 0 (rc=%d %s)" % (res.returncode, res.stderr.strip()))
+    for name in ("agri-gateway", "agrictl"):
+        p = os.path.join(root, "usr", "bin", name)
+        res = sh(QEMU + [p, "--help"], timeout=60) if os.path.exists(p) else None
+        R.check(res is not None and res.returncode == 0 and "usage" in res.stdout.lower(),
+                "arm64 %s --help under qemu-aarch64: exit 0 (%s)"
+                % (name, "missing" if res is None else "rc=%d %s" % (res.returncode, res.stderr.strip()[-300:])))
+    if os.path.exists(os.path.join(root, "usr", "bin", "agri-gateway")):
+        arm64_gateway(work, os.path.join(root, "usr", "bin", "agri-gateway"))
 
     sim_port = harness.free_port()
     sim = harness.Proc([harness.bin_path("agri-sim"), "--tcp", "127.0.0.1:%d" % sim_port, "--start",
@@ -239,6 +299,40 @@ def arm64_packages(work):
     diff = [k for k in hrd if k not in rd or abs(hrd[k]["value"] - rd[k]["value"]) > 1e-3 * max(1, abs(hrd[k]["value"]))]
     R.check(hrd and not diff and set(hrd) == set(rd),
             "arm64 and amd64 builds read the same values from the nearly frozen simulator (differ: %s)" % diff)
+
+
+def arm64_gateway(work, prog):
+    """The packaged arm64 agri-gateway under qemu against a real mosquitto:
+    two python stations publish 10 batches each; all are acked and stored."""
+    d = os.path.join(work, "gw-arm64")
+    os.makedirs(d)
+    mq = harness.Mosquitto(os.path.join(d, "mq")).start()
+    db = os.path.join(d, "agri.db")
+    gw = harness.Proc(QEMU + [prog, "--config", gp.write_config(d, mq.port, db=db), "--log-level", "info"],
+                      os.path.join(d, "gw.log"))
+    stations = []
+    try:
+        harness.wait_for(lambda: "subscribed topics" in gw.log_text() or gw.poll() is not None, 30,
+                         what="arm64 gateway subscribed")
+        stations = [gp.Station(mq.port, "DT-ARM%d" % i) for i in range(2)]
+        for s in stations:
+            s.connected.wait(10)
+        for seq in range(1, 11):
+            for s in stations:
+                s.publish(seq, gp.batch(s.name, seq, 5))
+        harness.wait_for(lambda: all(not s.pending() for s in stations) or gw.poll() is not None, 30,
+                         what="arm64 gateway acks")
+    except TimeoutError as e:
+        print("arm64 gateway: %s" % e)
+    n = gp.query(db, "SELECT count(*) FROM v_readings")[0][0] if os.path.exists(db) else 0
+    acked = bool(stations) and all(not s.pending() for s in stations)
+    for s in stations:
+        s.close()
+    rc = gw.stop()
+    mq.stop()
+    R.check(acked and n == 100 and rc == 0,
+            "arm64 agri-gateway under qemu-aarch64 with mosquitto: 20 batches acked, %d/100 readings stored, "
+            "stop rc=%s (%s)" % (n, rc, gw.log_tail(5).strip().replace("\n", " | ")[-400:]))
 
 
 def main():
