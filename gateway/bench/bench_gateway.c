@@ -118,7 +118,8 @@ static int make_batch(char *buf, size_t len, int st, long seq, int per, int64_t 
 	tel.sent_at_ms = t_ms;
 	for (int i = 0; i < per; i++) {
 		memset(&r[i], 0, sizeof(r[i]));
-		r[i].ts_ms = 1790000000000LL + seq * 1000 + i / 6; /* unique per station */
+		/* one batch a minute, as stations send (unique per station) */
+		r[i].ts_ms = 1790000000000LL + seq * 60000 + i / 6;
 		snprintf(r[i].sensor, sizeof(r[i].sensor), "sonde%d", i / 6 + 1);
 		snprintf(r[i].metric, sizeof(r[i].metric), "%s", metrics[i % 6]);
 		snprintf(r[i].unit, sizeof(r[i].unit), "u");

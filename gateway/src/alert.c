@@ -85,6 +85,8 @@ struct akey {
 	char station[AGRI_ID_MAX + 1];
 	char sensor[AGRI_ID_MAX + 1];
 	bool dirty, txn_touched;
+	uint64_t saved_major;       /* hash of the decision state last written (0: unknown) */
+	int64_t saved_at_ms;        /* when this key was last written (export's now) */
 	struct arec *rec;
 	int64_t last_ts;            /* newest reading ts (window/rate/peak) */
 	int64_t seen_ms;            /* now-time of the last data (no_data, station) */
@@ -115,6 +117,9 @@ struct alert_engine {
 	size_t txn_first;           /* keys[txn_first..n) were created in the txn */
 	struct undo *undo;
 	size_t n_undo, cap_undo;
+	struct akey **dirtyv;       /* keys marked dirty since the last export (may hold clean ones) */
+	size_t n_dirty, cap_dirty;
+	bool dirty_oom;             /* dirtyv could not grow: export scans every key */
 	uint8_t *buf;               /* export scratch */
 	size_t buf_cap;
 	uint64_t keys_refused, late;
@@ -302,8 +307,11 @@ static void ring_point(const struct lvl_state *lv, size_t i, struct pt *out)
 	*out = lv->pts[(lv->phead + i) % lv->pcap];
 }
 
-static void key_encode(const struct alert_engine *eng, const struct akey *k,
-		       struct wbuf *w)
+/* Encodes k. evidence false writes 0 for what only records the latest
+ * data (newest reading ts and value per level, seen_ms): what is left is
+ * the decision state, hashed to tell whether a key must be written now. */
+static void key_encode_ev(const struct alert_engine *eng, const struct akey *k,
+			  struct wbuf *w, bool evidence)
 {
 	const struct rule *R = key_rule(eng, k);
 	const struct arec *rec = k->rec;
@@ -312,7 +320,7 @@ static void key_encode(const struct alert_engine *eng, const struct akey *k,
 	w_u8(w, BLOB_VERSION);
 	w_u8(w, R ? 1 : 0);
 	w_i64(w, (int64_t)(R ? eng->fp[k->rule] : 0));
-	w_i64(w, k->seen_ms);
+	w_i64(w, evidence ? k->seen_ms : 0);
 	w_u8(w, k->offline);
 	if (!R)
 		return;
@@ -337,18 +345,18 @@ static void key_encode(const struct alert_engine *eng, const struct akey *k,
 		w_str(w, rec->msg_vi);
 		w_str(w, rec->who);
 	}
-	w_i64(w, k->last_ts);
+	w_i64(w, evidence ? k->last_ts : 0);
 	if (level_kind(R->kind)) {
 		const struct lvl_state *lv = &k->u.lv;
 
 		w_u8(w, lv->on);
 		for (size_t i = 0; i < R->n_levels; i++) {
 			w_i64(w, lv->held_since[i]);
-			w_i64(w, lv->lts[i]);
-			w_f64(w, lv->lval[i]);
+			w_i64(w, evidence ? lv->lts[i] : 0);
+			w_f64(w, evidence ? lv->lval[i] : 0.0);
 		}
-		w_u32(w, (uint32_t)lv->pn);
-		for (size_t i = 0; i < lv->pn; i++) {
+		w_u32(w, evidence ? (uint32_t)lv->pn : 0);
+		for (size_t i = 0; evidence && i < lv->pn; i++) {
 			struct pt p;
 
 			ring_point(lv, i, &p);
@@ -382,6 +390,37 @@ static void key_encode(const struct alert_engine *eng, const struct akey *k,
 			w_i64(w, k->u.q.m[i].last_ts);
 		}
 	}
+}
+
+static void key_encode(const struct alert_engine *eng, const struct akey *k,
+		       struct wbuf *w)
+{
+	key_encode_ev(eng, k, w, true);
+}
+
+/* Keys whose evidence may wait (docs/alerts.md "Persistence"): levels
+ * (threshold, ladder) and the points of windows and rates (a crash loses
+ * at most a few seconds of points out of a window_s-long ring), silence
+ * timers. Peaks (a night's total) and quality runs (a count) are written
+ * on every change: one lost reading could change their decision. */
+static bool deferrable(const struct alert_engine *eng, const struct akey *k)
+{
+	const struct rule *R = key_rule(eng, k);
+
+	return !R || R->kind == RULE_THRESHOLD || R->kind == RULE_LADDER ||
+	       R->kind == RULE_WINDOW || R->kind == RULE_RATE || R->kind == RULE_NO_DATA;
+}
+
+static uint64_t major_hash(const struct alert_engine *eng, const struct akey *k,
+			   struct wbuf *w)
+{
+	uint64_t h = 14695981039346656037ull;
+
+	w->n = 0;
+	key_encode_ev(eng, k, w, false);
+	for (size_t i = 0; i < w->n; i++)
+		h = (h ^ w->p[i]) * 1099511628211ull;
+	return h ? h : 1;
 }
 
 static void state_reset(struct alert_engine *eng, struct akey *k)
@@ -614,6 +653,39 @@ static int tab_grow(struct alert_engine *eng)
 	return 0;
 }
 
+/* Marks k dirty for the next export (which then visits only dirtyv). */
+static void mark_dirty(struct alert_engine *eng, struct akey *k)
+{
+	if (k->dirty)
+		return;
+	k->dirty = true;
+	if (eng->n_dirty == eng->cap_dirty) {
+		size_t cap = eng->cap_dirty ? eng->cap_dirty * 2 : 256;
+		struct akey **v = realloc(eng->dirtyv, cap * sizeof(*v));
+
+		if (!v) {
+			eng->dirty_oom = true;
+			return;
+		}
+		eng->dirtyv = v;
+		eng->cap_dirty = cap;
+	}
+	eng->dirtyv[eng->n_dirty++] = k;
+}
+
+/* Rebuilds dirtyv from the keys (after keys were freed). */
+static void dirty_rebuild(struct alert_engine *eng)
+{
+	eng->n_dirty = 0;
+	eng->dirty_oom = false;
+	for (size_t i = 0; i < eng->n; i++) {
+		if (eng->keys[i]->dirty) {
+			eng->keys[i]->dirty = false;
+			mark_dirty(eng, eng->keys[i]);
+		}
+	}
+}
+
 /* Finds or creates a key. NULL on ENOMEM or when the cap is reached. */
 static struct akey *key_get(struct alert_engine *eng, int rule,
 			    const char *station, const char *sensor)
@@ -648,7 +720,7 @@ static struct akey *key_get(struct alert_engine *eng, int rule,
 	k->hnext = eng->tab[k->hash & (eng->tab_n - 1)];
 	eng->tab[k->hash & (eng->tab_n - 1)] = k;
 	eng->keys[eng->n++] = k;
-	k->dirty = true;
+	mark_dirty(eng, k);
 	k->txn_touched = eng->in_txn; /* rollback deletes it: no undo image */
 	return k;
 }
@@ -697,7 +769,7 @@ static int touch(struct alert_engine *eng, struct akey *k)
 			.k = k, .dirty = k->dirty, .blob = w.p, .len = w.n};
 		k->txn_touched = true;
 	}
-	k->dirty = true;
+	mark_dirty(eng, k);
 	return 0;
 }
 
@@ -741,6 +813,7 @@ void alert_engine_free(struct alert_engine *eng)
 	undo_clear(eng);
 	free(eng->undo);
 	free(eng->keys);
+	free(eng->dirtyv);
 	free(eng->tab);
 	free(eng->fp);
 	free(eng->buf);
@@ -1688,20 +1761,32 @@ static void key_name(const struct alert_engine *eng, const struct akey *k,
 		snprintf(buf, len, "%s/%s", R->id, k->station);
 }
 
-int alert_engine_export(struct alert_engine *eng, bool dirty_only,
-			int (*fn)(void *ctx, const char *key, const void *blob,
-				  size_t len),
-			void *ctx)
+static int export_keys(struct alert_engine *eng, bool dirty_only, int64_t now_ms,
+		       int64_t defer_ms,
+		       int (*fn)(void *ctx, const char *key, const void *blob, size_t len),
+		       void *ctx)
 {
 	struct wbuf w = {.p = eng->buf, .cap = eng->buf_cap};
 	char name[200];
 	int count = 0, rc = 0;
+	bool all = !dirty_only || eng->dirty_oom;
+	size_t n = all ? eng->n : eng->n_dirty, keep = 0;
 
-	for (size_t i = 0; i < eng->n; i++) {
-		struct akey *k = eng->keys[i];
+	for (size_t i = 0; i < n; i++) {
+		struct akey *k = all ? eng->keys[i] : eng->dirtyv[i];
+		uint64_t h = 0;
 
 		if (dirty_only && !k->dirty)
 			continue;
+		if (deferrable(eng, k)) {
+			h = major_hash(eng, k, &w);
+			if (defer_ms > 0 && h == k->saved_major &&
+			    now_ms - k->saved_at_ms < defer_ms) {
+				if (!all)
+					eng->dirtyv[keep++] = k; /* evidence only: later */
+				continue;
+			}
+		}
 		w.n = 0;
 		key_encode(eng, k, &w);
 		if (w.oom) {
@@ -1713,11 +1798,34 @@ int alert_engine_export(struct alert_engine *eng, bool dirty_only,
 		if (rc < 0)
 			break;
 		k->dirty = false;
+		k->saved_major = h;
+		k->saved_at_ms = now_ms;
 		count++;
+	}
+	if (rc < 0 || all) {
+		dirty_rebuild(eng); /* what was not written stays dirty */
+	} else {
+		eng->n_dirty = keep;
 	}
 	eng->buf = w.p;
 	eng->buf_cap = w.cap;
 	return rc < 0 ? rc : count;
+}
+
+int alert_engine_export(struct alert_engine *eng, bool dirty_only,
+			int (*fn)(void *ctx, const char *key, const void *blob,
+				  size_t len),
+			void *ctx)
+{
+	return export_keys(eng, dirty_only, 0, 0, fn, ctx);
+}
+
+int alert_engine_export_due(struct alert_engine *eng, int64_t now_ms, int64_t defer_ms,
+			    int (*fn)(void *ctx, const char *key, const void *blob,
+				      size_t len),
+			    void *ctx)
+{
+	return export_keys(eng, true, now_ms, defer_ms, fn, ctx);
 }
 
 int alert_engine_import(struct alert_engine *eng, const char *key,
@@ -1735,6 +1843,14 @@ int alert_engine_import(struct alert_engine *eng, const char *key,
 	state_reset(eng, k);
 	rc = key_decode(eng, k, blob, len);
 	k->dirty = false;
+	if (rc == 0 && deferrable(eng, k)) {
+		struct wbuf w = {.p = eng->buf, .cap = eng->buf_cap};
+
+		k->saved_major = major_hash(eng, k, &w);
+		eng->buf = w.p;
+		eng->buf_cap = w.cap;
+	}
+	k->saved_at_ms = 0;
 	return rc;
 }
 
@@ -1769,6 +1885,7 @@ void alert_engine_rollback(struct alert_engine *eng)
 			state_reset(eng, u->k); /* cannot happen: our own blob */
 		u->k->dirty = u->dirty;
 		u->k->txn_touched = false;
+		u->k->saved_major = 0; /* what the rolled-back export wrote is gone */
 	}
 	while (eng->n > eng->txn_first) {
 		struct akey *k = eng->keys[--eng->n];
@@ -1776,6 +1893,7 @@ void alert_engine_rollback(struct alert_engine *eng)
 		key_unlink(eng, k);
 		key_free(eng, k);
 	}
+	dirty_rebuild(eng); /* drops the freed keys */
 	undo_clear(eng);
 	eng->in_txn = false;
 }

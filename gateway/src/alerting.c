@@ -24,6 +24,7 @@
 #include "gateway/rules.h"
 #include "gateway/store.h"
 
+#define STATE_DEFER_MS 5000 /* see before_commit() */
 #define LOG "alerts"
 #define PENDING_MAX 4096
 #define ALERT_JSON_MAX 2048
@@ -205,14 +206,27 @@ static int enter(struct alerting *a)
 	return 0;
 }
 
-/* After feeding the engine: the first emit error, else the dirty state. */
+/* After feeding the engine: the first emit error. */
 static int leave(struct alerting *a, int rc)
 {
 	if (rc < 0)
 		return rc;
-	if (a->emit_err)
-		return a->emit_err;
-	return alert_engine_export(a->eng, true, save_state, a);
+	return a->emit_err;
+}
+
+/* The keys the transaction changed, written once just before its COMMIT;
+ * a key whose only change is its evidence (newest reading, last seen)
+ * waits up to STATE_DEFER_MS (a tick writes it), except at shutdown. */
+static int before_commit(void *ctx, struct store *st)
+{
+	struct alerting *a = ctx;
+
+	(void)st;
+	if (!a->in_txn)
+		return 0;
+	return alert_engine_export_due(a->eng, util_mono_ms(),
+				       ingest_stopping(a->in) ? 0 : STATE_DEFER_MS,
+				       save_state, a);
 }
 
 static int on_telemetry(void *ctx, struct store *st, const struct agri_telemetry *t,
@@ -456,6 +470,7 @@ struct alerting *alerting_new(const struct gateway_config *cfg, struct store *st
 		.ctx = a,
 		.on_telemetry = on_telemetry,
 		.on_status = on_status,
+		.before_commit = before_commit,
 		.on_commit = on_commit,
 		.on_rollback = on_rollback,
 		.on_tick = on_tick,

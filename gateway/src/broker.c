@@ -242,11 +242,28 @@ void broker_tick(struct broker *b)
 		connect_now(b);
 }
 
+static void on_sent(void *ctx, MQTTAsync_successData5 *r)
+{
+	struct ingest_sent *s = ctx;
+
+	(void)r;
+	s->fn(s, true);
+}
+
+static void on_send_failed(void *ctx, MQTTAsync_failureData5 *r)
+{
+	struct ingest_sent *s = ctx;
+
+	(void)r;
+	s->fn(s, false);
+}
+
 int broker_publish(void *bp, const char *topic, const void *payload, size_t len,
-		   bool retained)
+		   bool retained, struct ingest_sent *sent)
 {
 	struct broker *b = bp;
 	MQTTAsync_message m = MQTTAsync_message_initializer;
+	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
 	int rc;
 
 	if (atomic_load(&b->state) != ST_UP)
@@ -255,7 +272,12 @@ int broker_publish(void *bp, const char *topic, const void *payload, size_t len,
 	m.payloadlen = (int)len;
 	m.qos = 1;
 	m.retained = retained;
-	rc = MQTTAsync_sendMessage(b->client, topic, &m, NULL);
+	if (sent) {
+		ro.onSuccess5 = on_sent;
+		ro.onFailure5 = on_send_failed;
+		ro.context = sent;
+	}
+	rc = MQTTAsync_sendMessage(b->client, topic, &m, sent ? &ro : NULL);
 	if (rc == MQTTASYNC_DISCONNECTED)
 		return -ENOTCONN;
 	return rc == MQTTASYNC_SUCCESS ? 0 : -EIO;

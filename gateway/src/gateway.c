@@ -34,11 +34,12 @@ struct gateway {
 
 /* The ingest's ack publisher: through the broker, once it exists. */
 static int publish(void *ctx, const char *topic, const void *payload, size_t len,
-		   bool retained)
+		   bool retained, struct ingest_sent *sent)
 {
 	struct gateway *gw = ctx;
 
-	return gw->broker ? broker_publish(gw->broker, topic, payload, len, retained) : -ENOTCONN;
+	return gw->broker ? broker_publish(gw->broker, topic, payload, len, retained, sent)
+			  : -ENOTCONN;
 }
 
 static int offer(void *ctx, const char *topic, size_t topic_len,

@@ -1,14 +1,24 @@
 /*
  * Ingest queue, writer thread and acker thread (see ingest.h). Locking
  * rules: `mu` guards the ring (q, head, count, bytes) and the flags
- * stopping and busy; `amu` guards the ack ring; the writer thread alone touches the store, the
- * decode buffers and the ack list. Health counters are atomics.
+ * stopping and busy; `amu` guards the publication ring and the pending
+ * acks; the writer thread alone touches the store, the decode buffers and
+ * the ack list. Health counters are atomics.
+ *
+ * Acks are coalesced: committed seqs wait per station in a range set and
+ * one ack message carries all of a station's ranges committed since its
+ * last ack. When the acker falls behind (a province-wide catch-up, where
+ * paho's receive thread holds paho's lock while it waits for queue room)
+ * the acks grow instead of queueing up: memory stays bounded by the
+ * number of stations and gaps, no ack is ever dropped, and the number of
+ * publications the acker needs shrinks as the backlog grows.
  */
 #include "gateway/ingest.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +34,8 @@
 #define RETENTION_EVERY_MS 1000
 #define RETENTION_ROWS 2000
 #define TICK_EVERY_MS 1000
+#define FULL_SLICE_MS 5    /* ingest_offer(): a full queue is re-checked this often */
+#define INLINE_ACKS_MAX 64 /* ... and this many waiting acks sent meanwhile */
 
 /* A function to run on the writer thread (ingest_call). */
 struct call {
@@ -54,7 +66,28 @@ struct ack_out {
 	char payload[];
 };
 
-#define ACKQ_MAX 65536
+#define ACKQ_MAX 4096     /* retained publications (alerts, forecasts) */
+#define ACK_BUCKETS 1024  /* pending-ack hash buckets (power of two) */
+
+#define ACK_INFLIGHT_MS 10000 /* an ack whose PUBACK never came stops blocking after this */
+
+/* Seqs of one station committed but not yet acked (sorted, disjoint,
+ * non-adjacent ranges). At most one ack per station is in flight (sent,
+ * its PUBACK not yet back): what commits meanwhile joins the next one.
+ * Without that limit a catch-up left ~11,000 acks in paho's memory (their
+ * PUBACKs queue behind the incoming backlog). Entries live until
+ * ingest_free(). */
+struct ack_pend {
+	struct ack_pend *hnext;  /* hash chain */
+	struct ack_pend *rnext;  /* ready list */
+	bool ready;              /* on the ready list (n > 0) */
+	int64_t inflight_until;  /* monotonic ms; 0: no ack in flight */
+	struct ingest_sent sent; /* its PUBACK (or failure) clears inflight_until */
+	struct ingest *in;
+	size_t n, cap;
+	struct agri_seq_range *r;
+	char station[AGRI_ID_MAX + 1];
+};
 
 struct counts {
 	uint64_t batches, stored, dup, status, dead;
@@ -86,8 +119,11 @@ struct ingest {
 	pthread_cond_t ack_ready, ack_drained;
 	struct ack_out **aq;
 	size_t ahead, acount;
+	struct ack_pend *ahash[ACK_BUCKETS];
+	struct ack_pend *ready, **ready_tail; /* stations with pending acks */
 	bool acker_stop, acker_busy;
 	pthread_t acker;
+	struct agri_ack acker_ack; /* acker thread only */
 
 	/* writer thread only */
 	struct msg **batch;
@@ -95,13 +131,14 @@ struct ingest {
 	bool *fresh;
 	struct ack_pair *acks;
 	size_t n_acks;
-	struct agri_ack ack;
 	struct counts c;
 	struct log_complaint db_complaint;
 	uint32_t rng;
 	int64_t next_retention_ms;
 	int64_t next_tick_ms;
 };
+
+static void acks_send_inline(struct ingest *in, int max);
 
 /* --- queue ------------------------------------------------------------ */
 
@@ -161,6 +198,7 @@ struct ingest *ingest_new(struct store *st, const struct ingest_options *opt,
 	cond_init_mono(&in->call_done);
 	in->calls_tail = &in->calls;
 	pthread_mutex_init(&in->amu, NULL);
+	in->ready_tail = &in->ready;
 	cond_init_mono(&in->ack_ready);
 	cond_init_mono(&in->ack_drained);
 	in->aq = calloc(ACKQ_MAX, sizeof(*in->aq));
@@ -189,6 +227,7 @@ int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
 {
 	struct msg *m;
 	struct timespec until;
+	int64_t give_up;
 	bool full;
 
 	if (topic_len == 0)
@@ -204,7 +243,7 @@ int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
 	memcpy(m->topic, topic, topic_len);
 	m->topic[topic_len] = '\0';
 
-	timespec_in(&until, in->opt.full_wait_ms);
+	give_up = util_mono_ms() + in->opt.full_wait_ms;
 	pthread_mutex_lock(&in->mu);
 	for (;;) {
 		if (in->stopping)
@@ -213,8 +252,17 @@ int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
 		       (in->count > 0 && in->bytes + len > in->opt.queue_bytes_max);
 		if (!full)
 			break;
-		if (pthread_cond_timedwait(&in->not_full, &in->mu, &until) == ETIMEDOUT)
+		if (util_mono_ms() >= give_up)
 			goto refuse;
+		/* While this (paho's) thread waits, the acks the writer makes
+		 * go out from here: the acker would wait for paho's lock. */
+		pthread_mutex_unlock(&in->mu);
+		acks_send_inline(in, INLINE_ACKS_MAX);
+		pthread_mutex_lock(&in->mu);
+		timespec_in(&until, FULL_SLICE_MS);
+		if (in->count == in->opt.queue_max ||
+		    (in->count > 0 && in->bytes + len > in->opt.queue_bytes_max))
+			pthread_cond_timedwait(&in->not_full, &in->mu, &until);
 	}
 	in->q[(in->head + in->count) % in->opt.queue_max] = m;
 	in->count++;
@@ -382,6 +430,17 @@ static int put_status(struct ingest *in, const struct msg *m,
 	return 0;
 }
 
+static int before_commit(struct ingest *in)
+{
+	int rc;
+
+	for (size_t k = 0; k < in->n_hooks; k++)
+		if (in->hooks[k].before_commit &&
+		    (rc = in->hooks[k].before_commit(in->hooks[k].ctx, in->st)) < 0)
+			return rc;
+	return 0;
+}
+
 /* Stores msgs[0..n) in one transaction. Returns 0 or a negative errno
  * (the transaction is then rolled back). */
 static int apply(struct ingest *in, struct msg **msgs, size_t n)
@@ -406,24 +465,16 @@ static int apply(struct ingest *in, struct msg **msgs, size_t n)
 			rc = dead_letter(in, m, "topic: not a telemetry or status topic");
 	}
 	if (rc == 0)
+		rc = before_commit(in);
+	if (rc == 0)
 		rc = store_commit(in->st);
 	else
 		store_rollback(in->st);
 	return rc;
 }
 
-static int ack_cmp(const void *a, const void *b)
-{
-	const struct ack_pair *x = a, *y = b;
-	int c = strcmp(x->station, y->station);
-
-	if (c)
-		return c;
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
 /* Queues a publication for the publisher (acker) thread. A full queue
- * drops it: for acks, the station resends and is acked again. */
+ * drops it (counted in ack_failures). */
 static int publish_enqueue(struct ingest *in, const char *topic,
 			   const void *payload, size_t len, bool retained)
 {
@@ -458,20 +509,175 @@ int ingest_publish_later(struct ingest *in, const char *topic,
 	return publish_enqueue(in, topic, payload, len, retained);
 }
 
-/* Queues one encoded ack (writer thread). */
-static void ack_publish_one(struct ingest *in, const struct agri_ack *a)
+/* --- pending acks (under amu) ------------------------------------------ */
+
+static void ack_sent(struct ingest_sent *s, bool ok);
+
+static struct ack_pend *pend_get(struct ingest *in, const char *station)
+{
+	uint32_t h = 2166136261u;
+	struct ack_pend **b, *p;
+
+	for (const char *c = station; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	b = &in->ahash[h & (ACK_BUCKETS - 1)];
+	for (p = *b; p; p = p->hnext)
+		if (strcmp(p->station, station) == 0)
+			return p;
+	if (!(p = calloc(1, sizeof(*p))))
+		return NULL;
+	snprintf(p->station, sizeof(p->station), "%s", station);
+	p->in = in;
+	p->sent.fn = ack_sent;
+	p->hnext = *b;
+	*b = p;
+	return p;
+}
+
+/* Adds seq to p's range set (merging neighbours). Seqs come mostly in
+ * order, so the common case extends the last range. */
+static int pend_add(struct ack_pend *p, uint64_t seq)
+{
+	size_t lo = 0, hi = p->n;
+	struct agri_seq_range *r = p->r;
+
+	if (p->n && seq >= r[p->n - 1].first) {
+		if (seq <= r[p->n - 1].last + 1) {
+			if (seq > r[p->n - 1].last)
+				r[p->n - 1].last = seq;
+			return 0;
+		}
+		lo = p->n;
+	} else {
+		while (lo < hi) { /* lo: the first range starting after seq */
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (r[mid].first <= seq)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo > 0 && seq <= r[lo - 1].last + 1) {
+			if (seq > r[lo - 1].last)
+				r[lo - 1].last = seq;
+			if (lo < p->n && r[lo - 1].last + 1 >= r[lo].first) {
+				r[lo - 1].last = r[lo].last;
+				memmove(&r[lo], &r[lo + 1], (p->n - lo - 1) * sizeof(*r));
+				p->n--;
+			}
+			return 0;
+		}
+		if (lo < p->n && seq + 1 == r[lo].first) {
+			r[lo].first = seq;
+			return 0;
+		}
+	}
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 4;
+		struct agri_seq_range *nr = realloc(p->r, cap * sizeof(*nr));
+
+		if (!nr)
+			return -ENOMEM;
+		p->r = r = nr;
+		p->cap = cap;
+	}
+	memmove(&r[lo + 1], &r[lo], (p->n - lo) * sizeof(*r));
+	r[lo].first = r[lo].last = seq;
+	p->n++;
+	return 0;
+}
+
+static void ready_push(struct ingest *in, struct ack_pend *p)
+{
+	p->ready = true;
+	p->rnext = NULL;
+	*in->ready_tail = p;
+	in->ready_tail = &p->rnext;
+}
+
+/* Moves the ranges (at most one message's worth) of the first waiting
+ * station without an ack in flight into *a and marks its ack in flight.
+ * Returns that station, or NULL when none can be acked now. */
+static struct ack_pend *pend_take(struct ingest *in, struct agri_ack *a)
+{
+	struct ack_pend **pp = &in->ready, *p, *prev = NULL;
+	int64_t now = util_mono_ms();
+	size_t k;
+
+	for (; (p = *pp); prev = p, pp = &p->rnext)
+		if (p->inflight_until == 0 || now >= p->inflight_until)
+			break;
+	if (!p)
+		return NULL;
+	*pp = p->rnext;
+	if (in->ready_tail == &p->rnext)
+		in->ready_tail = prev ? &prev->rnext : &in->ready;
+	k = p->n < AGRI_ACK_RANGES_MAX ? p->n : AGRI_ACK_RANGES_MAX;
+	snprintf(a->station, sizeof(a->station), "%s", p->station);
+	memcpy(a->ranges, p->r, k * sizeof(*p->r));
+	a->n = k;
+	memmove(p->r, p->r + k, (p->n - k) * sizeof(*p->r));
+	p->n -= k;
+	p->ready = false;
+	p->inflight_until = now + ACK_INFLIGHT_MS;
+	if (p->n)
+		ready_push(in, p); /* the rest in a later message */
+	return p;
+}
+
+/* The broker has p's ack (or it failed: its station resends). */
+static void ack_sent(struct ingest_sent *s, bool ok)
+{
+	struct ack_pend *p = (struct ack_pend *)((char *)s - offsetof(struct ack_pend, sent));
+	struct ingest *in = p->in;
+
+	if (!ok)
+		atomic_fetch_add(&in->health->ack_failures, 1);
+	pthread_mutex_lock(&in->amu);
+	p->inflight_until = 0;
+	if (p->ready)
+		pthread_cond_signal(&in->ack_ready);
+	pthread_mutex_unlock(&in->amu);
+}
+
+/* Hands the acks of a committed batch to the acker (writer thread). */
+static void acks_post(struct ingest *in)
+{
+	pthread_mutex_lock(&in->amu);
+	for (size_t i = 0; i < in->n_acks; i++) {
+		struct ack_pend *p = pend_get(in, in->acks[i].station);
+
+		if (!p || pend_add(p, in->acks[i].seq) < 0) {
+			/* Out of memory: this seq goes unacked, its station resends. */
+			atomic_fetch_add(&in->health->ack_failures, 1);
+			continue;
+		}
+		if (!p->ready)
+			ready_push(in, p);
+	}
+	pthread_cond_signal(&in->ack_ready);
+	pthread_mutex_unlock(&in->amu);
+}
+
+/* Encodes and publishes p's ack a (any thread but the writer). */
+static void ack_send(struct ingest *in, struct ack_pend *p, const struct agri_ack *a)
 {
 	char buf[AGRI_ACK_RANGES_MAX * 48 + 128], topic[AGRI_TOPIC_MAX];
-	int n;
+	int n = agri_ack_encode(a, buf, sizeof(buf));
 
-	n = agri_ack_encode(a, buf, sizeof(buf));
-	if (n < 0) {
-		log_error(LOG, "cannot encode ack station=%s rc=%d", a->station, n);
+	if (n >= 0 && agri_topic_build(topic, sizeof(topic), in->prefix, AGRI_TOPIC_ACK,
+				       a->station) >= 0 &&
+	    in->pub.publish &&
+	    in->pub.publish(in->pub.ctx, topic, buf, (size_t)n, false, &p->sent) == 0) {
+		atomic_fetch_add(&in->health->acks_sent, 1);
 		return;
 	}
-	if (agri_topic_build(topic, sizeof(topic), in->prefix, AGRI_TOPIC_ACK, a->station) < 0)
-		return;
-	publish_enqueue(in, topic, buf, (size_t)n, false);
+	if (n < 0)
+		log_error(LOG, "cannot encode ack station=%s rc=%d", a->station, n);
+	atomic_fetch_add(&in->health->ack_failures, 1);
+	pthread_mutex_lock(&in->amu);
+	p->inflight_until = 0; /* lost: the station resends those batches */
+	pthread_mutex_unlock(&in->amu);
 }
 
 static void *acker_main(void *arg)
@@ -480,52 +686,69 @@ static void *acker_main(void *arg)
 
 	pthread_mutex_lock(&in->amu);
 	for (;;) {
-		struct ack_out *o;
+		struct ack_out *o = NULL;
+		struct ack_pend *p = NULL;
 
 		in->acker_busy = false;
-		if (in->acount == 0)
+		if (in->acount == 0 && !in->ready)
 			pthread_cond_broadcast(&in->ack_drained);
-		while (in->acount == 0 && !in->acker_stop)
-			pthread_cond_wait(&in->ack_ready, &in->amu);
-		if (in->acount == 0)
-			break;
-		o = in->aq[in->ahead];
-		in->ahead = (in->ahead + 1) % ACKQ_MAX;
-		in->acount--;
+		for (;;) {
+			struct timespec until;
+
+			if (in->acount > 0) {
+				o = in->aq[in->ahead];
+				in->ahead = (in->ahead + 1) % ACKQ_MAX;
+				in->acount--;
+				break;
+			}
+			if ((p = pend_take(in, &in->acker_ack)) || in->acker_stop)
+				break;
+			if (!in->ready) {
+				pthread_cond_wait(&in->ack_ready, &in->amu);
+				continue;
+			}
+			/* Acks waiting, each behind its station's ack in flight:
+			 * a PUBACK signals ack_ready (the timeout covers a lost one). */
+			timespec_in(&until, 100);
+			pthread_cond_timedwait(&in->ack_ready, &in->amu, &until);
+		}
+		if (!o && !p)
+			break; /* stopping */
 		in->acker_busy = true;
 		pthread_mutex_unlock(&in->amu);
-		if (in->pub.publish &&
-		    in->pub.publish(in->pub.ctx, o->topic, o->payload, o->len, o->retained) == 0)
-			atomic_fetch_add(&in->health->acks_sent, 1);
-		else
-			atomic_fetch_add(&in->health->ack_failures, 1);
-		free(o);
+		if (p) {
+			ack_send(in, p, &in->acker_ack);
+		} else {
+			if (in->pub.publish &&
+			    in->pub.publish(in->pub.ctx, o->topic, o->payload, o->len, o->retained,
+					    NULL) == 0)
+				atomic_fetch_add(&in->health->acks_sent, 1);
+			else
+				atomic_fetch_add(&in->health->ack_failures, 1);
+			free(o);
+		}
 		pthread_mutex_lock(&in->amu);
 	}
 	pthread_mutex_unlock(&in->amu);
 	return NULL;
 }
 
-/* One ack message per station with its merged seq ranges. */
-static void acks_publish(struct ingest *in)
+/* On the thread in ingest_offer() (paho's receive thread, which holds
+ * paho's lock while it waits for queue room, so the acker cannot publish
+ * meanwhile): publishes up to max waiting acks itself. */
+static void acks_send_inline(struct ingest *in, int max)
 {
-	struct agri_ack *a = &in->ack;
+	struct agri_ack a;
 
-	qsort(in->acks, in->n_acks, sizeof(*in->acks), ack_cmp);
-	for (size_t i = 0; i < in->n_acks;) {
-		size_t j = i;
+	for (int i = 0; i < max; i++) {
+		struct ack_pend *p;
 
-		memset(a, 0, sizeof(*a));
-		snprintf(a->station, sizeof(a->station), "%s", in->acks[i].station);
-		for (; j < in->n_acks && strcmp(in->acks[j].station, a->station) == 0; j++) {
-			if (agri_ack_add(a, in->acks[j].seq) == -ENOSPC) {
-				ack_publish_one(in, a);
-				a->n = 0;
-				agri_ack_add(a, in->acks[j].seq);
-			}
-		}
-		ack_publish_one(in, a);
-		i = j;
+		pthread_mutex_lock(&in->amu);
+		p = pend_take(in, &a);
+		pthread_mutex_unlock(&in->amu);
+		if (!p)
+			return;
+		ack_send(in, p, &a);
 	}
 }
 
@@ -585,7 +808,7 @@ static void process(struct ingest *in, struct msg **msgs, size_t n)
 	atomic_fetch_add(&h->readings_duplicate, in->c.dup);
 	atomic_fetch_add(&h->status_msgs, in->c.status);
 	atomic_fetch_add(&h->dead_letters, in->c.dead);
-	acks_publish(in);
+	acks_post(in);
 	run_hooks_after(in, true);
 out:
 	for (size_t i = 0; i < n; i++)
@@ -643,7 +866,12 @@ static int run_in_txn(struct ingest *in, ingest_call_fn fn, void *ctx)
 		return rc;
 	rc = fn(ctx, in, in->st);
 	if (rc >= 0) {
-		int crc = store_commit(in->st);
+		int crc = before_commit(in);
+
+		if (crc == 0)
+			crc = store_commit(in->st);
+		else
+			store_rollback(in->st);
 
 		if (crc < 0)
 			rc = crc;
@@ -765,6 +993,10 @@ static void *writer_main(void *arg)
 		}
 		if (in->stopping && (in->count == 0 || util_mono_ms() >= in->deadline_ms)) {
 			pthread_mutex_unlock(&in->mu);
+			/* A last tick: hooks write what they deferred
+			 * (ingest_stopping() tells them). */
+			in->next_tick_ms = 0;
+			tick(in);
 			break;
 		}
 		while (in->count > 0 && n < in->opt.batch_max && bytes < BATCH_BYTES_MAX) {
@@ -826,6 +1058,16 @@ int ingest_start(struct ingest *in)
 	return 0;
 }
 
+bool ingest_stopping(struct ingest *in)
+{
+	bool stopping;
+
+	pthread_mutex_lock(&in->mu);
+	stopping = in->stopping;
+	pthread_mutex_unlock(&in->mu);
+	return stopping;
+}
+
 int ingest_flush(struct ingest *in, int64_t timeout_ms)
 {
 	struct timespec until;
@@ -857,7 +1099,7 @@ void ingest_stop(struct ingest *in, int64_t deadline_ms)
 	pthread_join(in->thread, NULL);
 	/* Send the last acks (until the deadline), then stop the acker. */
 	pthread_mutex_lock(&in->amu);
-	while ((in->acount > 0 || in->acker_busy) && util_mono_ms() < deadline_ms) {
+	while ((in->acount > 0 || in->ready || in->acker_busy) && util_mono_ms() < deadline_ms) {
 		struct timespec until;
 
 		timespec_in(&until, 50);
@@ -879,6 +1121,15 @@ void ingest_free(struct ingest *in)
 		free(in->q[(in->head + i) % in->opt.queue_max]);
 	for (size_t i = 0; in->aq && i < in->acount; i++)
 		free(in->aq[(in->ahead + i) % ACKQ_MAX]);
+	for (size_t b = 0; b < ACK_BUCKETS; b++) {
+		while (in->ahash[b]) {
+			struct ack_pend *p = in->ahash[b];
+
+			in->ahash[b] = p->hnext;
+			free(p->r);
+			free(p);
+		}
+	}
 	free(in->q);
 	free(in->aq);
 	free(in->batch);

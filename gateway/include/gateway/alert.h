@@ -152,6 +152,20 @@ int alert_engine_export(struct alert_engine *eng, bool dirty_only,
 			void *ctx);
 
 /*
+ * As alert_engine_export(dirty_only), but a threshold, ladder or no_data
+ * key (and a station record) whose decision state (levels on, hold
+ * starts, open alert, offline) is as last written, so that only its
+ * evidence changed (newest reading ts and value, last seen), is written
+ * only once its last write is defer_ms old (now_ms: the caller's clock);
+ * it stays dirty until then. A crash loses at most defer_ms of such
+ * evidence (docs/alerts.md "Persistence").
+ */
+int alert_engine_export_due(struct alert_engine *eng, int64_t now_ms, int64_t defer_ms,
+			    int (*fn)(void *ctx, const char *key, const void *blob,
+				      size_t len),
+			    void *ctx);
+
+/*
  * Imports one exported key (call before the first reading, any order).
  * A key whose rule's fingerprint changed keeps its open alert but starts
  * its condition state afresh. Returns 0, -ENOENT when the rule no longer

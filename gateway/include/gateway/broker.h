@@ -14,6 +14,7 @@
 
 #include "gateway/config.h"
 #include "gateway/health.h"
+#include "gateway/ingest.h"
 
 struct broker;
 
@@ -31,10 +32,12 @@ int broker_start(struct broker *b);
 /* Reconnects when the connection is down and the backoff has passed.
  * Main thread, every ~100 ms. */
 void broker_tick(struct broker *b);
-/* Publishes QoS 1. Any thread but paho's (never from the message
- * callback). Returns 0, -ENOTCONN or -EIO. Matches struct ingest_publisher. */
+/* Publishes QoS 1, from any thread (paho allows it in its callbacks
+ * too). sent (may be NULL) is told on paho's thread when the broker's
+ * PUBACK came or the publication failed. Returns 0, -ENOTCONN or -EIO
+ * (sent is then not called). Matches struct ingest_publisher. */
 int broker_publish(void *b, const char *topic, const void *payload, size_t len,
-		   bool retained);
+		   bool retained, struct ingest_sent *sent);
 /* Disconnects (waiting up to timeout_ms for in-flight messages); the
  * session stays on the broker. */
 void broker_disconnect(struct broker *b, int timeout_ms);

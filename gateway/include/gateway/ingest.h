@@ -29,13 +29,21 @@
 struct store;
 struct ingest;
 
-/* Sends an ack (QoS 1). Called by the writer thread after a commit.
- * Returns 0, or a negative errno (-ENOTCONN when offline: the station
- * will resend and be acked again). */
+/* Told when a publication is done: the broker has it (ok, its PUBACK)
+ * or it failed. Runs on the MQTT client's thread, at most once, and
+ * never when publish() itself returned an error. */
+struct ingest_sent {
+	void (*fn)(struct ingest_sent *s, bool ok);
+};
+
+/* Sends an ack or another publication (QoS 1), from the acker thread or
+ * from the thread in ingest_offer(). sent may be NULL. Returns 0, or a
+ * negative errno (-ENOTCONN when offline: the station will resend and be
+ * acked again). */
 struct ingest_publisher {
 	void *ctx;
 	int (*publish)(void *ctx, const char *topic, const void *payload,
-		       size_t len, bool retained);
+		       size_t len, bool retained, struct ingest_sent *sent);
 };
 
 /*
@@ -56,6 +64,10 @@ struct ingest_hook {
 			    int64_t received_ms);
 	int (*on_status)(void *ctx, struct store *st,
 			 const struct agri_status *s, int64_t received_ms);
+	/* Last in every transaction (batch, tick, ingest_call), just before
+	 * the COMMIT: write what the transaction's events staged (once per
+	 * transaction, not per message). A negative errno rolls back. */
+	int (*before_commit)(void *ctx, struct store *st);
 	void (*on_commit)(void *ctx);
 	void (*on_rollback)(void *ctx);
 	/* Periodic work on the writer thread (timers: silence, renotify),
@@ -92,6 +104,9 @@ int ingest_start(struct ingest *in);
  * wait is short and nothing else in the gateway waits for paho while it
  * holds a lock the writer needs.
  */
+/* True once ingest_stop() began (hooks: write what you deferred). */
+bool ingest_stopping(struct ingest *in);
+
 int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
 		 const void *payload, size_t len);
 
