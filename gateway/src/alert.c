@@ -85,6 +85,8 @@ struct akey {
 	char station[AGRI_ID_MAX + 1];
 	char sensor[AGRI_ID_MAX + 1];
 	bool dirty, txn_touched;
+	bool in_new;                /* on eng->dirtyv */
+	bool deferred;              /* on eng->defv */
 	uint64_t saved_major;       /* hash of the decision state last written (0: unknown) */
 	int64_t saved_at_ms;        /* when this key was last written (export's now) */
 	struct arec *rec;
@@ -117,8 +119,11 @@ struct alert_engine {
 	size_t txn_first;           /* keys[txn_first..n) were created in the txn */
 	struct undo *undo;
 	size_t n_undo, cap_undo;
-	struct akey **dirtyv;       /* keys marked dirty since the last export (may hold clean ones) */
+	struct akey **dirtyv;       /* keys touched since the last export */
 	size_t n_dirty, cap_dirty;
+	struct akey **defv;         /* dirty keys whose write waits (evidence only) */
+	size_t n_def, cap_def;
+	int64_t next_def_scan_ms;
 	bool dirty_oom;             /* dirtyv could not grow: export scans every key */
 	uint8_t *buf;               /* export scratch */
 	size_t buf_cap;
@@ -653,36 +658,43 @@ static int tab_grow(struct alert_engine *eng)
 	return 0;
 }
 
-/* Marks k dirty for the next export (which then visits only dirtyv). */
-static void mark_dirty(struct alert_engine *eng, struct akey *k)
+static bool key_push(struct alert_engine *eng, struct akey ***v, size_t *n,
+		     size_t *cap, struct akey *k)
 {
-	if (k->dirty)
-		return;
-	k->dirty = true;
-	if (eng->n_dirty == eng->cap_dirty) {
-		size_t cap = eng->cap_dirty ? eng->cap_dirty * 2 : 256;
-		struct akey **v = realloc(eng->dirtyv, cap * sizeof(*v));
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 256;
+		struct akey **nv = realloc(*v, c * sizeof(*nv));
 
-		if (!v) {
-			eng->dirty_oom = true;
-			return;
+		if (!nv) {
+			eng->dirty_oom = true; /* the next export visits every key */
+			return false;
 		}
-		eng->dirtyv = v;
-		eng->cap_dirty = cap;
+		*v = nv;
+		*cap = c;
 	}
-	eng->dirtyv[eng->n_dirty++] = k;
+	(*v)[(*n)++] = k;
+	return true;
 }
 
-/* Rebuilds dirtyv from the keys (after keys were freed). */
+/* Marks k dirty for the next export (which visits dirtyv, and defv now
+ * and then, not every key). */
+static void mark_dirty(struct alert_engine *eng, struct akey *k)
+{
+	k->dirty = true;
+	if (!k->in_new)
+		k->in_new = key_push(eng, &eng->dirtyv, &eng->n_dirty, &eng->cap_dirty, k);
+}
+
+/* Rebuilds the lists from the keys (after keys were freed or a failed
+ * export): every dirty key is new again. */
 static void dirty_rebuild(struct alert_engine *eng)
 {
-	eng->n_dirty = 0;
+	eng->n_dirty = eng->n_def = 0;
 	eng->dirty_oom = false;
 	for (size_t i = 0; i < eng->n; i++) {
-		if (eng->keys[i]->dirty) {
-			eng->keys[i]->dirty = false;
+		eng->keys[i]->in_new = eng->keys[i]->deferred = false;
+		if (eng->keys[i]->dirty)
 			mark_dirty(eng, eng->keys[i]);
-		}
 	}
 }
 
@@ -814,6 +826,7 @@ void alert_engine_free(struct alert_engine *eng)
 	free(eng->undo);
 	free(eng->keys);
 	free(eng->dirtyv);
+	free(eng->defv);
 	free(eng->tab);
 	free(eng->fp);
 	free(eng->buf);
@@ -1761,52 +1774,105 @@ static void key_name(const struct alert_engine *eng, const struct akey *k,
 		snprintf(buf, len, "%s/%s", R->id, k->station);
 }
 
+/* Writes k through fn. h: its major hash (0: not deferrable). */
+static int export_one(struct alert_engine *eng, struct akey *k, uint64_t h,
+		      int64_t now_ms, struct wbuf *w,
+		      int (*fn)(void *ctx, const char *key, const void *blob, size_t len),
+		      void *ctx)
+{
+	char name[200];
+	int rc;
+
+	w->n = 0;
+	key_encode(eng, k, w);
+	if (w->oom)
+		return -ENOMEM;
+	key_name(eng, k, name, sizeof(name));
+	if ((rc = fn(ctx, name, w->p, w->n)) < 0)
+		return rc;
+	k->dirty = false;
+	k->saved_major = h;
+	k->saved_at_ms = now_ms;
+	return 0;
+}
+
+/* Waiting keys are written in slices (at most DEFERRED_SLICE every
+ * DEFERRED_SCAN_MS), so that thousands of keys falling due together do
+ * not make one slow commit. */
+#define DEFERRED_SCAN_MS 200
+#define DEFERRED_SLICE 256
+
 static int export_keys(struct alert_engine *eng, bool dirty_only, int64_t now_ms,
 		       int64_t defer_ms,
 		       int (*fn)(void *ctx, const char *key, const void *blob, size_t len),
 		       void *ctx)
 {
 	struct wbuf w = {.p = eng->buf, .cap = eng->buf_cap};
-	char name[200];
 	int count = 0, rc = 0;
-	bool all = !dirty_only || eng->dirty_oom;
-	size_t n = all ? eng->n : eng->n_dirty, keep = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		struct akey *k = all ? eng->keys[i] : eng->dirtyv[i];
+	if (!dirty_only || eng->dirty_oom) {
+		for (size_t i = 0; i < eng->n && rc >= 0; i++) {
+			struct akey *k = eng->keys[i];
+
+			if (dirty_only && !k->dirty)
+				continue;
+			rc = export_one(eng, k, deferrable(eng, k) ? major_hash(eng, k, &w) : 0,
+					now_ms, &w, fn, ctx);
+			count += rc >= 0;
+		}
+		dirty_rebuild(eng);
+		goto out;
+	}
+	/* The keys touched since the last export: written unless only their
+	 * evidence changed (those wait on defv). */
+	for (size_t i = 0; i < eng->n_dirty && rc >= 0; i++) {
+		struct akey *k = eng->dirtyv[i];
 		uint64_t h = 0;
 
-		if (dirty_only && !k->dirty)
+		k->in_new = false;
+		if (!k->dirty)
 			continue;
 		if (deferrable(eng, k)) {
 			h = major_hash(eng, k, &w);
-			if (defer_ms > 0 && h == k->saved_major &&
-			    now_ms - k->saved_at_ms < defer_ms) {
-				if (!all)
-					eng->dirtyv[keep++] = k; /* evidence only: later */
+			if (defer_ms > 0 && h == k->saved_major && now_ms - k->saved_at_ms < defer_ms) {
+				if (!k->deferred)
+					k->deferred = key_push(eng, &eng->defv, &eng->n_def,
+							       &eng->cap_def, k);
 				continue;
 			}
 		}
-		w.n = 0;
-		key_encode(eng, k, &w);
-		if (w.oom) {
-			rc = -ENOMEM;
-			break;
+		rc = export_one(eng, k, h, now_ms, &w, fn, ctx);
+		count += rc >= 0;
+	}
+	if (rc >= 0)
+		eng->n_dirty = 0;
+	/* The waiting keys whose time has come (about once a second). */
+	if (rc >= 0 && (defer_ms <= 0 || now_ms >= eng->next_def_scan_ms)) {
+		size_t keep = 0;
+		int budget = defer_ms <= 0 ? INT32_MAX : DEFERRED_SLICE;
+
+		eng->next_def_scan_ms = now_ms + DEFERRED_SCAN_MS;
+		for (size_t i = 0; i < eng->n_def; i++) {
+			struct akey *k = eng->defv[i];
+
+			if (rc >= 0 && k->dirty && budget > 0 &&
+			    (defer_ms <= 0 || now_ms - k->saved_at_ms >= defer_ms)) {
+				budget--;
+				rc = export_one(eng, k, major_hash(eng, k, &w), now_ms, &w, fn, ctx);
+				count += rc >= 0;
+			}
+			if (k->dirty && rc >= 0)
+				eng->defv[keep++] = k;
+			else if (rc >= 0)
+				k->deferred = false;
+			else
+				eng->defv[keep++] = k;
 		}
-		key_name(eng, k, name, sizeof(name));
-		rc = fn(ctx, name, w.p, w.n);
-		if (rc < 0)
-			break;
-		k->dirty = false;
-		k->saved_major = h;
-		k->saved_at_ms = now_ms;
-		count++;
+		eng->n_def = keep;
 	}
-	if (rc < 0 || all) {
+	if (rc < 0)
 		dirty_rebuild(eng); /* what was not written stays dirty */
-	} else {
-		eng->n_dirty = keep;
-	}
+out:
 	eng->buf = w.p;
 	eng->buf_cap = w.cap;
 	return rc < 0 ? rc : count;
