@@ -124,6 +124,7 @@ struct alert_engine {
 	struct akey **defv;         /* dirty keys whose write waits (evidence only) */
 	size_t n_def, cap_def;
 	int64_t next_def_scan_ms;
+	bool no_undo;               /* alert_engine_set_undo(false) */
 	bool dirty_oom;             /* dirtyv could not grow: export scans every key */
 	uint8_t *buf;               /* export scratch */
 	size_t buf_cap;
@@ -762,7 +763,7 @@ static int touch(struct alert_engine *eng, struct akey *k)
 	struct wbuf w = {0};
 
 	/* Keys created in the transaction are born touched (no undo image). */
-	if (eng->in_txn && !k->txn_touched) {
+	if (eng->in_txn && !k->txn_touched && !eng->no_undo) {
 		if (eng->n_undo == eng->cap_undo) {
 			size_t cap = eng->cap_undo ? eng->cap_undo * 2 : 64;
 			struct undo *u = realloc(eng->undo, cap * sizeof(*u));
@@ -1939,10 +1940,25 @@ void alert_engine_commit(struct alert_engine *eng)
 	eng->in_txn = false;
 }
 
+void alert_engine_set_undo(struct alert_engine *eng, bool keep)
+{
+	eng->no_undo = !keep;
+}
+
+int64_t alert_engine_started(const struct alert_engine *eng)
+{
+	return eng->start_ms;
+}
+
 void alert_engine_rollback(struct alert_engine *eng)
 {
 	if (!eng->in_txn)
 		return;
+	if (eng->no_undo) { /* the caller reloads the engine */
+		undo_clear(eng);
+		eng->in_txn = false;
+		return;
+	}
 	for (size_t i = eng->n_undo; i-- > 0;) {
 		struct undo *u = &eng->undo[i];
 

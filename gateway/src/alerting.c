@@ -53,6 +53,7 @@ struct alerting {
 	alerting_peak_fn on_peak;
 	void *peak_ctx;
 	bool quiet;
+	struct log_complaint reload_note; /* logged once until a commit */
 };
 
 static const char *const schema =
@@ -282,6 +283,7 @@ static void on_commit(void *ctx)
 		return;
 	alert_engine_commit(a->eng);
 	a->in_txn = false;
+	log_release(&a->reload_note, LOG, "alert engine committing again");
 	for (size_t i = 0; i < a->n_pending; i++) {
 		struct pending *p = &a->pending[i];
 
@@ -289,6 +291,35 @@ static void on_commit(void *ctx)
 	}
 	pending_clear(a);
 	update_stats(a);
+}
+
+static int import_state(struct alerting *a, sqlite3 *db);
+
+/* After a rollback: the engine (which keeps no undo images) is rebuilt from
+ * alert_state, i.e. from the last commit. Evidence that was waiting to be
+ * written is lost as in a crash (docs/alerts.md). */
+static void reload(struct alerting *a)
+{
+	struct alert_engine *old = a->eng, *eng = alert_engine_new(a->rules);
+
+	if (!eng) {
+		log_error(LOG, "cannot rebuild the alert engine after a rollback: keeping its state");
+		return;
+	}
+	alert_engine_set_undo(eng, false);
+	alert_engine_start(eng, alert_engine_started(old));
+	a->eng = eng;
+	if (import_state(a, store_db(a->st)) < 0) {
+		log_error(LOG, "cannot reload alert state after a rollback: keeping the engine's state");
+		a->eng = old;
+		alert_engine_free(eng);
+		return;
+	}
+	alert_engine_free(old);
+	update_stats(a);
+	log_complain(&a->reload_note, LOG_LVL_INFO, LOG,
+		     "alert engine rebuilt from the database after a rollback keys=%zu",
+		     atomic_load(&a->keys));
 }
 
 static void on_rollback(void *ctx)
@@ -300,6 +331,7 @@ static void on_rollback(void *ctx)
 	alert_engine_rollback(a->eng);
 	a->in_txn = false;
 	pending_clear(a);
+	reload(a);
 }
 
 struct ack_req {
@@ -463,6 +495,7 @@ struct alerting *alerting_new(const struct gateway_config *cfg, struct store *st
 		agri_err_set(e, "", "cannot read the saved alert state");
 		goto fail;
 	}
+	alert_engine_set_undo(a->eng, false);
 	alert_engine_start(a->eng, util_now_ms());
 	update_stats(a);
 	a->hook = (struct ingest_hook){

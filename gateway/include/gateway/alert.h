@@ -186,6 +186,16 @@ int alert_engine_begin(struct alert_engine *eng);
 void alert_engine_commit(struct alert_engine *eng);
 void alert_engine_rollback(struct alert_engine *eng);
 
+/*
+ * keep false: no undo images (touching a key in a transaction then costs
+ * no encode and no allocation); alert_engine_rollback() then only ends the
+ * transaction and the caller must rebuild the engine from what it stored
+ * (alerting.c re-imports alert_state: rollbacks are rare, disk full).
+ */
+void alert_engine_set_undo(struct alert_engine *eng, bool keep);
+/* The now_ms given to alert_engine_start() (to carry it over a rebuild). */
+int64_t alert_engine_started(const struct alert_engine *eng);
+
 struct alert_engine_stats {
 	size_t keys;          /* per-key states */
 	size_t open_alerts;   /* active, acknowledged or cleared-unacked */
