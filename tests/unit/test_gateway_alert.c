@@ -775,6 +775,52 @@ static void test_export_import(void)
 	rules_free(r);
 }
 
+/* alert_engine_export_due(): a change of the decision state is written
+ * at once; evidence only (newest reading, ring points, last seen) waits
+ * defer_ms; defer 0 writes everything; a restart from the deferred blobs
+ * keeps the decisions. */
+static void test_export_due(void)
+{
+	struct rules *r = rules_of("{'rules':[{'id':'hi','metric':'salinity','above':2},"
+				   "{'id':'w','kind':'window','metric':'salinity','window_s':3600,"
+				   "'agg':'mean','above':50}]}");
+	struct alert_engine *a = alert_engine_new(r), *b;
+	struct blobs bl = {0};
+	struct agri_alert al;
+	int64_t now = 1000000;
+
+	alert_engine_set_undo(a, false);
+	feed(a, "S1", "s", "salinity", T0, 1.0, AGRI_Q_OK, T0);
+	/* new keys (station record, hi, w) are written at once */
+	CHECK_INT(alert_engine_export_due(a, now, 5000, save, &bl), 3);
+	blobs_free(&bl);
+	feed(a, "S1", "s", "salinity", T0 + MIN, 1.1, AGRI_Q_OK, T0 + MIN);
+	CHECK_INT(alert_engine_export_due(a, now + 100, 5000, save, &bl), 0);
+	/* a raise: the key is written in this export, the others still wait */
+	feed(a, "S1", "s", "salinity", T0 + 2 * MIN, 2.5, AGRI_Q_OK, T0 + 2 * MIN);
+	CHECK_INT(alert_engine_export_due(a, now + 200, 5000, save, &bl), 1);
+	CHECK(bl.n == 1 && strcmp(bl.key[0], "hi/S1/s") == 0);
+	/* a restart from what is written keeps the open alert */
+	b = alert_engine_new(r);
+	CHECK_INT(alert_engine_import(b, bl.key[0], bl.blob[0], bl.len[0]), 0);
+	CHECK_INT(alert_engine_get(b, "hi/S1/s", &al), 0);
+	alert_engine_free(b);
+	blobs_free(&bl);
+	CHECK_INT(alert_engine_export_due(a, now + 4900, 5000, save, &bl), 0);
+	/* 5 s after their last write, the waiting keys go */
+	CHECK_INT(alert_engine_export_due(a, now + 5100, 5000, save, &bl), 2);
+	CHECK(bl.n == 2 && strcmp(bl.key[0], "hi/S1/s") && strcmp(bl.key[1], "hi/S1/s"));
+	blobs_free(&bl);
+	CHECK_INT(alert_engine_export_due(a, now + 5400, 5000, save, &bl), 0);
+	/* defer 0 (shutdown): everything dirty, now */
+	feed(a, "S1", "s", "salinity", T0 + 3 * MIN, 1.2, AGRI_Q_OK, T0 + 3 * MIN);
+	CHECK_INT(alert_engine_export_due(a, now + 5500, 0, save, &bl), 3);
+	blobs_free(&bl);
+	CHECK_INT(alert_engine_export_due(a, now + 5600, 5000, save, &bl), 0);
+	alert_engine_free(a);
+	rules_free(r);
+}
+
 static void test_import_rejects(void)
 {
 	struct rules *r = rules_of(all_rules);
@@ -940,6 +986,7 @@ int main(void)
 	test_active_ranges();
 	test_export_import();
 	test_import_rejects();
+	test_export_due();
 	test_rollback();
 	test_text();
 	test_template();
