@@ -214,8 +214,14 @@ static int connect_now(struct broker *b)
 int broker_start(struct broker *b)
 {
 	MQTTAsync_createOptions cr = MQTTAsync_createOptions_initializer5;
+	MQTTAsync_init_options io = MQTTAsync_init_options_initializer;
 	int rc;
 
+	/* paho's global OpenSSL set-up loads every error string: ~1.5 MiB
+	 * resident for a plain tcp:// gateway. OpenSSL 3 initialises itself
+	 * when an mqtts:// connection first needs it. */
+	io.do_openssl_init = 0;
+	MQTTAsync_global_init(&io);
 	cr.maxBufferedMessages = 65535;
 	rc = MQTTAsync_createWithOptions(&b->client, b->uri, b->cfg->broker.client_id,
 					 MQTTCLIENT_PERSISTENCE_NONE, NULL, &cr);
