@@ -34,6 +34,8 @@
 #define RETENTION_EVERY_MS 1000
 #define RETENTION_ROWS 2000
 #define TICK_EVERY_MS 1000
+#define BUSY_BATCH 128         /* a batch this big: a backlog, full page cache */
+#define BUSY_LINGER_MS 10000   /* ... until no such batch for this long */
 #define FULL_SLICE_MS 5    /* ingest_offer(): a full queue is re-checked this often */
 #define INLINE_ACKS_MAX 64 /* ... and this many waiting acks sent meanwhile */
 
@@ -136,6 +138,8 @@ struct ingest {
 	uint32_t rng;
 	int64_t next_retention_ms;
 	int64_t next_tick_ms;
+	int64_t busy_until_ms;     /* monotonic; the store's cache is big until then */
+	bool cache_busy;
 };
 
 static void acks_send_inline(struct ingest *in, int max);
@@ -973,6 +977,21 @@ int ingest_call(struct ingest *in, ingest_call_fn fn, void *ctx, int64_t timeout
 	return rc;
 }
 
+/* A backlog gets SQLite's full page cache; a writer that keeps up
+ * (1,000 messages/s come one at a time) gets a quarter of it: 1.5 MiB
+ * less resident with the default cache_kib, the throughput kept. */
+static void cache_follow_load(struct ingest *in, size_t n)
+{
+	int64_t now = util_mono_ms();
+	bool busy;
+
+	if (n >= BUSY_BATCH)
+		in->busy_until_ms = now + BUSY_LINGER_MS;
+	busy = now < in->busy_until_ms;
+	if (busy != in->cache_busy && store_set_busy(in->st, busy) == 0)
+		in->cache_busy = busy;
+}
+
 static void *writer_main(void *arg)
 {
 	struct ingest *in = arg;
@@ -1016,6 +1035,7 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&in->mu);
 		if (n)
 			process(in, in->batch, n);
+		cache_follow_load(in, n);
 		if (calls)
 			run_calls(in);
 		tick(in);

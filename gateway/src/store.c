@@ -184,6 +184,7 @@ struct store {
 	struct station **dirty;
 	size_t n_dirty, cap_dirty;
 	int64_t ret_cursor;   /* retention: last series id visited */
+	bool busy_cache;      /* page cache at cache_kib (else a quarter) */
 };
 
 int store_errno(int rc)
@@ -305,6 +306,27 @@ static int migrate(sqlite3 *db)
 	return 0;
 }
 
+/* The page cache while the writer keeps up: a quarter of cache_kib. */
+static int idle_cache_kib(const struct store *st)
+{
+	return st->opt.cache_kib / 4 > 256 ? st->opt.cache_kib / 4 : 256;
+}
+
+int store_set_busy(struct store *st, bool busy)
+{
+	char sql[64];
+
+	int rc;
+
+	if (busy == st->busy_cache)
+		return 0;
+	snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%d",
+		 busy ? st->opt.cache_kib : idle_cache_kib(st));
+	if ((rc = exec(st->db, sql)) == 0)
+		st->busy_cache = busy;
+	return rc;
+}
+
 struct store *store_open(const char *path, const struct store_options *opt,
 			 int *err)
 {
@@ -343,7 +365,7 @@ struct store *store_open(const char *path, const struct store_options *opt,
 		 "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;"
 		 "PRAGMA cache_size = -%d; PRAGMA wal_autocheckpoint = 20000;"
 		 "PRAGMA journal_size_limit = 16777216; PRAGMA temp_store = MEMORY;",
-		 st->opt.sync_full ? "FULL" : "NORMAL", st->opt.cache_kib);
+		 st->opt.sync_full ? "FULL" : "NORMAL", idle_cache_kib(st));
 	if ((rc = exec(st->db, pragmas)) < 0 || (rc = migrate(st->db)) < 0)
 		goto fail;
 	for (int i = 0; i < S_COUNT; i++) {

@@ -33,7 +33,8 @@ struct store_options {
 	bool sync_full;     /* synchronous=FULL (power-safe) vs NORMAL */
 	bool track_gaps;    /* false in a shared subscription: each gateway
 			       sees only part of a station's seqs */
-	int cache_kib;      /* SQLite page cache; 0 = default (4096) */
+	int cache_kib;      /* SQLite page cache under load; 0 = default (4096).
+			       A quarter of it (at least 256) otherwise. */
 	int busy_timeout_ms;/* 0 = default (2000) */
 };
 
@@ -93,6 +94,11 @@ int store_retention_step(struct store *st, int64_t now_ms, int retention_days,
 /* A PASSIVE WAL checkpoint on the store's second connection; any thread,
  * never blocks the writer. Returns 0 or a negative errno. */
 int store_checkpoint(struct store *st);
+
+/* Page cache size: cache_kib while the writer works through a backlog
+ * (busy), a quarter of it otherwise. Writer thread, between transactions.
+ * Returns 0 or a negative errno. */
+int store_set_busy(struct store *st, bool busy);
 
 /* Gap count of a station (for tests and /metrics), or a negative errno;
  * -ENOENT when the station is unknown. Outside a transaction. */
