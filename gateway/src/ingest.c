@@ -82,12 +82,11 @@ struct ack_out {
 struct ack_pend {
 	struct ack_pend *hnext;  /* hash chain */
 	struct ack_pend *rnext;  /* ready list */
-	bool ready;              /* on the ready list (n > 0) */
+	bool ready;              /* on the ready list (seqs.n > 0) */
 	int64_t inflight_until;  /* monotonic ms; 0: no ack in flight */
 	struct ingest_sent sent; /* its PUBACK (or failure) clears inflight_until */
 	struct ingest *in;
-	size_t n, cap;
-	struct agri_seq_range *r;
+	struct agri_seq_set seqs; /* committed, not yet acked */
 	char station[AGRI_ID_MAX + 1];
 };
 
@@ -538,59 +537,6 @@ static struct ack_pend *pend_get(struct ingest *in, const char *station)
 	return p;
 }
 
-/* Adds seq to p's range set (merging neighbours). Seqs come mostly in
- * order, so the common case extends the last range. */
-static int pend_add(struct ack_pend *p, uint64_t seq)
-{
-	size_t lo = 0, hi = p->n;
-	struct agri_seq_range *r = p->r;
-
-	if (p->n && seq >= r[p->n - 1].first) {
-		if (seq <= r[p->n - 1].last + 1) {
-			if (seq > r[p->n - 1].last)
-				r[p->n - 1].last = seq;
-			return 0;
-		}
-		lo = p->n;
-	} else {
-		while (lo < hi) { /* lo: the first range starting after seq */
-			size_t mid = lo + (hi - lo) / 2;
-
-			if (r[mid].first <= seq)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (lo > 0 && seq <= r[lo - 1].last + 1) {
-			if (seq > r[lo - 1].last)
-				r[lo - 1].last = seq;
-			if (lo < p->n && r[lo - 1].last + 1 >= r[lo].first) {
-				r[lo - 1].last = r[lo].last;
-				memmove(&r[lo], &r[lo + 1], (p->n - lo - 1) * sizeof(*r));
-				p->n--;
-			}
-			return 0;
-		}
-		if (lo < p->n && seq + 1 == r[lo].first) {
-			r[lo].first = seq;
-			return 0;
-		}
-	}
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 4;
-		struct agri_seq_range *nr = realloc(p->r, cap * sizeof(*nr));
-
-		if (!nr)
-			return -ENOMEM;
-		p->r = r = nr;
-		p->cap = cap;
-	}
-	memmove(&r[lo + 1], &r[lo], (p->n - lo) * sizeof(*r));
-	r[lo].first = r[lo].last = seq;
-	p->n++;
-	return 0;
-}
-
 static void ready_push(struct ingest *in, struct ack_pend *p)
 {
 	p->ready = true;
@@ -616,15 +562,15 @@ static struct ack_pend *pend_take(struct ingest *in, struct agri_ack *a)
 	*pp = p->rnext;
 	if (in->ready_tail == &p->rnext)
 		in->ready_tail = prev ? &prev->rnext : &in->ready;
-	k = p->n < AGRI_ACK_RANGES_MAX ? p->n : AGRI_ACK_RANGES_MAX;
+	k = p->seqs.n < AGRI_ACK_RANGES_MAX ? p->seqs.n : AGRI_ACK_RANGES_MAX;
 	snprintf(a->station, sizeof(a->station), "%s", p->station);
-	memcpy(a->ranges, p->r, k * sizeof(*p->r));
+	memcpy(a->ranges, p->seqs.r, k * sizeof(*p->seqs.r));
 	a->n = k;
-	memmove(p->r, p->r + k, (p->n - k) * sizeof(*p->r));
-	p->n -= k;
+	memmove(p->seqs.r, p->seqs.r + k, (p->seqs.n - k) * sizeof(*p->seqs.r));
+	p->seqs.n -= k;
 	p->ready = false;
 	p->inflight_until = now + ACK_INFLIGHT_MS;
-	if (p->n)
+	if (p->seqs.n)
 		ready_push(in, p); /* the rest in a later message */
 	return p;
 }
@@ -651,7 +597,7 @@ static void acks_post(struct ingest *in)
 	for (size_t i = 0; i < in->n_acks; i++) {
 		struct ack_pend *p = pend_get(in, in->acks[i].station);
 
-		if (!p || pend_add(p, in->acks[i].seq) < 0) {
+		if (!p || agri_seq_set_add(&p->seqs, in->acks[i].seq) < 0) {
 			/* Out of memory: this seq goes unacked, its station resends. */
 			atomic_fetch_add(&in->health->ack_failures, 1);
 			continue;
@@ -1146,7 +1092,7 @@ void ingest_free(struct ingest *in)
 			struct ack_pend *p = in->ahash[b];
 
 			in->ahash[b] = p->hnext;
-			free(p->r);
+			agri_seq_set_free(&p->seqs);
 			free(p);
 		}
 	}

@@ -116,8 +116,7 @@ struct station {
 	int64_t last_seq;      /* -1: none */
 	int64_t forgotten;     /* holes merged away when ranges overflowed */
 	int64_t dropped;       /* the station's own spool_dropped */
-	size_t nr, cap;
-	struct agri_seq_range *r; /* received seqs, sorted, disjoint, non-adjacent */
+	struct agri_seq_set seqs; /* received seqs */
 };
 
 enum {
@@ -222,7 +221,7 @@ static void htab_clear(struct htab *t, bool free_vals)
 		for (; e; e = next) {
 			next = e->next;
 			if (free_vals && e->val) {
-				free(((struct station *)e->val)->r);
+				agri_seq_set_free(&((struct station *)e->val)->seqs);
 				free(e->val);
 			}
 			free(e);
@@ -440,8 +439,8 @@ static int64_t station_gaps(const struct station *s)
 {
 	int64_t holes = s->forgotten;
 
-	for (size_t i = 1; i < s->nr; i++)
-		holes += (int64_t)(s->r[i].first - s->r[i - 1].last - 1);
+	for (size_t i = 1; i < s->seqs.n; i++)
+		holes += (int64_t)(s->seqs.r[i].first - s->seqs.r[i - 1].last - 1);
 	holes -= s->dropped;
 	return holes > 0 ? holes : 0;
 }
@@ -468,10 +467,10 @@ static int station_flush(struct store *st, struct station *s)
 	if ((rc = step_done(st->s[S_RANGES_DEL])) < 0)
 		return rc;
 	q = st->s[S_RANGES_INS];
-	for (size_t i = 0; i < s->nr; i++) {
+	for (size_t i = 0; i < s->seqs.n; i++) {
 		sqlite3_bind_int64(q, 1, s->id);
-		sqlite3_bind_int64(q, 2, (int64_t)s->r[i].first);
-		sqlite3_bind_int64(q, 3, (int64_t)s->r[i].last);
+		sqlite3_bind_int64(q, 2, (int64_t)s->seqs.r[i].first);
+		sqlite3_bind_int64(q, 3, (int64_t)s->seqs.r[i].last);
 		if ((rc = step_done(q)) < 0)
 			return rc;
 	}
@@ -533,24 +532,6 @@ static int mark_dirty(struct store *st, struct station *s)
 	return 0;
 }
 
-static int ranges_reserve(struct station *s, size_t n)
-{
-	struct agri_seq_range *r;
-	size_t cap;
-
-	if (n <= s->cap)
-		return 0;
-	cap = s->cap ? s->cap * 2 : 4;
-	while (cap < n)
-		cap *= 2;
-	r = realloc(s->r, cap * sizeof(*r));
-	if (!r)
-		return -ENOMEM;
-	s->r = r;
-	s->cap = cap;
-	return 0;
-}
-
 /* Finds or creates station name (its row and cached state). */
 static int station_get(struct store *st, const char *name, struct station **out)
 {
@@ -587,13 +568,13 @@ static int station_get(struct store *st, const char *name, struct station **out)
 	q = st->s[S_RANGES_SEL];
 	sqlite3_bind_int64(q, 1, s->id);
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		if (ranges_reserve(s, s->nr + 1) < 0) {
+		if (agri_seq_set_reserve(&s->seqs, s->seqs.n + 1) < 0) {
 			rc = SQLITE_NOMEM;
 			break;
 		}
-		s->r[s->nr].first = (uint64_t)sqlite3_column_int64(q, 0);
-		s->r[s->nr].last = (uint64_t)sqlite3_column_int64(q, 1);
-		s->nr++;
+		s->seqs.r[s->seqs.n].first = (uint64_t)sqlite3_column_int64(q, 0);
+		s->seqs.r[s->seqs.n].last = (uint64_t)sqlite3_column_int64(q, 1);
+		s->seqs.n++;
 	}
 	sqlite3_reset(q);
 	if (rc != SQLITE_DONE) {
@@ -607,53 +588,24 @@ static int station_get(struct store *st, const char *name, struct station **out)
 	*out = s;
 	return 0;
 fail:
-	free(s->r);
+	agri_seq_set_free(&s->seqs);
 	free(s);
 	return rc;
 }
 
-/* Adds seq to s's sorted ranges. Returns 1 if new, 0 if already there. */
+/* Adds seq to s's ranges. Returns 1 if new, 0 if already there. */
 static int ranges_add(struct station *s, uint64_t seq)
 {
-	size_t lo = 0, hi = s->nr;
+	int added = agri_seq_set_add(&s->seqs, seq);
 
-	/* first range with last >= seq */
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (s->r[mid].last < seq)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo < s->nr && s->r[lo].first <= seq)
-		return 0;
-	if (lo > 0 && s->r[lo - 1].last + 1 == seq) {
-		s->r[lo - 1].last = seq;
-		if (lo < s->nr && s->r[lo].first == seq + 1) {
-			s->r[lo - 1].last = s->r[lo].last;
-			memmove(&s->r[lo], &s->r[lo + 1], (s->nr - lo - 1) * sizeof(*s->r));
-			s->nr--;
-		}
-		return 1;
-	}
-	if (lo < s->nr && s->r[lo].first == seq + 1) {
-		s->r[lo].first = seq;
-		return 1;
-	}
-	if (ranges_reserve(s, s->nr + 1) < 0)
-		return -ENOMEM;
-	memmove(&s->r[lo + 1], &s->r[lo], (s->nr - lo) * sizeof(*s->r));
-	s->r[lo].first = s->r[lo].last = seq;
-	s->nr++;
 	/* Too many holes: the oldest is counted as lost and forgotten. */
-	if (s->nr > RANGES_MAX) {
-		s->forgotten += (int64_t)(s->r[1].first - s->r[0].last - 1);
-		s->r[0].last = s->r[1].last;
-		memmove(&s->r[1], &s->r[2], (s->nr - 2) * sizeof(*s->r));
-		s->nr--;
+	if (added == 1 && s->seqs.n > RANGES_MAX) {
+		s->forgotten += (int64_t)(s->seqs.r[1].first - s->seqs.r[0].last - 1);
+		s->seqs.r[0].last = s->seqs.r[1].last;
+		memmove(&s->seqs.r[1], &s->seqs.r[2], (s->seqs.n - 2) * sizeof(*s->seqs.r));
+		s->seqs.n--;
 	}
-	return 1;
+	return added;
 }
 
 int store_note_seq(struct store *st, const char *station, uint64_t seq,

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "agri/json.h"
@@ -847,6 +848,66 @@ int agri_ack_add(struct agri_ack *a, uint64_t seq)
 	a->ranges[i].first = a->ranges[i].last = seq;
 	a->n++;
 	return 0;
+}
+
+int agri_seq_set_reserve(struct agri_seq_set *s, size_t n)
+{
+	struct agri_seq_range *r;
+	size_t cap;
+
+	if (n <= s->cap)
+		return 0;
+	cap = s->cap ? s->cap * 2 : 4;
+	while (cap < n)
+		cap *= 2;
+	r = realloc(s->r, cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	s->r = r;
+	s->cap = cap;
+	return 0;
+}
+
+int agri_seq_set_add(struct agri_seq_set *s, uint64_t seq)
+{
+	size_t lo = 0, hi = s->n;
+
+	/* lo: the first range with last >= seq */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->r[mid].last < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < s->n && s->r[lo].first <= seq)
+		return 0;
+	if (lo > 0 && s->r[lo - 1].last + 1 == seq) {
+		s->r[lo - 1].last = seq;
+		if (lo < s->n && s->r[lo].first == seq + 1) {
+			s->r[lo - 1].last = s->r[lo].last;
+			memmove(&s->r[lo], &s->r[lo + 1], (s->n - lo - 1) * sizeof(*s->r));
+			s->n--;
+		}
+		return 1;
+	}
+	if (lo < s->n && s->r[lo].first == seq + 1) {
+		s->r[lo].first = seq;
+		return 1;
+	}
+	if (agri_seq_set_reserve(s, s->n + 1) < 0)
+		return -ENOMEM;
+	memmove(&s->r[lo + 1], &s->r[lo], (s->n - lo) * sizeof(*s->r));
+	s->r[lo].first = s->r[lo].last = seq;
+	s->n++;
+	return 1;
+}
+
+void agri_seq_set_free(struct agri_seq_set *s)
+{
+	free(s->r);
+	*s = (struct agri_seq_set){0};
 }
 
 /* ---- config ack and the config envelope ---- */

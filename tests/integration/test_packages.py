@@ -195,24 +195,30 @@ def host_packages(work):
                                                   res.returncode, res.stderr.strip()[-300:]))
     if "agri-station" not in debs:
         return
-    check_station(debs["agri-station"], "amd64", work)
-
-    if "agri-gateway" in debs:
-        check_gateway(debs["agri-gateway"], "amd64", work)
-    if "agri-tools" in debs:
-        check_tools(debs["agri-tools"], "amd64")
+    root = check_package_set(debs, "amd64", work)
 
     # The packaged programs run.
-    root = os.path.join(work, "root-amd64")
-    for d in debs.values():
-        sh(["dpkg-deb", "-x", d, root])
-    for d in debs.values():
-        check_needed(d, root)
     for prog in ("agri-station", "agri-gateway", "agrictl", "agri-sim"):
         p = os.path.join(root, "usr", "bin", prog)
         res = sh([p, "--help"], timeout=30) if os.path.exists(p) else None
         R.check(res is not None and res.returncode == 0 and "usage" in res.stdout.lower(),
                 "packaged amd64 %s --help: exit 0" % prog)
+
+
+def check_package_set(debs, arch, work):
+    """Each package's contents, then all of them unpacked into one root
+    whose programs' libraries must be covered by the Depends. Returns the root."""
+    check_station(debs["agri-station"], arch, work)
+    if "agri-gateway" in debs:
+        check_gateway(debs["agri-gateway"], arch, work)
+    if "agri-tools" in debs:
+        check_tools(debs["agri-tools"], arch)
+    root = os.path.join(work, "root-" + arch)
+    for d in debs.values():
+        sh(["dpkg-deb", "-x", d, root])
+    for d in debs.values():
+        check_needed(d, root)
+    return root
 
 
 def once_config(work, root, sim_port, name):
@@ -237,17 +243,7 @@ def arm64_packages(work):
             % (sorted(debs), res.returncode, "" if ok else " " + res.stderr.strip()[-500:]))
     if "agri-station" not in debs:
         return
-    check_station(debs["agri-station"], "arm64", work)
-    if "agri-gateway" in debs:
-        check_gateway(debs["agri-gateway"], "arm64", work)
-    if "agri-tools" in debs:
-        check_tools(debs["agri-tools"], "arm64")
-
-    root = os.path.join(work, "root-arm64")
-    for d in debs.values():
-        sh(["dpkg-deb", "-x", d, root])
-    for d in debs.values():
-        check_needed(d, root)
+    root = check_package_set(debs, "arm64", work)
     prog = os.path.join(root, "usr", "bin", "agri-station")
     res = sh(["file", "-b", prog])
     R.check("aarch64" in res.stdout, "the packaged agri-station is an aarch64 program (%s)" % res.stdout.strip()[:60])

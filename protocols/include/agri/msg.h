@@ -151,6 +151,19 @@ int agri_ack_encode(const struct agri_ack *a, char *buf, size_t len);
  * sorted). Returns 0, or -ENOSPC when a new range would not fit. */
 int agri_ack_add(struct agri_ack *a, uint64_t seq);
 
+/* A growable set of seqs kept as sorted, disjoint, non-adjacent ranges
+ * (the gateway's received seqs per station, its pending acks). Zeroed =
+ * empty; agri_seq_set_free() releases it. */
+struct agri_seq_set {
+	struct agri_seq_range *r;
+	size_t n, cap;
+};
+/* Adds seq. Returns 1 if it was new, 0 if already there, -ENOMEM. */
+int agri_seq_set_add(struct agri_seq_set *s, uint64_t seq);
+/* Room for n ranges (to append sorted ranges directly). 0 or -ENOMEM. */
+int agri_seq_set_reserve(struct agri_seq_set *s, size_t n);
+void agri_seq_set_free(struct agri_seq_set *s);
+
 /* Config ack: {"v":1,"station":..,"version":N,"result":"applied"|"rejected","error":".."} */
 struct agri_config_ack {
 	char station[AGRI_ID_MAX + 1];
