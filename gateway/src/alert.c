@@ -94,7 +94,7 @@ struct akey {
 	bool in_new;                /* on eng->dirtyv */
 	bool deferred;              /* on eng->defv */
 	uint64_t saved_major;       /* hash of the decision state last written (0: unknown) */
-	int64_t saved_at_ms;        /* when this key was last written (export's now) */
+	int64_t queued_ms;          /* when it joined eng->defv (export's now) */
 	struct arec *rec;
 	int64_t last_ts;            /* newest reading ts (window/rate/peak) */
 	int64_t seen_ms;            /* now-time of the last data (no_data, station) */
@@ -127,9 +127,10 @@ struct alert_engine {
 	size_t n_undo, cap_undo;
 	struct akey **dirtyv;       /* keys touched since the last export */
 	size_t n_dirty, cap_dirty;
-	struct akey **defv;         /* dirty keys whose write waits (evidence only) */
-	size_t n_def, cap_def;
-	int64_t next_def_scan_ms;
+	struct akey **defv;         /* dirty keys whose write waits (evidence only), */
+	size_t def_head, n_def, cap_def; /* a queue: defv[def_head..n_def) */
+	double def_credit;          /* ... written at a pace (export_waiting()) */
+	int64_t def_last_ms;
 	bool no_undo;               /* alert_engine_set_undo(false) */
 	bool dirty_oom;             /* dirtyv could not grow: export scans every key */
 	uint8_t *buf;               /* export scratch */
@@ -718,7 +719,7 @@ static void mark_dirty(struct alert_engine *eng, struct akey *k)
  * export): every dirty key is new again. */
 static void dirty_rebuild(struct alert_engine *eng)
 {
-	eng->n_dirty = eng->n_def = 0;
+	eng->n_dirty = eng->n_def = eng->def_head = 0;
 	eng->dirty_oom = false;
 	for (size_t i = 0; i < eng->n; i++) {
 		eng->keys[i]->in_new = eng->keys[i]->deferred = false;
@@ -1805,7 +1806,7 @@ static void key_name(const struct alert_engine *eng, const struct akey *k,
 
 /* Writes k through fn. h: its major hash (0: not deferrable). */
 static int export_one(struct alert_engine *eng, struct akey *k, uint64_t h,
-		      int64_t now_ms, struct wbuf *w,
+		      struct wbuf *w,
 		      int (*fn)(void *ctx, const char *key, const void *blob, size_t len),
 		      void *ctx)
 {
@@ -1821,15 +1822,57 @@ static int export_one(struct alert_engine *eng, struct akey *k, uint64_t h,
 		return rc;
 	k->dirty = false;
 	k->saved_major = h;
-	k->saved_at_ms = now_ms;
 	return 0;
 }
 
-/* Waiting keys are written in slices (at most DEFERRED_SLICE every
- * DEFERRED_SCAN_MS), so that thousands of keys falling due together do
- * not make one slow commit. */
-#define DEFERRED_SCAN_MS 200
-#define DEFERRED_SLICE 256
+/* Writes waiting keys oldest first, at a steady pace: the queue spread
+ * evenly until its newest key has waited defer_ms, so that thousands of
+ * keys touched together are written a few per commit, not in one slow
+ * one; a key that has waited defer_ms goes at once. In a steady stream
+ * each key waits about defer_ms. defer_ms <= 0: all now. */
+static int export_waiting(struct alert_engine *eng, int64_t now_ms, int64_t defer_ms,
+			  struct wbuf *w,
+			  int (*fn)(void *ctx, const char *key, const void *blob, size_t len),
+			  void *ctx)
+{
+	size_t waiting = eng->n_def - eng->def_head;
+	int count = 0, rc;
+
+	if (waiting && defer_ms > 0) {
+		int64_t dt = now_ms - eng->def_last_ms;
+		int64_t horizon = eng->defv[eng->n_def - 1]->queued_ms + defer_ms - eng->def_last_ms;
+
+		if (dt > 0)
+			eng->def_credit += dt >= horizon ? (double)waiting
+					 : (double)waiting * (double)dt / (double)horizon;
+	}
+	eng->def_last_ms = now_ms;
+	while (eng->def_head < eng->n_def) {
+		struct akey *k = eng->defv[eng->def_head];
+
+		if (k->dirty) { /* (a key written since just leaves) */
+			if (defer_ms > 0 && eng->def_credit < 1.0 && now_ms - k->queued_ms < defer_ms)
+				break;
+			rc = export_one(eng, k, major_hash(eng, k, w), w, fn, ctx);
+			if (rc < 0)
+				return rc;
+			eng->def_credit = eng->def_credit > 1.0 ? eng->def_credit - 1.0 : 0;
+			count++;
+		}
+		k->deferred = false;
+		eng->def_head++;
+	}
+	if (eng->def_head == eng->n_def) {
+		eng->def_head = eng->n_def = 0;
+		eng->def_credit = 0;
+	} else if (eng->def_head >= eng->n_def / 2) {
+		memmove(eng->defv, eng->defv + eng->def_head,
+			(eng->n_def - eng->def_head) * sizeof(*eng->defv));
+		eng->n_def -= eng->def_head;
+		eng->def_head = 0;
+	}
+	return count;
+}
 
 static int export_keys(struct alert_engine *eng, bool dirty_only, int64_t now_ms,
 		       int64_t defer_ms,
@@ -1846,7 +1889,7 @@ static int export_keys(struct alert_engine *eng, bool dirty_only, int64_t now_ms
 			if (dirty_only && !k->dirty)
 				continue;
 			rc = export_one(eng, k, deferrable(eng, k) ? major_hash(eng, k, &w) : 0,
-					now_ms, &w, fn, ctx);
+					&w, fn, ctx);
 			count += rc >= 0;
 		}
 		dirty_rebuild(eng);
@@ -1863,41 +1906,27 @@ static int export_keys(struct alert_engine *eng, bool dirty_only, int64_t now_ms
 			continue;
 		if (deferrable(eng, k)) {
 			h = major_hash(eng, k, &w);
-			if (defer_ms > 0 && h == k->saved_major && now_ms - k->saved_at_ms < defer_ms) {
-				if (!k->deferred)
+			if (defer_ms > 0 && h == k->saved_major) {
+				if (!k->deferred) {
+					k->queued_ms = now_ms;
 					k->deferred = key_push(eng, &eng->defv, &eng->n_def,
 							       &eng->cap_def, k);
+				}
 				continue;
 			}
 		}
-		rc = export_one(eng, k, h, now_ms, &w, fn, ctx);
+		rc = export_one(eng, k, h, &w, fn, ctx);
 		count += rc >= 0;
 	}
 	if (rc >= 0)
 		eng->n_dirty = 0;
-	/* The waiting keys whose time has come (about once a second). */
-	if (rc >= 0 && (defer_ms <= 0 || now_ms >= eng->next_def_scan_ms)) {
-		size_t keep = 0;
-		int budget = defer_ms <= 0 ? INT32_MAX : DEFERRED_SLICE;
+	if (rc >= 0) {
+		int n = export_waiting(eng, now_ms, defer_ms, &w, fn, ctx);
 
-		eng->next_def_scan_ms = now_ms + DEFERRED_SCAN_MS;
-		for (size_t i = 0; i < eng->n_def; i++) {
-			struct akey *k = eng->defv[i];
-
-			if (rc >= 0 && k->dirty && budget > 0 &&
-			    (defer_ms <= 0 || now_ms - k->saved_at_ms >= defer_ms)) {
-				budget--;
-				rc = export_one(eng, k, major_hash(eng, k, &w), now_ms, &w, fn, ctx);
-				count += rc >= 0;
-			}
-			if (k->dirty && rc >= 0)
-				eng->defv[keep++] = k;
-			else if (rc >= 0)
-				k->deferred = false;
-			else
-				eng->defv[keep++] = k;
-		}
-		eng->n_def = keep;
+		if (n < 0)
+			rc = n;
+		else
+			count += n;
 	}
 	if (rc < 0)
 		dirty_rebuild(eng); /* what was not written stays dirty */
@@ -1945,7 +1974,6 @@ int alert_engine_import(struct alert_engine *eng, const char *key,
 		eng->buf = w.p;
 		eng->buf_cap = w.cap;
 	}
-	k->saved_at_ms = 0;
 	return rc;
 }
 

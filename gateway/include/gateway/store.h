@@ -92,7 +92,8 @@ int store_retention_step(struct store *st, int64_t now_ms, int retention_days,
 			 int max_rows);
 
 /* A PASSIVE WAL checkpoint on the store's second connection; any thread,
- * never blocks the writer. Returns 0 or a negative errno. */
+ * never blocks the writer. Returns the number of WAL frames now in the
+ * database file (0: none yet, or the WAL was empty) or a negative errno. */
 int store_checkpoint(struct store *st);
 
 /* Page cache size: cache_kib while the writer works through a backlog
