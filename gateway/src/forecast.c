@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include <gsl/gsl_errno.h>
+#include <gsl/gsl_linalg.h>
 #include <gsl/gsl_multifit.h>
 
 #include "agri/msg.h"
@@ -327,58 +328,94 @@ struct fit {
 	double tau;  /* integrated autocorrelation time, slots */
 };
 
+/* Rows folded into the triangle at a time (see solve()). */
+#define QR_BLOCK 256
+
 /*
  * Weighted least squares of y on the model's rows for v[0..n); weights
  * decay with age (half-life m->half_life_h; 0: equal weights), so the
  * level and the constituents follow the recent record. f->sd is the
  * weighted residual sd.
+ *
+ * In O(p^2) memory whatever n (30 days at 5 min were 2 n x p matrices,
+ * 8 MiB): the weighted rows [sqrt(w) x | sqrt(w) y] are folded QR_BLOCK
+ * at a time into a (p+1) x (p+1) triangle R (Householder QR of R stacked
+ * on the block). X = QR has X's singular values and right singular
+ * vectors, and its column norms, so the truncated SVD of R's p x p part
+ * against its last column gives the same coefficients and (X'WX)^-1;
+ * R's corner is the residual part no coefficient can reach.
  */
 static int solve(const struct model *m, const struct forecast_sample *v,
 		 const double *y, size_t n, struct fit *f)
 {
-	gsl_multifit_linear_workspace *w = gsl_multifit_linear_alloc(n, m->p);
-	gsl_matrix *X = gsl_matrix_alloc(n, m->p);
-	gsl_vector *Y = gsl_vector_alloc(n);
-	gsl_vector *W = gsl_vector_alloc(n);
-	double chisq, row[PARAMS_MAX], sw = 0, sw2 = 0;
-	size_t rank;
+	const size_t p = m->p, q = p + 1;
+	gsl_matrix *A = gsl_matrix_calloc(q + QR_BLOCK, q);
+	gsl_vector *tau = gsl_vector_alloc(q);
+	gsl_matrix_view R = {0};
+	gsl_vector_view z = {0};
+	gsl_vector *ones = gsl_vector_alloc(p);
+	gsl_multifit_linear_workspace *w = gsl_multifit_linear_alloc(p, p);
+	double chisq, corner, row[PARAMS_MAX], sw = 0, sw2 = 0;
+	size_t rank, i = 0;
 	int ret = -ENOMEM;
 
-	if (!w || !X || !Y || !W)
+	if (!A || !tau || !ones || !w)
 		goto out;
-	for (size_t i = 0; i < n; i++) {
-		double age_h = (double)(m->t0_ms - v[i].ts_ms) / (double)HOUR_MS;
-		double wi = m->half_life_h > 0 ? exp2(-age_h / m->half_life_h) : 1.0;
+	while (i < n) {
+		size_t b = 0;
 
-		model_row(m, v[i].ts_ms, row);
-		for (size_t j = 0; j < m->p; j++)
-			gsl_matrix_set(X, i, j, row[j]);
-		gsl_vector_set(Y, i, y[i]);
-		gsl_vector_set(W, i, wi);
-		sw += wi;
-		sw2 += wi * wi;
+		/* rows q.. of A: the next block, weighted */
+		for (; b < QR_BLOCK && i < n; b++, i++) {
+			double age_h = (double)(m->t0_ms - v[i].ts_ms) / (double)HOUR_MS;
+			double wi = m->half_life_h > 0 ? exp2(-age_h / m->half_life_h) : 1.0;
+			double sq = sqrt(wi);
+
+			model_row(m, v[i].ts_ms, row);
+			for (size_t j = 0; j < p; j++)
+				gsl_matrix_set(A, q + b, j, sq * row[j]);
+			gsl_matrix_set(A, q + b, p, sq * y[i]);
+			sw += wi;
+			sw2 += wi * wi;
+		}
+		for (; b < QR_BLOCK; b++)
+			for (size_t j = 0; j < q; j++)
+				gsl_matrix_set(A, q + b, j, 0);
+		if (gsl_linalg_QR_decomp(A, tau)) {
+			ret = -EDOM;
+			goto out;
+		}
+		/* keep R (rows 0..q, upper triangle); the reflectors go */
+		for (size_t r = 0; r < q; r++)
+			for (size_t j = 0; j < r; j++)
+				gsl_matrix_set(A, r, j, 0);
 	}
+	gsl_vector_set_all(ones, 1.0);
+	R = gsl_matrix_submatrix(A, 0, 0, p, p);
+	z = gsl_matrix_subcolumn(A, p, 0, p);
+	corner = gsl_matrix_get(A, p, p);
 	/* Truncated SVD: columns are O(1), so a relative tolerance of 1e-8
 	 * only cuts combinations the data cannot tell apart. */
-	if (gsl_multifit_wlinear_tsvd(X, W, Y, 1e-8, f->c, f->cov, &chisq, &rank, w)) {
+	if (gsl_multifit_wlinear_tsvd(&R.matrix, ones, &z.vector, 1e-8, f->c, f->cov,
+				      &chisq, &rank, w)) {
 		ret = -EDOM;
 		goto out;
 	}
+	chisq += corner * corner;
 	/* Residual sd with the weights' effective sample size
 	 * (sum w)^2 / sum w^2. GSL returns cov = (X'WX)^-1, as if the
 	 * weights were inverse variances; scale it by the residual variance. */
 	{
 		double n_eff = sw * sw / sw2;
-		double dof = n_eff > (double)m->p + 1 ? n_eff - (double)m->p : 1;
+		double dof = n_eff > (double)p + 1 ? n_eff - (double)p : 1;
 
 		f->sd = sqrt(chisq / sw * n_eff / dof);
 		gsl_matrix_scale(f->cov, f->sd * f->sd);
 	}
 	ret = 0;
 out:
-	gsl_matrix_free(X);
-	gsl_vector_free(Y);
-	gsl_vector_free(W);
+	gsl_matrix_free(A);
+	gsl_vector_free(tau);
+	gsl_vector_free(ones);
 	gsl_multifit_linear_free(w);
 	return ret;
 }
