@@ -38,7 +38,7 @@ void gateway_config_defaults(struct gateway_config *c)
 	c->db.retention_days = 400;
 	snprintf(c->db.synchronous, sizeof(c->db.synchronous), "full");
 	c->db.cache_kib = 2048;
-	c->db.queue_max = 4096;
+	c->db.queue_max = 1024;
 	c->db.batch_max = 256;
 	snprintf(c->notify.sms.method, sizeof(c->notify.sms.method), "POST");
 	snprintf(c->notify.sms.body, sizeof(c->notify.sms.body), "to={to}&text={text}");

@@ -611,6 +611,9 @@ int forecasting_start(struct forecasting *f)
 	if (rc != SQLITE_OK)
 		return store_errno(rc);
 	sqlite3_busy_timeout(f->ro, 2000);
+	/* A fit reads its station's readings once, in order: SQLite's
+	 * default 2 MiB cache would only hold pages never read again. */
+	sqlite3_exec(f->ro, "PRAGMA cache_size = -128", NULL, NULL, NULL);
 	/* Every station that has salinity gets a forecast (or its reason). */
 	if (sqlite3_prepare_v2(f->ro, "SELECT DISTINCT st.name FROM series se JOIN stations st"
 				      " ON st.id = se.station_id WHERE se.metric = 'salinity'",

@@ -183,9 +183,9 @@ struct ingest *ingest_new(struct store *st, const struct ingest_options *opt,
 		 in->opt.topic_prefix ? in->opt.topic_prefix : AGRI_TOPIC_PREFIX_DEFAULT);
 	in->opt.topic_prefix = in->prefix;
 	if (!in->opt.queue_max)
-		in->opt.queue_max = 4096;
+		in->opt.queue_max = 1024;
 	if (!in->opt.queue_bytes_max)
-		in->opt.queue_bytes_max = 2u << 20;
+		in->opt.queue_bytes_max = 1u << 20;
 	if (!in->opt.batch_max)
 		in->opt.batch_max = 256;
 	if (in->opt.full_wait_ms <= 0)

@@ -155,10 +155,13 @@ int alert_engine_export(struct alert_engine *eng, bool dirty_only,
  * As alert_engine_export(dirty_only), but a threshold, ladder or no_data
  * key (and a station record) whose decision state (levels on, hold
  * starts, open alert, offline) is as last written, so that only its
- * evidence changed (newest reading ts and value, last seen), is written
- * only once its last write is defer_ms old (now_ms: the caller's clock);
- * it stays dirty until then. A crash loses at most defer_ms of such
- * evidence (docs/alerts.md "Persistence").
+ * evidence changed (newest reading ts and value, last seen), waits in a
+ * queue written oldest first at a steady pace over the calls (now_ms: the
+ * caller's clock), so that each such key waits about defer_ms (one that
+ * has waited defer_ms goes in the next call), and keys touched together
+ * are written a few per call; it stays
+ * dirty until then. A crash loses at most defer_ms of such evidence
+ * (docs/alerts.md "Persistence"). defer_ms <= 0: everything now.
  */
 int alert_engine_export_due(struct alert_engine *eng, int64_t now_ms, int64_t defer_ms,
 			    int (*fn)(void *ctx, const char *key, const void *blob,

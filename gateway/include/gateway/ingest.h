@@ -82,8 +82,8 @@ struct ingest_hook {
 
 struct ingest_options {
 	const char *topic_prefix;  /* default agri/v1 */
-	size_t queue_max;          /* messages; default 4096 */
-	size_t queue_bytes_max;    /* payload bytes; default 2 MiB */
+	size_t queue_max;          /* messages; default 1024 */
+	size_t queue_bytes_max;    /* payload bytes; default 1 MiB */
 	size_t batch_max;          /* messages per commit; default 256 */
 	int retention_days;        /* 0: keep raw readings forever */
 	int64_t full_wait_ms;      /* how long ingest_offer() waits for room; default 1000 */
