@@ -1950,7 +1950,7 @@ static int export_waiting(struct alert_engine *eng, int64_t now_ms, int64_t defe
 	int count = 0, rc;
 
 	if (waiting && defer_ms > 0) {
-		int64_t dt = now_ms - eng->def_last_ms;
+		int64_t dt = eng->def_last_ms ? now_ms - eng->def_last_ms : 0;
 		int64_t horizon = eng->defv[eng->n_def - 1]->queued_ms + defer_ms - eng->def_last_ms;
 
 		if (dt > 0)
