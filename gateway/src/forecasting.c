@@ -501,12 +501,18 @@ static void *worker_main(void *arg)
 	while (!f->stop) {
 		char name[AGRI_ID_MAX + 1] = "";
 		int64_t now = util_mono_ms();
+		/* A catch-up would refit every station on partial data every
+		 * REFIT_MS and publish each retained document; their PUBACKs
+		 * queue behind the backlog, so paho held ~150 copies (3 MiB in
+		 * scripts/bench-gateway --full). Refits wait for it to end. */
+		bool backlog = ingest_backlogged(f->in);
 		struct timespec until;
 
 		for (size_t i = 0; i < f->n_stations; i++) {
 			struct fc_station *s = &f->stations[i];
 			bool due = s->fitted_mono == 0 ||
-				   (s->dirty && now - s->fitted_mono >= FORECASTING_REFIT_MS) ||
+				   (s->dirty && now - s->fitted_mono >= FORECASTING_REFIT_MS &&
+				    !backlog) ||
 				   now - s->fitted_mono >= FORECASTING_MAX_AGE_MS;
 
 			if (due && (s->dirty || s->fitted_mono)) {

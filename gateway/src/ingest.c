@@ -139,6 +139,7 @@ struct ingest {
 	int64_t next_tick_ms;
 	int64_t busy_until_ms;     /* monotonic; the store's cache is big until then */
 	bool cache_busy;
+	atomic_bool backlog;       /* busy_until_ms is ahead (any thread reads) */
 };
 
 static void acks_send_inline(struct ingest *in, int max);
@@ -934,6 +935,7 @@ static void cache_follow_load(struct ingest *in, size_t n)
 	if (n >= BUSY_BATCH)
 		in->busy_until_ms = now + BUSY_LINGER_MS;
 	busy = now < in->busy_until_ms;
+	atomic_store(&in->backlog, busy);
 	if (busy != in->cache_busy && store_set_busy(in->st, busy) == 0)
 		in->cache_busy = busy;
 }
@@ -1032,6 +1034,11 @@ bool ingest_stopping(struct ingest *in)
 	stopping = in->stopping;
 	pthread_mutex_unlock(&in->mu);
 	return stopping;
+}
+
+bool ingest_backlogged(struct ingest *in)
+{
+	return atomic_load(&in->backlog);
 }
 
 int ingest_flush(struct ingest *in, int64_t timeout_ms)

@@ -4,9 +4,10 @@
  *
  * - An ingest hook notes which stations got new ok salinity readings.
  * - A worker thread refits a noted station at most every
- *   FORECASTING_REFIT_MS and at least every FORECASTING_MAX_AGE_MS, on its
- *   own read-only SQLite connection (never blocking ingest), so a forecast
- *   reflects new data within 60 s; the result (or the reason there is
+ *   FORECASTING_REFIT_MS and at least every FORECASTING_MAX_AGE_MS (while
+ *   the writer works through a backlog, only then), on its own read-only
+ *   SQLite connection (never blocking ingest), so a forecast reflects new
+ *   data within 60 s; the result (or the reason there is
  *   none) is saved through the writer (ingest_call) into `forecasts` and
  *   `forecast_windows` (views v_forecasts, v_forecast_windows), published
  *   retained on <prefix>/forecast/<station>/salinity, and served by the

@@ -107,6 +107,11 @@ int ingest_start(struct ingest *in);
 /* True once ingest_stop() began (hooks: write what you deferred). */
 bool ingest_stopping(struct ingest *in);
 
+/* True while the writer works through a backlog (batches of 128+
+ * messages, until 10 s after the last): work that can wait (refitting
+ * forecasts) waits. Any thread. */
+bool ingest_backlogged(struct ingest *in);
+
 int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
 		 const void *payload, size_t len);
 
