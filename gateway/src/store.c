@@ -305,7 +305,6 @@ static int migrate(sqlite3 *db)
 	return 0;
 }
 
-/* The page cache while the writer keeps up: a quarter of cache_kib. */
 /* The writer's own checkpoint (see store_open()): after few frames while
  * it keeps up (each is quick, commits stay short), after more during a
  * backlog (hot pages copied once per checkpoint, not once per few
@@ -313,6 +312,7 @@ static int migrate(sqlite3 *db)
 #define WAL_CKPT_IDLE 1000
 #define WAL_CKPT_BUSY 4000
 
+/* The page cache while the writer keeps up: a quarter of cache_kib. */
 static int idle_cache_kib(const struct store *st)
 {
 	return st->opt.cache_kib / 4 > 256 ? st->opt.cache_kib / 4 : 256;
