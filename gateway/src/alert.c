@@ -862,13 +862,17 @@ static bool metric_used(const struct rule *R, const char *metric)
 	return !R->metric[0] || !strcmp(R->metric, metric);
 }
 
+/* A no_data rule kept per station (one key per station, sensor ""). */
+static bool per_station(const struct rule *R)
+{
+	return R->kind == RULE_NO_DATA && !R->per_sensor;
+}
+
 /* A rule that every reading meets (a station's no_data) or whose metric
  * is any. */
 static bool rule_any_metric(const struct rule *R)
 {
-	if (R->kind == RULE_NO_DATA && !R->per_sensor)
-		return true;
-	return R->kind != RULE_THRESHOLD && !R->metric[0];
+	return per_station(R) || (R->kind != RULE_THRESHOLD && !R->metric[0]);
 }
 
 static int by_metric_add(struct alert_engine *eng, const char *metric)
@@ -1602,11 +1606,11 @@ int alert_engine_reading(struct alert_engine *eng, const char *station,
 	for (size_t j = 0; j < mr->n; j++) {
 		int i = mr->rule[j];
 		const struct rule *R = &eng->rules->v[i];
-		bool per_station = R->kind == RULE_NO_DATA && !R->per_sensor;
+		bool whole = per_station(R);
 
-		if (!rule_matches(R, station, per_station ? "" : r->sensor))
+		if (!rule_matches(R, station, whole ? "" : r->sensor))
 			continue;
-		if (per_station) {
+		if (whole) {
 			k = key_find_h(eng, rule_hash(at_station, i), i, station, "");
 			if (!k || !rec_open_active(k))
 				continue;
@@ -1693,7 +1697,7 @@ int alert_engine_status(struct alert_engine *eng, const char *station,
 	for (size_t i = 0; i < eng->rules->n; i++) {
 		const struct rule *R = &eng->rules->v[i];
 
-		if (R->kind != RULE_NO_DATA || R->per_sensor ||
+		if (!per_station(R) ||
 		    !rule_matches(R, station, "") ||
 		    !rule_active_at(R, now_ms, eng->rules->utc_offset_min))
 			continue;
@@ -1731,7 +1735,7 @@ int alert_engine_tick(struct alert_engine *eng, int64_t now_ms,
 				const struct rule *S = &eng->rules->v[i];
 				struct akey *sk;
 
-				if (S->kind != RULE_NO_DATA || S->per_sensor ||
+				if (!per_station(S) ||
 				    (!k->offline && (from == NONE ||
 						     now_ms - from < S->after_s * 1000)) ||
 				    !rule_matches(S, k->station, "") ||
@@ -1818,7 +1822,7 @@ static int parse_key(const struct alert_engine *eng, const char *id, int *rule,
 	R = rules_find(eng->rules, buf);
 	if (!R || !agri_station_id_valid(a) || (b && !agri_ident_valid(b)))
 		return -ENOENT;
-	if ((R->kind == RULE_NO_DATA && !R->per_sensor) != !b)
+	if (per_station(R) != !b)
 		return -ENOENT;
 	if (!rule_matches(R, a, b ? b : ""))
 		return -ENOENT;
