@@ -37,6 +37,7 @@
 struct fc_station {
 	char name[AGRI_ID_MAX + 1];
 	bool dirty;          /* new ok salinity readings since the last fit */
+	bool in_txn;         /* ... in the writer's open transaction */
 	int64_t fitted_mono; /* when it was last fitted (0: never) */
 	char *doc;           /* the §13 document, or NULL */
 	size_t doc_len;
@@ -76,6 +77,7 @@ struct forecasting {
 	/* writer thread */
 	struct pending_adv pending[PENDING_MAX];
 	size_t n_pending;
+	bool txn_salinity;   /* some station's in_txn is set */
 };
 
 static const char *const schema =
@@ -183,12 +185,34 @@ static int on_telemetry(void *ctx, struct store *st, const struct agri_telemetry
 	if (any) {
 		struct fc_station *s;
 
+		/* Dirty only once committed: a fit that read the database
+		 * before the commit would miss these readings, and nothing
+		 * would ask for another fit until FORECASTING_MAX_AGE_MS. */
 		pthread_mutex_lock(&f->mu);
-		if ((s = station_get(f, t->station, true)))
-			s->dirty = true;
+		if ((s = station_get(f, t->station, true))) {
+			s->in_txn = true;
+			f->txn_salinity = true;
+		}
 		pthread_mutex_unlock(&f->mu);
 	}
 	return 0;
+}
+
+/* Commit (dirty = true) or rollback (dirty unchanged) of the stations
+ * marked in the transaction. Writer thread. */
+static void txn_end(struct forecasting *f, bool committed)
+{
+	if (!f->txn_salinity)
+		return;
+	f->txn_salinity = false;
+	pthread_mutex_lock(&f->mu);
+	for (size_t i = 0; i < f->n_stations; i++) {
+		struct fc_station *s = &f->stations[i];
+
+		s->dirty |= committed && s->in_txn;
+		s->in_txn = false;
+	}
+	pthread_mutex_unlock(&f->mu);
 }
 
 static void pending_clear(struct forecasting *f)
@@ -202,6 +226,7 @@ static void on_commit(void *ctx)
 {
 	struct forecasting *f = ctx;
 
+	txn_end(f, true);
 	for (size_t i = 0; i < f->n_pending; i++)
 		ingest_publish_later(f->in, f->pending[i].topic, f->pending[i].doc,
 				     f->pending[i].len, true);
@@ -211,6 +236,7 @@ static void on_commit(void *ctx)
 
 static void on_rollback(void *ctx)
 {
+	txn_end(ctx, false);
 	pending_clear(ctx);
 }
 
