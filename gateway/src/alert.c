@@ -99,6 +99,7 @@ struct akey {
 	int64_t last_ts;            /* newest reading ts (window/rate/peak) */
 	int64_t seen_ms;            /* now-time of the last data (no_data, station) */
 	bool offline;               /* station record: status offline */
+	uint32_t st_keys, st_open;  /* station record: its rule keys, open alerts */
 	union {
 		struct lvl_state lv;
 		struct peak_state pk;
@@ -146,8 +147,10 @@ struct alert_engine {
 	bool dirty_oom;             /* dirtyv could not grow: export scans every key */
 	uint8_t *buf;               /* export scratch */
 	size_t buf_cap;
-	uint64_t keys_refused, late;
+	uint64_t keys_refused, late, raises_refused;
 	size_t open;
+	size_t keys_per_station, open_per_station; /* 0: no limit */
+	bool refused;               /* the last key_get_h() hit a cap (not ENOMEM) */
 };
 
 /* Emission context shared by the helpers. */
@@ -468,6 +471,20 @@ static size_t state_size(const struct alert_engine *eng, int rule)
 	return 0;
 }
 
+static struct akey *key_find(const struct alert_engine *eng, int rule,
+			     const char *station, const char *sensor);
+
+/* Counts an alert record opened (+1) or freed (-1) on k, for the engine
+ * and for k's station (its budget of open alerts). */
+static void open_add(struct alert_engine *eng, const struct akey *k, int d)
+{
+	struct akey *st = k->rule >= 0 ? key_find(eng, -1, k->station, "") : NULL;
+
+	eng->open += (size_t)(ssize_t)d;
+	if (st && (d > 0 || st->st_open > 0))
+		st->st_open += (uint32_t)d;
+}
+
 static void state_reset(struct alert_engine *eng, struct akey *k)
 {
 	const struct rule *R = key_rule(eng, k);
@@ -475,7 +492,7 @@ static void state_reset(struct alert_engine *eng, struct akey *k)
 	if (k->rec) {
 		free(k->rec);
 		k->rec = NULL;
-		eng->open--;
+		open_add(eng, k, -1);
 	}
 	if (R && level_kind(R->kind))
 		free(k->u.lv.pts);
@@ -641,7 +658,7 @@ done:
 		goto fail;
 	if (rec) {
 		k->rec = rec;
-		eng->open++;
+		open_add(eng, k, +1);
 	}
 	return 0;
 fail:
@@ -756,16 +773,32 @@ static void dirty_rebuild(struct alert_engine *eng)
 	}
 }
 
-/* Finds or creates a key. NULL on ENOMEM or when the cap is reached. */
+/* Finds or creates a key. NULL on ENOMEM or when a cap is reached
+ * (eng->refused then says so): the engine holds at most ALERT_KEYS_MAX
+ * keys, a station at most keys_per_station rule keys. Its station's
+ * record (rule -1) is created first: it counts the station's keys. */
 static struct akey *key_get_h(struct alert_engine *eng, uint64_t h, int rule,
 			      const char *station, const char *sensor)
 {
-	struct akey *k = key_find_h(eng, h, rule, station, sensor);
+	struct akey *k = key_find_h(eng, h, rule, station, sensor), *st = NULL;
 
+	eng->refused = false;
 	if (k)
 		return k;
+	if (rule >= 0) {
+		st = key_get_h(eng, key_hash(-1, station, ""), -1, station, "");
+		if (!st)
+			return NULL;
+		if (eng->keys_per_station && st->st_keys >= eng->keys_per_station &&
+		    !rule_kind_is_event(eng->rules->v[rule].kind)) {
+			eng->keys_refused++;
+			eng->refused = true;
+			return NULL;
+		}
+	}
 	if (eng->n >= ALERT_KEYS_MAX) {
 		eng->keys_refused++;
+		eng->refused = true;
 		return NULL;
 	}
 	if (eng->n == eng->cap) {
@@ -790,6 +823,8 @@ static struct akey *key_get_h(struct alert_engine *eng, uint64_t h, int rule,
 	k->hnext = eng->tab[k->hash & (eng->tab_n - 1)];
 	eng->tab[k->hash & (eng->tab_n - 1)] = k;
 	eng->keys[eng->n++] = k;
+	if (st)
+		st->st_keys++;
 	mark_dirty(eng, k);
 	k->txn_touched = eng->in_txn; /* rollback deletes it: no undo image */
 	return k;
@@ -813,9 +848,13 @@ static void key_unlink(struct alert_engine *eng, struct akey *k)
 
 static void key_free(struct alert_engine *eng, struct akey *k)
 {
+	struct akey *st;
+
 	if (!k)
 		return;
 	state_reset(eng, k);
+	if (k->rule >= 0 && (st = key_find(eng, -1, k->station, "")) && st->st_keys > 0)
+		st->st_keys--;
 	free(k);
 }
 
@@ -853,6 +892,8 @@ static int touch(struct alert_engine *eng, struct akey *k)
 
 static bool metric_used(const struct rule *R, const char *metric)
 {
+	if (rule_kind_is_event(R->kind))
+		return false; /* fed by gateway events, not readings */
 	if (R->kind == RULE_THRESHOLD) {
 		for (size_t i = 0; i < R->n_levels; i++)
 			if (!strcmp(R->levels[i].metric, metric))
@@ -872,7 +913,14 @@ static bool per_station(const struct rule *R)
  * is any. */
 static bool rule_any_metric(const struct rule *R)
 {
-	return per_station(R) || (R->kind != RULE_THRESHOLD && !R->metric[0]);
+	return per_station(R) ||
+	       (R->kind != RULE_THRESHOLD && !rule_kind_is_event(R->kind) && !R->metric[0]);
+}
+
+/* A rule with one key per station (sensor ""). */
+static bool station_key(const struct rule *R)
+{
+	return per_station(R) || rule_kind_is_event(R->kind);
 }
 
 static int by_metric_add(struct alert_engine *eng, const char *metric)
@@ -969,8 +1017,16 @@ void alert_engine_free(struct alert_engine *eng)
 {
 	if (!eng)
 		return;
-	for (size_t i = 0; i < eng->n; i++)
-		key_free(eng, eng->keys[i]);
+	for (size_t i = 0; i < eng->n; i++) {
+		struct akey *k = eng->keys[i];
+		const struct rule *R = key_rule(eng, k);
+
+		/* no state_reset(): it would look up station records being freed */
+		free(k->rec);
+		if (R && level_kind(R->kind))
+			free(k->u.lv.pts);
+		free(k);
+	}
 	undo_clear(eng);
 	free(eng->undo);
 	free(eng->keys);
@@ -1056,7 +1112,8 @@ static struct alert_text_args text_args(const struct rule *R, const struct akey 
 
 static bool what_has_threshold(enum alert_text_what what)
 {
-	return what != ALERT_TEXT_OFFLINE && what != ALERT_TEXT_SILENT;
+	return what != ALERT_TEXT_OFFLINE && what != ALERT_TEXT_SILENT &&
+	       what != ALERT_TEXT_EVENT;
 }
 
 /* Opens a new episode on k (replacing a cleared one) and emits RAISED. */
@@ -1068,11 +1125,21 @@ static int raise_alert(struct alert_engine *eng, struct out *o, struct akey *k,
 	struct arec *rec = k->rec;
 
 	if (!rec) {
+		struct akey *st = key_find(eng, -1, k->station, "");
+
+		/* A station's budget of open alerts (its own events always
+		 * raise): past it the raise waits; the condition, still on,
+		 * raises it once one of the station's alerts has closed. */
+		if (eng->open_per_station && st && st->st_open >= eng->open_per_station &&
+		    !rule_kind_is_event(R->kind)) {
+			eng->raises_refused++;
+			return 0;
+		}
 		rec = calloc(1, sizeof(*rec));
 		if (!rec)
 			return -ENOMEM;
 		k->rec = rec;
-		eng->open++;
+		open_add(eng, k, +1);
 	} else {
 		memset(rec, 0, sizeof(*rec));
 	}
@@ -1151,7 +1218,7 @@ static void clear_alert(struct alert_engine *eng, struct out *o, struct akey *k,
 	if (rec->acked) {
 		free(rec);
 		k->rec = NULL;
-		eng->open--;
+		open_add(eng, k, -1);
 	}
 }
 
@@ -1597,7 +1664,7 @@ int alert_engine_reading(struct alert_engine *eng, const char *station,
 	at_sensor = place_hash(station, r->sensor);
 	st = key_get_h(eng, rule_hash(at_station, -1), -1, station, "");
 	if (!st)
-		return -ENOMEM;
+		return eng->refused ? 0 : -ENOMEM; /* a cap: counted, not an error */
 	if ((rc = touch(eng, st)) < 0)
 		return rc;
 	st->seen_ms = now_ms;
@@ -1686,7 +1753,7 @@ int alert_engine_status(struct alert_engine *eng, const char *station,
 		return -EINVAL;
 	st = key_get(eng, -1, station, "");
 	if (!st)
-		return -ENOMEM;
+		return eng->refused ? 0 : -ENOMEM;
 	if ((rc = touch(eng, st)) < 0)
 		return rc;
 	st->offline = !online;
@@ -1747,6 +1814,19 @@ int alert_engine_tick(struct alert_engine *eng, int64_t now_ms,
 				if ((rc = touch(eng, sk)) < 0 ||
 				    (rc = nodata_raise(eng, &o, sk, S, k->offline, now_ms)) < 0)
 					return rc;
+			}
+			continue;
+		}
+		if (rule_kind_is_event(R->kind)) {
+			if (rec_open_active(k) && k->seen_ms != NONE &&
+			    now_ms - k->seen_ms >= R->after_s * 1000) {
+				struct alert_text_args a = text_args(R, k, ALERT_TEXT_EVENT);
+
+				a.cleared = true;
+				a.aux = R->after_s;
+				if ((rc = touch(eng, k)) < 0)
+					return rc;
+				clear_alert(eng, &o, k, &a, now_ms, now_ms);
 			}
 			continue;
 		}
@@ -1822,7 +1902,7 @@ static int parse_key(const struct alert_engine *eng, const char *id, int *rule,
 	R = rules_find(eng->rules, buf);
 	if (!R || !agri_station_id_valid(a) || (b && !agri_ident_valid(b)))
 		return -ENOENT;
-	if (per_station(R) != !b)
+	if (station_key(R) != !b)
 		return -ENOENT;
 	if (!rule_matches(R, a, b ? b : ""))
 		return -ENOENT;
@@ -1873,7 +1953,7 @@ int alert_engine_ack(struct alert_engine *eng, const char *id, const char *who,
 		emit(eng, &o, k, ALERT_EV_CLOSED, NULL, -1);
 		free(rec);
 		k->rec = NULL;
-		eng->open--;
+		open_add(eng, k, -1);
 	} else {
 		rec->a.state = AGRI_ALERT_ACKNOWLEDGED;
 		emit(eng, &o, k, ALERT_EV_ACKED, NULL, -1);
@@ -2078,7 +2158,7 @@ int alert_engine_import(struct alert_engine *eng, const char *key,
 		return -ENOENT;
 	k = key_get(eng, rule, station, sensor);
 	if (!k)
-		return -ENOMEM;
+		return eng->refused ? -EDQUOT : -ENOMEM;
 	state_reset(eng, k);
 	rc = key_decode(eng, k, blob, len);
 	k->dirty = false;
@@ -2158,4 +2238,88 @@ void alert_engine_stats(const struct alert_engine *eng,
 	out->open_alerts = eng->open;
 	out->keys_refused = eng->keys_refused;
 	out->late_readings = eng->late;
+	out->raises_refused = eng->raises_refused;
+}
+
+void alert_engine_set_limits(struct alert_engine *eng, size_t keys_per_station,
+			     size_t open_per_station)
+{
+	eng->keys_per_station = keys_per_station;
+	eng->open_per_station = open_per_station;
+}
+
+int alert_engine_event(struct alert_engine *eng, enum rule_kind kind, const char *station,
+		       double value, const char *detail_en, const char *detail_vi,
+		       int64_t now_ms, alert_emit_fn fn, void *ctx)
+{
+	struct out o = {.fn = fn, .ctx = ctx};
+	int rc;
+
+	if (!eng || !station || !agri_station_id_valid(station) || !rule_kind_is_event(kind))
+		return -EINVAL;
+	for (size_t i = 0; i < eng->rules->n; i++) {
+		const struct rule *R = &eng->rules->v[i];
+		struct akey *k;
+
+		if (R->kind != kind || !rule_matches(R, station, "") ||
+		    !rule_active_at(R, now_ms, eng->rules->utc_offset_min))
+			continue;
+		k = key_get(eng, (int)i, station, "");
+		if (!k)
+			return eng->refused ? o.count : -ENOMEM;
+		if ((rc = touch(eng, k)) < 0)
+			return rc;
+		k->seen_ms = now_ms;
+		if (!rec_open_active(k)) {
+			struct alert_text_args a = text_args(R, k, ALERT_TEXT_EVENT);
+
+			a.value = value;
+			a.has_value = true;
+			a.severity = R->severity;
+			a.detail_en = detail_en;
+			a.detail_vi = detail_vi;
+			if ((rc = raise_alert(eng, &o, k, &a, -1, R->severity, now_ms, now_ms)) < 0)
+				return rc;
+		}
+	}
+	return o.count;
+}
+
+int alert_engine_forget(struct alert_engine *eng, const char *station, const char *sensor,
+			const char *metric,
+			int (*fn)(void *ctx, const char *key, const void *blob, size_t len),
+			void *ctx)
+{
+	const struct metric_rules *mr = rules_for(eng, metric);
+	int n = 0, rc;
+
+	if (eng->in_txn && !eng->no_undo)
+		return 0; /* a rollback could not bring them back */
+	for (size_t j = 0; j < mr->n; j++) {
+		const struct rule *R = &eng->rules->v[mr->rule[j]];
+		struct akey *k;
+		char name[200];
+		size_t i;
+
+		if (station_key(R) || !metric_used(R, metric) ||
+		    !(k = key_find(eng, mr->rule[j], station, sensor)) || k->rec)
+			continue;
+		key_name(eng, k, name, sizeof(name));
+		if (fn && (rc = fn(ctx, name, NULL, 0)) < 0)
+			return rc;
+		for (i = 0; i < eng->n && eng->keys[i] != k; i++)
+			;
+		if (i < eng->n) {
+			memmove(&eng->keys[i], &eng->keys[i + 1], (eng->n - i - 1) * sizeof(*eng->keys));
+			eng->n--;
+			if (i < eng->txn_first)
+				eng->txn_first--;
+		}
+		key_unlink(eng, k);
+		key_free(eng, k);
+		n++;
+	}
+	if (n)
+		dirty_rebuild(eng); /* the lists may name a freed key */
+	return n;
 }

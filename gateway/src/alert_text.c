@@ -277,6 +277,26 @@ static void builtin(const struct alert_text_args *a, enum alert_lang lang,
 					       : "Sensor %s at %s: %lld error or suspect readings in a row (%s)",
 			    a->sensor, a->station, (long long)a->aux, name);
 		break;
+	case ALERT_TEXT_EVENT: {
+		enum rule_kind k = a->rule ? a->rule->kind : RULE_MISBEHAVING;
+		const char *who = k == RULE_HUB ? (vi ? "Trạm chủ" : "Hub") : (vi ? "Trạm" : "Station");
+		const char *detail = vi ? a->detail_vi : a->detail_en;
+
+		if (a->cleared) {
+			duration(d, sizeof(d), a->aux, lang);
+			put(buf, len, &pos, "%s%s %s: ", vi ? "Đã hết: " : "Cleared: ", who, a->station);
+			put(buf, len, &pos, k == RULE_HUB ? (vi ? "lưu trữ bình thường trong %s"
+								: "storing normally for %s")
+				     : k == RULE_CLOCK ? (vi ? "đồng hồ đúng trong %s"
+							     : "clock in the window for %s")
+						       : (vi ? "trong hạn mức trong %s"
+							     : "within its budgets for %s"), d);
+		} else {
+			put(buf, len, &pos, "%s %s %s", who, a->station,
+			    detail && *detail ? detail : (vi ? "có sự cố" : "has a problem"));
+		}
+		break;
+	}
 	}
 	alert_text_utf8_trim(buf);
 }

@@ -54,6 +54,7 @@ struct alerting {
 	void *peak_ctx;
 	bool quiet;
 	struct log_complaint reload_note; /* logged once until a commit */
+	size_t keys_per_station, open_per_station;
 };
 
 static const char *const schema =
@@ -255,6 +256,49 @@ static int on_status(void *ctx, struct store *st, const struct agri_status *s,
 					    on_transition, a));
 }
 
+/* A station past its budgets or with a wrong clock, or the hub's storage
+ * (ingest_event): its built-in or configured alert. */
+static int on_event(void *ctx, struct store *st, const struct ingest_event *ev)
+{
+	struct alerting *a = ctx;
+	enum rule_kind kind = ev->kind == INGEST_EV_QUOTA ? RULE_MISBEHAVING
+			      : ev->kind == INGEST_EV_CLOCK ? RULE_CLOCK : RULE_HUB;
+	char id[AGRI_ID_MAX + 1];
+	int rc;
+
+	(void)st;
+	if ((rc = enter(a)) < 0)
+		return rc;
+	/* The hub's id is its MQTT client id: made a valid station id. */
+	snprintf(id, sizeof(id), "%s", ev->station);
+	for (char *c = id; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= '0' && *c <= '9') || *c == '_' || *c == '-'))
+			*c = '-';
+	if (!agri_station_id_valid(id))
+		return 0;
+	return leave(a, alert_engine_event(a->eng, kind, id, ev->value, ev->detail_en,
+					   ev->detail_vi, ev->at_ms, on_transition, a));
+}
+
+static int save_state(void *ctx, const char *key, const void *blob, size_t len);
+
+static int on_series_retired(void *ctx, struct store *st, const char *station,
+			     const char *sensor, const char *metric)
+{
+	struct alerting *a = ctx;
+	int rc;
+
+	(void)st;
+	if ((rc = enter(a)) < 0)
+		return rc;
+	rc = alert_engine_forget(a->eng, station, sensor, metric, save_state, a);
+	if (rc > 0)
+		log_info(LOG, "forgot the alert state of a retired series station=%s sensor=%s"
+			 " metric=%s keys=%d", station, sensor, metric, rc);
+	return rc < 0 ? rc : 0;
+}
+
 static int on_tick(void *ctx, struct store *st, int64_t now_ms)
 {
 	struct alerting *a = ctx;
@@ -307,6 +351,7 @@ static void reload(struct alerting *a)
 		return;
 	}
 	alert_engine_set_undo(eng, false);
+	alert_engine_set_limits(eng, a->keys_per_station, a->open_per_station);
 	alert_engine_start(eng, alert_engine_started(old));
 	a->eng = eng;
 	if (import_state(a, store_db(a->st)) < 0) {
@@ -411,29 +456,47 @@ int alerting_metrics_text(void *ctx, char *buf, size_t len)
 	return (n < 0 || (size_t)n >= len) ? -ENOSPC : n;
 }
 
+/*
+ * Loads alert_state into the engine. A row the engine refuses (its rule
+ * was removed or rescoped, its blob is corrupt, or its station is past
+ * its budget of keys) is deleted, so that a restart never reloads what
+ * made the last run fail. With a transaction open (a rebuild after a
+ * rollback) nothing is deleted: the next clean start does it.
+ */
 static int import_state(struct alerting *a, sqlite3 *db)
 {
 	sqlite3_stmt *q;
-	int rc, n = 0, dropped = 0;
+	int rc, n = 0, dropped = 0, deleted = 0;
+	bool can_delete = sqlite3_get_autocommit(db) != 0;
 
 	rc = sqlite3_prepare_v2(db, "SELECT key, blob FROM alert_state", -1, &q, NULL);
 	if (rc != SQLITE_OK)
 		return store_errno(rc);
+	if (can_delete)
+		sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
 		const char *key = (const char *)sqlite3_column_text(q, 0);
 		int r = alert_engine_import(a->eng, key, sqlite3_column_blob(q, 1),
 					    (size_t)sqlite3_column_bytes(q, 1));
 
-		if (r == 0)
+		if (r == 0) {
 			n++;
-		else
-			dropped++; /* rule removed or changed scope: forget it */
+			continue;
+		}
+		if (r == -ENOMEM)
+			break; /* not the row's fault: keep it */
+		dropped++; /* rule removed or changed scope, corrupt, past a budget */
+		if (can_delete && save_state(a, key, NULL, 0) == 0)
+			deleted++;
 	}
 	sqlite3_finalize(q);
+	if (can_delete)
+		sqlite3_exec(db, rc == SQLITE_DONE ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
 	if (rc != SQLITE_DONE)
-		return store_errno(rc);
+		return rc == SQLITE_ROW ? -ENOMEM : store_errno(rc);
 	if (n || dropped)
-		log_info(LOG, "alert state restored keys=%d dropped=%d", n, dropped);
+		log_info(LOG, "alert state restored keys=%d dropped=%d deleted=%d", n, dropped,
+			 deleted);
 	return 0;
 }
 
@@ -465,6 +528,9 @@ struct alerting *alerting_new(const struct gateway_config *cfg, struct store *st
 		*err = -ENOMEM;
 		goto fail;
 	}
+	a->keys_per_station = (size_t)cfg->limits.alert_keys_per_station;
+	a->open_per_station = (size_t)cfg->limits.open_alerts_per_station;
+	alert_engine_set_limits(a->eng, a->keys_per_station, a->open_per_station);
 	if ((rc = sqlite3_exec(db, schema, NULL, NULL, NULL)) != SQLITE_OK ||
 	    (rc = outbox_init(db)) < 0) {
 		*err = rc < 0 ? rc : store_errno(rc);
@@ -507,6 +573,8 @@ struct alerting *alerting_new(const struct gateway_config *cfg, struct store *st
 		.on_commit = on_commit,
 		.on_rollback = on_rollback,
 		.on_tick = on_tick,
+		.on_event = on_event,
+		.on_series_retired = on_series_retired,
 	};
 	return a;
 fail:

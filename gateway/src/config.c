@@ -40,6 +40,19 @@ void gateway_config_defaults(struct gateway_config *c)
 	c->db.cache_kib = 2048;
 	c->db.queue_max = 1024;
 	c->db.batch_max = 256;
+	c->limits.series_per_station = 256;
+	c->limits.series_idle_days = 7;
+	c->limits.readings_per_min = 30000;
+	c->limits.messages_per_min = 6000;
+	c->limits.kib_per_min = 16384;
+	c->limits.max_clock_skew_s = 600;
+	c->limits.max_backlog_days = 60;
+	c->limits.alert_keys_per_station = 2048;
+	c->limits.open_alerts_per_station = 64;
+	c->limits.dead_letters_per_min = 60;
+	c->dead_letters.max_mb = 64;
+	c->dead_letters.max_age_days = 30;
+	c->dead_letters.payload_max_kib = 8;
 	snprintf(c->notify.sms.method, sizeof(c->notify.sms.method), "POST");
 	snprintf(c->notify.sms.body, sizeof(c->notify.sms.body), "to={to}&text={text}");
 	snprintf(c->notify.sms.content_type, sizeof(c->notify.sms.content_type),
@@ -335,6 +348,37 @@ static int parse_forecast(const cJSON *item, void *cfg, const char *path,
 	return read_section(item, cfg, path, err, forecast_fields, N(forecast_fields));
 }
 
+static const struct agri_cfg_field limits_fields[] = {
+	INT("series_per_station", limits.series_per_station, 1, 1000000),
+	INT("series_idle_days", limits.series_idle_days, 1, 3650),
+	INT("readings_per_min", limits.readings_per_min, 1, 100000000),
+	INT("messages_per_min", limits.messages_per_min, 1, 10000000),
+	INT("kib_per_min", limits.kib_per_min, 1, 100000000),
+	INT("max_clock_skew_s", limits.max_clock_skew_s, 1, 86400 * 365),
+	INT("max_backlog_days", limits.max_backlog_days, 1, 36500),
+	INT("alert_keys_per_station", limits.alert_keys_per_station, 16, 1000000),
+	INT("open_alerts_per_station", limits.open_alerts_per_station, 1, 100000),
+	INT("dead_letters_per_min", limits.dead_letters_per_min, 1, 1000000),
+};
+
+static int parse_limits(const cJSON *item, void *cfg, const char *path,
+			struct agri_err *err)
+{
+	return read_section(item, cfg, path, err, limits_fields, N(limits_fields));
+}
+
+static const struct agri_cfg_field dead_letters_fields[] = {
+	INT("max_mb", dead_letters.max_mb, 1, 1000000),
+	INT("max_age_days", dead_letters.max_age_days, 1, 36500),
+	INT("payload_max_kib", dead_letters.payload_max_kib, 1, 256),
+};
+
+static int parse_dead_letters(const cJSON *item, void *cfg, const char *path,
+			      struct agri_err *err)
+{
+	return read_section(item, cfg, path, err, dead_letters_fields, N(dead_letters_fields));
+}
+
 static const struct agri_cfg_field top_fields[] = {
 	SECTION("broker", parse_broker, true),
 	SECTION("db", parse_db, true),
@@ -343,6 +387,8 @@ static const struct agri_cfg_field top_fields[] = {
 	SECTION("upstream", parse_upstream, false),
 	SECTION("http", parse_http, false),
 	SECTION("forecast", parse_forecast, false),
+	SECTION("limits", parse_limits, false),
+	SECTION("dead_letters", parse_dead_letters, false),
 };
 
 /* --- cross-field checks ----------------------------------------------- */

@@ -55,12 +55,24 @@ struct gateway *gateway_new(const struct gateway_config *cfg, int *err)
 		.sync_full = cfg->db.sync_full,
 		.track_gaps = cfg->broker.shared_group[0] == '\0',
 		.cache_kib = (int)cfg->db.cache_kib,
+		.series_max = (int)cfg->limits.series_per_station,
+		.series_idle_days = (int)cfg->limits.series_idle_days,
+		.dead_bytes_max = cfg->dead_letters.max_mb * 1024 * 1024,
+		.dead_payload_max = (size_t)cfg->dead_letters.payload_max_kib * 1024,
 	};
 	struct ingest_options io = {
 		.topic_prefix = cfg->broker.topic_prefix,
 		.queue_max = (size_t)cfg->db.queue_max,
 		.batch_max = (size_t)cfg->db.batch_max,
 		.retention_days = (int)cfg->db.retention_days,
+		.hub_id = cfg->broker.client_id,
+		.readings_per_min = cfg->limits.readings_per_min,
+		.messages_per_min = cfg->limits.messages_per_min,
+		.bytes_per_min = cfg->limits.kib_per_min * 1024,
+		.dead_letters_per_min = cfg->limits.dead_letters_per_min,
+		.clock_skew_ms = cfg->limits.max_clock_skew_s * 1000,
+		.backlog_ms = cfg->limits.max_backlog_days * 86400000,
+		.dead_max_age_ms = cfg->dead_letters.max_age_days * 86400000,
 	};
 	struct ingest_publisher pub = {.publish = publish, .ctx = gw};
 

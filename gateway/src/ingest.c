@@ -48,8 +48,13 @@ struct call {
 	struct call *next;
 };
 
+#define MSG_QUOTA 1u /* a sample of messages dropped at the door (ingest_offer) */
+
 struct msg {
 	int64_t received_ms;
+	unsigned flags;
+	size_t orig_len;           /* MSG_QUOTA: the sampled message's size */
+	uint64_t over_msgs, over_bytes; /* MSG_QUOTA: dropped since the last sample */
 	size_t len;      /* payload bytes */
 	char *topic;     /* NUL-terminated, inside the same allocation */
 	char payload[];  /* len bytes + NUL */
@@ -94,10 +99,35 @@ struct counts {
 	uint64_t batches, stored, dup, status, dead;
 };
 
+/* A token bucket: `rate` tokens a ms, at most `burst`; a take may leave
+ * it in debt (a batch bigger than the burst still passes once, then waits
+ * its turn), so its owner cannot starve and cannot exceed the rate. */
+struct bucket {
+	double tokens, rate, burst;
+	int64_t last_ms; /* monotonic */
+};
+
+#define QUOTA_BUCKETS 1024   /* hash buckets (power of two) */
+#define QUOTA_MAX 65536      /* stations tracked; more share one entry */
+#define QUOTA_SAMPLE_MAX 8192 /* bytes of a dropped message kept as its sample */
+#define QUOTA_SAMPLE_MS 60000 /* at most one sample a station this often */
+
+/* One station's budgets. msgs, bytes, over_* and sample_ms are the paho
+ * thread's, under qmu; readings/dead are the writer's alone. */
+struct quota {
+	struct quota *next;
+	struct bucket msgs, bytes;
+	uint64_t over_msgs, over_bytes; /* dropped since the last sample */
+	int64_t sample_ms;              /* monotonic: last sample queued */
+	struct bucket readings, dead;
+	char station[AGRI_ID_MAX + 1];
+};
+
 struct ingest {
 	struct store *st;
 	struct ingest_options opt;
 	char prefix[65];
+	char hub_id[65];
 	struct ingest_publisher pub;
 	struct gateway_health *health;
 	struct ingest_hook hooks[INGEST_HOOKS_MAX];
@@ -126,7 +156,20 @@ struct ingest {
 	pthread_t acker;
 	struct agri_ack acker_ack; /* acker thread only */
 
+	/* Per-station budgets: the table is guarded by qmu (the paho thread
+	 * adds entries; the writer looks them up). */
+	pthread_mutex_t qmu;
+	struct quota *qtab[QUOTA_BUCKETS];
+	size_t n_quota;
+	struct quota q_overflow;
+
 	/* writer thread only */
+	int poison;        /* != 0: apply() dead-letters each message (isolation) */
+	int64_t hub_fail_since_ms; /* the store has failed since (wall clock), 0: fine */
+	int hub_fail_errno;
+	bool hub_event_due;        /* tell the hooks at the next tick */
+	int64_t hub_down_ms;       /* ... how long it lasted */
+	int64_t next_dead_expiry_ms;
 	struct msg **batch;
 	struct agri_reading *readings;
 	bool *fresh;
@@ -143,6 +186,129 @@ struct ingest {
 };
 
 static void acks_send_inline(struct ingest *in, int max);
+
+/* --- per-station budgets ------------------------------------------------ */
+
+static void bucket_init(struct bucket *b, int64_t per_min)
+{
+	b->rate = per_min > 0 ? (double)per_min / 60000.0 : 0;
+	b->burst = per_min > 0 ? 2.0 * (double)per_min : 0;
+	b->tokens = b->burst;
+	b->last_ms = util_mono_ms();
+}
+
+/* Takes n tokens when there are any (possibly going into debt); false
+ * when the bucket is empty or in debt. A bucket without a rate always
+ * gives. */
+static bool bucket_take(struct bucket *b, double n, int64_t now)
+{
+	if (b->rate <= 0)
+		return true;
+	if (now > b->last_ms) {
+		b->tokens += (double)(now - b->last_ms) * b->rate;
+		if (b->tokens > b->burst)
+			b->tokens = b->burst;
+		b->last_ms = now;
+	}
+	if (b->tokens <= 0)
+		return false;
+	b->tokens -= n;
+	return true;
+}
+
+static uint32_t str_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+static void quota_init(struct ingest *in, struct quota *q, const char *station)
+{
+	snprintf(q->station, sizeof(q->station), "%s", station);
+	bucket_init(&q->msgs, in->opt.messages_per_min);
+	bucket_init(&q->bytes, in->opt.bytes_per_min);
+	bucket_init(&q->readings, in->opt.readings_per_min);
+	bucket_init(&q->dead, in->opt.dead_letters_per_min);
+}
+
+/* The budgets of station ("" for messages without one). Under qmu. */
+static struct quota *quota_get(struct ingest *in, const char *station)
+{
+	struct quota **b = &in->qtab[str_hash(station) & (QUOTA_BUCKETS - 1)], *q;
+
+	for (q = *b; q; q = q->next)
+		if (strcmp(q->station, station) == 0)
+			return q;
+	if (in->n_quota >= QUOTA_MAX || !(q = calloc(1, sizeof(*q))))
+		return &in->q_overflow; /* shared: bounded memory */
+	quota_init(in, q, station);
+	q->next = *b;
+	*b = q;
+	in->n_quota++;
+	return q;
+}
+
+/* The writer's side of a station's budgets. */
+static struct quota *quota_of(struct ingest *in, const char *station)
+{
+	struct quota *q;
+
+	pthread_mutex_lock(&in->qmu);
+	q = quota_get(in, station);
+	pthread_mutex_unlock(&in->qmu);
+	return q;
+}
+
+static bool limits_on(const struct ingest *in)
+{
+	return in->opt.messages_per_min > 0 || in->opt.bytes_per_min > 0;
+}
+
+/*
+ * At the door (paho's thread): a station's message past its message or
+ * byte budget is dropped before it costs the writer anything. It is not
+ * acked end to end, so an honest station that merely bursts loses
+ * nothing (its spool resends); once a minute a sample of what was dropped
+ * goes to the writer as a "quota" dead letter. Returns true to drop m
+ * (*sample: queue this copy instead, already marked).
+ */
+static bool quota_door(struct ingest *in, struct msg *m, bool *sample)
+{
+	struct agri_topic t;
+	struct quota *q;
+	int64_t now;
+	bool drop;
+
+	*sample = false;
+	if (!limits_on(in) || agri_topic_parse(m->topic, in->prefix, &t) < 0 ||
+	    (t.kind != AGRI_TOPIC_TELEMETRY && t.kind != AGRI_TOPIC_STATUS))
+		return false;
+	now = util_mono_ms();
+	pthread_mutex_lock(&in->qmu);
+	q = quota_get(in, t.station);
+	drop = !bucket_take(&q->msgs, 1, now) || !bucket_take(&q->bytes, (double)m->len, now);
+	if (drop) {
+		q->over_msgs++;
+		q->over_bytes += m->len;
+		if (q->sample_ms == 0 || now - q->sample_ms >= QUOTA_SAMPLE_MS) {
+			q->sample_ms = now;
+			*sample = true;
+			m->flags |= MSG_QUOTA;
+			m->over_msgs = q->over_msgs;
+			m->over_bytes = q->over_bytes;
+			q->over_msgs = q->over_bytes = 0;
+		}
+	}
+	pthread_mutex_unlock(&in->qmu);
+	if (drop) {
+		atomic_fetch_add(&in->health->quota_messages, 1);
+		atomic_fetch_add(&in->health->quota_bytes, m->len);
+	}
+	return drop;
+}
 
 /* --- queue ------------------------------------------------------------ */
 
@@ -183,6 +349,8 @@ struct ingest *ingest_new(struct store *st, const struct ingest_options *opt,
 	snprintf(in->prefix, sizeof(in->prefix), "%s",
 		 in->opt.topic_prefix ? in->opt.topic_prefix : AGRI_TOPIC_PREFIX_DEFAULT);
 	in->opt.topic_prefix = in->prefix;
+	snprintf(in->hub_id, sizeof(in->hub_id), "%s", in->opt.hub_id ? in->opt.hub_id : "agri-gateway");
+	in->opt.hub_id = in->hub_id;
 	if (!in->opt.queue_max)
 		in->opt.queue_max = 1024;
 	if (!in->opt.queue_bytes_max)
@@ -202,6 +370,8 @@ struct ingest *ingest_new(struct store *st, const struct ingest_options *opt,
 	cond_init_mono(&in->call_done);
 	in->calls_tail = &in->calls;
 	pthread_mutex_init(&in->amu, NULL);
+	pthread_mutex_init(&in->qmu, NULL);
+	quota_init(in, &in->q_overflow, "");
 	in->ready_tail = &in->ready;
 	cond_init_mono(&in->ack_ready);
 	cond_init_mono(&in->ack_drained);
@@ -232,7 +402,8 @@ int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
 	struct msg *m;
 	struct timespec until;
 	int64_t give_up;
-	bool full;
+	size_t keep = len;
+	bool full, sample = false;
 
 	if (topic_len == 0)
 		topic_len = strlen(topic);
@@ -240,12 +411,27 @@ int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
 	if (!m)
 		return 0;
 	m->received_ms = util_now_ms();
+	m->flags = 0;
+	m->orig_len = len;
+	m->over_msgs = m->over_bytes = 0;
 	m->len = len;
 	memcpy(m->payload, payload, len);
 	m->payload[len] = '\0';
 	m->topic = m->payload + len + 1;
 	memcpy(m->topic, topic, topic_len);
 	m->topic[topic_len] = '\0';
+	if (quota_door(in, m, &sample)) {
+		if (!sample) {
+			free(m);
+			return 1; /* taken and dropped: no end-to-end ack */
+		}
+		/* The sample keeps a prefix of the payload. */
+		keep = len < QUOTA_SAMPLE_MAX ? len : QUOTA_SAMPLE_MAX;
+		m->len = keep;
+		memmove(m->payload + keep + 1, m->topic, topic_len + 1);
+		m->payload[keep] = '\0';
+		m->topic = m->payload + keep + 1;
+	}
 
 	give_up = util_mono_ms() + in->opt.full_wait_ms;
 	pthread_mutex_lock(&in->mu);
@@ -253,11 +439,11 @@ int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
 		if (in->stopping)
 			goto refuse; /* paho keeps it; the station resends it */
 		full = in->count == in->opt.queue_max ||
-		       (in->count > 0 && in->bytes + len > in->opt.queue_bytes_max);
+		       (in->count > 0 && in->bytes + keep > in->opt.queue_bytes_max);
 		if (!full)
 			break;
-		if (util_mono_ms() >= give_up)
-			goto refuse;
+		if (sample || util_mono_ms() >= give_up)
+			goto refuse; /* a sample never waits: the next one will do */
 		/* While this (paho's) thread waits, the acks the writer makes
 		 * go out from here: the acker would wait for paho's lock. */
 		pthread_mutex_unlock(&in->mu);
@@ -265,12 +451,12 @@ int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
 		pthread_mutex_lock(&in->mu);
 		timespec_in(&until, FULL_SLICE_MS);
 		if (in->count == in->opt.queue_max ||
-		    (in->count > 0 && in->bytes + len > in->opt.queue_bytes_max))
+		    (in->count > 0 && in->bytes + keep > in->opt.queue_bytes_max))
 			pthread_cond_timedwait(&in->not_full, &in->mu, &until);
 	}
 	in->q[(in->head + in->count) % in->opt.queue_max] = m;
 	in->count++;
-	in->bytes += len;
+	in->bytes += keep;
 	atomic_store(&in->health->queue_depth, in->count);
 	pthread_cond_signal(&in->not_empty);
 	pthread_mutex_unlock(&in->mu);
@@ -278,21 +464,40 @@ int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
 	return 1;
 refuse:
 	pthread_mutex_unlock(&in->mu);
-	atomic_fetch_add(&in->health->deferred, 1);
 	free(m);
+	if (sample)
+		return 1; /* dropped (counted); no end-to-end ack */
+	atomic_fetch_add(&in->health->deferred, 1);
 	return 0;
 }
 
 /* --- one batch -------------------------------------------------------- */
 
-static int dead_letter(struct ingest *in, const struct msg *m, const char *reason)
-{
-	int rc = store_put_dead_letter(in->st, m->topic, m->payload, m->len,
-				       reason, m->received_ms);
+#define REASON_MAX (AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 160)
 
-	if (rc == 0) {
+/* Stores m as a dead letter of kind (station: "" when unknown), within
+ * the station's dead-letter budget; past it the dead letter is only
+ * counted (per kind, for good). */
+static int dead_letter(struct ingest *in, const struct msg *m, const char *station,
+		       const char *kind, const char *reason)
+{
+	struct quota *q = quota_of(in, station ? station : "");
+	struct store_dead_letter dl = {
+		.topic = m->topic, .payload = m->payload, .len = m->len, .reason = reason,
+		.kind = kind, .station = station, .received_ms = m->received_ms,
+	};
+	int rc;
+
+	if (!bucket_take(&q->dead, 1, util_mono_ms())) {
+		if ((rc = store_count_dead_letters(in->st, kind, 1)) == 0)
+			atomic_fetch_add(&in->health->dead_suppressed, 1);
+		return rc;
+	}
+	if (m->flags & MSG_QUOTA)
+		dl.len = m->len; /* a sample: its prefix is all there is */
+	if ((rc = store_put_dead_letter(in->st, &dl)) == 0) {
 		in->c.dead++;
-		log_debug(LOG, "dead letter topic=%s reason=\"%s\"", m->topic, reason);
+		log_debug(LOG, "dead letter topic=%s kind=%s reason=\"%s\"", m->topic, kind, reason);
 	}
 	return rc;
 }
@@ -306,14 +511,49 @@ static int ack_later(struct ingest *in, const char *station, uint64_t seq)
 	return 0;
 }
 
-/* Stores t's readings, noting in in->fresh which were new. */
+static int run_event_hooks(struct ingest *in, const struct ingest_event *ev)
+{
+	int rc;
+
+	for (size_t h = 0; h < in->n_hooks; h++)
+		if (in->hooks[h].on_event &&
+		    (rc = in->hooks[h].on_event(in->hooks[h].ctx, in->st, ev)) < 0)
+			return rc;
+	return 0;
+}
+
+/* Tells the hooks about the series the store retired in this transaction. */
+static int run_retired_hooks(struct ingest *in)
+{
+	const struct store_retired *r;
+	size_t n = store_retired(in->st, &r);
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t h = 0; h < in->n_hooks; h++)
+			if (in->hooks[h].on_series_retired &&
+			    (rc = in->hooks[h].on_series_retired(in->hooks[h].ctx, in->st,
+								 r[i].station, r[i].sensor,
+								 r[i].metric)) < 0)
+				return rc;
+	return 0;
+}
+
+/* Stores t's readings, noting in in->fresh which were new. A reading
+ * that would start a series past the station's budget is refused (not
+ * fresh) and counted in *refused. */
 static int store_readings(struct ingest *in, const struct agri_telemetry *t,
-			  int64_t received_ms)
+			  int64_t received_ms, size_t *refused)
 {
 	int rc, n = 0;
 
 	for (size_t i = 0; i < t->n; i++) {
 		rc = store_put_reading(in->st, t->station, &t->readings[i], received_ms);
+		if (rc == -EDQUOT) {
+			in->fresh[i] = false;
+			(*refused)++;
+			continue;
+		}
 		if (rc < 0)
 			return rc;
 		in->fresh[i] = rc == 1;
@@ -332,6 +572,8 @@ static int run_telemetry_hooks(struct ingest *in, const struct agri_telemetry *t
 {
 	int rc;
 
+	if ((rc = run_retired_hooks(in)) < 0)
+		return rc;
 	for (size_t h = 0; h < in->n_hooks; h++) {
 		if (in->hooks[h].on_telemetry &&
 		    (rc = in->hooks[h].on_telemetry(in->hooks[h].ctx, in->st, t,
@@ -344,17 +586,88 @@ static int run_telemetry_hooks(struct ingest *in, const struct agri_telemetry *t
 int ingest_put_readings(struct ingest *in, const struct agri_telemetry *t,
 			int64_t received_ms)
 {
+	size_t refused = 0;
 	int n, rc;
 
 	if (t->n > AGRI_BATCH_MAX_READINGS)
 		return -E2BIG;
-	if ((n = store_readings(in, t, received_ms)) < 0)
+	if ((n = store_readings(in, t, received_ms, &refused)) < 0)
 		return n;
+	if (refused)
+		log_warn(LOG, "import: %zu readings of station=%s refused: past its series budget",
+			 refused, t->station);
 	if ((rc = store_touch_station(in->st, t->station, received_ms)) < 0)
 		return rc;
 	if ((rc = run_telemetry_hooks(in, t, received_ms)) < 0)
 		return rc;
 	return n;
+}
+
+/* "5.0 years", "3.2 hours", "40 s": how far apart two clocks are. */
+static void span_text(char *buf, size_t len, int64_t ms)
+{
+	double s = (double)(ms < 0 ? -ms : ms) / 1000.0;
+
+	if (s >= 86400.0 * 365)
+		snprintf(buf, len, "%.1f years", s / (86400.0 * 365.25));
+	else if (s >= 86400.0 * 2)
+		snprintf(buf, len, "%.1f days", s / 86400.0);
+	else if (s >= 3600.0)
+		snprintf(buf, len, "%.1f hours", s / 3600.0);
+	else
+		snprintf(buf, len, "%.0f s", s);
+}
+
+static int clock_event(struct ingest *in, const char *station, int64_t offset_ms,
+		       const char *what_en, const char *what_vi, int64_t at_ms)
+{
+	struct ingest_event ev = {.kind = INGEST_EV_CLOCK, .station = station,
+				  .value = (double)offset_ms / 1000.0, .at_ms = at_ms};
+	char span[32];
+
+	span_text(span, sizeof(span), offset_ms);
+	snprintf(ev.detail_en, sizeof(ev.detail_en), "%s %s %s the hub's clock", what_en, span,
+		 offset_ms > 0 ? "ahead of" : "behind");
+	snprintf(ev.detail_vi, sizeof(ev.detail_vi), "%s %s %s đồng hồ của trạm chủ", what_vi,
+		 offset_ms > 0 ? "nhanh" : "chậm", span);
+	return run_event_hooks(in, &ev);
+}
+
+static int quota_event(struct ingest *in, const char *station, double over,
+		       const char *en, const char *vi, int64_t at_ms)
+{
+	struct ingest_event ev = {.kind = INGEST_EV_QUOTA, .station = station,
+				  .value = over, .at_ms = at_ms};
+
+	snprintf(ev.detail_en, sizeof(ev.detail_en), "%s", en);
+	snprintf(ev.detail_vi, sizeof(ev.detail_vi), "%s", vi);
+	return run_event_hooks(in, &ev);
+}
+
+/* Moves the readings outside the clock window out of t (they are kept in
+ * the dead letter): returns how many, with the first one's offset. */
+static size_t clock_filter(struct ingest *in, struct agri_telemetry *t, int64_t now_ms,
+			   int64_t *first_off)
+{
+	size_t kept = 0, out = 0;
+
+	if (in->opt.clock_skew_ms <= 0 && in->opt.backlog_ms <= 0)
+		return 0;
+	for (size_t i = 0; i < t->n; i++) {
+		int64_t ts = t->readings[i].ts_ms;
+
+		if ((in->opt.clock_skew_ms > 0 && ts > now_ms + in->opt.clock_skew_ms) ||
+		    (in->opt.backlog_ms > 0 && ts < now_ms - in->opt.backlog_ms)) {
+			if (out++ == 0)
+				*first_off = ts - now_ms;
+			continue;
+		}
+		if (kept != i)
+			t->readings[kept] = t->readings[i];
+		kept++;
+	}
+	t->n = kept;
+	return out;
 }
 
 static int put_telemetry(struct ingest *in, const struct msg *m,
@@ -363,7 +676,10 @@ static int put_telemetry(struct ingest *in, const struct msg *m,
 	struct agri_telemetry tel = {.readings = in->readings,
 				     .cap = AGRI_BATCH_MAX_READINGS};
 	struct agri_err err = {0};
-	char reason[AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 128], e[AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 4];
+	char reason[REASON_MAX], e[AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 4];
+	char en[256], vi[256];
+	size_t n_all, off_clock, refused = 0;
+	int64_t first_off = 0;
 	int rc, drc;
 
 	drc = agri_telemetry_decode(m->payload, m->len, &tel, &err);
@@ -372,7 +688,7 @@ static int put_telemetry(struct ingest *in, const struct msg *m,
 		bool same = tel.has_station && strcmp(tel.station, t->station) == 0;
 
 		snprintf(reason, sizeof(reason), "%s", e);
-		if ((rc = dead_letter(in, m, reason)) < 0)
+		if ((rc = dead_letter(in, m, t->station, "invalid", reason)) < 0)
 			return rc;
 		/* §4: acked when station and seq are readable and match */
 		if (same && tel.has_seq) {
@@ -386,14 +702,61 @@ static int put_telemetry(struct ingest *in, const struct msg *m,
 		snprintf(reason, sizeof(reason),
 			 "station: \"%s\" differs from the topic's \"%s\"", tel.station,
 			 t->station);
-		return dead_letter(in, m, reason); /* never acked */
+		return dead_letter(in, m, t->station, "mismatch", reason); /* never acked */
 	}
-	if ((rc = store_readings(in, &tel, m->received_ms)) < 0)
+	/* Readings past the station's rate: nothing stored, not acked (its
+	 * spool resends them when the budget has refilled). */
+	if (!bucket_take(&quota_of(in, t->station)->readings, (double)tel.n, util_mono_ms())) {
+		atomic_fetch_add(&in->health->quota_readings, tel.n);
+		snprintf(reason, sizeof(reason),
+			 "readings over the station's budget (%lld a minute): %zu readings not stored,"
+			 " not acked", (long long)in->opt.readings_per_min, tel.n);
+		snprintf(en, sizeof(en), "sends more readings than its budget of %lld a minute",
+			 (long long)in->opt.readings_per_min);
+		snprintf(vi, sizeof(vi), "gửi quá hạn mức %lld số đo mỗi phút",
+			 (long long)in->opt.readings_per_min);
+		if ((rc = dead_letter(in, m, t->station, "quota", reason)) < 0 ||
+		    (rc = quota_event(in, t->station, (double)tel.n, en, vi, m->received_ms)) < 0)
+			return rc;
+		return 0;
+	}
+	n_all = tel.n;
+	off_clock = clock_filter(in, &tel, m->received_ms, &first_off);
+	if ((rc = store_readings(in, &tel, m->received_ms, &refused)) < 0)
 		return rc;
 	if (drc == 1) { /* valid readings kept; the batch as a whole kept too */
 		snprintf(reason, sizeof(reason), "%zu invalid reading%s skipped, first: %s",
 			 tel.n_invalid, tel.n_invalid == 1 ? "" : "s", e);
-		if ((rc = dead_letter(in, m, reason)) < 0)
+		if ((rc = dead_letter(in, m, t->station, "partial", reason)) < 0)
+			return rc;
+	}
+	if (off_clock) {
+		char span[32];
+
+		atomic_fetch_add(&in->health->clock_readings, off_clock);
+		span_text(span, sizeof(span), first_off);
+		snprintf(reason, sizeof(reason),
+			 "%zu of %zu readings outside the clock window (now +%llds / -%lld days):"
+			 " first stamped %s %s", off_clock, n_all,
+			 (long long)(in->opt.clock_skew_ms / 1000),
+			 (long long)(in->opt.backlog_ms / 86400000), span,
+			 first_off > 0 ? "ahead" : "behind");
+		if ((rc = dead_letter(in, m, t->station, "clock", reason)) < 0 ||
+		    (rc = clock_event(in, t->station, first_off, "stamps readings",
+				      "ghi thời gian số đo", m->received_ms)) < 0)
+			return rc;
+	}
+	if (refused) {
+		atomic_fetch_add(&in->health->quota_readings, refused);
+		snprintf(reason, sizeof(reason),
+			 "%zu readings of new series refused: the station has its budget of %d series",
+			 refused, store_series_max(in->st));
+		snprintf(en, sizeof(en), "sends more series (sensor x metric) than its budget of %d",
+			 store_series_max(in->st));
+		snprintf(vi, sizeof(vi), "gửi nhiều chuỗi số liệu hơn hạn mức %d",
+			 store_series_max(in->st));
+		if ((rc = dead_letter(in, m, t->station, "quota", reason)) < 0 ||
+		    (rc = quota_event(in, t->station, (double)refused, en, vi, m->received_ms)) < 0)
 			return rc;
 	}
 	if ((rc = store_note_seq(in->st, tel.station, tel.seq, m->received_ms)) < 0)
@@ -409,21 +772,32 @@ static int put_status(struct ingest *in, const struct msg *m,
 {
 	struct agri_status s;
 	struct agri_err err = {0};
-	char reason[AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 128];
+	char reason[REASON_MAX];
 	int rc;
 
 	if (agri_status_decode(m->payload, m->len, &s, &err) < 0) {
 		agri_err_format(&err, reason, sizeof(reason));
-		return dead_letter(in, m, reason);
+		return dead_letter(in, m, t->station, "invalid", reason);
 	}
 	if (strcmp(s.station, t->station) != 0) {
 		snprintf(reason, sizeof(reason),
 			 "station: \"%s\" differs from the topic's \"%s\"", s.station,
 			 t->station);
-		return dead_letter(in, m, reason);
+		return dead_letter(in, m, t->station, "mismatch", reason);
 	}
 	if ((rc = store_put_status(in->st, &s, m->received_ms)) < 0)
 		return rc;
+	if (s.online && s.ts_ms) {
+		int64_t off = s.ts_ms - m->received_ms;
+
+		if ((rc = store_put_clock_offset(in->st, s.station, off)) < 0)
+			return rc;
+		/* Only a clock ahead is sure: a retained status may be old. */
+		if (in->opt.clock_skew_ms > 0 && off > in->opt.clock_skew_ms &&
+		    (rc = clock_event(in, s.station, off, "its clock is", "đồng hồ trạm",
+				      m->received_ms)) < 0)
+			return rc;
+	}
 	for (size_t h = 0; h < in->n_hooks; h++) {
 		if (in->hooks[h].on_status &&
 		    (rc = in->hooks[h].on_status(in->hooks[h].ctx, in->st, &s,
@@ -431,6 +805,56 @@ static int put_status(struct ingest *in, const struct msg *m,
 			return rc;
 	}
 	in->c.status++;
+	return 0;
+}
+
+/* A sample of the messages a station had dropped at the door. */
+static int put_quota_sample(struct ingest *in, const struct msg *m,
+			    const struct agri_topic *t)
+{
+	char reason[REASON_MAX], en[256], vi[256];
+	int rc;
+
+	snprintf(reason, sizeof(reason),
+		 "messages over the station's budget (%lld a minute, %lld KiB a minute):"
+		 " %llu messages, %llu bytes dropped, not acked; this one was %zu bytes",
+		 (long long)in->opt.messages_per_min, (long long)(in->opt.bytes_per_min / 1024),
+		 (unsigned long long)m->over_msgs, (unsigned long long)m->over_bytes, m->orig_len);
+	snprintf(en, sizeof(en),
+		 "sends more than its budget of %lld messages and %lld KiB a minute"
+		 " (%llu messages dropped)",
+		 (long long)in->opt.messages_per_min, (long long)(in->opt.bytes_per_min / 1024),
+		 (unsigned long long)m->over_msgs);
+	snprintf(vi, sizeof(vi), "gửi quá hạn mức %lld tin và %lld KiB mỗi phút (%llu tin bị bỏ)",
+		 (long long)in->opt.messages_per_min, (long long)(in->opt.bytes_per_min / 1024),
+		 (unsigned long long)m->over_msgs);
+	if ((rc = dead_letter(in, m, t->station, "quota", reason)) < 0)
+		return rc;
+	return quota_event(in, t->station, (double)m->over_msgs, en, vi, m->received_ms);
+}
+
+/* Isolation: m made its batch fail for what it carries (in->poison):
+ * it becomes a dead letter, acked end to end like any rejected batch when
+ * its station and seq can be read. */
+static int put_poison(struct ingest *in, const struct msg *m, const struct agri_topic *t,
+		      bool has_topic)
+{
+	struct agri_telemetry tel = {.readings = in->readings, .cap = AGRI_BATCH_MAX_READINGS};
+	struct agri_err err = {0};
+	char reason[REASON_MAX];
+	int rc;
+
+	snprintf(reason, sizeof(reason), "could not be stored: %s (the rest of its batch was)",
+		 strerror(-in->poison));
+	if ((rc = dead_letter(in, m, has_topic ? t->station : "", "internal", reason)) < 0)
+		return rc;
+	if (has_topic && t->kind == AGRI_TOPIC_TELEMETRY && !(m->flags & MSG_QUOTA) &&
+	    agri_telemetry_decode(m->payload, m->len, &tel, &err) >= 0 &&
+	    strcmp(tel.station, t->station) == 0) {
+		if ((rc = store_note_seq(in->st, t->station, tel.seq, m->received_ms)) < 0)
+			return rc;
+		ack_later(in, t->station, tel.seq);
+	}
 	return 0;
 }
 
@@ -445,29 +869,35 @@ static int before_commit(struct ingest *in)
 	return 0;
 }
 
+static int put_one(struct ingest *in, const struct msg *m)
+{
+	struct agri_topic t;
+	bool has_topic = agri_topic_parse(m->topic, in->prefix, &t) == 0 &&
+			 (t.kind == AGRI_TOPIC_TELEMETRY || t.kind == AGRI_TOPIC_STATUS);
+
+	if (in->poison)
+		return put_poison(in, m, &t, has_topic);
+	if (!has_topic)
+		return dead_letter(in, m, "", "topic", "topic: not a telemetry or status topic");
+	if (m->flags & MSG_QUOTA)
+		return put_quota_sample(in, m, &t);
+	if (t.kind == AGRI_TOPIC_TELEMETRY)
+		return put_telemetry(in, m, &t);
+	return put_status(in, m, &t);
+}
+
 /* Stores msgs[0..n) in one transaction. Returns 0 or a negative errno
  * (the transaction is then rolled back). */
 static int apply(struct ingest *in, struct msg **msgs, size_t n)
 {
-	struct agri_topic t;
 	int rc;
 
 	memset(&in->c, 0, sizeof(in->c));
 	in->n_acks = 0;
 	if ((rc = store_begin(in->st)) < 0)
 		return rc;
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		struct msg *m = msgs[i];
-
-		if (agri_topic_parse(m->topic, in->prefix, &t) < 0)
-			rc = dead_letter(in, m, "topic: not a telemetry or status topic");
-		else if (t.kind == AGRI_TOPIC_TELEMETRY)
-			rc = put_telemetry(in, m, &t);
-		else if (t.kind == AGRI_TOPIC_STATUS)
-			rc = put_status(in, m, &t);
-		else
-			rc = dead_letter(in, m, "topic: not a telemetry or status topic");
-	}
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = put_one(in, msgs[i]);
 	if (rc == 0)
 		rc = before_commit(in);
 	if (rc == 0)
@@ -723,12 +1153,54 @@ static void run_hooks_after(struct ingest *in, bool committed)
 	}
 }
 
-/* Commits msgs[0..n), retrying until it works (or shutdown's deadline),
- * then acks and frees them. */
-static void process(struct ingest *in, struct msg **msgs, size_t n)
+/* A failure of the database itself (disk full, I/O error, locked,
+ * read-only, corrupt, out of memory): retried with backoff, nothing acked
+ * meanwhile. Anything else comes from what the messages carry. */
+static bool store_failure(int rc)
+{
+	return rc == -ENOSPC || rc == -EIO || rc == -EBUSY || rc == -EROFS ||
+	       rc == -EUCLEAN || rc == -EACCES || rc == -ENOMEM || rc == -EAGAIN ||
+	       rc == -EDQUOT;
+}
+
+#define NOMEM_TRIES 3 /* -ENOMEM this often on the same messages: their content */
+
+/* The hub alarm: raised (log, health, /metrics, the hub's status topic)
+ * while the store fails; when it works again the hooks hear of it at the
+ * next tick (the notification channels, once the outbox can be written). */
+static void hub_failing(struct ingest *in, int rc)
 {
 	struct gateway_health *h = in->health;
-	int rc;
+
+	if (!in->hub_fail_since_ms) {
+		in->hub_fail_since_ms = util_now_ms();
+		in->hub_fail_errno = -rc;
+		atomic_store(&h->hub_alarm_since_ms, in->hub_fail_since_ms);
+		atomic_store(&h->hub_alarm_errno, -rc);
+		atomic_store(&h->hub_alarm, true);
+		log_error(LOG, "HUB ALARM: the database cannot be written; stations are not acked"
+			  " until it can error=\"%s\"", strerror(-rc));
+	}
+}
+
+static void hub_recovered(struct ingest *in)
+{
+	if (!in->hub_fail_since_ms)
+		return;
+	in->hub_down_ms = util_now_ms() - in->hub_fail_since_ms;
+	in->hub_event_due = true;
+	atomic_store(&in->health->hub_alarm, false);
+	log_warn(LOG, "hub alarm over: storing again after %lld s error was=\"%s\"",
+		 (long long)(in->hub_down_ms / 1000), strerror(in->hub_fail_errno));
+}
+
+/* Commits msgs[0..n), retrying while the store itself fails (or until
+ * shutdown's deadline: -ESHUTDOWN). Returns 0, -ESHUTDOWN, or the error a
+ * message's content caused (nothing committed). */
+static int commit_retrying(struct ingest *in, struct msg **msgs, size_t n)
+{
+	struct gateway_health *h = in->health;
+	int rc, nomem = 0;
 
 	for (int attempt = 0;; attempt++) {
 		rc = apply(in, msgs, n);
@@ -736,18 +1208,23 @@ static void process(struct ingest *in, struct msg **msgs, size_t n)
 			break;
 		run_hooks_after(in, false);
 		atomic_fetch_add(&h->commit_failures, 1);
+		if (!store_failure(rc) || (rc == -ENOMEM && ++nomem >= NOMEM_TRIES))
+			return rc;
 		atomic_store(&h->db_writable, false);
+		hub_failing(in, rc);
 		log_complain(&in->db_complaint, LOG_LVL_ERROR, LOG,
 			     "cannot store a batch, not acking; retrying messages=%zu error=\"%s\"",
 			     n, strerror(-rc));
 		if (stop_now(in)) {
 			log_error(LOG, "shutdown: %zu messages not stored (their stations will resend)", n);
-			goto out;
+			return -ESHUTDOWN;
 		}
 		util_sleep_ms(util_backoff_ms(attempt < 6 ? attempt : 6, 50, 2000, &in->rng));
 	}
 	atomic_store(&h->db_writable, true);
 	log_release(&in->db_complaint, LOG, "storing again");
+	hub_recovered(in);
+	in->hub_fail_since_ms = 0;
 	if (log_enabled(LOG_LVL_DEBUG))
 		log_debug(LOG, "committed messages=%zu readings=%llu waited_ms=%lld",
 			  n, (unsigned long long)in->c.stored,
@@ -761,7 +1238,33 @@ static void process(struct ingest *in, struct msg **msgs, size_t n)
 	atomic_fetch_add(&h->dead_letters, in->c.dead);
 	acks_post(in);
 	run_hooks_after(in, true);
-out:
+	return 0;
+}
+
+/*
+ * Commits msgs[0..n), then acks and frees them. The writer never blocks on
+ * content: when the batch fails for what a message carries (not for the
+ * database), its messages are committed one by one, and one that fails
+ * alone becomes a dead letter ("internal"), acked like any rejected batch.
+ */
+static void process(struct ingest *in, struct msg **msgs, size_t n)
+{
+	int rc = commit_retrying(in, msgs, n);
+
+	for (size_t i = 0; rc != 0 && rc != -ESHUTDOWN && i < n; i++) {
+		int one = n == 1 ? rc : commit_retrying(in, &msgs[i], 1);
+
+		if (one == 0 || one == -ESHUTDOWN)
+			continue;
+		atomic_fetch_add(&in->health->content_failures, 1);
+		log_warn(LOG, "a message made its batch fail: dead-lettered topic=%s error=\"%s\"",
+			 msgs[i]->topic, strerror(-one));
+		in->poison = one;
+		if ((one = commit_retrying(in, &msgs[i], 1)) != 0 && one != -ESHUTDOWN)
+			log_error(LOG, "cannot dead-letter a message topic=%s error=\"%s\"",
+				  msgs[i]->topic, strerror(-one));
+		in->poison = 0;
+	}
 	for (size_t i = 0; i < n; i++)
 		free(msgs[i]);
 }
@@ -786,6 +1289,13 @@ static void housekeeping(struct ingest *in)
 {
 	int64_t now = util_mono_ms(), now_ms, keep, floor;
 	int rc;
+
+	if (in->opt.dead_max_age_ms > 0 && now >= in->next_dead_expiry_ms) {
+		rc = store_expire_dead_letters(in->st, util_now_ms() - in->opt.dead_max_age_ms);
+		in->next_dead_expiry_ms = now + (rc > 0 ? 0 : 60000);
+		if (rc > 0)
+			log_debug(LOG, "expired dead letters n=%d", rc);
+	}
 
 	if (in->opt.retention_days <= 0 || now < in->next_retention_ms)
 		return;
@@ -841,6 +1351,21 @@ static int tick_fn(void *ctx, struct ingest *in, struct store *st)
 	int rc;
 
 	(void)ctx;
+	if (in->hub_event_due) {
+		struct ingest_event ev = {.kind = INGEST_EV_HUB, .station = in->opt.hub_id,
+					  .value = (double)in->hub_down_ms / 1000.0, .at_ms = now_ms};
+		char span[32];
+
+		span_text(span, sizeof(span), in->hub_down_ms);
+		snprintf(ev.detail_en, sizeof(ev.detail_en),
+			 "could not store readings for %s (%s); nothing acknowledged was lost,"
+			 " stations resent the rest", span, strerror(in->hub_fail_errno));
+		snprintf(ev.detail_vi, sizeof(ev.detail_vi),
+			 "không lưu được số liệu trong %s (%s); không mất số liệu đã xác nhận",
+			 span, strerror(in->hub_fail_errno));
+		if ((rc = run_event_hooks(in, &ev)) < 0)
+			return rc;
+	}
 	for (size_t k = 0; k < in->n_hooks; k++)
 		if (in->hooks[k].on_tick && (rc = in->hooks[k].on_tick(in->hooks[k].ctx, st, now_ms)) < 0)
 			return rc;
@@ -858,8 +1383,11 @@ static void tick(struct ingest *in)
 	in->next_tick_ms = now + TICK_EVERY_MS;
 	for (size_t k = 0; k < in->n_hooks; k++)
 		any |= in->hooks[k].on_tick != NULL;
+	any |= in->hub_event_due;
 	if (any && (rc = run_in_txn(in, tick_fn, NULL)) < 0)
 		log_debug(LOG, "tick failed: %s", strerror(-rc));
+	else if (any)
+		in->hub_event_due = false;
 }
 
 /* Runs the queued ingest_call()s (writer thread). */
@@ -1103,6 +1631,15 @@ void ingest_free(struct ingest *in)
 			free(p);
 		}
 	}
+	for (size_t b = 0; b < QUOTA_BUCKETS; b++) {
+		while (in->qtab[b]) {
+			struct quota *q = in->qtab[b];
+
+			in->qtab[b] = q->next;
+			free(q);
+		}
+	}
+	pthread_mutex_destroy(&in->qmu);
 	free(in->q);
 	free(in->aq);
 	free(in->batch);

@@ -29,11 +29,13 @@
 #define K_RATE (1u << RULE_RATE)
 #define K_NOD (1u << RULE_NO_DATA)
 #define K_QUAL (1u << RULE_QUALITY)
-#define K_ALL 0x7fu
+#define K_EVT ((1u << RULE_MISBEHAVING) | (1u << RULE_CLOCK) | (1u << RULE_HUB))
+#define K_ALL ((1u << RULE_KIND_COUNT) - 1)
 #define K_LEVELS (K_THR | K_LAD | K_WIN | K_RATE)
 
 static const char *const kind_names[RULE_KIND_COUNT] = {
 	"threshold", "ladder", "window", "peak", "rate", "no_data", "quality",
+	"misbehaving", "clock", "hub",
 };
 static const char *const severity_names[] = {"info", "warning", "alarm", "critical"};
 static const char *const agg_names[] = {"sum", "mean", "max", "min", "count"};
@@ -52,8 +54,13 @@ static const struct {
 	{"for_s", K_LEVELS}, {"window_s", K_WIN | K_RATE}, {"agg", K_WIN},
 	{"max_points", K_WIN | K_RATE}, {"k", K_PEAK}, {"nights", K_PEAK},
 	{"min_nights", K_PEAK}, {"floor", K_PEAK}, {"night_start_h", K_PEAK},
-	{"after_s", K_NOD}, {"per", K_NOD}, {"n", K_QUAL}, {"q", K_QUAL},
+	{"after_s", K_NOD | K_EVT}, {"per", K_NOD}, {"n", K_QUAL}, {"q", K_QUAL},
 };
+
+bool rule_kind_is_event(enum rule_kind k)
+{
+	return k == RULE_MISBEHAVING || k == RULE_CLOCK || k == RULE_HUB;
+}
 
 const char *rule_kind_name(enum rule_kind k)
 {
@@ -590,6 +597,15 @@ static int rule_check(struct rule_tmp *t, const cJSON *obj, const char *path,
 		}
 	}
 	agri_path_key(sub, sizeof(sub), path, "metric");
+	if (rule_kind_is_event(r->kind)) {
+		if (t->has_metric) {
+			agri_err_set(err, sub, "not used by kind \"%s\"", kind_names[r->kind]);
+			return -EINVAL;
+		}
+		if (!t->has_after)
+			r->after_s = r->kind == RULE_MISBEHAVING ? 3600 : r->kind == RULE_CLOCK ? 900 : 600;
+		return 0;
+	}
 	if (!t->has_metric && r->kind != RULE_NO_DATA && r->kind != RULE_QUALITY) {
 		agri_err_set(err, sub, "is required for kind \"%s\"", kind_names[r->kind]);
 		return -EINVAL;
@@ -786,6 +802,47 @@ static const struct agri_cfg_field doc_fields[] = {
 	{.key = "description", .type = AGRI_CFG_CUSTOM, .offset = 0, .parse = ignore_value},
 };
 
+/* The rules every gateway has, unless rules.json gives one of the kind
+ * itself (docs/alerts.md, Built-in rules): a station past its budgets,
+ * a station's clock, the hub's own storage. */
+static const struct {
+	const char *id;
+	enum rule_kind kind;
+	enum alert_severity severity;
+	int64_t after_s;
+	bool all_channels; /* notify every channel of gateway.json */
+} builtin[] = {
+	{"misbehaving", RULE_MISBEHAVING, ALERT_SEV_WARNING, 3600, false},
+	{"clock", RULE_CLOCK, ALERT_SEV_WARNING, 900, false},
+	{"hub-storage", RULE_HUB, ALERT_SEV_CRITICAL, 600, true},
+};
+
+static void add_builtins(struct rules *out, const char *const *channels, size_t n_channels)
+{
+	for (size_t b = 0; b < N(builtin); b++) {
+		struct rule *r;
+		bool have = false;
+
+		for (size_t i = 0; i < out->n && !have; i++)
+			have = out->v[i].kind == builtin[b].kind;
+		if (have)
+			continue;
+		r = &out->v[out->n];
+		memset(r, 0, sizeof(*r));
+		snprintf(r->id, sizeof(r->id), "%s", builtin[b].id);
+		for (size_t i = 0; i < out->n; i++) /* the id is taken: a suffix */
+			if (!strcmp(out->v[i].id, r->id))
+				snprintf(r->id, sizeof(r->id), "%s-builtin", builtin[b].id);
+		r->kind = builtin[b].kind;
+		r->severity = builtin[b].severity;
+		r->after_s = builtin[b].after_s;
+		for (size_t c = 0; builtin[b].all_channels && c < n_channels &&
+				   r->n_notify < RULE_CHANNELS_MAX; c++)
+			snprintf(r->notify[r->n_notify++], RULE_CHANNEL_MAX, "%s", channels[c]);
+		out->n++;
+	}
+}
+
 static struct rules *parse(const char *json, size_t len, bool check_channels,
 			   const char *const *channels, size_t n_channels,
 			   struct agri_err *err)
@@ -810,7 +867,7 @@ static struct rules *parse(const char *json, size_t len, bool check_channels,
 	}
 	out = calloc(1, sizeof(*out));
 	t = malloc(sizeof(*t));
-	if (!out || !t || (n && !(out->v = calloc(n, sizeof(*out->v))))) {
+	if (!out || !t || !(out->v = calloc(n + N(builtin), sizeof(*out->v)))) {
 		agri_err_set(err, "", "out of memory");
 		goto fail;
 	}
@@ -836,6 +893,7 @@ static struct rules *parse(const char *json, size_t len, bool check_channels,
 		out->v[i++] = t->r;
 	}
 	out->n = i;
+	add_builtins(out, channels, check_channels ? n_channels : 0);
 	free(t);
 	cJSON_Delete(root);
 	return out;

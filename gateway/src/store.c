@@ -13,11 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <sqlite3.h>
 
 #define RANGES_MAX 1024  /* per station; older holes are then counted and forgotten */
 #define CACHE_MAX 65536  /* cached stations or series before the cache is reset */
 #define HOUR_MS 3600000LL
+
+/* What a dead letter row costs, as counted against dead_bytes_max. */
+#define DL_BYTES "(length(CAST(payload AS BLOB)) + length(topic) + length(reason) + 64)"
 
 /* RFC 3339 with milliseconds from integer ms since the epoch. */
 #define RFC3339(x) "strftime('%Y-%m-%dT%H:%M:%fZ', (" x ") / 1000.0, 'unixepoch')"
@@ -90,6 +94,34 @@ static const char *const migrations[] = {
 	" uptime_s, spool_depth, maintenance FROM stations;"
 	"CREATE VIEW v_dead_letters AS SELECT " RFC3339("received_at")
 	" AS received_at, topic, reason, payload FROM dead_letters ORDER BY id;",
+	/* 2: bounded dead letters (a payload prefix, its size and hash, a kind,
+	 * counters per kind that never reset), series a station no longer
+	 * sends can be retired from its budget, the station's clock offset. */
+	"ALTER TABLE dead_letters ADD COLUMN size INTEGER;"
+	"ALTER TABLE dead_letters ADD COLUMN sha256 TEXT;"
+	"ALTER TABLE dead_letters ADD COLUMN kind TEXT;"
+	"ALTER TABLE dead_letters ADD COLUMN station TEXT;"
+	"CREATE TABLE dead_letter_counts("
+	" kind TEXT PRIMARY KEY, stored INTEGER NOT NULL DEFAULT 0,"
+	" suppressed INTEGER NOT NULL DEFAULT 0, evicted INTEGER NOT NULL DEFAULT 0)"
+	" WITHOUT ROWID;"
+	"INSERT INTO dead_letter_counts(kind, stored) SELECT 'invalid', count(*)"
+	" FROM dead_letters HAVING count(*) > 0;"
+	"ALTER TABLE series ADD COLUMN retired INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE stations ADD COLUMN clock_offset_ms INTEGER;"
+	"DROP VIEW v_dead_letters;"
+	"CREATE VIEW v_dead_letters AS SELECT " RFC3339("received_at")
+	" AS received_at, topic, reason, payload, coalesce(size, length(CAST(payload AS BLOB)))"
+	" AS size, sha256, coalesce(kind, 'invalid') AS kind, station"
+	" FROM dead_letters ORDER BY id;"
+	"CREATE VIEW v_dead_letter_counts AS SELECT kind, stored, suppressed, evicted"
+	" FROM dead_letter_counts;"
+	"DROP VIEW v_stations;"
+	"CREATE VIEW v_stations AS SELECT name AS station, state,"
+	" " RFC3339("last_seen") " AS last_seen, last_seq, gaps, dropped, fw,"
+	" board, config_version, " RFC3339("status_at") " AS status_at,"
+	" uptime_s, spool_depth, maintenance, clock_offset_ms / 1000.0 AS clock_offset_s"
+	" FROM stations;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -116,6 +148,8 @@ struct station {
 	int64_t last_seq;      /* -1: none */
 	int64_t forgotten;     /* holes merged away when ranges overflowed */
 	int64_t dropped;       /* the station's own spool_dropped */
+	int64_t n_series;      /* series not retired; -1: not counted yet */
+	int64_t idle_check_ms; /* no series could be retired before this */
 	struct agri_seq_set seqs; /* received seqs */
 };
 
@@ -123,10 +157,11 @@ enum {
 	S_BEGIN, S_COMMIT, S_ROLLBACK,
 	S_STATION_INS, S_STATION_SEL, S_RANGES_SEL,
 	S_STATION_UPD, S_RANGES_DEL, S_RANGES_INS,
-	S_SERIES_INS, S_SERIES_SEL,
+	S_SERIES_INS, S_SERIES_SEL, S_SERIES_COUNT, S_SERIES_IDLE, S_SERIES_RETIRE,
+	S_SERIES_REVIVE,
 	S_READING_INS,
-	S_STATUS_FULL, S_STATUS_STATE,
-	S_DEAD_INS,
+	S_STATUS_FULL, S_STATUS_STATE, S_CLOCK,
+	S_DEAD_INS, S_DEAD_COUNT, S_DEAD_EVICT, S_DEAD_EXPIRE,
 	S_RET_NEXT_SERIES, S_RET_MIN_TS, S_RET_NTH_TS, S_RET_AGG, S_RET_DEL,
 	S_COUNT
 };
@@ -146,7 +181,15 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_RANGES_DEL] = "DELETE FROM seq_ranges WHERE station_id = ?1",
 	[S_RANGES_INS] = "INSERT INTO seq_ranges(station_id, first, last) VALUES (?1, ?2, ?3)",
 	[S_SERIES_INS] = "INSERT OR IGNORE INTO series(station_id, sensor, metric) VALUES (?1, ?2, ?3)",
-	[S_SERIES_SEL] = "SELECT id FROM series WHERE station_id = ?1 AND sensor = ?2 AND metric = ?3",
+	[S_SERIES_SEL] = "SELECT id, retired FROM series WHERE station_id = ?1 AND sensor = ?2"
+			 " AND metric = ?3",
+	[S_SERIES_COUNT] = "SELECT count(*) FROM series WHERE station_id = ?1 AND retired = 0",
+	/* A series of the station with no raw reading at or after ?2. */
+	[S_SERIES_IDLE] = "SELECT s.id FROM series s WHERE s.station_id = ?1 AND s.retired = 0"
+			  " AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.series_id = s.id"
+			  " AND r.ts >= ?2) ORDER BY s.id LIMIT 1",
+	[S_SERIES_RETIRE] = "UPDATE series SET retired = 1 WHERE id = ?1",
+	[S_SERIES_REVIVE] = "UPDATE series SET retired = 0 WHERE id = ?1",
 	[S_READING_INS] = "INSERT OR IGNORE INTO readings(series_id, ts, value, unit, q, received_at)"
 			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[S_STATUS_FULL] = "UPDATE stations SET state = ?2, fw = coalesce(nullif(?3, ''), fw),"
@@ -155,8 +198,20 @@ static const char *const stmt_sql[S_COUNT] = {
 			  " status_at = ?6, uptime_s = ?7, spool_depth = ?8, dropped = ?9,"
 			  " maintenance = ?10 WHERE id = ?1",
 	[S_STATUS_STATE] = "UPDATE stations SET state = ?2, status_at = ?3 WHERE id = ?1",
-	[S_DEAD_INS] = "INSERT INTO dead_letters(received_at, topic, reason, payload)"
-		       " VALUES (?1, ?2, ?3, ?4)",
+	[S_CLOCK] = "UPDATE stations SET clock_offset_ms = ?2 WHERE id = ?1",
+	[S_DEAD_INS] = "INSERT INTO dead_letters(received_at, topic, reason, payload, size,"
+		       " sha256, kind, station) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, nullif(?8, ''))",
+	[S_DEAD_COUNT] = "INSERT INTO dead_letter_counts(kind, stored, suppressed, evicted)"
+			 " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(kind) DO UPDATE SET"
+			 " stored = stored + excluded.stored,"
+			 " suppressed = suppressed + excluded.suppressed,"
+			 " evicted = evicted + excluded.evicted",
+	/* The oldest dead letters, to keep within the byte budget. */
+	[S_DEAD_EVICT] = "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters"
+			 " ORDER BY id LIMIT 16) RETURNING " DL_BYTES ", coalesce(kind, 'invalid')",
+	[S_DEAD_EXPIRE] = "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters"
+			  " WHERE received_at < ?1 ORDER BY id LIMIT 256)"
+			  " RETURNING " DL_BYTES ", coalesce(kind, 'invalid')",
 	[S_RET_NEXT_SERIES] = "SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT 1",
 	[S_RET_MIN_TS] = "SELECT min(ts) FROM readings WHERE series_id = ?1",
 	[S_RET_NTH_TS] = "SELECT ts FROM readings WHERE series_id = ?1 AND ts < ?2"
@@ -184,6 +239,10 @@ struct store {
 	size_t n_dirty, cap_dirty;
 	int64_t ret_cursor;   /* retention: last series id visited */
 	bool busy_cache;      /* page cache at cache_kib (else a quarter) */
+	int64_t dl_bytes;     /* dead letters' size as of the last commit */
+	int64_t dl_txn;       /* ... plus what the open transaction changed */
+	struct store_retired retired[STORE_RETIRED_MAX]; /* in this transaction */
+	size_t n_retired;
 };
 
 int store_errno(int rc)
@@ -333,6 +392,23 @@ int store_set_busy(struct store *st, bool busy)
 	return rc;
 }
 
+/* The dead letters' size, once at open (a database from before the
+ * budget may hold many: one scan). */
+static int dead_bytes_load(struct store *st)
+{
+	sqlite3_stmt *q;
+	int rc = sqlite3_prepare_v2(st->db, "SELECT coalesce(sum(" DL_BYTES "), 0) FROM dead_letters",
+				    -1, &q, NULL);
+
+	if (rc != SQLITE_OK)
+		return store_errno(rc);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		st->dl_bytes = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	return rc == SQLITE_ROW ? 0 : store_errno(rc);
+}
+
 struct store *store_open(const char *path, const struct store_options *opt,
 			 int *err)
 {
@@ -391,6 +467,8 @@ struct store *store_open(const char *path, const struct store_options *opt,
 			goto fail;
 		}
 	}
+	if ((rc = dead_bytes_load(st)) < 0)
+		goto fail;
 	return st;
 fail:
 	store_close(st);
@@ -446,6 +524,8 @@ int store_begin(struct store *st)
 {
 	int rc = step_done(st->s[S_BEGIN]);
 
+	st->dl_txn = 0;
+	st->n_retired = 0;
 	if (rc == 0)
 		st->in_tx = true;
 	return rc;
@@ -513,6 +593,8 @@ int store_commit(struct store *st)
 	}
 	st->n_dirty = 0;
 	st->in_tx = false;
+	st->dl_bytes += st->dl_txn;
+	st->dl_txn = 0;
 	if (st->stations.n > CACHE_MAX || st->series.n > CACHE_MAX)
 		caches_reset(st);
 	return 0;
@@ -524,6 +606,8 @@ void store_rollback(struct store *st)
 	if (!sqlite3_get_autocommit(st->db))
 		step_done(st->s[S_ROLLBACK]);
 	st->in_tx = false;
+	st->dl_txn = 0;
+	st->n_retired = 0;
 	caches_reset(st);
 }
 
@@ -567,6 +651,7 @@ static int station_get(struct store *st, const char *name, struct station **out)
 	if (!s)
 		return -ENOMEM;
 	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->n_series = -1;
 	q = st->s[S_STATION_SEL];
 	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(q);
@@ -702,37 +787,140 @@ int store_put_status(struct store *st, const struct agri_status *m,
 
 /* --- readings and dead letters -------------------------------------- */
 
-static int series_get(struct store *st, int64_t station_id, const char *sensor,
-		      const char *metric, int64_t *id)
+/* Counts s's series on first use (the cache is dropped on rollback). */
+static int series_count(struct store *st, struct station *s)
+{
+	sqlite3_stmt *q = st->s[S_SERIES_COUNT];
+	int rc;
+
+	if (s->n_series >= 0)
+		return 0;
+	sqlite3_bind_int64(q, 1, s->id);
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		s->n_series = sqlite3_column_int64(q, 0);
+	sqlite3_reset(q);
+	return rc == SQLITE_ROW ? 0 : store_errno(rc);
+}
+
+/* Makes room for one more series of s: under the budget, or by retiring a
+ * series that has sent nothing for series_idle_days. -EDQUOT when none
+ * can go (and then none is looked for again for an hour). */
+static int series_room(struct store *st, struct station *s, int64_t now_ms)
+{
+	sqlite3_stmt *q;
+	int64_t idle_ms = (int64_t)(st->opt.series_idle_days > 0 ? st->opt.series_idle_days : 7) *
+			  86400000LL, victim;
+	int rc;
+
+	if (st->opt.series_max <= 0)
+		return 0;
+	if ((rc = series_count(st, s)) < 0)
+		return rc;
+	if (s->n_series < st->opt.series_max)
+		return 0;
+	if (now_ms < s->idle_check_ms)
+		return -EDQUOT;
+	q = st->s[S_SERIES_IDLE];
+	sqlite3_bind_int64(q, 1, s->id);
+	sqlite3_bind_int64(q, 2, now_ms - idle_ms);
+	rc = sqlite3_step(q);
+	victim = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+	sqlite3_reset(q);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_errno(rc);
+	if (victim < 0) {
+		s->idle_check_ms = now_ms + HOUR_MS;
+		return -EDQUOT;
+	}
+	q = st->s[S_SERIES_RETIRE];
+	sqlite3_bind_int64(q, 1, victim);
+	if ((rc = step_done(q)) < 0)
+		return rc;
+	if (st->n_retired < STORE_RETIRED_MAX) {
+		struct store_retired *r = &st->retired[st->n_retired];
+		sqlite3_stmt *n;
+
+		rc = sqlite3_prepare_v2(st->db, "SELECT sensor, metric FROM series WHERE id = ?1", -1,
+					&n, NULL);
+		if (rc == SQLITE_OK) {
+			sqlite3_bind_int64(n, 1, victim);
+			if (sqlite3_step(n) == SQLITE_ROW) {
+				snprintf(r->station, sizeof(r->station), "%s", s->name);
+				snprintf(r->sensor, sizeof(r->sensor), "%s",
+					 (const char *)sqlite3_column_text(n, 0));
+				snprintf(r->metric, sizeof(r->metric), "%s",
+					 (const char *)sqlite3_column_text(n, 1));
+				st->n_retired++;
+			}
+			sqlite3_finalize(n);
+		}
+	}
+	s->n_series--;
+	/* The cache may hold the retired series' id: it must ask again. */
+	htab_clear(&st->series, false);
+	return 0;
+}
+
+static int series_get(struct store *st, struct station *s, const char *sensor,
+		      const char *metric, int64_t now_ms, int64_t *id)
 {
 	char key[2 * AGRI_ID_MAX + 32];
 	struct hentry *e;
 	sqlite3_stmt *q;
+	bool retired = false;
 	int rc;
 
-	snprintf(key, sizeof(key), "%lld/%s/%s", (long long)station_id, sensor,
-		 metric);
+	snprintf(key, sizeof(key), "%lld/%s/%s", (long long)s->id, sensor, metric);
 	if ((e = htab_find(&st->series, key))) {
 		*id = e->id;
 		return 0;
 	}
-	q = st->s[S_SERIES_INS];
-	sqlite3_bind_int64(q, 1, station_id);
-	sqlite3_bind_text(q, 2, sensor, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 3, metric, -1, SQLITE_STATIC);
-	if ((rc = step_done(q)) < 0)
-		return rc;
 	q = st->s[S_SERIES_SEL];
-	sqlite3_bind_int64(q, 1, station_id);
+	sqlite3_bind_int64(q, 1, s->id);
 	sqlite3_bind_text(q, 2, sensor, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 3, metric, -1, SQLITE_STATIC);
 	rc = sqlite3_step(q);
-	if (rc == SQLITE_ROW)
+	if (rc == SQLITE_ROW) {
 		*id = sqlite3_column_int64(q, 0);
+		retired = sqlite3_column_int(q, 1) != 0;
+	}
 	sqlite3_reset(q);
-	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? -EIO : store_errno(rc);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_errno(rc);
+	if (rc == SQLITE_DONE || retired) {
+		/* A new series, or a retired one sending again: within budget. */
+		if ((rc = series_room(st, s, now_ms)) < 0)
+			return rc;
+		if (retired) {
+			q = st->s[S_SERIES_REVIVE];
+			sqlite3_bind_int64(q, 1, *id);
+			if ((rc = step_done(q)) < 0)
+				return rc;
+		} else {
+			q = st->s[S_SERIES_INS];
+			sqlite3_bind_int64(q, 1, s->id);
+			sqlite3_bind_text(q, 2, sensor, -1, SQLITE_STATIC);
+			sqlite3_bind_text(q, 3, metric, -1, SQLITE_STATIC);
+			if ((rc = step_done(q)) < 0)
+				return rc;
+			*id = sqlite3_last_insert_rowid(st->db);
+		}
+		if (s->n_series >= 0)
+			s->n_series++;
+	}
 	return htab_add(&st->series, key, *id, NULL) ? 0 : -ENOMEM;
+}
+
+int store_series_max(const struct store *st)
+{
+	return st->opt.series_max;
+}
+
+size_t store_retired(const struct store *st, const struct store_retired **out)
+{
+	*out = st->retired;
+	return st->n_retired;
 }
 
 int store_put_reading(struct store *st, const char *station,
@@ -744,7 +932,7 @@ int store_put_reading(struct store *st, const char *station,
 	int rc;
 
 	if ((rc = station_get(st, station, &s)) < 0 ||
-	    (rc = series_get(st, s->id, r->sensor, r->metric, &series)) < 0)
+	    (rc = series_get(st, s, r->sensor, r->metric, received_ms, &series)) < 0)
 		return rc;
 	sqlite3_bind_int64(q, 1, series);
 	sqlite3_bind_int64(q, 2, r->ts_ms);
@@ -760,16 +948,122 @@ int store_put_reading(struct store *st, const char *station,
 	return sqlite3_changes(st->db) > 0 ? 1 : 0;
 }
 
-int store_put_dead_letter(struct store *st, const char *topic,
-			  const void *payload, size_t len, const char *reason,
-			  int64_t received_ms)
+static int count_dead(struct store *st, const char *kind, int64_t stored,
+		      int64_t suppressed, int64_t evicted)
+{
+	sqlite3_stmt *q = st->s[S_DEAD_COUNT];
+
+	sqlite3_bind_text(q, 1, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, stored);
+	sqlite3_bind_int64(q, 3, suppressed);
+	sqlite3_bind_int64(q, 4, evicted);
+	return step_done(q);
+}
+
+/* Runs an eviction statement (RETURNING bytes, kind): counts what went.
+ * Returns the number of rows deleted or a negative errno. */
+static int dead_delete(struct store *st, sqlite3_stmt *q)
+{
+	int rc, n = 0;
+
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		char kind[32];
+
+		st->dl_txn -= sqlite3_column_int64(q, 0);
+		snprintf(kind, sizeof(kind), "%s", (const char *)sqlite3_column_text(q, 1));
+		n++;
+		/* RETURNING rows come before the statement completes: count
+		 * after it, per row, on a second statement. */
+		if ((rc = count_dead(st, kind, 0, 0, 1)) < 0) {
+			sqlite3_reset(q);
+			return rc;
+		}
+	}
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc == SQLITE_DONE ? n : store_errno(rc);
+}
+
+static void sha256_hex(const void *p, size_t len, char out[65])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+
+	if (!EVP_Digest(p, len, md, &n, EVP_sha256(), NULL) || n != 32) {
+		out[0] = '\0';
+		return;
+	}
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+int store_put_dead_letter(struct store *st, const struct store_dead_letter *dl)
 {
 	sqlite3_stmt *q = st->s[S_DEAD_INS];
+	size_t keep = dl->len;
+	const char *kind = dl->kind && *dl->kind ? dl->kind : "invalid";
+	char hash[65];
+	int rc;
 
-	sqlite3_bind_int64(q, 1, received_ms);
-	sqlite3_bind_text(q, 2, topic, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 3, reason, -1, SQLITE_STATIC);
-	sqlite3_bind_text64(q, 4, payload, len, SQLITE_STATIC, SQLITE_UTF8);
+	if (st->opt.dead_payload_max && keep > st->opt.dead_payload_max)
+		keep = st->opt.dead_payload_max;
+	sha256_hex(dl->payload, dl->len, hash);
+	sqlite3_bind_int64(q, 1, dl->received_ms);
+	sqlite3_bind_text(q, 2, dl->topic, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, dl->reason, -1, SQLITE_STATIC);
+	sqlite3_bind_text64(q, 4, dl->payload, keep, SQLITE_STATIC, SQLITE_UTF8);
+	sqlite3_bind_int64(q, 5, (int64_t)dl->len);
+	sqlite3_bind_text(q, 6, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 7, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 8, dl->station ? dl->station : "", -1, SQLITE_STATIC);
+	if ((rc = step_done(q)) < 0 || (rc = count_dead(st, kind, 1, 0, 0)) < 0)
+		return rc;
+	st->dl_txn += (int64_t)(keep + strlen(dl->topic) + strlen(dl->reason) + 64);
+	while (st->opt.dead_bytes_max > 0 && st->dl_bytes + st->dl_txn > st->opt.dead_bytes_max) {
+		if ((rc = dead_delete(st, st->s[S_DEAD_EVICT])) <= 0)
+			return rc;
+	}
+	return 0;
+}
+
+int store_count_dead_letters(struct store *st, const char *kind, int64_t n)
+{
+	return count_dead(st, kind && *kind ? kind : "invalid", 0, n, 0);
+}
+
+int store_expire_dead_letters(struct store *st, int64_t before_ms)
+{
+	int rc, n;
+
+	if ((rc = store_begin(st)) < 0)
+		return rc;
+	sqlite3_bind_int64(st->s[S_DEAD_EXPIRE], 1, before_ms);
+	if ((n = dead_delete(st, st->s[S_DEAD_EXPIRE])) < 0) {
+		store_rollback(st);
+		return n;
+	}
+	if (n == 0) {
+		store_rollback(st); /* nothing written */
+		return 0;
+	}
+	return (rc = store_commit(st)) < 0 ? rc : n;
+}
+
+int64_t store_dead_letter_bytes(const struct store *st)
+{
+	return st->dl_bytes + st->dl_txn;
+}
+
+int store_put_clock_offset(struct store *st, const char *station, int64_t offset_ms)
+{
+	sqlite3_stmt *q = st->s[S_CLOCK];
+	struct station *s;
+	int rc;
+
+	if ((rc = station_get(st, station, &s)) < 0)
+		return rc;
+	sqlite3_bind_int64(q, 1, s->id);
+	sqlite3_bind_int64(q, 2, offset_ms);
 	return step_done(q);
 }
 

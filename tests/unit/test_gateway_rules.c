@@ -66,7 +66,12 @@ static void test_kinds(void)
 		fprintf(stderr, "  %s: %s\n", err.path, err.msg);
 		return;
 	}
-	CHECK_INT(r->n, 10);
+	CHECK_INT(r->n, 10 + 3); /* + the built-in misbehaving, clock, hub-storage */
+	CHECK_INT(rules_find(r, "misbehaving")->kind, RULE_MISBEHAVING);
+	CHECK_INT(rules_find(r, "clock")->kind, RULE_CLOCK);
+	CHECK_INT(rules_find(r, "hub-storage")->kind, RULE_HUB);
+	CHECK_INT(rules_find(r, "hub-storage")->severity, ALERT_SEV_CRITICAL);
+	CHECK_INT(rules_find(r, "clock")->after_s, 900);
 	CHECK_INT(r->utc_offset_min, 420);
 	x = rules_find(r, "salinity-high");
 	CHECK_INT(x->kind, RULE_THRESHOLD);

@@ -174,12 +174,12 @@ static void test_migrations(void)
 	char p[256];
 	int err = 0;
 
-	CHECK_STR(q1(st, "PRAGMA user_version"), "1");
+	CHECK_STR(q1(st, "PRAGMA user_version"), "2");
 	CHECK_STR(q1(st, "PRAGMA journal_mode"), "wal");
 	CHECK_STR(q1(st, "PRAGMA synchronous"), "2");
 	store_close(st);
 	st = open_store("m.db", true); /* re-open: nothing to migrate */
-	CHECK_STR(q1(st, "PRAGMA user_version"), "1");
+	CHECK_STR(q1(st, "PRAGMA user_version"), "2");
 	sqlite3_exec(store_db(st), "PRAGMA user_version = 99", NULL, NULL, NULL);
 	store_close(st);
 	path_in(p, sizeof(p), "m.db");
@@ -253,8 +253,10 @@ static void test_status_and_dead_letters(void)
 			 " || ',' || spool_depth FROM v_stations"), "online,1.2.0,rpi,3,4");
 	CHECK_INT(store_begin(st), 0);
 	CHECK_INT(store_put_status(st, &lwt, 1790000001000LL), 0);
-	CHECK_INT(store_put_dead_letter(st, "agri/v1/ST2/telemetry", "{bad\0x", 6, "invalid JSON",
-					1790000002000LL), 0);
+	CHECK_INT(store_put_dead_letter(st, &(struct store_dead_letter){
+						    .topic = "agri/v1/ST2/telemetry", .payload = "{bad\0x",
+						    .len = 6, .reason = "invalid JSON", .kind = "invalid",
+						    .station = "ST2", .received_ms = 1790000002000LL}), 0);
 	CHECK_INT(store_commit(st), 0);
 	/* the Last Will changes the state only */
 	CHECK_STR(q1(st, "SELECT state || ',' || fw FROM v_stations"), "offline,1.2.0");

@@ -28,7 +28,10 @@
 #include "agri/msg.h"
 #include "gateway/rules.h"
 
-#define ALERT_KEYS_MAX (256 * 1024)
+/* All keys, a memory guard only: the budgets that matter are per station
+ * (alert_engine_set_limits). Past either a key is not created (counted in
+ * keys_refused), never an error. */
+#define ALERT_KEYS_MAX (4 * 1024 * 1024)
 
 enum alert_event {
 	ALERT_EV_RAISED = 0, /* a new episode: state active */
@@ -204,8 +207,42 @@ struct alert_engine_stats {
 	size_t open_alerts;   /* active, acknowledged or cleared-unacked */
 	uint64_t keys_refused; /* keys not created: ALERT_KEYS_MAX reached */
 	uint64_t late_readings; /* readings ignored as not newer than a key's last */
+	uint64_t raises_refused; /* raises waiting: the station's open-alert budget */
 };
 void alert_engine_stats(const struct alert_engine *eng,
 			struct alert_engine_stats *out);
+
+/*
+ * Per-station budgets (0: none, the default): a station's rule keys (a
+ * new key past it is not created: its readings are not evaluated by that
+ * rule) and its open alerts (a raise past it waits until one closes). A
+ * station's own event alerts (misbehaving, clock) always get their key
+ * and always raise. A station is counted by its record "@station".
+ */
+void alert_engine_set_limits(struct alert_engine *eng, size_t keys_per_station,
+			     size_t open_per_station);
+
+/*
+ * A gateway event about station (kind: RULE_MISBEHAVING, RULE_CLOCK or
+ * RULE_HUB; for the hub, station is the hub's id): raises the station's
+ * alert of every rule of that kind, with detail (one line, both
+ * languages) and value, unless it is already active; the alert clears
+ * after_s after the last event (alert_engine_tick). Returns the number of
+ * transitions or a negative errno.
+ */
+int alert_engine_event(struct alert_engine *eng, enum rule_kind kind, const char *station,
+		       double value, const char *detail_en, const char *detail_vi,
+		       int64_t now_ms, alert_emit_fn emit, void *ctx);
+
+/*
+ * Forgets the per-sensor keys of (station, sensor) for the rules on
+ * metric that have no open alert (the series was retired from its
+ * station's budget). fn(ctx, key, NULL, 0) is told each forgotten key
+ * (delete its saved state). Returns how many, or fn's negative value.
+ */
+int alert_engine_forget(struct alert_engine *eng, const char *station, const char *sensor,
+			const char *metric,
+			int (*fn)(void *ctx, const char *key, const void *blob, size_t len),
+			void *ctx);
 
 #endif

@@ -37,6 +37,7 @@ enum alert_text_what {
 	ALERT_TEXT_OFFLINE,     /* station status offline */
 	ALERT_TEXT_SILENT,      /* station or sensor sent nothing for after_s */
 	ALERT_TEXT_QUALITY,     /* aux bad readings in a row on metric */
+	ALERT_TEXT_EVENT,       /* misbehaving, clock, hub: detail says what */
 };
 
 struct alert_text_args {
@@ -52,6 +53,7 @@ struct alert_text_args {
 	int64_t night_day;              /* PEAK: local day number of the night */
 	int64_t aux;                    /* QUALITY: count; SILENT: seconds */
 	bool cleared;                   /* the condition ended */
+	const char *detail_en, *detail_vi; /* EVENT: what happened, with figures */
 };
 
 /* Builds the message into buf (always NUL-terminated, valid UTF-8, cut at

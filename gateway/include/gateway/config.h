@@ -51,6 +51,27 @@ struct gateway_config {
 		int64_t queue_max;    /* messages held in memory for the writer */
 		int64_t batch_max;    /* messages per commit */
 	} db;
+	/* What one station may cost the hub (docs/security.md): past a budget
+	 * the excess is a dead letter with reason "quota" and the station
+	 * gets a "misbehaving" alert; readings outside the clock window are
+	 * dead letters with reason "clock". */
+	struct {
+		int64_t series_per_station;   /* distinct (sensor, metric) */
+		int64_t series_idle_days;     /* a series silent this long may be retired */
+		int64_t readings_per_min;     /* token bucket, burst = 2 minutes' worth */
+		int64_t messages_per_min;
+		int64_t kib_per_min;
+		int64_t max_clock_skew_s;     /* readings stamped later than now + this */
+		int64_t max_backlog_days;     /* ... or older than now - this */
+		int64_t alert_keys_per_station;
+		int64_t open_alerts_per_station;
+		int64_t dead_letters_per_min; /* stored per station; the rest only counted */
+	} limits;
+	struct {
+		int64_t max_mb;          /* all dead letters; the oldest go first */
+		int64_t max_age_days;
+		int64_t payload_max_kib; /* a payload is kept up to this prefix */
+	} dead_letters;
 	char rules_file[PATH_MAX]; /* "" = no rules */
 	struct {
 		size_t n_webhooks;

@@ -28,6 +28,17 @@ struct gateway_health {
 	atomic_uint_fast64_t retention_moved; /* writer: raw rows aggregated */
 	atomic_int_fast64_t last_commit_ms;   /* writer: wall clock */
 	atomic_uint_fast64_t queue_depth;  /* messages waiting for the writer */
+	/* Budgets and the clock window (docs/security.md). */
+	atomic_uint_fast64_t quota_messages;  /* paho thread: dropped at the door */
+	atomic_uint_fast64_t quota_bytes;     /* paho thread: ... their bytes */
+	atomic_uint_fast64_t quota_readings;  /* writer: readings refused (rate, series) */
+	atomic_uint_fast64_t clock_readings;  /* writer: readings outside the clock window */
+	atomic_uint_fast64_t dead_suppressed; /* writer: dead letters only counted */
+	atomic_uint_fast64_t content_failures;/* writer: messages isolated as poison */
+	/* The hub alarm: the database could not be written (writer). */
+	atomic_bool hub_alarm;
+	atomic_int_fast64_t hub_alarm_since_ms; /* wall clock; 0: none */
+	atomic_int hub_alarm_errno;             /* positive errno */
 };
 
 #endif

@@ -46,6 +46,23 @@ struct ingest_publisher {
 		       size_t len, bool retained, struct ingest_sent *sent);
 };
 
+/* Something a station did that technicians should hear about, or the
+ * hub's own storage failing (docs/security.md). */
+enum ingest_event_kind {
+	INGEST_EV_QUOTA, /* past one of its budgets: "misbehaving" */
+	INGEST_EV_CLOCK, /* readings or status outside the clock window */
+	INGEST_EV_HUB,   /* the hub could not store (station = the hub's id) */
+};
+
+struct ingest_event {
+	enum ingest_event_kind kind;
+	const char *station;
+	double value;        /* QUOTA: items over budget; CLOCK: offset, s; HUB: outage, s */
+	char detail_en[256]; /* one line with the figures */
+	char detail_vi[256];
+	int64_t at_ms;       /* gateway clock */
+};
+
 /*
  * A stage of the pipeline after the store (alert engine, forwarders). All
  * callbacks run on the writer thread; any may be NULL.
@@ -70,6 +87,13 @@ struct ingest_hook {
 	int (*before_commit)(void *ctx, struct store *st);
 	void (*on_commit)(void *ctx);
 	void (*on_rollback)(void *ctx);
+	/* An ingest_event, inside the transaction that recorded its dead
+	 * letter (the tick's, for INGEST_EV_HUB). */
+	int (*on_event)(void *ctx, struct store *st, const struct ingest_event *ev);
+	/* A series its station no longer sends was retired from the station's
+	 * budget to make room (forget its per-series state). */
+	int (*on_series_retired)(void *ctx, struct store *st, const char *station,
+				 const char *sensor, const char *metric);
 	/* Periodic work on the writer thread (timers: silence, renotify),
 	 * about once a second, inside its own transaction like a batch. */
 	int (*on_tick)(void *ctx, struct store *st, int64_t now_ms);
@@ -87,6 +111,18 @@ struct ingest_options {
 	size_t batch_max;          /* messages per commit; default 256 */
 	int retention_days;        /* 0: keep raw readings forever */
 	int64_t full_wait_ms;      /* how long ingest_offer() waits for room; default 1000 */
+	const char *hub_id;        /* the hub's name in its own alerts (broker.client_id) */
+	/* Per-station budgets (0: no limit), token buckets holding two
+	 * minutes' worth. Messages and bytes are counted as they arrive (on
+	 * paho's thread, before the queue): the excess is dropped there, not
+	 * acked end to end (the station keeps it and resends), and sampled
+	 * into a "quota" dead letter. Readings are counted by the writer. */
+	int64_t readings_per_min, messages_per_min, bytes_per_min;
+	int64_t dead_letters_per_min; /* stored; the rest only counted */
+	/* The clock window: a reading stamped after now + clock_skew_ms or
+	 * before now - backlog_ms is a "clock" dead letter (0: no check). */
+	int64_t clock_skew_ms, backlog_ms;
+	int64_t dead_max_age_ms;      /* dead letters older are deleted (0: kept) */
 };
 
 struct ingest *ingest_new(struct store *st, const struct ingest_options *opt,

@@ -38,6 +38,11 @@ enum rule_kind {
 	RULE_RATE,          /* change per hour (least squares over window_s) */
 	RULE_NO_DATA,       /* station (or sensor) silent / offline */
 	RULE_QUALITY,       /* n error/suspect readings in a row */
+	/* Raised by what the gateway itself sees, not by readings (one alert
+	 * per station, cleared after_s after the last event): */
+	RULE_MISBEHAVING,   /* a station past one of its budgets */
+	RULE_CLOCK,         /* a station stamping readings outside the clock window */
+	RULE_HUB,           /* the hub could not store (station = the hub's id) */
 	RULE_KIND_COUNT
 };
 
@@ -118,7 +123,7 @@ struct rule {
 	int64_t min_nights;           /* history needed before any peak */
 	double floor;
 	int64_t night_start_h;        /* local hour a "night" starts (12) */
-	/* no_data */
+	/* no_data; misbehaving, clock, hub: cleared after_s after the last event */
 	int64_t after_s;
 	bool per_sensor;
 	/* quality */
@@ -159,6 +164,9 @@ struct rules *rules_load(const char *path, const char *const *channels,
 int rules_validate_file(const char *path, struct agri_err *err);
 
 void rules_free(struct rules *r);
+
+/* True for the kinds raised by gateway events (misbehaving, clock, hub). */
+bool rule_kind_is_event(enum rule_kind k);
 
 /* The rule named id, or NULL. */
 const struct rule *rules_find(const struct rules *r, const char *id);

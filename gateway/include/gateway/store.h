@@ -27,7 +27,7 @@
 struct sqlite3;
 struct store;
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 struct store_options {
 	bool sync_full;     /* synchronous=FULL (power-safe) vs NORMAL */
@@ -36,7 +36,23 @@ struct store_options {
 	int cache_kib;      /* SQLite page cache under load; 0 = default (4096).
 			       A quarter of it (at least 256) otherwise. */
 	int busy_timeout_ms;/* 0 = default (2000) */
+	/* Per station: distinct (sensor, metric) series (0: no limit); a new
+	 * one past it takes the place of a series silent for series_idle_days
+	 * (default 7), else store_put_reading() refuses it with -EDQUOT. */
+	int series_max;
+	int series_idle_days;
+	int64_t dead_bytes_max;   /* all dead letters (0: no limit); oldest go first */
+	size_t dead_payload_max;  /* bytes of a payload kept (0: all) */
 };
+
+/* A series retired from its station's budget to make room (its readings
+ * stay; it comes back, within the budget, when it sends again). */
+struct store_retired {
+	char station[AGRI_ID_MAX + 1];
+	char sensor[AGRI_ID_MAX + 1];
+	char metric[AGRI_ID_MAX + 1];
+};
+#define STORE_RETIRED_MAX 16
 
 /* Opens (creating and migrating) the database at path. Returns the store,
  * or NULL with *err set (-EPROTO: schema newer than this program). */
@@ -57,7 +73,9 @@ int store_commit(struct store *st);
 void store_rollback(struct store *st);
 
 /* Stores one reading of station. Returns 1 when new, 0 when it was
- * already stored (same identity), or a negative errno. */
+ * already stored (same identity), -EDQUOT when it would start a series
+ * past the station's budget (nothing stored; the transaction stays
+ * usable), or another negative errno. */
 int store_put_reading(struct store *st, const char *station,
 		      const struct agri_reading *r, int64_t received_ms);
 
@@ -76,10 +94,42 @@ int store_touch_station(struct store *st, const char *station,
 int store_put_status(struct store *st, const struct agri_status *s,
 		     int64_t received_ms);
 
-/* Stores a dead letter: the whole payload, its topic and a reason. */
-int store_put_dead_letter(struct store *st, const char *topic,
-			  const void *payload, size_t len, const char *reason,
-			  int64_t received_ms);
+/* A message the gateway could not accept (docs/store.md, Dead letters). */
+struct store_dead_letter {
+	const char *topic;
+	const void *payload;
+	size_t len;          /* the whole payload's size */
+	const char *reason;  /* one line */
+	const char *kind;    /* invalid, partial, mismatch, topic, quota, clock, internal */
+	const char *station; /* "" or NULL when unknown */
+	int64_t received_ms;
+};
+
+/* Stores a dead letter: its payload up to dead_payload_max bytes, its
+ * size and SHA-256, counted per kind; the oldest dead letters are
+ * deleted while all of them take more than dead_bytes_max. */
+int store_put_dead_letter(struct store *st, const struct store_dead_letter *dl);
+
+/* Counts a dead letter of kind that was not stored (its station is past
+ * its dead-letter budget). n: how many. */
+int store_count_dead_letters(struct store *st, const char *kind, int64_t n);
+
+/* In its own transaction: deletes dead letters received before
+ * before_ms (at most a few hundred). Returns how many, or a negative errno. */
+int store_expire_dead_letters(struct store *st, int64_t before_ms);
+
+/* The dead letters' size as counted against dead_bytes_max. */
+int64_t store_dead_letter_bytes(const struct store *st);
+
+/* The station's clock minus the gateway's (from its status), in ms. */
+int store_put_clock_offset(struct store *st, const char *station, int64_t offset_ms);
+
+/* The series budget per station (store_options.series_max). */
+int store_series_max(const struct store *st);
+
+/* The series the current transaction retired (valid until the next
+ * store_begin()). */
+size_t store_retired(const struct store *st, const struct store_retired **out);
 
 /*
  * One retention step, in its own transaction (call outside a batch): moves
