@@ -8,10 +8,12 @@
 #include "gateway/gateway.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agri/log.h"
+#include "agri/time.h"
 #include "agri/util.h"
 #include "gateway/broker.h"
 #include "gateway/store.h"
@@ -20,6 +22,7 @@
 #define TICK_MS 100
 #define CHECKPOINT_EVERY_MS 1000
 #define STATS_EVERY_MS 60000
+#define HUB_STATUS_EVERY_MS 60000
 
 struct gateway {
 	const struct gateway_config *cfg;
@@ -28,6 +31,8 @@ struct gateway {
 	struct ingest *ingest;
 	struct broker *broker;
 	bool started, broker_started, stopped;
+	bool hub_alarm_sent; /* the alarm state last published */
+	int64_t next_hub_status;
 	void (*on_reconnect)(void *ctx);
 	void *reconnect_ctx;
 };
@@ -155,6 +160,53 @@ static void log_stats(struct gateway *gw)
 		 (int)atomic_load(&h->connected), (int)atomic_load(&h->db_writable));
 }
 
+/*
+ * The hub's own retained status, <prefix>/hub/<client id>/status
+ * (docs/gateway.md, Hub status): published when it connects, when the
+ * hub alarm changes and every minute, so technicians watching MQTT see a
+ * hub that cannot store before they see its silence.
+ */
+static void hub_status(struct gateway *gw, bool force)
+{
+	struct gateway_health *h = &gw->health;
+	bool alarm = atomic_load(&h->hub_alarm);
+	int64_t now = util_mono_ms();
+	char topic[AGRI_TOPIC_MAX + 80], since[32] = "", ts[32], body[1024];
+	int n;
+
+	if (!force && alarm == gw->hub_alarm_sent && now < gw->next_hub_status)
+		return;
+	if (!atomic_load(&h->connected))
+		return;
+	agri_time_format(util_now_ms(), ts, sizeof(ts));
+	if (alarm)
+		agri_time_format(atomic_load(&h->hub_alarm_since_ms), since, sizeof(since));
+	snprintf(topic, sizeof(topic), "%s/hub/%s/status", gw->cfg->broker.topic_prefix,
+		 gw->cfg->broker.client_id);
+	n = snprintf(body, sizeof(body),
+		     "{\"v\":1,\"hub\":\"%s\",\"state\":\"online\",\"fw\":\"%s\",\"ts\":\"%s\","
+		     "\"db_writable\":%s,\"alarm\":%s%s%s%s%s%s,"
+		     "\"received\":%llu,\"readings_stored\":%llu,\"dead_letters\":%llu,"
+		     "\"quota_messages\":%llu,\"clock_readings\":%llu,\"queue_depth\":%llu}",
+		     gw->cfg->broker.client_id, AGRI_VERSION, ts,
+		     atomic_load(&h->db_writable) ? "true" : "false",
+		     alarm ? "{\"kind\":\"storage\",\"since\":\"" : "null", alarm ? since : "",
+		     alarm ? "\",\"error\":\"" : "",
+		     alarm ? strerror(atomic_load(&h->hub_alarm_errno)) : "", alarm ? "\"" : "",
+		     alarm ? "}" : "",
+		     (unsigned long long)atomic_load(&h->received),
+		     (unsigned long long)atomic_load(&h->readings_stored),
+		     (unsigned long long)atomic_load(&h->dead_letters),
+		     (unsigned long long)atomic_load(&h->quota_messages),
+		     (unsigned long long)atomic_load(&h->clock_readings),
+		     (unsigned long long)atomic_load(&h->queue_depth));
+	if (n > 0 && (size_t)n < sizeof(body) &&
+	    broker_publish(gw->broker, topic, body, (size_t)n, true, NULL) == 0) {
+		gw->hub_alarm_sent = alarm;
+		gw->next_hub_status = now + HUB_STATUS_EVERY_MS;
+	}
+}
+
 void gateway_run(struct gateway *gw, volatile sig_atomic_t *stop)
 {
 	int64_t next_ckpt = 0, next_stats = util_mono_ms() + STATS_EVERY_MS;
@@ -168,6 +220,7 @@ void gateway_run(struct gateway *gw, volatile sig_atomic_t *stop)
 		connected = atomic_load(&gw->health.connected);
 		if (connected && !was_connected && gw->on_reconnect)
 			gw->on_reconnect(gw->reconnect_ctx);
+		hub_status(gw, connected && !was_connected);
 		was_connected = connected;
 		if (now >= next_ckpt) {
 			store_checkpoint(gw->store); /* failures show up in commits */

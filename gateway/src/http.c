@@ -1229,7 +1229,20 @@ static enum MHD_Result api_metrics(struct http_server *srv, struct MHD_Connectio
 		C("commits_total", commits, "store commits");
 		C("commit_failures_total", commit_failures, "failed store commits");
 		C("retention_moved_total", retention_moved, "raw readings aggregated by retention");
+		C("quota_messages_total", quota_messages,
+		  "messages dropped at the door: a station past its message or byte budget");
+		C("quota_bytes_total", quota_bytes, "bytes of those messages");
+		C("quota_readings_total", quota_readings,
+		  "readings refused: a station past its readings or series budget");
+		C("clock_readings_total", clock_readings, "readings outside the clock window");
+		C("dead_letters_suppressed_total", dead_suppressed,
+		  "dead letters only counted: a station past its dead-letter budget");
+		C("content_failures_total", content_failures,
+		  "messages that made their batch fail, dead-lettered alone");
 #undef C
+		metric_line(&b, "agri_gateway_hub_alarm", "gauge",
+			    "1 while the database cannot be written (stations are not acked)",
+			    atomic_load(&h->hub_alarm) ? 1 : 0);
 		metric_line(&b, "agri_gateway_queue_depth", "gauge", "messages waiting for the writer",
 			    (double)atomic_load(&h->queue_depth));
 		metric_line(&b, "agri_gateway_last_commit_timestamp_seconds", "gauge",
@@ -1486,6 +1499,66 @@ static enum MHD_Result api_advisories(struct http_server *srv, struct MHD_Connec
 	return send_dbuf(srv, c, MHD_HTTP_OK, "application/json", &b);
 }
 
+/* GET /api/v1/dead-letters?station=&kind=&limit=: the per-kind counters
+ * (they never reset) and the newest dead letters, newest first. */
+static enum MHD_Result api_dead_letters(struct http_server *srv, struct MHD_Connection *c,
+					struct rconn *rc)
+{
+	static const char *const allowed[] = {"station", "kind", "limit", NULL};
+	sqlite3_stmt *q = NULL;
+	struct params p;
+	const char *station, *kind, *s;
+	struct dbuf b = {0};
+	long limit = 100;
+	int r;
+
+	if (!params_read(c, &p, allowed))
+		return send_error(srv, c, MHD_HTTP_BAD_REQUEST, "%s", p.bad);
+	station = param(&p, "station");
+	kind = param(&p, "kind");
+	if (station && !agri_station_id_valid(station))
+		return send_error(srv, c, MHD_HTTP_BAD_REQUEST,
+				  "bad station: expected [A-Za-z0-9_-]{1,32}");
+	if (kind && !agri_ident_valid(kind))
+		return send_error(srv, c, MHD_HTTP_BAD_REQUEST, "bad kind");
+	if ((s = param(&p, "limit")) && !parse_limit(s, 1000, &limit))
+		return send_error(srv, c, MHD_HTTP_BAD_REQUEST, "bad limit: expected 1-1000");
+	if (rtx_begin(rc) < 0)
+		return send_db_error(srv, c, rc, sqlite3_errcode(rc->db));
+	db_puts(&b, "{\"counts\":[");
+	r = sqlite3_prepare_v2(rc->db, "SELECT kind, stored, suppressed, evicted"
+			       " FROM dead_letter_counts ORDER BY kind", -1, &q, NULL);
+	if (r == SQLITE_OK)
+		r = rows_json(&b, q);
+	sqlite3_finalize(q);
+	q = NULL;
+	if (r == SQLITE_DONE) {
+		db_puts(&b, "],\"dead_letters\":[");
+		r = sqlite3_prepare_v2(rc->db,
+				       "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', received_at / 1000.0, 'unixepoch')"
+				       " AS received_at, topic,"
+				       " coalesce(kind, 'invalid') AS kind, station, reason,"
+				       " coalesce(size, length(CAST(payload AS BLOB))) AS size, sha256,"
+				       " payload FROM dead_letters WHERE (?1 IS NULL OR station = ?1)"
+				       " AND (?2 IS NULL OR coalesce(kind, 'invalid') = ?2)"
+				       " ORDER BY id DESC LIMIT ?3", -1, &q, NULL);
+		if (r == SQLITE_OK) {
+			bind_opt(q, 1, station);
+			bind_opt(q, 2, kind);
+			sqlite3_bind_int64(q, 3, limit);
+			r = rows_json(&b, q);
+		}
+		sqlite3_finalize(q);
+	}
+	rtx_end(rc);
+	if (r != SQLITE_DONE) {
+		free(b.p);
+		return send_db_error(srv, c, rc, r);
+	}
+	db_puts(&b, "]}\n");
+	return send_dbuf(srv, c, MHD_HTTP_OK, "application/json", &b);
+}
+
 /* --- dispatch ---------------------------------------------------------- */
 
 static enum MHD_Result serve_asset(struct http_server *srv, struct MHD_Connection *c,
@@ -1570,6 +1643,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return api_alerts(srv, c, rc);
 	if (strcmp(url, "/api/v1/forecast") == 0)
 		return api_forecast(srv, c, rc);
+	if (strcmp(url, "/api/v1/dead-letters") == 0)
+		return api_dead_letters(srv, c, rc);
 	if (strcmp(url, "/api/v1/advisories") == 0)
 		return api_advisories(srv, c, rc);
 	return send_error(srv, c, MHD_HTTP_NOT_FOUND, "no such endpoint: %.100s", url);

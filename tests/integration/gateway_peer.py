@@ -10,7 +10,11 @@ import time
 import harness
 
 PREFIX = "agri/v1"
-T0_MS = 1_790_000_000_000  # 2026-09-21, readings' ts base
+# Readings' ts base: 30 days ago (whole minutes), inside the gateway's clock
+# window (now + 10 min .. now - 60 days) whatever day the tests run; seq n
+# is stamped n seconds later, so even 900,000 seqs stay 20 days in the past.
+T0_MS = (int(time.time()) // 60 * 60 - 30 * 86400) * 1000
+SEQ_MS = 1000
 
 
 def iso(ms):
@@ -19,7 +23,7 @@ def iso(ms):
 
 def batch(station, seq, n=6, base_ms=None, sensor="s1"):
     """A valid telemetry batch: n readings with distinct metrics/ts."""
-    base = T0_MS + seq * 60_000 if base_ms is None else base_ms
+    base = T0_MS + seq * SEQ_MS if base_ms is None else base_ms
     readings = [{"ts": iso(base + i), "sensor": sensor, "metric": "m%d" % (i % 3),
                  "value": seq + i / 10.0, "unit": "g/L", "q": "ok"} for i in range(n)]
     return {"v": 1, "station": station, "seq": seq, "sent_at": iso(base + n),
@@ -111,10 +115,12 @@ class Station:
         self.c.disconnect()
 
 
-def write_config(d, port, db="agri.db", client_id="gw-test", shared_group=None, extra_db=None):
+def write_config(d, port, db="agri.db", client_id="gw-test", shared_group=None, extra_db=None,
+                 extra=None):
     cfg = {"broker": {"url": "tcp://127.0.0.1:%d" % port, "client_id": client_id,
                       "shared_group": shared_group, "keepalive_s": 10},
            "db": dict({"path": db, "retention_days": 400}, **(extra_db or {}))}
+    cfg.update(extra or {})
     return harness.write_json(os.path.join(d, "gateway-%s.json" % client_id), cfg)
 
 

@@ -2,7 +2,13 @@
 1,000 malformed messages interleaved with valid batches: all dead-lettered
 with a reason, all valid readings stored, the gateway still running. Also:
 a partly invalid batch keeps its valid readings and is acked; a station
-mismatch is never acked; status and the Last Will fill the registry."""
+mismatch is never acked; status and the Last Will fill the registry.
+Then the bounds (issue: a station must not fill the hub's disk with dead
+letters): with the default budget of 60 dead letters a minute a station's
+300 malformed messages store about 120 (the 2-minute burst) and count the
+rest, per kind, in v_dead_letter_counts; each dead letter keeps the size
+and SHA-256 of its payload, and a payload over 8 KiB only its prefix."""
+import hashlib
 import json
 import os
 import sys
@@ -15,7 +21,8 @@ import gateway_peer as gp  # noqa: E402
 R = harness.Result("test_gateway_dead_letters")
 d = harness.tmpdir()
 mq = harness.Mosquitto(os.path.join(d, "mq")).start()
-gw = gp.Gateway(d, gp.write_config(d, mq.port)).start()
+# This part checks that every malformed message is kept: a budget above the flood.
+gw = gp.Gateway(d, gp.write_config(d, mq.port, extra={"limits": {"dead_letters_per_min": 100000}})).start()
 st = gp.Station(mq.port, "DL01", ack_timeout=3.0)
 st.connected.wait(5)
 
@@ -88,11 +95,45 @@ harness.wait_for(lambda: gp.query(db, "SELECT state FROM v_stations WHERE statio
 row = gp.query(db, "SELECT state, fw FROM v_stations WHERE station='DL01'")[0]
 R.check(row == ("offline", "1.0.3"), "the Last Will sets offline, keeps the rest")
 ts = gp.query(db, "SELECT ts FROM v_readings ORDER BY ts LIMIT 1")[0][0]
-R.check(ts == gp.iso(gp.T0_MS + 60000), "v_readings.ts is RFC 3339 UTC with ms: %s" % ts)
+R.check(ts == gp.iso(gp.T0_MS + gp.SEQ_MS), "v_readings.ts is RFC 3339 UTC with ms: %s" % ts)
 R.check(gw.alive(), "gateway still running")
 t0 = time.time()
 rc = gw.stop()
 R.check(rc == 0 and time.time() - t0 < 5, "SIGTERM: exit 0 within 5 s (%.2fs)" % (time.time() - t0))
 st.close()
+
+# The bounds, with the default limits.
+gw2 = gp.Gateway(d, gp.write_config(d, mq.port, db="bounded.db", client_id="gw-bounded"),
+                 name="gw-bounded").start()
+bad = gp.Station(mq.port, "DL02", ack_timeout=30.0)
+bad.connected.wait(5)
+for i in range(300):
+    bad.raw("telemetry", "{not json %d" % i)
+other = gp.Station(mq.port, "DL03", ack_timeout=30.0)
+other.connected.wait(5)
+other.raw("telemetry", "x" * 20000)
+db2 = os.path.join(d, "bounded.db")
+
+
+def counts():
+    return {k: (s_, u) for k, s_, u, _ in gp.query(db2, "SELECT * FROM v_dead_letter_counts")}
+
+
+harness.wait_for(lambda: sum(s_ + u for s_, u in counts().values()) >= 301, 20, 0.2,
+                 what="dead letters counted")
+stored = gp.query(db2, "SELECT count(*) FROM dead_letters WHERE station = 'DL02'")[0][0]
+c = counts()
+R.check(110 <= stored <= 130, "a station's 300 malformed messages: %d stored (budget: 120 at once)" % stored)
+R.check(c["invalid"][0] + c["invalid"][1] == 301 and c["invalid"][1] == 300 - stored,
+        "the rest counted, not stored: v_dead_letter_counts invalid = %s" % (c["invalid"],))
+row = gp.query(db2, "SELECT size, length(CAST(payload AS BLOB)), sha256, kind FROM v_dead_letters"
+               " WHERE station = 'DL03'")
+R.check(row and row[0][0] == 20000 and row[0][1] == 8192 and
+        row[0][2] == hashlib.sha256(b"x" * 20000).hexdigest() and row[0][3] == "invalid",
+        "another station's 20 KiB dead letter stored: size, 8 KiB prefix, SHA-256 (%s)"
+        % ((row[0][:2], row[0][3]) if row else None,))
+R.check(gw2.stop() == 0, "bounded gateway stops cleanly")
+bad.close()
+other.close()
 mq.stop()
 R.done()

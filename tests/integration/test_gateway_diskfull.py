@@ -7,6 +7,13 @@ no undo images) is rebuilt from the database (logged), and every crossing
 is recorded exactly once after recovery (none lost, none doubled). Where
 SQLite fails (an INSERT before the engine saw the batch, or the COMMIT
 after) is up to SQLite; both must give the same result.
+The hub alarm: logged once per outage, on the hub's retained status topic
+(<prefix>/hub/<client id>/status) while it lasts, and a hub-storage alert
+once the database can be written again.
+Then a full disk caused by a station: a hostile station floods big batches
+while an honest one reports; once the disk is full neither is acked (the
+hub alarm again); when space returns the honest station is acked again
+within 30 s, and every batch acked to either is in the database.
 Needs mount(8) permission (root); skipped with a message otherwise."""
 import atexit
 import json
@@ -40,6 +47,10 @@ with open(cfg) as f:
 c["rules_file"] = rules
 harness.write_json(cfg, c)
 gw = gp.Gateway(d, cfg).start()
+hub_status = []
+watch = harness.mqtt_client(mq.port, "hub-watch")
+watch.on_message = lambda c, u, m: hub_status.append(json.loads(m.payload) if m.payload else None)
+watch.subscribe("agri/v1/hub/+/status", qos=1)
 st = gp.Station(mq.port, "DF01", ack_timeout=1.0)
 st.connected.wait(5)
 db = os.path.join(fs, "agri.db")
@@ -70,6 +81,12 @@ for (v,) in gp.query(db, "SELECT DISTINCT value FROM v_readings WHERE sensor LIK
 R.check(acked <= stored_seqs | acked_before, "no ack without commit (%d acked, %d stored)" % (len(acked), len(stored_seqs)))
 R.check(st.pending() > 0, "batches wait unacked while the disk is full (%d)" % st.pending())
 R.check(gw.proc.log_text().count("cannot store") == 1, "logged once")
+R.check(gw.proc.log_text().count("HUB ALARM") == 1, "the hub alarm logged once")
+harness.wait_for(lambda: hub_status and hub_status[-1] and hub_status[-1]["alarm"], 10,
+                 what="the hub alarm on the hub's status topic")
+R.check(hub_status[-1]["alarm"]["kind"] == "storage" and not hub_status[-1]["db_writable"] and
+        "space" in hub_status[-1]["alarm"]["error"],
+        "the hub's retained status carries the alarm: %s" % (hub_status[-1]["alarm"],))
 
 os.unlink(os.path.join(fs, "filler"))
 last = seq - 1
@@ -80,14 +97,66 @@ n, distinct = gp.query(db, "SELECT count(*), count(DISTINCT station||sensor||met
 want = 50 * 6 + (last - 50) * 20
 R.check(n == distinct == want, "every reading stored exactly once (%d of %d)" % (n, want))
 raised = gp.query(db, "SELECT a.rule, a.sensor, count(*) FROM alert_events e JOIN alerts a ON a.id = e.alert_id "
-                      "WHERE e.state = 'active' GROUP BY a.id ORDER BY a.rule, a.sensor")
+                      "WHERE e.state = 'active' AND a.rule != 'hub-storage' GROUP BY a.id"
+                      " ORDER BY a.rule, a.sensor")
 want_raised = [(r, "big%d" % k, 1) for r in ("hi", "wmax") for k in range(7)]
 R.check(raised == want_raised,
         "each sensor's crossing recorded once across the rollbacks (%s)" % raised)
 log = gw.proc.log_text()
 R.check("alert engine rebuilt from the database" in log and "cannot rebuild" not in log
         and "cannot reload" not in log, "the alert engine rebuilt from the database after rollbacks")
+harness.wait_for(lambda: gp.query(db, "SELECT count(*) FROM v_alerts WHERE rule = 'hub-storage'")[0][0] == 1,
+                 10, what="the hub-storage alert")
+hub = gp.query(db, "SELECT id, severity, message FROM v_alerts WHERE rule = 'hub-storage'")
+R.check(hub and hub[0][0] == "hub-storage/gw-test" and hub[0][1] == "critical" and
+        "could not store readings" in hub[0][2] and "No space left" in hub[0][2],
+        "once it can write, the hub raises its storage alert: %s" % (hub[0] if hub else None,))
+harness.wait_for(lambda: hub_status and hub_status[-1] and hub_status[-1]["alarm"] is None, 70,
+                 what="the hub's status without the alarm")
+R.check(hub_status[-1]["alarm"] is None and hub_status[-1]["db_writable"],
+        "the hub's status is clear again")
+
+# A full disk caused by a station. Leave ~1 MiB, then one station floods.
+free = os.statvfs(fs).f_bavail * os.statvfs(fs).f_frsize
+subprocess.run(["dd", "if=/dev/zero", "of=" + os.path.join(fs, "ballast"), "bs=64k",
+                "count=%d" % max(1, (free - 1024 * 1024) // 65536)], capture_output=True)
+evil = gp.Station(mq.port, "DF-EVIL", ack_timeout=1.0)
+honest = gp.Station(mq.port, "DF-OK", ack_timeout=1.0)
+evil.connected.wait(5)
+honest.connected.wait(5)
+alarms = gw.proc.log_text().count("HUB ALARM")
+eseq = hseq = 1
+deadline = time.time() + 60
+while time.time() < deadline and gw.proc.log_text().count("HUB ALARM") == alarms:
+    for _ in range(5):
+        evil.publish(eseq, gp.batch("DF-EVIL", eseq, 500, sensor="e%d" % (eseq % 50)))
+        eseq += 1
+    honest.publish(hseq, gp.batch("DF-OK", hseq, 6))
+    hseq += 1
+    time.sleep(0.1)
+R.check(gw.proc.log_text().count("HUB ALARM") == alarms + 1,
+        "a station's flood fills the disk: the hub alarm is raised (%d big batches)" % eseq)
+for _ in range(20):  # the honest station keeps reporting meanwhile
+    honest.publish(hseq, gp.batch("DF-OK", hseq, 6))
+    hseq += 1
+    time.sleep(0.1)
+R.check(honest.pending() > 0, "no ack while the disk is full (%d honest batches waiting)" % honest.pending())
+evil_acked_full = set(evil.acked)
+evil.close()  # the flood stops; space returns
+t_space = time.time()
+os.unlink(os.path.join(fs, "ballast"))
+harness.wait_for(lambda: honest.pending() == 0, 30, 0.2, what="honest station acked again")
+R.check(honest.pending() == 0, "space returned: the honest station acked again after %.1f s (<= 30)"
+        % (time.time() - t_space))
+stored = {(st_, int(v)) for st_, v in gp.query(db, "SELECT DISTINCT station, CAST(value AS INT) FROM v_readings"
+                                                " WHERE station IN ('DF-EVIL', 'DF-OK')")}
+R.check(all(("DF-OK", s_) in stored for s_ in honest.acked) and
+        all(("DF-EVIL", s_) in stored for s_ in evil_acked_full),
+        "nothing acked is lost: %d honest and %d flood batches acked, all stored"
+        % (len(honest.acked), len(evil_acked_full)))
 R.check(gw.stop() == 0, "gateway exits 0")
+watch.loop_stop()
+honest.close()
 st.close()
 mq.stop()
 R.done()

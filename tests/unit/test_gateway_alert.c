@@ -677,8 +677,9 @@ static int save(void *ctx, const char *key, const void *blob, size_t len)
 	if (b->n >= 64)
 		return -ENOSPC;
 	snprintf(b->key[b->n], sizeof(b->key[0]), "%s", key);
-	b->blob[b->n] = malloc(len);
-	memcpy(b->blob[b->n], blob, len);
+	b->blob[b->n] = malloc(len ? len : 1);
+	if (len)
+		memcpy(b->blob[b->n], blob, len);
 	b->len[b->n++] = len;
 	return 0;
 }
@@ -1012,6 +1013,124 @@ static void test_bad_args(void)
 	rules_free(r);
 }
 
+/* The finding: keys from station-chosen names with one global cap made
+ * the engine fail (-ENOMEM) for everyone once a station had filled it.
+ * Now a station has its own budget of keys and of open alerts: past them
+ * its new keys are not created and its raises wait, never an error, and
+ * another station's readings still raise. */
+static void test_station_budgets(void)
+{
+	struct rules *r = rules_of("{'rules':[{'id':'hi','metric':'salinity','above':4}]}");
+	struct alert_engine *a = alert_engine_new(r);
+	struct alert_engine_stats st;
+	char sensor[16];
+	int raised = 0;
+
+	alert_engine_set_undo(a, false);
+	alert_engine_set_limits(a, 100, 10);
+	for (int i = 0; i < 1000; i++) {
+		snprintf(sensor, sizeof(sensor), "x%d", i);
+		CHECK(feed(a, "EVIL", sensor, "salinity", T0 + i, 9.0, AGRI_Q_OK, T0 + i) >= 0);
+		raised += n_rec;
+	}
+	alert_engine_stats(a, &st);
+	CHECK_INT(raised, 10);                  /* its open-alert budget */
+	CHECK_INT((int)st.keys, 1 + 100);       /* its record + its key budget */
+	CHECK_INT((int)st.keys_refused, 900);
+	CHECK_INT((int)st.raises_refused, 90);  /* keys 11..100 waited */
+	CHECK_INT(feed(a, "DT-W01", "sonde1", "salinity", T0, 4.5, AGRI_Q_OK, T0), 1);
+	CHECK_STR(summary(), "raised:warning");
+	/* one of EVIL's alerts clears and is acknowledged: a waiting raise goes */
+	CHECK_INT(feed(a, "EVIL", "x0", "salinity", T0 + 2000, 1.0, AGRI_Q_OK, T0 + 2000), 1);
+	CHECK_INT(alert_engine_ack(a, "hi/EVIL/x0", "lan", T0 + 2001, record, NULL), 1);
+	CHECK_INT(feed(a, "EVIL", "x50", "salinity", T0 + 2002, 9.0, AGRI_Q_OK, T0 + 2002), 1);
+	CHECK_STR(summary(), "raised:warning");
+	/* its own misbehaving alert is never refused */
+	n_rec = 0;
+	CHECK_INT(alert_engine_event(a, RULE_MISBEHAVING, "EVIL", 900, "sends too much",
+				     "gửi quá nhiều", T0 + 3000, record, NULL), 1);
+	CHECK_STR(rec[0].alert.id, "misbehaving/EVIL");
+	CHECK(strstr(rec[0].alert.message, "Station EVIL sends too much") != NULL);
+	alert_engine_free(a);
+	rules_free(r);
+}
+
+/* Event alerts (misbehaving, clock, hub-storage): raised once however
+ * many events, cleared after_s after the last one, kept across a restart,
+ * acknowledgeable; a configured rule replaces the built-in one. */
+static void test_event_alerts(void)
+{
+	struct rules *r = rules_of("{'rules':[{'id':'clk','kind':'clock','after_s':60,"
+				   "'severity':'alarm','notify':['ops']}]}");
+	struct alert_engine *a = alert_engine_new(r), *b;
+	struct blobs bl = {0};
+	struct agri_alert al;
+
+	CHECK(rules_find(r, "clock") == NULL); /* replaced by "clk" */
+	CHECK(rules_find(r, "misbehaving") != NULL);
+	alert_engine_set_undo(a, false);
+	n_rec = 0;
+	CHECK_INT(alert_engine_event(a, RULE_CLOCK, "DT-W01", 1.6e8, "stamps readings 5.0 years"
+				     " ahead of the hub's clock", "…", T0, record, NULL), 1);
+	CHECK_STR(summary(), "raised:alarm");
+	CHECK_INT((int)rec[0].rule->n_notify, 1);
+	CHECK_STR(rec[0].alert.id, "clk/DT-W01");
+	CHECK_INT(rec[0].alert.has_threshold, 0);
+	n_rec = 0;
+	CHECK_INT(alert_engine_event(a, RULE_CLOCK, "DT-W01", 1.6e8, "again", "…", T0 + 50 * S,
+				     record, NULL), 0);
+	CHECK_INT(alert_engine_tick(a, T0 + 100 * S, record, NULL), 0); /* 50 s after the last */
+	/* a restart keeps it open and the time of its last event */
+	CHECK(alert_engine_export(a, false, save, &bl) > 0);
+	b = alert_engine_new(r);
+	for (int k = 0; k < bl.n; k++)
+		CHECK_INT(alert_engine_import(b, bl.key[k], bl.blob[k], bl.len[k]), 0);
+	blobs_free(&bl);
+	CHECK_INT(alert_engine_get(b, "clk/DT-W01", &al), 0);
+	n_rec = 0;
+	CHECK_INT(alert_engine_tick(b, T0 + 111 * S, record, NULL), 1);
+	CHECK_STR(summary(), "cleared:alarm");
+	CHECK(strstr(rec[0].alert.message, "Cleared: Station DT-W01: clock in the window") != NULL);
+	/* readings never feed event rules */
+	CHECK_INT(feed(b, "DT-W01", "s", "salinity", T0, 1, AGRI_Q_OK, T0), 0);
+	CHECK_INT(alert_engine_event(b, RULE_HUB, "bad id!", 1, "x", "x", T0, record, NULL), -EINVAL);
+	alert_engine_free(a);
+	alert_engine_free(b);
+	rules_free(r);
+}
+
+/* A series retired from its station's budget: its keys without an open
+ * alert are forgotten (and their saved state deleted); one with an open
+ * alert stays. */
+static void test_forget(void)
+{
+	struct rules *r = rules_of("{'rules':[{'id':'hi','metric':'salinity','above':4},"
+				   "{'id':'lo','metric':'salinity','below':0.1}]}");
+	struct alert_engine *a = alert_engine_new(r);
+	struct alert_engine_stats st;
+	struct blobs bl = {0};
+
+	alert_engine_set_undo(a, false);
+	feed(a, "S1", "old", "salinity", T0, 1.0, AGRI_Q_OK, T0);
+	feed(a, "S1", "hot", "salinity", T0, 5.0, AGRI_Q_OK, T0);
+	alert_engine_stats(a, &st);
+	CHECK_INT((int)st.keys, 5);
+	CHECK_INT(alert_engine_forget(a, "S1", "old", "salinity", save, &bl), 2);
+	CHECK_INT(bl.n, 2);
+	CHECK(bl.n == 2 && bl.len[0] == 0 && strcmp(bl.key[0], "hi/S1/old") == 0);
+	blobs_free(&bl);
+	CHECK_INT(alert_engine_forget(a, "S1", "hot", "salinity", save, &bl), 1); /* "lo" only */
+	blobs_free(&bl);
+	alert_engine_stats(a, &st);
+	CHECK_INT((int)st.keys, 2);
+	CHECK(alert_engine_export(a, false, save, &bl) == 2); /* the lists hold no freed key */
+	blobs_free(&bl);
+	feed(a, "S1", "old", "salinity", T0 + 1, 5.0, AGRI_Q_OK, T0 + 1);
+	CHECK_STR(summary(), "raised:warning");
+	alert_engine_free(a);
+	rules_free(r);
+}
+
 int main(void)
 {
 	test_threshold_hysteresis();
@@ -1044,5 +1163,8 @@ int main(void)
 	test_text();
 	test_template();
 	test_bad_args();
+	test_station_budgets();
+	test_event_alerts();
+	test_forget();
 	return test_main("test_gateway_alert");
 }

@@ -380,6 +380,169 @@ static void test_config(void)
 	free(cfg);
 }
 
+/* A station past its series budget: a new (sensor, metric) is refused
+ * with -EDQUOT (nothing stored, the transaction still good) while its
+ * known series keep storing; another station is untouched; a series
+ * silent for series_idle_days is retired to make room (and named). */
+static void test_series_budget(void)
+{
+	struct store_options o = {.sync_full = false, .track_gaps = true, .series_max = 3,
+				  .series_idle_days = 7};
+	int64_t day = 86400000LL, now = 1790000000000LL;
+	const struct store_retired *ret;
+	struct agri_reading r;
+	char p[256], name[16];
+	int err = 0;
+	struct store *st;
+
+	path_in(p, sizeof(p), "budget.db");
+	st = store_open(p, &o, &err);
+	CHECK(st != NULL);
+	CHECK_INT(store_begin(st), 0);
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "s%d", i);
+		r = reading(name, "salinity", now - 10 * day + i, 1.0);
+		CHECK_INT(store_put_reading(st, "EVIL", &r, now - 10 * day), 1);
+	}
+	r = reading("s3", "salinity", now, 1.0);
+	CHECK_INT(store_put_reading(st, "EVIL", &r, now - 9 * day), -EDQUOT);
+	r = reading("s0", "salinity", now - 2 * day, 2.0); /* a known series: fine */
+	CHECK_INT(store_put_reading(st, "EVIL", &r, now - 9 * day), 1);
+	for (int i = 0; i < 5; i++) { /* another station has its own budget */
+		snprintf(name, sizeof(name), "h%d", i);
+		r = reading(name, "ph", now, 7.0);
+		CHECK_INT(store_put_reading(st, "HONEST", &r, now), i < 3 ? 1 : -EDQUOT);
+	}
+	CHECK_INT(store_commit(st), 0);
+	CHECK_STR(q1(st, "SELECT count(*) FROM readings"), "7");
+	CHECK_STR(q1(st, "SELECT count(*) FROM series WHERE sensor = 's3'"), "0");
+	/* 8 days later s1 and s2 have been silent for 8 days: s1 (the first
+	 * idle one) makes room for s3, once; the next new series waits an hour. */
+	CHECK_INT(store_begin(st), 0);
+	r = reading("s3", "salinity", now, 1.0);
+	CHECK_INT(store_put_reading(st, "EVIL", &r, now - day), 1);
+	CHECK_INT((int)store_retired(st, &ret), 1);
+	CHECK_STR(ret[0].sensor, "s1");
+	CHECK_STR(ret[0].station, "EVIL");
+	r = reading("s4", "salinity", now, 1.0);
+	CHECK_INT(store_put_reading(st, "EVIL", &r, now - day), 1); /* s2 goes */
+	r = reading("s5", "salinity", now, 1.0);
+	CHECK_INT(store_put_reading(st, "EVIL", &r, now - day), -EDQUOT);
+	CHECK_INT(store_commit(st), 0);
+	CHECK_STR(q1(st, "SELECT group_concat(sensor) FROM (SELECT sensor FROM series"
+			 " WHERE retired = 1 ORDER BY sensor)"), "s1,s2");
+	/* The readings of a retired series stay; sending again revives it
+	 * within the budget only. */
+	CHECK_STR(q1(st, "SELECT count(*) FROM v_readings WHERE sensor = 's1'"), "1");
+	CHECK_INT(store_begin(st), 0);
+	r = reading("s1", "salinity", now + 1, 1.0);
+	CHECK_INT(store_put_reading(st, "EVIL", &r, now), -EDQUOT);
+	CHECK_INT(store_commit(st), 0);
+	store_close(st);
+	/* A restart counts again from the table: the same refusals. */
+	st = store_open(p, &o, &err);
+	CHECK_INT(store_begin(st), 0);
+	r = reading("s9", "salinity", now + 2, 1.0);
+	CHECK_INT(store_put_reading(st, "EVIL", &r, now), -EDQUOT);
+	r = reading("s3", "salinity", now + 2, 1.0);
+	CHECK_INT(store_put_reading(st, "EVIL", &r, now), 1);
+	CHECK_INT(store_commit(st), 0);
+	store_close(st);
+}
+
+/* Dead letters: a prefix of the payload with its size and SHA-256, a kind,
+ * counters per kind that survive deletion; the oldest go first past the
+ * byte budget; expiry by age. */
+static void test_dead_letter_bounds(void)
+{
+	struct store_options o = {.sync_full = false, .dead_bytes_max = 20000,
+				  .dead_payload_max = 1000};
+	char p[256], big[5000];
+	int err = 0;
+	struct store *st;
+
+	memset(big, 'x', sizeof(big));
+	path_in(p, sizeof(p), "dead.db");
+	st = store_open(p, &o, &err);
+	CHECK(st != NULL);
+	CHECK_INT(store_begin(st), 0);
+	for (int i = 0; i < 100; i++) {
+		struct store_dead_letter dl = {.topic = "agri/v1/EVIL/telemetry", .payload = big,
+					       .len = sizeof(big), .reason = "flood", .kind = "quota",
+					       .station = "EVIL", .received_ms = 1000 + i};
+
+		CHECK_INT(store_put_dead_letter(st, &dl), 0);
+	}
+	CHECK_INT(store_count_dead_letters(st, "quota", 5), 0);
+	CHECK_INT(store_commit(st), 0);
+	CHECK(store_dead_letter_bytes(st) <= 20000);
+	CHECK_STR(q1(st, "SELECT max(length(payload)) FROM dead_letters"), "1000");
+	CHECK_STR(q1(st, "SELECT size || ' ' || kind || ' ' || station FROM v_dead_letters LIMIT 1"),
+		  "5000 quota EVIL");
+	CHECK_STR(q1(st, "SELECT sha256 FROM dead_letters LIMIT 1"),
+		  /* sha256sum of 5000 'x' */
+		  "c59d3c0480cc2d71d8f646e735e92da65450311eec46e81a5db8c7e6e8a92054");
+	CHECK_STR(q1(st, "SELECT min(received_at) > 1000 FROM dead_letters"), "1"); /* oldest gone */
+	CHECK_STR(q1(st, "SELECT stored || ' ' || suppressed || ' ' || (evicted + "
+			 "(SELECT count(*) FROM dead_letters)) FROM v_dead_letter_counts"
+			 " WHERE kind = 'quota'"), "100 5 100");
+	/* Age: everything received before 1050 goes. */
+	CHECK(store_expire_dead_letters(st, 1050) >= 0);
+	CHECK_STR(q1(st, "SELECT count(*) FROM dead_letters WHERE received_at < 1050"), "0");
+	store_close(st);
+	/* The size is counted again at open. */
+	st = store_open(p, &o, &err);
+	CHECK(store_dead_letter_bytes(st) > 0 && store_dead_letter_bytes(st) <= 20000);
+	store_close(st);
+}
+
+/* A database written by schema 1 (before budgets): its dead letters are
+ * counted and shown with kind "invalid", its stations get a clock column. */
+static void test_migrate_v1(void)
+{
+	char p[256];
+	sqlite3 *db;
+	int err = 0;
+	struct store *st;
+
+	path_in(p, sizeof(p), "v1.db");
+	st = open_store("v1.db", true);
+	store_close(st);
+	/* Take it back to version 1's shape for the parts migration 2 changes. */
+	CHECK_INT(sqlite3_open(p, &db), SQLITE_OK);
+	CHECK_INT(sqlite3_exec(db,
+			       "DROP VIEW v_dead_letters; DROP VIEW v_dead_letter_counts;"
+			       "DROP VIEW v_stations; DROP TABLE dead_letter_counts;"
+			       "DROP TABLE dead_letters; CREATE TABLE dead_letters(id INTEGER PRIMARY KEY,"
+			       " received_at INTEGER NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,"
+			       " payload TEXT NOT NULL);"
+			       "CREATE VIEW v_dead_letters AS SELECT received_at, topic, reason, payload"
+			       " FROM dead_letters;"
+			       "ALTER TABLE series DROP COLUMN retired;"
+			       "ALTER TABLE stations DROP COLUMN clock_offset_ms;"
+			       "CREATE VIEW v_stations AS SELECT name AS station FROM stations;"
+			       "INSERT INTO dead_letters(received_at, topic, reason, payload)"
+			       " VALUES (1, 't', 'bad', 'xyz'), (2, 't', 'bad', 'abcd');"
+			       "PRAGMA user_version = 1;",
+			       NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	{
+		struct store_options o = {.sync_full = true, .track_gaps = true};
+
+		st = store_open(p, &o, &err);
+	}
+	CHECK(st != NULL);
+	if (!st)
+		return;
+	CHECK_STR(q1(st, "PRAGMA user_version"), "2");
+	CHECK_STR(q1(st, "SELECT group_concat(kind || ':' || size) FROM v_dead_letters"),
+		  "invalid:3,invalid:4");
+	CHECK_STR(q1(st, "SELECT stored FROM dead_letter_counts WHERE kind = 'invalid'"), "2");
+	CHECK_STR(q1(st, "SELECT count(*) FROM pragma_table_info('v_stations')"
+			 " WHERE name = 'clock_offset_s'"), "1");
+	store_close(st);
+}
+
 int main(void)
 {
 	char cmd[64];
@@ -393,6 +556,9 @@ int main(void)
 	test_gaps();
 	test_status_and_dead_letters();
 	test_retention();
+	test_series_budget();
+	test_dead_letter_bounds();
+	test_migrate_v1();
 	test_config();
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)
