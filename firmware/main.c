@@ -28,7 +28,9 @@ static void usage(FILE *f)
 		"  --once            poll every sensor once, print the readings as JSON, exit\n"
 		"  --log-level L     log threshold (default info)\n"
 		"  --help            this text\n"
-		"Maintenance mode: create STATE_DIR/maintenance; remove it to leave.\n");
+		"Maintenance mode: create STATE_DIR/maintenance; remove it to leave.\n"
+		"Remote configs are applied only when signed by a technician whose public key\n"
+		"is installed as technicians/NAME.pub beside FILE (docs/station.md).\n");
 }
 
 struct sigctx {

@@ -299,6 +299,20 @@ static int load_profile(const char *dir, const char *name,
 	return 0;
 }
 
+/* True for the hardware watchdog's device nodes: "/dev/watchdog" and
+ * "/dev/watchdogN". Nothing else: the station opens it for writing. */
+static bool watchdog_device_valid(const char *p)
+{
+	static const char prefix[] = "/dev/watchdog";
+
+	if (strncmp(p, prefix, sizeof(prefix) - 1))
+		return false;
+	for (p += sizeof(prefix) - 1; *p; p++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return true;
+}
+
 static int config_check(struct station_config *c, const char *base_path,
 			struct agri_err *err)
 {
@@ -330,6 +344,10 @@ static int config_check(struct station_config *c, const char *base_path,
 	}
 	if (c->broker.password_file[0] && !c->broker.username[0]) {
 		agri_err_set(err, "broker.username", "is required with password_file");
+		return -EINVAL;
+	}
+	if (c->watchdog.device[0] && !watchdog_device_valid(c->watchdog.device)) {
+		agri_err_set(err, "watchdog.device", "expected /dev/watchdog or /dev/watchdogN");
 		return -EINVAL;
 	}
 	if (!c->state_dir[0])
@@ -492,4 +510,55 @@ bool station_config_needs_restart(const struct station_config *a,
 	else
 		return false;
 	return true;
+}
+
+/* A serial device a pushed config may name: /dev/tty* or /dev/serial*
+ * (the udev by-id/by-path links), with no ".." in it. */
+static bool remote_rtu_device_valid(const char *p)
+{
+	if (strncmp(p, "/dev/tty", 8) && strncmp(p, "/dev/serial", 11))
+		return false;
+	return strstr(p, "/..") == NULL;
+}
+
+int station_config_remote_check(const struct station_config *running,
+				const struct station_config *pushed,
+				struct agri_err *err)
+{
+	char where[AGRI_ERR_PATH_MAX], sub[AGRI_ERR_PATH_MAX];
+	const char *what;
+	size_t i, j;
+
+	if (strcmp(running->station, pushed->station)) {
+		agri_err_set(err, "station", "this config is for \"%s\", not this station (\"%s\")",
+			     pushed->station, running->station);
+		return -EINVAL;
+	}
+	if (station_config_needs_restart(running, pushed, &what)) {
+		agri_err_set(err, what, "cannot be changed remotely (needs a new file and a restart)");
+		return -EINVAL;
+	}
+	if (strcmp(running->profiles_dir, pushed->profiles_dir)) {
+		agri_err_set(err, "profiles_dir", "cannot be changed remotely (is \"%s\")",
+			     running->profiles_dir);
+		return -EINVAL;
+	}
+	for (i = 0; i < pushed->n_buses; i++) {
+		const struct station_bus *b = &pushed->buses[i];
+		bool known = false;
+
+		if (b->is_tcp || remote_rtu_device_valid(b->device))
+			continue;
+		for (j = 0; j < running->n_buses; j++)
+			if (!running->buses[j].is_tcp && !strcmp(running->buses[j].device, b->device))
+				known = true;
+		if (!known) {
+			agri_path_index(sub, sizeof(sub), "buses", (int)i);
+			agri_path_key(where, sizeof(where), sub, "rtu.device");
+			agri_err_set(err, where, "a pushed config may name /dev/tty* or /dev/serial* "
+				     "or a device the running config uses, not \"%s\"", b->device);
+			return -EINVAL;
+		}
+	}
+	return 0;
 }

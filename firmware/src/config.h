@@ -64,6 +64,9 @@ struct station_broker {
 struct station_config {
 	char station[AGRI_ID_MAX + 1];
 	int64_t version; /* 0 when the document has none */
+	/* The technician whose signature the station verified on this config
+	 * (trust.h); "" for the local file. Not a station.json key. */
+	char signed_by[AGRI_ID_MAX + 1];
 	struct {
 		char name[128];
 		double lat, lon;
@@ -75,7 +78,7 @@ struct station_config {
 	double publish_interval_s;
 	double ack_timeout_s;
 	struct {
-		char device[STATION_PATH_MAX]; /* "" = no hardware watchdog */
+		char device[STATION_PATH_MAX]; /* "" = none; else /dev/watchdog[N] */
 		int64_t timeout_s;
 	} watchdog;
 	size_t n_buses;
@@ -105,5 +108,17 @@ int station_config_load(const char *path, struct station_config *cfg,
 bool station_config_needs_restart(const struct station_config *a,
 				  const struct station_config *b,
 				  const char **what);
+
+/*
+ * The closed schema of a pushed config, beyond what every config obeys
+ * (watchdog.device only /dev/watchdog[N]): pushed must keep the running
+ * config's station, broker, state_dir and profiles_dir, and each RTU bus
+ * names /dev/tty* or /dev/serial* (no "..") or a device running already
+ * uses. Returns 0, or -EINVAL with *err ("station: this config is for
+ * ..."). Both are parsed configs (paths resolved).
+ */
+int station_config_remote_check(const struct station_config *running,
+				const struct station_config *pushed,
+				struct agri_err *err);
 
 #endif

@@ -39,6 +39,7 @@
 #include "mqtt.h"
 #include "spool.h"
 #include "station.h"
+#include "trust.h"
 #include "agri/util.h"
 
 #define RING_CAP (2 * AGRI_BATCH_MAX_READINGS)
@@ -57,6 +58,7 @@ enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_UP };
 struct station {
 	struct station_config *cfg, *cand;
 	char config_path[STATION_PATH_MAX];
+	char trust_dir[STATION_PATH_MAX + 16]; /* the technicians' keys (trust.h) */
 	struct spool *spool;
 	struct mqtt *mqtt;
 	struct bus *buses[STATION_BUSES_MAX];
@@ -82,7 +84,8 @@ struct station {
 	/* main thread only */
 	struct agri_reading *batch;
 	char *buf;      /* encode/publish buffer, AGRI_BATCH_MAX_BYTES + 1 */
-	char *cfg_work; /* a pushed config being applied */
+	char *cfg_work; /* a pushed config being applied, in its envelope */
+	char *cfg_doc;  /* the document its signature covers */
 	struct agri_seq_range acks[ACKQ_MAX];
 	struct agri_status status;
 	char status_buf[STATUS_BUF];
@@ -333,6 +336,7 @@ static void station_publish_status(struct station *st, bool online)
 	snprintf(s->fw, sizeof(s->fw), "%s", AGRI_VERSION);
 	snprintf(s->board, sizeof(s->board), "%s", AGRI_BOARD);
 	s->config_version = st->cfg->version;
+	snprintf(s->config_signed_by, sizeof(s->config_signed_by), "%s", st->cfg->signed_by);
 	s->ts_ms = util_now_ms();
 	s->uptime_s = (uint64_t)((util_mono_ms() - st->started) / 1000);
 	s->spool_depth = spool_depth(st->spool);
@@ -366,15 +370,18 @@ static void station_publish_status(struct station *st, bool online)
 
 /* ---- remote config ---- */
 
-static void station_config_ack(struct station *st, int64_t version, const char *error)
+/* signed_by: the technician whose signature verified, or "". */
+static void station_config_ack(struct station *st, int64_t version, const char *error,
+			       const char *signed_by)
 {
 	struct agri_config_ack a = {.version = version, .applied = error == NULL};
-	char buf[512];
+	char buf[768];
 	int len;
 
 	snprintf(a.station, sizeof(a.station), "%s", st->cfg->station);
 	if (error)
 		snprintf(a.error, sizeof(a.error), "%s", error);
+	snprintf(a.signed_by, sizeof(a.signed_by), "%s", signed_by);
 	len = agri_config_ack_encode(&a, buf, sizeof(buf));
 	if (len > 0)
 		mqtt_publish(st->mqtt, st->topic_cfg_ack, buf, (size_t)len, false, false);
@@ -399,19 +406,26 @@ static void station_carry_stats(struct station *st, const struct station_config 
 	memcpy(st->stats, tmp, sizeof(tmp));
 }
 
+/*
+ * A pushed config (json: the message, in its signature envelope): ignored
+ * unless its version is above the running one; then the signature, the
+ * document, its version again (the signed one), the closed schema of
+ * remote configs. Rejected: config/ack with the reason, nothing changes.
+ * Accepted: persisted (the message as signed), applied, acked. Main thread.
+ */
 static void station_apply_config(struct station *st, const char *json, size_t len)
 {
 	struct agri_err err = {{0}, {0}};
-	char msg[640], path[STATION_PATH_MAX + 16];
+	char msg[640], path[STATION_PATH_MAX + 16], by[AGRI_ID_MAX + 1] = "";
 	struct station_config *old;
-	const char *what;
 	int64_t version = 0;
+	size_t doc_len;
 	int rc;
 
 	if (agri_config_version(json, len, &version, &err) < 0) {
 		agri_err_format(&err, msg, sizeof(msg));
 		log_warn("station", "pushed config rejected: %s", msg);
-		station_config_ack(st, version, msg);
+		station_config_ack(st, version, msg, "");
 		return;
 	}
 	if (version <= st->cfg->version) {
@@ -419,23 +433,32 @@ static void station_apply_config(struct station *st, const char *json, size_t le
 			  version, st->cfg->version);
 		return;
 	}
-	rc = station_config_parse(json, len, st->config_path, st->cand, &err);
-	if (rc == 0 && station_config_needs_restart(st->cfg, st->cand, &what)) {
-		agri_err_set(&err, what, "cannot be changed remotely (needs a new file and a restart)");
+	rc = trust_open(st->trust_dir, json, len, st->cfg_doc, STATION_CONFIG_MAX_BYTES,
+			&doc_len, by, &err);
+	if (rc == 0)
+		rc = station_config_parse(st->cfg_doc, doc_len, st->config_path, st->cand, &err);
+	if (rc == 0 && st->cand->version <= st->cfg->version) {
+		agri_err_set(&err, "version", "the signed version %" PRId64 " is not above the "
+			     "running %" PRId64, st->cand->version, st->cfg->version);
 		rc = -EINVAL;
 	}
+	if (rc == 0)
+		rc = station_config_remote_check(st->cfg, st->cand, &err);
 	if (rc < 0) {
 		agri_err_format(&err, msg, sizeof(msg));
-		log_warn("station", "pushed config rejected version=%" PRId64 ": %s", version, msg);
-		station_config_ack(st, version, msg);
+		log_warn("station", "pushed config rejected version=%" PRId64 " signed_by=%s: %s",
+			 version, by[0] ? by : "-", msg);
+		station_config_ack(st, version, msg, by);
 		return;
 	}
+	version = st->cand->version;
+	snprintf(st->cand->signed_by, sizeof(st->cand->signed_by), "%s", by);
 	snprintf(path, sizeof(path), "%s/config.json", st->cfg->state_dir);
 	rc = util_write_file_atomic(path, json, len);
 	if (rc < 0) {
 		snprintf(msg, sizeof(msg), "cannot persist %s: %s", path, strerror(-rc));
 		log_error("station", "pushed config rejected: %s", msg);
-		station_config_ack(st, version, msg);
+		station_config_ack(st, version, msg, by);
 		return;
 	}
 	/* Swap schedules: the buses finish their poll in progress; readings
@@ -451,9 +474,9 @@ static void station_apply_config(struct station *st, const char *json, size_t le
 		log_error("station", "cannot start buses: %s", strerror(-rc));
 	st->next_seal = util_mono_ms() + (int64_t)llround(st->cfg->publish_interval_s * 1000);
 	st->status_dirty = true;
-	log_info("station", "config applied version=%" PRId64 " sensors=%zu", version,
-		 st->cfg->n_sensors);
-	station_config_ack(st, version, NULL);
+	log_info("station", "config applied version=%" PRId64 " signed_by=%s sensors=%zu",
+		 version, by, st->cfg->n_sensors);
+	station_config_ack(st, version, NULL, by);
 }
 
 /* ---- link and publishing ---- */
@@ -759,6 +782,10 @@ int station_new(struct station_config *cfg, const char *config_path, struct stat
 	st->cfg = cfg;
 	st->wd_fd = -1;
 	snprintf(st->config_path, sizeof(st->config_path), "%s", config_path);
+	if (trust_dir(config_path, st->trust_dir, sizeof(st->trust_dir)) < 0) {
+		rc = -ENAMETOOLONG;
+		goto fail;
+	}
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -774,7 +801,9 @@ int station_new(struct station_config *cfg, const char *config_path, struct stat
 	st->buf = malloc(AGRI_BATCH_MAX_BYTES + 1);
 	st->cfg_msg = malloc(STATION_CONFIG_MAX_BYTES);
 	st->cfg_work = malloc(STATION_CONFIG_MAX_BYTES);
-	if (!st->cand || !st->ring || !st->batch || !st->buf || !st->cfg_msg || !st->cfg_work) {
+	st->cfg_doc = malloc(STATION_CONFIG_MAX_BYTES);
+	if (!st->cand || !st->ring || !st->batch || !st->buf || !st->cfg_msg || !st->cfg_work ||
+	    !st->cfg_doc) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -822,6 +851,7 @@ void station_free(struct station *st)
 	free(st->buf);
 	free(st->cfg_msg);
 	free(st->cfg_work);
+	free(st->cfg_doc);
 	pthread_cond_destroy(&st->cond);
 	pthread_cond_destroy(&st->space);
 	pthread_mutex_destroy(&st->lock);
@@ -833,28 +863,45 @@ bool station_config_prefer_persisted(struct station_config *cfg, const char *con
 	struct station_config *p;
 	struct agri_err err = {{0}, {0}};
 	char path[STATION_PATH_MAX + 16], msg[AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 8];
+	char dir[STATION_PATH_MAX + 16], by[AGRI_ID_MAX + 1];
+	char *buf, *doc = NULL;
 	bool won = false;
-	size_t len;
-	char *buf;
+	size_t len, doc_len;
+	int rc;
 
 	snprintf(path, sizeof(path), "%s/config.json", cfg->state_dir);
 	if (util_read_file(path, STATION_CONFIG_MAX_BYTES, &buf, &len) < 0)
 		return false;
 	p = malloc(sizeof(*p));
-	if (!p) {
+	doc = malloc(len + 2);
+	if (!p || !doc) {
+		free(p);
+		free(doc);
 		free(buf);
 		return false;
 	}
-	if (station_config_parse(buf, len, config_path, p, &err) < 0) {
+	/* The same checks as when it was pushed, against the file's config:
+	 * a key removed since, or a file that moved the broker, state_dir or
+	 * a serial port, leaves the file in charge. */
+	rc = trust_dir(config_path, dir, sizeof(dir));
+	if (rc == 0)
+		rc = trust_open(dir, buf, len, doc, len + 2, &doc_len, by, &err);
+	if (rc == 0)
+		rc = station_config_parse(doc, doc_len, config_path, p, &err);
+	if (rc == 0 && p->version > cfg->version)
+		rc = station_config_remote_check(cfg, p, &err);
+	if (rc < 0) {
 		agri_err_format(&err, msg, sizeof(msg));
 		log_warn("station", "persisted config ignored: %s: %s", path, msg);
-	} else if (p->version > cfg->version && !strcmp(p->state_dir, cfg->state_dir)) {
-		log_info("station", "using persisted config %s version=%" PRId64
-			 " (file has version=%" PRId64 ")", path, p->version, cfg->version);
+	} else if (p->version > cfg->version) {
+		log_info("station", "using persisted config %s version=%" PRId64 " signed_by=%s"
+			 " (file has version=%" PRId64 ")", path, p->version, by, cfg->version);
+		snprintf(p->signed_by, sizeof(p->signed_by), "%s", by);
 		memcpy(cfg, p, sizeof(*cfg));
 		won = true;
 	}
 	free(p);
+	free(doc);
 	free(buf);
 	return won;
 }

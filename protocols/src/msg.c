@@ -615,6 +615,8 @@ static const struct agri_cfg_field status_fields[] = {
 	F_OPT("spool_dropped", AGRI_CFG_UINT, struct agri_status, spool_dropped),
 	F_OPT("last_seq", AGRI_CFG_UINT, struct agri_status, last_seq),
 	F_OPT("maintenance", AGRI_CFG_BOOL, struct agri_status, maintenance),
+	F_OPT("config_signed_by", AGRI_CFG_CUSTOM, struct agri_status, config_signed_by,
+	      CUSTOM(parse_ident)),
 	F_OPT("sensors", AGRI_CFG_CUSTOM, struct agri_status, sensors, CUSTOM(parse_sensors)),
 };
 
@@ -672,6 +674,11 @@ int agri_status_encode(const struct agri_status *s, char *buf, size_t len)
 	if (s->config_version) {
 		w_key(&w, "config_version");
 		w_uint(&w, (uint64_t)s->config_version);
+	}
+	if (s->config_signed_by[0]) {
+		w_check(&w, agri_ident_valid(s->config_signed_by));
+		w_key(&w, "config_signed_by");
+		w_str(&w, s->config_signed_by);
 	}
 	if (s->ts_ms) {
 		w_key(&w, "ts");
@@ -918,6 +925,8 @@ static const struct agri_cfg_field config_ack_fields[] = {
 	F_REQ("version", AGRI_CFG_INT, struct agri_config_ack, version, RANGE(0, SAFE_INT_MAX)),
 	F_REQ("result", AGRI_CFG_CUSTOM, struct agri_config_ack, applied, CUSTOM(parse_result)),
 	F_OPT("error", AGRI_CFG_STR, struct agri_config_ack, error),
+	F_OPT("signed_by", AGRI_CFG_CUSTOM, struct agri_config_ack, signed_by,
+	      CUSTOM(parse_ident)),
 };
 
 int agri_config_ack_decode(const char *json, size_t len,
@@ -944,6 +953,11 @@ int agri_config_ack_encode(const struct agri_config_ack *a, char *buf,
 	if (!w.err && a->error[0]) {
 		w_key(&w, "error");
 		w_str(&w, a->error);
+	}
+	if (!w.err && a->signed_by[0]) {
+		w_check(&w, agri_ident_valid(a->signed_by));
+		w_key(&w, "signed_by");
+		w_str(&w, a->signed_by);
 	}
 	return w_end(&w, MSG_MAX_BYTES);
 }

@@ -170,6 +170,52 @@ def station_config(workdir, broker_port, buses, sensors, **kw):
     return cfg
 
 
+def make_technician(keydir, name):
+    """A technician's Ed25519 key pair made with the openssl CLI (independent of
+    agrictl): (keydir/NAME.key, keydir/NAME.pub)."""
+    import subprocess
+    os.makedirs(keydir, exist_ok=True)
+    key = os.path.join(keydir, name + ".key")
+    pub = os.path.join(keydir, name + ".pub")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True,
+                   capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True,
+                   capture_output=True)
+    return key, pub
+
+
+def install_technician(config_path, pub):
+    """Trusts a technician on a station: its NAME.pub into the technicians/
+    directory beside the station's config file (docs/station.md)."""
+    import shutil
+    d = os.path.join(os.path.dirname(os.path.abspath(config_path)), "technicians")
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(pub, os.path.join(d, os.path.basename(pub)))
+
+
+def ed25519_sign(key, data):
+    """Signs bytes with a PEM private key (openssl pkeyutl -rawin, which reads
+    Ed25519's one-shot input from a file, not a pipe): 64 bytes."""
+    import subprocess
+    import tempfile
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        r = subprocess.run(["openssl", "pkeyutl", "-sign", "-rawin", "-inkey", key, "-in", f.name],
+                           check=True, capture_output=True)
+    return r.stdout
+
+
+def sign_config(doc, key, by):
+    """A pushed config in its signature envelope (docs/station.md "Remote config"):
+    D (doc as compact JSON, or bytes), its closing brace replaced by
+    ,"signature":{"by":BY,"ed25519":BASE64}} where the signature covers D's bytes."""
+    import base64
+    d = doc if isinstance(doc, bytes) else json.dumps(doc, separators=(",", ":")).encode()
+    sig = base64.b64encode(ed25519_sign(key, d)).decode()
+    return d[:-1] + (',"signature":{"by":"%s","ed25519":"%s"}}' % (by, sig)).encode()
+
+
 def start_station(workdir, cfg, name="station", log_level="info"):
     path = H.write_json(os.path.join(workdir, name + ".json"), cfg)
     p = H.Proc([H.bin_path("agri-station"), "--config", path, "--log-level", log_level],

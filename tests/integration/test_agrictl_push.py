@@ -2,9 +2,15 @@
 mosquitto, agri-sim over Modbus TCP), CONTRACT.md §11 and docs/station.md
 "Remote config":
 
-- a valid config → exit 0 "applied"; the station's retained status then
-  carries the new config_version and its batches come at the new interval
-  (1 s → 3 s);
+- `agrictl provision --technician alice --out DIR` makes alice.key (0600)
+  and alice.pub (0644), and never replaces an existing key; alice.pub is
+  installed in technicians/ beside the station's station.json;
+- a valid config, signed with --key alice.key → exit 0 "applied (signed by
+  alice)"; the station's retained status then carries the new
+  config_version and config_signed_by, and its batches come at the new
+  interval (1 s → 3 s); the published message is the signature envelope;
+- no --key (and no AGRI_TECHNICIAN_KEY) → exit 2; a key the station does
+  not trust → exit 1 "rejected" "unknown technician";
 - the next push gets the next version (the broker's retained one + 1);
 - a broken config (a sensor naming a bus that does not exist) is refused
   locally (exit 78, `FILE: path: reason`); with --force the station gets it
@@ -15,6 +21,8 @@ mosquitto, agri-sim over Modbus TCP), CONTRACT.md §11 and docs/station.md
 """
 import json
 import os
+import re
+import shutil
 import sys
 import threading
 import time
@@ -67,6 +75,10 @@ class Watcher:
                 return None
             return self.status.get("config_version", 0)  # absent while 0
 
+    def signed_by(self):
+        with self.lock:
+            return (self.status or {}).get("config_signed_by")
+
     def seals_since(self, t0):
         """Publish rounds since t0: batches less than 0.25 s apart are one round (a
         station may seal two batches at once when a poll lands during the seal)."""
@@ -79,13 +91,37 @@ class Watcher:
         self.c.loop_stop()
 
 
-def push(broker, path, *extra, timeout=30):
-    return harness.run([CTL, "config", "push", "--station", ST, "--broker", broker] + list(extra) + [path],
-                       timeout=timeout)
+KEY = None  # alice's private key, made in main()
+
+
+def push(broker, path, *extra, timeout=30, key=True):
+    argv = [CTL, "config", "push", "--station", ST, "--broker", broker]
+    if key:
+        argv += ["--key", KEY]
+    return harness.run(argv + list(extra) + [path], timeout=timeout)
 
 
 def main():
+    global KEY
     work = harness.tmpdir("agri-push-")
+    keys = os.path.join(work, "keys")
+    res = harness.run([CTL, "provision", "--technician", "alice", "--out", keys])
+    KEY = os.path.join(keys, "alice.key")
+    modes = [os.stat(os.path.join(keys, f)).st_mode & 0o777 if os.path.exists(os.path.join(keys, f)) else None
+             for f in ("alice.key", "alice.pub")]
+    R.check(res.returncode == 0 and modes == [0o600, 0o644],
+            "provision --technician alice: alice.key 0600, alice.pub 0644 (rc=%d %s %s)"
+            % (res.returncode, [oct(m) if m else m for m in modes], res.stderr.strip()))
+    with open(KEY, "rb") as f:
+        key_before = f.read()
+    res = harness.run([CTL, "provision", "--technician", "alice", "--out", keys])
+    with open(KEY, "rb") as f:
+        R.check(res.returncode == 1 and "exists" in res.stderr and f.read() == key_before,
+                "provision --technician again: exit 1, the existing key is kept (%s)" % res.stderr.strip())
+    res = harness.run([CTL, "provision", "--technician", "../x", "--out", keys])
+    R.check(res.returncode == 2, "provision --technician ../x: exit 2 (%s)" % res.stderr.strip())
+    res = harness.run([CTL, "provision", "--technician", "bob", "--out", os.path.join(work, "bob")])
+    R.check(res.returncode == 0, "a second technician, bob, whom the station will not trust")
     mq = harness.Mosquitto(os.path.join(work, "mq")).start()
     sim_port = harness.free_port()
     sim = harness.Proc([harness.bin_path("agri-sim"), "--tcp", "127.0.0.1:%d" % sim_port,
@@ -104,6 +140,8 @@ def main():
                      "interval_s": 0.5}],
     }
     spath = harness.write_json(os.path.join(work, "station.json"), cfg)
+    os.makedirs(os.path.join(work, "technicians"))
+    shutil.copy(os.path.join(keys, "alice.pub"), os.path.join(work, "technicians"))
     w = Watcher(mq.port)
     station = harness.Proc([harness.bin_path("agri-station"), "--config", spath, "--log-level", "info"],
                            os.path.join(work, "station.log"), wrap=True)
@@ -121,27 +159,43 @@ def main():
     new["sensors"].append({"name": "solar", "bus": "lan", "slave": 3, "profile": "epever-tracer",
                            "interval_s": 1})
     npath = harness.write_json(os.path.join(work, "new.json"), new)
+    res = push(mq.url, npath, "--timeout-s", "5", key=False)
+    R.check(res.returncode == 2 and "--key" in res.stderr,
+            "push without --key: exit 2, nothing sent (rc=%d %s)" % (res.returncode, res.stderr.strip()))
+    res = push(mq.url, npath, "--key", os.path.join(work, "bob", "bob.key"), "--timeout-s", "20", key=False)
+    R.check(res.returncode == 1 and "version 1 rejected" in res.stdout and "unknown technician \"bob\"" in res.stdout,
+            "push signed by bob, whom the station does not trust: exit 1, rejected (rc=%d %s%s)"
+            % (res.returncode, res.stdout, res.stderr))
     res = push(mq.url, npath, "--timeout-s", "20")
-    R.check(res.returncode == 0 and "version 1 applied" in res.stdout,
-            "push a valid config: exit 0, \"applied\" (rc=%d %s%s)" % (res.returncode, res.stdout, res.stderr))
+    R.check(res.returncode == 0 and "version 2 applied (signed by alice)" in res.stdout,
+            "push a valid config signed by alice: exit 0, \"applied (signed by alice)\" (rc=%d %s%s)"
+            % (res.returncode, res.stdout, res.stderr))
     try:
-        harness.wait_for(lambda: w.config_version() == 1, 10, what="status config_version 1")
+        harness.wait_for(lambda: w.config_version() == 2, 10, what="status config_version 2")
     except TimeoutError:
         pass
-    R.check(w.config_version() == 1, "the station's status carries config_version 1 (%s)" % w.config_version())
+    R.check(w.config_version() == 2 and w.signed_by() == "alice",
+            "the station's status carries config_version 2, config_signed_by alice (%s, %s)"
+            % (w.config_version(), w.signed_by()))
     t1 = time.monotonic()
     time.sleep(7)
     n = w.seals_since(t1)
     R.check(1 <= n <= 3, "batches now come every 3 s, not every 1 s: %d rounds in 7 s" % n)
     persisted = os.path.join(cfg["state_dir"], "config.json")
     R.check(os.path.exists(persisted), "the station persisted the pushed config (%s)" % persisted)
+    with open(persisted, "rb") as f:
+        msg = f.read()
+    R.check(re.search(rb',"version":2,"signature":\{"by":"alice","ed25519":"[A-Za-z0-9+/]{86}=="\}\}$', msg)
+            is not None, "the message is the signature envelope, version last before it: ...%r" % msg[-140:])
 
-    # 2. the next push gets the next version
+    # 2. the next push gets the next version (the key from AGRI_TECHNICIAN_KEY)
     new["publish_interval_s"] = 1.5
     harness.write_json(npath, new)
-    res = push(mq.url, npath, "--timeout-s", "20")
-    R.check(res.returncode == 0 and "version 2 applied" in res.stdout,
-            "the next push is version 2, applied (rc=%d %s)" % (res.returncode, res.stdout.strip()))
+    res = harness.run([CTL, "config", "push", "--station", ST, "--broker", mq.url, "--timeout-s", "20", npath],
+                      env={"AGRI_TECHNICIAN_KEY": KEY})
+    R.check(res.returncode == 0 and "version 3 applied" in res.stdout,
+            "the next push is version 3, applied; the key from AGRI_TECHNICIAN_KEY (rc=%d %s)"
+            % (res.returncode, res.stdout.strip()))
 
     # 3. a broken config: a sensor on a bus that does not exist
     bad = json.loads(json.dumps(new))
@@ -151,13 +205,13 @@ def main():
     R.check(res.returncode == 78 and res.stderr.startswith(bpath + ": sensors[1].bus"),
             "a broken config is refused before it is sent: exit 78 (rc=%d %s)" % (res.returncode, res.stderr.strip()))
     res = push(mq.url, bpath, "--force", "--timeout-s", "20")
-    R.check(res.returncode == 1 and "version 3 rejected" in res.stdout and "sensors[1].bus" in res.stdout
+    R.check(res.returncode == 1 and "version 4 rejected" in res.stdout and "sensors[1].bus" in res.stdout
             and "rs485-missing" in res.stdout,
             "with --force the station rejects it: exit 1, \"rejected\" with the reason (rc=%d %s%s)"
             % (res.returncode, res.stdout, res.stderr))
     time.sleep(1)
-    R.check(station.poll() is None and w.config_version() == 2,
-            "the station keeps running version 2 (status %s)" % w.config_version())
+    R.check(station.poll() is None and w.config_version() == 3,
+            "the station keeps running version 3 (status %s)" % w.config_version())
 
     # 4. a config for another station
     other = json.loads(json.dumps(new))

@@ -1,8 +1,9 @@
 """agri-station end to end with real mosquitto and agri-sim (TCP and an RTU
 pty): readings carry the simulator's values and PSS-78 salinity; a dead
 slave does not disturb the others' schedule; a 60 s broker outage loses
-nothing; a pushed config is applied within one cycle, an invalid one is
-rejected with its reason; SIGTERM exits 0 promptly."""
+nothing; a pushed config (signed by an installed technician's key) is
+applied within one cycle, an invalid one is rejected with its reason;
+SIGTERM exits 0 promptly."""
 import json
 import os
 import statistics
@@ -117,16 +118,20 @@ def main():
               "every seq 1..%d arrived" % (max(seqs) if seqs else 0))
 
     # 4. Config push: applied within one cycle; invalid rejected with the reason.
+    # Pushed configs are signed by a technician the station trusts (docs/station.md).
+    key, tpub = S.make_technician(os.path.join(wd, "keys"), "tech1")
+    S.install_technician(cfg_path, tpub)
     pub = H.mqtt_client(broker.port, "agrictl-test")
     new = dict(cfg)
     new["sensors"] = [dict(s) for s in sensors]
     new["sensors"][0]["interval_s"] = 2
     new["version"] = 2
     t_push = time.time()
-    pub.publish("agri/v1/ST-IT1/config", json.dumps(new), qos=1, retain=True)
+    pub.publish("agri/v1/ST-IT1/config", S.sign_config(new, key, "tech1"), qos=1, retain=True)
     H.wait_for(lambda: any(a and a.get("version") == 2 for a in gw.config_acks), 10, what="config ack 2")
     ack = [a for a in gw.config_acks if a.get("version") == 2][0]
-    res.check(ack.get("result") == "applied", "config v2 applied (%s)" % ack)
+    res.check(ack.get("result") == "applied" and ack.get("signed_by") == "tech1",
+              "config v2 applied, signed by tech1 (%s)" % ack)
     time.sleep(7)
     after = [S.ts_seconds(t) for t, v, q in gw.series("s1", "conductivity") if S.ts_seconds(t) > t_push + 2.5]
     p = [b - a for a, b in zip(after, after[1:])]
@@ -140,7 +145,7 @@ def main():
     bad_cfg["version"] = 3
     bad_cfg["sensors"] = [dict(s) for s in new["sensors"]]
     bad_cfg["sensors"][0]["bus"] = "nowhere"
-    pub.publish("agri/v1/ST-IT1/config", json.dumps(bad_cfg), qos=1, retain=True)
+    pub.publish("agri/v1/ST-IT1/config", S.sign_config(bad_cfg, key, "tech1"), qos=1, retain=True)
     H.wait_for(lambda: any(a and a.get("version") == 3 for a in gw.config_acks), 10, what="config ack 3")
     ack = [a for a in gw.config_acks if a.get("version") == 3][0]
     res.check(ack.get("result") == "rejected" and "sensors[0].bus" in ack.get("error", ""),
@@ -152,7 +157,7 @@ def main():
     res.check(p and abs(statistics.mean(p) - 2.0) <= 0.2, "old schedule continues after a rejection")
     old = dict(new)
     old["version"] = 1
-    pub.publish("agri/v1/ST-IT1/config", json.dumps(old), qos=1, retain=True)
+    pub.publish("agri/v1/ST-IT1/config", S.sign_config(old, key, "tech1"), qos=1, retain=True)
     time.sleep(1.5)
     res.check(not any(a and a.get("version") == 1 for a in gw.config_acks), "older version ignored")
     pub.publish("agri/v1/ST-IT1/config", b"", qos=1, retain=True)

@@ -1,7 +1,10 @@
 /*
  * Unit tests of station.json parsing (firmware/src/config.c): defaults of
- * CONTRACT.md §8, relative paths, and each error's "path: reason".
+ * CONTRACT.md §8, relative paths, each error's "path: reason", the
+ * watchdog device rule and the closed schema of pushed configs.
  */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -120,10 +123,111 @@ static void test_restart_keys(void)
 	CHECK_STR(what, "broker");
 }
 
+/* watchdog.device: /dev/watchdog or /dev/watchdogN only, in every config. */
+static void test_watchdog_device(void)
+{
+	static const struct {
+		const char *top;
+		bool ok;
+	} cases[] = {
+		{",\"watchdog\":{\"device\":\"/dev/watchdog\"}", true},
+		{",\"watchdog\":{\"device\":\"/dev/watchdog0\",\"timeout_s\":15}", true},
+		{",\"watchdog\":{\"device\":\"/dev/watchdog12\"}", true},
+		{",\"watchdog\":{\"device\":\"\"}", true},
+		{",\"watchdog\":null", true},
+		{",\"watchdog\":{\"device\":\"/var/lib/agri/station/spool.db\"}", false},
+		{",\"watchdog\":{\"device\":\"/dev/watchdog/../sda\"}", false},
+		{",\"watchdog\":{\"device\":\"/dev/watchdog0/../../var/lib/agri/station/spool.db\"}", false},
+		{",\"watchdog\":{\"device\":\"/dev/watchdogs\"}", false},
+		{",\"watchdog\":{\"device\":\"/dev/sda\"}", false},
+		{",\"watchdog\":{\"device\":\"watchdog\"}", false},
+		{",\"watchdog\":{\"device\":\"//dev/watchdog\"}", false},
+	};
+	char msg[300];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = parse("", "", "", "rs485", "1", "sensecap-s-ec-01", "", cases[i].top, msg,
+			       sizeof(msg));
+
+		CHECK_INT(rc, cases[i].ok ? 0 : -EINVAL);
+		if (!cases[i].ok)
+			CHECK_STR(msg, "watchdog.device: expected /dev/watchdog or /dev/watchdogN");
+	}
+}
+
+/* The closed schema of a pushed config, against the running one. */
+static void test_remote_check(void)
+{
+	static struct station_config run, pushed;
+	static const struct {
+		const char *device; /* the pushed bus 0's RTU device */
+		const char *want;   /* "" = accepted */
+	} devices[] = {
+		{"/dev/ttyS1", ""},
+		{"/dev/ttyUSB0", ""},
+		{"/dev/ttyAMA0", ""},
+		{"/dev/serial0", ""},
+		{"/dev/serial/by-id/usb-FTDI_FT232R-if00-port0", ""},
+		{"/tmp/pty-a", ""}, /* the running config's own device */
+		{"/dev/ttyS1/../../var/lib/agri/station/spool.db", "buses[0].rtu.device: a pushed config"},
+		{"/dev/tty/../sda", "buses[0].rtu.device:"},
+		{"/var/lib/agri/station/spool.db", "buses[0].rtu.device:"},
+		{"/dev/sda", "buses[0].rtu.device:"},
+		{"/etc/shadow", "buses[0].rtu.device:"},
+	};
+	struct agri_err err = {{0}, {0}};
+	char msg[300];
+
+	CHECK_INT(parse("", "", ",{\"name\":\"pty\",\"rtu\":{\"device\":\"/tmp/pty-a\"}}", "rs485", "1",
+			"sensecap-s-ec-01", "", "", msg, sizeof(msg)), 0);
+	run = cfg;
+	pushed = run;
+	CHECK_INT(station_config_remote_check(&run, &pushed, &err), 0);
+	for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
+		pushed = run;
+		snprintf(pushed.buses[0].device, sizeof(pushed.buses[0].device), "%s", devices[i].device);
+		memset(&err, 0, sizeof(err));
+		CHECK_INT(station_config_remote_check(&run, &pushed, &err), devices[i].want[0] ? -EINVAL : 0);
+		agri_err_format(&err, msg, sizeof(msg));
+		CHECK(strncmp(msg, devices[i].want, strlen(devices[i].want)) == 0);
+	}
+	/* A TCP bus names no device. */
+	pushed = run;
+	pushed.buses[0].is_tcp = true;
+	snprintf(pushed.buses[0].device, sizeof(pushed.buses[0].device), "/etc/shadow");
+	CHECK_INT(station_config_remote_check(&run, &pushed, &err), 0);
+
+	pushed = run;
+	snprintf(pushed.station, sizeof(pushed.station), "DT-W02");
+	CHECK_INT(station_config_remote_check(&run, &pushed, &err), -EINVAL);
+	agri_err_format(&err, msg, sizeof(msg));
+	CHECK_STR(msg, "station: this config is for \"DT-W02\", not this station (\"DT-W01\")");
+	pushed = run;
+	pushed.broker.keepalive_s = 60;
+	CHECK_INT(station_config_remote_check(&run, &pushed, &err), -EINVAL);
+	CHECK_STR(err.path, "broker");
+	pushed = run;
+	snprintf(pushed.state_dir, sizeof(pushed.state_dir), "/tmp");
+	CHECK_INT(station_config_remote_check(&run, &pushed, &err), -EINVAL);
+	CHECK_STR(err.path, "state_dir");
+	pushed = run;
+	snprintf(pushed.profiles_dir, sizeof(pushed.profiles_dir), "/tmp");
+	CHECK_INT(station_config_remote_check(&run, &pushed, &err), -EINVAL);
+	CHECK_STR(err.path, "profiles_dir");
+	/* What a pushed config is for may change. */
+	pushed = run;
+	pushed.publish_interval_s = 5;
+	pushed.sensors[0].slave = 7;
+	snprintf(pushed.watchdog.device, sizeof(pushed.watchdog.device), "/dev/watchdog0");
+	CHECK_INT(station_config_remote_check(&run, &pushed, &err), 0);
+}
+
 int main(void)
 {
 	test_defaults();
 	test_errors();
 	test_restart_keys();
+	test_watchdog_device();
+	test_remote_check();
 	return test_main("test_firmware_config");
 }

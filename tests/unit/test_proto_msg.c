@@ -117,6 +117,12 @@ static const struct {
 		  "'severity':'warning','state':'cleared','value':null,'threshold':null,"
 		  "'raised_at':'2026-11-22T15:04:05.123Z','updated_at':'2026-11-22T16:00:00.000Z',"
 		  "'message':'Tr\xe1\xba\xa1m V\xc3\xa0m K\xc3\xaanh offline'}"},
+	/* signed configs: who signed the running config, who signed an acked one */
+	{K_STATUS, "{'v':1,'station':'DT-W01','state':'online','config_version':7,"
+		   "'config_signed_by':'alice'}"},
+	{K_CACK, "{'v':1,'station':'DT-W01','version':7,'result':'applied','signed_by':'alice'}"},
+	{K_CACK, "{'v':1,'station':'DT-W01','version':8,'result':'rejected',"
+		 "'error':'station: this config is for \\\"DT-W02\\\", not this station','signed_by':'Nguyen_Van-A'}"},
 };
 
 static void test_canonical(void)
@@ -369,6 +375,8 @@ static const struct {
 	{K_CACK, "{'v':1,'station':'DT-W01','result':'applied'}", -EBADMSG, "version", "is required"},
 	{K_CACK, "{'v':1,'station':'DT-W01','version':4,'result':'rejected','error':7}", -EBADMSG,
 	 "error", "expected a string"},
+	{K_CACK, "{'v':1,'station':'DT-W01','version':4,'result':'applied','signed_by':'a/b'}", -EBADMSG,
+	 "signed_by", "invalid id"},
 	/* alerts */
 	{K_ALERT, ALERT_HEAD ",'severity':'critical','state':'active','raised_at':'2026-11-22T15:04:05Z',"
 		  "'updated_at':'2026-11-22T15:04:05Z','message':'x','sensor':'s2'}", -EBADMSG, "sensor", "duplicate key"},

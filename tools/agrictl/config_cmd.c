@@ -1,10 +1,12 @@
 /*
  * `agrictl config validate` and `agrictl config push`. Validation runs the
  * daemons' own parsers (station_config_parse, gateway_config_load, the
- * rules parser, agri_profile_parse). Push publishes the file as the
- * station's retained desired config with the next version and waits for
- * the station's config/ack (paho's synchronous MQTTClient: a CLI has
- * nothing else to do meanwhile).
+ * rules parser, agri_profile_parse). Push serialises the file with the
+ * next version, signs exactly those bytes with the technician's Ed25519
+ * key and publishes them in the signature envelope (agri/sign.h) as the
+ * station's retained desired config, then waits for the station's
+ * config/ack (paho's synchronous MQTTClient: a CLI has nothing else to do
+ * meanwhile).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,6 +21,7 @@
 #include "agri/json.h"
 #include "agri/msg.h"
 #include "agri/profile.h"
+#include "agri/sign.h"
 #include "agri/topic.h"
 #include "agri/util.h"
 #include "agrictl.h"
@@ -127,6 +130,8 @@ int agrictl_config_validate(int argc, char **argv)
 
 struct push {
 	const char *station, *broker, *username, *password_file, *prefix, *file, *ca_file;
+	const char *key_file;          /* the technician's private key */
+	char technician[SIGN_NAME_MAX + 1];
 	int timeout_s;
 	bool force;
 };
@@ -171,14 +176,22 @@ static int do_push(const struct push *p)
 	struct agri_err e = {0};
 	MQTTClient c = NULL;
 	cJSON *doc = NULL, *ver;
-	char *buf = NULL, *out = NULL;
+	char *buf = NULL, *out = NULL, *signed_msg = NULL;
+	unsigned char sig[SIGN_ED25519_LEN];
+	struct sign_key *key = NULL;
 	size_t len;
 	int64_t current, version, deadline;
-	int rc, result = 3;
+	int rc, n, result = 3;
 	enum file_kind kind;
 
 	if (!p->force && (rc = validate_file(p->file, &kind)) != 0)
 		return rc; /* the reason is printed; --force pushes anyway */
+	if ((rc = sign_key_read_private(p->key_file, &key)) < 0) {
+		fprintf(stderr, "agrictl: --key %s: %s\n", p->key_file,
+			rc == -EBADMSG ? "not an Ed25519 private key (agrictl provision --technician)"
+				       : strerror(-rc));
+		return 1;
+	}
 	if (util_read_file(p->file, CONFIG_MAX, &buf, &len) < 0 ||
 	    agri_json_parse(buf, len, CONFIG_MAX, AGRI_JSON_DEPTH_MAX, &doc, &e) < 0 ||
 	    !cJSON_IsObject(doc)) {
@@ -242,9 +255,26 @@ static int do_push(const struct push *p)
 		version = (int64_t)ver->valuedouble;
 	cJSON_DeleteItemFromObjectCaseSensitive(doc, "version");
 	cJSON_AddNumberToObject(doc, "version", (double)version);
+	/* D: the document as sent, version and station inside; the signature
+	 * covers exactly its bytes. */
 	out = cJSON_PrintUnformatted(doc);
-	msg.payload = out;
-	msg.payloadlen = (int)strlen(out);
+	len = out ? strlen(out) : 0;
+	signed_msg = malloc(len + SIGN_ENVELOPE_MAX + 1);
+	if (!out || !signed_msg || sign_ed25519(key, out, len, sig) < 0 ||
+	    (n = sign_envelope_seal(out, len, p->technician, sig, signed_msg,
+				    len + SIGN_ENVELOPE_MAX + 1)) < 0) {
+		fprintf(stderr, "agrictl: cannot sign %s\n", p->file);
+		result = 1;
+		goto out;
+	}
+	if (n > STATION_CONFIG_MAX_BYTES) {
+		fprintf(stderr, "%s: signed, it is %d bytes: a station takes at most %d\n", p->file, n,
+			STATION_CONFIG_MAX_BYTES);
+		result = EX_CONFIG_;
+		goto out;
+	}
+	msg.payload = signed_msg;
+	msg.payloadlen = n;
 	msg.qos = 1;
 	msg.retained = 1;
 	if (MQTTClient_publishMessage(c, topic, &msg, NULL) != MQTTCLIENT_SUCCESS) {
@@ -252,8 +282,8 @@ static int do_push(const struct push *p)
 		result = 1;
 		goto out;
 	}
-	printf("pushed %s as version %lld to %s; waiting for the station's ack...\n",
-	       p->file, (long long)version, topic);
+	printf("pushed %s as version %lld signed by %s to %s; waiting for the station's ack...\n",
+	       p->file, (long long)version, p->technician, topic);
 	fflush(stdout);
 	deadline = mono_ms() + (int64_t)p->timeout_s * 1000;
 	while (mono_ms() < deadline) {
@@ -270,7 +300,8 @@ static int do_push(const struct push *p)
 		if (rc < 0 || a.version != version)
 			continue;
 		if (a.applied) {
-			printf("%s: version %lld applied\n", p->station, (long long)version);
+			printf("%s: version %lld applied (signed by %s)\n", p->station,
+			       (long long)version, a.signed_by[0] ? a.signed_by : p->technician);
 			result = 0;
 		} else {
 			printf("%s: version %lld rejected: %s\n", p->station, (long long)version, a.error);
@@ -287,6 +318,8 @@ out:
 		MQTTClient_destroy(&c);
 	}
 	memset(password, 0, sizeof(password));
+	sign_key_free(key);
+	free(signed_msg);
 	cJSON_free(out);
 	cJSON_Delete(doc);
 	free(buf);
@@ -300,8 +333,11 @@ int agrictl_config_push(int argc, char **argv)
 		{"username", required_argument, 0, 'u'}, {"password-file", required_argument, 0, 'p'},
 		{"topic-prefix", required_argument, 0, 't'}, {"timeout-s", required_argument, 0, 'w'},
 		{"ca-file", required_argument, 0, 'c'}, {"force", no_argument, 0, 'f'},
+		{"key", required_argument, 0, 'k'}, {"technician", required_argument, 0, 'n'},
 		{"help", no_argument, 0, 'h'}, {0}};
 	struct push p = {.prefix = AGRI_TOPIC_PREFIX_DEFAULT, .timeout_s = 30};
+	const char *technician = NULL;
+	char name[48];
 	int c;
 
 	optind = 1;
@@ -315,11 +351,20 @@ int agrictl_config_push(int argc, char **argv)
 		case 'w': p.timeout_s = atoi(optarg); break;
 		case 'c': p.ca_file = optarg; break;
 		case 'f': p.force = true; break;
+		case 'k': p.key_file = optarg; break;
+		case 'n': technician = optarg; break;
 		case 'h':
-			puts("usage: agrictl config push --station ID --broker URL [--username U --password-file F]\n"
-			     "       [--topic-prefix P] [--timeout-s 30] [--ca-file CA] [--force] FILE\n"
-			     "  --ca-file CA  the CA of an ssl:// broker (the hub's ca.crt)\n"
-			     "  --force       push even if local validation fails (the station decides)");
+			puts("usage: agrictl config push --station ID --broker URL --key NAME.key [--technician NAME]\n"
+			     "       [--username U --password-file F] [--topic-prefix P] [--timeout-s 30]\n"
+			     "       [--ca-file CA] [--force] FILE\n"
+			     "  --key FILE         the technician's private key (agrictl provision --technician);\n"
+			     "                     default $AGRI_TECHNICIAN_KEY. The config is signed with it:\n"
+			     "                     a station applies it only if it trusts that technician\n"
+			     "  --technician NAME  the name stations know the key by (default: FILE's name\n"
+			     "                     without .key)\n"
+			     "  --ca-file CA       the CA of an ssl:// broker (the hub's ca.crt)\n"
+			     "  --force            push even if local validation fails (the station decides)\n"
+			     "exit 0 applied, 1 rejected (the station's reason printed), 3 no ack in time");
 			return 0;
 		default: return 2;
 		}
@@ -336,6 +381,29 @@ int agrictl_config_push(int argc, char **argv)
 		fprintf(stderr, "agrictl: --timeout-s: expected 1..3600\n");
 		return 2;
 	}
+	if (!p.key_file)
+		p.key_file = getenv("AGRI_TECHNICIAN_KEY");
+	if (!p.key_file || !p.key_file[0]) {
+		fprintf(stderr, "agrictl: config push needs --key FILE, a technician's private key "
+			"(agrictl provision --technician NAME --out DIR makes one)\n");
+		return 2;
+	}
+	if (!technician) {
+		/* NAME.key -> NAME */
+		const char *base = strrchr(p.key_file, '/') ? strrchr(p.key_file, '/') + 1 : p.key_file;
+		size_t bl = strlen(base);
+
+		if (bl > 4 && !strcmp(base + bl - 4, ".key"))
+			bl -= 4;
+		snprintf(name, sizeof(name), "%.*s", (int)(bl < 40 ? bl : 40), base);
+		technician = name;
+	}
+	if (!sign_name_valid(technician)) {
+		fprintf(stderr, "agrictl: the technician's name \"%s\" is not [A-Za-z0-9_-]{1,32}: "
+			"give --technician NAME\n", technician);
+		return 2;
+	}
+	memcpy(p.technician, technician, strlen(technician) + 1); /* <= SIGN_NAME_MAX */
 	p.file = argv[optind];
 	return do_push(&p);
 }

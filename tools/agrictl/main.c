@@ -21,6 +21,7 @@
 #include "agrictl.h"
 #include "modbus_probe.h"
 #include "provision.h"
+#include "technician.h"
 
 #define EX_USAGE_ 2
 #define EX_CONFIG_ 78
@@ -36,12 +37,18 @@ static void usage(FILE *f)
 	      "      read one device and print each metric decoded, with its raw registers\n"
 	      "  config validate FILE\n"
 	      "      validate a station, gateway, rules or profile file (exit 0 ok, 78 invalid)\n"
-	      "  config push --station ID --broker URL [--username U --password-file F]\n"
-	      "       [--topic-prefix P] [--timeout-s 30] [--ca-file CA] [--force] FILE\n"
-	      "      publish FILE as the station's desired config (next version), wait for its ack\n"
-	      "      (exit 0 applied, 1 rejected, 3 no ack in time)\n"
+	      "  config push --station ID --broker URL --key NAME.key [--technician NAME]\n"
+	      "       [--username U --password-file F] [--topic-prefix P] [--timeout-s 30] [--ca-file CA]\n"
+	      "       [--force] FILE\n"
+	      "      sign FILE with the technician's key and publish it as the station's desired config\n"
+	      "      (next version), wait for its ack (exit 0 applied, 1 rejected, 3 no ack in time)\n"
 	      "  provision --station ID --out DIR --passwd FILE --acl FILE [--broker URL] [--topic-prefix P]\n"
-	      "      create a station's credentials, broker password/ACL entries and a station.json\n"
+	      "       [--technicians KEYDIR]\n"
+	      "      create a station's credentials, broker password/ACL entries and a station.json;\n"
+	      "      --technicians copies KEYDIR/NAME.pub to DIR/technicians/: the technicians whose\n"
+	      "      signed configs the station applies (none installed: it refuses every pushed config)\n"
+	      "  provision --technician NAME --out DIR\n"
+	      "      make a technician's signing key pair: DIR/NAME.key (private, 0600) and DIR/NAME.pub\n"
 	      "  salinity --ec MS_PER_CM --temp C [--pressure DBAR]\n"
 	      "      practical salinity (PSS-78 with the low-salinity extension)\n"
 	      "\n"
@@ -328,8 +335,10 @@ static int cmd_provision(int argc, char **argv)
 		{"station", required_argument, 0, 's'}, {"out", required_argument, 0, 'o'},
 		{"passwd", required_argument, 0, 'p'}, {"acl", required_argument, 0, 'a'},
 		{"broker", required_argument, 0, 'b'}, {"topic-prefix", required_argument, 0, 't'},
+		{"technician", required_argument, 0, 'T'}, {"technicians", required_argument, 0, 'K'},
 		{"help", no_argument, 0, 'h'}, {0}};
 	const char *station = NULL, *out = NULL, *passwd = NULL, *acl = NULL;
+	const char *technician = NULL, *technicians = NULL;
 	const char *broker = "ssl://gateway.local:8883", *prefix = AGRI_TOPIC_PREFIX_DEFAULT;
 	int c;
 
@@ -341,9 +350,16 @@ static int cmd_provision(int argc, char **argv)
 		case 'a': acl = optarg; break;
 		case 'b': broker = optarg; break;
 		case 't': prefix = optarg; break;
+		case 'T': technician = optarg; break;
+		case 'K': technicians = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: return EX_USAGE_;
 		}
+	}
+	if (technician) {
+		if (station || passwd || acl || technicians || !out)
+			return bad_usage("provision --technician NAME takes --out DIR only");
+		return technician_new(technician, out);
 	}
 	if (!station || !out || !passwd || !acl)
 		return bad_usage("provision needs --station, --out, --passwd and --acl");
@@ -351,6 +367,9 @@ static int cmd_provision(int argc, char **argv)
 		return bad_usage("--station: \"%s\" is not a valid station id ([A-Za-z0-9_-]{1,32})", station);
 	if (!agri_topic_prefix_valid(prefix))
 		return bad_usage("--topic-prefix: invalid prefix \"%s\"", prefix);
+	if (technicians && agri_station_id_valid(station) &&
+	    technician_install(technicians, out) != 0)
+		return 1;
 	return agrictl_provision(station, out, passwd, acl, broker, prefix);
 }
 

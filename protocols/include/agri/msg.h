@@ -114,13 +114,16 @@ struct agri_status {
 	uint64_t spool_dropped;        /* batches dropped because the spool was full */
 	uint64_t last_seq;
 	bool maintenance;
+	char config_signed_by[AGRI_ID_MAX + 1]; /* technician who signed the running
+						   config; "" for the local file */
 	size_t n_sensors;
 	struct agri_sensor_health sensors[AGRI_STATUS_SENSORS_MAX];
 };
 
 /*
  * Status: required v, station, state. Optional: fw, board, config_version,
- * ts, uptime_s, spool_depth, spool_dropped, last_seq, maintenance, sensors
+ * config_signed_by, ts, uptime_s, spool_depth, spool_dropped, last_seq,
+ * maintenance, sensors
  * ([{name, profile, reads_ok, reads_failed, timeouts, crc_errors,
  * exceptions}]). Unknown keys are accepted and ignored (health counters may
  * grow; a gateway must not dead-letter a newer station's status).
@@ -170,6 +173,8 @@ struct agri_config_ack {
 	int64_t version;
 	bool applied;
 	char error[256]; /* "" when applied; encoded only when non-empty */
+	char signed_by[AGRI_ID_MAX + 1]; /* the technician whose signature
+					    verified; encoded only when non-empty */
 };
 int agri_config_ack_decode(const char *json, size_t len,
 			   struct agri_config_ack *out, struct agri_err *err);
