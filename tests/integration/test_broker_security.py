@@ -213,8 +213,15 @@ def main():
     time.sleep(0.5)
     scfg["publish_interval_s"] = 2
     npath = harness.write_json(os.path.join(work, "push.json"), scfg)
+    # Pushed configs are signed: a technician's key, trusted by A (its .pub in technicians/
+    # beside A's station.json, docs/station.md "Remote config").
+    res = harness.run([CTL, "provision", "--technician", "tech1", "--out", os.path.join(work, "tech")])
+    R.check(res.returncode == 0, "agrictl provision --technician tech1 (%s)" % res.stderr.strip())
+    os.makedirs(os.path.join(sdirs[A], "technicians"), exist_ok=True)
+    shutil.copy(os.path.join(work, "tech", "tech1.pub"), os.path.join(sdirs[A], "technicians"))
     push = [CTL, "config", "push", "--station", A, "--broker", "ssl://localhost:%d" % tls_port,
             "--username", "agrictl", "--password-file", ctl_pass, "--timeout-s", "15"]
+    push += ["--key", os.path.join(work, "tech", "tech1.key")]
     res = harness.run(push + ["--ca-file", ca, npath])
     R.check(res.returncode == 0 and "applied" in res.stdout,
             "agrictl config push over TLS with the agrictl account: applied (rc=%d %s%s)"
