@@ -106,6 +106,11 @@ static int cmp64(const void *x, const void *y)
 	return a < c ? -1 : a > c;
 }
 
+/* Readings' ts base: 20 days ago, so that a day's catch-up or a --full run
+ * (a few days of batches a minute apart) stays inside the gateway's clock
+ * window (now - 60 days .. now + 10 minutes). */
+static int64_t ts_base_ms;
+
 static int make_batch(char *buf, size_t len, int st, long seq, int per, int64_t t_ms)
 {
 	static struct agri_reading r[AGRI_BATCH_MAX_READINGS];
@@ -119,7 +124,7 @@ static int make_batch(char *buf, size_t len, int st, long seq, int per, int64_t 
 	for (int i = 0; i < per; i++) {
 		memset(&r[i], 0, sizeof(r[i]));
 		/* one batch a minute, as stations send (unique per station) */
-		r[i].ts_ms = 1790000000000LL + seq * 60000 + i / 6;
+		r[i].ts_ms = ts_base_ms + seq * 60000 + i / 6;
 		snprintf(r[i].sensor, sizeof(r[i].sensor), "sonde%d", i / 6 + 1);
 		snprintf(r[i].metric, sizeof(r[i].metric), "%s", metrics[i % 6]);
 		snprintf(r[i].unit, sizeof(r[i].unit), "u");
@@ -153,6 +158,7 @@ int main(int argc, char **argv)
 	long acked;
 	int c;
 
+	ts_base_ms = (now_us() / 60000000) * 60000 - 20 * 86400000LL;
 	while ((c = getopt_long(argc, argv, "u:s:n:r:R:w:t:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'u': url = optarg; break;

@@ -34,27 +34,42 @@ class Station:
     """A station's publisher: keeps every batch until the gateway acks its
     seq, resends unacked batches after ack_timeout and after reconnects."""
 
-    def __init__(self, port, name, ack_timeout=2.0):
+    def __init__(self, port, name, ack_timeout=2.0, user=None, password=None, ca=None):
+        """user/password/ca: a station account on a TLS listener (the
+        shipped broker configuration), else an anonymous local broker."""
         import paho.mqtt.client as mqtt
+        import ssl
         self.name = name
         self.port = port
         self.ack_timeout = ack_timeout
         self.lock = threading.Lock()
         self.unacked = {}      # seq -> (payload, last_sent)
+        self.first_sent = {}   # seq -> first publish time
+        self.latencies = []    # first publish -> end-to-end ack, s
         self.acked = set()
         self.ack_msgs = 0
         self.resends = 0
         self.connected = threading.Event()
-        self.c = mqtt.Client(client_id="st-" + name, clean_session=True)
+        self.c = mqtt.Client(client_id=name if user else "st-" + name, clean_session=True)
+        if user:
+            self.c.username_pw_set(user, password)
+        if ca:
+            self.c.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED,
+                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
         self.c.on_connect = self._on_connect
-        self.c.on_disconnect = lambda c, u, rc: self.connected.clear()
+        self.disconnects = 0
+        self.c.on_disconnect = self._on_disconnect
         self.c.on_message = self._on_message
         self.c.reconnect_delay_set(0.1, 1.0)
-        self.c.connect_async("127.0.0.1", port, 10)
+        self.c.connect_async("localhost" if ca else "127.0.0.1", port, 10)
         self.c.loop_start()
         self._stop = False
         self.t = threading.Thread(target=self._resender, daemon=True)
         self.t.start()
+
+    def _on_disconnect(self, c, u, rc):
+        self.disconnects += 1
+        self.connected.clear()
 
     def _on_connect(self, c, u, flags, rc):
         if rc != 0:
@@ -71,11 +86,13 @@ class Station:
             a = json.loads(m.payload)
         except ValueError:
             return
+        now = time.time()
         with self.lock:
             self.ack_msgs += 1
             for first, last in a.get("seqs", []):
                 for s in range(first, last + 1):
-                    self.unacked.pop(s, None)
+                    if self.unacked.pop(s, None) is not None and s in self.first_sent:
+                        self.latencies.append(now - self.first_sent.pop(s))
                     self.acked.add(s)
 
     def publish(self, seq, payload, expect_ack=True):
@@ -85,6 +102,7 @@ class Station:
         if expect_ack:
             with self.lock:
                 self.unacked[seq] = (payload, now)
+                self.first_sent.setdefault(seq, now)
         if self.connected.is_set():
             self.c.publish("%s/%s/telemetry" % (PREFIX, self.name), payload, qos=1)
 
