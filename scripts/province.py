@@ -151,13 +151,18 @@ def setup_broker(args):
     conf += "\nuser %s\n" % pwd.getpwuid(os.geteuid()).pw_name
     with open(os.path.join(bdir, "mosquitto.conf"), "w") as f:
         f.write(conf)
+    # Stations' accounts and ACL (TLS listener; agrictl provision fills them), the
+    # hub's (loopback listener: the gateway's account only exists there).
     shutil.copy(os.path.join(ROOT, "broker", "acl.head"), os.path.join(bdir, "acl"))
+    shutil.copy(os.path.join(ROOT, "broker", "acl.hub"), os.path.join(bdir, "hub.acl"))
     passwd = os.path.join(bdir, "passwd")
     open(passwd, "w").close()
+    hub_passwd = os.path.join(bdir, "hub.passwd")
+    open(hub_passwd, "w").close()
     gw_pass = os.urandom(18).hex()
     with open(os.path.join(RUN, "gateway", "gateway.pass"), "w") as f:
         f.write(gw_pass + "\n")
-    subprocess.run(["mosquitto_passwd", "-b", passwd, "gateway", gw_pass], check=True)
+    subprocess.run(["mosquitto_passwd", "-b", hub_passwd, "gateway", gw_pass], check=True)
     return bdir, loop_port, tls_port, passwd
 
 

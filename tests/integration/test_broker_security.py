@@ -1,10 +1,11 @@
 """The SHIPPED broker configuration (broker/mosquitto.conf, acl.head,
-make-certs), rendered as the demo renders it (scripts/province.py
+acl.hub, make-certs), rendered as the demo renders it (scripts/province.py
 setup_broker) and run by a real mosquitto on free ports:
 
 - `agrictl provision` makes two stations A and B (its "$7$" PBKDF2-SHA512
-  password entries are accepted by mosquitto 2.0); the gateway's account is
-  made with mosquitto_passwd -b;
+  password entries are accepted by mosquitto 2.0) in the station listener's
+  files; the gateway's and agrictl's accounts are made with mosquitto_passwd
+  -b in the hub listener's;
 - a real agri-station, provisioned, publishes over TLS under its own id and
   the gateway account (python3-paho-mqtt) receives it;
 - station A publishing under B's id (telemetry, status, config ack) or on a
@@ -13,15 +14,29 @@ setup_broker) and run by a real mosquitto on free ports:
 - a wrong password and anonymous clients are refused (CONNACK not
   authorized), on both listeners;
 - TLS with the generated CA connects; TLS with another CA (a second
-  make-certs) fails; plain MQTT on the TLS port fails.
+  make-certs) fails; plain MQTT on the TLS port fails;
+- identities (issue 17): the gateway's and agrictl's accounts, with their
+  right passwords, are refused on the TLS listener, a station's on the
+  loopback one; two gateways with their own client ids both work; station A
+  connecting again and again with the gateway's client id, a second
+  gateway's, B's (MQTT 3.1.1 and 5) takes over nobody's session: the
+  gateway and B stay connected and keep receiving throughout;
+- limits: a 10 MiB publish from a station disconnects it and reaches
+  nobody, a 250 KiB one is delivered; each listener refuses connections
+  past its max_connections (64 loopback, 900 TLS) and a full station
+  listener leaves the loopback one usable.
 """
 import json
 import os
 import pwd
 import re
+import resource
+import select
 import shutil
 import signal
+import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -40,10 +55,28 @@ except FileNotFoundError as e:  # a build without the gateway (-DAGRI_WITH_GATEW
     sys.exit(77)
 BROKER = os.path.join(harness.SRC, "broker")
 A, B = "DT-SA1", "DT-SB2"
+GW_ID, GW2_ID = "agri-gateway", "agri-gateway-b"  # the documented default, a second hub's
+LOOP_MAX, TLS_MAX = 64, 900  # the shipped max_connections
+
+
+def listener_files(conf, loop_port, tls_port):
+    """{port: {"password_file":..., "acl_file":...}} as the rendered conf gives
+    each listener (global values before the first listener apply to both)."""
+    glob, per, cur = {}, {loop_port: {}, tls_port: {}}, None
+    for ln in conf.splitlines():
+        parts = ln.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        if parts[0] == "listener":
+            cur = int(parts[1])
+        elif parts[0] in ("password_file", "acl_file"):
+            (per[cur] if cur is not None else glob)[parts[0]] = parts[1]
+    return {port: dict(glob, **d) for port, d in per.items()}
 
 
 def render_broker(work):
-    """As scripts/province.py setup_broker: returns (conf, loop_port, tls_port, passwd, acl, certs)."""
+    """As scripts/province.py setup_broker: returns (conf, loop_port, tls_port, passwd, acl,
+    hub_passwd, certs)."""
     bdir = os.path.join(work, "broker")
     os.makedirs(os.path.join(bdir, "data"))
     certs = os.path.join(bdir, "certs")
@@ -66,34 +99,62 @@ def render_broker(work):
     path = os.path.join(bdir, "mosquitto.conf")
     with open(path, "w") as f:
         f.write(conf)
-    acl = os.path.join(bdir, "acl")
+    # The stations' files (TLS listener, agrictl provision fills them) and the
+    # hub's (loopback listener: the gateway's and agrictl's accounts), wherever
+    # the rendered conf puts them.
+    files = listener_files(conf, loop_port, tls_port)
+    passwd, acl = files[tls_port]["password_file"], files[tls_port]["acl_file"]
+    hub_passwd, hub_acl = files[loop_port]["password_file"], files[loop_port]["acl_file"]
     shutil.copy(os.path.join(BROKER, "acl.head"), acl)
-    passwd = os.path.join(bdir, "passwd")
-    open(passwd, "w").close()
-    return path, loop_port, tls_port, passwd, acl, certs
+    if hub_acl != acl:
+        shutil.copy(os.path.join(BROKER, "acl.hub"), hub_acl)
+    for p in (passwd, hub_passwd):
+        open(p, "w").close()
+    R.check(hub_passwd != passwd and hub_acl != acl,
+            "the hub listener and the station listener have their own password files and ACLs "
+            "(%s, %s / %s, %s)" % tuple(os.path.basename(p) for p in (hub_passwd, hub_acl, passwd, acl)))
+    return path, loop_port, tls_port, passwd, acl, hub_passwd, certs
 
 
 class Client:
     """A paho client that records the CONNACK code and what it receives."""
 
-    def __init__(self, port, user=None, password=None, ca=None, client_id=""):
+    def __init__(self, port, user=None, password=None, ca=None, client_id="", v5=False):
         self.rc = None
         self.msgs = []
         self.lock = threading.Lock()
         self.connected = threading.Event()
-        self.c = mqtt.Client(client_id=client_id, clean_session=True)
+        self.disconnects = 0
+        self.disconnected = threading.Event()
+        self.subs = []
+        if v5:
+            self.c = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv5)
+        else:
+            self.c = mqtt.Client(client_id=client_id, clean_session=True)
         if user is not None:
             self.c.username_pw_set(user, password)
         if ca:
             self.c.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         self.c.on_connect = self._on_connect
         self.c.on_message = self._on_message
+        self.c.on_disconnect = self._on_disconnect
         self.port = port
         self.error = None
 
-    def _on_connect(self, c, u, flags, rc):
-        self.rc = rc
+    def _on_connect(self, c, u, flags, rc, props=None):
+        self.rc = rc if isinstance(rc, int) else rc.value
+        if self.rc == 0 and self.subs:  # again after paho reconnects
+            c.subscribe(self.subs)
         self.connected.set()
+
+    def subscribe(self, subs):
+        """Subscribes to [(topic, qos)], and again on every reconnection."""
+        self.subs += subs
+        self.c.subscribe(subs)
+
+    def _on_disconnect(self, c, u, rc, props=None):
+        self.disconnects += 1
+        self.disconnected.set()
 
     def _on_message(self, c, u, m):
         with self.lock:
@@ -127,9 +188,280 @@ def read_pass(path):
         return f.read().strip()
 
 
+def max_gap(times, start, end):
+    """The longest time in [start, end] without an arrival."""
+    pts = [start] + sorted(t for t in times if start <= t <= end) + [end]
+    return max(b - a for a, b in zip(pts, pts[1:]))
+
+
+def check_identities(loop_port, tls_port, ca, gw, gw_pass, ctl_pw, pa, pb):
+    """Hub accounts only on loopback; client ids bound to station accounts."""
+    for user, pw in (("gateway", gw_pass), ("agrictl", ctl_pw)):
+        c = Client(tls_port, user, pw, ca=ca, client_id="hub-from-lan")
+        rc = c.connect()
+        R.check(rc == 5, "the %s account with its right password is refused on the TLS listener "
+                "(CONNACK %s: not authorized)" % (user, rc))
+        c.close()
+    c = Client(loop_port, A, pa, client_id=A)
+    rc = c.connect()
+    R.check(rc == 5, "station A's account is refused on the loopback listener (CONNACK %s)" % rc)
+    c.close()
+
+    # A second gateway with its own client id works beside the first.
+    gw2 = Client(loop_port, "gateway", gw_pass, client_id=GW2_ID)
+    R.check(gw2.connect() == 0, "a second gateway (client id %s) connects beside %s" % (GW2_ID, GW_ID))
+    gw2.subscribe([("agri/v1/+/telemetry", 1)])
+    # Station B, connected over TLS: publishes telemetry, reads the acks the gateway sends it.
+    b = Client(tls_port, B, pb, ca=ca, client_id=B)
+    R.check(b.connect() == 0, "station B connects over TLS")
+    b.subscribe([("agri/v1/%s/ack" % B, 1)])
+    time.sleep(0.5)
+    arrivals = {"gw": [], "gw2": [], "b": []}
+    for name, cl, topic in (("gw", gw, "agri/v1/%s/telemetry" % B), ("gw2", gw2, "agri/v1/%s/telemetry" % B),
+                            ("b", b, "agri/v1/%s/ack" % B)):
+        cl.c.message_callback_add(topic, lambda c, u, m, name=name: arrivals[name].append(time.time()))
+    d0 = (gw.disconnects, gw2.disconnects, b.disconnects)
+    stop = threading.Event()
+
+    def traffic():
+        i = 0
+        while not stop.is_set():
+            b.c.publish("agri/v1/%s/telemetry" % B, json.dumps({"station": B, "seq": i}), qos=1)
+            gw.c.publish("agri/v1/%s/ack" % B, json.dumps({"v": 1, "station": B, "seqs": [[i, i]]}), qos=1)
+            i += 1
+            time.sleep(0.1)
+
+    t = threading.Thread(target=traffic, daemon=True)
+    t.start()
+    time.sleep(1.0)
+    # Station A's account, again and again, as the gateway, the second gateway and B,
+    # over MQTT 3.1.1 and 5, leaving with and without a DISCONNECT.
+    t0 = time.time()
+    attempts, accepted = 0, 0
+    while time.time() - t0 < 5.0:
+        for target in (GW_ID, GW2_ID, B):
+            for v5 in (False, True):
+                atk = Client(tls_port, A, pa, ca=ca, client_id=target, v5=v5)
+                attempts += 1
+                if atk.connect() == 0:
+                    accepted += 1
+                time.sleep(0.1)
+                if attempts % 2:
+                    atk.close()
+                else:
+                    atk.c.loop_stop()
+                    atk.c.socket().close() if atk.c.socket() else None
+    t1 = time.time()
+    time.sleep(1.5)
+    stop.set()
+    t.join()
+    d1 = (gw.disconnects, gw2.disconnects, b.disconnects)
+    R.check(accepted > 0, "station A's account connects (under its own id) %d of %d times" % (accepted, attempts))
+    R.check(d1 == d0, "A connecting %d times as %s, %s and %s (MQTT 3.1.1 and 5) disconnects nobody: "
+            "disconnects of gateway, second gateway, B: %s -> %s" % (attempts, GW_ID, GW2_ID, B, d0, d1))
+    for name in ("gw", "gw2", "b"):
+        gap = max_gap(arrivals[name], t0, t1)
+        R.check(gap < 1.0, "%s keeps receiving throughout (%d messages in %.1f s, longest gap %.2f s)"
+                % ({"gw": "the gateway", "gw2": "the second gateway", "b": "station B"}[name],
+                   len([x for x in arrivals[name] if t0 <= x <= t1]), t1 - t0, gap))
+    for name, cl, topic in (("gw", gw, "agri/v1/%s/telemetry" % B), ("gw2", gw2, "agri/v1/%s/telemetry" % B),
+                            ("b", b, "agri/v1/%s/ack" % B)):
+        cl.c.message_callback_remove(topic)
+    gw2.close()
+    b.close()
+
+
+def _varint(n):
+    out = b""
+    while True:
+        d, n = n % 128, n // 128
+        out += bytes([d | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def _mstr(b):
+    return struct.pack("!H", len(b)) + b
+
+
+class RawStation:
+    """A hand-made MQTT 3.1.1 client over TLS, to send packets paho would not
+    (or would retry after a disconnect)."""
+
+    def __init__(self, port, ca, user, pw, client_id):
+        ctx = ssl.create_default_context(cafile=ca)
+        self.s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                 server_hostname="localhost")
+        vh = _mstr(b"MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 30)
+        body = vh + _mstr(client_id.encode()) + _mstr(user.encode()) + _mstr(pw.encode())
+        self.s.sendall(b"\x10" + _varint(len(body)) + body)
+        self.connack = self._read(4)
+
+    def _read(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.s.recv(n - len(buf))
+            if not chunk:
+                break
+            buf += chunk
+        return buf
+
+    def publish(self, topic, payload):
+        """QoS 1 publish, streamed. Returns (bytes of the packet sent, PUBACK received)."""
+        t = topic.encode()
+        head = b"\x32" + _varint(2 + len(t) + 2 + len(payload)) + _mstr(t) + b"\x00\x01"
+        sent = 0
+        try:
+            self.s.sendall(head)
+            sent = len(head)
+            for i in range(0, len(payload), 65536):
+                self.s.sendall(payload[i:i + 65536])
+                sent += len(payload[i:i + 65536])
+            ack = self._read(4)
+        except (OSError, ssl.SSLError):
+            ack = b""
+        return sent, ack == b"\x40\x02\x00\x01"
+
+    def closed_by_broker(self, timeout=5.0):
+        self.s.settimeout(timeout)
+        try:
+            return self.s.recv(1) == b""
+        except socket.timeout:
+            return False
+        except (OSError, ssl.SSLError):
+            return True
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+def check_packet_size(tls_port, ca, gw, pa):
+    """A 10 MiB publish is refused (disconnected, delivered to nobody); 250 KiB passes."""
+    topic = "agri/v1/%s/telemetry" % A
+    n0 = len(gw.received(topic))
+    big = RawStation(tls_port, ca, A, pa, A)
+    R.check(big.connack == b"\x20\x02\x00\x00", "station A connects for the size checks (%r)" % big.connack)
+    sent, acked = big.publish(topic, b"x" * (10 << 20))
+    closed = big.closed_by_broker()
+    big.close()
+    time.sleep(2.0)
+    sizes = [len(m[1]) for m in gw.received(topic)[n0:]]
+    R.check(closed and not acked, "a 10 MiB publish from a station: the broker disconnects it, no PUBACK "
+            "(%d bytes of it sent before)" % sent)
+    R.check(not any(n >= (10 << 20) for n in sizes),
+            "the 10 MiB publish reaches nobody (the gateway got sizes %s)" % sizes)
+    ok = RawStation(tls_port, ca, A, pa, A)
+    payload = b"y" * (250 << 10)
+    sent, acked = ok.publish(topic, payload)
+    try:
+        harness.wait_for(lambda: any(m[1] == payload for m in gw.received(topic)), 10, what="250 KiB")
+        got = True
+    except TimeoutError:
+        got = False
+    R.check(acked and got, "a 250 KiB publish (a batch under the 256 KiB limit) is acknowledged and delivered")
+    ok.close()
+
+
+def open_raw(port, n):
+    return [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(n)]
+
+
+def closed_by_peer(socks, wait=1.0):
+    """How many of socks the broker closed (EOF or reset) within wait seconds."""
+    time.sleep(wait)
+    n = 0
+    for s in socks:
+        r, _, _ = select.select([s], [], [], 0)
+        if not r:
+            continue
+        try:
+            if s.recv(1, socket.MSG_PEEK) == b"":
+                n += 1
+        except OSError:
+            n += 1
+    return n
+
+
+def listening(port):
+    """Whether a socket listens on 127.0.0.1:port or 0.0.0.0:port (from /proc/net/tcp,
+    without connecting)."""
+    with open("/proc/net/tcp") as f:
+        rows = [ln.split() for ln in f.read().splitlines()[1:]]
+    return any(r[1].split(":")[1] == "%04X" % port and r[3] == "0A" for r in rows)
+
+
+def mosquitto_version():
+    out = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout
+    m = re.search(r"version (\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
+
+
+def check_connection_limits(conf, work, loop_port, tls_port, ca, gw_pass, pb):
+    """max_connections on each listener, on a broker just started (mosquitto
+    before 2.0.12 miscounts once clients have disconnected: see below); a full
+    station listener leaves the hub's usable."""
+    mosq = harness.Proc(["mosquitto", "-c", conf], os.path.join(work, "mosquitto-limits.log"))
+    # Waited for without connecting (a probe's connection would be miscounted by 2.0.11).
+    harness.wait_for(lambda: listening(loop_port) and listening(tls_port), 10, what="mosquitto listening")
+    for port, limit, label in ((loop_port, LOOP_MAX, "loopback"), (tls_port, TLS_MAX, "TLS")):
+        socks = open_raw(port, limit)
+        n_closed = closed_by_peer(socks)
+        extra = open_raw(port, 1)
+        extra_closed = closed_by_peer(extra, 0.5)
+        R.check(n_closed == 0 and extra_closed == 1,
+                "the %s listener takes %d connections and refuses the next (closed: %d of %d, then %d of 1)"
+                % (label, limit, n_closed, limit, extra_closed))
+        if port == loop_port:
+            c = Client(loop_port, "gateway", gw_pass, client_id=GW_ID)
+            rc = c.connect(timeout=3)
+            R.check(rc != 0, "a full loopback listener refuses even the gateway (rc=%s)" % rc)
+            c.close()
+        else:
+            c = Client(loop_port, "gateway", gw_pass, client_id=GW_ID)
+            rc = c.connect()
+            R.check(rc == 0, "with the TLS listener full, the gateway still connects on loopback (rc=%s)" % rc)
+            c.close()
+            c = Client(tls_port, B, pb, ca=ca, client_id=B)
+            rc = c.connect(timeout=3)
+            R.check(rc != 0, "a full TLS listener refuses a station (rc=%s)" % rc)
+            c.close()
+        for s in socks + extra:
+            s.close()
+        time.sleep(1.0)
+        c = (Client(loop_port, "gateway", gw_pass, client_id=GW_ID) if port == loop_port
+             else Client(tls_port, B, pb, ca=ca, client_id=B))
+        rc = c.connect()
+        R.check(rc == 0, "once they close, the %s listener takes connections again (rc=%s)" % (label, rc))
+        c.close()
+    # After those connections closed: mosquitto 2.0.11 (Debian 12) counts each closed
+    # connection twice (fixed in 2.0.12, upstream commit 79542158), so the cap drifts up.
+    time.sleep(1.0)
+    socks = open_raw(loop_port, LOOP_MAX + 1)
+    n_closed = closed_by_peer(socks)
+    for s in socks:
+        s.close()
+    ver = mosquitto_version()
+    if ver >= (2, 0, 12):
+        R.check(n_closed == 1, "after %d connections came and went, the loopback listener still refuses "
+                "the %dth (closed: %d)" % (LOOP_MAX, LOOP_MAX + 1, n_closed))
+    else:
+        print("note mosquitto %s: after connections came and went, %d of %d connections past the cap were "
+              "refused (this version miscounts closed connections; fixed in 2.0.12)"
+              % (".".join(map(str, ver)), n_closed, 1), flush=True)
+    R.check(mosq.stop() == 0, "the second mosquitto exits 0")
+
+
 def main():
+    # Enough descriptors for the connection-limit checks (mosquitto inherits them).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     work = harness.tmpdir("agri-broker-")
-    conf, loop_port, tls_port, passwd, acl, certs = render_broker(work)
+    conf, loop_port, tls_port, passwd, acl, hub_passwd, certs = render_broker(work)
     ca = os.path.join(certs, "ca.crt")
     R.check(all(os.path.exists(os.path.join(certs, f)) for f in ("ca.crt", "server.crt", "server.key")),
             "make-certs made the CA and the server certificate")
@@ -137,7 +469,7 @@ def main():
     subprocess.run([os.path.join(BROKER, "make-certs"), wrong, "localhost"], check=True,
                    stdout=subprocess.DEVNULL)
 
-    # Provision A and B; the gateway's account as the demo makes it.
+    # Provision A and B; the hub's accounts as the demo makes the gateway's.
     sdirs = {}
     for st in (A, B):
         sdirs[st] = os.path.join(work, st)
@@ -160,17 +492,17 @@ def main():
     pass_mode = os.stat(os.path.join(sdirs[A], "station.pass")).st_mode & 0o777
     R.check(pass_mode == 0o600, "station.pass is 0600 (%o)" % pass_mode)
     gw_pass = "gw-" + os.urandom(8).hex()
-    subprocess.run(["mosquitto_passwd", "-b", passwd, "gateway", gw_pass], check=True)
+    subprocess.run(["mosquitto_passwd", "-b", hub_passwd, "gateway", gw_pass], check=True)
 
     mosq = harness.Proc(["mosquitto", "-c", conf], os.path.join(work, "mosquitto.log"))
     harness.wait_port(loop_port, 10, mosq)
     harness.wait_port(tls_port, 10, mosq)
 
-    gw = Client(loop_port, "gateway", gw_pass, client_id="gw-test")
+    gw = Client(loop_port, "gateway", gw_pass, client_id=GW_ID)
     rc = gw.connect()
     R.check(rc == 0, "gateway account connects on the loopback listener (rc=%s)" % rc)
-    gw.c.subscribe([("agri/v1/+/telemetry", 1), ("agri/v1/+/status", 1), ("agri/v1/+/config/ack", 1),
-                    ("agri/v1/+/ack", 1), ("agri/v1/alerts/#", 1)])
+    gw.subscribe([("agri/v1/+/telemetry", 1), ("agri/v1/+/status", 1), ("agri/v1/+/config/ack", 1),
+                  ("agri/v1/+/ack", 1), ("agri/v1/alerts/#", 1)])
     time.sleep(0.3)
 
     # A real agri-station with the provisioned credentials, over TLS.
@@ -203,12 +535,13 @@ def main():
         R.check(doc.get("station") == A and doc.get("readings"), "the batch is A's, with readings")
     R.check(bool(gw.received("agri/v1/%s/status" % A)), "A's status reaches the gateway")
 
-    # agrictl's own account pushes a config to the running station over TLS (the ACL lets
-    # it write configs and read config acks; the station reads its config, writes its ack).
+    # agrictl's own account pushes a config to the running station from the hub (loopback;
+    # the ACL lets it write configs and read config acks; the station reads its config over
+    # TLS, writes its ack). The same account over TLS is refused.
     ctl_pass = os.path.join(work, "agrictl.pass")
     with open(ctl_pass, "w") as f:
         f.write("ctl-" + os.urandom(8).hex() + "\n")
-    subprocess.run(["mosquitto_passwd", "-b", passwd, "agrictl", read_pass(ctl_pass)], check=True)
+    subprocess.run(["mosquitto_passwd", "-b", hub_passwd, "agrictl", read_pass(ctl_pass)], check=True)
     mosq.p.send_signal(signal.SIGHUP)  # reload the password file, as after provisioning
     time.sleep(0.5)
     scfg["publish_interval_s"] = 2
@@ -219,14 +552,19 @@ def main():
     R.check(res.returncode == 0, "agrictl provision --technician tech1 (%s)" % res.stderr.strip())
     os.makedirs(os.path.join(sdirs[A], "technicians"), exist_ok=True)
     shutil.copy(os.path.join(work, "tech", "tech1.pub"), os.path.join(sdirs[A], "technicians"))
-    push = [CTL, "config", "push", "--station", A, "--broker", "ssl://localhost:%d" % tls_port,
-            "--username", "agrictl", "--password-file", ctl_pass, "--timeout-s", "15"]
+    push = [CTL, "config", "push", "--station", A, "--username", "agrictl", "--password-file", ctl_pass,
+            "--timeout-s", "15"]
     push += ["--key", os.path.join(work, "tech", "tech1.key")]
-    res = harness.run(push + ["--ca-file", ca, npath])
+    res = harness.run(push + ["--broker", "tcp://127.0.0.1:%d" % loop_port, npath])
     R.check(res.returncode == 0 and "applied" in res.stdout,
-            "agrictl config push over TLS with the agrictl account: applied (rc=%d %s%s)"
+            "agrictl config push on the hub (loopback) with the agrictl account: applied (rc=%d %s%s)"
             % (res.returncode, res.stdout.strip(), res.stderr.strip()))
-    res = harness.run(push + ["--ca-file", os.path.join(wrong, "ca.crt"), npath])
+    tls_push = push + ["--broker", "ssl://localhost:%d" % tls_port]
+    res = harness.run(tls_push + ["--ca-file", ca, npath])
+    R.check(res.returncode != 0 and "applied" not in res.stdout,
+            "agrictl config push over TLS with the agrictl account and its right password: refused "
+            "(rc=%d %s%s)" % (res.returncode, res.stdout.strip(), res.stderr.strip()))
+    res = harness.run(tls_push + ["--ca-file", os.path.join(wrong, "ca.crt"), npath])
     R.check(res.returncode == 1 and "cannot connect" in res.stderr,
             "agrictl config push with a wrong CA: cannot connect, exit 1 (rc=%d %s)"
             % (res.returncode, res.stderr.strip()))
@@ -301,8 +639,11 @@ def main():
     R.check(c.connect() == 0, "B's password logs in as B")
     c.close()
 
+    check_identities(loop_port, tls_port, ca, gw, gw_pass, read_pass(ctl_pass), pa, pb)
+    check_packet_size(tls_port, ca, gw, pa)
     gw.close()
     R.check(mosq.stop() == 0, "mosquitto exits 0")
+    check_connection_limits(conf, work, loop_port, tls_port, ca, gw_pass, pb)
     R.done()
 
 

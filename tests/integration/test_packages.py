@@ -112,7 +112,8 @@ def check_gateway(deb, arch, work):
     files = contents(deb)
     want = ["/usr/bin/agri-gateway", "/lib/systemd/system/agri-gateway.service", "/etc/agri/gateway.json",
             "/etc/agri/rules.json", "/usr/share/agri/broker/mosquitto.conf",
-            "/usr/share/agri/broker/acl.head", "/usr/share/agri/broker/make-certs",
+            "/usr/share/agri/broker/acl.head", "/usr/share/agri/broker/acl.hub",
+            "/usr/share/agri/broker/make-certs",
             "/usr/share/agri/broker/render-conf",
             "/usr/share/doc/agri-gateway/broker.md"]
     missing = [f for f in want if f not in files]
