@@ -16,6 +16,8 @@ void agrictl_print_read(FILE *f, const struct agri_profile *p, int slave,
 int agrictl_provision(const char *station, const char *out_dir,
 		      const char *passwd_file, const char *acl_file,
 		      const char *broker, const char *prefix);
+/* 0 when station may be provisioned; else prints why not and returns 2. */
+int agrictl_provision_check_id(const char *station);
 int agrictl_config_validate(int argc, char **argv);
 int agrictl_config_push(int argc, char **argv);
 

@@ -363,12 +363,12 @@ static int cmd_provision(int argc, char **argv)
 	}
 	if (!station || !out || !passwd || !acl)
 		return bad_usage("provision needs --station, --out, --passwd and --acl");
-	if (!agri_station_id_valid(station))
-		return bad_usage("--station: \"%s\" is not a valid station id ([A-Za-z0-9_-]{1,32})", station);
 	if (!agri_topic_prefix_valid(prefix))
 		return bad_usage("--topic-prefix: invalid prefix \"%s\"", prefix);
-	if (technicians && agri_station_id_valid(station) &&
-	    technician_install(technicians, out) != 0)
+	/* A malformed id, or one reserved for the hub: exit 2, nothing written. */
+	if ((c = agrictl_provision_check_id(station)) != 0)
+		return c;
+	if (technicians && technician_install(technicians, out) != 0)
 		return 1;
 	return agrictl_provision(station, out, passwd, acl, broker, prefix);
 }

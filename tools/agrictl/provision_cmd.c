@@ -1,72 +1,116 @@
 /*
  * `agrictl provision`: a new station's password file, its hashed entry in
- * the broker's password file (replacing an older entry of the same user),
- * its ACL block (added once), and a station.json to start from.
+ * the station listener's password file (replacing an older entry of the
+ * same user), its ACL block (added once), and a station.json to start from.
+ * Everything is checked before anything is written: a malformed or
+ * reserved id, or a password file or ACL holding one of the hub's accounts
+ * (they belong in the loopback listener's files, docs/broker.md), writes
+ * nothing. Secret files get their final mode, owner and group before they
+ * hold a byte (provision_write_file); the broker's files keep theirs.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "agri/util.h"
 #include "agrictl.h"
 #include "provision.h"
 
 #define PBKDF2_ITERATIONS 101 /* mosquitto_passwd 2.0's default; the password is 192 random bits */
+#define BROKER_FILE_MAX (64 << 20)
+#define EX_USAGE_ 2
 
-/* Replaces user's line in a mosquitto password file, or appends it. */
-static int passwd_put(const char *path, const char *user, const char *entry)
+/* A broker file as read before provisioning: its text and the mode, owner
+ * and group its rewrite keeps. */
+struct broker_file {
+	const char *path;
+	char *text;
+	size_t len;
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+};
+
+/*
+ * Reads a broker file (password file, ACL). A missing one reads as empty
+ * and will be created 0640 with its directory's group, as the install
+ * recipe makes them (root:mosquitto). Returns 0 or -errno.
+ */
+static int broker_file_read(struct broker_file *f, const char *path)
 {
-	char *old = NULL, *out, *line, *save = NULL;
-	size_t len = 0, ulen = strlen(user), pos = 0;
-	int rc = util_read_file(path, 16 << 20, &old, &len);
+	struct stat st;
+	char dir[4096];
+	char *slash;
+	int rc;
 
-	if (rc == -ENOENT) {
-		old = strdup("");
-		len = 0;
-	} else if (rc < 0) {
+	memset(f, 0, sizeof(*f));
+	f->path = path;
+	rc = util_read_file(path, BROKER_FILE_MAX, &f->text, &f->len);
+	if (rc == 0) {
+		if (stat(path, &st) < 0)
+			return -errno;
+		f->mode = st.st_mode & 07777;
+		f->uid = st.st_uid;
+		f->gid = st.st_gid;
+		return 0;
+	}
+	if (rc != -ENOENT)
 		return rc;
-	}
-	out = malloc(len + strlen(entry) + 2);
-	if (!out || !old) {
-		free(old);
-		free(out);
+	f->text = strdup("");
+	if (!f->text)
 		return -ENOMEM;
-	}
-	for (line = strtok_r(old, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		if (strncmp(line, user, ulen) == 0 && line[ulen] == ':')
-			continue; /* rotated: the new entry replaces it */
-		pos += (size_t)sprintf(out + pos, "%s\n", line);
-	}
-	pos += (size_t)sprintf(out + pos, "%s\n", entry);
-	rc = util_write_file_atomic(path, out, pos);
-	free(old);
-	free(out);
-	return rc;
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	if (stat(dir, &st) < 0)
+		return -errno;
+	f->mode = 0640;
+	f->uid = (uid_t)-1;
+	f->gid = st.st_gid;
+	return 0;
 }
 
-static int acl_put(const char *path, const char *station, const char *block)
+static int broker_file_write(const struct broker_file *f, const char *text, size_t len)
 {
-	char *old = NULL, marker[128];
-	size_t len = 0;
-	FILE *f;
-	int rc = util_read_file(path, 16 << 20, &old, &len);
+	return provision_write_file(f->path, text, len, f->mode, f->uid, f->gid);
+}
 
-	if (rc < 0 && rc != -ENOENT)
-		return rc;
-	snprintf(marker, sizeof(marker), "\nuser %s\n", station);
-	if (old && strstr(old, marker)) {
-		free(old);
-		return 0; /* already there */
-	}
-	free(old);
-	f = fopen(path, "a");
-	if (!f)
-		return -errno;
-	fputs(block, f);
-	rc = fclose(f) ? -errno : 0;
-	return rc;
+/* Refuses a broker file that holds one of the hub's accounts. */
+static bool broker_file_has_hub_account(const struct broker_file *f, bool acl)
+{
+	char name[64];
+	int found = acl ? provision_acl_reserved(f->text, f->len, name, sizeof(name))
+			: provision_passwd_reserved(f->text, f->len, name, sizeof(name));
+
+	if (found)
+		fprintf(stderr, "agrictl: %s: has the hub's account \"%s\": stations' %s must hold "
+			"stations only (the hub's accounts go in the loopback listener's hub.%s; "
+			"docs/broker.md)\n", f->path, name, acl ? "ACL" : "password file",
+			acl ? "acl" : "passwd");
+	return found;
+}
+
+int agrictl_provision_check_id(const char *station)
+{
+	int rc = provision_station_id_check(station);
+
+	if (rc == -EINVAL)
+		fprintf(stderr, "agrictl: --station: \"%s\" is not a valid station id "
+			"([A-Za-z0-9_-]{1,32})\n", station);
+	else if (rc == -EPERM)
+		fprintf(stderr, "agrictl: --station: \"%s\" is reserved for the hub (gateway, agrictl, "
+			"alerts, forecast, advisory, hub, and ids starting agri-, agrictl-, gateway-, "
+			"hub-: the hub's client ids and topics)\n", station);
+	return rc < 0 ? EX_USAGE_ : 0;
 }
 
 int agrictl_provision(const char *station, const char *out_dir,
@@ -75,31 +119,65 @@ int agrictl_provision(const char *station, const char *out_dir,
 {
 	char password[64], entry[512], acl[1024], path[4096], json[2048];
 	bool tls = strncmp(broker, "ssl://", 6) == 0 || strncmp(broker, "mqtts://", 8) == 0;
-	int rc, n;
+	struct broker_file pw = {0}, ac = {0};
+	char *pw_new = NULL, *ac_new = NULL;
+	size_t pw_new_len = 0, ac_new_len = 0;
+	bool acl_there;
+	int rc, n, status = 1;
 
+	if ((rc = agrictl_provision_check_id(station)) != 0)
+		return rc;
+	if ((rc = broker_file_read(&pw, passwd_file)) < 0) {
+		fprintf(stderr, "agrictl: %s: %s\n", passwd_file, strerror(-rc));
+		goto out;
+	}
+	if ((rc = broker_file_read(&ac, acl_file)) < 0) {
+		fprintf(stderr, "agrictl: %s: %s\n", acl_file, strerror(-rc));
+		goto out;
+	}
+	if (broker_file_has_hub_account(&pw, false) || broker_file_has_hub_account(&ac, true))
+		goto out;
 	if ((rc = util_mkdirs(out_dir, 0750)) < 0) {
 		fprintf(stderr, "agrictl: %s: %s\n", out_dir, strerror(-rc));
-		return 1;
+		goto out;
 	}
 	if (provision_password(password, sizeof(password)) < 0 ||
 	    provision_passwd_entry(station, password, PBKDF2_ITERATIONS, entry, sizeof(entry)) < 0 ||
-	    provision_acl(station, prefix, acl, sizeof(acl)) < 0) {
+	    provision_acl(station, prefix, acl, sizeof(acl)) < 0 ||
+	    provision_passwd_put(pw.text, pw.len, station, entry, &pw_new, &pw_new_len) < 0) {
 		fprintf(stderr, "agrictl: cannot make credentials\n");
-		return 1;
+		goto out;
 	}
+	acl_there = provision_acl_has_user(ac.text, ac.len, station);
+	if (!acl_there) {
+		ac_new_len = ac.len + strlen(acl);
+		ac_new = malloc(ac_new_len + 1);
+		if (!ac_new) {
+			fprintf(stderr, "agrictl: %s: %s\n", acl_file, strerror(ENOMEM));
+			goto out;
+		}
+		memcpy(ac_new, ac.text, ac.len);
+		memcpy(ac_new + ac.len, acl, strlen(acl) + 1); /* the block starts with a newline */
+	}
+
+	/* The station's copy of its password: 0600 from its creation. */
 	snprintf(path, sizeof(path), "%s/station.pass", out_dir);
 	n = snprintf(json, sizeof(json), "%s\n", password);
-	if ((rc = util_write_file_atomic(path, json, (size_t)n)) < 0 || chmod(path, 0600) < 0) {
-		fprintf(stderr, "agrictl: %s: %s\n", path, strerror(rc < 0 ? -rc : errno));
-		return 1;
+	rc = provision_write_file(path, json, (size_t)n, 0600, (uid_t)-1, (gid_t)-1);
+	memset(json, 0, sizeof(json));
+	if (rc < 0) {
+		fprintf(stderr, "agrictl: %s: %s\n", path, strerror(-rc));
+		goto out;
 	}
-	if ((rc = passwd_put(passwd_file, station, entry)) < 0) {
-		fprintf(stderr, "agrictl: %s: %s\n", passwd_file, strerror(-rc));
-		return 1;
+	if ((rc = broker_file_write(&pw, pw_new, pw_new_len)) < 0) {
+		fprintf(stderr, "agrictl: %s: %s%s\n", passwd_file, strerror(-rc),
+			rc == -EPERM ? " (cannot keep its owner and group)" : "");
+		goto out;
 	}
-	if ((rc = acl_put(acl_file, station, acl)) < 0) {
-		fprintf(stderr, "agrictl: %s: %s\n", acl_file, strerror(-rc));
-		return 1;
+	if (!acl_there && (rc = broker_file_write(&ac, ac_new, ac_new_len)) < 0) {
+		fprintf(stderr, "agrictl: %s: %s%s\n", acl_file, strerror(-rc),
+			rc == -EPERM ? " (cannot keep its owner and group)" : "");
+		goto out;
 	}
 	n = snprintf(json, sizeof(json),
 		     "{\n"
@@ -118,11 +196,19 @@ int agrictl_provision(const char *station, const char *out_dir,
 	snprintf(path, sizeof(path), "%s/station.json", out_dir);
 	if ((rc = util_write_file_atomic(path, json, (size_t)n)) < 0) {
 		fprintf(stderr, "agrictl: %s: %s\n", path, strerror(-rc));
-		return 1;
+		goto out;
 	}
-	memset(password, 0, sizeof(password));
 	printf("provisioned %s: %s/station.json, %s/station.pass (0600); "
 	       "entry in %s, ACL in %s (reload the broker: kill -HUP)\n",
 	       station, out_dir, out_dir, passwd_file, acl_file);
-	return 0;
+	status = 0;
+out:
+	memset(password, 0, sizeof(password));
+	if (pw_new)
+		memset(pw_new, 0, pw_new_len);
+	free(pw_new);
+	free(ac_new);
+	free(pw.text);
+	free(ac.text);
+	return status;
 }
