@@ -166,6 +166,8 @@ def check_station(deb, arch, work):
     R.check("adduser --system" in post and "/var/lib/agri/station" in post
             and sh(["sh", "-n"], input=post).returncode == 0,
             "the postinst creates the agri system user and /var/lib/agri/station (and parses)")
+    R.check("install -d -o root -g root -m 0755 /etc/agri/technicians" in post,
+            "the postinst creates /etc/agri/technicians, root's (the keys of trusted technicians)")
     conff = control_file(deb, "conffiles", work) or ""
     R.check("/etc/agri/station.json" in conff.split(), "/etc/agri/station.json is a conffile")
     unit = member(deb, "/lib/systemd/system/agri-station.service")

@@ -23,7 +23,8 @@ independently of agrictl.
   signed message; replaying an older signed config is ignored;
 - a restart re-verifies the persisted config (kept, signer recorded);
   with alice's key removed the persisted config is ignored and the file
-  runs;
+  runs; so is a config.json forged in the state directory (unsigned, or
+  signed by an untrusted key);
 - a local --config with watchdog.device outside /dev/watchdog* stops the
   station with exit 78 and the reason;
 - `agrictl provision --technicians DIR` installs the public keys in
@@ -287,6 +288,28 @@ def main():
     R.check("persisted config ignored" in log and "no technician keys installed" in log,
             "the station logs why it ignored the persisted config")
     R.check(station.stop() == 0, "the station exits 0 on SIGTERM")
+    # A config.json forged in the state directory (writable by the station's user):
+    # unsigned, or signed by a key the station does not trust. Alice is trusted again.
+    S.install_technician(spath, alice_pub)
+    forged_wd = {"device": os.path.join(state, "spool.db"), "timeout_s": 30}
+    for forged, why in ((json.dumps(config(v + 50, watchdog=forged_wd)).encode(), "signature: missing"),
+                        (S.sign_config(config(v + 50), mallory_key, "mallory"),
+                         "signature: unknown technician")):
+        with open(persisted, "wb") as f:
+            f.write(forged)
+        with w.lock:
+            w.status = None
+        station = start()
+        try:
+            H.wait_for(lambda: w.get("state") == "online", 15, what="station online again")
+        except TimeoutError:
+            pass
+        log = open(os.path.join(work, "station.log"), errors="replace").read()
+        R.check(w.get("state") == "online" and w.get("config_version", 0) == 0
+                and log.count("persisted config ignored") >= 2 and why in log.split("persisted config ignored")[-1],
+                "a forged config.json (%s) is ignored at start: the file runs (%s)"
+                % (why, w.get("config_version", 0)))
+        R.check(station.stop() == 0, "the station exits 0 on SIGTERM")
 
     # The local file obeys the watchdog rule too.
     bad = dict(cfg, watchdog={"device": os.path.join(state, "spool.db"), "timeout_s": 30})
