@@ -206,6 +206,18 @@ def check_identities(loop_port, tls_port, ca, gw, gw_pass, ctl_pw, pa, pb):
     rc = c.connect()
     R.check(rc == 5, "station A's account is refused on the loopback listener (CONNACK %s)" % rc)
     c.close()
+    # agrictl's account on the hub: configs yes, a station's telemetry, status or acks no.
+    ctl = Client(loop_port, "agrictl", ctl_pw, client_id="agrictl-test")
+    R.check(ctl.connect() == 0, "the agrictl account connects on the loopback listener")
+    n0 = len(gw.received())
+    for topic in ("agri/v1/%s/telemetry" % B, "agri/v1/%s/status" % B, "agri/v1/%s/ack" % B,
+                  "agri/v1/alerts/%s/x" % B):
+        ctl.c.publish(topic, b'{"forged":"agrictl"}', qos=1).wait_for_publish()
+    time.sleep(1.0)
+    forged = [m for m in gw.received()[n0:] if b"forged" in m[1]]
+    R.check(not forged, "the agrictl account publishing a station's telemetry, status, ack or an alert: "
+            "nothing reaches the gateway (%s)" % forged)
+    ctl.close()
 
     # A second gateway with its own client id works beside the first.
     gw2 = Client(loop_port, "gateway", gw_pass, client_id=GW2_ID)
@@ -353,6 +365,21 @@ def check_packet_size(tls_port, ca, gw, pa):
             "(%d bytes of it sent before)" % sent)
     R.check(not any(n >= (10 << 20) for n in sizes),
             "the 10 MiB publish reaches nobody (the gateway got sizes %s)" % sizes)
+    # Anyone on the LAN, before logging in: a CONNECT announcing 10 MiB is not waited for.
+    lan = ssl.create_default_context(cafile=ca).wrap_socket(
+        socket.create_connection(("127.0.0.1", tls_port), timeout=10), server_hostname="localhost")
+    try:
+        lan.sendall(b"\x10" + _varint(10 << 20) + _mstr(b"MQTT") + bytes([4, 2, 0, 30]))
+        for _ in range(16):
+            lan.sendall(b"z" * 65536)
+        lan.settimeout(5)
+        t_closed = lan.recv(1) == b""
+    except socket.timeout:  # still waiting for the rest of it
+        t_closed = False
+    except (OSError, ssl.SSLError):
+        t_closed = True
+    lan.close()
+    R.check(t_closed, "a CONNECT announcing 10 MiB, before any login: the broker closes the connection")
     ok = RawStation(tls_port, ca, A, pa, A)
     payload = b"y" * (250 << 10)
     sent, acked = ok.publish(topic, payload)
