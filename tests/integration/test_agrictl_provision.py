@@ -12,7 +12,7 @@ what it writes.
   and CRLF lines: every other line is kept byte for byte, the station's
   entry replaced, never doubled;
 - the password file and the ACL keep their mode, owner and group; new ones
-  are 0640 with their directory's group;
+  are 0640 with their directory's group; a symlink stays a symlink;
 - station.pass is 0600 from the moment it exists (a watcher thread stats
   every station.pass* name while provisioning runs, with umask 000), and no
   temporary file is left behind.
@@ -164,8 +164,18 @@ def main():
         R.check(res.returncode == 0 and stat.S_IMODE(stn.st_mode) == 0o640 and stn.st_gid == g,
                 "a new password file is 0640 with its directory's group, whatever the umask (%o gid %d)"
                 % (stat.S_IMODE(stn.st_mode), stn.st_gid))
+    # A password file that is a symlink: the target is rewritten, the link stays.
+    target = os.path.join(work, "real-passwd")
+    with open(target, "w") as f:
+        f.write("DT-A:$7$101$s$h\n")
+    link = os.path.join(work, "link-passwd")
+    os.symlink(target, link)
+    res, _ = provision(work, "DT-LINK", link, a3)
+    R.check(res.returncode == 0 and os.path.islink(link) and b"\nDT-LINK:" in read(target),
+            "a password file given as a symlink: its target gets the entry, the link stays (rc=%d %s)"
+            % (res.returncode, res.stderr.strip()))
     leftovers = [n for d in (work, out) for n in os.listdir(d) if ".tmp" in n or "XXXX" in n
-                 or n.startswith(("p3.", "a3.", "station.pass.", "passwd.", "acl."))]
+                 or n.startswith(("p3.", "a3.", "station.pass.", "passwd.", "acl.", "real-passwd."))]
     R.check(not leftovers, "no temporary file left behind (%s)" % leftovers)
 
     # station.pass is never seen with another mode: a watcher stats every

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,10 @@
 #define EX_USAGE_ 2
 
 /* A broker file as read before provisioning: its text and the mode, owner
- * and group its rewrite keeps. */
+ * and group its rewrite keeps. path is the file itself (a symlink's target:
+ * the rewrite replaces the target, the link stays). */
 struct broker_file {
-	const char *path;
+	char path[PATH_MAX];
 	char *text;
 	size_t len;
 	mode_t mode;
@@ -48,10 +50,11 @@ static int broker_file_read(struct broker_file *f, const char *path)
 	int rc;
 
 	memset(f, 0, sizeof(*f));
-	f->path = path;
-	rc = util_read_file(path, BROKER_FILE_MAX, &f->text, &f->len);
+	if (!realpath(path, f->path) && snprintf(f->path, sizeof(f->path), "%s", path) >= (int)sizeof(f->path))
+		return -ENAMETOOLONG;
+	rc = util_read_file(f->path, BROKER_FILE_MAX, &f->text, &f->len);
 	if (rc == 0) {
-		if (stat(path, &st) < 0)
+		if (stat(f->path, &st) < 0)
 			return -errno;
 		f->mode = st.st_mode & 07777;
 		f->uid = st.st_uid;
@@ -63,7 +66,7 @@ static int broker_file_read(struct broker_file *f, const char *path)
 	f->text = strdup("");
 	if (!f->text)
 		return -ENOMEM;
-	snprintf(dir, sizeof(dir), "%s", path);
+	snprintf(dir, sizeof(dir), "%s", f->path);
 	slash = strrchr(dir, '/');
 	if (slash == dir)
 		slash[1] = '\0';
