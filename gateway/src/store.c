@@ -109,6 +109,7 @@ static const char *const migrations[] = {
 	" FROM dead_letters HAVING count(*) > 0;"
 	"ALTER TABLE series ADD COLUMN retired INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE stations ADD COLUMN clock_offset_ms INTEGER;"
+	"ALTER TABLE stations ADD COLUMN config_signed_by TEXT;"
 	"DROP VIEW v_dead_letters;"
 	"CREATE VIEW v_dead_letters AS SELECT " RFC3339("received_at")
 	" AS received_at, topic, reason, payload, coalesce(size, length(CAST(payload AS BLOB)))"
@@ -120,8 +121,8 @@ static const char *const migrations[] = {
 	"CREATE VIEW v_stations AS SELECT name AS station, state,"
 	" " RFC3339("last_seen") " AS last_seen, last_seq, gaps, dropped, fw,"
 	" board, config_version, " RFC3339("status_at") " AS status_at,"
-	" uptime_s, spool_depth, maintenance, clock_offset_ms / 1000.0 AS clock_offset_s"
-	" FROM stations;",
+	" uptime_s, spool_depth, maintenance, clock_offset_ms / 1000.0 AS clock_offset_s,"
+	" config_signed_by FROM stations;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -196,7 +197,8 @@ static const char *const stmt_sql[S_COUNT] = {
 			  " board = coalesce(nullif(?4, ''), board),"
 			  " config_version = coalesce(nullif(?5, 0), config_version),"
 			  " status_at = ?6, uptime_s = ?7, spool_depth = ?8, dropped = ?9,"
-			  " maintenance = ?10 WHERE id = ?1",
+			  " maintenance = ?10,"
+			  " config_signed_by = coalesce(nullif(?11, ''), config_signed_by) WHERE id = ?1",
 	[S_STATUS_STATE] = "UPDATE stations SET state = ?2, status_at = ?3 WHERE id = ?1",
 	[S_CLOCK] = "UPDATE stations SET clock_offset_ms = ?2 WHERE id = ?1",
 	[S_DEAD_INS] = "INSERT INTO dead_letters(received_at, topic, reason, payload, size,"
@@ -777,6 +779,7 @@ int store_put_status(struct store *st, const struct agri_status *m,
 	sqlite3_bind_int64(q, 8, (int64_t)m->spool_depth);
 	sqlite3_bind_int64(q, 9, (int64_t)m->spool_dropped);
 	sqlite3_bind_int(q, 10, m->maintenance);
+	sqlite3_bind_text(q, 11, m->config_signed_by, -1, SQLITE_STATIC);
 	if ((rc = step_done(q)) < 0)
 		return rc;
 	s->dropped = (int64_t)m->spool_dropped;

@@ -132,6 +132,16 @@ R.check(row and row[0][0] == 20000 and row[0][1] == 8192 and
         row[0][2] == hashlib.sha256(b"x" * 20000).hexdigest() and row[0][3] == "invalid",
         "another station's 20 KiB dead letter stored: size, 8 KiB prefix, SHA-256 (%s)"
         % ((row[0][:2], row[0][3]) if row else None,))
+# The technician's view, straight from the database (the gateway may be down).
+res = harness.run([harness.bin_path("agrictl"), "dead-letters", "--db", db2, "--station", "DL03", "--json"])
+out = json.loads(res.stdout) if res.returncode == 0 else {}
+R.check(out.get("dead_letters") and out["dead_letters"][0]["size"] == 20000 and
+        out["dead_letters"][0]["sha256"] == hashlib.sha256(b"x" * 20000).hexdigest() and
+        {c_["kind"]: c_["suppressed"] for c_ in out["counts"]}.get("invalid") == 300 - stored,
+        "agrictl dead-letters --json lists them with the counters (rc %d)" % res.returncode)
+res = harness.run([harness.bin_path("agrictl"), "dead-letters", "--db", db2, "--limit", "3"])
+R.check(res.returncode == 0 and "suppressed" in res.stdout and res.stdout.count("bytes sha256") == 3,
+        "agrictl dead-letters prints a table and the newest 3:\n%s" % res.stdout)
 R.check(gw2.stop() == 0, "bounded gateway stops cleanly")
 bad.close()
 other.close()

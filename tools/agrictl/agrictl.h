@@ -20,5 +20,7 @@ int agrictl_provision(const char *station, const char *out_dir,
 int agrictl_provision_check_id(const char *station);
 int agrictl_config_validate(int argc, char **argv);
 int agrictl_config_push(int argc, char **argv);
+/* `agrictl dead-letters`: argv[0] is "dead-letters". Returns the exit code. */
+int agrictl_dead_letters(int argc, char **argv);
 
 #endif

@@ -51,6 +51,8 @@ static void usage(FILE *f)
 	      "      make a technician's signing key pair: DIR/NAME.key (private, 0600) and DIR/NAME.pub\n"
 	      "  salinity --ec MS_PER_CM --temp C [--pressure DBAR]\n"
 	      "      practical salinity (PSS-78 with the low-salinity extension)\n"
+	      "  dead-letters --db GATEWAY.db [--station ID] [--kind KIND] [--limit 20] [--json]\n"
+	      "      what the gateway could not accept: counters per kind, the newest dead letters\n"
 	      "\n"
 	      "  --help  this text\n",
 	      f);
@@ -396,6 +398,8 @@ int main(int argc, char **argv)
 		return cmd_salinity(argc, argv);
 	if (strcmp(cmd, "provision") == 0)
 		return cmd_provision(argc, argv);
+	if (strcmp(cmd, "dead-letters") == 0)
+		return agrictl_dead_letters(argc, argv);
 	if (strcmp(cmd, "config") == 0) {
 		if (argc >= 2 && strcmp(argv[1], "validate") == 0)
 			return agrictl_config_validate(argc - 1, argv + 1);
