@@ -1,5 +1,5 @@
 """Signed remote configs and the closed config schema (docs/station.md "Remote
-config", docs/security-config.md), against a real agri-station, a real
+config", docs/security.md, "A station's config"), against a real agri-station, a real
 mosquitto and agri-sim over Modbus TCP. Hostile configs are published
 with Debian's python3-paho-mqtt as any account allowed to write the
 station's config topic could; signatures are made with the openssl CLI,
