@@ -520,6 +520,7 @@ static void test_migrate_v1(void)
 			       " FROM dead_letters;"
 			       "ALTER TABLE series DROP COLUMN retired;"
 			       "ALTER TABLE stations DROP COLUMN clock_offset_ms;"
+			       "ALTER TABLE stations DROP COLUMN config_signed_by;"
 			       "CREATE VIEW v_stations AS SELECT name AS station FROM stations;"
 			       "INSERT INTO dead_letters(received_at, topic, reason, payload)"
 			       " VALUES (1, 't', 'bad', 'xyz'), (2, 't', 'bad', 'abcd');"
