@@ -208,6 +208,32 @@ static int parse_quality(const cJSON *item, void *field, const char *path,
 	return 0;
 }
 
+bool agri_why_valid(const char *s)
+{
+	size_t n = strnlen(s, AGRI_WHY_MAX + 1);
+
+	if (n == 0 || n > AGRI_WHY_MAX || s[0] < 'a' || s[0] > 'z')
+		return false;
+	for (size_t i = 1; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+		      s[i] == '_'))
+			return false;
+	return true;
+}
+
+static int parse_why(const cJSON *item, void *field, const char *path,
+		     struct agri_err *err)
+{
+	if (want_string(item, path, err))
+		return -EINVAL;
+	if (!agri_why_valid(item->valuestring)) {
+		agri_err_set(err, path, "expected a reason [a-z][a-z0-9_]{0,15}");
+		return -EINVAL;
+	}
+	strcpy(field, item->valuestring);
+	return 0;
+}
+
 static int parse_alert_state(const cJSON *item, void *field, const char *path,
 			     struct agri_err *err)
 {
@@ -309,6 +335,7 @@ static const struct agri_cfg_field reading_fields[] = {
 	F_REQ("value", AGRI_CFG_CUSTOM, struct agri_reading, value, CUSTOM(parse_num_or_null)),
 	F_REQ("unit", AGRI_CFG_STR, struct agri_reading, unit),
 	F_REQ("q", AGRI_CFG_CUSTOM, struct agri_reading, q, CUSTOM(parse_quality)),
+	F_OPT("why", AGRI_CFG_CUSTOM, struct agri_reading, why, CUSTOM(parse_why)),
 };
 
 /* Parses json into *root and checks it is an object. */
@@ -360,6 +387,11 @@ static int reading_decode(const cJSON *obj, const char *path,
 		agri_path_key(sub, sizeof(sub), path, "value");
 		agri_err_set(err, sub, r.has_value ? "must be null when q is \"error\"" :
 			     "null is only allowed when q is \"error\"");
+		return -EBADMSG;
+	}
+	if (r.why[0] && r.q != AGRI_Q_SUSPECT) {
+		agri_path_key(sub, sizeof(sub), path, "why");
+		agri_err_set(err, sub, "only allowed when q is \"suspect\"");
 		return -EBADMSG;
 	}
 	if (!r.has_value)
@@ -542,7 +574,8 @@ int agri_telemetry_encode(const struct agri_telemetry *t, char *buf,
 
 		w_check(&w, agri_ident_valid(r->sensor) && agri_ident_valid(r->metric) &&
 			str_fits(r->unit, sizeof(r->unit)) && agri_quality_name(r->q) &&
-			r->has_value == (r->q != AGRI_Q_ERROR));
+			r->has_value == (r->q != AGRI_Q_ERROR) &&
+			(!r->why[0] || (r->q == AGRI_Q_SUSPECT && agri_why_valid(r->why))));
 		w_lit(&w, i ? ",{\"ts\":" : "{\"ts\":");
 		w_time(&w, r->ts_ms);
 		w_key(&w, "sensor");
@@ -558,6 +591,10 @@ int agri_telemetry_encode(const struct agri_telemetry *t, char *buf,
 		w_str(&w, r->unit);
 		w_key(&w, "q");
 		w_str(&w, agri_quality_name(r->q));
+		if (r->why[0]) {
+			w_key(&w, "why");
+			w_str(&w, r->why);
+		}
 		w_lit(&w, "}");
 	}
 	w_lit(&w, "]");

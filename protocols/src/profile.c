@@ -14,6 +14,7 @@
 
 #include "agri/json.h"
 #include "agri/profile.h"
+#include "agri/units.h"
 
 #define PROFILE_MAX_BYTES (64 * 1024)
 #define PROFILE_MAX_DEPTH 8
@@ -35,6 +36,9 @@ struct reg_cfg {
 	enum reg_kind kind;
 	double scale, offset, min, max;
 	bool has_order, has_min, has_max, stable;
+	double ref_c, coef_pct, full_scale, dry_below, stuck_after_s;
+	bool has_ref_c, has_coef, has_coef_reg, has_full_scale;
+	struct agri_reg_ref coef_reg;
 };
 
 struct serial_cfg {
@@ -46,11 +50,51 @@ struct probe_cfg {
 	int64_t fc, addr, count;
 };
 
+struct from_cfg {
+	size_t n;
+	char m[2][AGRI_ID_MAX + 1];
+};
+
 struct derived_cfg {
 	char metric[AGRI_ID_MAX + 1];
 	char unit[AGRI_UNIT_MAX + 1];
+	char air[AGRI_ID_MAX + 1];
 	enum agri_derived_fn fn;
-	char from[2][AGRI_ID_MAX + 1];
+	struct from_cfg from;
+	bool has_unit;
+};
+
+struct ref_cfg {
+	int64_t fc, addr;
+	enum agri_regtype type;
+	enum agri_order order;
+	double scale;
+	bool has_order;
+};
+
+struct cmd_values {
+	size_t n;
+	uint16_t v[AGRI_CMD_VALUES_MAX];
+};
+
+struct cmd_cfg {
+	int64_t fc, addr, count, wait_ms;
+	struct cmd_values values;
+	enum agri_cmd_role role;
+	char doc_ref[128];
+	bool has_count, has_values;
+};
+
+struct expect_cfg {
+	int64_t fc, addr, value;
+	char metric[AGRI_ID_MAX + 1];
+	char doc_ref[128];
+};
+
+/* init / before_read lists, and expect: their target is the profile. */
+struct cmd_list {
+	size_t *n;
+	struct agri_command *c;
 };
 
 struct profile_cfg {
@@ -139,20 +183,26 @@ static int parse_fn(const cJSON *item, void *field, const char *path,
 		*(enum agri_derived_fn *)field = AGRI_DERIVED_PSS78;
 		return 0;
 	}
-	agri_err_set(err, path, "unknown fn \"%.32s\" (pss78)", item->valuestring);
+	if (strcmp(item->valuestring, "level") == 0) {
+		*(enum agri_derived_fn *)field = AGRI_DERIVED_LEVEL;
+		return 0;
+	}
+	agri_err_set(err, path, "unknown fn \"%.32s\" (pss78, level)", item->valuestring);
 	return -EINVAL;
 }
 
 static int parse_from(const cJSON *item, void *field, const char *path,
 		      struct agri_err *err)
 {
-	char (*from)[AGRI_ID_MAX + 1] = field;
+	struct from_cfg *f = field;
+	char (*from)[AGRI_ID_MAX + 1] = f->m;
 	char ipath[AGRI_ERR_PATH_MAX];
 	const cJSON *m;
 	int i = 0;
 
-	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2) {
-		agri_err_set(err, path, "expected an array of 2 metrics");
+	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) < 1 ||
+	    cJSON_GetArraySize(item) > 2) {
+		agri_err_set(err, path, "expected an array of 1 or 2 metrics");
 		return -EINVAL;
 	}
 	cJSON_ArrayForEach(m, item) {
@@ -164,6 +214,50 @@ static int parse_from(const cJSON *item, void *field, const char *path,
 			return -EINVAL;
 		}
 		strcpy(from[i++], m->valuestring);
+	}
+	f->n = (size_t)i;
+	return 0;
+}
+
+static int parse_role(const cJSON *item, void *field, const char *path,
+		      struct agri_err *err)
+{
+	static const char *const names[] = {"other", "start", "wipe"};
+
+	if (want_string(item, path, err))
+		return -EINVAL;
+	for (int i = 0; i < 3; i++) {
+		if (strcmp(item->valuestring, names[i]) == 0) {
+			*(enum agri_cmd_role *)field = (enum agri_cmd_role)i;
+			return 0;
+		}
+	}
+	agri_err_set(err, path, "unknown role \"%.32s\" (start, wipe, other)",
+		     item->valuestring);
+	return -EINVAL;
+}
+
+static int parse_values(const cJSON *item, void *field, const char *path,
+			struct agri_err *err)
+{
+	struct cmd_values *v = field;
+	char ipath[AGRI_ERR_PATH_MAX];
+	const cJSON *e;
+
+	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) > AGRI_CMD_VALUES_MAX) {
+		agri_err_set(err, path, "expected an array of at most %d register values",
+			     AGRI_CMD_VALUES_MAX);
+		return -EINVAL;
+	}
+	v->n = 0;
+	cJSON_ArrayForEach(e, item) {
+		agri_path_index(ipath, sizeof(ipath), path, (int)v->n);
+		if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 65535 ||
+		    e->valuedouble != floor(e->valuedouble)) {
+			agri_err_set(err, ipath, "expected an integer 0..65535");
+			return -EINVAL;
+		}
+		v->v[v->n++] = (uint16_t)e->valuedouble;
 	}
 	return 0;
 }
@@ -224,6 +318,46 @@ static int parse_probe(const cJSON *item, void *field, const char *path,
 	return 0;
 }
 
+#define RF(...) FIELD(struct ref_cfg, __VA_ARGS__)
+static const struct agri_cfg_field ref_fields[] = {
+	RF("fc", AGRI_CFG_INT, true, fc, 3, 4, NULL, 0),
+	RF("addr", AGRI_CFG_INT, true, addr, 0, 65535, NULL, 0),
+	RF("type", AGRI_CFG_CUSTOM, false, type, 0, 0, parse_type, 0),
+	RF("order", AGRI_CFG_CUSTOM, false, order, 0, 0, parse_order,
+	   offsetof(struct ref_cfg, has_order)),
+	RF("scale", AGRI_CFG_DOUBLE, false, scale, NOLIMIT, NULL, 0),
+};
+
+/* {"fc", "addr", "type" (u16), "order", "scale" (1)}: a word read at start-up. */
+static int parse_ref(const cJSON *item, void *field, const char *path,
+		     struct agri_err *err)
+{
+	struct ref_cfg c = {.type = AGRI_REG_U16, .order = AGRI_ORDER_ABCD, .scale = 1};
+	struct agri_reg_ref *r = field;
+	char kpath[AGRI_ERR_PATH_MAX];
+	unsigned words;
+	int rc;
+
+	rc = agri_cfg_read(item, path, ref_fields, ARRAY_SIZE(ref_fields), &c, false, err);
+	if (rc < 0)
+		return rc;
+	words = agri_regtype_words(c.type);
+	if (c.addr + words - 1 > 65535 || (c.has_order && words == 1) || c.scale == 0) {
+		agri_path_key(kpath, sizeof(kpath), path,
+			      c.scale == 0 ? "scale" : c.has_order && words == 1 ? "order" : "addr");
+		agri_err_set(err, kpath, "%s", c.scale == 0 ? "must not be zero" :
+			     c.has_order && words == 1 ? "only for 32/64-bit types" :
+			     "value runs past address 65535");
+		return -EINVAL;
+	}
+	r->fc = (uint8_t)c.fc;
+	r->addr = (uint16_t)c.addr;
+	r->type = c.type;
+	r->order = c.order;
+	r->scale = c.scale;
+	return 0;
+}
+
 #define R(...) FIELD(struct reg_cfg, __VA_ARGS__)
 static const struct agri_cfg_field reg_fields[] = {
 	R("metric", AGRI_CFG_STR, true, metric, 0, 0, NULL, 0),
@@ -243,6 +377,16 @@ static const struct agri_cfg_field reg_fields[] = {
 	R("stable", AGRI_CFG_BOOL, false, stable, 0, 0, NULL, 0),
 	R("sensor_suffix", AGRI_CFG_STR, false, suffix, 0, 0, NULL, 0),
 	R("doc_ref", AGRI_CFG_STR, false, doc_ref, 0, 0, NULL, 0),
+	R("ref_c", AGRI_CFG_DOUBLE, false, ref_c, -5, 40, NULL,
+	  offsetof(struct reg_cfg, has_ref_c)),
+	R("coef_pct_per_c", AGRI_CFG_DOUBLE, false, coef_pct, 0, 10, NULL,
+	  offsetof(struct reg_cfg, has_coef)),
+	R("coef_reg", AGRI_CFG_CUSTOM, false, coef_reg, 0, 0, parse_ref,
+	  offsetof(struct reg_cfg, has_coef_reg)),
+	R("full_scale", AGRI_CFG_DOUBLE, false, full_scale, NOLIMIT, NULL,
+	  offsetof(struct reg_cfg, has_full_scale)),
+	R("dry_below", AGRI_CFG_DOUBLE, false, dry_below, 0, 1e9, NULL, 0),
+	R("stuck_after_s", AGRI_CFG_DOUBLE, false, stuck_after_s, 0, 1e8, NULL, 0),
 };
 
 /* snake_case: [a-z][a-z0-9_]*, at most AGRI_ID_MAX chars. */
@@ -295,6 +439,18 @@ static int parse_register(const cJSON *item, const char *path,
 	if (c.suffix[0] && !agri_ident_valid(c.suffix))
 		return reg_error(err, path, "sensor_suffix",
 				 "expected [A-Za-z0-9_-] characters");
+	if (strcmp(c.metric, "specific_conductance") == 0) {
+		if (!c.has_ref_c)
+			return reg_error(err, path, "ref_c",
+					 "required: the temperature the device compensates to");
+		if (c.has_coef_reg && !c.has_coef)
+			return reg_error(err, path, "coef_reg",
+					 "needs coef_pct_per_c (the coefficient it should hold)");
+	} else if (c.has_ref_c || c.has_coef || c.has_coef_reg) {
+		return reg_error(err, path, c.has_ref_c ? "ref_c" : c.has_coef ?
+				 "coef_pct_per_c" : "coef_reg",
+				 "only for metric \"specific_conductance\"");
+	}
 	memset(r, 0, sizeof(*r));
 	strcpy(r->metric, c.metric);
 	strcpy(r->unit, c.unit);
@@ -311,6 +467,15 @@ static int parse_register(const cJSON *item, const char *path,
 	r->has_max = c.has_max;
 	r->counter = c.kind == KIND_COUNTER;
 	r->stable = c.stable || c.kind != KIND_MEASURE;
+	r->specific = c.has_ref_c;
+	r->ref_c = c.ref_c;
+	r->coef_pct = c.has_coef ? c.coef_pct : NAN;
+	r->has_coef_reg = c.has_coef_reg;
+	r->coef_reg = c.coef_reg;
+	r->full_scale = c.full_scale;
+	r->has_full_scale = c.has_full_scale;
+	r->dry_below = c.dry_below;
+	r->stuck_after_s = c.stuck_after_s;
 	return 0;
 }
 
@@ -344,7 +509,9 @@ static const struct agri_cfg_field derived_fields[] = {
 	D("metric", AGRI_CFG_STR, true, metric, 0, 0, NULL, 0),
 	D("fn", AGRI_CFG_CUSTOM, true, fn, 0, 0, parse_fn, 0),
 	D("from", AGRI_CFG_CUSTOM, true, from, 0, 0, parse_from, 0),
-	D("unit", AGRI_CFG_STR, false, unit, 0, 0, NULL, 0),
+	D("unit", AGRI_CFG_STR, false, unit, 0, 0, NULL,
+	  offsetof(struct derived_cfg, has_unit)),
+	D("air", AGRI_CFG_STR, false, air, 0, 0, NULL, 0),
 };
 
 static int parse_derived(const cJSON *item, void *field, const char *path,
@@ -363,7 +530,7 @@ static int parse_derived(const cJSON *item, void *field, const char *path,
 	}
 	p->n_derived = 0;
 	cJSON_ArrayForEach(e, item) {
-		struct derived_cfg c = {.unit = "g/L"};
+		struct derived_cfg c = {.unit = ""};
 		struct agri_derived *d = &p->derived[p->n_derived];
 
 		agri_path_index(ipath, sizeof(ipath), path, (int)p->n_derived);
@@ -373,13 +540,157 @@ static int parse_derived(const cJSON *item, void *field, const char *path,
 			return rc;
 		if (!metric_valid(c.metric))
 			return reg_error(err, ipath, "metric", "not a snake_case metric");
+		if (c.air[0] && c.fn != AGRI_DERIVED_LEVEL)
+			return reg_error(err, ipath, "air", "only for fn \"level\"");
 		memset(d, 0, sizeof(*d));
 		strcpy(d->metric, c.metric);
-		strcpy(d->unit, c.unit);
+		strcpy(d->unit, c.has_unit ? c.unit :
+		       c.fn == AGRI_DERIVED_LEVEL ? "m" : "g/L");
 		d->fn = c.fn;
-		strcpy(d->from[0], c.from[0]);
-		strcpy(d->from[1], c.from[1]);
+		d->n_from = c.from.n;
+		strcpy(d->from[0], c.from.m[0]);
+		strcpy(d->from[1], c.from.n > 1 ? c.from.m[1] : "");
+		strcpy(d->air, c.air);
+		d->from_reg[0] = d->from_reg[1] = d->air_reg = -1;
 		p->n_derived++;
+	}
+	return 0;
+}
+
+#define C(...) FIELD(struct cmd_cfg, __VA_ARGS__)
+static const struct agri_cfg_field cmd_fields[] = {
+	C("fc", AGRI_CFG_INT, true, fc, 3, 16, NULL, 0),
+	C("addr", AGRI_CFG_INT, true, addr, 0, 65535, NULL, 0),
+	C("count", AGRI_CFG_INT, false, count, 0, AGRI_MODBUS_MAX_REGS, NULL,
+	  offsetof(struct cmd_cfg, has_count)),
+	C("values", AGRI_CFG_CUSTOM, false, values, 0, 0, parse_values,
+	  offsetof(struct cmd_cfg, has_values)),
+	C("wait_ms", AGRI_CFG_INT, false, wait_ms, 0, 60000, NULL, 0),
+	C("role", AGRI_CFG_CUSTOM, false, role, 0, 0, parse_role, 0),
+	C("doc_ref", AGRI_CFG_STR, false, doc_ref, 0, 0, NULL, 0),
+};
+
+static int parse_command(const cJSON *item, const char *path, struct agri_command *out,
+			 struct agri_err *err)
+{
+	struct cmd_cfg c = {0};
+	bool rw = false;
+	int rc;
+
+	rc = agri_cfg_read(item, path, cmd_fields, ARRAY_SIZE(cmd_fields), &c, false, err);
+	if (rc < 0)
+		return rc;
+	switch (c.fc) {
+	case 3:
+	case 4:
+		rw = true;
+		if (!c.has_count)
+			return reg_error(err, path, "count", "required for a read (fc 3 or 4)");
+		if (c.has_values)
+			return reg_error(err, path, "values", "not for a read (fc 3 or 4)");
+		break;
+	case 6:
+		if (c.has_count)
+			return reg_error(err, path, "count", "not for fc 6 (one value)");
+		if (c.values.n != 1)
+			return reg_error(err, path, "values", "fc 6 writes exactly one value");
+		c.count = 1;
+		break;
+	case 16:
+		if (c.has_count)
+			return reg_error(err, path, "count", "fc 16 writes its values (count = their number)");
+		c.count = (int64_t)c.values.n;
+		break;
+	default:
+		return reg_error(err, path, "fc", "expected 3, 4, 6 or 16");
+	}
+	if (c.addr + (rw && c.count ? c.count : 1) - 1 > 65535)
+		return reg_error(err, path, "addr", "runs past address 65535");
+	memset(out, 0, sizeof(*out));
+	out->fc = (uint8_t)c.fc;
+	out->addr = (uint16_t)c.addr;
+	out->count = (uint16_t)c.count;
+	memcpy(out->values, c.values.v, sizeof(out->values));
+	out->wait_ms = (uint32_t)c.wait_ms;
+	out->role = c.role;
+	return 0;
+}
+
+static int parse_cmd_list(const cJSON *item, void *field, const char *path,
+			  struct agri_err *err, bool before)
+{
+	struct agri_profile *p = field;
+	size_t *n = before ? &p->n_before : &p->n_init;
+	struct agri_command *c = before ? p->before_read : p->init;
+	char ipath[AGRI_ERR_PATH_MAX];
+	const cJSON *e;
+	int rc;
+
+	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) > AGRI_PROFILE_CMDS_MAX) {
+		agri_err_set(err, path, "expected an array of at most %d commands",
+			     AGRI_PROFILE_CMDS_MAX);
+		return -EINVAL;
+	}
+	*n = 0;
+	cJSON_ArrayForEach(e, item) {
+		agri_path_index(ipath, sizeof(ipath), path, (int)*n);
+		rc = parse_command(e, ipath, &c[*n], err);
+		if (rc < 0)
+			return rc;
+		(*n)++;
+	}
+	return 0;
+}
+
+static int parse_init(const cJSON *item, void *field, const char *path,
+		      struct agri_err *err)
+{
+	return parse_cmd_list(item, field, path, err, false);
+}
+
+static int parse_before(const cJSON *item, void *field, const char *path,
+			struct agri_err *err)
+{
+	return parse_cmd_list(item, field, path, err, true);
+}
+
+#define E(...) FIELD(struct expect_cfg, __VA_ARGS__)
+static const struct agri_cfg_field expect_fields[] = {
+	E("fc", AGRI_CFG_INT, true, fc, 3, 4, NULL, 0),
+	E("addr", AGRI_CFG_INT, true, addr, 0, 65535, NULL, 0),
+	E("value", AGRI_CFG_INT, true, value, 0, 65535, NULL, 0),
+	E("metric", AGRI_CFG_STR, false, metric, 0, 0, NULL, 0),
+	E("doc_ref", AGRI_CFG_STR, false, doc_ref, 0, 0, NULL, 0),
+};
+
+static int parse_expect(const cJSON *item, void *field, const char *path,
+			struct agri_err *err)
+{
+	struct agri_profile *p = field;
+	char ipath[AGRI_ERR_PATH_MAX];
+	const cJSON *e;
+	int rc;
+
+	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) > AGRI_PROFILE_EXPECT_MAX) {
+		agri_err_set(err, path, "expected an array of at most %d words",
+			     AGRI_PROFILE_EXPECT_MAX);
+		return -EINVAL;
+	}
+	p->n_expect = 0;
+	cJSON_ArrayForEach(e, item) {
+		struct expect_cfg c = {0};
+		struct agri_expect *x = &p->expect[p->n_expect];
+
+		agri_path_index(ipath, sizeof(ipath), path, (int)p->n_expect);
+		rc = agri_cfg_read(e, ipath, expect_fields, ARRAY_SIZE(expect_fields), &c,
+				   false, err);
+		if (rc < 0)
+			return rc;
+		x->fc = (uint8_t)c.fc;
+		x->addr = (uint16_t)c.addr;
+		x->value = (uint16_t)c.value;
+		strcpy(x->metric, c.metric);
+		p->n_expect++;
 	}
 	return 0;
 }
@@ -398,6 +709,10 @@ static const struct agri_cfg_field profile_fields[] = {
 	  offsetof(struct profile_cfg, p.has_probe)),
 	P("registers", AGRI_CFG_CUSTOM, true, p, 0, 0, parse_registers, 0),
 	P("derived", AGRI_CFG_CUSTOM, false, p, 0, 0, parse_derived, 0),
+	P("stuck_after_s", AGRI_CFG_DOUBLE, false, p.stuck_after_s, 0, 1e8, NULL, 0),
+	P("init", AGRI_CFG_CUSTOM, false, p, 0, 0, parse_init, 0),
+	P("before_read", AGRI_CFG_CUSTOM, false, p, 0, 0, parse_before, 0),
+	P("expect", AGRI_CFG_CUSTOM, false, p, 0, 0, parse_expect, 0),
 };
 
 /* Request span of [start, end) under the profile's alignment rule. */
@@ -425,15 +740,23 @@ static bool reg_fits(const struct agri_profile *p, const struct agri_register *r
 	       plan_max_regs(p);
 }
 
-/* Derived metrics: unique, and their inputs exist in the right units. */
-static int check_derived(const struct agri_profile *p, struct agri_err *err)
+/* Index of the register a derived metric names, or -1. */
+static int reg_index(const struct agri_profile *p, const char *metric)
 {
-	static const char *const pss78_units[2] = {"mS/cm", "°C"};
+	const struct agri_register *r = agri_profile_find(p, metric);
+
+	return r ? (int)(r - p->regs) : -1;
+}
+
+/* Derived metrics: unique, and their inputs exist in the right units. */
+static int check_derived(struct agri_profile *p, struct agri_err *err)
+{
 	char path[AGRI_ERR_PATH_MAX], fpath[AGRI_ERR_PATH_MAX];
 	char key[16], msg[AGRI_ERR_MSG_MAX];
 
 	for (size_t j = 0; j < p->n_derived; j++) {
-		const struct agri_derived *d = &p->derived[j];
+		struct agri_derived *d = &p->derived[j];
+		double f;
 
 		agri_path_index(path, sizeof(path), "derived", (int)j);
 		for (size_t i = 0; i < p->n_regs + j; i++) {
@@ -445,21 +768,55 @@ static int check_derived(const struct agri_profile *p, struct agri_err *err)
 				return reg_error(err, path, "metric", msg);
 			}
 		}
-		for (int k = 0; k < 2; k++) {
-			const struct agri_register *r = agri_profile_find(p, d->from[k]);
+		if (d->fn == AGRI_DERIVED_PSS78 && d->n_from != 2) {
+			agri_path_key(fpath, sizeof(fpath), path, "from");
+			agri_err_set(err, fpath, "pss78 needs 2 metrics: conductivity, temperature");
+			return -EINVAL;
+		}
+		for (size_t k = 0; k < d->n_from; k++) {
+			const struct agri_register *r;
+			bool ok;
 
-			snprintf(key, sizeof(key), "from[%d]", k);
+			snprintf(key, sizeof(key), "from[%zu]", k);
 			agri_path_key(fpath, sizeof(fpath), path, key);
-			if (!r) {
-				agri_err_set(err, fpath, "no register \"%s\"",
-					     d->from[k]);
+			d->from_reg[k] = reg_index(p, d->from[k]);
+			if (d->from_reg[k] < 0) {
+				agri_err_set(err, fpath, "no register \"%s\"", d->from[k]);
 				return -EINVAL;
 			}
-			if (d->fn == AGRI_DERIVED_PSS78 &&
-			    strcmp(r->unit, pss78_units[k]) != 0) {
-				agri_err_set(err, fpath, "pss78 needs %s in %s, not \"%s\"",
-					     k ? "temperature" : "conductivity",
-					     pss78_units[k], r->unit);
+			r = &p->regs[d->from_reg[k]];
+			if (k == 1) {
+				ok = strcmp(r->unit, "°C") == 0;
+			} else if (d->fn == AGRI_DERIVED_PSS78) {
+				ok = strcmp(r->unit, "mS/cm") == 0;
+			} else {
+				d->depth = agri_length_unit_m(r->unit, &f) == 0;
+				ok = d->depth || agri_pressure_unit_pa(r->unit, &f) == 0;
+				d->in_factor = f;
+			}
+			if (!ok) {
+				if (d->fn == AGRI_DERIVED_PSS78 || k == 1)
+					agri_err_set(err, fpath, "%s needs %s in %s, not \"%s\"",
+						     d->fn == AGRI_DERIVED_PSS78 ? "pss78" : "level",
+						     k ? "temperature" : "conductivity",
+						     k ? "°C" : "mS/cm", r->unit);
+				else
+					agri_err_set(err, fpath, "level needs a pressure (bar, mbar, "
+						     "hPa, kPa, MPa, Pa, psi) or a depth (m, cm, mm), "
+						     "not \"%s\"", r->unit);
+				return -EINVAL;
+			}
+		}
+		if (d->air[0]) {
+			agri_path_key(fpath, sizeof(fpath), path, "air");
+			d->air_reg = reg_index(p, d->air);
+			if (d->air_reg < 0) {
+				agri_err_set(err, fpath, "no register \"%s\"", d->air);
+				return -EINVAL;
+			}
+			if (d->depth || agri_pressure_unit_pa(p->regs[d->air_reg].unit,
+							       &d->air_factor) < 0) {
+				agri_err_set(err, fpath, "needs a pressure register, and from[0] a pressure");
 				return -EINVAL;
 			}
 		}
@@ -467,8 +824,27 @@ static int check_derived(const struct agri_profile *p, struct agri_err *err)
 	return 0;
 }
 
+/* Expected words name registers that exist. */
+static int check_expect(const struct agri_profile *p, struct agri_err *err)
+{
+	char path[AGRI_ERR_PATH_MAX];
+
+	for (size_t j = 0; j < p->n_expect; j++) {
+		const struct agri_expect *x = &p->expect[j];
+		bool found = !x->metric[0];
+
+		for (size_t i = 0; i < p->n_regs && !found; i++)
+			found = strcmp(p->regs[i].metric, x->metric) == 0;
+		if (!found) {
+			agri_path_index(path, sizeof(path), "expect", (int)j);
+			return reg_error(err, path, "metric", "names no register");
+		}
+	}
+	return 0;
+}
+
 /* Cross-field checks of a profile whose fields each parsed. */
-static int check_profile(const struct agri_profile *p, struct agri_err *err)
+static int check_profile(struct agri_profile *p, struct agri_err *err)
 {
 	char path[AGRI_ERR_PATH_MAX], msg[AGRI_ERR_MSG_MAX];
 	struct agri_read_req reqs[AGRI_PLAN_MAX];
@@ -510,6 +886,9 @@ static int check_profile(const struct agri_profile *p, struct agri_err *err)
 		}
 	}
 	rc = check_derived(p, err);
+	if (rc < 0)
+		return rc;
+	rc = check_expect(p, err);
 	if (rc < 0)
 		return rc;
 	rc = agri_plan_reads(p, reqs, AGRI_PLAN_MAX);
@@ -658,4 +1037,69 @@ const struct agri_register *agri_profile_find(const struct agri_profile *p,
 			return &p->regs[i];
 	}
 	return NULL;
+}
+
+int agri_derive(const struct agri_profile *p, const struct agri_derived *d,
+		const double in[2], double air, double coef_pct, double offset_m,
+		double *out)
+{
+	double v = NAN, t = in[1];
+
+	if (!isfinite(in[0]) || d->from_reg[0] < 0 || (size_t)d->from_reg[0] >= p->n_regs)
+		return -EDOM;
+	if (d->fn == AGRI_DERIVED_PSS78) {
+		const struct agri_register *c = &p->regs[d->from_reg[0]];
+		double cond = in[0], alpha = isnan(coef_pct) ? c->coef_pct : coef_pct;
+
+		if (!isfinite(t))
+			return -EDOM;
+		if (c->specific && isnan(alpha)) {
+			t = c->ref_c; /* unknown compensation: PSS-78 at its reference */
+		} else if (c->specific) {
+			cond = agri_ec_from_sc(cond, t, alpha / 100, c->ref_c);
+		}
+		v = agri_sp_from_c(cond, t, 0);
+	} else if (d->depth) {
+		v = in[0] * d->in_factor + offset_m;
+	} else {
+		double pa = in[0] * d->in_factor;
+
+		if (d->air_reg >= 0) {
+			if (!isfinite(air))
+				return -EDOM;
+			pa -= air * d->air_factor;
+		}
+		v = agri_head_m(pa, d->n_from > 1 ? t : 25) + offset_m;
+		if (d->n_from > 1 && !isfinite(t))
+			return -EDOM;
+	}
+	if (!isfinite(v))
+		return -EDOM;
+	*out = v;
+	return 0;
+}
+
+size_t agri_command_pdu(const struct agri_command *c, uint8_t *pdu)
+{
+	size_t n = 5;
+
+	pdu[0] = c->fc;
+	pdu[1] = (uint8_t)(c->addr >> 8);
+	pdu[2] = (uint8_t)c->addr;
+	if (c->fc == 6) {
+		pdu[3] = (uint8_t)(c->values[0] >> 8);
+		pdu[4] = (uint8_t)c->values[0];
+		return n;
+	}
+	pdu[3] = (uint8_t)(c->count >> 8);
+	pdu[4] = (uint8_t)c->count;
+	if (c->fc == 16) {
+		pdu[5] = (uint8_t)(2 * c->count);
+		n = 6;
+		for (uint16_t i = 0; i < c->count && i < AGRI_CMD_VALUES_MAX; i++) {
+			pdu[n++] = (uint8_t)(c->values[i] >> 8);
+			pdu[n++] = (uint8_t)c->values[i];
+		}
+	}
+	return n;
 }

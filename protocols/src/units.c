@@ -5,7 +5,9 @@
  * below SP 2 included, and agri_c_from_sp() inverts it by bisection.
  * Coefficients: reference/domain.md §3.2-3.3.
  */
+#include <errno.h>
 #include <math.h>
+#include <string.h>
 
 #include "agri/units.h"
 
@@ -142,4 +144,48 @@ double agri_c_from_sp(double sp, double t90, double p_dbar)
 double agri_ec25(double ec, double t, double alpha)
 {
 	return ec / (1 + alpha * (t - 25));
+}
+
+double agri_ec_from_sc(double sc, double t, double alpha, double t_ref)
+{
+	return sc * (1 + alpha * (t - t_ref));
+}
+
+double agri_water_density(double t)
+{
+	return 999.84847 + t * (6.337563e-2 + t * (-8.523829e-3 +
+	       t * (6.943248e-5 - t * 3.821216e-7)));
+}
+
+double agri_head_m(double p_pa, double t90)
+{
+	return p_pa / (agri_water_density(t90) * AGRI_G);
+}
+
+static int unit_factor(const char *unit, const char *const *names,
+		       const double *factors, size_t n, double *factor)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(unit, names[i]) == 0) {
+			*factor = factors[i];
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int agri_pressure_unit_pa(const char *unit, double *factor)
+{
+	static const char *const names[] = {"bar", "mbar", "hPa", "kPa", "MPa", "Pa", "psi"};
+	static const double f[] = {1e5, 100, 100, 1e3, 1e6, 1, 6894.757293168};
+
+	return unit_factor(unit, names, f, sizeof(f) / sizeof(f[0]), factor);
+}
+
+int agri_length_unit_m(const char *unit, double *factor)
+{
+	static const char *const names[] = {"m", "cm", "mm"};
+	static const double f[] = {1, 0.01, 0.001};
+
+	return unit_factor(unit, names, f, sizeof(f) / sizeof(f[0]), factor);
 }

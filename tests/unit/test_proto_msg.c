@@ -809,8 +809,77 @@ static void test_cfg_read(void)
 	}
 }
 
+/* The optional "why" of a suspect reading (issue 19): round trip, only with
+ * q "suspect", a short snake_case token, and the encoder refuses the rest. */
+static void test_why(void)
+{
+	static const char *const ok[] = {
+		TEL("{'ts':" TS ",'sensor':'sonde1','metric':'conductivity','value':0,'unit':'mS/cm',"
+		    "'q':'suspect','why':'dry'}"),
+		TEL("{'ts':" TS ",'sensor':'sonde1','metric':'salinity','value':11.9,'unit':'g/L',"
+		    "'q':'suspect','why':'full_scale'}," R_OK),
+		TEL("{'ts':" TS ",'sensor':'s','metric':'ph','value':7,'unit':'pH','q':'suspect',"
+		    "'why':'a123456789_abcde'}"),
+	};
+	static const struct {
+		const char *json, *path, *msg;
+	} bad_why[] = {
+		{TEL("{'ts':" TS ",'sensor':'s','metric':'ph','value':7,'unit':'pH','q':'ok','why':'dry'}"),
+		 "readings[0].why", "only allowed when q is \"suspect\""},
+		{TEL("{'ts':" TS ",'sensor':'s','metric':'ph','value':null,'unit':'pH','q':'error','why':'dry'}"),
+		 "readings[0].why", "only allowed when q is \"suspect\""},
+		{TEL("{'ts':" TS ",'sensor':'s','metric':'ph','value':7,'unit':'pH','q':'suspect','why':'Dry'}"),
+		 "readings[0].why", "expected a reason [a-z][a-z0-9_]{0,15}"},
+		{TEL("{'ts':" TS ",'sensor':'s','metric':'ph','value':7,'unit':'pH','q':'suspect','why':''}"),
+		 "readings[0].why", "expected a reason [a-z][a-z0-9_]{0,15}"},
+		{TEL("{'ts':" TS ",'sensor':'s','metric':'ph','value':7,'unit':'pH','q':'suspect',"
+		     "'why':'a123456789_abcdef'}"),
+		 "readings[0].why", "expected a reason [a-z][a-z0-9_]{0,15}"},
+		{TEL("{'ts':" TS ",'sensor':'s','metric':'ph','value':7,'unit':'pH','q':'suspect','why':1}"),
+		 "readings[0].why", "expected a string"},
+	};
+	char buf[4096];
+	struct agri_err err;
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		const char *json = jq(ok[i]);
+
+		CHECK_INT(agri_telemetry_decode(json, strlen(json), &tel, &err), 0);
+		CHECK_INT(agri_telemetry_encode(&tel, buf, sizeof(buf)), strlen(json));
+		CHECK_STR(buf, json);
+	}
+	CHECK_STR(readings[0].why, "a123456789_abcde");
+	CHECK(agri_why_valid(AGRI_WHY_DRY) && agri_why_valid(AGRI_WHY_STUCK) &&
+	      agri_why_valid(AGRI_WHY_FULL_SCALE) && agri_why_valid(AGRI_WHY_RANGE) &&
+	      agri_why_valid(AGRI_WHY_MAP));
+	for (size_t i = 0; i < sizeof(bad_why) / sizeof(bad_why[0]); i++) {
+		const char *json = jq(bad_why[i].json);
+
+		memset(&err, 0, sizeof(err));
+		/* One bad reading in a batch: the envelope stands (outcome 1). */
+		CHECK_INT(agri_telemetry_decode(json, strlen(json), &tel, &err), 1);
+		CHECK_STR(err.path, bad_why[i].path);
+		CHECK_STR(err.msg, bad_why[i].msg);
+	}
+	/* The encoder refuses what the decoder would. */
+	memset(&readings[0], 0, sizeof(readings[0]));
+	strcpy(readings[0].sensor, "s");
+	strcpy(readings[0].metric, "ph");
+	readings[0].has_value = true;
+	readings[0].q = AGRI_Q_OK;
+	strcpy(readings[0].why, "dry");
+	strcpy(tel.station, "DT-W01");
+	tel.n = 1;
+	CHECK_INT(agri_telemetry_encode(&tel, buf, sizeof(buf)), -EINVAL);
+	readings[0].q = AGRI_Q_SUSPECT;
+	CHECK(agri_telemetry_encode(&tel, buf, sizeof(buf)) > 0);
+	strcpy(readings[0].why, "no way");
+	CHECK_INT(agri_telemetry_encode(&tel, buf, sizeof(buf)), -EINVAL);
+}
+
 int main(void)
 {
+	test_why();
 	test_canonical();
 	test_normalize();
 	test_decoded_fields();

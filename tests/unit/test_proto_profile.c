@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "agri/profile.h"
+#include "agri/units.h"
 #include "test.h"
 
 #ifndef AGRI_SOURCE_DIR
@@ -30,9 +31,9 @@ static const struct {
 	{"yosemitech-y504", 2, 0, 1, {{3, 0x2600, 4}}},
 	{"yosemitech-y532", 2, 0, 2, {{3, 0x2400, 2}, {3, 0x2800, 2}}},
 	{"yosemitech-y4000", 8, 1, 1, {{3, 0x2601, 16}}},
-	{"insitu-aquatroll-400", 4, 0, 2, {{3, 37, 18}, {3, 1537, 2}}},
-	{"ysi-odo-rtu", 5, 1, 1, {{4, 0, 18}}},
-	{"keller-acculevel", 2, 0, 1, {{3, 0x0100, 4}}},
+	{"insitu-aquatroll-400", 7, 1, 3, {{3, 37, 18}, {3, 545, 18}, {3, 1537, 2}}},
+	{"ysi-odo-rtu", 6, 1, 1, {{4, 0, 18}}},
+	{"keller-acculevel", 2, 1, 1, {{3, 0x0100, 4}}},
 	{"epever-tracer", 9, 0, 3, {{4, 0x3100, 27}, {4, 0x3200, 2}, {4, 0x331A, 3}}},
 	{"agri-lighttrap", 10, 0, 1, {{4, 0, 10}}},
 };
@@ -173,10 +174,62 @@ static void test_malformed(void)
 		 "derived[0].metric", "duplicate metric \"c\""},
 		{"{\"metric\": \"c\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\"}], \"derived\": "
 		 "[{\"metric\": \"s\", \"fn\": \"tds\", \"from\": [\"c\", \"c\"]}]}", -EINVAL,
-		 "derived[0].fn", "unknown fn \"tds\" (pss78)"},
+		 "derived[0].fn", "unknown fn \"tds\" (pss78, level)"},
 		{"{\"metric\": \"c\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\"}], \"derived\": "
 		 "[{\"metric\": \"s\", \"fn\": \"pss78\", \"from\": [\"c\"]}]}", -EINVAL,
-		 "derived[0].from", "expected an array of 2 metrics"},
+		 "derived[0].from", "pss78 needs 2 metrics: conductivity, temperature"},
+		{"{\"metric\": \"c\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\"}], \"derived\": "
+		 "[{\"metric\": \"s\", \"fn\": \"pss78\", \"from\": []}]}", -EINVAL,
+		 "derived[0].from", "expected an array of 1 or 2 metrics"},
+		/* issue 19: what a conductivity register is, and how a probe fails */
+		{"{\"metric\": \"specific_conductance\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\", "
+		 "\"unit\": \"mS/cm\"}]}", -EINVAL,
+		 "registers[0].ref_c", "required: the temperature the device compensates to"},
+		{"{\"metric\": \"conductivity\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\", "
+		 "\"ref_c\": 25}]}", -EINVAL,
+		 "registers[0].ref_c", "only for metric \"specific_conductance\""},
+		{"{\"metric\": \"conductivity\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\", "
+		 "\"coef_pct_per_c\": 2}]}", -EINVAL,
+		 "registers[0].coef_pct_per_c", "only for metric \"specific_conductance\""},
+		{"{\"metric\": \"specific_conductance\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\", "
+		 "\"ref_c\": 25, \"coef_reg\": {\"fc\": 3, \"addr\": 34}}]}", -EINVAL,
+		 "registers[0].coef_reg", "needs coef_pct_per_c (the coefficient it should hold)"},
+		{"{\"metric\": \"specific_conductance\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\", "
+		 "\"ref_c\": 25, \"coef_pct_per_c\": 2, \"coef_reg\": {\"fc\": 3, \"addr\": 34, "
+		 "\"scale\": 0}}]}", -EINVAL, "registers[0].coef_reg.scale", "must not be zero"},
+		{"{\"metric\": \"specific_conductance\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\", "
+		 "\"ref_c\": 25, \"coef_pct_per_c\": 11}]}", -EINVAL,
+		 "registers[0].coef_pct_per_c", NULL},
+		{"{\"metric\": \"p\", \"fc\": 3, \"addr\": 0, \"type\": \"f32\", \"unit\": \"V\"}], "
+		 "\"derived\": [{\"metric\": \"water_level\", \"fn\": \"level\", \"from\": [\"p\"]}]}",
+		 -EINVAL, "derived[0].from[0]",
+		 "level needs a pressure (bar, mbar, hPa, kPa, MPa, Pa, psi) or a depth (m, cm, mm), not \"V\""},
+		{"{\"metric\": \"d\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\", \"unit\": \"cm\"}, "
+		 "{\"metric\": \"baro\", \"fc\": 3, \"addr\": 1, \"type\": \"u16\", \"unit\": \"mbar\"}], "
+		 "\"derived\": [{\"metric\": \"water_level\", \"fn\": \"level\", \"from\": [\"d\"], "
+		 "\"air\": \"baro\"}]}", -EINVAL, "derived[0].air",
+		 "needs a pressure register, and from[0] a pressure"},
+		{"{\"metric\": \"c\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\", \"unit\": \"mS/cm\"}, "
+		 "{\"metric\": \"t\", \"fc\": 3, \"addr\": 1, \"type\": \"u16\", \"unit\": \"°C\"}], "
+		 "\"derived\": [{\"metric\": \"s\", \"fn\": \"pss78\", \"from\": [\"c\", \"t\"], "
+		 "\"air\": \"t\"}]}", -EINVAL, "derived[0].air", "only for fn \"level\""},
+		{"{\"metric\": \"c\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\"}], \"init\": "
+		 "[{\"fc\": 6, \"addr\": 2, \"values\": [1, 2]}]}", -EINVAL,
+		 "init[0].values", "fc 6 writes exactly one value"},
+		{"{\"metric\": \"c\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\"}], \"before_read\": "
+		 "[{\"fc\": 3, \"addr\": 9472}]}", -EINVAL,
+		 "before_read[0].count", "required for a read (fc 3 or 4)"},
+		{"{\"metric\": \"c\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\"}], \"init\": "
+		 "[{\"fc\": 5, \"addr\": 2}]}", -EINVAL, "init[0].fc", "expected 3, 4, 6 or 16"},
+		{"{\"metric\": \"c\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\"}], \"init\": "
+		 "[{\"fc\": 16, \"addr\": 7168, \"values\": [], \"role\": \"begin\"}]}", -EINVAL,
+		 "init[0].role", "unknown role \"begin\" (start, wipe, other)"},
+		{"{\"metric\": \"c\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\"}], \"init\": "
+		 "[{\"fc\": 16, \"addr\": 1, \"values\": [1, 2, 3, 4, 5, 6, 7, 8, 9]}]}", -EINVAL,
+		 "init[0].values", "expected an array of at most 8 register values"},
+		{"{\"metric\": \"c\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\"}], \"expect\": "
+		 "[{\"fc\": 3, \"addr\": 547, \"value\": 9, \"metric\": \"conductivity\"}]}", -EINVAL,
+		 "expect[0].metric", "names no register"},
 		{"]}", -EINVAL, "registers", "expected an array of 1 to 48 registers"},
 		{"{\"metric\": \"c\", \"fc\": 3, \"addr\": 0, \"type\": \"u16\", \"kind\": \"gauge\"}]}",
 		 -EINVAL, "registers[0].kind", "unknown kind \"gauge\" (measure, counter, state)"},
@@ -407,8 +460,139 @@ static void test_decode(void)
 	CHECK_INT(q, AGRI_Q_OK); /* no range: never suspect */
 }
 
+/* Specific conductance: the derivation undoes the probe's compensation
+ * and runs PSS-78 at the water temperature (docs/units.md). A SenseCAP
+ * register quantised to 1 uS/cm gives salinity within 0.1 % at 27-31 °C;
+ * PSS-78 fed the compensated value at the water temperature (the old
+ * profile) was 4 % low at 27 °C and 11 % low at 31 °C. */
+static void test_specific_conductance(void)
+{
+	static const char *doc =
+		"{\"profile\": \"sc\", \"registers\": ["
+		"{\"metric\": \"water_temperature\", \"fc\": 3, \"addr\": 0, \"type\": \"s16\", "
+		"\"scale\": 0.01, \"unit\": \"°C\"},"
+		"{\"metric\": \"specific_conductance\", \"fc\": 3, \"addr\": 2, \"type\": \"u16\", "
+		"\"scale\": 0.001, \"unit\": \"mS/cm\", \"ref_c\": 25, \"coef_pct_per_c\": 2.0, "
+		"\"coef_reg\": {\"fc\": 3, \"addr\": 34, \"scale\": 0.1}, \"full_scale\": 20, "
+		"\"dry_below\": 0.01, \"stuck_after_s\": 600}],"
+		"\"stuck_after_s\": 21600,"
+		"\"init\": [{\"fc\": 16, \"addr\": 7168, \"values\": [], \"wait_ms\": 10000, "
+		"\"role\": \"start\"}, {\"fc\": 3, \"addr\": 9472, \"count\": 0}],"
+		"\"before_read\": [{\"fc\": 6, \"addr\": 12544, \"values\": [1]}],"
+		"\"expect\": [{\"fc\": 3, \"addr\": 32, \"value\": 0, \"metric\": \"specific_conductance\"}],"
+		"\"derived\": [{\"metric\": \"salinity\", \"fn\": \"pss78\", "
+		"\"from\": [\"specific_conductance\", \"water_temperature\"]}]}";
+	static const double temps[] = {27, 29, 31}, sals[] = {0.5, 1, 2, 4, 10};
+	static struct agri_profile p;
+	struct agri_err err = {0};
+	const struct agri_register *r;
+	uint8_t pdu[32];
+
+	CHECK_INT(parse_str(doc, &p, &err), 0);
+	r = &p.regs[1];
+	CHECK(r->specific && r->has_coef_reg && r->has_full_scale);
+	CHECK_NEAR(r->ref_c, 25, 0);
+	CHECK_NEAR(r->coef_pct, 2.0, 0);
+	CHECK_NEAR(r->full_scale, 20, 0);
+	CHECK_NEAR(r->dry_below, 0.01, 0);
+	CHECK_NEAR(r->stuck_after_s, 600, 0);
+	CHECK_NEAR(p.regs[0].stuck_after_s, 0, 0); /* the profile's default applies */
+	CHECK_NEAR(p.stuck_after_s, 21600, 0);
+	CHECK(r->coef_reg.fc == 3 && r->coef_reg.addr == 34 && r->coef_reg.type == AGRI_REG_U16);
+	CHECK_NEAR(r->coef_reg.scale, 0.1, 0);
+	CHECK(!p.regs[0].specific && isnan(p.regs[0].coef_pct));
+	CHECK_INT(p.n_expect, 1);
+	CHECK(p.expect[0].fc == 3 && p.expect[0].addr == 32 && p.expect[0].value == 0);
+	CHECK_STR(p.derived[0].unit, "g/L");
+	CHECK(p.derived[0].from_reg[0] == 1 && p.derived[0].from_reg[1] == 0);
+
+	/* Commands: Yosemitech's start (FC10, no registers), a read as command, a write. */
+	CHECK_INT(p.n_init, 2);
+	CHECK_INT(p.n_before, 1);
+	CHECK(p.init[0].fc == 16 && p.init[0].addr == 7168 && p.init[0].count == 0 &&
+	      p.init[0].wait_ms == 10000 && p.init[0].role == AGRI_CMD_START);
+	CHECK_INT(agri_command_pdu(&p.init[0], pdu), 6);
+	CHECK(!memcmp(pdu, "\x10\x1c\x00\x00\x00\x00", 6));
+	CHECK_INT(agri_command_pdu(&p.init[1], pdu), 5);
+	CHECK(!memcmp(pdu, "\x03\x25\x00\x00\x00", 5));
+	CHECK_INT(agri_command_pdu(&p.before_read[0], pdu), 5);
+	CHECK(!memcmp(pdu, "\x06\x31\x00\x00\x01", 5));
+
+	for (size_t i = 0; i < 3; i++) {
+		for (size_t j = 0; j < 5; j++) {
+			double t = temps[i], s = sals[j], c = agri_c_from_sp(s, t, 0);
+			/* the device: compensate with 2 %/°C, integer uS/cm */
+			double sc = round(agri_ec25(c, t, 0.02) * 1000) / 1000;
+			double in[2] = {sc, t}, out = -1, t25 = -1;
+
+			CHECK_INT(agri_derive(&p, &p.derived[0], in, NAN, NAN, 0, &out), 0);
+			CHECK_NEAR(out / s, 1, 1e-3);
+			/* the device's live coefficient wins over the profile's */
+			CHECK_INT(agri_derive(&p, &p.derived[0], in, NAN, 2.0, 0, &out), 0);
+			CHECK_NEAR(out / s, 1, 1e-3);
+			/* coefficient unknown: PSS-78 at 25 °C, within 0.5 % here */
+			p.regs[1].coef_pct = NAN;
+			CHECK_INT(agri_derive(&p, &p.derived[0], in, NAN, NAN, 0, &t25), 0);
+			CHECK_NEAR(t25, agri_sp_from_c(sc, 25, 0), 1e-12);
+			CHECK_NEAR(t25 / s, 1, 5e-3);
+			p.regs[1].coef_pct = 2.0;
+			/* what the old profile computed: double compensation */
+			CHECK(agri_sp_from_c(sc, t, 0) / s < 1 - 0.035);
+		}
+	}
+	double in[2] = {NAN, 28}, out;
+	CHECK_INT(agri_derive(&p, &p.derived[0], in, NAN, NAN, 0, &out), -EDOM);
+}
+
+/* Water level from a vented pressure sensor (Keller) or a depth. */
+static void test_level(void)
+{
+	static struct agri_profile p;
+	struct agri_err err = {0};
+	double in[2], out;
+
+	CHECK_INT(parse_str("{\"profile\": \"k\", \"registers\": ["
+			    "{\"metric\": \"pressure\", \"fc\": 3, \"addr\": 256, \"type\": \"f32\", "
+			    "\"unit\": \"bar\"}, {\"metric\": \"water_temperature\", \"fc\": 3, "
+			    "\"addr\": 258, \"type\": \"f32\", \"unit\": \"°C\"}, {\"metric\": \"baro\", "
+			    "\"fc\": 3, \"addr\": 260, \"type\": \"f32\", \"unit\": \"mbar\"}], \"derived\": "
+			    "[{\"metric\": \"water_level\", \"fn\": \"level\", \"from\": [\"pressure\", "
+			    "\"water_temperature\"]}, {\"metric\": \"level_abs\", \"fn\": \"level\", "
+			    "\"from\": [\"pressure\"], \"air\": \"baro\"}]}", &p, &err), 0);
+	CHECK_STR(p.derived[0].unit, "m");
+	CHECK(!p.derived[0].depth && p.derived[0].air_reg == -1 && p.derived[1].air_reg == 2);
+	CHECK_NEAR(p.derived[0].in_factor, 1e5, 0);
+	/* 0.3 bar at 25 °C: 30000 / (997.0414 * 9.80665) = 3.0683 m, plus the offset */
+	in[0] = 0.3;
+	in[1] = 25;
+	CHECK_INT(agri_derive(&p, &p.derived[0], in, NAN, NAN, 1.25, &out), 0);
+	CHECK_NEAR(out, 30000 / (997.0414 * 9.80665) + 1.25, 1e-4);
+	CHECK_NEAR(agri_water_density(4), 999.97, 0.01);
+	CHECK_NEAR(agri_water_density(25), 997.04, 0.01);
+	CHECK_NEAR(agri_water_density(30), 995.65, 0.01);
+	/* absolute sensor: subtract the barometer (1013.25 mbar) */
+	in[0] = 1.01325 + 0.3;
+	in[1] = NAN;
+	CHECK_INT(agri_derive(&p, &p.derived[1], in, 1013.25, NAN, 0, &out), 0);
+	CHECK_NEAR(out, 30000 / (997.0414 * 9.80665), 1e-4);
+	CHECK_INT(agri_derive(&p, &p.derived[1], in, NAN, NAN, 0, &out), -EDOM);
+	in[1] = NAN;
+	CHECK_INT(agri_derive(&p, &p.derived[0], in, NAN, NAN, 0, &out), -EDOM);
+
+	CHECK_INT(parse_str("{\"profile\": \"q\", \"registers\": [{\"metric\": \"water_depth\", "
+			    "\"fc\": 3, \"addr\": 4, \"type\": \"s16\", \"scale\": 0.1, \"unit\": \"cm\"}], "
+			    "\"derived\": [{\"metric\": \"water_level\", \"fn\": \"level\", "
+			    "\"from\": [\"water_depth\"]}]}", &p, &err), 0);
+	CHECK(p.derived[0].depth);
+	in[0] = 123.4;
+	CHECK_INT(agri_derive(&p, &p.derived[0], in, NAN, NAN, -0.5, &out), 0);
+	CHECK_NEAR(out, 1.234 - 0.5, 1e-12);
+}
+
 int main(void)
 {
+	test_specific_conductance();
+	test_level();
 	test_shipped();
 	test_malformed();
 	test_defaults();

@@ -4,6 +4,7 @@
  * SP_from_C low-salinity table (1e-6), the C_from_SP table (1e-3),
  * continuity at SP 2, and EC25 compensation.
  */
+#include <errno.h>
 #include "agri/units.h"
 #include "test.h"
 
@@ -102,6 +103,30 @@ static void test_ec25(void)
 	CHECK_NEAR(agri_ec25(1.0, 25, 0.02), 1.0, 1e-12);
 	CHECK_NEAR(agri_ec25(1.1, 30, 0.02), 1.0, 1e-12);
 	CHECK_NEAR(agri_ec25(0.9, 20, 0.02), 1.0, 1e-12);
+	/* undoing a probe's compensation is the inverse */
+	for (double t = 0; t <= 35; t += 0.5)
+		CHECK_NEAR(agri_ec_from_sc(agri_ec25(7.3, t, 0.02), t, 0.02, 25), 7.3, 1e-12);
+	CHECK_NEAR(agri_ec_from_sc(1.0, 20, 0.0191, 20), 1.0, 0);
+}
+
+/* Level: Jones & Harris density, head of a water column, unit factors. */
+static void test_level_units(void)
+{
+	double f = 0;
+
+	CHECK_NEAR(agri_water_density(4), 999.97, 0.01);
+	CHECK_NEAR(agri_water_density(20), 998.20, 0.01);
+	CHECK_NEAR(agri_head_m(1e5, 20), 1e5 / (998.2067 * 9.80665), 1e-4); /* 10.216 m/bar */
+	CHECK_INT(agri_pressure_unit_pa("bar", &f), 0);
+	CHECK_NEAR(f, 1e5, 0);
+	CHECK_INT(agri_pressure_unit_pa("mbar", &f), 0);
+	CHECK_NEAR(f, 100, 0);
+	CHECK_INT(agri_pressure_unit_pa("psi", &f), 0);
+	CHECK_NEAR(f, 6894.757, 1e-3);
+	CHECK_INT(agri_pressure_unit_pa("m", &f), -EINVAL);
+	CHECK_INT(agri_length_unit_m("cm", &f), 0);
+	CHECK_NEAR(f, 0.01, 0);
+	CHECK_INT(agri_length_unit_m("bar", &f), -EINVAL);
 }
 
 int main(void)
@@ -111,5 +136,6 @@ int main(void)
 	test_inverse();
 	test_continuity();
 	test_ec25();
+	test_level_units();
 	return test_main("test_proto_units");
 }

@@ -37,6 +37,22 @@ const char *agri_quality_name(enum agri_quality q);
 /* Returns 0 and writes *q, or -EINVAL. */
 int agri_quality_parse(const char *s, enum agri_quality *q);
 
+/*
+ * Why a reading is "suspect" (the optional "why" member, only with q
+ * "suspect"): a short token [a-z][a-z0-9_]{0,15}. The station sends these;
+ * a consumer must accept any well-formed token (newer stations may add
+ * reasons) and treat unknown ones as "suspect, reason unknown".
+ */
+#define AGRI_WHY_MAX 16
+#define AGRI_WHY_RANGE "range"           /* outside the register's min/max */
+#define AGRI_WHY_FULL_SCALE "full_scale" /* pinned at the device's full scale */
+#define AGRI_WHY_STUCK "stuck"           /* the same value for too long */
+#define AGRI_WHY_DRY "dry"               /* the probe is out of the water */
+#define AGRI_WHY_MAP "map"               /* the device does not match its profile */
+
+/* True when s is a well-formed reason token (not ""). */
+bool agri_why_valid(const char *s);
+
 struct agri_reading {
 	int64_t ts_ms;
 	char sensor[AGRI_ID_MAX + 1];
@@ -45,6 +61,7 @@ struct agri_reading {
 	double value;   /* meaningful when has_value */
 	bool has_value; /* false <=> JSON null (required for q "error") */
 	enum agri_quality q;
+	char why[AGRI_WHY_MAX + 1]; /* "" or a reason (q "suspect" only) */
 };
 
 /*
@@ -79,7 +96,8 @@ struct agri_telemetry {
  * Validation: v == 1; station valid id; seq integer >= 0 (< 2^53); sent_at
  * RFC 3339; readings array of 1..1000 objects, each with ts, sensor, metric,
  * value (finite number, or null iff q == "error"), unit (string, <= 15
- * bytes), q; no unknown keys anywhere; depth <= 16.
+ * bytes), q, and optionally why (a reason token, only when q is
+ * "suspect"); no unknown keys anywhere; depth <= 16.
  */
 int agri_telemetry_decode(const char *json, size_t len,
 			  struct agri_telemetry *out, struct agri_err *err);

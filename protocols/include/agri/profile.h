@@ -23,6 +23,23 @@
  *              "<sensor name>-<suffix>" (one sensor per class, e.g. the
  *              light trap's "insect_count" per species). Metrics must be
  *              unique per suffix.
+ * What a register measures and how it fails (issue 19):
+ *   metric "specific_conductance": conductivity the device compensated to
+ *              "ref_c" (required) with "coef_pct_per_c" (%/°C, linear;
+ *              absent = unknown), whose live value the station may read
+ *              from "coef_reg": {"fc", "addr", "type", "order", "scale"}
+ *   register "full_scale": the value the device saturates at
+ *   register "dry_below": below it, the probe is out of the water when
+ *              the recent history says brackish (>= 20 x dry_below)
+ *   "stuck_after_s" (profile default, or per register): the same value
+ *              for longer than this is a flatline
+ *   "expect": [{"fc", "addr", "value", "metric"}]: u16 words the device
+ *              must hold (parameter IDs, unit codes), checked at start-up
+ *   "init", "before_read": [{"fc", "addr", "count", "values", "wait_ms",
+ *              "role"}]: commands the device needs (Yosemitech's start
+ *              measurement, wipers), before the first poll / every poll
+ *   derived "fn": "level": water level from a pressure (or depth)
+ *              register, optional temperature and "air" pressure
  * See docs/profiles.md.
  */
 #ifndef AGRI_PROFILE_H
@@ -39,6 +56,9 @@
 
 #define AGRI_PROFILE_REGS_MAX 48
 #define AGRI_PROFILE_DERIVED_MAX 8
+#define AGRI_PROFILE_CMDS_MAX 4     /* per list: init, before_read */
+#define AGRI_CMD_VALUES_MAX 8
+#define AGRI_PROFILE_EXPECT_MAX 8
 #define AGRI_PLAN_MAX 16
 #define AGRI_MODBUS_MAX_REGS 125
 
@@ -47,6 +67,15 @@ struct agri_serial {
 	char parity;   /* 'N', 'E', 'O' */
 	int data_bits; /* 7 or 8 */
 	int stop_bits; /* 1 or 2 */
+};
+
+/* A device word read once at start-up rather than polled. */
+struct agri_reg_ref {
+	uint8_t fc;
+	uint16_t addr;
+	enum agri_regtype type;
+	enum agri_order order;
+	double scale;
 };
 
 struct agri_register {
@@ -63,17 +92,60 @@ struct agri_register {
 	bool counter;    /* "kind": "counter" */
 	bool stable;
 	char sensor_suffix[AGRI_ID_MAX + 1]; /* "" or the "sensor_suffix" key */
+	/* Specific conductance (metric "specific_conductance"): */
+	bool specific;
+	double ref_c;    /* reference temperature, °C */
+	double coef_pct; /* linear compensation, %/°C; NaN = unknown */
+	bool has_coef_reg;
+	struct agri_reg_ref coef_reg; /* where the device keeps it (%/°C after scale) */
+	/* Failure modes: */
+	double full_scale; /* the device saturates here */
+	bool has_full_scale;
+	double dry_below;  /* 0 = no dry check */
+	double stuck_after_s; /* 0 = no time-based flatline check */
 };
 
 enum agri_derived_fn {
-	AGRI_DERIVED_PSS78, /* from: [conductivity mS/cm, temperature °C] */
+	AGRI_DERIVED_PSS78, /* from: [(specific) conductivity mS/cm, temperature °C] */
+	AGRI_DERIVED_LEVEL, /* from: [pressure or depth, (temperature °C)], air */
 };
 
 struct agri_derived {
 	char metric[AGRI_ID_MAX + 1];
 	enum agri_derived_fn fn;
+	size_t n_from; /* 2 for pss78, 1 or 2 for level */
 	char from[2][AGRI_ID_MAX + 1];
+	char air[AGRI_ID_MAX + 1]; /* level: barometric pressure metric, or "" */
 	char unit[AGRI_UNIT_MAX + 1];
+	/* Resolved by the parser: */
+	int from_reg[2], air_reg; /* indices into regs[], -1 when absent */
+	bool depth;               /* level: from[0] is a depth, not a pressure */
+	double in_factor;         /* level: Pa (or m) per unit of from[0] */
+	double air_factor;        /* level: Pa per unit of air */
+};
+
+/* Commands a device needs: a read or write sent as is, its reply ignored. */
+enum agri_cmd_role {
+	AGRI_CMD_OTHER = 0,
+	AGRI_CMD_START, /* the device measures only after it (Yosemitech) */
+	AGRI_CMD_WIPE,  /* runs a wiper or brush */
+};
+
+struct agri_command {
+	uint8_t fc;       /* 3, 4 (count registers), 6 (one value), 16 (values) */
+	uint16_t addr;
+	uint16_t count;   /* 3/4: registers read; 6: 1; 16: n values (0 allowed) */
+	uint16_t values[AGRI_CMD_VALUES_MAX];
+	uint32_t wait_ms; /* after sending, before the device is read */
+	enum agri_cmd_role role;
+};
+
+/* A word the device must hold for the map to be right. */
+struct agri_expect {
+	uint8_t fc;
+	uint16_t addr;
+	uint16_t value;
+	char metric[AGRI_ID_MAX + 1]; /* the register it vouches for; "" = all */
 };
 
 struct agri_read_req {
@@ -96,6 +168,12 @@ struct agri_profile {
 	struct agri_register regs[AGRI_PROFILE_REGS_MAX];
 	size_t n_derived;
 	struct agri_derived derived[AGRI_PROFILE_DERIVED_MAX];
+	double stuck_after_s; /* default for registers that set none; 0 = off */
+	size_t n_init, n_before;
+	struct agri_command init[AGRI_PROFILE_CMDS_MAX];
+	struct agri_command before_read[AGRI_PROFILE_CMDS_MAX];
+	size_t n_expect;
+	struct agri_expect expect[AGRI_PROFILE_EXPECT_MAX];
 };
 
 /*
@@ -143,5 +221,27 @@ double agri_register_raw(const struct agri_register *r, double value);
  * ones derived metrics may name); NULL when absent. */
 const struct agri_register *agri_profile_find(const struct agri_profile *p,
 					      const char *metric);
+
+/*
+ * Evaluates derived metric d of profile p (pure; docs/units.md):
+ *   pss78: in[0] the conductivity register's value, in[1] the
+ *          temperature. For specific conductance the compensation is
+ *          undone with coef_pct (%/°C; NaN: the profile's), and PSS-78
+ *          runs at the water temperature; with no coefficient known it
+ *          runs at ref_c. p = 0.
+ *   level: in[0] pressure (or depth), in[1] temperature (NaN: 25 °C),
+ *          air the barometric pressure (NaN: a vented, gauge sensor):
+ *          (p - p_air) / (rho(t) g) + offset_m, or depth + offset_m.
+ * Returns 0 with *out, or -EDOM when an input is missing (NaN) or the
+ * result is not finite. coef_pct is ignored for level, offset_m for pss78.
+ */
+int agri_derive(const struct agri_profile *p, const struct agri_derived *d,
+		const double in[2], double air, double coef_pct, double offset_m,
+		double *out);
+
+/* Builds the raw request PDU of command c (function code first, no
+ * address or checksum) into pdu (>= 6 + 2 * AGRI_CMD_VALUES_MAX bytes).
+ * Returns its length. */
+size_t agri_command_pdu(const struct agri_command *c, uint8_t *pdu);
 
 #endif

@@ -36,4 +36,36 @@ double agri_c_from_sp(double sp, double t90, double p_dbar);
 /* EC at 25 °C from EC at t with linear coefficient alpha (per °C, e.g. 0.02). */
 double agri_ec25(double ec, double t, double alpha);
 
+/*
+ * In-situ conductivity at t from specific conductance sc, i.e. undoes a
+ * probe's linear temperature compensation: sc * (1 + alpha (t - t_ref)),
+ * alpha per °C (0.02 for 2 %/°C), t_ref the reference temperature (25).
+ * The inverse of agri_ec25() for t_ref 25.
+ */
+double agri_ec_from_sc(double sc, double t, double alpha, double t_ref);
+
+/* Standard gravity, m/s². */
+#define AGRI_G 9.80665
+
+/*
+ * Density of fresh water (kg/m³) at t90 °C, 0..40 °C: Jones & Harris
+ * (1992) eq. 6, as Keller's level computation uses it. Delta water at
+ * 4 g/L is about 0.3 % denser; see docs/units.md.
+ */
+double agri_water_density(double t90);
+
+/*
+ * Height (m) of a fresh-water column exerting p_pa pascals at t90 °C:
+ * p / (rho(t) g). Used for water level from a pressure sensor.
+ */
+double agri_head_m(double p_pa, double t90);
+
+/*
+ * Pascals per unit of a pressure unit ("bar", "mbar", "hPa", "kPa", "MPa",
+ * "Pa", "psi"), or metres per unit of a length unit ("m", "cm", "mm").
+ * Returns 0 and writes *factor, or -EINVAL for any other unit.
+ */
+int agri_pressure_unit_pa(const char *unit, double *factor);
+int agri_length_unit_m(const char *unit, double *factor);
+
 #endif
