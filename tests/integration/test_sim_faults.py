@@ -3,7 +3,9 @@ clients: a raw RTU master written here (frames and CRC-16/Modbus by hand)
 and python3-pymodbus. Five slaves share one RTU pty; one never answers
 (timeout), one answers with a corrupted CRC, one answers exception 04, and
 the healthy ones answer every interleaved request correctly. Over TCP:
-rate-limited exceptions, dropouts and a stuck value. Then the scenario
+rate-limited exceptions, dropouts and a stuck value; a probe that drifts
+low with fouling (only its conductivity, by the given %/day) and one that
+dries out (conductivity 0, the temperature still read). Then the scenario
 acceptance on --series: 18 km from the mouth in early April crosses 4 g/L
 every day, the same seed gives the same series, brood peaks fall on the
 third night and light traps count nothing while the lamp is off.
@@ -140,6 +142,12 @@ def tcp_faults(d):
     harness.wait_port(port, 10, sim)
     c = ModbusTcpClient("127.0.0.1", port=port, timeout=1, retries=0)
     c.connect()
+    # The Y520s measure once started (their profile's init), as a station does.
+    for slave in (2, 3):
+        for _ in range(5):
+            if not c.write_registers(0x1C00, [], slave=slave).isError():
+                break
+            time.sleep(0.2)
     ex = sum(1 for _ in range(200) if getattr(c.read_holding_registers(0, 1, slave=1), "exception_code", None) == 4)
     R.check(40 < ex < 160, "tcp: exception rate 0.5 -> %d/200 exceptions" % ex)
     answered = missed = 0
@@ -158,11 +166,50 @@ def tcp_faults(d):
     for _ in range(3):
         vals.append(tuple(c.read_holding_registers(9728, 4, slave=3).registers))
         time.sleep(0.6)
-    R.check(len(set(vals)) == 1, "tcp: stuck slave 3 repeats its value over simulated hours")
+    R.check(len(set(vals)) == 1 and vals[0] != (0, 0, 0, 0),
+            "tcp: stuck slave 3 repeats its value over simulated hours (%s)" % (vals[0],))
     rr = c.read_holding_registers(0, 5, slave=4)
     R.check(rr.isError(), "tcp: crc fault garbles the reply (%s)" % rr)
     c.close()
     R.check(sim.stop() == 0, "tcp: clean exit")
+
+
+def probe_faults(d):
+    """drift: fouling reads the conductivity low by ARG %/simulated day, the
+    temperature is untouched; dry: from ARG hours on, the cell reads 0."""
+    port = harness.free_port()
+    speed = 86400  # a simulated day each second
+    fixed = "salinity=4,temperature=29"
+    sim = harness.Proc([SIM, "--tcp", "127.0.0.1:%d" % port, "--speed", str(speed),
+                        "--start", "2025-04-02T00:00", "--slave", "1:sensecap-s-ec-01," + fixed,
+                        "--slave", "2:sensecap-s-ec-01," + fixed, "--slave", "3:sensecap-s-ec-01," + fixed,
+                        "--fault", "1:drift:10", "--fault", "2:dry:12"],
+                       os.path.join(d, "sim-probe.log"), wrap=True)
+    t0 = time.time()
+    harness.wait_port(port, 10, sim)
+    c = ModbusTcpClient("127.0.0.1", port=port, timeout=1, retries=0)
+    c.connect()
+
+    def ec_temp(slave):
+        rr = c.read_holding_registers(0, 5, slave=slave)
+        return rr.registers[2] * 0.001, rr.registers[0] * 0.01
+
+    ratios = []
+    for _ in range(3):
+        t = time.time()
+        (e1, t1), (e3, t3) = ec_temp(1), ec_temp(3)
+        days = (t - t0) * speed / 86400
+        ratios.append((days, e1 / e3))
+        R.check(abs(t1 - t3) < 0.011, "drift: the temperature does not drift (%.2f vs %.2f)" % (t1, t3))
+        time.sleep(1.0)
+    R.check(all(abs(r - (1 - 0.10 * days)) < 0.04 for days, r in ratios) and ratios[-1][1] < ratios[0][1] - 0.1,
+            "drift 10 %%/day: conductivity / clean probe %s" %
+            ["%.2f d: %.3f" % (days, r) for days, r in ratios])
+    (e2, t2), (e3, t3) = ec_temp(2), ec_temp(3)
+    R.check(e2 == 0 and e3 > 6 and abs(t2 - 29) < 0.01,
+            "dry after 12 h: conductivity %.3f mS/cm (clean probe %.3f), temperature %.2f °C" % (e2, e3, t2))
+    c.close()
+    R.check(sim.stop() == 0, "probe faults: clean exit")
 
 
 def series(argv):
@@ -247,6 +294,7 @@ def main():
     d = harness.tmpdir()
     rtu_faults(d)
     tcp_faults(d)
+    probe_faults(d)
     scenarios()
     R.done()
 

@@ -7,6 +7,13 @@ Also checks the exception codes a real device gives (02 for addresses it
 lacks, 01 for a function it lacks), PSS-78 consistency of conductivity
 (salinity derived from the read EC equals the true salinity), --help,
 bad flags (exit 2), a bad profile (exit 78) and SIGTERM (exit 0 < 1 s).
+
+Issue 19: a device computes what the real one does. The SenseCAP and the
+Yosemitechs serve specific conductance compensated to 25 °C with their
+coefficient (the SenseCAP's also readable at 0x0022); PSS-78 of the
+compensation undone gives the true salinity. A Yosemitech Y520 gives no
+fresh readings (0) until it gets its start measurement (FC 10 at 0x1C00
+with no registers), which a client sends from the profile's "init".
 """
 import csv
 import glob
@@ -82,7 +89,8 @@ def tolerance(reg, truth):
 
 
 BOUNDS = {
-    "water_temperature": (20, 40), "conductivity": (0, 80), "dissolved_oxygen": (0.5, 15),
+    "water_temperature": (20, 40), "conductivity": (0, 80), "specific_conductance": (0, 80),
+    "dissolved_oxygen": (0.5, 15),
     "ph": (6, 9), "turbidity": (0, 1000), "pressure": (0, 1.5), "battery_voltage": (12.2, 14.4),
     "battery_soc": (0, 100), "air_temperature": (15, 45), "air_humidity": (30, 100),
     "lamp_on": (0, 0), "rain": (0, 1), "do_saturation": (5, 200), "pv_voltage": (0, 25),
@@ -117,6 +125,32 @@ def read_all(client, profiles, truth, label, slave_of):
                 (label, p["profile"], slave, (" " + "; ".join(bad)) if bad else ""))
 
 
+def start_devices(client, profiles, label):
+    """What a master does first: each profile's init commands. A device
+    with a start command reads 0 everywhere until then."""
+    for i, p in enumerate(profiles):
+        cmds = p.get("init", [])
+        if any(c.get("role") == "start" for c in cmds):
+            regs = [r for r in p["registers"] if r.get("kind", "measure") == "measure"]
+            before = []
+            for reg in regs:
+                rr = client.read_holding_registers(reg["addr"], WORDS[reg["type"]], slave=i + 1)
+                before.append(None if rr.isError() else decode(reg, rr.registers))
+            R.check(all(v == 0 for v in before),
+                    "%s: %s gives no fresh readings before its start command (%s)" %
+                    (label, p["profile"], before))
+        for c in cmds:
+            if c["fc"] == 16:
+                rr = client.write_registers(c["addr"], c.get("values", []), slave=i + 1)
+            elif c["fc"] == 6:
+                rr = client.write_register(c["addr"], c["values"][0], slave=i + 1)
+            else:
+                fn = client.read_holding_registers if c["fc"] == 3 else client.read_input_registers
+                rr = fn(c["addr"], c["count"], slave=i + 1)
+            R.check(not rr.isError(), "%s: %s init command fc=%d addr=0x%04X answered (%s)" %
+                    (label, p["profile"], c["fc"], c["addr"], rr))
+
+
 def exceptions(client, profiles, label):
     sensecap = next(i for i, p in enumerate(profiles) if p["profile"] == "sensecap-s-ec-01") + 1
     rr = client.read_holding_registers(100, 1, slave=sensecap)
@@ -134,6 +168,10 @@ def exceptions(client, profiles, label):
         ec = rr.registers[2] * 0.001
         temp = struct.unpack(">h", struct.pack(">H", rr.registers[0]))[0] * 0.01
         R.check(0 < ec <= 20 and 20 < temp < 40, "%s: EC %.3f mS/cm at %.2f °C plausible" % (label, ec, temp))
+    # The SenseCAP's EC&TEMP COFF (0x0022): 20 = 2.0 %/°C, factory default.
+    rr = client.read_holding_registers(0x22, 1, slave=sensecap)
+    R.check(not rr.isError() and rr.registers == [20],
+            "%s: SenseCAP EC&TEMP COFF at 0x0022 reads 20 (2.0 %%/°C) (%s)" % (label, rr))
 
 
 def pss78(c_mscm, t90):
@@ -150,18 +188,25 @@ def pss78(c_mscm, t90):
 
 
 def pss78_check(client, profiles, truth, label):
-    """Salinity from the Y520's EC (f32 DCBA, no saturation) is the truth."""
+    """Salinity from the Y520's EC (f32 DCBA, no saturation) is the truth
+    once its compensation (2 %/°C to 25 °C, from the profile) is undone;
+    PSS-78 of the compensated value at the water temperature is not."""
     i = next(i for i, p in enumerate(profiles) if p["profile"] == "yosemitech-y520")
     p = profiles[i]
     rr = client.read_holding_registers(9728, 4, slave=i + 1)
     if not R.check(not rr.isError(), "%s: Y520 block read" % label):
         return
     temp = decode(p["registers"][0], rr.registers[0:2])
-    ec = decode(p["registers"][1], rr.registers[2:4])
+    sc = decode(p["registers"][1], rr.registers[2:4])
+    reg = p["registers"][1]
+    ec = sc * (1 + reg["coef_pct_per_c"] / 100 * (temp - reg["ref_c"]))
     sp, want = pss78(ec, temp), truth[i + 1]["salinity"]
     R.check(abs(sp - want) < 0.01 * want + 0.02,
-            "%s: PSS-78 of the read EC %.3f mS/cm at %.2f C = %.3f ~ true salinity %.3f" %
-            (label, ec, temp, sp, want))
+            "%s: PSS-78 of the read EC %.3f mS/cm (specific %.3f) at %.2f C = %.3f ~ true salinity %.3f" %
+            (label, ec, sc, temp, sp, want))
+    R.check(temp > 26 and pss78(sc, temp) < 0.97 * want,
+            "%s: the Y520 serves compensated EC: PSS-78 of it at %.2f C is %.3f, not %.3f" %
+            (label, temp, pss78(sc, temp), want))
 
 
 def cli_checks(profiles):
@@ -199,6 +244,7 @@ def main():
     harness.wait_port(port, 10, sim)
     client = ModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=0)
     R.check(client.connect(), "tcp: client connects")
+    start_devices(client, profiles, "tcp")
     read_all(client, profiles, truth, "tcp", lambda i: i + 1)
     exceptions(client, profiles, "tcp")
     pss78_check(client, profiles, truth, "tcp")
@@ -227,6 +273,7 @@ def main():
                      what="agri-sim on the pty")
     client = ModbusSerialClient(port=pty.a, baudrate=9600, timeout=1, retries=0)
     R.check(client.connect(), "rtu: client opens the pty")
+    start_devices(client, profiles, "rtu")
     read_all(client, profiles, truth, "rtu", lambda i: i + 1)
     exceptions(client, profiles, "rtu")
     pss78_check(client, profiles, truth, "rtu")

@@ -99,12 +99,16 @@ static void test_sensecap(void)
 	CHECK_INT(device_read(&d, 3, 0, 5, T0, w, true), 0);
 	CHECK_INT(w[1], 0);
 	double t = decode(&d, "water_temperature", w, 0);
-	double c = decode(&d, "conductivity", w, 0);
-	double truth;
+	double c = decode(&d, "specific_conductance", w, 0);
+	double truth, tt;
 	CHECK(model_value(&d.params, "water_temperature", "°C", T0, &truth) == 0);
 	CHECK_NEAR(t, truth, 0.006);
+	tt = truth;
+	/* EC compensated to 25 °C with the device's 2.0 %/°C, as the SenseCAP
+	 * computes it (issue 19); it saturates at 20 mS/cm. */
 	CHECK(model_value(&d.params, "conductivity", "mS/cm", T0, &truth) == 0);
-	CHECK_NEAR(c, fmin(truth, 20.0), 0.0006); /* the probe saturates at 20 */
+	CHECK_NEAR(c, fmin(truth / (1 + 0.02 * (tt - 25)), 20.0), 0.0006);
+	CHECK(tt > 26 && c < truth * 0.97);
 	/* Exceptions: FC 04 absent, address beyond, count 0 / 126, only the gap. */
 	CHECK_INT(device_read(&d, 4, 0, 1, T0, w, true), MB_EX_ILLEGAL_FUNCTION);
 	CHECK_INT(device_read(&d, 3, 5, 1, T0, w, true), MB_EX_ILLEGAL_ADDRESS);
@@ -126,7 +130,107 @@ static void test_sensecap(void)
 	n = device_request(&d, bad, 5, T0, 0, resp, sizeof(resp), &act);
 	CHECK_INT(n, 2);
 	CHECK_INT(resp[0], 0x86);
-	CHECK_INT(resp[1], MB_EX_ILLEGAL_FUNCTION);
+	CHECK_INT(resp[1], MB_EX_ILLEGAL_ADDRESS); /* takes FC 06, not there */
+
+	/* The compensation coefficient: served at 0x0022 (20 = 2.0 %/°C),
+	 * and a technician may write another one (FC 06), which the device
+	 * then uses. */
+	CHECK_INT(device_read(&d, 3, 34, 1, T0, w, true), 0);
+	CHECK_INT(w[0], 20);
+	uint8_t coef[5] = {6, 0, 34, 0, 18};
+	n = device_request(&d, coef, 5, T0, 0, resp, sizeof(resp), &act);
+	CHECK_INT(n, 5);
+	CHECK(!memcmp(resp, coef, 5));
+	CHECK_NEAR(d.coef_pct, 1.8, 1e-12);
+	CHECK_INT(device_read(&d, 3, 34, 1, T0, w, true), 0);
+	CHECK_INT(w[0], 18);
+	CHECK_INT(device_read(&d, 3, 0, 5, T0, w, true), 0);
+	CHECK_NEAR(decode(&d, "specific_conductance", w, 0),
+		   fmin(truth / (1 + 0.018 * (tt - 25)), 20.0), 0.0006);
+}
+
+/* Yosemitech Y520: no fresh readings until its start measurement (FC 10
+ * at 0x1C00 with no registers); the Y4000's brush; dry and drift faults. */
+static void test_commands_and_probe_faults(void)
+{
+	static struct device y, s, a;
+	uint16_t w[32];
+	uint8_t start[6] = {0x10, 0x1C, 0x00, 0x00, 0x00, 0x00}, resp[260];
+	uint8_t other[6] = {0x10, 0x1D, 0x00, 0x00, 0x00, 0x00};
+	enum device_action act;
+	struct fault f;
+	const char *why;
+	size_t n;
+	double truth;
+
+	if (load(&y, "yosemitech-y520", 1) == 0) {
+		CHECK(!y.started);
+		CHECK_INT(device_read(&y, 3, 9728, 4, T0, w, true), 0);
+		CHECK_NEAR(decode(&y, "water_temperature", w, 9728), 0, 0);
+		CHECK_NEAR(decode(&y, "specific_conductance", w, 9728), 0, 0);
+		n = device_request(&y, other, 6, T0, 0, resp, sizeof(resp), &act);
+		CHECK_INT(n, 2);
+		CHECK_INT(resp[1], MB_EX_ILLEGAL_ADDRESS);
+		CHECK(!y.started);
+		n = device_request(&y, start, 6, T0, 0, resp, sizeof(resp), &act);
+		CHECK_INT(n, 5);
+		CHECK(!memcmp(resp, start, 5));
+		CHECK(y.started);
+		CHECK_INT(device_read(&y, 3, 9728, 4, T0, w, true), 0);
+		CHECK(model_value(&y.params, "water_temperature", "°C", T0, &truth) == 0);
+		CHECK_NEAR(decode(&y, "water_temperature", w, 9728), truth, 1e-4);
+		/* A malformed FC 16 (byte count disagrees). */
+		uint8_t bad16[7] = {0x10, 0x1C, 0x00, 0x00, 0x01, 0x02, 0x00};
+		n = device_request(&y, bad16, 7, T0, 0, resp, sizeof(resp), &act);
+		CHECK_INT(resp[1], MB_EX_ILLEGAL_VALUE);
+	}
+	if (load(&y, "yosemitech-y4000", 1) == 0) {
+		uint8_t brush[6] = {0x10, 0x2F, 0x00, 0x00, 0x00, 0x00};
+		CHECK(y.started); /* measures without a start */
+		n = device_request(&y, brush, 6, T0, 0, resp, sizeof(resp), &act);
+		CHECK_INT(n, 5);
+		CHECK_INT(y.n_wipes, 1);
+	}
+	/* EPEVER takes no writes at all. */
+	if (load(&y, "epever-tracer", 1) == 0) {
+		uint8_t wr[5] = {6, 0x90, 0x00, 0, 1};
+		n = device_request(&y, wr, 5, T0, 0, resp, sizeof(resp), &act);
+		CHECK_INT(resp[1], MB_EX_ILLEGAL_FUNCTION);
+	}
+	/* Aqua TROLL: the parameter IDs its profile expects are served. */
+	if (load(&a, "insitu-aquatroll-400", 1) == 0) {
+		CHECK_INT(device_read(&a, 3, 545, 18, T0, w, true), 0);
+		CHECK_INT(w[2], 9);
+		CHECK_INT(w[10], 10);
+		CHECK_INT(device_read(&a, 3, 563, 1, T0, w, true), 0);
+		CHECK_INT(w[0], 12);
+		CHECK_INT(device_read(&a, 3, 633, 2, T0, w, true), 0);
+		double alpha;
+		agri_reg_unpack(AGRI_REG_F32, AGRI_ORDER_ABCD, w, &alpha);
+		CHECK_NEAR(alpha, 0.0191, 1e-7);
+	}
+	/* dry: the conductivity cell reads 0 from ARG hours on; the
+	 * temperature is still read. */
+	if (load(&s, "sensecap-s-ec-01", 1) == 0) {
+		CHECK_INT(fault_parse("1:dry:2", &f, &why), 0);
+		CHECK_INT(f.mode, FAULT_DRY);
+		device_add_fault(&s, &f);
+		CHECK(device_value(&s, 1, T0 + 3600000, T0, true) > 1);
+		CHECK_NEAR(device_value(&s, 1, T0 + 3 * 3600000, T0, true), 0, 0);
+		CHECK(device_value(&s, 0, T0 + 3 * 3600000, T0, true) > 20);
+		CHECK_INT(fault_parse("1:dry:x", &f, &why), -EINVAL);
+	}
+	/* drift: fouling lowers the conductivity, not the temperature. */
+	if (load(&s, "sensecap-s-ec-01", 1) == 0) {
+		s.params.fixed_salinity = 4; /* below full scale */
+		CHECK_INT(fault_parse("1:drift:5", &f, &why), 0);
+		device_add_fault(&s, &f);
+		int64_t later = T0 + 3 * 86400000LL;
+		CHECK_NEAR(device_value(&s, 1, later, T0, true),
+			   0.85 * device_value(&s, 1, later, T0, false), 1e-9);
+		CHECK_NEAR(device_value(&s, 0, later, T0, true),
+			   device_value(&s, 0, later, T0, false), 0);
+	}
 }
 
 static void test_word_orders(void)
@@ -234,6 +338,7 @@ static void test_counters_and_faults(void)
 	/* Stuck and drift. */
 	static struct device s;
 	if (load(&s, "yosemitech-y520", 1) == 0) {
+		s.started = true; /* as the station's init does */
 		double v0 = device_value(&s, 1, T0, T0, true);
 		CHECK_INT(fault_parse("1:stuck", &f, &why), 0);
 		device_add_fault(&s, &f);
@@ -296,6 +401,7 @@ int main(void)
 	test_crc();
 	test_request_len();
 	test_sensecap();
+	test_commands_and_probe_faults();
 	test_word_orders();
 	test_counters_and_faults();
 	test_cli();

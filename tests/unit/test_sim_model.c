@@ -245,6 +245,44 @@ static void test_params(void)
 	CHECK_INT(model_params_set(&p, "bogus", "1"), -ENOENT);
 }
 
+/* Fixed water for bench tests (issue 19), and the level a pressure
+ * sensor at the bottom sees with the tide. */
+static void test_fixed_and_level(void)
+{
+	struct model_params p;
+	int64_t t = 1743552000000LL;
+	double v, lv, pr;
+
+	model_params_default(&p);
+	CHECK(isnan(p.fixed_salinity) && isnan(p.fixed_temp) && isnan(p.fixed_ec) &&
+	      isnan(p.coef_pct));
+	CHECK_INT(model_params_set(&p, "salinity", "4"), 0);
+	CHECK_INT(model_params_set(&p, "temperature", "31"), 0);
+	CHECK_NEAR(model_salinity(&p, t), 4, 0);
+	CHECK_NEAR(model_salinity(&p, t + 3600000 * 7), 4, 0);
+	CHECK_NEAR(model_water_temperature(&p, t), 31, 0);
+	CHECK_INT(model_value(&p, "conductivity", "mS/cm", t, &v), 0);
+	CHECK_NEAR(v, agri_c_from_sp(4, 31, 0), 1e-12);
+	/* in-situ conductivity given: it wins, salinity follows from it */
+	CHECK_INT(model_params_set(&p, "conductivity", "8.1741"), 0);
+	CHECK_INT(model_value(&p, "conductivity", "mS/cm", t, &v), 0);
+	CHECK_NEAR(v, 8.1741, 0);
+	CHECK_NEAR(model_salinity(&p, t), agri_sp_from_c(8.1741, 31, 0), 1e-12);
+	CHECK_INT(model_params_set(&p, "coef_pct", "1.9"), 0);
+	CHECK_NEAR(p.coef_pct, 1.9, 0);
+	CHECK_INT(model_params_set(&p, "coef_pct", "11"), -EINVAL);
+	CHECK_INT(model_params_set(&p, "temperature", "50"), -EINVAL);
+
+	/* Pressure of the column: level x (rho(T) + 0.75 S) g. */
+	model_params_default(&p);
+	p.water = MODEL_WATER_FRESH;
+	CHECK_INT(model_value(&p, "water_level", "m", t, &lv), 0);
+	CHECK_INT(model_value(&p, "pressure", "bar", t, &pr), 0);
+	CHECK_NEAR(pr * 1e5 / ((agri_water_density(model_water_temperature(&p, t)) +
+				0.75 * model_salinity(&p, t)) * AGRI_G), lv, 1e-9);
+	CHECK(lv > 2 && lv < 4);
+}
+
 int main(void)
 {
 	test_salinity_crossing();
@@ -256,5 +294,6 @@ int main(void)
 	test_lamp();
 	test_solar();
 	test_params();
+	test_fixed_and_level();
 	return test_main("test_sim_model");
 }

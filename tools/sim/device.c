@@ -1,7 +1,8 @@
 /*
  * A simulated slave (see device.h): register values from the models,
  * encoded with the protocols library's agri_reg_pack, and the request
- * handling of a real device including its exception codes and faults.
+ * handling of a real device including its exception codes, its commands
+ * (start measurement, wipers, the compensation coefficient) and faults.
  */
 #include "device.h"
 
@@ -10,6 +11,30 @@
 #include <string.h>
 
 #include "agri/regmap.h"
+
+/* The command of the profile a request is, or NULL. */
+static const struct agri_command *find_command(const struct agri_profile *p, uint8_t fc,
+					       uint16_t addr)
+{
+	for (size_t i = 0; i < p->n_init + p->n_before; i++) {
+		const struct agri_command *c = i < p->n_init ? &p->init[i] :
+						      &p->before_read[i - p->n_init];
+		if (c->fc == fc && c->addr == addr)
+			return c;
+	}
+	return NULL;
+}
+
+static bool has_start(const struct agri_profile *p)
+{
+	for (size_t i = 0; i < p->n_init + p->n_before; i++) {
+		const struct agri_command *c = i < p->n_init ? &p->init[i] :
+						      &p->before_read[i - p->n_init];
+		if (c->role == AGRI_CMD_START)
+			return true;
+	}
+	return false;
+}
 
 void device_init(struct device *d, int slave, const struct agri_profile *prof,
 		 const struct model_params *params, int64_t sim_start_ms)
@@ -22,6 +47,17 @@ void device_init(struct device *d, int slave, const struct agri_profile *prof,
 	d->sim_start_ms = sim_start_ms;
 	for (size_t i = 0; i < AGRI_PROFILE_REGS_MAX; i++)
 		d->counter_last_ms[i] = sim_start_ms;
+	d->started = !has_start(prof);
+	/* The coefficient the device compensates with: the parameter (a
+	 * technician changed it), else its profile's, else the common 2 %. */
+	d->coef_pct = 2.0;
+	for (size_t i = 0; i < prof->n_regs; i++)
+		if (prof->regs[i].specific && !isnan(prof->regs[i].coef_pct)) {
+			d->coef_pct = prof->regs[i].coef_pct;
+			break;
+		}
+	if (!isnan(params->coef_pct))
+		d->coef_pct = params->coef_pct;
 }
 
 int device_add_fault(struct device *d, const struct fault *f)
@@ -69,25 +105,53 @@ static double fallback_value(const struct device *d,
 	return v;
 }
 
+/* A conductivity register: the cell a dry probe or fouling affects. */
+static bool is_conductivity(const struct agri_register *r)
+{
+	return r->specific || r->dry_below > 0 || strstr(r->metric, "conductiv");
+}
+
+/* Physics the probe's fouling does not change (temperature, pressure, level). */
+static bool drift_free(const struct agri_register *r)
+{
+	return strstr(r->metric, "temp") || strstr(r->metric, "pressure") ||
+	       strstr(r->metric, "level") || strstr(r->metric, "depth");
+}
+
 double device_value(const struct device *d, size_t i, int64_t sim_ms,
 		    int64_t since_ms, bool with_faults)
 {
 	const struct agri_register *r = &d->prof.regs[i];
-	const struct fault *stuck, *drift;
+	const struct fault *stuck, *drift, *dry;
 	double v;
 
 	if (r->counter) {
 		const char *cls = r->sensor_suffix[0] ? r->sensor_suffix : r->metric;
 		return model_count(&d->params, model_class_factor(cls), since_ms, sim_ms);
 	}
+	/* Not started (Yosemitech): nothing measured, the registers read 0. */
+	if (with_faults && !d->started && !r->stable)
+		return r->has_min && r->min > 0 ? r->min : 0;
 	if (with_faults && !r->stable && (stuck = find_fault(d, FAULT_STUCK))) {
 		int64_t at = d->sim_start_ms + (int64_t)(stuck->arg * 3600000.0);
 		if (sim_ms > at)
 			sim_ms = at;
 	}
-	if (model_value(&d->params, r->metric, r->unit, sim_ms, &v) != 0)
+	if (r->specific) {
+		/* What the device computes: the in-situ conductivity compensated
+		 * to ref_c with its own coefficient and its own temperature. */
+		double t = model_water_temperature(&d->params, sim_ms);
+
+		if (model_value(&d->params, "conductivity", r->unit, sim_ms, &v) != 0)
+			v = 0;
+		v /= 1 + d->coef_pct / 100 * (t - r->ref_c);
+	} else if (model_value(&d->params, r->metric, r->unit, sim_ms, &v) != 0) {
 		v = fallback_value(d, r, sim_ms);
-	if (with_faults && !r->stable && (drift = find_fault(d, FAULT_DRIFT))) {
+	}
+	if (with_faults && is_conductivity(r) && (dry = find_fault(d, FAULT_DRY)) &&
+	    sim_ms >= d->sim_start_ms + (int64_t)(dry->arg * 3600000.0))
+		v = 0; /* an open cell: nothing conducts */
+	if (with_faults && !r->stable && !drift_free(r) && (drift = find_fault(d, FAULT_DRIFT))) {
 		double days = (double)(sim_ms - d->sim_start_ms) / 86400000.0;
 		double f = 1.0 - drift->arg / 100.0 * days;
 		v *= f < 0 ? 0 : f;
@@ -103,9 +167,54 @@ double device_value(const struct device *d, size_t i, int64_t sim_ms,
 static int fc_present(const struct agri_profile *p, uint8_t fc)
 {
 	for (size_t i = 0; i < p->n_regs; i++)
-		if (p->regs[i].fc == fc)
+		if (p->regs[i].fc == fc || (p->regs[i].has_coef_reg && p->regs[i].coef_reg.fc == fc))
+			return 1;
+	for (size_t i = 0; i < p->n_expect; i++)
+		if (p->expect[i].fc == fc)
 			return 1;
 	return 0;
+}
+
+/*
+ * Words the device holds beyond its polled registers: the compensation
+ * coefficient and the expected words. Marks those in [addr, addr+count)
+ * in covered[] and, when words is not NULL, writes them. Returns whether
+ * any was in range.
+ */
+static bool device_extras(const struct device *d, uint8_t fc, uint16_t addr, uint16_t count,
+			  uint8_t *covered, uint16_t *words)
+{
+	const struct agri_profile *p = &d->prof;
+	uint32_t end = (uint32_t)addr + count;
+	bool any = false;
+
+	for (size_t i = 0; i < p->n_regs; i++) {
+		const struct agri_reg_ref *c = &p->regs[i].coef_reg;
+		uint32_t n = agri_regtype_words(c->type);
+		uint16_t packed[4];
+
+		if (!p->regs[i].has_coef_reg || c->fc != fc || c->addr + n <= addr || c->addr >= end)
+			continue;
+		any = true;
+		(void)agri_reg_pack(c->type, c->order, d->coef_pct / c->scale, packed);
+		for (uint32_t k = 0; k < n; k++)
+			if (c->addr + k >= addr && c->addr + k < end) {
+				covered[c->addr + k - addr] = 1;
+				if (words)
+					words[c->addr + k - addr] = packed[k];
+			}
+	}
+	for (size_t i = 0; i < p->n_expect; i++) {
+		const struct agri_expect *x = &p->expect[i];
+
+		if (x->fc != fc || x->addr < addr || x->addr >= end)
+			continue;
+		any = true;
+		covered[x->addr - addr] = 1;
+		if (words)
+			words[x->addr - addr] = x->value;
+	}
+	return any;
 }
 
 int device_read(struct device *d, uint8_t fc, uint16_t addr, uint16_t count,
@@ -139,6 +248,8 @@ int device_read(struct device *d, uint8_t fc, uint16_t addr, uint16_t count,
 		for (uint32_t w = ra > addr ? ra : addr; w < re && w < end; w++)
 			covered[w - addr] = 1;
 	}
+	if (device_extras(d, fc, addr, count, covered, NULL))
+		touched = true;
 	if (!touched)
 		return MB_EX_ILLEGAL_ADDRESS;
 	if (p->even_align) {
@@ -169,7 +280,62 @@ int device_read(struct device *d, uint8_t fc, uint16_t addr, uint16_t count,
 			if (ra + k >= addr && ra + k < end)
 				words[ra + k - addr] = packed[k];
 	}
+	(void)device_extras(d, fc, addr, count, covered, words);
 	return 0;
+}
+
+/* A command of the profile arrived: start measuring, run the wiper. */
+static void device_command(struct device *d, const struct agri_command *c)
+{
+	d->n_commands++;
+	if (c->role == AGRI_CMD_START)
+		d->started = true;
+	else if (c->role == AGRI_CMD_WIPE)
+		d->n_wipes++;
+}
+
+/*
+ * FC 06 / 16: the profile's commands, and a new compensation coefficient
+ * written to coef_reg (FC 06, 16-bit). Writes anywhere else: exception
+ * 02, or 01 on a device that takes none. Returns 0 or the exception.
+ */
+static int device_write(struct device *d, const uint8_t *pdu, size_t len)
+{
+	const struct agri_profile *p = &d->prof;
+	uint8_t fc = pdu[0];
+	uint16_t addr = (uint16_t)(pdu[1] << 8 | pdu[2]);
+	const struct agri_command *c = find_command(p, fc, addr);
+	bool writable = false;
+
+	if (fc == 0x10 && (len < 6 || len != 6u + pdu[5] || pdu[5] != 2 * (pdu[3] << 8 | pdu[4])))
+		return MB_EX_ILLEGAL_VALUE;
+	if (fc == 0x06 && len != 5)
+		return MB_EX_ILLEGAL_VALUE;
+	if (c) {
+		device_command(d, c);
+		return 0;
+	}
+	for (size_t i = 0; i < p->n_regs; i++) {
+		const struct agri_register *r = &p->regs[i];
+
+		if (!r->has_coef_reg)
+			continue;
+		writable = true;
+		if (fc == 0x06 && r->coef_reg.addr == addr && r->coef_reg.fc == 3 &&
+		    agri_regtype_words(r->coef_reg.type) == 1) {
+			double v = (double)(pdu[3] << 8 | pdu[4]) * r->coef_reg.scale;
+
+			if (v < 0 || v > 10)
+				return MB_EX_ILLEGAL_VALUE;
+			d->coef_pct = v;
+			return 0;
+		}
+	}
+	for (size_t i = 0; i < p->n_init + p->n_before && !writable; i++) {
+		const struct agri_command *k = i < p->n_init ? &p->init[i] : &p->before_read[i - p->n_init];
+		writable = k->fc == 6 || k->fc == 16;
+	}
+	return writable ? MB_EX_ILLEGAL_ADDRESS : MB_EX_ILLEGAL_FUNCTION;
 }
 
 static size_t exception(uint8_t fc, uint8_t code, uint8_t *resp)
@@ -210,10 +376,38 @@ size_t device_request(struct device *d, const uint8_t *pdu, size_t len,
 		out = exception(fc, MB_EX_DEVICE_FAILURE, resp);
 		goto corrupt;
 	}
+	if (fc == 0x06 || fc == 0x10) {
+		ex = len >= 5 ? device_write(d, pdu, len) : MB_EX_ILLEGAL_VALUE;
+		if (ex) {
+			d->n_exceptions++;
+			out = exception(fc, (uint8_t)ex, resp);
+			goto corrupt;
+		}
+		memcpy(resp, pdu, 5); /* FC 06 echoes; FC 16 answers addr + count */
+		out = 5;
+		d->n_replies++;
+		goto corrupt;
+	}
 	if (fc != 0x03 && fc != 0x04) {
 		d->n_exceptions++;
 		out = exception(fc, MB_EX_ILLEGAL_FUNCTION, resp);
 		goto corrupt;
+	}
+	if (len == 5) {
+		/* A read the profile sends as a command (Yosemitech 0x2500). */
+		const struct agri_command *c = find_command(&d->prof, fc,
+							    (uint16_t)(pdu[1] << 8 | pdu[2]));
+		uint16_t cnt = (uint16_t)(pdu[3] << 8 | pdu[4]);
+
+		if (c && c->count == cnt && cnt <= AGRI_MODBUS_MAX_REGS) {
+			device_command(d, c);
+			resp[0] = fc;
+			resp[1] = (uint8_t)(2 * cnt);
+			memset(resp + 2, 0, 2 * (size_t)cnt);
+			out = 2 + 2 * (size_t)cnt;
+			d->n_replies++;
+			goto corrupt;
+		}
 	}
 	if (len != 5) {
 		d->n_exceptions++;

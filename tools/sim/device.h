@@ -42,6 +42,9 @@ struct device {
 	int64_t sim_start_ms;  /* simulated time at start (stuck, drift) */
 	uint64_t n_requests;   /* requests addressed to this slave */
 	int64_t counter_last_ms[AGRI_PROFILE_REGS_MAX]; /* last read, sim ms */
+	bool started;      /* measuring (always, unless the profile has a start) */
+	double coef_pct;   /* the EC compensation it applies, %/°C */
+	uint64_t n_commands, n_wipes;
 	/* Statistics, for the log at exit. */
 	uint64_t n_replies, n_exceptions, n_silent, n_corrupt;
 };

@@ -13,12 +13,13 @@
 #include "agri/util.h"
 
 static const char *const mode_names[] = {
-	"timeout", "crc", "exception", "stuck", "drift", "dropout",
+	"timeout", "crc", "exception", "stuck", "drift", "dropout", "dry",
 };
+#define N_MODES (sizeof(mode_names) / sizeof(mode_names[0]))
 
 const char *fault_mode_name(enum fault_mode m)
 {
-	return (unsigned)m < 6 ? mode_names[m] : "?";
+	return (unsigned)m < N_MODES ? mode_names[m] : "?";
 }
 
 int fault_parse(const char *spec, struct fault *out, const char **why)
@@ -48,11 +49,11 @@ int fault_parse(const char *spec, struct fault *out, const char **why)
 	arg = strchr(mode, ':');
 	if (arg)
 		*arg++ = '\0';
-	for (i = 0; i < 6; i++)
+	for (i = 0; i < (int)N_MODES; i++)
 		if (strcmp(mode, mode_names[i]) == 0)
 			break;
-	if (i == 6) {
-		*why = "mode must be timeout, crc, exception, stuck, drift or dropout";
+	if (i == (int)N_MODES) {
+		*why = "mode must be timeout, crc, exception, stuck, drift, dropout or dry";
 		return -EINVAL;
 	}
 	f.slave = (int)slave;
@@ -68,8 +69,10 @@ int fault_parse(const char *spec, struct fault *out, const char **why)
 		}
 		break;
 	case FAULT_STUCK:
+	case FAULT_DRY:
 		if (arg && util_parse_double(arg, 0, 1e6, &f.arg)) {
-			*why = "stuck takes hours after start";
+			*why = f.mode == FAULT_DRY ? "dry takes hours after start" :
+						     "stuck takes hours after start";
 			return -EINVAL;
 		}
 		break;

@@ -2,7 +2,8 @@
  * Injected faults (--fault SLAVE:MODE[:ARG]): what a misbehaving sensor
  * does to its master. Per request: no answer (timeout, dropout), a reply
  * with a corrupted CRC (crc), an exception 04 reply (exception); per value:
- * frozen (stuck) or slowly drifting low (drift, fouling). A fault belongs
+ * frozen (stuck), slowly drifting low (drift, fouling) or out of the water
+ * (dry). A fault belongs
  * to one slave and never touches the others. Pure decisions: randomness is
  * hashed from (seed, slave, mode, request number).
  */
@@ -19,13 +20,15 @@ enum fault_mode {
 	FAULT_STUCK,     /* ARG: simulated hours after start (default 0) */
 	FAULT_DRIFT,     /* ARG: percent per simulated day (default 2) */
 	FAULT_DROPOUT,   /* ARG: EVERY_S[/FOR_S] wall seconds (default 120/30) */
+	FAULT_DRY,       /* ARG: simulated hours after start (default 0); the probe is
+			    out of the water: conductivity reads 0 */
 };
 
 struct fault {
 	int slave;
 	enum fault_mode mode;
 	double rate;   /* timeout, crc, exception */
-	double arg;    /* stuck: hours; drift: %/day; dropout: period s */
+	double arg;    /* stuck, dry: hours; drift: %/day; dropout: period s */
 	double arg2;   /* dropout: duration s */
 };
 

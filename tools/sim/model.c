@@ -52,6 +52,10 @@ void model_params_default(struct model_params *p)
 	p->baseline = 20;
 	p->rain_prob = 0.12;
 	p->pv_w = 100;
+	p->fixed_salinity = NAN;
+	p->fixed_temp = NAN;
+	p->fixed_ec = NAN;
+	p->coef_pct = NAN;
 }
 
 int model_params_set(struct model_params *p, const char *key,
@@ -72,6 +76,10 @@ int model_params_set(struct model_params *p, const char *key,
 		{"baseline", offsetof(struct model_params, baseline), 0, 1e5},
 		{"rain", offsetof(struct model_params, rain_prob), 0, 1},
 		{"pv_w", offsetof(struct model_params, pv_w), 1, 10000},
+		{"salinity", offsetof(struct model_params, fixed_salinity), 0, 42},
+		{"temperature", offsetof(struct model_params, fixed_temp), -5, 40},
+		{"conductivity", offsetof(struct model_params, fixed_ec), 0, 100},
+		{"coef_pct", offsetof(struct model_params, coef_pct), 0, 10},
 	};
 
 	if (strcmp(key, "scenario") == 0) {
@@ -303,6 +311,11 @@ double model_salinity(const struct model_params *p, int64_t t_ms)
 {
 	double s;
 
+	if (!isnan(p->fixed_ec))
+		return agri_sp_from_c(p->fixed_ec, model_water_temperature(p, t_ms), 0);
+	if (!isnan(p->fixed_salinity))
+		return p->fixed_salinity;
+
 	if (p->water == MODEL_WATER_FRESH) {
 		double doy = local_doy(t_ms, NULL);
 		s = 0.15 + 0.06 * sin(2 * M_PI * (doy - 10) / 365.25) +
@@ -333,6 +346,8 @@ double model_water_temperature(const struct model_params *p, int64_t t_ms)
 	double h = local_hour(t_ms), doy = local_doy(t_ms, NULL);
 	double amp = p->water == MODEL_WATER_FRESH ? 2.0 : 1.0;
 
+	if (!isnan(p->fixed_temp))
+		return p->fixed_temp;
 	return 28.5 + amp * sin(2 * M_PI * (h - 9) / 24) +
 	       1.0 * sin(2 * M_PI * (doy - 80) / 365.25) +
 	       0.15 * ar_noise(p, NC_WTEMP, t_ms, 900, 0.9);
@@ -835,7 +850,7 @@ int model_value(const struct model_params *p, const char *metric,
 	case Q_RESIST:
 		s = model_salinity(p, t_ms);
 		t = model_water_temperature(p, t_ms);
-		v = agri_c_from_sp(s, t, 0);
+		v = isnan(p->fixed_ec) ? agri_c_from_sp(s, t, 0) : p->fixed_ec;
 		if (q != Q_EC)
 			v = agri_ec25(v, t, 0.02);
 		if (q == Q_TDS)
@@ -853,8 +868,9 @@ int model_value(const struct model_params *p, const char *metric,
 		v = water_level(p, t_ms);
 		break;
 	case Q_PRESSURE:
-		v = water_level(p, t_ms) * (997.0 + 0.75 * model_salinity(p, t_ms)) *
-		    9.80665 / 1e5;
+		/* gauge pressure of the column above a bottom-mounted sensor */
+		v = water_level(p, t_ms) * (agri_water_density(model_water_temperature(p, t_ms)) +
+					    0.75 * model_salinity(p, t_ms)) * AGRI_G / 1e5;
 		break;
 	case Q_DO:
 		v = dissolved_oxygen(p, t_ms);

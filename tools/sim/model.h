@@ -37,6 +37,11 @@ struct model_params {
 	double baseline;            /* median off-peak nightly catch */
 	double rain_prob;           /* probability a night is rainy */
 	double pv_w;                /* panel size, W */
+	/* Fixed water (bench tests; NaN = the water model): */
+	double fixed_salinity;      /* g/L */
+	double fixed_temp;          /* water temperature, °C */
+	double fixed_ec;            /* in-situ conductivity, mS/cm (wins over salinity) */
+	double coef_pct;            /* the device's EC compensation, %/°C (NaN: its profile's) */
 };
 
 /* Fills p with the defaults (seed 1, 18 km, ...). */
@@ -45,7 +50,8 @@ void model_params_default(struct model_params *p);
 /*
  * Sets one parameter from "key=value" text. Keys: distance_km,
  * tide_phase_h (alias phase_h), depth_m, period_d, phase_d, peak,
- * baseline, rain, pv_w, scenario (salinity-intrusion|freshwater).
+ * baseline, rain, pv_w, scenario (salinity-intrusion|freshwater), and
+ * salinity, temperature, conductivity (fixed water), coef_pct.
  * Returns 0, -ENOENT for an unknown key, -EINVAL for a bad value.
  */
 int model_params_set(struct model_params *p, const char *key,

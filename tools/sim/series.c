@@ -1,8 +1,8 @@
 /*
  * --series: the true values of every slave's metrics over a time span, as
  * CSV "ts,metric,value" (no serving, no faults). Counters are the counts
- * caught during each step; derived metrics (salinity via PSS-78) are the
- * model's salinity. With several slaves the metric is "<slave>/<metric>";
+ * caught during each step; derived metrics are the model's truth (salinity,
+ * water level above the sensor). With several slaves the metric is "<slave>/<metric>";
  * a register with a sensor_suffix is "<metric>.<suffix>".
  */
 #include "sim.h"
@@ -42,9 +42,14 @@ int sim_series(struct sim *s, FILE *out)
 				put(out, ts, d, many, r->metric, r->sensor_suffix,
 				    device_value(d, i, t, t - step, false));
 			}
-			for (size_t i = 0; i < d->prof.n_derived; i++)
-				put(out, ts, d, many, d->prof.derived[i].metric, NULL,
-				    model_salinity(&d->params, t));
+			for (size_t i = 0; i < d->prof.n_derived; i++) {
+				const struct agri_derived *dv = &d->prof.derived[i];
+				double v;
+
+				if (model_value(&d->params, dv->metric, dv->unit, t, &v) != 0)
+					v = model_salinity(&d->params, t);
+				put(out, ts, d, many, dv->metric, NULL, v);
+			}
 		}
 	}
 	return fflush(out) ? -errno : 0;

@@ -28,13 +28,14 @@ void sim_usage(FILE *out)
 "Simulated Modbus sensors (RTU on a serial/pty device, or Modbus TCP).\n"
 "  --slave N[:PROFILE,...]  serve slave id N (repeatable); PROFILE defaults to --profile.\n"
 "                           params: distance_km, tide_phase_h, depth_m, scenario,\n"
-"                           period_d, phase_d, peak, baseline, rain, pv_w\n"
+"                           period_d, phase_d, peak, baseline, rain, pv_w,\n"
+"                           salinity, temperature, conductivity (fixed water), coef_pct\n"
 "  --scenario NAME          salinity-intrusion (default), freshwater, bph-migration, solar\n"
 "  --speed X                simulated time runs X times faster (default 1)\n"
 "  --seed N                 reproducible noise (default 1)\n"
 "  --start DATE             simulated start, UTC (default now)\n"
 "  --fault SLAVE:MODE[:ARG] timeout|crc|exception[:RATE|always], stuck[:HOURS],\n"
-"                           drift[:PCT_PER_DAY], dropout[:EVERY_S[/FOR_S]]\n"
+"                           drift[:PCT_PER_DAY], dropout[:EVERY_S[/FOR_S]], dry[:HOURS]\n"
 "  --series                 print CSV ts,metric,value of the true values and exit\n"
 "See docs/sim.md.\n", out);
 }
