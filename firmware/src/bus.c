@@ -14,6 +14,17 @@
  * timeout, CRC, exception or other, counted per sensor, and logged once
  * per failure run (log_complain).
  *
+ * Before a sensor's first read, and again after it was gone (2 failed
+ * polls), the bus sends its profile's init commands (Yosemitech's start
+ * measurement, a brush), waits their wait_ms without blocking the other
+ * sensors, and reads what the profile wants checked once: the device's
+ * compensation coefficient (a warning when it differs from the profile;
+ * the device's value is used) and expected words (a mismatch marks the
+ * register's readings suspect, why "map"). before_read commands precede
+ * every read. Readings are judged by quality.c (dry, full scale, stuck,
+ * range); derived ones (salinity, water level) inherit their inputs'
+ * reason.
+ *
  * Threads: the bus thread owns everything here except `stop` and
  * `heartbeat_ms`, which are atomics read/written by the station.
  */
@@ -32,10 +43,14 @@
 #include "bus.h"
 #include "agri/log.h"
 #include "agri/util.h"
+#include "quality.h"
 
 #define BUS_BACKOFF_MAX_SKIPS 16
 #define BUS_WAIT_MAX_MS 5000 /* heartbeat at least this often */
 #define BUS_RECONNECT_MAX_MS 30000
+#define BUS_LEVEL_MAX_AGE_MS (6LL * 3600 * 1000) /* a level older says nothing */
+
+enum poll_result { POLL_FAILED, POLL_OK, POLL_DEFERRED };
 
 struct bus_slot {
 	const struct station_sensor *cfg;
@@ -45,13 +60,16 @@ struct bus_slot {
 	size_t n_reqs;
 	size_t loc_req[AGRI_PROFILE_REGS_MAX];
 	size_t loc_off[AGRI_PROFILE_REGS_MAX];
-	double last_raw[AGRI_PROFILE_REGS_MAX];
-	int64_t repeats[AGRI_PROFILE_REGS_MAX];
+	struct quality_state qs[AGRI_PROFILE_REGS_MAX];
+	double coef[AGRI_PROFILE_REGS_MAX]; /* the device's %/°C; NaN: the profile's */
+	bool map_bad[AGRI_PROFILE_REGS_MAX]; /* an expected word disagrees */
+	bool need_init;                      /* init + start-up reads before the next read */
 	int64_t due_ms;
 	int64_t interval_ms;
 	int fails;     /* consecutive failed polls */
 	int skip_left; /* polls still to skip (backoff) */
 	struct log_complaint complaint;
+	struct log_complaint cmd_complaint;
 };
 
 struct bus {
@@ -59,6 +77,8 @@ struct bus {
 	const struct station_bus *bcfg;
 	const atomic_bool *maint;
 	struct bus_sink sink;
+	struct bus_sensor_stats *all_stats; /* every sensor of the station */
+	size_t n_all;
 	modbus_t *ctx;
 	bool connected;
 	int connect_fails;
@@ -104,6 +124,8 @@ struct bus *bus_new(const struct station_config *cfg, size_t index,
 	b->bcfg = bc;
 	b->maint = maint;
 	b->sink = sink;
+	b->all_stats = stats;
+	b->n_all = cfg->n_sensors;
 	b->rng = (uint32_t)(start ^ (int64_t)index << 16) | 1;
 	atomic_init(&b->stop, false);
 	atomic_init(&b->heartbeat_ms, start);
@@ -151,8 +173,10 @@ struct bus *bus_new(const struct station_config *cfg, size_t index,
 			if (agri_plan_locate(sl->reqs, sl->n_reqs, &sl->profile->regs[r],
 					     &sl->loc_req[r], &sl->loc_off[r]) < 0)
 				sl->loc_req[r] = SIZE_MAX;
-			sl->last_raw[r] = NAN;
+			quality_init(&sl->qs[r]);
+			sl->coef[r] = NAN;
 		}
+		sl->need_init = true;
 		sl->interval_ms = (int64_t)llround(s->interval_s * 1000);
 		sl->due_ms = start + (int64_t)llround(s->warmup_s * 1000) + offset_ms;
 		/* The slot one poll of this sensor may take. */
@@ -233,16 +257,167 @@ static bool link_error(int e)
 	       e == ECONNREFUSED || e == EIO || e == ENXIO;
 }
 
+/* Keeps gap_ms between requests on the link. */
+static void bus_gap(struct bus *b)
+{
+	int64_t wait = b->last_io_ms + b->bcfg->gap_ms - util_mono_ms();
+
+	if (wait > 0)
+		sleep_ms(wait);
+}
+
+/* Sends one profile command as is (libmodbus's raw request: Yosemitech's
+ * FC10 with no registers is not a request libmodbus would build). Returns
+ * 0 when the device answered without an exception, else the errno. */
+static int bus_command(struct bus *b, struct bus_slot *sl, const struct agri_command *c)
+{
+	uint8_t req[8 + 2 * AGRI_CMD_VALUES_MAX], rsp[MODBUS_MAX_ADU_LENGTH];
+	int n, rc, off;
+
+	req[0] = (uint8_t)sl->cfg->slave;
+	n = 1 + (int)agri_command_pdu(c, req + 1);
+	bus_gap(b);
+	modbus_set_slave(b->ctx, (int)sl->cfg->slave);
+	rc = modbus_send_raw_request(b->ctx, req, n);
+	if (rc >= 0)
+		rc = modbus_receive_confirmation(b->ctx, rsp);
+	b->last_io_ms = util_mono_ms();
+	if (rc < 0)
+		return errno ? errno : EIO;
+	off = modbus_get_header_length(b->ctx);
+	if (rc > off + 1 && (rsp[off] & 0x80))
+		return MODBUS_ENOBASE + rsp[off + 1];
+	return 0;
+}
+
+/* Reads a word (or words) the profile checks once. 0 or the errno. */
+static int bus_read_ref(struct bus *b, struct bus_slot *sl, uint8_t fc, uint16_t addr,
+			enum agri_regtype type, enum agri_order order, double *raw)
+{
+	uint16_t w[4];
+	int n = (int)agri_regtype_words(type), rc;
+
+	bus_gap(b);
+	modbus_set_slave(b->ctx, (int)sl->cfg->slave);
+	if (fc == 4)
+		rc = modbus_read_input_registers(b->ctx, addr, n, w);
+	else
+		rc = modbus_read_registers(b->ctx, addr, n, w);
+	b->last_io_ms = util_mono_ms();
+	if (rc != n)
+		return rc < 0 ? (errno ? errno : EIO) : EMBBADDATA;
+	return agri_reg_unpack(type, order, w, raw) < 0 ? EMBBADDATA : 0;
+}
+
+/* True for an error that says the device is not there (as opposed to a
+ * device that answered "no": an exception). */
+static bool bus_absent(int e)
+{
+	return !(e >= EMBXILFUN && e <= EMBXGTAR);
+}
+
+/*
+ * Init commands and the start-up reads of a sensor (see the file comment).
+ * Returns 0 and the longest wait_ms asked for in *wait_ms, or the errno
+ * when the device does not answer (the poll fails).
+ */
+static int bus_startup(struct bus *b, struct bus_slot *sl, int64_t *wait_ms)
+{
+	const struct agri_profile *p = sl->profile;
+	const char *name = sl->cfg->name;
+	int e;
+
+	*wait_ms = 0;
+	for (size_t i = 0; i < p->n_init; i++) {
+		e = bus_command(b, sl, &p->init[i]);
+		if (e && bus_absent(e))
+			return e;
+		if (e)
+			log_warn("bus", "sensor=%s init command %zu (fc=%d addr=%d) refused: %s",
+				 name, i, p->init[i].fc, p->init[i].addr, modbus_strerror(e));
+		if (p->init[i].wait_ms > *wait_ms)
+			*wait_ms = p->init[i].wait_ms;
+	}
+	for (size_t r = 0; r < p->n_regs; r++) {
+		const struct agri_register *reg = &p->regs[r];
+		const struct agri_reg_ref *c = &reg->coef_reg;
+		double raw;
+
+		sl->coef[r] = NAN;
+		sl->map_bad[r] = false;
+		if (!reg->has_coef_reg)
+			continue;
+		e = bus_read_ref(b, sl, c->fc, c->addr, c->type, c->order, &raw);
+		if (e && bus_absent(e))
+			return e;
+		if (e || !(raw * c->scale >= 0 && raw * c->scale <= 10)) {
+			log_warn("bus", "sensor=%s metric=%s: cannot read the device's compensation "
+				 "coefficient (fc=%d addr=%d): %s; using the profile's %.2f %%/°C",
+				 name, reg->metric, c->fc, c->addr,
+				 e ? modbus_strerror(e) : "out of 0..10 %/°C", reg->coef_pct);
+			continue;
+		}
+		sl->coef[r] = raw * c->scale;
+		if (fabs(sl->coef[r] - reg->coef_pct) > 0.005)
+			log_warn("bus", "sensor=%s metric=%s: the device compensates with %.2f %%/°C, "
+				 "profile %s says %.2f: salinity uses the device's value", name,
+				 reg->metric, sl->coef[r], p->name, reg->coef_pct);
+	}
+	for (size_t i = 0; i < p->n_expect; i++) {
+		const struct agri_expect *x = &p->expect[i];
+		double raw;
+
+		e = bus_read_ref(b, sl, x->fc, x->addr, AGRI_REG_U16, AGRI_ORDER_ABCD, &raw);
+		if (e && bus_absent(e))
+			return e;
+		if (e) {
+			log_warn("bus", "sensor=%s cannot check fc=%d addr=%d of profile %s: %s", name,
+				 x->fc, x->addr, p->name, modbus_strerror(e));
+			continue;
+		}
+		if (raw == x->value)
+			continue;
+		log_error("bus", "sensor=%s does not match profile %s: fc=%d addr=%d reads %.0f, "
+			  "expected %u; %s readings are suspect (why=map)", name, p->name, x->fc,
+			  x->addr, raw, x->value, x->metric[0] ? x->metric : "all its");
+		for (size_t r = 0; r < p->n_regs; r++)
+			if (!x->metric[0] || !strcmp(x->metric, p->regs[r].metric))
+				sl->map_bad[r] = true;
+	}
+	return 0;
+}
+
+/* The before_read commands; 0 or the errno of a device gone. */
+static int bus_before_read(struct bus *b, struct bus_slot *sl)
+{
+	const struct agri_profile *p = sl->profile;
+	int64_t wait = 0;
+
+	for (size_t i = 0; i < p->n_before; i++) {
+		int e = bus_command(b, sl, &p->before_read[i]);
+
+		if (e && bus_absent(e))
+			return e;
+		if (e)
+			log_complain(&sl->cmd_complaint, LOG_LVL_WARN, "bus",
+				     "sensor=%s before_read command %zu refused: %s",
+				     sl->cfg->name, i, modbus_strerror(e));
+		if (p->before_read[i].wait_ms > wait)
+			wait = p->before_read[i].wait_ms;
+	}
+	if (wait > 0)
+		sleep_ms(wait);
+	return 0;
+}
+
 /* Reads the plan into b->words. Returns 0 or the failing errno. */
 static int bus_read_plan(struct bus *b, struct bus_slot *sl)
 {
 	for (size_t i = 0; i < sl->n_reqs; i++) {
 		const struct agri_read_req *q = &sl->reqs[i];
-		int64_t wait = b->last_io_ms + b->bcfg->gap_ms - util_mono_ms();
 		int rc;
 
-		if (wait > 0)
-			sleep_ms(wait);
+		bus_gap(b);
 		modbus_set_slave(b->ctx, (int)sl->cfg->slave);
 		if (q->fc == 4)
 			rc = modbus_read_input_registers(b->ctx, q->addr, q->count, b->words[i]);
@@ -255,14 +430,6 @@ static int bus_read_plan(struct bus *b, struct bus_slot *sl)
 	return 0;
 }
 
-static size_t find_metric(const struct agri_reading *r, size_t n, const char *metric)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(r[i].metric, metric))
-			return i;
-	return SIZE_MAX;
-}
-
 static void fill(struct agri_reading *r, int64_t ts, const char *sensor,
 		 const char *metric, const char *unit)
 {
@@ -273,6 +440,7 @@ static void fill(struct agri_reading *r, int64_t ts, const char *sensor,
 	r->value = 0;
 	r->has_value = false;
 	r->q = AGRI_Q_ERROR;
+	r->why[0] = '\0';
 }
 
 /* A register's reading: metric and unit from the register; the sensor is
@@ -293,35 +461,88 @@ static void fill_reg(struct agri_reading *r, int64_t ts, const char *sensor,
 	}
 }
 
-/* Derived metrics (PSS-78 salinity) from the decoded readings out[0..n). */
-static size_t bus_derive(const struct agri_profile *p, struct agri_reading *out,
-			 size_t n, int64_t ts, const char *sensor)
+/* The station's water level now (any sensor's, the newest, m): false
+ * when none is known or it is older than BUS_LEVEL_MAX_AGE_MS. */
+static bool station_level(const struct bus *b, int64_t now, double *level)
 {
+	int64_t best = 0;
+
+	for (size_t i = 0; i < b->n_all; i++) {
+		int64_t ts = atomic_load(&b->all_stats[i].level_ts_ms);
+
+		if (ts > best && now - ts <= BUS_LEVEL_MAX_AGE_MS) {
+			best = ts;
+			*level = (double)atomic_load(&b->all_stats[i].level_um) / 1e6;
+		}
+	}
+	return best > 0;
+}
+
+/* Judges the register readings out[0..n_regs) (quality.c): dry (also by
+ * the station's water level against the probe's height), full scale,
+ * stuck, range, and "map" when the device failed an expected word. */
+static void bus_judge(struct bus *b, struct bus_slot *sl, struct agri_reading *out,
+		      int64_t ts)
+{
+	const struct agri_profile *p = sl->profile;
+	double level;
+	bool level_dry = sl->cfg->has_probe_level && station_level(b, ts, &level) &&
+			 level < sl->cfg->probe_level_m;
+
+	for (size_t i = 0; i < p->n_regs; i++) {
+		const struct agri_register *reg = &p->regs[i];
+		double after = reg->stuck_after_s > 0 ? reg->stuck_after_s : p->stuck_after_s;
+
+		quality_judge(reg, after, sl->cfg->stuck_reads, level_dry && reg->dry_below > 0,
+			      &sl->qs[i], &out[i]);
+		if (sl->map_bad[i])
+			quality_mark(&out[i], AGRI_WHY_MAP);
+	}
+}
+
+/* The value of register reading x for a derived input: NaN unless read. */
+static double input(const struct agri_reading *x)
+{
+	return x && x->has_value ? x->value : NAN;
+}
+
+/*
+ * Derived metrics of one poll, after out[0..n_regs) were decoded and
+ * judged: each inherits its inputs' reason; a good water level is kept for
+ * the station's dry checks (the next poll of every probe uses it).
+ * Returns the new count.
+ */
+static size_t bus_derive(struct bus_slot *sl, struct agri_reading *out, size_t n, int64_t ts)
+{
+	const struct agri_profile *p = sl->profile;
+
 	for (size_t d = 0; d < p->n_derived; d++) {
 		const struct agri_derived *dv = &p->derived[d];
-		struct agri_reading *r = &out[n];
-		size_t ic = find_metric(out, n, dv->from[0]);
-		size_t it = find_metric(out, n, dv->from[1]);
+		struct agri_reading *r = &out[n + d];
+		const struct agri_reading *a = &out[dv->from_reg[0]];
+		const struct agri_reading *t = dv->from_reg[1] >= 0 ? &out[dv->from_reg[1]] : NULL;
+		const struct agri_reading *air = dv->air_reg >= 0 ? &out[dv->air_reg] : NULL;
+		double in[2] = {input(a), input(t)}, v;
 
-		fill(r, ts, sensor, dv->metric, dv->unit);
-		if (ic == SIZE_MAX || it == SIZE_MAX || !out[ic].has_value ||
-		    !out[it].has_value) {
-			n++;
+		fill(r, ts, sl->cfg->name, dv->metric, dv->unit);
+		if ((t && !t->has_value) || (air && !air->has_value) ||
+		    agri_derive(p, dv, in, input(air), sl->coef[dv->from_reg[0]],
+				sl->cfg->level_offset_m, &v) < 0)
 			continue;
+		r->value = v;
+		r->has_value = true;
+		r->q = AGRI_Q_OK;
+		quality_inherit(r, a, t);
+		if (r->q == AGRI_Q_OK && air)
+			quality_inherit(r, air, NULL);
+		if (dv->fn == AGRI_DERIVED_PSS78 && v > 42)
+			quality_mark(r, AGRI_WHY_RANGE);
+		if (dv->fn == AGRI_DERIVED_LEVEL && r->q == AGRI_Q_OK) {
+			atomic_store(&sl->stats->level_um, llround(v * 1e6));
+			atomic_store(&sl->stats->level_ts_ms, ts);
 		}
-		if (dv->fn == AGRI_DERIVED_PSS78) {
-			double sp = agri_sp_from_c(out[ic].value, out[it].value, 0);
-
-			if (isfinite(sp)) {
-				r->value = sp;
-				r->has_value = true;
-				r->q = (out[ic].q == AGRI_Q_SUSPECT || out[it].q == AGRI_Q_SUSPECT ||
-					sp > 42) ? AGRI_Q_SUSPECT : AGRI_Q_OK;
-			}
-		}
-		n++;
 	}
-	return n;
+	return n + p->n_derived;
 }
 
 /* Error readings for every metric of a sensor (a failed or skipped poll). */
@@ -337,7 +558,7 @@ static size_t bus_error_readings(struct bus *b, const struct bus_slot *sl, int64
 	return n;
 }
 
-/* Decodes b->words into readings; stuck check; maintenance. */
+/* Decodes b->words into readings (range check only; bus_judge does the rest). */
 static size_t bus_decode(struct bus *b, struct bus_slot *sl, int64_t ts)
 {
 	const struct agri_profile *p = sl->profile;
@@ -353,35 +574,27 @@ static size_t bus_decode(struct bus *b, struct bus_slot *sl, int64_t ts)
 			continue;
 		agri_register_decode(reg, &b->words[sl->loc_req[i]][sl->loc_off[i]],
 				     &r->value, &r->has_value, &r->q);
-		if (!r->has_value) {
+		if (!r->has_value)
 			r->q = AGRI_Q_ERROR;
-			continue;
-		}
-		/* Stuck: the same value N times in a row for a register that
-		 * should move. */
-		if (sl->cfg->stuck_reads > 0 && !reg->stable && !reg->counter) {
-			if (r->value == sl->last_raw[i])
-				sl->repeats[i]++;
-			else
-				sl->repeats[i] = 1;
-			sl->last_raw[i] = r->value;
-			if (sl->repeats[i] >= sl->cfg->stuck_reads && r->q == AGRI_Q_OK)
-				r->q = AGRI_Q_SUSPECT;
-		}
 	}
-	n = bus_derive(p, b->out, n, ts, sl->cfg->name);
+	bus_judge(b, sl, b->out, ts);
+	n = bus_derive(sl, b->out, n, ts);
 	if (maint)
 		for (size_t i = 0; i < n; i++)
-			if (b->out[i].has_value)
+			if (b->out[i].has_value) {
 				b->out[i].q = AGRI_Q_MAINT;
+				b->out[i].why[0] = '\0';
+			}
 	return n;
 }
 
 /* Polls one sensor (or skips it while backed off); emits its readings.
- * Returns true when the read succeeded. */
-static bool bus_poll(struct bus *b, struct bus_slot *sl, bool force)
+ * Returns POLL_OK when the read succeeded, POLL_DEFERRED when init asked
+ * for a wait (due_ms moved; nothing emitted), else POLL_FAILED. With
+ * force (--once) waits are slept through and backoff is ignored. */
+static enum poll_result bus_poll(struct bus *b, struct bus_slot *sl, bool force)
 {
-	int64_t now = util_mono_ms();
+	int64_t now = util_mono_ms(), wait = 0;
 	int e = 0;
 	size_t n;
 
@@ -390,13 +603,24 @@ static bool bus_poll(struct bus *b, struct bus_slot *sl, bool force)
 		atomic_fetch_add(&sl->stats->skipped, 1);
 		n = bus_error_readings(b, sl, util_now_ms());
 		b->sink.emit(b->sink.ctx, b->out, n);
-		return false;
+		return POLL_FAILED;
 	}
 	if (!bus_link_up(b, now))
 		e = ENOTCONN;
 	else if (sl->n_reqs == 0)
 		e = EINVAL;
-	else
+	else if (sl->need_init && (e = bus_startup(b, sl, &wait)) == 0) {
+		sl->need_init = false;
+		if (wait > 0 && !force) {
+			sl->due_ms = util_mono_ms() + wait;
+			return POLL_DEFERRED;
+		}
+		if (wait > 0)
+			sleep_ms(wait);
+	}
+	if (e == 0)
+		e = bus_before_read(b, sl);
+	if (e == 0)
 		e = bus_read_plan(b, sl);
 	if (e == 0) {
 		n = bus_decode(b, sl, util_now_ms());
@@ -408,7 +632,7 @@ static bool bus_poll(struct bus *b, struct bus_slot *sl, bool force)
 		sl->fails = 0;
 		sl->skip_left = 0;
 		b->sink.emit(b->sink.ctx, b->out, n);
-		return true;
+		return POLL_OK;
 	}
 	atomic_fetch_add(&sl->stats->reads_failed, 1);
 	if (e == ENOTCONN) {
@@ -426,6 +650,9 @@ static bool bus_poll(struct bus *b, struct bus_slot *sl, bool force)
 			modbus_flush(b->ctx);
 	}
 	sl->fails++;
+	/* Gone for two polls: it may have restarted, so init it again. */
+	if (sl->fails >= 2)
+		sl->need_init = true;
 	if (sl->fails >= 2 && !force) {
 		int k = sl->fails - 2;
 
@@ -433,7 +660,7 @@ static bool bus_poll(struct bus *b, struct bus_slot *sl, bool force)
 	}
 	n = bus_error_readings(b, sl, util_now_ms());
 	b->sink.emit(b->sink.ctx, b->out, n);
-	return false;
+	return POLL_FAILED;
 }
 
 static void *bus_main(void *arg)
@@ -469,7 +696,8 @@ static void *bus_main(void *arg)
 			pthread_mutex_unlock(&b->lock);
 			continue;
 		}
-		bus_poll(b, next, false);
+		if (bus_poll(b, next, false) == POLL_DEFERRED)
+			continue; /* due_ms moved to the end of the device's wait */
 		/* Fixed rate; a poll that overran its next slot skips it. */
 		now = util_mono_ms();
 		do
@@ -509,7 +737,7 @@ int bus_poll_once(struct bus *b)
 
 	for (size_t i = 0; i < b->n_slots; i++) {
 		b->reconnect_at_ms = 0;
-		if (bus_poll(b, &b->slots[i], true))
+		if (bus_poll(b, &b->slots[i], true) == POLL_OK)
 			ok++;
 	}
 	return ok;

@@ -23,6 +23,9 @@ struct bus_sensor_stats {
 	atomic_uint_fast64_t reads_ok, reads_failed, skipped;
 	atomic_uint_fast64_t timeouts, crc_errors, exceptions, other_errors;
 	atomic_int_fast64_t last_ok_ms; /* wall clock of the last good read */
+	/* The sensor's last good water level (um) and its reading time (0 =
+	 * none): the buses of the station read it to tell a dry probe. */
+	atomic_int_fast64_t level_um, level_ts_ms;
 };
 
 /* Where readings go. Called on the bus thread with n <= BUS_READINGS_MAX

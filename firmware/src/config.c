@@ -214,6 +214,12 @@ static const struct agri_cfg_field sensor_fields[] = {
 	DBL(struct station_sensor, "interval_s", interval_s, 0.1, 86400),
 	DBL(struct station_sensor, "warmup_s", warmup_s, 0, 3600),
 	INT(struct station_sensor, "stuck_reads", stuck_reads, 0, 100000),
+	{.key = "level_offset_m", .type = AGRI_CFG_DOUBLE, .min = -10000, .max = 10000,
+	 .offset = offsetof(struct station_sensor, level_offset_m),
+	 .present_offset = offsetof(struct station_sensor, has_level_offset)},
+	{.key = "probe_level_m", .type = AGRI_CFG_DOUBLE, .min = -10000, .max = 10000,
+	 .offset = offsetof(struct station_sensor, probe_level_m),
+	 .present_offset = offsetof(struct station_sensor, has_probe_level)},
 };
 
 static int parse_sensors(const cJSON *item, void *field, const char *path,
@@ -429,6 +435,19 @@ static int config_check(struct station_config *c, const char *base_path,
 					 &c->profiles[c->n_profiles], where, err))
 				return -EINVAL;
 			s->profile_index = (int)c->n_profiles++;
+		}
+		if (s->has_level_offset) {
+			const struct agri_profile *p = &c->profiles[s->profile_index];
+			bool level = false;
+
+			for (j = 0; j < p->n_derived; j++)
+				level = level || p->derived[j].fn == AGRI_DERIVED_LEVEL;
+			if (!level) {
+				agri_path_key(where, sizeof(where), sub, "level_offset_m");
+				agri_err_set(err, where, "profile \"%s\" derives no water level",
+					     s->profile);
+				return -EINVAL;
+			}
 		}
 		/* Class registers (light-trap counts) name "<sensor>-<suffix>". */
 		for (j = 0; j < c->profiles[s->profile_index].n_regs; j++) {

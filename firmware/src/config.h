@@ -45,6 +45,10 @@ struct station_sensor {
 	double interval_s;
 	double warmup_s;     /* delay before the first poll after the bus starts */
 	int64_t stuck_reads; /* identical raw values in a row -> suspect; 0 = off */
+	double level_offset_m; /* added to the profile's derived water level */
+	double probe_level_m;  /* the probe's height on the level datum: below
+				  it the station's water level says "dry" */
+	bool has_level_offset, has_probe_level;
 	/* Resolved by the cross-check: */
 	int bus_index;
 	int profile_index;

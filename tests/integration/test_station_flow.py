@@ -1,5 +1,6 @@
 """agri-station end to end with real mosquitto and agri-sim (TCP and an RTU
-pty): readings carry the simulator's values and PSS-78 salinity; a dead
+pty): readings carry the simulator's values and PSS-78 salinity (of the
+SenseCAP's specific conductance with its 2 %/°C compensation undone); a dead
 slave does not disturb the others' schedule; a 60 s broker outage loses
 nothing; a pushed config (signed by an installed technician's key) is
 applied within one cycle, an invalid one is rejected with its reason;
@@ -52,18 +53,18 @@ def main():
     ok_sal = 0
     bad = []
     for sensor in ("s1", "s2", "r5"):
-        cond = dict((t, v) for t, v, q in gw.series(sensor, "conductivity"))
+        cond = dict((t, v) for t, v, q in gw.series(sensor, "specific_conductance"))
         temp = dict((t, v) for t, v, q in gw.series(sensor, "water_temperature"))
         for t, v, q in gw.series(sensor, "salinity"):
             if t in cond and t in temp and v is not None:
-                want = S.sp_from_c(cond[t], temp[t])
+                want = S.sp_from_c(cond[t] * (1 + 0.02 * (temp[t] - 25)), temp[t])
                 # Below SP 2 the reference omits gsw's Hill ratio (~1e-4 relative).
                 tol = 1e-6 + (1e-6 if want >= 2 else 1e-3) * want
                 if abs(v - want) <= tol:
                     ok_sal += 1
                 else:
                     bad.append((sensor, t, v, want))
-    res.check(ok_sal >= 6 and not bad, "salinity = PSS-78(conductivity, temperature) (%d ok, bad %s)"
+    res.check(ok_sal >= 6 and not bad, "salinity = PSS-78(EC25 x (1 + 0.02 (t - 25)), t) (%d ok, bad %s)"
               % (ok_sal, bad[:3]))
     # Values the simulator serves: read the same slave directly and compare.
     from pymodbus.client import ModbusTcpClient
@@ -74,19 +75,19 @@ def main():
     cli.close()
     direct_ec = rr.registers[2] * 0.001
     direct_t = (rr.registers[0] - 65536 if rr.registers[0] > 32767 else rr.registers[0]) * 0.01
-    last_ec = gw.series("s1", "conductivity")[-1][1]
+    last_ec = gw.series("s1", "specific_conductance")[-1][1]
     last_t = gw.series("s1", "water_temperature")[-1][1]
     res.check(abs(last_ec - direct_ec) <= max(0.05 * direct_ec, 0.01) and abs(last_t - direct_t) <= 0.5,
               "station values match the simulator's registers (ec %.3f vs %.3f, t %.2f vs %.2f)"
               % (last_ec, direct_ec, last_t, direct_t))
-    dead = gw.series("dead", "conductivity")
+    dead = gw.series("dead", "specific_conductance")
     res.check(dead and all(q == "error" and v is None for _, v, q in dead),
               "dead slave gives error readings (value null)")
 
     # 2. One dead slave on the bus: the others keep their 1 s period within 10 %.
     time.sleep(8)
     for sensor in ("s1", "s2"):
-        p = periods(gw.series(sensor, "conductivity"))[-8:]
+        p = periods(gw.series(sensor, "specific_conductance"))[-8:]
         mean = statistics.mean(p) if p else 0
         res.check(p and abs(mean - 1.0) <= 0.1 and max(p) <= 1.1 + 0.15,
                   "%s keeps its schedule next to a dead slave (mean %.3f s, max %.3f s)"
@@ -107,7 +108,7 @@ def main():
     t_up = time.time()
     H.wait_for(lambda: gw.client.is_connected(), 30, what="stand-in reconnect")
     H.wait_for(lambda: S.spool_depth(state) == 0, 60, what="spool drained after the outage")
-    s1 = [S.ts_seconds(t) for t, v, q in gw.series("s1", "conductivity")]
+    s1 = [S.ts_seconds(t) for t, v, q in gw.series("s1", "specific_conductance")]
     during = [t for t in s1 if t_down + 1 < t < t_up - 1]
     gaps = [b - a for a, b in zip(s1, s1[1:])]
     res.check(len(during) >= 0.9 * (OUTAGE_S - 2) and max(gaps) < 2.5,
@@ -133,7 +134,7 @@ def main():
     res.check(ack.get("result") == "applied" and ack.get("signed_by") == "tech1",
               "config v2 applied, signed by tech1 (%s)" % ack)
     time.sleep(7)
-    after = [S.ts_seconds(t) for t, v, q in gw.series("s1", "conductivity") if S.ts_seconds(t) > t_push + 2.5]
+    after = [S.ts_seconds(t) for t, v, q in gw.series("s1", "specific_conductance") if S.ts_seconds(t) > t_push + 2.5]
     p = [b - a for a, b in zip(after, after[1:])]
     res.check(p and abs(statistics.mean(p) - 2.0) <= 0.2,
               "new interval in force within one cycle (periods %s)" % [round(x, 2) for x in p])
@@ -152,7 +153,7 @@ def main():
               "invalid config rejected with its reason (%s)" % ack.get("error"))
     t_rej = time.time()
     time.sleep(5)
-    after = [S.ts_seconds(t) for t, v, q in gw.series("s1", "conductivity") if S.ts_seconds(t) > t_rej]
+    after = [S.ts_seconds(t) for t, v, q in gw.series("s1", "specific_conductance") if S.ts_seconds(t) > t_rej]
     p = [b - a for a, b in zip(after, after[1:])]
     res.check(p and abs(statistics.mean(p) - 2.0) <= 0.2, "old schedule continues after a rejection")
     old = dict(new)
