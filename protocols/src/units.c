@@ -101,6 +101,8 @@ double agri_sp_from_c(double c_mScm, double t90, double p_dbar)
 	if (!isfinite(c_mScm) || !isfinite(t90) || !isfinite(p_dbar) ||
 	    c_mScm < 0)
 		return NAN;
+	if (c_mScm == 0)
+		return 0; /* the extension's terms cancel, up to rounding */
 	rt = ratio_rt(c_mScm / AGRI_C3515, t68, p_dbar);
 	if (!(rt >= 0))
 		return NAN;

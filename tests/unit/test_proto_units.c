@@ -107,6 +107,9 @@ static void test_ec25(void)
 	for (double t = 0; t <= 35; t += 0.5)
 		CHECK_NEAR(agri_ec_from_sc(agri_ec25(7.3, t, 0.02), t, 0.02, 25), 7.3, 1e-12);
 	CHECK_NEAR(agri_ec_from_sc(1.0, 20, 0.0191, 20), 1.0, 0);
+	/* A dry probe's 0 is salinity 0 at every temperature, not NaN. */
+	for (double t = 0; t <= 35; t += 0.25)
+		CHECK_NEAR(agri_sp_from_c(0, t, 0), 0, 0);
 }
 
 /* Level: Jones & Harris density, head of a water column, unit factors. */
