@@ -222,8 +222,40 @@ static void test_remote_check(void)
 	CHECK_INT(station_config_remote_check(&run, &pushed, &err), 0);
 }
 
+/* sensors[].level_offset_m and probe_level_m (issue 19). */
+static void test_level_keys(void)
+{
+	char msg[300];
+
+	CHECK_INT(parse("", "", "", "rs485", "1", "keller-acculevel",
+			",{\"name\":\"sonde2\",\"bus\":\"rs485\",\"slave\":2,"
+			"\"profile\":\"sensecap-s-ec-01\",\"probe_level_m\":1.25}", "", msg, sizeof(msg)), 0);
+	CHECK_STR(msg, "");
+	CHECK(!cfg.sensors[0].has_level_offset && cfg.sensors[0].level_offset_m == 0);
+	CHECK(cfg.sensors[1].has_probe_level);
+	CHECK_NEAR(cfg.sensors[1].probe_level_m, 1.25, 0);
+	CHECK(!cfg.sensors[0].has_probe_level);
+	/* the offset goes where a profile derives a level */
+	CHECK_INT(parse("", "", "", "rs485", "1", "keller-acculevel\",\"level_offset_m\":-0.75,\"x\":\"",
+			"", "", msg, sizeof(msg)), -EINVAL); /* (an unknown key: the table is closed) */
+	CHECK_INT(parse("", "", "", "rs485", "1", "keller-acculevel",
+			",{\"name\":\"g2\",\"bus\":\"rs485\",\"slave\":3,\"profile\":\"keller-acculevel\","
+			"\"level_offset_m\":-0.75}", "", msg, sizeof(msg)), 0);
+	CHECK(cfg.sensors[1].has_level_offset);
+	CHECK_NEAR(cfg.sensors[1].level_offset_m, -0.75, 0);
+	CHECK_INT(parse("", "", "", "rs485", "1", "keller-acculevel",
+			",{\"name\":\"s2\",\"bus\":\"rs485\",\"slave\":3,\"profile\":\"sensecap-s-ec-01\","
+			"\"level_offset_m\":1}", "", msg, sizeof(msg)), -EINVAL);
+	CHECK_STR(msg, "sensors[1].level_offset_m: profile \"sensecap-s-ec-01\" derives no water level");
+	CHECK_INT(parse("", "", "", "rs485", "1", "keller-acculevel",
+			",{\"name\":\"s2\",\"bus\":\"rs485\",\"slave\":3,\"profile\":\"keller-acculevel\","
+			"\"level_offset_m\":20000}", "", msg, sizeof(msg)), -EINVAL);
+	CHECK(strstr(msg, "sensors[1].level_offset_m") == msg);
+}
+
 int main(void)
 {
+	test_level_keys();
 	test_defaults();
 	test_errors();
 	test_restart_keys();

@@ -22,5 +22,7 @@ int agrictl_config_validate(int argc, char **argv);
 int agrictl_config_push(int argc, char **argv);
 /* `agrictl dead-letters`: argv[0] is "dead-letters". Returns the exit code. */
 int agrictl_dead_letters(int argc, char **argv);
+/* `agrictl level-offset`: argv[0] is "level-offset". Returns the exit code. */
+int agrictl_level_offset(int argc, char **argv);
 
 #endif

@@ -52,6 +52,9 @@ static void usage(FILE *f)
 	      "      make a technician's signing key pair: DIR/NAME.key (private, 0600) and DIR/NAME.pub\n"
 	      "  salinity --ec MS_PER_CM --temp C [--pressure DBAR]\n"
 	      "      practical salinity (PSS-78 with the low-salinity extension)\n"
+	      "  level-offset --measured M (--reading R [--offset O] | --profile NAME\n"
+	      "       (--rtu DEV | --tcp HOST:PORT) --slave N)\n"
+	      "      the sensors[].level_offset_m that makes a level sensor report the gauge's M\n"
 	      "  dead-letters --db GATEWAY.db [--station ID] [--kind KIND] [--limit 20] [--json]\n"
 	      "      what the gateway could not accept: counters per kind, the newest dead letters\n"
 	      "\n"
@@ -401,6 +404,8 @@ int main(int argc, char **argv)
 		return cmd_provision(argc, argv);
 	if (strcmp(cmd, "dead-letters") == 0)
 		return agrictl_dead_letters(argc, argv);
+	if (strcmp(cmd, "level-offset") == 0)
+		return agrictl_level_offset(argc, argv);
 	if (strcmp(cmd, "config") == 0) {
 		if (argc >= 2 && strcmp(argv[1], "validate") == 0)
 			return agrictl_config_validate(argc - 1, argv + 1);
