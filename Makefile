@@ -1,13 +1,14 @@
 # The two commands (CONTRACT.md §0):
 #   make run   [DURATION=S]   the province in a box (see README)
 #   make test                 install what is missing, build, run every test
-# Others: make build, make fuzz [FUZZ_SECONDS=N], make bench, make cross, make clean
+# Others: make build, make fuzz [FUZZ_SECONDS=N], make bench, make cross, make clean,
+#         make test-packages-chroot (the .debs installed, upgraded, purged in a chroot)
 BUILD ?= build
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 300
 DURATION ?=
 
-.PHONY: all deps build test run fuzz bench cross clean
+.PHONY: all deps build test test-packages-chroot run fuzz bench cross clean
 
 all: build
 
@@ -20,6 +21,9 @@ build: deps
 
 test:
 	@scripts/test
+
+test-packages-chroot: deps
+	@scripts/test-packages-chroot
 
 run: build
 	@scripts/run $(if $(DURATION),--duration $(DURATION))
@@ -34,4 +38,4 @@ cross: deps
 	@scripts/cross-build
 
 clean:
-	rm -rf $(BUILD) build-asan build-fuzz build-arm64
+	rm -rf $(BUILD) build-asan build-fuzz build-arm64 build-chroot
