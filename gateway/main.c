@@ -14,15 +14,15 @@
 #include <string.h>
 
 #include "agri/log.h"
-#include "gateway/alerting.h"
+#include "alerts/alerting.h"
 #include "gateway/config.h"
-#include "gateway/forecasting.h"
+#include "forecast/forecasting.h"
 #include "gateway/gateway.h"
-#include "gateway/http.h"
-#include "gateway/import.h"
-#include "gateway/notify.h"
-#include "gateway/outbox.h"
-#include "gateway/upstream.h"
+#include "http/http.h"
+#include "core/import.h"
+#include "notify/notify.h"
+#include "notify/outbox.h"
+#include "upstream/upstream.h"
 
 #define EX_USAGE_BAD 2
 #define EX_CONFIG 78

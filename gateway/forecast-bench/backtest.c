@@ -23,7 +23,7 @@
 #include <time.h>
 
 #include "agri/time.h"
-#include "forecast.h"
+#include "forecast/model.h"
 
 #define STEP_MS (300 * 1000LL)
 #define HOUR_MS 3600000LL

@@ -15,8 +15,8 @@
 #include "agri/log.h"
 #include "agri/time.h"
 #include "agri/util.h"
-#include "gateway/broker.h"
-#include "gateway/store.h"
+#include "core/broker.h"
+#include "core/store.h"
 
 #define LOG "gateway"
 #define TICK_MS 100

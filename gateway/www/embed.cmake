@@ -1,5 +1,5 @@
 # Embeds gateway/www/* (the dashboard: no build step, no third-party code)
-# into agri_gateway as C arrays, and links libmicrohttpd for src/http.c.
+# into agri_gateway as C arrays, and links libmicrohttpd for src/http/server.c.
 # Included at the end of gateway/CMakeLists.txt:
 #   include(${CMAKE_CURRENT_SOURCE_DIR}/www/embed.cmake)
 # Run as a script (cmake -P) it writes the C file: -DOUT=... -DFILES=a|b
@@ -48,7 +48,7 @@ string(REPLACE ";" "|" AGRI_WWW_LIST "${AGRI_WWW_FILES}")
 set(AGRI_WWW_C ${CMAKE_CURRENT_BINARY_DIR}/http_assets.c)
 add_custom_command(OUTPUT ${AGRI_WWW_C}
   COMMAND ${CMAKE_COMMAND} -DOUT=${AGRI_WWW_C} "-DFILES=${AGRI_WWW_LIST}"
-          -DHEADER=${CMAKE_CURRENT_SOURCE_DIR}/src/http_assets.h
+          -DHEADER=${CMAKE_CURRENT_SOURCE_DIR}/src/http/assets.h
           -P ${CMAKE_CURRENT_LIST_DIR}/embed.cmake
   DEPENDS ${AGRI_WWW_FILES} ${CMAKE_CURRENT_LIST_DIR}/embed.cmake
   COMMENT "Embedding the dashboard (gateway/www)" VERBATIM)

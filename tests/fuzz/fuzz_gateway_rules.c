@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/alert.h"
+#include "alerts/alert.h"
 #include "gateway/rules.h"
 
 #define REQUIRE(c) do { if (!(c)) abort(); } while (0)

@@ -24,10 +24,10 @@
 #include <unistd.h>
 
 #include "agri/util.h"
-#include "gateway/alert.h"
+#include "alerts/alert.h"
 #include "gateway/config.h"
-#include "gateway/notify.h"
-#include "gateway/outbox.h"
+#include "notify/notify.h"
+#include "notify/outbox.h"
 
 static volatile sig_atomic_t stop;
 

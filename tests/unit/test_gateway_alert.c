@@ -10,8 +10,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "gateway/alert.h"
-#include "gateway/alert_text.h"
+#include "alerts/alert.h"
+#include "alerts/text.h"
 #include "test.h"
 
 #define S 1000LL

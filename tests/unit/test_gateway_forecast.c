@@ -10,7 +10,7 @@
 #include <stdlib.h>
 
 #include "agri/time.h"
-#include "forecast.h"
+#include "forecast/model.h"
 #include "test.h"
 
 #define MIN_MS 60000LL

@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include "agri/util.h"
-#include "gateway/alert.h"
-#include "gateway/notify.h"
-#include "gateway/outbox.h"
+#include "alerts/alert.h"
+#include "notify/notify.h"
+#include "notify/outbox.h"
 #include "test.h"
 
 static char db_path[256];

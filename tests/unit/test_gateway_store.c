@@ -15,7 +15,7 @@
 
 #include "agri/time.h"
 #include "gateway/config.h"
-#include "gateway/store.h"
+#include "core/store.h"
 #include "test.h"
 
 static char dir[] = "/tmp/gw-store-XXXXXX";

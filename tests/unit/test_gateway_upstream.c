@@ -15,8 +15,8 @@
 
 #include "test.h"
 #include "gateway/config.h"
-#include "gateway/store.h"
-#include "gateway/upstream.h"
+#include "core/store.h"
+#include "upstream/upstream.h"
 
 static char dir[] = "/tmp/gw-upstream-XXXXXX";
 

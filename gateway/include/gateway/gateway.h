@@ -10,8 +10,8 @@
 #include <signal.h>
 
 #include "gateway/config.h"
-#include "gateway/health.h"
-#include "gateway/ingest.h"
+#include "core/health.h"
+#include "core/ingest.h"
 
 struct gateway;
 struct store;

@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #include "agri/msg.h"
-#include "gateway/health.h"
+#include "core/health.h"
 
 struct store;
 struct ingest;

@@ -15,7 +15,7 @@
 #include <stddef.h>
 
 #include "gateway/config.h"
-#include "gateway/health.h"
+#include "core/health.h"
 
 struct http_server;
 

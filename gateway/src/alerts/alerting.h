@@ -17,8 +17,8 @@
 #define GATEWAY_ALERTING_H
 
 #include "gateway/config.h"
-#include "gateway/http.h"
-#include "gateway/ingest.h"
+#include "http/http.h"
+#include "core/ingest.h"
 
 struct alerting;
 struct store;

@@ -13,8 +13,8 @@
 #include <stddef.h>
 
 #include "gateway/config.h"
-#include "gateway/health.h"
-#include "gateway/ingest.h"
+#include "core/health.h"
+#include "core/ingest.h"
 
 struct broker;
 

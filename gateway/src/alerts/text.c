@@ -3,7 +3,7 @@
  * units, one sentence per rule kind and language, and a tiny template
  * expander: "{value}" style placeholders, unknown ones left as written.
  */
-#include "gateway/alert_text.h"
+#include "alerts/text.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -5,7 +5,7 @@
  * functions it runs for ingest_call); alerting_ack() and
  * alerting_republish() only queue work for it.
  */
-#include "gateway/alerting.h"
+#include "alerts/alerting.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -18,11 +18,11 @@
 #include "agri/log.h"
 #include "agri/topic.h"
 #include "agri/util.h"
-#include "gateway/alert.h"
-#include "gateway/notify.h"
-#include "gateway/outbox.h"
+#include "alerts/alert.h"
+#include "notify/notify.h"
+#include "notify/outbox.h"
 #include "gateway/rules.h"
-#include "gateway/store.h"
+#include "core/store.h"
 
 #define STATE_DEFER_MS 5000 /* see before_commit() */
 #define LOG "alerts"

@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #include "gateway/config.h"
-#include "gateway/ingest.h"
+#include "core/ingest.h"
 
 #define FORECASTING_REFIT_MS 20000
 #define FORECASTING_MAX_AGE_MS 600000

@@ -23,7 +23,7 @@
 
 #include "agri/json.h"
 #include "agri/time.h"
-#include "upstream_sink.h"
+#include "upstream/sink.h"
 
 #define RESP_MAX (16 * 1024 * 1024)
 #define ID_MAX 96

@@ -6,7 +6,7 @@
  * cached in memory; a station's received seq ranges are kept in memory and
  * written back at commit, with the gap count they imply.
  */
-#include "gateway/store.h"
+#include "core/store.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -13,7 +13,7 @@
  * number of stations and gaps, no ack is ever dropped, and the number of
  * publications the acker needs shrinks as the backlog grows.
  */
-#include "gateway/ingest.h"
+#include "core/ingest.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -27,7 +27,7 @@
 #include "agri/log.h"
 #include "agri/topic.h"
 #include "agri/util.h"
-#include "gateway/store.h"
+#include "core/store.h"
 
 #define LOG "ingest"
 #define BATCH_BYTES_MAX (1024 * 1024)

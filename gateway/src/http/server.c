@@ -12,7 +12,7 @@
  * Locking rules: struct http_server is read-only after http_start() except
  * the atomics and the rate sample (rate_mu). struct rconn is per thread.
  */
-#include "gateway/http.h"
+#include "http/http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,7 +35,7 @@
 #include "agri/time.h"
 #include "agri/topic.h"
 #include "agri/util.h"
-#include "http_assets.h"
+#include "http/assets.h"
 
 #define LOG "http"
 #define HTTP_THREADS 4

@@ -2,7 +2,7 @@
  * History import from CSV (see import.h). Runs on the caller's thread;
  * each chunk is handed to the writer thread with ingest_call().
  */
-#include "gateway/import.h"
+#include "core/import.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,7 +12,7 @@
 #include "agri/msg.h"
 #include "agri/time.h"
 #include "agri/topic.h"
-#include "gateway/ingest.h"
+#include "core/ingest.h"
 
 #define IMPORT_MAX_BYTES (1L << 30)
 #define CHUNK_ROWS 4000

@@ -3,7 +3,7 @@
  * backoff fields are written by paho callbacks and broker_tick(); they are
  * atomics or only touched under `mu`. paho's own handle is thread-safe.
  */
-#include "gateway/broker.h"
+#include "core/broker.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -15,7 +15,7 @@
  * residuals' autocorrelation (so the band widens as the trend is
  * extrapolated), and transform back.
  */
-#include "forecast.h"
+#include "forecast/model.h"
 
 #include <errno.h>
 #include <math.h>

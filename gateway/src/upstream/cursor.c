@@ -10,7 +10,7 @@
  * sink's thread and read by any thread; `head` (last committed seq) is
  * written by the writer, read by the sinks.
  */
-#include "gateway/upstream.h"
+#include "upstream/upstream.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -24,8 +24,8 @@
 
 #include "agri/log.h"
 #include "agri/util.h"
-#include "gateway/store.h"
-#include "upstream_sink.h"
+#include "core/store.h"
+#include "upstream/sink.h"
 
 #define LOG "upstream"
 #define BACKOFF_BASE_MS 500

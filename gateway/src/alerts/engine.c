@@ -14,7 +14,7 @@
  * mean the same whether data arrive live or from a station's spool;
  * timers (silence, renotify, escalation) run on now_ms.
  */
-#include "gateway/alert.h"
+#include "alerts/alert.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "agri/topic.h"
-#include "gateway/alert_text.h"
+#include "alerts/text.h"
 
 #define NONE INT64_MIN
 #define QUAL_METRICS_MAX 6

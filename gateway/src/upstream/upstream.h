@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #include "gateway/config.h"
-#include "gateway/ingest.h"
+#include "core/ingest.h"
 
 struct upstream;
 

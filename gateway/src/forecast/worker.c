@@ -6,7 +6,7 @@
  * publications and the statements on the writer's connection belong to
  * the ingest writer thread (hook callbacks, ingest_call functions).
  */
-#include "gateway/forecasting.h"
+#include "forecast/forecasting.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -21,10 +21,10 @@
 #include "agri/time.h"
 #include "agri/topic.h"
 #include "agri/util.h"
-#include "forecast.h"
-#include "gateway/alert.h"
-#include "gateway/outbox.h"
-#include "gateway/store.h"
+#include "forecast/model.h"
+#include "alerts/alert.h"
+#include "notify/outbox.h"
+#include "core/store.h"
 
 #define LOG "forecast"
 #define STATIONS_MAX 1024

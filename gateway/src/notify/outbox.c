@@ -4,7 +4,7 @@
  * its own SQLite connection, strictly in id order, the head row retried
  * with jittered exponential backoff until its channel takes it.
  */
-#include "gateway/outbox.h"
+#include "notify/outbox.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -19,9 +19,9 @@
 #include "agri/log.h"
 #include "agri/msg.h"
 #include "agri/util.h"
-#include "gateway/alert.h"
-#include "gateway/ingest.h"
-#include "gateway/store.h"
+#include "alerts/alert.h"
+#include "core/ingest.h"
+#include "core/store.h"
 
 #define LOG "outbox"
 #define PAYLOAD_MAX 4096

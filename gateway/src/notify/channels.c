@@ -5,7 +5,7 @@
  * request so its connections are reused; results are classified once here
  * into delivered / refused for good (-EPERM) / transient.
  */
-#include "gateway/notify.h"
+#include "notify/notify.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -21,7 +21,7 @@
 #include "agri/err.h"
 #include "agri/msg.h"
 #include "agri/time.h"
-#include "gateway/outbox.h"
+#include "notify/outbox.h"
 
 #define EMAIL_MAX (64 * 1024)
 #define BODY_MAX (16 * 1024)

@@ -21,8 +21,8 @@
 
 #include "agri/log.h"
 #include "agri/util.h"
-#include "gateway/store.h"
-#include "upstream_sink.h"
+#include "core/store.h"
+#include "upstream/sink.h"
 
 #define COPY_BUF_MAX (16 * 1024 * 1024)
 #define ALERTS_BATCH 1000
