@@ -4,7 +4,7 @@
  * transitions the way the gateway's writer does (outbox_stage in a
  * transaction, then a wake) and runs the real notifiers over the channels
  * of a gateway.json, so webhook outages and kill -9 can be tested before
- * the alert engine is wired into agri-gateway.
+ * the alert engine (the notices it would stage are made here).
  *
  *   outbox_driver CONFIG stage FIRST N [--hold]   stage only; --hold: print
  *                                                 "committed", then sleep
@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "agri/util.h"
-#include "alerts/alert.h"
+#include "agri/msg.h"
 #include "gateway/config.h"
 #include "notify/notify.h"
 #include "notify/outbox.h"
@@ -37,39 +37,45 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
-static void make_tr(struct alert_transition *tr, long seq)
+/* Alert seq as the alert engine would stage its raise. */
+struct notice {
+	struct agri_alert alert;
+	char en[sizeof(((struct agri_alert *)0)->message)], vi[sizeof(((struct agri_alert *)0)->message)];
+	struct outbox_notice no;
+};
+
+static void make_notice(struct notice *n, long seq)
 {
-	memset(tr, 0, sizeof(*tr));
-	snprintf(tr->alert.rule, sizeof(tr->alert.rule), "salinity");
-	snprintf(tr->alert.station, sizeof(tr->alert.station), "DT-W01");
-	snprintf(tr->alert.sensor, sizeof(tr->alert.sensor), "s%ld", seq);
-	snprintf(tr->alert.id, sizeof(tr->alert.id), "salinity/DT-W01/s%ld", seq);
-	snprintf(tr->alert.metric, sizeof(tr->alert.metric), "salinity");
-	snprintf(tr->alert.severity, sizeof(tr->alert.severity), "critical");
-	tr->alert.state = AGRI_ALERT_ACTIVE;
-	tr->alert.value = 4.3;
-	tr->alert.has_value = true;
-	tr->alert.threshold = 4.0;
-	tr->alert.has_threshold = true;
-	tr->alert.raised_at_ms = tr->alert.updated_at_ms = util_now_ms();
-	snprintf(tr->alert.message, sizeof(tr->alert.message),
+	memset(n, 0, sizeof(*n));
+	snprintf(n->alert.rule, sizeof(n->alert.rule), "salinity");
+	snprintf(n->alert.station, sizeof(n->alert.station), "DT-W01");
+	snprintf(n->alert.sensor, sizeof(n->alert.sensor), "s%ld", seq);
+	snprintf(n->alert.id, sizeof(n->alert.id), "salinity/DT-W01/s%ld", seq);
+	snprintf(n->alert.metric, sizeof(n->alert.metric), "salinity");
+	snprintf(n->alert.severity, sizeof(n->alert.severity), "critical");
+	n->alert.state = AGRI_ALERT_ACTIVE;
+	n->alert.value = 4.3;
+	n->alert.has_value = true;
+	n->alert.threshold = 4.0;
+	n->alert.has_threshold = true;
+	n->alert.raised_at_ms = n->alert.updated_at_ms = util_now_ms();
+	snprintf(n->alert.message, sizeof(n->alert.message),
 		 "Salinity 4.3 g/L >= 4.0 g/L at DT-W01 (s%ld)", seq);
-	snprintf(tr->message_en, sizeof(tr->message_en), "%s", tr->alert.message);
-	snprintf(tr->message_vi, sizeof(tr->message_vi),
-		 "Độ mặn 4.3 g/L ≥ 4.0 g/L tại DT-W01 (s%ld)", seq);
-	tr->event = ALERT_EV_RAISED;
-	tr->notify = true;
+	snprintf(n->en, sizeof(n->en), "%s", n->alert.message);
+	snprintf(n->vi, sizeof(n->vi), "Độ mặn 4.3 g/L ≥ 4.0 g/L tại DT-W01 (s%ld)", seq);
+	n->no = (struct outbox_notice){.alert = &n->alert, .event = "raised", .text_en = n->en,
+				       .text_vi = n->vi};
 }
 
 static int stage(sqlite3 *db, long seq, const char *const *names, size_t n)
 {
-	struct alert_transition tr;
+	struct notice no;
 	int rc;
 
-	make_tr(&tr, seq);
+	make_notice(&no, seq);
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 		return -EBUSY;
-	rc = outbox_stage(db, &tr, names, n);
+	rc = outbox_stage(db, &no.no, names, n);
 	if (rc < 0) {
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		return rc;

@@ -1131,8 +1131,39 @@ static void test_forget(void)
 	rules_free(r);
 }
 
+/* The channels a transition goes to: the rule's notify list when notify,
+ * plus its escalation list when notify_escalation, each name once. */
+static void test_transition_channels(void)
+{
+	struct rule rule;
+	struct alert_transition tr;
+	const char *names[16];
+
+	memset(&rule, 0, sizeof(rule));
+	memset(&tr, 0, sizeof(tr));
+	rule.n_notify = 2;
+	snprintf(rule.notify[0], sizeof(rule.notify[0]), "ops");
+	snprintf(rule.notify[1], sizeof(rule.notify[1]), "mail");
+	rule.n_escalate = 2;
+	snprintf(rule.escalate[0], sizeof(rule.escalate[0]), "sms");
+	snprintf(rule.escalate[1], sizeof(rule.escalate[1]), "ops");
+	tr.rule = &rule;
+	tr.notify = true;
+	CHECK_INT((int)alert_transition_channels(&tr, names, 16), 2);
+	tr.notify_escalation = true;
+	CHECK_INT((int)alert_transition_channels(&tr, names, 16), 3); /* ops, mail, sms */
+	CHECK_STR(names[2], "sms");
+	tr.notify = false; /* ESCALATED: only the escalation list */
+	CHECK_INT((int)alert_transition_channels(&tr, names, 16), 2);
+	tr.notify_escalation = false;
+	CHECK_INT((int)alert_transition_channels(&tr, names, 16), 0);
+	tr.notify = true;
+	CHECK_INT((int)alert_transition_channels(&tr, names, 1), 1); /* max */
+}
+
 int main(void)
 {
+	test_transition_channels();
 	test_threshold_hysteresis();
 	test_threshold_below();
 	test_threshold_hysteresis_zero();

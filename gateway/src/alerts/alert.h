@@ -73,6 +73,14 @@ struct alert_transition {
 			      * -1 otherwise */
 };
 
+/*
+ * The channels t is to be delivered on: t->rule->notify when t->notify,
+ * plus t->rule->escalate when t->notify_escalation, each name once.
+ * Writes at most max names (pointers into the rule) and returns how many.
+ */
+size_t alert_transition_channels(const struct alert_transition *t, const char **names,
+				 size_t max);
+
 /* Called once per transition, in order. */
 typedef void (*alert_emit_fn)(void *ctx, const struct alert_transition *t);
 

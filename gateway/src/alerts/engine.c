@@ -166,6 +166,30 @@ static const char *const event_names[] = {
 	"raised", "severity", "acknowledged", "cleared", "closed", "renotify", "escalated",
 };
 
+size_t alert_transition_channels(const struct alert_transition *t, const char **names,
+				 size_t max)
+{
+	const struct rule *R = t->rule;
+	size_t n = 0;
+
+	for (int list = 0; R && list < 2; list++) {
+		size_t k = list ? R->n_escalate : R->n_notify;
+
+		if (list ? !t->notify_escalation : !t->notify)
+			continue;
+		for (size_t i = 0; i < k && i < RULE_CHANNELS_MAX && n < max; i++) {
+			const char *c = list ? R->escalate[i] : R->notify[i];
+			bool dup = false;
+
+			for (size_t j = 0; j < n && !dup; j++)
+				dup = strcmp(names[j], c) == 0;
+			if (!dup)
+				names[n++] = c;
+		}
+	}
+	return n;
+}
+
 const char *alert_event_name(enum alert_event ev)
 {
 	return (unsigned)ev < sizeof(event_names) / sizeof(event_names[0])

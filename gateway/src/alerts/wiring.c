@@ -162,10 +162,16 @@ static void on_transition(void *ctx, const struct alert_transition *t)
 	}
 	if (t->publish || t->retain_empty)
 		stage_publish(a, &t->alert, t->retain_empty && !t->publish);
-	if ((t->notify || t->notify_escalation) && !a->quiet &&
-	    (rc = outbox_stage_transition(store_db(a->st), t)) < 0) {
-		a->emit_err = rc;
-		return;
+	if ((t->notify || t->notify_escalation) && !a->quiet) {
+		const char *names[2 * RULE_CHANNELS_MAX];
+		size_t n = alert_transition_channels(t, names, 2 * RULE_CHANNELS_MAX);
+		struct outbox_notice no = {.alert = &t->alert, .event = alert_event_name(t->event),
+					   .text_en = t->message_en, .text_vi = t->message_vi};
+
+		if (n && (rc = outbox_stage(store_db(a->st), &no, names, n)) < 0) {
+			a->emit_err = rc;
+			return;
+		}
 	}
 	if (t->event == ALERT_EV_RAISED && t->night_day >= 0 && a->on_peak &&
 	    (rc = a->on_peak(a->peak_ctx, t->alert.station, t->night_day, t->alert.value)) < 0)

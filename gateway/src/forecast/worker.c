@@ -22,7 +22,6 @@
 #include "agri/topic.h"
 #include "agri/util.h"
 #include "forecast/model.h"
-#include "alerts/alert.h"
 #include "notify/outbox.h"
 #include "core/store.h"
 
@@ -141,32 +140,28 @@ static int notify_stage(struct forecasting *f, sqlite3 *db, const char *rule,
 			const char *station, const char *sensor, double value, double threshold,
 			int64_t at_ms, const char *en, const char *vi)
 {
-	struct alert_transition tr;
+	struct agri_alert al;
+	struct outbox_notice no = {.alert = &al, .event = "raised", .text_en = en, .text_vi = vi};
 
 	if (!f->n_channels || f->quiet)
 		return 0;
-	memset(&tr, 0, sizeof(tr));
-	snprintf(tr.alert.rule, sizeof(tr.alert.rule), "%s", rule);
-	snprintf(tr.alert.station, sizeof(tr.alert.station), "%s", station);
-	snprintf(tr.alert.sensor, sizeof(tr.alert.sensor), "%s", sensor ? sensor : "");
-	snprintf(tr.alert.id, sizeof(tr.alert.id), "%s/%s%s%s", rule, station, sensor ? "/" : "",
+	memset(&al, 0, sizeof(al));
+	snprintf(al.rule, sizeof(al.rule), "%s", rule);
+	snprintf(al.station, sizeof(al.station), "%s", station);
+	snprintf(al.sensor, sizeof(al.sensor), "%s", sensor ? sensor : "");
+	snprintf(al.id, sizeof(al.id), "%s/%s%s%s", rule, station, sensor ? "/" : "",
 		 sensor ? sensor : "");
-	snprintf(tr.alert.metric, sizeof(tr.alert.metric), "%s",
+	snprintf(al.metric, sizeof(al.metric), "%s",
 		 strcmp(rule, "advisory") == 0 ? "insect_count" : "salinity");
-	snprintf(tr.alert.severity, sizeof(tr.alert.severity), "info");
-	tr.alert.state = AGRI_ALERT_ACTIVE;
-	tr.alert.value = value;
-	tr.alert.has_value = true;
-	tr.alert.threshold = threshold;
-	tr.alert.has_threshold = threshold > 0;
-	tr.alert.raised_at_ms = tr.alert.updated_at_ms = at_ms;
-	snprintf(tr.message_en, sizeof(tr.message_en), "%s", en);
-	snprintf(tr.message_vi, sizeof(tr.message_vi), "%s", vi);
-	snprintf(tr.alert.message, sizeof(tr.alert.message), "%s / %s", vi, en);
-	tr.event = ALERT_EV_RAISED;
-	tr.notify = true;
-	tr.night_day = -1;
-	return outbox_stage(db, &tr, f->channels, f->n_channels) < 0 ? -EIO : 0;
+	snprintf(al.severity, sizeof(al.severity), "info");
+	al.state = AGRI_ALERT_ACTIVE;
+	al.value = value;
+	al.has_value = true;
+	al.threshold = threshold;
+	al.has_threshold = threshold > 0;
+	al.raised_at_ms = al.updated_at_ms = at_ms;
+	snprintf(al.message, sizeof(al.message), "%s / %s", vi, en);
+	return outbox_stage(db, &no, f->channels, f->n_channels) < 0 ? -EIO : 0;
 }
 
 /* --- ingest hook (writer thread) ---------------------------------------- */

@@ -19,7 +19,6 @@
 #include "agri/log.h"
 #include "agri/msg.h"
 #include "agri/util.h"
-#include "alerts/alert.h"
 #include "core/ingest.h"
 #include "core/store.h"
 
@@ -124,7 +123,7 @@ int outbox_init(sqlite3 *db)
 
 /* --- staging (writer thread) -------------------------------------------- */
 
-int outbox_stage(sqlite3 *db, const struct alert_transition *tr,
+int outbox_stage(sqlite3 *db, const struct outbox_notice *no,
 		 const char *const *channels, size_t n)
 {
 	static const char ins[] =
@@ -135,14 +134,14 @@ int outbox_stage(sqlite3 *db, const struct alert_transition *tr,
 	int64_t now = real_now_ms(NULL);
 	int rc, rows = 0, len;
 
-	if (!db || !tr || (n && !channels))
+	if (!db || !no || !no->alert || (n && !channels))
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++)
 		if (!channels[i] || !channels[i][0])
 			return -EINVAL;
 	if (n == 0)
 		return 0;
-	len = agri_alert_encode(&tr->alert, payload, sizeof(payload));
+	len = agri_alert_encode(no->alert, payload, sizeof(payload));
 	if (len < 0)
 		return len;
 	rc = sqlite3_prepare_v2(db, ins, -1, &q, NULL);
@@ -159,11 +158,11 @@ int outbox_stage(sqlite3 *db, const struct alert_transition *tr,
 		if (dup)
 			continue;
 		sqlite3_bind_text(q, 1, channels[i], -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 2, tr->alert.id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 3, alert_event_name(tr->event), -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 2, no->alert->id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 3, no->event, -1, SQLITE_STATIC);
 		sqlite3_bind_text(q, 4, payload, len, SQLITE_STATIC);
-		sqlite3_bind_text(q, 5, tr->message_en, -1, SQLITE_STATIC);
-		sqlite3_bind_text(q, 6, tr->message_vi, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 5, no->text_en, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 6, no->text_vi, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(q, 7, now);
 		rc = sqlite3_step(q);
 		sqlite3_reset(q);
@@ -177,22 +176,6 @@ int outbox_stage(sqlite3 *db, const struct alert_transition *tr,
 out:
 	sqlite3_finalize(q);
 	return rc;
-}
-
-int outbox_stage_transition(sqlite3 *db, const struct alert_transition *tr)
-{
-	const char *names[2 * RULE_CHANNELS_MAX];
-	size_t n = 0;
-
-	if (!tr || !tr->rule)
-		return -EINVAL;
-	if (tr->notify)
-		for (size_t i = 0; i < tr->rule->n_notify && i < RULE_CHANNELS_MAX; i++)
-			names[n++] = tr->rule->notify[i];
-	if (tr->notify_escalation)
-		for (size_t i = 0; i < tr->rule->n_escalate && i < RULE_CHANNELS_MAX; i++)
-			names[n++] = tr->rule->escalate[i];
-	return outbox_stage(db, tr, names, n);
 }
 
 /* --- the outbox ------------------------------------------------------------ */

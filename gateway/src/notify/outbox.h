@@ -34,8 +34,20 @@
 #include <stdint.h>
 
 struct sqlite3;
-struct alert_transition;
 struct ingest_hook;
+struct agri_alert;
+
+/*
+ * What a channel delivers: an alert (its §5 JSON is the payload) and the
+ * text people read. The rooms that raise things (the alert engine's
+ * wiring, the forecast worker's windows and advisories) fill it; the
+ * outbox needs nothing of theirs.
+ */
+struct outbox_notice {
+	const struct agri_alert *alert;
+	const char *event;            /* "raised", "cleared", "renotify"... */
+	const char *text_en, *text_vi;
+};
 
 /* One pending row as handed to a channel. Valid during the call. */
 struct outbox_item {
@@ -86,20 +98,14 @@ struct outbox_options {
 int outbox_init(struct sqlite3 *db);
 
 /*
- * Stages tr for each of channels[0..n) (duplicate names once): inserts
+ * Stages n for each of channels[0..n_channels) (duplicate names once): inserts
  * one pending row a channel on db, in the caller's transaction (nothing
  * is visible to the notifiers before COMMIT; a ROLLBACK removes them).
  * Writer thread. Returns the number of rows, or a negative errno (-EINVAL:
  * an empty/NULL name; -ENOSPC disk full; -EBUSY...): roll the batch back.
  */
-int outbox_stage(struct sqlite3 *db, const struct alert_transition *tr,
-		 const char *const *channels, size_t n);
-
-/* Stages tr on the channels its flags name: tr->rule->notify when
- * tr->notify, plus tr->rule->escalate when tr->notify_escalation. Returns
- * the number of rows or a negative errno. */
-int outbox_stage_transition(struct sqlite3 *db,
-			    const struct alert_transition *tr);
+int outbox_stage(struct sqlite3 *db, const struct outbox_notice *n,
+		 const char *const *channels, size_t n_channels);
 
 struct outbox;
 
