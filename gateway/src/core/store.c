@@ -16,13 +16,6 @@
 #include <openssl/evp.h>
 #include <sqlite3.h>
 
-#define RANGES_MAX 1024  /* per station; older holes are then counted and forgotten */
-#define CACHE_MAX 65536  /* cached stations or series before the cache is reset */
-#define HOUR_MS 3600000LL
-
-/* What a dead letter row costs, as counted against dead_bytes_max. */
-#define DL_BYTES "(length(CAST(payload AS BLOB)) + length(topic) + length(reason) + 64)"
-
 /* RFC 3339 with milliseconds from integer ms since the epoch. */
 #define RFC3339(x) "strftime('%Y-%m-%dT%H:%M:%fZ', (" x ") / 1000.0, 'unixepoch')"
 
@@ -126,127 +119,9 @@ static const char *const migrations[] = {
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+#include "core/store_int.h"
 
-/* A string-keyed hash table with chaining, for the id caches. */
-struct hentry {
-	struct hentry *next;
-	uint32_t hash;
-	int64_t id;
-	void *val; /* struct station for the station cache */
-	char key[];
-};
-
-struct htab {
-	struct hentry **b;
-	size_t nb, n;
-};
-
-struct station {
-	int64_t id;
-	char name[AGRI_ID_MAX + 1];
-	bool dirty, in_dirty_list, ranges_dirty, telemetry_seen;
-	int64_t last_seen;     /* 0: never */
-	int64_t last_seq;      /* -1: none */
-	int64_t forgotten;     /* holes merged away when ranges overflowed */
-	int64_t dropped;       /* the station's own spool_dropped */
-	int64_t n_series;      /* series not retired; -1: not counted yet */
-	int64_t idle_check_ms; /* no series could be retired before this */
-	struct agri_seq_set seqs; /* received seqs */
-};
-
-enum {
-	S_BEGIN, S_COMMIT, S_ROLLBACK,
-	S_STATION_INS, S_STATION_SEL, S_RANGES_SEL,
-	S_STATION_UPD, S_RANGES_DEL, S_RANGES_INS,
-	S_SERIES_INS, S_SERIES_SEL, S_SERIES_COUNT, S_SERIES_IDLE, S_SERIES_RETIRE,
-	S_SERIES_REVIVE,
-	S_READING_INS,
-	S_STATUS_FULL, S_STATUS_STATE, S_CLOCK,
-	S_DEAD_INS, S_DEAD_COUNT, S_DEAD_EVICT, S_DEAD_EXPIRE,
-	S_RET_NEXT_SERIES, S_RET_MIN_TS, S_RET_NTH_TS, S_RET_AGG, S_RET_DEL,
-	S_COUNT
-};
-
-static const char *const stmt_sql[S_COUNT] = {
-	[S_BEGIN] = "BEGIN IMMEDIATE",
-	[S_COMMIT] = "COMMIT",
-	[S_ROLLBACK] = "ROLLBACK",
-	[S_STATION_INS] = "INSERT OR IGNORE INTO stations(name) VALUES (?1)",
-	[S_STATION_SEL] = "SELECT id, coalesce(last_seen, 0), coalesce(last_seq, -1),"
-			  " holes_forgotten, dropped FROM stations WHERE name = ?1",
-	[S_RANGES_SEL] = "SELECT first, last FROM seq_ranges WHERE station_id = ?1 ORDER BY first",
-	[S_STATION_UPD] = "UPDATE stations SET last_seen = nullif(?2, 0),"
-			  " last_seq = nullif(?3, -1), gaps = ?4, holes_forgotten = ?5,"
-			  " state = CASE WHEN ?6 AND state = 'unknown' THEN 'online' ELSE state END"
-			  " WHERE id = ?1",
-	[S_RANGES_DEL] = "DELETE FROM seq_ranges WHERE station_id = ?1",
-	[S_RANGES_INS] = "INSERT INTO seq_ranges(station_id, first, last) VALUES (?1, ?2, ?3)",
-	[S_SERIES_INS] = "INSERT OR IGNORE INTO series(station_id, sensor, metric) VALUES (?1, ?2, ?3)",
-	[S_SERIES_SEL] = "SELECT id, retired FROM series WHERE station_id = ?1 AND sensor = ?2"
-			 " AND metric = ?3",
-	[S_SERIES_COUNT] = "SELECT count(*) FROM series WHERE station_id = ?1 AND retired = 0",
-	/* A series of the station with no raw reading at or after ?2. */
-	[S_SERIES_IDLE] = "SELECT s.id FROM series s WHERE s.station_id = ?1 AND s.retired = 0"
-			  " AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.series_id = s.id"
-			  " AND r.ts >= ?2) ORDER BY s.id LIMIT 1",
-	[S_SERIES_RETIRE] = "UPDATE series SET retired = 1 WHERE id = ?1",
-	[S_SERIES_REVIVE] = "UPDATE series SET retired = 0 WHERE id = ?1",
-	[S_READING_INS] = "INSERT OR IGNORE INTO readings(series_id, ts, value, unit, q, received_at)"
-			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-	[S_STATUS_FULL] = "UPDATE stations SET state = ?2, fw = coalesce(nullif(?3, ''), fw),"
-			  " board = coalesce(nullif(?4, ''), board),"
-			  " config_version = coalesce(nullif(?5, 0), config_version),"
-			  " status_at = ?6, uptime_s = ?7, spool_depth = ?8, dropped = ?9,"
-			  " maintenance = ?10,"
-			  " config_signed_by = coalesce(nullif(?11, ''), config_signed_by) WHERE id = ?1",
-	[S_STATUS_STATE] = "UPDATE stations SET state = ?2, status_at = ?3 WHERE id = ?1",
-	[S_CLOCK] = "UPDATE stations SET clock_offset_ms = ?2 WHERE id = ?1",
-	[S_DEAD_INS] = "INSERT INTO dead_letters(received_at, topic, reason, payload, size,"
-		       " sha256, kind, station) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, nullif(?8, ''))",
-	[S_DEAD_COUNT] = "INSERT INTO dead_letter_counts(kind, stored, suppressed, evicted)"
-			 " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(kind) DO UPDATE SET"
-			 " stored = stored + excluded.stored,"
-			 " suppressed = suppressed + excluded.suppressed,"
-			 " evicted = evicted + excluded.evicted",
-	/* The oldest dead letters, to keep within the byte budget. */
-	[S_DEAD_EVICT] = "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters"
-			 " ORDER BY id LIMIT 16) RETURNING " DL_BYTES ", coalesce(kind, 'invalid')",
-	[S_DEAD_EXPIRE] = "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters"
-			  " WHERE received_at < ?1 ORDER BY id LIMIT 256)"
-			  " RETURNING " DL_BYTES ", coalesce(kind, 'invalid')",
-	[S_RET_NEXT_SERIES] = "SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT 1",
-	[S_RET_MIN_TS] = "SELECT min(ts) FROM readings WHERE series_id = ?1",
-	[S_RET_NTH_TS] = "SELECT ts FROM readings WHERE series_id = ?1 AND ts < ?2"
-			 " ORDER BY ts LIMIT 1 OFFSET ?3",
-	[S_RET_AGG] = "INSERT INTO readings_hourly(series_id, hour, n, sum, min, max)"
-		      " SELECT series_id, (ts / 3600000) * 3600000 AS h, count(value),"
-		      " total(value), min(value), max(value) FROM readings"
-		      " WHERE series_id = ?1 AND ts < ?2 GROUP BY h HAVING count(value) > 0"
-		      " ON CONFLICT(series_id, hour) DO UPDATE SET n = n + excluded.n,"
-		      " sum = sum + excluded.sum, min = min(min, excluded.min),"
-		      " max = max(max, excluded.max)",
-	[S_RET_DEL] = "DELETE FROM readings WHERE series_id = ?1 AND ts < ?2",
-};
-
-struct store {
-	sqlite3 *db;
-	sqlite3 *ckpt;    /* second connection for store_checkpoint() */
-	char *path;
-	struct store_options opt;
-	sqlite3_stmt *s[S_COUNT];
-	bool in_tx;
-	struct htab stations; /* name -> struct station */
-	struct htab series;   /* "station_id/sensor/metric" -> series id */
-	struct station **dirty;
-	size_t n_dirty, cap_dirty;
-	int64_t ret_cursor;   /* retention: last series id visited */
-	bool busy_cache;      /* page cache at cache_kib (else a quarter) */
-	int64_t dl_bytes;     /* dead letters' size as of the last commit */
-	int64_t dl_txn;       /* ... plus what the open transaction changed */
-	struct store_retired retired[STORE_RETIRED_MAX]; /* in this transaction */
-	size_t n_retired;
-};
-
+/* Maps an SQLite result code to a negative errno (store.h). */
 int store_errno(int rc)
 {
 	switch (rc & 0xff) {
@@ -329,6 +204,68 @@ static int htab_init(struct htab *t, size_t nb)
 }
 
 /* --- open, migrate, close ------------------------------------------ */
+
+static const char *const stmt_sql[S_COUNT] = {
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+	[S_STATION_INS] = "INSERT OR IGNORE INTO stations(name) VALUES (?1)",
+	[S_STATION_SEL] = "SELECT id, coalesce(last_seen, 0), coalesce(last_seq, -1),"
+			  " holes_forgotten, dropped FROM stations WHERE name = ?1",
+	[S_RANGES_SEL] = "SELECT first, last FROM seq_ranges WHERE station_id = ?1 ORDER BY first",
+	[S_STATION_UPD] = "UPDATE stations SET last_seen = nullif(?2, 0),"
+			  " last_seq = nullif(?3, -1), gaps = ?4, holes_forgotten = ?5,"
+			  " state = CASE WHEN ?6 AND state = 'unknown' THEN 'online' ELSE state END"
+			  " WHERE id = ?1",
+	[S_RANGES_DEL] = "DELETE FROM seq_ranges WHERE station_id = ?1",
+	[S_RANGES_INS] = "INSERT INTO seq_ranges(station_id, first, last) VALUES (?1, ?2, ?3)",
+	[S_SERIES_INS] = "INSERT OR IGNORE INTO series(station_id, sensor, metric) VALUES (?1, ?2, ?3)",
+	[S_SERIES_SEL] = "SELECT id, retired FROM series WHERE station_id = ?1 AND sensor = ?2"
+			 " AND metric = ?3",
+	[S_SERIES_COUNT] = "SELECT count(*) FROM series WHERE station_id = ?1 AND retired = 0",
+	/* A series of the station with no raw reading at or after ?2. */
+	[S_SERIES_IDLE] = "SELECT s.id FROM series s WHERE s.station_id = ?1 AND s.retired = 0"
+			  " AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.series_id = s.id"
+			  " AND r.ts >= ?2) ORDER BY s.id LIMIT 1",
+	[S_SERIES_RETIRE] = "UPDATE series SET retired = 1 WHERE id = ?1",
+	[S_SERIES_REVIVE] = "UPDATE series SET retired = 0 WHERE id = ?1",
+	[S_READING_INS] = "INSERT OR IGNORE INTO readings(series_id, ts, value, unit, q, received_at)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_STATUS_FULL] = "UPDATE stations SET state = ?2, fw = coalesce(nullif(?3, ''), fw),"
+			  " board = coalesce(nullif(?4, ''), board),"
+			  " config_version = coalesce(nullif(?5, 0), config_version),"
+			  " status_at = ?6, uptime_s = ?7, spool_depth = ?8, dropped = ?9,"
+			  " maintenance = ?10,"
+			  " config_signed_by = coalesce(nullif(?11, ''), config_signed_by) WHERE id = ?1",
+	[S_STATUS_STATE] = "UPDATE stations SET state = ?2, status_at = ?3 WHERE id = ?1",
+	[S_CLOCK] = "UPDATE stations SET clock_offset_ms = ?2 WHERE id = ?1",
+	[S_DEAD_INS] = "INSERT INTO dead_letters(received_at, topic, reason, payload, size,"
+		       " sha256, kind, station) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, nullif(?8, ''))",
+	[S_DEAD_COUNT] = "INSERT INTO dead_letter_counts(kind, stored, suppressed, evicted)"
+			 " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(kind) DO UPDATE SET"
+			 " stored = stored + excluded.stored,"
+			 " suppressed = suppressed + excluded.suppressed,"
+			 " evicted = evicted + excluded.evicted",
+	/* The oldest dead letters, to keep within the byte budget. */
+	[S_DEAD_EVICT] = "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters"
+			 " ORDER BY id LIMIT 16) RETURNING " DL_BYTES ", coalesce(kind, 'invalid')",
+	[S_DEAD_EXPIRE] = "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters"
+			  " WHERE received_at < ?1 ORDER BY id LIMIT 256)"
+			  " RETURNING " DL_BYTES ", coalesce(kind, 'invalid')",
+	[S_RET_NEXT_SERIES] = "SELECT id FROM series WHERE id > ?1 ORDER BY id LIMIT 1",
+	[S_RET_MIN_TS] = "SELECT min(ts) FROM readings WHERE series_id = ?1",
+	[S_RET_NTH_TS] = "SELECT ts FROM readings WHERE series_id = ?1 AND ts < ?2"
+			 " ORDER BY ts LIMIT 1 OFFSET ?3",
+	[S_RET_AGG] = "INSERT INTO readings_hourly(series_id, hour, n, sum, min, max)"
+		      " SELECT series_id, (ts / 3600000) * 3600000 AS h, count(value),"
+		      " total(value), min(value), max(value) FROM readings"
+		      " WHERE series_id = ?1 AND ts < ?2 GROUP BY h HAVING count(value) > 0"
+		      " ON CONFLICT(series_id, hour) DO UPDATE SET n = n + excluded.n,"
+		      " sum = sum + excluded.sum, min = min(min, excluded.min),"
+		      " max = max(max, excluded.max)",
+	[S_RET_DEL] = "DELETE FROM readings WHERE series_id = ?1 AND ts < ?2",
+};
+
 
 static int exec(sqlite3 *db, const char *sql)
 {
@@ -512,7 +449,7 @@ sqlite3 *store_db(struct store *st)
 }
 
 /* Runs a statement without result rows; resets it. */
-static int step_done(sqlite3_stmt *q)
+int st_step_done(sqlite3_stmt *q)
 {
 	int rc = sqlite3_step(q);
 
@@ -524,7 +461,7 @@ static int step_done(sqlite3_stmt *q)
 
 int store_begin(struct store *st)
 {
-	int rc = step_done(st->s[S_BEGIN]);
+	int rc = st_step_done(st->s[S_BEGIN]);
 
 	st->dl_txn = 0;
 	st->n_retired = 0;
@@ -557,19 +494,19 @@ static int station_flush(struct store *st, struct station *s)
 		sqlite3_bind_null(q, 4);
 	sqlite3_bind_int64(q, 5, s->forgotten);
 	sqlite3_bind_int(q, 6, s->telemetry_seen);
-	if ((rc = step_done(q)) < 0)
+	if ((rc = st_step_done(q)) < 0)
 		return rc;
 	if (!s->ranges_dirty || !st->opt.track_gaps)
 		return 0;
 	sqlite3_bind_int64(st->s[S_RANGES_DEL], 1, s->id);
-	if ((rc = step_done(st->s[S_RANGES_DEL])) < 0)
+	if ((rc = st_step_done(st->s[S_RANGES_DEL])) < 0)
 		return rc;
 	q = st->s[S_RANGES_INS];
 	for (size_t i = 0; i < s->seqs.n; i++) {
 		sqlite3_bind_int64(q, 1, s->id);
 		sqlite3_bind_int64(q, 2, (int64_t)s->seqs.r[i].first);
 		sqlite3_bind_int64(q, 3, (int64_t)s->seqs.r[i].last);
-		if ((rc = step_done(q)) < 0)
+		if ((rc = st_step_done(q)) < 0)
 			return rc;
 	}
 	return 0;
@@ -582,7 +519,7 @@ int store_commit(struct store *st)
 	for (size_t i = 0; i < st->n_dirty && rc == 0; i++)
 		rc = station_flush(st, st->dirty[i]);
 	if (rc == 0)
-		rc = step_done(st->s[S_COMMIT]);
+		rc = st_step_done(st->s[S_COMMIT]);
 	if (rc < 0) {
 		store_rollback(st);
 		return rc;
@@ -606,7 +543,7 @@ void store_rollback(struct store *st)
 {
 	/* After an I/O error SQLite may already have rolled back: ignore. */
 	if (!sqlite3_get_autocommit(st->db))
-		step_done(st->s[S_ROLLBACK]);
+		st_step_done(st->s[S_ROLLBACK]);
 	st->in_tx = false;
 	st->dl_txn = 0;
 	st->n_retired = 0;
@@ -647,7 +584,7 @@ static int station_get(struct store *st, const char *name, struct station **out)
 		return 0;
 	}
 	sqlite3_bind_text(st->s[S_STATION_INS], 1, name, -1, SQLITE_STATIC);
-	if ((rc = step_done(st->s[S_STATION_INS])) < 0)
+	if ((rc = st_step_done(st->s[S_STATION_INS])) < 0)
 		return rc;
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -766,7 +703,7 @@ int store_put_status(struct store *st, const struct agri_status *m,
 		sqlite3_bind_int64(q, 1, s->id);
 		sqlite3_bind_text(q, 2, state, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(q, 3, received_ms);
-		return step_done(q);
+		return st_step_done(q);
 	}
 	q = st->s[S_STATUS_FULL];
 	sqlite3_bind_int64(q, 1, s->id);
@@ -780,7 +717,7 @@ int store_put_status(struct store *st, const struct agri_status *m,
 	sqlite3_bind_int64(q, 9, (int64_t)m->spool_dropped);
 	sqlite3_bind_int(q, 10, m->maintenance);
 	sqlite3_bind_text(q, 11, m->config_signed_by, -1, SQLITE_STATIC);
-	if ((rc = step_done(q)) < 0)
+	if ((rc = st_step_done(q)) < 0)
 		return rc;
 	s->dropped = (int64_t)m->spool_dropped;
 	if (m->online && received_ms > s->last_seen)
@@ -788,7 +725,7 @@ int store_put_status(struct store *st, const struct agri_status *m,
 	return mark_dirty(st, s);
 }
 
-/* --- readings and dead letters -------------------------------------- */
+/* --- series and readings -------------------------------------------- */
 
 /* Counts s's series on first use (the cache is dropped on rollback). */
 static int series_count(struct store *st, struct station *s)
@@ -838,7 +775,7 @@ static int series_room(struct store *st, struct station *s, int64_t now_ms)
 	}
 	q = st->s[S_SERIES_RETIRE];
 	sqlite3_bind_int64(q, 1, victim);
-	if ((rc = step_done(q)) < 0)
+	if ((rc = st_step_done(q)) < 0)
 		return rc;
 	if (st->n_retired < STORE_RETIRED_MAX) {
 		struct store_retired *r = &st->retired[st->n_retired];
@@ -898,14 +835,14 @@ static int series_get(struct store *st, struct station *s, const char *sensor,
 		if (retired) {
 			q = st->s[S_SERIES_REVIVE];
 			sqlite3_bind_int64(q, 1, *id);
-			if ((rc = step_done(q)) < 0)
+			if ((rc = st_step_done(q)) < 0)
 				return rc;
 		} else {
 			q = st->s[S_SERIES_INS];
 			sqlite3_bind_int64(q, 1, s->id);
 			sqlite3_bind_text(q, 2, sensor, -1, SQLITE_STATIC);
 			sqlite3_bind_text(q, 3, metric, -1, SQLITE_STATIC);
-			if ((rc = step_done(q)) < 0)
+			if ((rc = st_step_done(q)) < 0)
 				return rc;
 			*id = sqlite3_last_insert_rowid(st->db);
 		}
@@ -946,116 +883,12 @@ int store_put_reading(struct store *st, const char *station,
 	sqlite3_bind_text(q, 4, r->unit, -1, SQLITE_STATIC);
 	sqlite3_bind_int(q, 5, (int)r->q);
 	sqlite3_bind_int64(q, 6, received_ms);
-	if ((rc = step_done(q)) < 0)
+	if ((rc = st_step_done(q)) < 0)
 		return rc;
 	return sqlite3_changes(st->db) > 0 ? 1 : 0;
 }
 
-static int count_dead(struct store *st, const char *kind, int64_t stored,
-		      int64_t suppressed, int64_t evicted)
-{
-	sqlite3_stmt *q = st->s[S_DEAD_COUNT];
-
-	sqlite3_bind_text(q, 1, kind, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, 2, stored);
-	sqlite3_bind_int64(q, 3, suppressed);
-	sqlite3_bind_int64(q, 4, evicted);
-	return step_done(q);
-}
-
-/* Runs an eviction statement (RETURNING bytes, kind): counts what went.
- * Returns the number of rows deleted or a negative errno. */
-static int dead_delete(struct store *st, sqlite3_stmt *q)
-{
-	int rc, n = 0;
-
-	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-		char kind[32];
-
-		st->dl_txn -= sqlite3_column_int64(q, 0);
-		snprintf(kind, sizeof(kind), "%s", (const char *)sqlite3_column_text(q, 1));
-		n++;
-		/* RETURNING rows come before the statement completes: count
-		 * after it, per row, on a second statement. */
-		if ((rc = count_dead(st, kind, 0, 0, 1)) < 0) {
-			sqlite3_reset(q);
-			return rc;
-		}
-	}
-	sqlite3_reset(q);
-	sqlite3_clear_bindings(q);
-	return rc == SQLITE_DONE ? n : store_errno(rc);
-}
-
-static void sha256_hex(const void *p, size_t len, char out[65])
-{
-	unsigned char md[32];
-	unsigned int n = 0;
-
-	if (!EVP_Digest(p, len, md, &n, EVP_sha256(), NULL) || n != 32) {
-		out[0] = '\0';
-		return;
-	}
-	for (unsigned i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
-int store_put_dead_letter(struct store *st, const struct store_dead_letter *dl)
-{
-	sqlite3_stmt *q = st->s[S_DEAD_INS];
-	size_t keep = dl->len;
-	const char *kind = dl->kind && *dl->kind ? dl->kind : "invalid";
-	char hash[65];
-	int rc;
-
-	if (st->opt.dead_payload_max && keep > st->opt.dead_payload_max)
-		keep = st->opt.dead_payload_max;
-	sha256_hex(dl->payload, dl->len, hash);
-	sqlite3_bind_int64(q, 1, dl->received_ms);
-	sqlite3_bind_text(q, 2, dl->topic, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 3, dl->reason, -1, SQLITE_STATIC);
-	sqlite3_bind_text64(q, 4, dl->payload, keep, SQLITE_STATIC, SQLITE_UTF8);
-	sqlite3_bind_int64(q, 5, (int64_t)dl->len);
-	sqlite3_bind_text(q, 6, hash, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 7, kind, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 8, dl->station ? dl->station : "", -1, SQLITE_STATIC);
-	if ((rc = step_done(q)) < 0 || (rc = count_dead(st, kind, 1, 0, 0)) < 0)
-		return rc;
-	st->dl_txn += (int64_t)(keep + strlen(dl->topic) + strlen(dl->reason) + 64);
-	while (st->opt.dead_bytes_max > 0 && st->dl_bytes + st->dl_txn > st->opt.dead_bytes_max) {
-		if ((rc = dead_delete(st, st->s[S_DEAD_EVICT])) <= 0)
-			return rc;
-	}
-	return 0;
-}
-
-int store_count_dead_letters(struct store *st, const char *kind, int64_t n)
-{
-	return count_dead(st, kind && *kind ? kind : "invalid", 0, n, 0);
-}
-
-int store_expire_dead_letters(struct store *st, int64_t before_ms)
-{
-	int rc, n;
-
-	if ((rc = store_begin(st)) < 0)
-		return rc;
-	sqlite3_bind_int64(st->s[S_DEAD_EXPIRE], 1, before_ms);
-	if ((n = dead_delete(st, st->s[S_DEAD_EXPIRE])) < 0) {
-		store_rollback(st);
-		return n;
-	}
-	if (n == 0) {
-		store_rollback(st); /* nothing written */
-		return 0;
-	}
-	return (rc = store_commit(st)) < 0 ? rc : n;
-}
-
-int64_t store_dead_letter_bytes(const struct store *st)
-{
-	return st->dl_bytes + st->dl_txn;
-}
+/* --- a station's clock ----------------------------------------------- */
 
 int store_put_clock_offset(struct store *st, const char *station, int64_t offset_ms)
 {
@@ -1067,135 +900,5 @@ int store_put_clock_offset(struct store *st, const char *station, int64_t offset
 		return rc;
 	sqlite3_bind_int64(q, 1, s->id);
 	sqlite3_bind_int64(q, 2, offset_ms);
-	return step_done(q);
-}
-
-/* --- retention ------------------------------------------------------ */
-
-/* Smallest ts of series, or -1 when it has no raw readings. */
-static int series_min_ts(struct store *st, int64_t series, int64_t *ts)
-{
-	sqlite3_stmt *q = st->s[S_RET_MIN_TS];
-	int rc;
-
-	sqlite3_bind_int64(q, 1, series);
-	rc = sqlite3_step(q);
-	*ts = (rc == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
-		      ? sqlite3_column_int64(q, 0) : -1;
-	sqlite3_reset(q);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_errno(rc);
-}
-
-int store_retention_step(struct store *st, int64_t now_ms, int retention_days,
-			 int max_rows)
-{
-	int64_t cutoff, series = -1, min_ts, end;
-	sqlite3_stmt *q;
-	int rc, moved;
-
-	if (retention_days <= 0 || st->in_tx)
-		return 0;
-	cutoff = (now_ms - (int64_t)retention_days * 86400000LL) / HOUR_MS * HOUR_MS;
-	/* Visit up to 64 series for one with expired readings. */
-	for (int i = 0; i < 64; i++) {
-		q = st->s[S_RET_NEXT_SERIES];
-		sqlite3_bind_int64(q, 1, st->ret_cursor);
-		rc = sqlite3_step(q);
-		series = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
-		sqlite3_reset(q);
-		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-			return store_errno(rc);
-		if (series < 0) {
-			st->ret_cursor = 0; /* a pass is done */
-			return 0;
-		}
-		if ((rc = series_min_ts(st, series, &min_ts)) < 0)
-			return rc;
-		if (min_ts >= 0 && min_ts < cutoff)
-			break;
-		st->ret_cursor = series;
-		series = -1;
-	}
-	if (series < 0)
-		return 0;
-	/* Whole hours, about max_rows rows. */
-	end = cutoff;
-	q = st->s[S_RET_NTH_TS];
-	sqlite3_bind_int64(q, 1, series);
-	sqlite3_bind_int64(q, 2, cutoff);
-	sqlite3_bind_int64(q, 3, max_rows > 0 ? max_rows : 1000);
-	rc = sqlite3_step(q);
-	if (rc == SQLITE_ROW) {
-		end = sqlite3_column_int64(q, 0) / HOUR_MS * HOUR_MS;
-		if (end <= min_ts)
-			end = min_ts / HOUR_MS * HOUR_MS + HOUR_MS;
-	}
-	sqlite3_reset(q);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return store_errno(rc);
-	if ((rc = store_begin(st)) < 0)
-		return rc;
-	q = st->s[S_RET_AGG];
-	sqlite3_bind_int64(q, 1, series);
-	sqlite3_bind_int64(q, 2, end);
-	if ((rc = step_done(q)) < 0)
-		goto fail;
-	q = st->s[S_RET_DEL];
-	sqlite3_bind_int64(q, 1, series);
-	sqlite3_bind_int64(q, 2, end);
-	if ((rc = step_done(q)) < 0)
-		goto fail;
-	moved = sqlite3_changes(st->db);
-	if ((rc = store_commit(st)) < 0)
-		return rc;
-	return moved > 0 ? moved : 1;
-fail:
-	store_rollback(st);
-	return rc;
-}
-
-/* --- maintenance ----------------------------------------------------- */
-
-int store_checkpoint(struct store *st)
-{
-	int log_frames = 0, done_frames = 0, rc;
-
-	if (!st->ckpt) {
-		rc = sqlite3_open_v2(st->path, &st->ckpt,
-				     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-		/* A connection that has never read the database has not
-		 * opened its WAL yet, and checkpointing on it does nothing
-		 * (reports -1 frames): one read first. */
-		if (rc == SQLITE_OK)
-			rc = sqlite3_exec(st->ckpt, "SELECT count(*) FROM sqlite_schema",
-					  NULL, NULL, NULL);
-		if (rc != SQLITE_OK) {
-			sqlite3_close_v2(st->ckpt);
-			st->ckpt = NULL;
-			return store_errno(rc);
-		}
-	}
-	rc = sqlite3_wal_checkpoint_v2(st->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE,
-				       &log_frames, &done_frames);
-	if (rc != SQLITE_OK)
-		return store_errno(rc);
-	return done_frames > 0 ? done_frames : 0;
-}
-
-int64_t store_station_gaps(struct store *st, const char *station)
-{
-	sqlite3_stmt *q = NULL;
-	int64_t gaps;
-	int rc;
-
-	rc = sqlite3_prepare_v2(st->db, "SELECT coalesce(gaps, 0) FROM stations WHERE name = ?1",
-				-1, &q, NULL);
-	if (rc != SQLITE_OK)
-		return store_errno(rc);
-	sqlite3_bind_text(q, 1, station, -1, SQLITE_STATIC);
-	rc = sqlite3_step(q);
-	gaps = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0)
-				: (rc == SQLITE_DONE ? -ENOENT : store_errno(rc));
-	sqlite3_finalize(q);
-	return gaps;
+	return st_step_done(q);
 }
