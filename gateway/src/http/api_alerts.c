@@ -1,0 +1,268 @@
+/* GET /api/v1/alerts and POST /api/v1/alerts/{id}/ack (docs/api.md). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "agri/json.h"
+#include "agri/log.h"
+#include "agri/time.h"
+#include "agri/topic.h"
+#include "agri/util.h"
+#include "http/http_int.h"
+
+/* --- GET /api/v1/alerts ---------------------------------------------- */
+
+enum MHD_Result http_api_alerts(struct http_server *srv, struct MHD_Connection *c,
+				struct rconn *rc)
+{
+	static const char *const allowed[] = {"state", "station", "limit", "history", NULL};
+	static const char *const states[] = {"active", "acknowledged", "cleared", "open", "all",
+					     NULL};
+	sqlite3_stmt *qa = rc->q[Q_ALERTS], *qe = rc->q[Q_EVENTS];
+	struct dbuf b = {0};
+	struct params p;
+	const char *state, *station, *s;
+	long limit = ALERTS_LIMIT_DEFAULT, history = EVENTS_PER_ALERT;
+	bool known = false, first = true;
+	int r, re = SQLITE_DONE;
+
+	if (!http_params_read(c, &p, allowed))
+		return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST, "%s", p.bad);
+	state = http_param(&p, "state");
+	if (!state)
+		state = "all";
+	for (const char *const *a = states; *a; a++)
+		if (strcmp(*a, state) == 0)
+			known = true;
+	if (!known)
+		return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST,
+				       "bad state: expected active, acknowledged, cleared, open or all");
+	station = http_param(&p, "station");
+	if (station && !agri_station_id_valid(station))
+		return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST,
+				       "bad station: expected [A-Za-z0-9_-]{1,32}");
+	if ((s = http_param(&p, "limit")) && !http_parse_limit(s, ALERTS_LIMIT_MAX, &limit))
+		return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST,
+				       "bad limit: expected an integer from 1 to %d", ALERTS_LIMIT_MAX);
+	if ((s = http_param(&p, "history"))) {
+		if (strcmp(s, "0") == 0)
+			history = 0;
+		else if (!http_parse_limit(s, 1000, &history))
+			return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST,
+					       "bad history: expected the number of events per alert, 0 to 1000");
+	}
+	if (http_rtx_begin(rc) < 0)
+		return http_send_db_error(srv, c, rc, sqlite3_errcode(rc->db));
+	sqlite3_bind_text(qa, 1, state, -1, SQLITE_STATIC);
+	http_bind_opt(qa, 2, station);
+	sqlite3_bind_int64(qa, 3, limit);
+	http_db_puts(&b, "{\"alerts\":[");
+	while (!b.err && (r = sqlite3_step(qa)) == SQLITE_ROW) {
+		static const char *const keys[] = {"id", "rule", "station", "sensor", "metric",
+						   "severity", "state"};
+
+		http_db_puts(&b, first ? "{\"v\":1" : ",{\"v\":1");
+		first = false;
+		for (int i = 0; i < 7; i++) {
+			if ((i == 3 || i == 4) && (sqlite3_column_type(qa, i) == SQLITE_NULL ||
+						   !*sqlite3_column_text(qa, i)))
+				continue; /* as §5: sensor/metric omitted when none */
+			http_db_printf(&b, ",\"%s\":", keys[i]);
+			http_db_col_str(&b, qa, i);
+		}
+		http_db_puts(&b, ",\"value\":");
+		http_db_col_num(&b, qa, 7);
+		http_db_puts(&b, ",\"threshold\":");
+		http_db_col_num(&b, qa, 8);
+		http_db_puts(&b, ",\"raised_at\":");
+		http_db_col_time(&b, qa, 9);
+		http_db_puts(&b, ",\"updated_at\":");
+		http_db_col_time(&b, qa, 10);
+		http_db_puts(&b, ",\"message\":");
+		http_db_col_str(&b, qa, 11);
+		if (history > 0) {
+			bool ef = true;
+
+			http_db_puts(&b, ",\"events\":[");
+			sqlite3_bind_text(qe, 1, (const char *)sqlite3_column_text(qa, 0), -1,
+					  SQLITE_TRANSIENT);
+			sqlite3_bind_int64(qe, 2, history);
+			while ((re = sqlite3_step(qe)) == SQLITE_ROW) {
+				http_db_puts(&b, ef ? "{\"state\":" : ",{\"state\":");
+				ef = false;
+				http_db_col_str(&b, qe, 0);
+				http_db_puts(&b, ",\"severity\":");
+				http_db_col_str(&b, qe, 1);
+				http_db_puts(&b, ",\"value\":");
+				http_db_col_num(&b, qe, 2);
+				http_db_puts(&b, ",\"at\":");
+				http_db_col_time(&b, qe, 3);
+				http_db_puts(&b, "}");
+			}
+			sqlite3_reset(qe);
+			http_db_puts(&b, "]");
+			if (re != SQLITE_DONE) {
+				r = re;
+				break;
+			}
+		}
+		http_db_puts(&b, "}");
+	}
+	sqlite3_reset(qa);
+	sqlite3_clear_bindings(qa);
+	http_rtx_end(rc);
+	if (r != SQLITE_DONE && !b.err) {
+		free(b.p);
+		return http_send_db_error(srv, c, rc, r);
+	}
+	http_db_puts(&b, "]}\n");
+	return http_send_dbuf(srv, c, MHD_HTTP_OK, "application/json", &b);
+}
+
+/* --- POST /api/v1/alerts/{id}/ack ------------------------------------ */
+
+/* Constant-time token check: the time depends only on the lengths of
+ * the buffers (fixed), not on where the first difference is. */
+static bool token_ok(const struct http_server *srv, const char *auth)
+{
+	char given[GW_SECRET_MAX] = {0};
+	volatile unsigned char diff = 0;
+	size_t n;
+
+	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+		return false;
+	auth += 7;
+	while (*auth == ' ')
+		auth++;
+	n = strlen(auth);
+	if (n == 0 || n >= sizeof(given) || srv->token_len == 0)
+		return false;
+	memcpy(given, auth, n);
+	diff |= (unsigned char)(n != srv->token_len);
+	for (size_t i = 0; i < sizeof(given); i++)
+		diff |= (unsigned char)(given[i] ^ srv->token[i]);
+	return diff == 0;
+}
+
+/* "<rule>/<station>[/<sensor>]" with valid parts. */
+static bool alert_id_valid(const char *id)
+{
+	char tmp[160], *parts[4], *save = NULL, *t;
+	size_t n = 0;
+
+	if (strlen(id) >= sizeof(tmp) || strstr(id, "//") || id[0] == '/')
+		return false;
+	snprintf(tmp, sizeof(tmp), "%s", id);
+	for (t = strtok_r(tmp, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+		if (n == 4)
+			return false;
+		parts[n++] = t;
+	}
+	if (n < 2 || n > 3)
+		return false;
+	return agri_rule_id_valid(parts[0]) && agri_station_id_valid(parts[1]) &&
+	       (n == 2 || agri_ident_valid(parts[2]));
+}
+
+/* The optional body {"by":"name"}: who acknowledges. */
+static int ack_body_who(const struct req *rq, char *who, size_t len, const char **why)
+{
+	struct agri_err err = {0};
+	cJSON *doc = NULL, *it;
+	int rc = 0;
+
+	snprintf(who, len, "api");
+	if (rq->len == 0)
+		return 0;
+	if (agri_json_parse(rq->body, rq->len, BODY_MAX, 4, &doc, &err) < 0 ||
+	    !cJSON_IsObject(doc)) {
+		*why = "bad body: expected {\"by\":\"name\"} or nothing";
+		rc = -EINVAL;
+		goto out;
+	}
+	cJSON_ArrayForEach(it, doc) {
+		if (strcmp(it->string, "by") != 0) {
+			*why = "bad body: unknown key (only \"by\")";
+			rc = -EINVAL;
+			goto out;
+		}
+		if (!cJSON_IsString(it) || !it->valuestring[0] ||
+		    strlen(it->valuestring) >= len) {
+			*why = "bad body: \"by\" must be a name of 1 to 63 characters";
+			rc = -EINVAL;
+			goto out;
+		}
+		for (const char *s = it->valuestring; *s; s++)
+			if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+				*why = "bad body: \"by\" has control characters";
+				rc = -EINVAL;
+				goto out;
+			}
+		snprintf(who, len, "%s", it->valuestring);
+	}
+out:
+	cJSON_Delete(doc);
+	return rc;
+}
+
+enum MHD_Result http_api_ack(struct http_server *srv, struct MHD_Connection *c,
+			     const char *id, const struct req *rq)
+{
+	struct http_ack_result res;
+	struct dbuf b = {0};
+	const char *why = NULL;
+	char who[64];
+	int rc;
+
+	if (srv->token_len == 0)
+		return http_send_error(srv, c, MHD_HTTP_FORBIDDEN,
+				       "writes are disabled: no http.token_file in the gateway config");
+	if (!token_ok(srv, MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						       MHD_HTTP_HEADER_AUTHORIZATION))) {
+		log_warn(LOG, "acknowledgement refused: missing or wrong token");
+		return http_send_error(srv, c, MHD_HTTP_UNAUTHORIZED,
+				       "missing or wrong token (Authorization: Bearer <token>)");
+	}
+	if (rq->too_big)
+		return http_send_error(srv, c, MHD_HTTP_CONTENT_TOO_LARGE, "body over %d bytes",
+				       BODY_MAX);
+	if (!alert_id_valid(id))
+		return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST,
+				       "bad alert id: expected <rule>/<station>[/<sensor>], '/' as %%2F");
+	if (ack_body_who(rq, who, sizeof(who), &why) < 0)
+		return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST, "%s", why);
+	if (!srv->hooks.ack_alert)
+		return http_send_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE,
+				       "no alert engine in this gateway (rules_file not set?)");
+	memset(&res, 0, sizeof(res));
+	rc = srv->hooks.ack_alert(srv->hooks.ctx, id, who, &res);
+	switch (rc) {
+	case 0:
+		break;
+	case -ENOENT:
+		return http_send_error(srv, c, MHD_HTTP_NOT_FOUND, "unknown alert: %s", id);
+	case -EINVAL:
+		return http_send_error(srv, c, MHD_HTTP_CONFLICT,
+				       "alert %s cannot be acknowledged in its state", id);
+	case -EBUSY:
+	case -EAGAIN:
+		return http_send_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "alert engine busy, try again");
+	default:
+		return http_send_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "acknowledgement failed: %s",
+				       strerror(-rc));
+	}
+	res.state[sizeof(res.state) - 1] = '\0';
+	log_info(LOG, "alert acknowledged id=%s by=%s changed=%d", id, who, (int)res.changed);
+	http_db_puts(&b, "{\"id\":");
+	http_db_jstr(&b, id);
+	http_db_puts(&b, ",\"state\":");
+	http_db_jstr(&b, res.state[0] ? res.state : "acknowledged");
+	http_db_puts(&b, ",\"by\":");
+	http_db_jstr(&b, who);
+	http_db_printf(&b, ",\"changed\":%s}\n", res.changed ? "true" : "false");
+	return http_send_dbuf(srv, c, MHD_HTTP_OK, "application/json", &b);
+}

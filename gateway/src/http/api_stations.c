@@ -1,0 +1,99 @@
+/* GET /api/v1/stations: stations, their state and the latest value of each
+ * metric (docs/api.md). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "agri/json.h"
+#include "agri/log.h"
+#include "agri/time.h"
+#include "agri/topic.h"
+#include "agri/util.h"
+#include "http/http_int.h"
+
+/* --- GET /api/v1/stations ------------------------------------------ */
+
+enum MHD_Result http_api_stations(struct http_server *srv, struct MHD_Connection *c,
+				  struct rconn *rc)
+{
+	static const char *const allowed[] = {NULL};
+	sqlite3_stmt *qs = rc->q[Q_STATIONS], *ql = rc->q[Q_LATEST];
+	struct dbuf b = {0};
+	struct params p;
+	bool first = true, have_l;
+	int r = SQLITE_DONE, rl;
+
+	if (!http_params_read(c, &p, allowed))
+		return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST, "%s", p.bad);
+	if (http_rtx_begin(rc) < 0)
+		return http_send_db_error(srv, c, rc, sqlite3_errcode(rc->db));
+	http_db_puts(&b, "{\"stations\":[");
+	/* Both statements are ordered by station: merge them. */
+	rl = sqlite3_step(ql);
+	have_l = rl == SQLITE_ROW;
+	while ((r = sqlite3_step(qs)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(qs, 1);
+		bool lf = true;
+
+		http_db_puts(&b, first ? "{\"station\":" : ",{\"station\":");
+		first = false;
+		http_db_col_str(&b, qs, 1);
+		http_db_puts(&b, ",\"state\":");
+		http_db_col_str(&b, qs, 2);
+		http_db_puts(&b, ",\"last_seen\":");
+		http_db_col_time(&b, qs, 3);
+		http_db_puts(&b, ",\"last_seq\":");
+		http_db_col_int(&b, qs, 4);
+		http_db_puts(&b, ",\"gaps\":");
+		http_db_col_int(&b, qs, 5);
+		http_db_puts(&b, ",\"fw\":");
+		http_db_col_str(&b, qs, 6);
+		http_db_puts(&b, ",\"board\":");
+		http_db_col_str(&b, qs, 7);
+		http_db_puts(&b, ",\"config_version\":");
+		http_db_col_int(&b, qs, 8);
+		http_db_puts(&b, ",\"spool_depth\":");
+		http_db_col_int(&b, qs, 9);
+		http_db_puts(&b, ",\"maintenance\":");
+		if (sqlite3_column_type(qs, 10) == SQLITE_NULL)
+			http_db_puts(&b, "null");
+		else
+			http_db_puts(&b, sqlite3_column_int(qs, 10) ? "true" : "false");
+		http_db_puts(&b, ",\"status_at\":");
+		http_db_col_time(&b, qs, 11);
+		http_db_puts(&b, ",\"latest\":[");
+		/* Both ordered by name, from one snapshot. */
+		while (have_l && strcmp((const char *)sqlite3_column_text(ql, 0), name) <= 0) {
+			if (strcmp((const char *)sqlite3_column_text(ql, 0), name) == 0) {
+				http_db_puts(&b, lf ? "{\"sensor\":" : ",{\"sensor\":");
+				lf = false;
+				http_db_col_str(&b, ql, 1);
+				http_db_puts(&b, ",\"metric\":");
+				http_db_col_str(&b, ql, 2);
+				http_db_puts(&b, ",\"ts\":");
+				http_db_col_time(&b, ql, 3);
+				http_db_puts(&b, ",\"value\":");
+				http_db_col_num(&b, ql, 4);
+				http_db_puts(&b, ",\"unit\":");
+				http_db_col_str(&b, ql, 5);
+				http_db_printf(&b, ",\"q\":\"%s\"}", http_q_name(sqlite3_column_int(ql, 6)));
+			}
+			rl = sqlite3_step(ql);
+			have_l = rl == SQLITE_ROW;
+		}
+		http_db_puts(&b, "]}");
+	}
+	sqlite3_reset(qs);
+	sqlite3_reset(ql);
+	http_rtx_end(rc);
+	if (r != SQLITE_DONE || (rl != SQLITE_ROW && rl != SQLITE_DONE)) {
+		free(b.p);
+		return http_send_db_error(srv, c, rc, r != SQLITE_DONE ? r : rl);
+	}
+	http_db_puts(&b, "]}\n");
+	return http_send_dbuf(srv, c, MHD_HTTP_OK, "application/json", &b);
+}

@@ -1,0 +1,168 @@
+/*
+ * The HTTP server's insides, shared by its files (see http.h for the
+ * API): the server, its per-thread read connections, query parameters
+ * and the route table (server.c), capped response buffers and responses
+ * (response.c), and one file per API group (api_*.c).
+ */
+#ifndef GATEWAY_HTTP_INT_H
+#define GATEWAY_HTTP_INT_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+#include <sqlite3.h>
+
+#include "agri/log.h"
+#include "http/http.h"
+
+#define LOG "http"
+#define HTTP_THREADS 4
+#define HTTP_CONN_MAX 256
+#define HTTP_TIMEOUT_S 15
+#define BODY_MAX 4096               /* request bodies (ack) */
+#define RESP_MAX (64u << 20)        /* a response larger than this: 413 */
+#define LIMIT_DEFAULT 1000
+#define LIMIT_MAX 100000
+#define ALERTS_LIMIT_DEFAULT 500
+#define ALERTS_LIMIT_MAX 10000
+#define EVENTS_PER_ALERT 50
+#define QUERY_BUDGET_MS 5000
+#define BUSY_TIMEOUT_MS 100
+#define PARAMS_MAX 8
+#define FORECAST_DOC_MAX (256 * 1024)
+
+
+
+/* Read statements, prepared once per thread connection. */
+enum {
+	Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
+	Q_STATIONS, Q_LATEST, Q_STATION_EXISTS, Q_METRIC_SEEN,
+	Q_SERIES, Q_READ_ONE, Q_READ_MANY,
+	Q_ALERTS, Q_EVENTS,
+	Q_M_ALERTS, Q_M_STATIONS, Q_M_DEAD,
+	Q_VIEW_EXISTS,
+	Q_COUNT
+};
+
+#define SERIES_WHERE \
+	"(?1 IS NULL OR st.name = ?1) AND (?2 IS NULL OR se.metric = ?2)" \
+	" AND (?3 IS NULL OR se.sensor = ?3)"
+
+
+/* A per-thread read connection. */
+struct rconn {
+	sqlite3 *db;
+	sqlite3_stmt *q[Q_COUNT];
+	int64_t deadline_ms; /* progress handler: interrupt after this */
+};
+
+struct http_server {
+	const struct gateway_config *cfg;
+	struct gateway_health *health;
+	struct http_hooks hooks;
+	struct MHD_Daemon *mhd;
+	pthread_key_t key;
+	bool key_made;
+	int port;
+	char token[GW_SECRET_MAX];
+	size_t token_len;
+	atomic_uint_fast64_t requests, errors_4xx, errors_5xx;
+	pthread_mutex_t rate_mu;
+	int64_t rate_t_ms;
+	uint64_t rate_n;
+	double rate;
+	struct log_complaint db_complaint;
+};
+
+/* One request's state, from its first callback to its completion. */
+struct req {
+	char body[BODY_MAX + 1];
+	size_t len;
+	bool too_big;
+};
+
+struct dbuf {
+	char *p;
+	size_t len, cap;
+	int err; /* first failure: -ENOMEM or -E2BIG */
+};
+
+struct params {
+	const char *const *allowed; /* NULL-terminated */
+	const char *key[PARAMS_MAX];
+	const char *val[PARAMS_MAX];
+	size_t n;
+	char bad[160]; /* the first problem, "" = none */
+};
+
+/* server.c */
+int http_progress(void *ctx);
+int http_step_reset(sqlite3_stmt *q);
+void http_bind_opt(sqlite3_stmt *q, int i, const char *s);
+int http_rtx_begin(struct rconn *rc);
+void http_rtx_end(struct rconn *rc);
+enum MHD_Result http_send_db_error(struct http_server *srv, struct MHD_Connection *c,
+				   struct rconn *rc, int r);
+bool http_params_read(struct MHD_Connection *c, struct params *p,
+		      const char *const *allowed);
+const char *http_param(const struct params *p, const char *key);
+bool http_metric_canonical(const char *m);
+bool http_parse_limit(const char *s, long max, long *out);
+
+/* response.c: capped buffers, JSON and responses */
+void http_db_put(struct dbuf *b, const char *s, size_t n);
+void http_db_puts(struct dbuf *b, const char *s);
+void http_db_printf(struct dbuf *b, const char *fmt, ...);
+void http_db_printf(struct dbuf *b, const char *fmt, ...);
+void http_db_jstr(struct dbuf *b, const char *s);
+void http_db_jnum(struct dbuf *b, double d);
+void http_db_jtime(struct dbuf *b, int64_t ms);
+void http_db_col_str(struct dbuf *b, sqlite3_stmt *q, int i);
+void http_db_col_num(struct dbuf *b, sqlite3_stmt *q, int i);
+void http_db_col_int(struct dbuf *b, sqlite3_stmt *q, int i);
+void http_db_col_time(struct dbuf *b, sqlite3_stmt *q, int i);
+const char *http_q_name(int q);
+enum MHD_Result http_send_buf(struct http_server *srv, struct MHD_Connection *c,
+			      unsigned code, const char *type, char *p, size_t len,
+			      bool must_free, bool page);
+enum MHD_Result http_send_error(struct http_server *srv, struct MHD_Connection *c,
+				unsigned code, const char *fmt, ...);
+enum MHD_Result http_send_error(struct http_server *srv, struct MHD_Connection *c,
+				unsigned code, const char *fmt, ...);
+enum MHD_Result http_send_dbuf(struct http_server *srv, struct MHD_Connection *c,
+			       unsigned code, const char *type, struct dbuf *b);
+
+/* api_stations.c */
+enum MHD_Result http_api_stations(struct http_server *srv, struct MHD_Connection *c,
+				  struct rconn *rc);
+
+/* api_readings.c */
+enum MHD_Result http_api_readings(struct http_server *srv, struct MHD_Connection *c,
+				  struct rconn *rc, bool csv);
+
+/* api_alerts.c */
+enum MHD_Result http_api_alerts(struct http_server *srv, struct MHD_Connection *c,
+				struct rconn *rc);
+enum MHD_Result http_api_ack(struct http_server *srv, struct MHD_Connection *c,
+			     const char *id, const struct req *rq);
+
+/* api_ops.c */
+enum MHD_Result http_api_metrics(struct http_server *srv, struct MHD_Connection *c,
+				 struct rconn *rc);
+enum MHD_Result http_api_healthz(struct http_server *srv, struct MHD_Connection *c);
+enum MHD_Result http_api_dead_letters(struct http_server *srv, struct MHD_Connection *c,
+				      struct rconn *rc);
+
+/* api_forecast.c */
+int http_rows_json(struct dbuf *b, sqlite3_stmt *q);
+enum MHD_Result http_api_forecast(struct http_server *srv, struct MHD_Connection *c,
+				  struct rconn *rc);
+enum MHD_Result http_api_advisories(struct http_server *srv, struct MHD_Connection *c,
+				    struct rconn *rc);
+
+#endif
