@@ -16,9 +16,11 @@
 
 /* --- GET /api/v1/alerts ---------------------------------------------- */
 
-enum MHD_Result http_api_alerts(struct http_server *srv, struct MHD_Connection *c,
-				struct rconn *rc)
+enum MHD_Result http_api_alerts(const struct http_call *k)
 {
+	struct http_server *srv = k->srv;
+	struct MHD_Connection *c = k->c;
+	struct rconn *rc = k->rc;
 	static const char *const allowed[] = {"state", "station", "limit", "history", NULL};
 	static const char *const states[] = {"active", "acknowledged", "cleared", "open", "all",
 					     NULL};
@@ -125,29 +127,6 @@ enum MHD_Result http_api_alerts(struct http_server *srv, struct MHD_Connection *
 
 /* --- POST /api/v1/alerts/{id}/ack ------------------------------------ */
 
-/* Constant-time token check: the time depends only on the lengths of
- * the buffers (fixed), not on where the first difference is. */
-static bool token_ok(const struct http_server *srv, const char *auth)
-{
-	char given[GW_SECRET_MAX] = {0};
-	volatile unsigned char diff = 0;
-	size_t n;
-
-	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
-		return false;
-	auth += 7;
-	while (*auth == ' ')
-		auth++;
-	n = strlen(auth);
-	if (n == 0 || n >= sizeof(given) || srv->token_len == 0)
-		return false;
-	memcpy(given, auth, n);
-	diff |= (unsigned char)(n != srv->token_len);
-	for (size_t i = 0; i < sizeof(given); i++)
-		diff |= (unsigned char)(given[i] ^ srv->token[i]);
-	return diff == 0;
-}
-
 /* "<rule>/<station>[/<sensor>]" with valid parts. */
 static bool alert_id_valid(const char *id)
 {
@@ -209,24 +188,18 @@ out:
 	return rc;
 }
 
-enum MHD_Result http_api_ack(struct http_server *srv, struct MHD_Connection *c,
-			     const char *id, const struct req *rq)
+enum MHD_Result http_api_ack(const struct http_call *k)
 {
+	struct http_server *srv = k->srv;
+	struct MHD_Connection *c = k->c;
+	const char *id = k->id;
+	const struct req *rq = k->rq;
 	struct http_ack_result res;
 	struct dbuf b = {0};
 	const char *why = NULL;
 	char who[64];
 	int rc;
 
-	if (srv->token_len == 0)
-		return http_send_error(srv, c, MHD_HTTP_FORBIDDEN,
-				       "writes are disabled: no http.token_file in the gateway config");
-	if (!token_ok(srv, MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-						       MHD_HTTP_HEADER_AUTHORIZATION))) {
-		log_warn(LOG, "acknowledgement refused: missing or wrong token");
-		return http_send_error(srv, c, MHD_HTTP_UNAUTHORIZED,
-				       "missing or wrong token (Authorization: Bearer <token>)");
-	}
 	if (rq->too_big)
 		return http_send_error(srv, c, MHD_HTTP_CONTENT_TOO_LARGE, "body over %d bytes",
 				       BODY_MAX);

@@ -55,9 +55,11 @@ int http_rows_json(struct dbuf *b, sqlite3_stmt *q)
 	return r;
 }
 
-enum MHD_Result http_api_forecast(struct http_server *srv, struct MHD_Connection *c,
-				  struct rconn *rc)
+enum MHD_Result http_api_forecast(const struct http_call *k)
 {
+	struct http_server *srv = k->srv;
+	struct MHD_Connection *c = k->c;
+	struct rconn *rc = k->rc;
 	static const char *const allowed[] = {"station", "metric", NULL};
 	sqlite3_stmt *q = NULL;
 	struct params p;
@@ -138,9 +140,11 @@ enum MHD_Result http_api_forecast(struct http_server *srv, struct MHD_Connection
 	return http_send_db_error(srv, c, rc, r);
 }
 
-enum MHD_Result http_api_advisories(struct http_server *srv, struct MHD_Connection *c,
-				    struct rconn *rc)
+enum MHD_Result http_api_advisories(const struct http_call *k)
 {
+	struct http_server *srv = k->srv;
+	struct MHD_Connection *c = k->c;
+	struct rconn *rc = k->rc;
 	static const char *const allowed[] = {"station", NULL};
 	sqlite3_stmt *q = NULL;
 	struct params p;

@@ -60,9 +60,11 @@ static int metric_by_state(struct dbuf *b, sqlite3_stmt *q, const char *name,
 	return r;
 }
 
-enum MHD_Result http_api_metrics(struct http_server *srv, struct MHD_Connection *c,
-				 struct rconn *rc)
+enum MHD_Result http_api_metrics(const struct http_call *k)
 {
+	struct http_server *srv = k->srv;
+	struct MHD_Connection *c = k->c;
+	struct rconn *rc = k->rc;
 	static const char *const alert_states[] = {"active", "acknowledged", "cleared", NULL};
 	static const char *const station_states[] = {"online", "offline", NULL};
 	struct gateway_health *h = srv->health;
@@ -168,8 +170,10 @@ enum MHD_Result http_api_metrics(struct http_server *srv, struct MHD_Connection 
 
 /* --- GET /healthz ------------------------------------------------------ */
 
-enum MHD_Result http_api_healthz(struct http_server *srv, struct MHD_Connection *c)
+enum MHD_Result http_api_healthz(const struct http_call *k)
 {
+	struct http_server *srv = k->srv;
+	struct MHD_Connection *c = k->c;
 	struct gateway_health *h = srv->health;
 	bool conn = h && atomic_load(&h->connected), wr = h && atomic_load(&h->db_writable);
 	struct dbuf b = {0};
@@ -192,9 +196,11 @@ enum MHD_Result http_api_healthz(struct http_server *srv, struct MHD_Connection 
 
 /* GET /api/v1/dead-letters?station=&kind=&limit=: the per-kind counters
  * (they never reset) and the newest dead letters, newest first. */
-enum MHD_Result http_api_dead_letters(struct http_server *srv, struct MHD_Connection *c,
-				      struct rconn *rc)
+enum MHD_Result http_api_dead_letters(const struct http_call *k)
 {
+	struct http_server *srv = k->srv;
+	struct MHD_Connection *c = k->c;
+	struct rconn *rc = k->rc;
 	static const char *const allowed[] = {"station", "kind", "limit", NULL};
 	sqlite3_stmt *q = NULL;
 	struct params p;

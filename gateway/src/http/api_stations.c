@@ -17,9 +17,11 @@
 
 /* --- GET /api/v1/stations ------------------------------------------ */
 
-enum MHD_Result http_api_stations(struct http_server *srv, struct MHD_Connection *c,
-				  struct rconn *rc)
+enum MHD_Result http_api_stations(const struct http_call *k)
 {
+	struct http_server *srv = k->srv;
+	struct MHD_Connection *c = k->c;
+	struct rconn *rc = k->rc;
 	static const char *const allowed[] = {NULL};
 	sqlite3_stmt *qs = rc->q[Q_STATIONS], *ql = rc->q[Q_LATEST];
 	struct dbuf b = {0};

@@ -100,6 +100,18 @@ struct params {
 	char bad[160]; /* the first problem, "" = none */
 };
 
+/* One request as a route's handler sees it (server.c fills it in). */
+struct http_call {
+	struct http_server *srv;
+	struct MHD_Connection *c;
+	struct rconn *rc;      /* the thread's read connection: set for routes that read */
+	const char *id;        /* the path's {id}, or NULL */
+	const struct req *rq;  /* the request's body (POST) */
+	int variant;           /* the route's variant (readings: 1 = CSV) */
+};
+
+typedef enum MHD_Result (*http_handler_fn)(const struct http_call *k);
+
 /* server.c */
 int http_progress(void *ctx);
 int http_step_reset(sqlite3_stmt *q);
@@ -138,31 +150,23 @@ enum MHD_Result http_send_dbuf(struct http_server *srv, struct MHD_Connection *c
 			       unsigned code, const char *type, struct dbuf *b);
 
 /* api_stations.c */
-enum MHD_Result http_api_stations(struct http_server *srv, struct MHD_Connection *c,
-				  struct rconn *rc);
+enum MHD_Result http_api_stations(const struct http_call *k);
 
 /* api_readings.c */
-enum MHD_Result http_api_readings(struct http_server *srv, struct MHD_Connection *c,
-				  struct rconn *rc, bool csv);
+enum MHD_Result http_api_readings(const struct http_call *k);
 
 /* api_alerts.c */
-enum MHD_Result http_api_alerts(struct http_server *srv, struct MHD_Connection *c,
-				struct rconn *rc);
-enum MHD_Result http_api_ack(struct http_server *srv, struct MHD_Connection *c,
-			     const char *id, const struct req *rq);
+enum MHD_Result http_api_alerts(const struct http_call *k);
+enum MHD_Result http_api_ack(const struct http_call *k);
 
 /* api_ops.c */
-enum MHD_Result http_api_metrics(struct http_server *srv, struct MHD_Connection *c,
-				 struct rconn *rc);
-enum MHD_Result http_api_healthz(struct http_server *srv, struct MHD_Connection *c);
-enum MHD_Result http_api_dead_letters(struct http_server *srv, struct MHD_Connection *c,
-				      struct rconn *rc);
+enum MHD_Result http_api_metrics(const struct http_call *k);
+enum MHD_Result http_api_healthz(const struct http_call *k);
+enum MHD_Result http_api_dead_letters(const struct http_call *k);
 
 /* api_forecast.c */
 int http_rows_json(struct dbuf *b, sqlite3_stmt *q);
-enum MHD_Result http_api_forecast(struct http_server *srv, struct MHD_Connection *c,
-				  struct rconn *rc);
-enum MHD_Result http_api_advisories(struct http_server *srv, struct MHD_Connection *c,
-				    struct rconn *rc);
+enum MHD_Result http_api_forecast(const struct http_call *k);
+enum MHD_Result http_api_advisories(const struct http_call *k);
 
 #endif

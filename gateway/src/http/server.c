@@ -273,8 +273,141 @@ static enum MHD_Result serve_asset(struct http_server *srv, struct MHD_Connectio
 	return http_send_error(srv, c, MHD_HTTP_NOT_FOUND, "no such page: %.100s", url);
 }
 
-#define ALERTS_PREFIX "/api/v1/alerts/"
-#define ACK_SUFFIX "/ack"
+/*
+ * The routes. path is exact, or "prefix{id}suffix" (the id is what lies
+ * between, at most ID_MAX bytes). GET routes answer HEAD too. auth: the
+ * bearer token is needed (writes; docs/api.md). db: the handler reads the
+ * store through the thread's read connection (503 when it cannot be
+ * opened). A path that matches no route with another method is 405.
+ */
+struct route {
+	const char *method;
+	const char *path;
+	bool auth, db;
+	int variant;
+	http_handler_fn fn;
+};
+
+static const struct route routes[] = {
+	{"GET", "/healthz", false, false, 0, http_api_healthz},
+	{"GET", "/metrics", false, false, 0, http_api_metrics}, /* reads what it can */
+	{"GET", "/api/v1/stations", false, true, 0, http_api_stations},
+	{"GET", "/api/v1/readings", false, true, 0, http_api_readings},
+	{"GET", "/api/v1/readings.csv", false, true, 1, http_api_readings},
+	{"GET", "/api/v1/alerts", false, true, 0, http_api_alerts},
+	{"POST", "/api/v1/alerts/{id}/ack", true, false, 0, http_api_ack},
+	{"GET", "/api/v1/forecast", false, true, 0, http_api_forecast},
+	{"GET", "/api/v1/advisories", false, true, 0, http_api_advisories},
+	{"GET", "/api/v1/dead-letters", false, true, 0, http_api_dead_letters},
+};
+
+#define ID_MAX 255
+
+/* Does url match path? A "{id}" path copies the id into id[ID_MAX + 1]
+ * (*too_long when it does not fit). */
+static bool route_match(const char *path, const char *url, char *id, bool *too_long)
+{
+	const char *hole = strstr(path, "{id}");
+	size_t pre, post, ulen = strlen(url), n;
+
+	if (!hole)
+		return strcmp(path, url) == 0;
+	pre = (size_t)(hole - path);
+	post = strlen(hole + 4);
+	if (ulen <= pre + post || strncmp(url, path, pre) != 0 ||
+	    strcmp(url + ulen - post, hole + 4) != 0)
+		return false;
+	n = ulen - pre - post;
+	*too_long = n > ID_MAX;
+	if (!*too_long) {
+		memcpy(id, url + pre, n);
+		id[n] = '\0';
+	}
+	return true;
+}
+
+/* Constant-time token check: the time depends only on the lengths of
+ * the buffers (fixed), not on where the first difference is. */
+static bool token_ok(const struct http_server *srv, const char *auth)
+{
+	char given[GW_SECRET_MAX] = {0};
+	volatile unsigned char diff = 0;
+	size_t n;
+
+	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+		return false;
+	auth += 7;
+	while (*auth == ' ')
+		auth++;
+	n = strlen(auth);
+	if (n == 0 || n >= sizeof(given) || srv->token_len == 0)
+		return false;
+	memcpy(given, auth, n);
+	diff |= (unsigned char)(n != srv->token_len);
+	for (size_t i = 0; i < sizeof(given); i++)
+		diff |= (unsigned char)(given[i] ^ srv->token[i]);
+	return diff == 0;
+}
+
+/* The bearer token, for routes that write: true when it is right, else
+ * false with the response sent (*resp). */
+static bool authorized(struct http_server *srv, struct MHD_Connection *c, enum MHD_Result *resp)
+{
+	if (srv->token_len == 0) {
+		*resp = http_send_error(srv, c, MHD_HTTP_FORBIDDEN,
+					"writes are disabled: no http.token_file in the gateway config");
+		return false;
+	}
+	if (!token_ok(srv, MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						       MHD_HTTP_HEADER_AUTHORIZATION))) {
+		log_warn(LOG, "write refused: missing or wrong token");
+		*resp = http_send_error(srv, c, MHD_HTTP_UNAUTHORIZED,
+					"missing or wrong token (Authorization: Bearer <token>)");
+		return false;
+	}
+	return true;
+}
+
+/* Runs the route for (method, url). */
+static enum MHD_Result dispatch(struct http_server *srv, struct MHD_Connection *c,
+				const char *method, const char *url, const struct req *rq)
+{
+	bool head = strcmp(method, "HEAD") == 0, other_method = false;
+	char id[ID_MAX + 1];
+
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		const struct route *r = &routes[i];
+		struct http_call k = {.srv = srv, .c = c, .rq = rq, .variant = r->variant};
+		bool too_long = false;
+		enum MHD_Result resp;
+
+		if (!route_match(r->path, url, id, &too_long))
+			continue;
+		if (strcmp(method, r->method) != 0 && !(head && strcmp(r->method, "GET") == 0)) {
+			other_method = true;
+			continue;
+		}
+		if (too_long)
+			return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST, "id too long");
+		if (r->auth && !authorized(srv, c, &resp))
+			return resp;
+		k.id = strstr(r->path, "{id}") ? id : NULL;
+		k.rc = rconn_get(srv);
+		if (r->db && !k.rc)
+			return http_send_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE,
+					       "database not readable");
+		return r->fn(&k);
+	}
+	if (other_method)
+		return http_send_error(srv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method %s not allowed here",
+				       method);
+	if (strcmp(method, "GET") != 0 && !head)
+		return http_send_error(srv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method %s not allowed here",
+				       method);
+	if (strncmp(url, "/api/", 5) == 0)
+		return http_send_error(srv, c, MHD_HTTP_NOT_FOUND, "no such endpoint: %.100s", url);
+	return serve_asset(srv, c, url);
+}
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
 			      const char *method, const char *version,
@@ -282,10 +415,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 {
 	struct http_server *srv = cls;
 	struct req *rq = *con_cls;
-	bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-	bool post = strcmp(method, "POST") == 0;
-	size_t ulen = strlen(url);
-	struct rconn *rc;
 
 	(void)version;
 	if (!rq) { /* first call: headers only */
@@ -305,49 +434,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		*upload_size = 0;
 		return MHD_YES;
 	}
-
-	if (ulen > strlen(ALERTS_PREFIX) + strlen(ACK_SUFFIX) &&
-	    strncmp(url, ALERTS_PREFIX, strlen(ALERTS_PREFIX)) == 0 &&
-	    strcmp(url + ulen - strlen(ACK_SUFFIX), ACK_SUFFIX) == 0) {
-		char id[256];
-		size_t n = ulen - strlen(ALERTS_PREFIX) - strlen(ACK_SUFFIX);
-
-		if (!post)
-			return http_send_error(srv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST to acknowledge");
-		if (n >= sizeof(id))
-			return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST, "alert id too long");
-		memcpy(id, url + strlen(ALERTS_PREFIX), n);
-		id[n] = '\0';
-		return http_api_ack(srv, c, id, rq);
-	}
-	if (!get)
-		return http_send_error(srv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method %s not allowed here",
-				       post ? "POST" : "other than GET");
-	if (strcmp(url, "/healthz") == 0)
-		return http_api_healthz(srv, c);
-	if (strncmp(url, "/api/", 5) != 0 && strcmp(url, "/metrics") != 0)
-		return serve_asset(srv, c, url);
-
-	rc = rconn_get(srv);
-	if (strcmp(url, "/metrics") == 0)
-		return http_api_metrics(srv, c, rc);
-	if (!rc)
-		return http_send_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE, "database not readable");
-	if (strcmp(url, "/api/v1/stations") == 0)
-		return http_api_stations(srv, c, rc);
-	if (strcmp(url, "/api/v1/readings") == 0)
-		return http_api_readings(srv, c, rc, false);
-	if (strcmp(url, "/api/v1/readings.csv") == 0)
-		return http_api_readings(srv, c, rc, true);
-	if (strcmp(url, "/api/v1/alerts") == 0)
-		return http_api_alerts(srv, c, rc);
-	if (strcmp(url, "/api/v1/forecast") == 0)
-		return http_api_forecast(srv, c, rc);
-	if (strcmp(url, "/api/v1/dead-letters") == 0)
-		return http_api_dead_letters(srv, c, rc);
-	if (strcmp(url, "/api/v1/advisories") == 0)
-		return http_api_advisories(srv, c, rc);
-	return http_send_error(srv, c, MHD_HTTP_NOT_FOUND, "no such endpoint: %.100s", url);
+	return dispatch(srv, c, method, url, rq);
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
