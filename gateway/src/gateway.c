@@ -1,13 +1,22 @@
 /*
- * Wiring of the gateway's parts (see gateway.h) and the main thread's
- * loop. Shutdown order: the ingest stops taking messages, commits its
- * queue and sends the acks; then the broker disconnects, keeping the
- * session. A message refused in between was PUBACKed by paho but never
- * acked end to end: its station resends it.
+ * The composition root (see gateway.h): gateway_new() builds every room
+ * the config asks for — the store, the ingest and the broker link (core),
+ * the alert engine (alerts), the notification channels and their outbox
+ * (notify), the forwarders (upstream), the forecasts (forecast) and the
+ * HTTP API (http) — and wires them through the ingest's hooks; this file
+ * is the one that includes them all (gateway/src/README.md). Then the main
+ * thread's loop: reconnects, WAL checkpoints, the hub's status, stats.
+ *
+ * Shutdown order: the HTTP API and the forecaster stop taking work; the
+ * ingest stops taking messages, commits its queue and sends the acks;
+ * the broker disconnects, keeping the session (a message refused in
+ * between was PUBACKed by paho but never acked end to end: its station
+ * resends it); then the forwarders and the notifiers finish.
  */
 #include "gateway/gateway.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,27 +24,61 @@
 #include "agri/log.h"
 #include "agri/time.h"
 #include "agri/util.h"
+#include "alerts/alerting.h"
 #include "core/broker.h"
+#include "core/health.h"
+#include "core/import.h"
+#include "core/ingest.h"
 #include "core/store.h"
+#include "forecast/forecasting.h"
+#include "http/http.h"
+#include "notify/notify.h"
+#include "notify/outbox.h"
+#include "upstream/upstream.h"
 
 #define LOG "gateway"
 #define TICK_MS 100
 #define CHECKPOINT_EVERY_MS 1000
 #define STATS_EVERY_MS 60000
 #define HUB_STATUS_EVERY_MS 60000
+#define STOP_INGEST_MS 3500 /* of the 5 s a SIGTERM allows */
 
 struct gateway {
 	const struct gateway_config *cfg;
+	enum gateway_mode mode;
 	struct gateway_health health;
+	/* core */
 	struct store *store;
 	struct ingest *ingest;
 	struct broker *broker;
+	/* the rooms above it, each NULL when the config has none */
+	struct alerting *alerts;
+	struct notify_channel *chans[NOTIFY_CHANNELS_MAX];
+	size_t n_chans;
+	struct outbox *outbox;
+	struct ingest_hook outbox_hook;
+	struct upstream *up;
+	struct forecasting *fc;
+	struct http_server *http;
 	bool started, broker_started, stopped;
 	bool hub_alarm_sent; /* the alarm state last published */
 	int64_t next_hub_status;
-	void (*on_reconnect)(void *ctx);
-	void *reconnect_ctx;
 };
+
+static void why_set(char *why, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void why_set(char *why, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!why || !len)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, len, fmt, ap);
+	va_end(ap);
+}
+
+/* --- core: store, ingest, broker ------------------------------------------ */
 
 /* The ingest's ack publisher: through the broker, once it exists. */
 static int publish(void *ctx, const char *topic, const void *payload, size_t len,
@@ -53,9 +96,9 @@ static int offer(void *ctx, const char *topic, size_t topic_len,
 	return ingest_offer(ctx, topic, topic_len, payload, len);
 }
 
-struct gateway *gateway_new(const struct gateway_config *cfg, int *err)
+static int build_core(struct gateway *gw, char *why, size_t why_len)
 {
-	struct gateway *gw = calloc(1, sizeof(*gw));
+	const struct gateway_config *cfg = gw->cfg;
 	struct store_options so = {
 		.sync_full = cfg->db.sync_full,
 		.track_gaps = cfg->broker.shared_group[0] == '\0',
@@ -80,68 +123,227 @@ struct gateway *gateway_new(const struct gateway_config *cfg, int *err)
 		.dead_max_age_ms = cfg->dead_letters.max_age_days * 86400000,
 	};
 	struct ingest_publisher pub = {.publish = publish, .ctx = gw};
+	int err = 0;
+
+	atomic_store(&gw->health.db_writable, true);
+	gw->store = store_open(cfg->db.path, &so, &err);
+	if (!gw->store) {
+		why_set(why, why_len, "cannot open the database %s: %s", cfg->db.path,
+			err == -EPROTO ? "written by a newer agri-gateway" : strerror(-err));
+		return err;
+	}
+	gw->ingest = ingest_new(gw->store, &io, &pub, &gw->health);
+	if (gw->ingest && gw->mode == GATEWAY_LIVE)
+		gw->broker = broker_new(cfg, &gw->health, offer, gw->ingest);
+	if (!gw->ingest || (gw->mode == GATEWAY_LIVE && !gw->broker)) {
+		why_set(why, why_len, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* --- the rooms above the core ------------------------------------------------ */
+
+/* The alert engine, when there is a rules file (quiet on an import). */
+static int build_alerts(struct gateway *gw, char *why, size_t why_len)
+{
+	struct agri_err e = {0};
+	char msg[AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 4];
+	int rc = 0;
+
+	if (!gw->cfg->rules_file[0])
+		return 0;
+	gw->alerts = alerting_new(gw->cfg, gw->store, gw->ingest, &e, &rc);
+	if (!gw->alerts) {
+		agri_err_format(&e, msg, sizeof(msg));
+		why_set(why, why_len, "%s: %s", gw->cfg->rules_file, msg);
+		return rc < 0 ? rc : -EINVAL;
+	}
+	alerting_set_quiet(gw->alerts, gw->mode == GATEWAY_IMPORT);
+	return ingest_add_hook(gw->ingest, alerting_hook(gw->alerts));
+}
+
+/* The notification channels and their outbox (live only). */
+static int build_notify(struct gateway *gw, char *why, size_t why_len)
+{
+	struct outbox_channel oc[NOTIFY_CHANNELS_MAX];
+	struct outbox_options oo = {.sync_full = gw->cfg->db.sync_full};
+	int n = notify_channels_new(gw->cfg, NOTIFY_TIMEOUT_MS_DEFAULT, gw->chans,
+				    NOTIFY_CHANNELS_MAX), rc = 0;
+
+	if (n < 0) {
+		why_set(why, why_len, "cannot set up the notification channels: %s", strerror(-n));
+		return n;
+	}
+	gw->n_chans = (size_t)n;
+	if (!gw->n_chans)
+		return 0;
+	for (size_t i = 0; i < gw->n_chans; i++)
+		oc[i] = (struct outbox_channel){.name = notify_channel_name(gw->chans[i]),
+						.deliver = notify_outbox_deliver, .ctx = gw->chans[i]};
+	gw->outbox = outbox_new(gw->cfg->db.path, oc, gw->n_chans, &oo, &rc);
+	if (!gw->outbox) {
+		why_set(why, why_len, "cannot open the outbox: %s", strerror(-rc));
+		return rc;
+	}
+	outbox_hook(gw->outbox, &gw->outbox_hook);
+	return ingest_add_hook(gw->ingest, &gw->outbox_hook);
+}
+
+/* The forwarders (live only; none configured: NULL). */
+static int build_upstream(struct gateway *gw, char *why, size_t why_len)
+{
+	int rc = 0;
+
+	gw->up = upstream_new(gw->cfg, &rc);
+	if ((!gw->up && rc < 0) || (gw->up && (rc = ingest_add_hook(gw->ingest,
+								   upstream_hook(gw->up))) < 0)) {
+		why_set(why, why_len, "cannot start the upstream forwarders: %s", strerror(-rc));
+		return rc;
+	}
+	return 0;
+}
+
+/* The forecasts (on unless the config turns them off). */
+static int build_forecast(struct gateway *gw, char *why, size_t why_len)
+{
+	int rc = 0;
+
+	gw->fc = forecasting_new(gw->cfg, gw->ingest, &rc);
+	if (!gw->fc) {
+		if (rc < 0)
+			why_set(why, why_len, "cannot set up forecasts: %s", strerror(-rc));
+		return rc;
+	}
+	if ((rc = forecasting_attach(gw->fc, gw->store)) < 0) {
+		why_set(why, why_len, "cannot set up forecasts: %s", strerror(-rc));
+		return rc;
+	}
+	forecasting_set_quiet(gw->fc, gw->mode == GATEWAY_IMPORT);
+	if (gw->alerts)
+		alerting_on_peak(gw->alerts, forecasting_on_peak, gw->fc);
+	return ingest_add_hook(gw->ingest, forecasting_hook(gw->fc));
+}
+
+struct gateway *gateway_new(const struct gateway_config *cfg, enum gateway_mode mode, int *err,
+			    char *why, size_t why_len)
+{
+	struct gateway *gw = calloc(1, sizeof(*gw));
+	int rc;
 
 	if (!gw) {
+		why_set(why, why_len, "out of memory");
 		*err = -ENOMEM;
 		return NULL;
 	}
 	gw->cfg = cfg;
-	atomic_store(&gw->health.db_writable, true);
-	gw->store = store_open(cfg->db.path, &so, err);
-	if (!gw->store) {
-		log_error(LOG, "cannot open the database path=%s error=\"%s\"", cfg->db.path,
-			  *err == -EPROTO ? "written by a newer agri-gateway" : strerror(-*err));
-		goto fail;
-	}
-	gw->ingest = ingest_new(gw->store, &io, &pub, &gw->health);
-	if (!gw->ingest) {
-		*err = -ENOMEM;
-		goto fail;
-	}
-	gw->broker = broker_new(cfg, &gw->health, offer, gw->ingest);
-	if (!gw->broker) {
-		*err = -ENOMEM;
-		goto fail;
+	gw->mode = mode;
+	if ((rc = build_core(gw, why, why_len)) < 0 || (rc = build_alerts(gw, why, why_len)) < 0 ||
+	    (mode == GATEWAY_LIVE && ((rc = build_notify(gw, why, why_len)) < 0 ||
+				      (rc = build_upstream(gw, why, why_len)) < 0)) ||
+	    (rc = build_forecast(gw, why, why_len)) < 0) {
+		*err = rc;
+		gateway_free(gw);
+		return NULL;
 	}
 	return gw;
-fail:
-	gateway_free(gw);
-	return NULL;
 }
 
-int gateway_add_hook(struct gateway *gw, const struct ingest_hook *hook)
+/* --- the HTTP API's view of the rooms -------------------------------------- */
+
+static int ack_alert(void *ctx, const char *id, const char *who, struct http_ack_result *res)
 {
-	return ingest_add_hook(gw->ingest, hook);
+	struct gateway *gw = ctx;
+
+	return gw->alerts ? alerting_ack(gw->alerts, id, who, res) : -ENOENT;
 }
 
-int gateway_start(struct gateway *gw)
+/* /metrics beyond the ingest counters: engine, outbox, forwarders. */
+static int metrics(void *ctx, char *buf, size_t len)
 {
-	int rc = ingest_start(gw->ingest);
+	struct gateway *gw = ctx;
+	size_t pos = 0;
+	int n;
 
-	if (rc < 0)
+	if (gw->alerts && (n = alerting_metrics_text(gw->alerts, buf + pos, len - pos)) > 0)
+		pos += (size_t)n;
+	if (gw->outbox && (n = outbox_metrics_text(gw->outbox, buf + pos, len - pos)) > 0)
+		pos += (size_t)n;
+	if (gw->up && (n = upstream_metrics_text(gw->up, buf + pos, len - pos)) > 0 &&
+	    (size_t)n < len - pos)
+		pos += (size_t)n;
+	return (int)pos;
+}
+
+static int forecast_doc(void *ctx, const char *station, const char *metric, char *buf,
+			size_t len)
+{
+	struct gateway *gw = ctx;
+
+	return forecasting_http(gw->fc, station, metric, buf, len);
+}
+
+/* Retained state the broker may have lost, on every (re)connect. */
+static void republish(struct gateway *gw)
+{
+	if (gw->alerts)
+		alerting_republish(gw->alerts);
+	if (gw->fc)
+		forecasting_republish(gw->fc);
+}
+
+/* --- start, import --------------------------------------------------------- */
+
+int gateway_start(struct gateway *gw, char *why, size_t why_len)
+{
+	int rc;
+
+	if (gw->mode != GATEWAY_LIVE)
+		return -EINVAL;
+	if ((rc = ingest_start(gw->ingest)) < 0) {
+		why_set(why, why_len, "cannot start the ingest: %s", strerror(-rc));
 		return rc;
+	}
 	gw->started = true;
 	gw->broker_started = true;
 	log_info(LOG, "started db=%s synchronous=%s shared_group=%s", gw->cfg->db.path,
 		 gw->cfg->db.sync_full ? "full" : "normal",
 		 gw->cfg->broker.shared_group[0] ? gw->cfg->broker.shared_group : "-");
-	return broker_start(gw->broker);
+	if ((rc = broker_start(gw->broker)) < 0 ||
+	    (gw->outbox && (rc = outbox_start(gw->outbox)) < 0) ||
+	    (rc = upstream_start(gw->up)) < 0 || (gw->fc && (rc = forecasting_start(gw->fc)) < 0)) {
+		why_set(why, why_len, "cannot start: %s", strerror(-rc));
+		return rc;
+	}
+	if (gw->cfg->http.enabled) {
+		struct http_hooks hooks = {.ctx = gw, .ack_alert = ack_alert, .metrics = metrics,
+					   .forecast = gw->fc ? forecast_doc : NULL};
+
+		gw->http = http_start(gw->cfg, &gw->health, &hooks, &rc);
+		if (!gw->http) {
+			why_set(why, why_len, "cannot serve HTTP on %s: %s", gw->cfg->http.listen,
+				strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
 }
 
-int gateway_start_local(struct gateway *gw)
+long gateway_import(struct gateway *gw, const char *file, char *msg, size_t len)
 {
-	int rc = ingest_start(gw->ingest);
+	int rc;
 
-	if (rc == 0)
-		gw->started = true;
-	return rc;
+	if (gw->mode != GATEWAY_IMPORT)
+		return -EINVAL;
+	if ((rc = ingest_start(gw->ingest)) < 0) {
+		why_set(msg, len, "cannot start: %s", strerror(-rc));
+		return rc;
+	}
+	gw->started = true;
+	return import_csv(gw->ingest, file, msg, len);
 }
 
-void gateway_on_reconnect(struct gateway *gw, void (*fn)(void *ctx), void *ctx)
-{
-	gw->on_reconnect = fn;
-	gw->reconnect_ctx = ctx;
-}
+/* --- the main thread --------------------------------------------------------- */
 
 static void log_stats(struct gateway *gw)
 {
@@ -218,8 +420,8 @@ void gateway_run(struct gateway *gw, volatile sig_atomic_t *stop)
 
 		broker_tick(gw->broker);
 		connected = atomic_load(&gw->health.connected);
-		if (connected && !was_connected && gw->on_reconnect)
-			gw->on_reconnect(gw->reconnect_ctx);
+		if (connected && !was_connected)
+			republish(gw);
 		hub_status(gw, connected && !was_connected);
 		was_connected = connected;
 		if (now >= next_ckpt) {
@@ -241,36 +443,32 @@ void gateway_stop(struct gateway *gw, int64_t budget_ms)
 	if (!gw || gw->stopped)
 		return;
 	gw->stopped = true;
+	http_stop(gw->http);
+	gw->http = NULL;
+	forecasting_stop(gw->fc);
 	if (gw->started) {
 		ingest_stop(gw->ingest, t0 + budget_ms * 7 / 10);
 		if (gw->broker_started)
 			broker_disconnect(gw->broker, 300);
 		log_stats(gw);
 	}
+	upstream_stop(gw->up);
+	outbox_stop(gw->outbox);
 }
 
 void gateway_free(struct gateway *gw)
 {
 	if (!gw)
 		return;
-	gateway_stop(gw, 3000);
+	gateway_stop(gw, STOP_INGEST_MS);
 	broker_free(gw->broker);
 	ingest_free(gw->ingest);
 	store_close(gw->store);
+	forecasting_free(gw->fc);
+	upstream_free(gw->up);
+	outbox_free(gw->outbox);
+	for (size_t i = 0; i < gw->n_chans; i++)
+		notify_channel_free(gw->chans[i]);
+	alerting_free(gw->alerts);
 	free(gw);
-}
-
-struct gateway_health *gateway_health(struct gateway *gw)
-{
-	return &gw->health;
-}
-
-struct ingest *gateway_ingest(struct gateway *gw)
-{
-	return gw->ingest;
-}
-
-struct store *gateway_store(struct gateway *gw)
-{
-	return gw->store;
 }

@@ -1,44 +1,53 @@
 /*
- * The gateway assembled: config -> store -> ingest (writer thread) ->
- * broker (paho threads), plus the main thread's loop (reconnects, WAL
- * checkpoints, periodic stats). main.c is a thin shell around this so
- * tests and benchmarks run the same core in-process.
+ * The gateway, whole (docs/gateway.md): gateway_new() builds every room the
+ * config asks for — the store, the ingest and the broker link, the alert
+ * engine, the notification channels, the forwarders, the forecasts and the
+ * HTTP API — so that the daemon (main.c: argv, signals, exit codes), the
+ * tests and the benchmarks run the same gateway. Nothing connects before
+ * gateway_start().
  */
 #ifndef GATEWAY_GATEWAY_H
 #define GATEWAY_GATEWAY_H
 
 #include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "gateway/config.h"
-#include "core/health.h"
-#include "core/ingest.h"
 
 struct gateway;
-struct store;
 
-/* Opens the store and prepares the pipeline (nothing connects yet).
- * cfg must outlive the gateway. Returns NULL with *err. */
-struct gateway *gateway_new(const struct gateway_config *cfg, int *err);
-/* Attaches a pipeline stage (alerts, forwarders) before gateway_start(). */
-int gateway_add_hook(struct gateway *gw, const struct ingest_hook *hook);
-/* Starts the writer thread and the broker connection. */
-int gateway_start(struct gateway *gw);
-/* Starts only the writer thread, with no broker connection (history
- * import: agri-gateway --import). */
-int gateway_start_local(struct gateway *gw);
-/* Calls fn(ctx) on the main thread each time the broker connection comes
- * up (republish retained state the broker may have lost). Before
- * gateway_run(). */
-void gateway_on_reconnect(struct gateway *gw, void (*fn)(void *ctx), void *ctx);
-/* Runs the main loop until *stop becomes non-zero. Main thread. */
+enum gateway_mode {
+	GATEWAY_LIVE,   /* MQTT, notifications, forwarders, forecasts, HTTP */
+	GATEWAY_IMPORT, /* history through the same store, rules and forecasts,
+			 * quietly: no MQTT, no notifications, no forwarders, no HTTP */
+};
+
+/*
+ * Opens the store and builds the rooms (cfg must outlive the gateway).
+ * Returns NULL with *err (a negative errno; -EINVAL: a bad rules file) and
+ * why[] one line for the operator ("rules.json: rules[2].above: expected a
+ * number", "cannot open the database agri.db: ...").
+ */
+struct gateway *gateway_new(const struct gateway_config *cfg, enum gateway_mode mode, int *err,
+			    char *why, size_t why_len);
+/* GATEWAY_LIVE: starts the writer and acker threads, the broker
+ * connection, the notifiers, the forwarders, the forecaster and the HTTP
+ * API. Returns 0 or a negative errno with why[]. */
+int gateway_start(struct gateway *gw, char *why, size_t why_len);
+/* GATEWAY_IMPORT: loads a history CSV (station,sensor,metric,ts,value,
+ * unit,q) through the pipeline. Returns the readings stored or a negative
+ * errno (-EINVAL: a bad file, naming its line in msg); msg[] says what
+ * happened either way. */
+long gateway_import(struct gateway *gw, const char *file, char *msg, size_t len);
+/* Runs the main loop (reconnects, checkpoints, the hub's status, stats)
+ * until *stop becomes non-zero. Main thread. */
 void gateway_run(struct gateway *gw, volatile sig_atomic_t *stop);
 /* Graceful stop within budget_ms: commit and ack what is queued,
- * disconnect (keeping the broker session). */
+ * disconnect (keeping the broker session), let the notifiers and
+ * forwarders finish their current item. */
 void gateway_stop(struct gateway *gw, int64_t budget_ms);
+/* Stops (if needed) and frees; accepts NULL. */
 void gateway_free(struct gateway *gw);
-
-struct gateway_health *gateway_health(struct gateway *gw);
-struct ingest *gateway_ingest(struct gateway *gw);
-struct store *gateway_store(struct gateway *gw);
 
 #endif
