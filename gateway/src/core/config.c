@@ -445,16 +445,14 @@ static bool client_id_valid(const char *id)
 	return true;
 }
 
-static int check(struct gateway_config *cfg, struct agri_err *err)
-{
-	static const char *const mqtt_schemes[] = {"tcp://", "mqtt://", "ssl://",
-						   "mqtts://", "ws://", "wss://", NULL};
-	static const char *const http_schemes[] = {"http://", "https://", NULL};
-	static const char *const smtp_schemes[] = {"smtp://", "smtps://", NULL};
-	char *colon, *end;
-	long port;
-	int rc;
+static const char *const mqtt_schemes[] = {"tcp://", "mqtt://", "ssl://",
+					   "mqtts://", "ws://", "wss://", NULL};
+static const char *const http_schemes[] = {"http://", "https://", NULL};
+static const char *const smtp_schemes[] = {"smtp://", "smtps://", NULL};
 
+/* broker and db */
+static int check_broker_db(struct gateway_config *cfg, struct agri_err *err)
+{
 	if (!has_scheme(cfg->broker.url, mqtt_schemes)) {
 		agri_err_set(err, "broker.url", "expected tcp://HOST:PORT (or mqtt, ssl, mqtts, ws, wss)");
 		return -EINVAL;
@@ -487,6 +485,12 @@ static int check(struct gateway_config *cfg, struct agri_err *err)
 		agri_err_set(err, "db.path", "must not be empty");
 		return -EINVAL;
 	}
+	return 0;
+}
+
+/* notify: webhooks, smtp, sms: names unique, URLs, recipients */
+static int check_notify(struct gateway_config *cfg, struct agri_err *err)
+{
 	for (size_t i = 0; i < cfg->notify.n_webhooks; i++) {
 		char p[AGRI_ERR_PATH_MAX];
 		const struct gateway_webhook *w = &cfg->notify.webhooks[i];
@@ -566,6 +570,12 @@ static int check(struct gateway_config *cfg, struct agri_err *err)
 			return -EINVAL;
 		}
 	}
+	return 0;
+}
+
+/* forecast channels and biology, upstream */
+static int check_forecast_upstream(struct gateway_config *cfg, struct agri_err *err)
+{
 	for (size_t i = 0; i < cfg->forecast.n_notify; i++) {
 		const char *n = cfg->forecast.notify[i];
 		bool found = (cfg->notify.has_smtp && strcmp(cfg->notify.smtp.name, n) == 0) ||
@@ -598,6 +608,15 @@ static int check(struct gateway_config *cfg, struct agri_err *err)
 		agri_err_set(err, "upstream.sensorthings.url", "expected an http:// or https:// URL");
 		return -EINVAL;
 	}
+	return 0;
+}
+
+/* http.listen into host and port */
+static int check_http(struct gateway_config *cfg, struct agri_err *err)
+{
+	char *colon, *end;
+	long port;
+
 	if (cfg->http.enabled) {
 		colon = strrchr(cfg->http.listen, ':');
 		if (!colon || colon == cfg->http.listen ||
@@ -615,7 +634,14 @@ static int check(struct gateway_config *cfg, struct agri_err *err)
 		cfg->http.host[colon - cfg->http.listen] = '\0';
 		cfg->http.port = (int)port;
 	}
-	/* Paths relative to the config file, then the secrets they name. */
+	return 0;
+}
+
+/* Paths relative to the config file. */
+static int resolve_paths(struct gateway_config *cfg, struct agri_err *err)
+{
+	int rc;
+
 	if ((rc = resolve(cfg, cfg->broker.password_file, sizeof(cfg->broker.password_file), "broker.password_file", err)) ||
 	    (rc = resolve(cfg, cfg->broker.ca_file, sizeof(cfg->broker.ca_file), "broker.ca_file", err)) ||
 	    (rc = resolve(cfg, cfg->broker.cert_file, sizeof(cfg->broker.cert_file), "broker.cert_file", err)) ||
@@ -626,6 +652,12 @@ static int check(struct gateway_config *cfg, struct agri_err *err)
 	    (rc = resolve(cfg, cfg->notify.sms.password_file, sizeof(cfg->notify.sms.password_file), "notify.sms.password_file", err)) ||
 	    (rc = resolve(cfg, cfg->http.token_file, sizeof(cfg->http.token_file), "http.token_file", err)))
 		return rc;
+	return 0;
+}
+
+/* The secrets the (resolved) paths name. */
+static int read_secrets(struct gateway_config *cfg, struct agri_err *err)
+{
 	if (cfg->broker.password_file[0] &&
 	    read_secret(cfg->broker.password_file, cfg->broker.password,
 			sizeof(cfg->broker.password), "broker.password_file", err))
@@ -642,6 +674,17 @@ static int check(struct gateway_config *cfg, struct agri_err *err)
 	    read_secret(cfg->http.token_file, cfg->http.token, sizeof(cfg->http.token),
 			"http.token_file", err))
 		return -EINVAL;
+	return 0;
+}
+
+static int check(struct gateway_config *cfg, struct agri_err *err)
+{
+	int rc;
+
+	if ((rc = check_broker_db(cfg, err)) < 0 || (rc = check_notify(cfg, err)) < 0 ||
+	    (rc = check_forecast_upstream(cfg, err)) < 0 || (rc = check_http(cfg, err)) < 0 ||
+	    (rc = resolve_paths(cfg, err)) < 0 || (rc = read_secrets(cfg, err)) < 0)
+		return rc;
 	return 0;
 }
 
