@@ -6,8 +6,10 @@
 #ifndef AGRI_UTIL_H
 #define AGRI_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Wall clock, ms since the Unix epoch (CLOCK_REALTIME), or the simulated
  * clock when AGRI_CLOCK="<RFC 3339 start>@<speed>" is set (demo, tests).
@@ -18,8 +20,14 @@ int64_t util_now_ms(void);
 double util_clock_speed(void);
 /* Monotonic clock, ms (CLOCK_MONOTONIC). */
 int64_t util_mono_ms(void);
-/* Sleeps ms milliseconds (restarts on EINTR unless *stop becomes set). */
+/* Sleeps ms milliseconds (the whole time: restarts on EINTR). */
 void util_sleep_ms(int64_t ms);
+/* The absolute time ms from now on clock, for pthread_cond_timedwait()
+ * (CLOCK_MONOTONIC with a util_cond_init_mono() condition variable). */
+void util_deadline(struct timespec *ts, clockid_t clock, int64_t ms);
+/* A condition variable whose timed waits run on CLOCK_MONOTONIC (a wall
+ * clock step cannot stretch or cut them). Returns 0 or a negative errno. */
+int util_cond_init_mono(pthread_cond_t *c);
 
 /*
  * Reads a whole file into a NUL-terminated malloc'd buffer (caller frees).

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agri/buf.h"
 #include "agri/topic.h"
 #include "alerts/engine_int.h"
 
@@ -264,12 +265,11 @@ bool ae_deferrable(const struct alert_engine *eng, const struct akey *k)
 uint64_t ae_major_hash(const struct alert_engine *eng, const struct akey *k,
 		       struct wbuf *w)
 {
-	uint64_t h = 14695981039346656037ull;
+	uint64_t h;
 
 	w->n = 0;
 	key_encode_ev(eng, k, w, false);
-	for (size_t i = 0; i < w->n; i++)
-		h = (h ^ w->p[i]) * 1099511628211ull;
+	h = agri_hash64_bytes(AGRI_HASH64_INIT, w->p, w->n);
 	return h ? h : 1;
 }
 

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agri/buf.h"
 #include "agri/topic.h"
 #include "alerts/engine_int.h"
 
@@ -54,7 +55,7 @@ size_t alert_transition_channels(const struct alert_transition *t, const char **
 
 const char *alert_event_name(enum alert_event ev)
 {
-	return (unsigned)ev < sizeof(event_names) / sizeof(event_names[0])
+	return (unsigned)ev < AGRI_ARRAY_SIZE(event_names)
 		       ? event_names[ev] : NULL;
 }
 

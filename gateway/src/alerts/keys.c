@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agri/buf.h"
 #include "agri/topic.h"
 #include "alerts/engine_int.h"
 
@@ -20,15 +21,11 @@
  * then its rule. */
 uint64_t ae_place_hash(const char *station, const char *sensor)
 {
-	uint64_t h = 14695981039346656037ull;
-	const unsigned char *s;
+	static const unsigned char sep = 0xff; /* not in a name */
+	uint64_t h = agri_hash64_bytes(AGRI_HASH64_INIT, station, strlen(station));
 
-	for (s = (const unsigned char *)station; *s; s++)
-		h = (h ^ *s) * 1099511628211ull;
-	h = (h ^ 0xff) * 1099511628211ull;
-	for (s = (const unsigned char *)sensor; *s; s++)
-		h = (h ^ *s) * 1099511628211ull;
-	return h;
+	h = agri_hash64_bytes(h, &sep, 1);
+	return agri_hash64_bytes(h, sensor, strlen(sensor));
 }
 
 uint64_t ae_rule_hash(uint64_t place, int rule)

@@ -15,11 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agri/buf.h"
 #include "agri/json.h"
 #include "agri/msg.h"
 #include "agri/topic.h"
 
-#define N(t) (sizeof(t) / sizeof(t[0]))
 
 /* Kinds as bit masks for kind_keys[]. */
 #define K_THR (1u << RULE_THRESHOLD)
@@ -69,12 +69,12 @@ const char *rule_kind_name(enum rule_kind k)
 
 const char *alert_severity_name(enum alert_severity s)
 {
-	return (unsigned)s < N(severity_names) ? severity_names[s] : NULL;
+	return (unsigned)s < AGRI_ARRAY_SIZE(severity_names) ? severity_names[s] : NULL;
 }
 
 int alert_severity_parse(const char *s, enum alert_severity *out)
 {
-	for (size_t i = 0; i < N(severity_names); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(severity_names); i++) {
 		if (!strcmp(s, severity_names[i])) {
 			*out = (enum alert_severity)i;
 			return 0;
@@ -153,7 +153,7 @@ static int parse_agg(const cJSON *item, void *field, const char *path,
 		     struct agri_err *err)
 {
 	if (cJSON_IsString(item)) {
-		for (size_t i = 0; i < N(agg_names); i++) {
+		for (size_t i = 0; i < AGRI_ARRAY_SIZE(agg_names); i++) {
 			if (!strcmp(item->valuestring, agg_names[i])) {
 				*(enum rule_agg *)field = (enum rule_agg)i;
 				return 0;
@@ -266,7 +266,7 @@ static int parse_escalate(const cJSON *item, void *field, const char *path,
 			  struct agri_err *err)
 {
 	struct rule *r = field;
-	int rc = agri_cfg_read(item, path, escalate_fields, N(escalate_fields), r,
+	int rc = agri_cfg_read(item, path, escalate_fields, AGRI_ARRAY_SIZE(escalate_fields), r,
 			       false, err);
 
 	if (rc == 0)
@@ -319,7 +319,7 @@ static int parse_active(const cJSON *item, void *field, const char *path,
 			agri_err_set(err, sub, "more than %d date ranges", RULE_RANGES_MAX);
 			return -EINVAL;
 		}
-		rc = agri_cfg_read(e, sub, range_fields, N(range_fields),
+		rc = agri_cfg_read(e, sub, range_fields, AGRI_ARRAY_SIZE(range_fields),
 				   &r->active[i], false, err);
 		if (rc < 0)
 			return rc;
@@ -358,7 +358,7 @@ static int parse_text(const cJSON *item, char *en, char *vi, size_t size,
 		agri_err_set(err, path, "out of memory");
 		return -ENOMEM;
 	}
-	rc = agri_cfg_read(item, path, fields, N(fields), both, false, err);
+	rc = agri_cfg_read(item, path, fields, AGRI_ARRAY_SIZE(fields), both, false, err);
 	if (rc == 0) {
 		memcpy(en, both, size);
 		memcpy(vi, both + size, size);
@@ -462,7 +462,7 @@ static int parse_level_list(const cJSON *item, struct level_tmp *out,
 				     is_or ? "\"or\" conditions" : "levels");
 			return -EINVAL;
 		}
-		rc = agri_cfg_read(e, sub, level_fields, N(level_fields), &out[i],
+		rc = agri_cfg_read(e, sub, level_fields, AGRI_ARRAY_SIZE(level_fields), &out[i],
 				   false, err);
 		if (rc < 0)
 			return rc;
@@ -654,7 +654,7 @@ static int rule_check(struct rule_tmp *t, const cJSON *obj, const char *path,
 		return -EINVAL;
 	}
 	for (m = obj->child; m; m = m->next) {
-		for (size_t i = 0; i < N(kind_keys); i++) {
+		for (size_t i = 0; i < AGRI_ARRAY_SIZE(kind_keys); i++) {
 			if (strcmp(kind_keys[i].key, m->string))
 				continue;
 			if (!(kind_keys[i].kinds & kbit)) {
@@ -719,7 +719,7 @@ static int rule_read(const cJSON *obj, const char *path, struct rule_tmp *t,
 	int rc;
 
 	rule_defaults(t);
-	rc = agri_cfg_read(obj, path, rule_fields, N(rule_fields), t, false, err);
+	rc = agri_cfg_read(obj, path, rule_fields, AGRI_ARRAY_SIZE(rule_fields), t, false, err);
 	if (rc < 0)
 		return rc;
 	return rule_check(t, obj, path, err);
@@ -827,7 +827,7 @@ static const struct {
 
 static void add_builtins(struct rules *out, const char *const *channels, size_t n_channels)
 {
-	for (size_t b = 0; b < N(builtin); b++) {
+	for (size_t b = 0; b < AGRI_ARRAY_SIZE(builtin); b++) {
 		struct rule *r;
 		bool have = false;
 
@@ -866,7 +866,7 @@ static struct rules *parse(const char *json, size_t len, bool check_channels,
 	if (agri_json_parse(json, len, RULES_FILE_MAX, AGRI_JSON_DEPTH_MAX, &root,
 			    err) < 0)
 		goto fail;
-	if (agri_cfg_read(root, "", doc_fields, N(doc_fields), &doc, false, err) < 0)
+	if (agri_cfg_read(root, "", doc_fields, AGRI_ARRAY_SIZE(doc_fields), &doc, false, err) < 0)
 		goto fail;
 	n = (size_t)cJSON_GetArraySize(doc.rules);
 	if (n > RULES_MAX) {
@@ -875,7 +875,7 @@ static struct rules *parse(const char *json, size_t len, bool check_channels,
 	}
 	out = calloc(1, sizeof(*out));
 	t = malloc(sizeof(*t));
-	if (!out || !t || !(out->v = calloc(n + N(builtin), sizeof(*out->v)))) {
+	if (!out || !t || !(out->v = calloc(n + AGRI_ARRAY_SIZE(builtin), sizeof(*out->v)))) {
 		agri_err_set(err, "", "out of memory");
 		goto fail;
 	}

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "agri/buf.h"
 #include "gateway/rules.h"
 
 const struct rule *rules_find(const struct rules *r, const char *id)
@@ -18,46 +19,35 @@ const struct rule *rules_find(const struct rules *r, const char *id)
 	return NULL;
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *s = p;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= s[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
 uint64_t rule_fingerprint(const struct rule *r)
 {
-	uint64_t h = 14695981039346656037ull;
+	uint64_t h = AGRI_HASH64_INIT;
 
 	/* Field by field: struct padding is not part of a rule. */
-	h = fnv(h, &r->kind, sizeof(r->kind));
-	h = fnv(h, r->metric, strlen(r->metric) + 1);
-	h = fnv(h, &r->n_levels, sizeof(r->n_levels));
+	h = agri_hash64_bytes(h, &r->kind, sizeof(r->kind));
+	h = agri_hash64_bytes(h, r->metric, strlen(r->metric) + 1);
+	h = agri_hash64_bytes(h, &r->n_levels, sizeof(r->n_levels));
 	for (size_t i = 0; i < r->n_levels; i++) {
 		const struct rule_level *l = &r->levels[i];
 
-		h = fnv(h, l->metric, strlen(l->metric) + 1);
-		h = fnv(h, &l->op, sizeof(l->op));
-		h = fnv(h, &l->threshold, sizeof(l->threshold));
-		h = fnv(h, &l->hysteresis, sizeof(l->hysteresis));
+		h = agri_hash64_bytes(h, l->metric, strlen(l->metric) + 1);
+		h = agri_hash64_bytes(h, &l->op, sizeof(l->op));
+		h = agri_hash64_bytes(h, &l->threshold, sizeof(l->threshold));
+		h = agri_hash64_bytes(h, &l->hysteresis, sizeof(l->hysteresis));
 	}
-	h = fnv(h, &r->for_s, sizeof(r->for_s));
-	h = fnv(h, &r->window_s, sizeof(r->window_s));
-	h = fnv(h, &r->agg, sizeof(r->agg));
-	h = fnv(h, &r->k, sizeof(r->k));
-	h = fnv(h, &r->nights, sizeof(r->nights));
-	h = fnv(h, &r->min_nights, sizeof(r->min_nights));
-	h = fnv(h, &r->floor, sizeof(r->floor));
-	h = fnv(h, &r->night_start_h, sizeof(r->night_start_h));
-	h = fnv(h, &r->after_s, sizeof(r->after_s));
-	h = fnv(h, &r->per_sensor, sizeof(r->per_sensor));
-	h = fnv(h, &r->n_bad, sizeof(r->n_bad));
-	h = fnv(h, &r->bad_error, sizeof(r->bad_error));
-	h = fnv(h, &r->bad_suspect, sizeof(r->bad_suspect));
+	h = agri_hash64_bytes(h, &r->for_s, sizeof(r->for_s));
+	h = agri_hash64_bytes(h, &r->window_s, sizeof(r->window_s));
+	h = agri_hash64_bytes(h, &r->agg, sizeof(r->agg));
+	h = agri_hash64_bytes(h, &r->k, sizeof(r->k));
+	h = agri_hash64_bytes(h, &r->nights, sizeof(r->nights));
+	h = agri_hash64_bytes(h, &r->min_nights, sizeof(r->min_nights));
+	h = agri_hash64_bytes(h, &r->floor, sizeof(r->floor));
+	h = agri_hash64_bytes(h, &r->night_start_h, sizeof(r->night_start_h));
+	h = agri_hash64_bytes(h, &r->after_s, sizeof(r->after_s));
+	h = agri_hash64_bytes(h, &r->per_sensor, sizeof(r->per_sensor));
+	h = agri_hash64_bytes(h, &r->n_bad, sizeof(r->n_bad));
+	h = agri_hash64_bytes(h, &r->bad_error, sizeof(r->bad_error));
+	h = agri_hash64_bytes(h, &r->bad_suspect, sizeof(r->bad_suspect));
 	return h;
 }
 

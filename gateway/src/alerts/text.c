@@ -4,6 +4,7 @@
  * expander: "{value}" style placeholders, unknown ones left as written.
  */
 #include "alerts/text.h"
+#include "agri/buf.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -34,7 +35,7 @@ static const char *const sev_vi[] = {"thông tin", "cảnh báo", "báo động"
 
 const char *alert_metric_name(const char *metric, enum alert_lang lang)
 {
-	for (size_t i = 0; i < sizeof(metrics) / sizeof(metrics[0]); i++)
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(metrics); i++)
 		if (!strcmp(metrics[i].metric, metric))
 			return lang == ALERT_LANG_VI ? metrics[i].vi : metrics[i].en;
 	return metric;
@@ -42,7 +43,7 @@ const char *alert_metric_name(const char *metric, enum alert_lang lang)
 
 const char *alert_metric_unit(const char *metric, enum alert_lang lang)
 {
-	for (size_t i = 0; i < sizeof(metrics) / sizeof(metrics[0]); i++)
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(metrics); i++)
 		if (!strcmp(metrics[i].metric, metric))
 			return lang == ALERT_LANG_VI ? metrics[i].unit_vi : metrics[i].unit;
 	return "";

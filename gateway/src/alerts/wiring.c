@@ -15,6 +15,8 @@
 
 #include <sqlite3.h>
 
+#include "agri/sqlite_errno.h"
+#include "agri/buf.h"
 #include "agri/log.h"
 #include "agri/topic.h"
 #include "agri/util.h"
@@ -108,7 +110,7 @@ static int step_reset(sqlite3_stmt *q)
 
 	sqlite3_reset(q);
 	sqlite3_clear_bindings(q);
-	return rc == SQLITE_DONE ? 0 : store_errno(rc);
+	return rc == SQLITE_DONE ? 0 : agri_sqlite_errno(rc);
 }
 
 static int store_transition(struct alerting *a, const struct alert_transition *t)
@@ -477,7 +479,7 @@ static int import_state(struct alerting *a, sqlite3 *db)
 
 	rc = sqlite3_prepare_v2(db, "SELECT key, blob FROM alert_state", -1, &q, NULL);
 	if (rc != SQLITE_OK)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	if (can_delete)
 		sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
@@ -499,7 +501,7 @@ static int import_state(struct alerting *a, sqlite3 *db)
 	if (can_delete)
 		sqlite3_exec(db, rc == SQLITE_DONE ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
 	if (rc != SQLITE_DONE)
-		return rc == SQLITE_ROW ? -ENOMEM : store_errno(rc);
+		return rc == SQLITE_ROW ? -ENOMEM : agri_sqlite_errno(rc);
 	if (n || dropped)
 		log_info(LOG, "alert state restored keys=%d dropped=%d deleted=%d", n, dropped,
 			 deleted);
@@ -519,7 +521,7 @@ struct alerting *alerting_new(const struct gateway_config *cfg, struct store *st
 		*err = -ENOMEM;
 		return NULL;
 	}
-	n_ch = notify_channel_names(cfg, channels, sizeof(channels) / sizeof(channels[0]));
+	n_ch = notify_channel_names(cfg, channels, AGRI_ARRAY_SIZE(channels));
 	a->in = in;
 	a->st = st;
 	snprintf(a->prefix, sizeof(a->prefix), "%s", cfg->broker.topic_prefix);
@@ -539,14 +541,14 @@ struct alerting *alerting_new(const struct gateway_config *cfg, struct store *st
 	alert_engine_set_limits(a->eng, a->keys_per_station, a->open_per_station);
 	if ((rc = sqlite3_exec(db, schema, NULL, NULL, NULL)) != SQLITE_OK ||
 	    (rc = outbox_init(db)) < 0) {
-		*err = rc < 0 ? rc : store_errno(rc);
+		*err = rc < 0 ? rc : agri_sqlite_errno(rc);
 		agri_err_set(e, "", "cannot create the alert tables: %s", sqlite3_errmsg(db));
 		goto fail;
 	}
 #define PREP(stmt, sql)                                                          \
 	if ((rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &a->stmt, \
 				     NULL)) != SQLITE_OK) {                     \
-		*err = store_errno(rc);                                          \
+		*err = agri_sqlite_errno(rc);                                          \
 		agri_err_set(e, "", "cannot prepare: %s", sqlite3_errmsg(db));   \
 		goto fail;                                                       \
 	}

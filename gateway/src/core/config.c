@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agri/buf.h"
 #include "agri/json.h"
 #include "agri/msg.h"
 #include "agri/topic.h"
@@ -25,7 +26,6 @@
 #define INT(k, m, lo, hi) {.key = k, .type = AGRI_CFG_INT, .offset = OFF(m), .min = lo, .max = hi}
 #define BOOL(k, m) {.key = k, .type = AGRI_CFG_BOOL, .offset = OFF(m)}
 #define SECTION(k, fn, req) {.key = k, .type = AGRI_CFG_CUSTOM, .required = req, .offset = 0, .parse = fn}
-#define N(t) (sizeof(t) / sizeof(t[0]))
 
 void gateway_config_defaults(struct gateway_config *c)
 {
@@ -99,13 +99,13 @@ static int read_section(const cJSON *item, void *cfg, const char *path,
 static int parse_broker(const cJSON *item, void *cfg, const char *path,
 			struct agri_err *err)
 {
-	return read_section(item, cfg, path, err, broker_fields, N(broker_fields));
+	return read_section(item, cfg, path, err, broker_fields, AGRI_ARRAY_SIZE(broker_fields));
 }
 
 static int parse_db(const cJSON *item, void *cfg, const char *path,
 		    struct agri_err *err)
 {
-	return read_section(item, cfg, path, err, db_fields, N(db_fields));
+	return read_section(item, cfg, path, err, db_fields, AGRI_ARRAY_SIZE(db_fields));
 }
 
 static const struct agri_cfg_field webhook_fields[] = {
@@ -133,7 +133,7 @@ static int parse_webhooks(const cJSON *item, void *cfgp, const char *path,
 			return -EINVAL;
 		}
 		agri_path_index(sub, sizeof(sub), path, i);
-		rc = agri_cfg_read(e, sub, webhook_fields, N(webhook_fields),
+		rc = agri_cfg_read(e, sub, webhook_fields, AGRI_ARRAY_SIZE(webhook_fields),
 				   &cfg->notify.webhooks[i], false, err);
 		if (rc < 0)
 			return rc;
@@ -213,7 +213,7 @@ static int parse_smtp(const cJSON *item, void *cfgp, const char *path,
 	if (cJSON_IsNull(item))
 		return 0;
 	cfg->notify.has_smtp = true;
-	return read_section(item, cfg, path, err, smtp_fields, N(smtp_fields));
+	return read_section(item, cfg, path, err, smtp_fields, AGRI_ARRAY_SIZE(smtp_fields));
 }
 
 static int parse_sms_to(const cJSON *item, void *cfgp, const char *path,
@@ -244,7 +244,7 @@ static int parse_sms(const cJSON *item, void *cfgp, const char *path,
 	if (cJSON_IsNull(item))
 		return 0;
 	cfg->notify.has_sms = true;
-	return read_section(item, cfg, path, err, sms_fields, N(sms_fields));
+	return read_section(item, cfg, path, err, sms_fields, AGRI_ARRAY_SIZE(sms_fields));
 }
 
 static const struct agri_cfg_field notify_fields[] = {
@@ -258,7 +258,7 @@ static int parse_notify(const cJSON *item, void *cfg, const char *path,
 {
 	if (cJSON_IsNull(item))
 		return 0;
-	return read_section(item, cfg, path, err, notify_fields, N(notify_fields));
+	return read_section(item, cfg, path, err, notify_fields, AGRI_ARRAY_SIZE(notify_fields));
 }
 
 static const struct agri_cfg_field postgres_fields[] = {
@@ -276,7 +276,7 @@ static int parse_postgres(const cJSON *item, void *cfgp, const char *path,
 	if (cJSON_IsNull(item))
 		return 0;
 	cfg->upstream.has_postgres = true;
-	return read_section(item, cfg, path, err, postgres_fields, N(postgres_fields));
+	return read_section(item, cfg, path, err, postgres_fields, AGRI_ARRAY_SIZE(postgres_fields));
 }
 
 static int parse_sensorthings(const cJSON *item, void *cfgp, const char *path,
@@ -288,7 +288,7 @@ static int parse_sensorthings(const cJSON *item, void *cfgp, const char *path,
 		return 0;
 	cfg->upstream.has_sensorthings = true;
 	return read_section(item, cfg, path, err, sensorthings_fields,
-			    N(sensorthings_fields));
+			    AGRI_ARRAY_SIZE(sensorthings_fields));
 }
 
 static const struct agri_cfg_field upstream_fields[] = {
@@ -301,7 +301,7 @@ static int parse_upstream(const cJSON *item, void *cfg, const char *path,
 {
 	if (cJSON_IsNull(item))
 		return 0;
-	return read_section(item, cfg, path, err, upstream_fields, N(upstream_fields));
+	return read_section(item, cfg, path, err, upstream_fields, AGRI_ARRAY_SIZE(upstream_fields));
 }
 
 static const struct agri_cfg_field http_fields[] = {
@@ -317,7 +317,7 @@ static int parse_http(const cJSON *item, void *cfgp, const char *path,
 	if (cJSON_IsNull(item))
 		return 0;
 	cfg->http.enabled = true;
-	return read_section(item, cfg, path, err, http_fields, N(http_fields));
+	return read_section(item, cfg, path, err, http_fields, AGRI_ARRAY_SIZE(http_fields));
 }
 
 static int parse_forecast_notify(const cJSON *item, void *cfgp, const char *path,
@@ -345,7 +345,7 @@ static int parse_forecast(const cJSON *item, void *cfg, const char *path,
 {
 	if (cJSON_IsNull(item))
 		return 0;
-	return read_section(item, cfg, path, err, forecast_fields, N(forecast_fields));
+	return read_section(item, cfg, path, err, forecast_fields, AGRI_ARRAY_SIZE(forecast_fields));
 }
 
 static const struct agri_cfg_field limits_fields[] = {
@@ -364,7 +364,7 @@ static const struct agri_cfg_field limits_fields[] = {
 static int parse_limits(const cJSON *item, void *cfg, const char *path,
 			struct agri_err *err)
 {
-	return read_section(item, cfg, path, err, limits_fields, N(limits_fields));
+	return read_section(item, cfg, path, err, limits_fields, AGRI_ARRAY_SIZE(limits_fields));
 }
 
 static const struct agri_cfg_field dead_letters_fields[] = {
@@ -376,7 +376,7 @@ static const struct agri_cfg_field dead_letters_fields[] = {
 static int parse_dead_letters(const cJSON *item, void *cfg, const char *path,
 			      struct agri_err *err)
 {
-	return read_section(item, cfg, path, err, dead_letters_fields, N(dead_letters_fields));
+	return read_section(item, cfg, path, err, dead_letters_fields, AGRI_ARRAY_SIZE(dead_letters_fields));
 }
 
 static const struct agri_cfg_field top_fields[] = {
@@ -710,7 +710,7 @@ int gateway_config_load(const char *path, struct gateway_config *cfg,
 	rc = agri_json_parse(buf, len, CFG_FILE_MAX, AGRI_JSON_DEPTH_MAX, &root, err);
 	if (rc < 0)
 		goto out;
-	rc = agri_cfg_read(root, "", top_fields, N(top_fields), cfg, false, err);
+	rc = agri_cfg_read(root, "", top_fields, AGRI_ARRAY_SIZE(top_fields), cfg, false, err);
 	if (rc < 0)
 		goto out;
 	rc = check(cfg, err);

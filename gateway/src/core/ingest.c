@@ -45,29 +45,6 @@
 
 /* --- queue ------------------------------------------------------------ */
 
-void in_timespec_in(struct timespec *ts, int64_t ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
-static int cond_init_mono(pthread_cond_t *c)
-{
-	pthread_condattr_t a;
-	int rc;
-
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	rc = pthread_cond_init(c, &a);
-	pthread_condattr_destroy(&a);
-	return -rc;
-}
-
 struct ingest *ingest_new(struct store *st, const struct ingest_options *opt,
 			  const struct ingest_publisher *pub,
 			  struct gateway_health *health)
@@ -97,17 +74,17 @@ struct ingest *ingest_new(struct store *st, const struct ingest_options *opt,
 	in->health = health;
 	in->rng = (uint32_t)util_now_ms() | 1u;
 	pthread_mutex_init(&in->mu, NULL);
-	cond_init_mono(&in->not_empty);
-	cond_init_mono(&in->not_full);
-	cond_init_mono(&in->idle);
-	cond_init_mono(&in->call_done);
+	util_cond_init_mono(&in->not_empty);
+	util_cond_init_mono(&in->not_full);
+	util_cond_init_mono(&in->idle);
+	util_cond_init_mono(&in->call_done);
 	in->calls_tail = &in->calls;
 	pthread_mutex_init(&in->amu, NULL);
 	pthread_mutex_init(&in->qmu, NULL);
 	in_quota_init(in, &in->q_overflow, "");
 	in->ready_tail = &in->ready;
-	cond_init_mono(&in->ack_ready);
-	cond_init_mono(&in->ack_drained);
+	util_cond_init_mono(&in->ack_ready);
+	util_cond_init_mono(&in->ack_drained);
 	in->aq = calloc(ACKQ_MAX, sizeof(*in->aq));
 	in->q = calloc(in->opt.queue_max, sizeof(*in->q));
 	in->batch = calloc(in->opt.batch_max, sizeof(*in->batch));
@@ -182,7 +159,7 @@ int ingest_offer(struct ingest *in, const char *topic, size_t topic_len,
 		pthread_mutex_unlock(&in->mu);
 		in_acks_send_inline(in, INLINE_ACKS_MAX);
 		pthread_mutex_lock(&in->mu);
-		in_timespec_in(&until, FULL_SLICE_MS);
+		util_deadline(&until, CLOCK_MONOTONIC, FULL_SLICE_MS);
 		if (in->count == in->opt.queue_max ||
 		    (in->count > 0 && in->bytes + keep > in->opt.queue_bytes_max))
 			pthread_cond_timedwait(&in->not_full, &in->mu, &until);
@@ -500,7 +477,7 @@ int ingest_call(struct ingest *in, ingest_call_fn fn, void *ctx, int64_t timeout
 		return -ENOMEM;
 	c->fn = fn;
 	c->ctx = ctx;
-	in_timespec_in(&until, timeout_ms);
+	util_deadline(&until, CLOCK_MONOTONIC, timeout_ms);
 	pthread_mutex_lock(&in->mu);
 	if (in->stopping || !in->started) {
 		pthread_mutex_unlock(&in->mu);
@@ -555,7 +532,7 @@ static void *writer_main(void *arg)
 		if (in->count == 0 && !in->calls)
 			pthread_cond_broadcast(&in->idle);
 		while (in->count == 0 && !in->calls && !in->stopping) {
-			in_timespec_in(&until, TICK_EVERY_MS);
+			util_deadline(&until, CLOCK_MONOTONIC, TICK_EVERY_MS);
 			if (pthread_cond_timedwait(&in->not_empty, &in->mu, &until) == ETIMEDOUT)
 				break;
 		}
@@ -647,7 +624,7 @@ int ingest_flush(struct ingest *in, int64_t timeout_ms)
 	struct timespec until;
 	int rc = 0;
 
-	in_timespec_in(&until, timeout_ms);
+	util_deadline(&until, CLOCK_MONOTONIC, timeout_ms);
 	pthread_mutex_lock(&in->mu);
 	while ((in->count > 0 || in->busy) && rc == 0)
 		if (pthread_cond_timedwait(&in->idle, &in->mu, &until) == ETIMEDOUT)
@@ -676,7 +653,7 @@ void ingest_stop(struct ingest *in, int64_t deadline_ms)
 	while ((in->acount > 0 || in->ready || in->acker_busy) && util_mono_ms() < deadline_ms) {
 		struct timespec until;
 
-		in_timespec_in(&until, 50);
+		util_deadline(&until, CLOCK_MONOTONIC, 50);
 		pthread_cond_timedwait(&in->ack_drained, &in->amu, &until);
 	}
 	in->acker_stop = true;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "agri/buf.h"
 #include "agri/log.h"
 #include "agri/topic.h"
 #include "agri/util.h"
@@ -63,12 +64,8 @@ static void ack_sent(struct ingest_sent *s, bool ok);
 
 static struct ack_pend *pend_get(struct ingest *in, const char *station)
 {
-	uint32_t h = 2166136261u;
-	struct ack_pend **b, *p;
+	struct ack_pend **b = &in->ahash[agri_hash32(station) & (ACK_BUCKETS - 1)], *p;
 
-	for (const char *c = station; *c; c++)
-		h = (h ^ (unsigned char)*c) * 16777619u;
-	b = &in->ahash[h & (ACK_BUCKETS - 1)];
 	for (p = *b; p; p = p->hnext)
 		if (strcmp(p->station, station) == 0)
 			return p;
@@ -204,7 +201,7 @@ void *in_acker_main(void *arg)
 			}
 			/* Acks waiting, each behind its station's ack in flight:
 			 * a PUBACK signals ack_ready (the timeout covers a lost one). */
-			in_timespec_in(&until, 100);
+			util_deadline(&until, CLOCK_MONOTONIC, 100);
 			pthread_cond_timedwait(&in->ack_ready, &in->amu, &until);
 		}
 		if (!o && !p)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "agri/buf.h"
 #include "agri/log.h"
 #include "agri/topic.h"
 #include "agri/util.h"
@@ -47,15 +48,6 @@ bool in_bucket_take(struct bucket *b, double n, int64_t now)
 	return true;
 }
 
-static uint32_t str_hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
-
 void in_quota_init(struct ingest *in, struct quota *q, const char *station)
 {
 	snprintf(q->station, sizeof(q->station), "%s", station);
@@ -68,7 +60,7 @@ void in_quota_init(struct ingest *in, struct quota *q, const char *station)
 /* The budgets of station ("" for messages without one). Under qmu. */
 static struct quota *quota_get(struct ingest *in, const char *station)
 {
-	struct quota **b = &in->qtab[str_hash(station) & (QUOTA_BUCKETS - 1)], *q;
+	struct quota **b = &in->qtab[agri_hash32(station) & (QUOTA_BUCKETS - 1)], *q;
 
 	for (q = *b; q; q = q->next)
 		if (strcmp(q->station, station) == 0)

@@ -181,7 +181,6 @@ struct ingest {
 };
 
 /* ingest.c: the queue and the writer thread */
-void in_timespec_in(struct timespec *ts, int64_t ms);
 void in_tick(struct ingest *in);
 
 /* ingest_budget.c: per-station budgets (docs/gateway.md, Delivery semantics) */

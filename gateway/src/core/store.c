@@ -14,6 +14,9 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+
+#include "agri/sqlite_errno.h"
+#include "agri/buf.h"
 #include <sqlite3.h>
 
 /* RFC 3339 with milliseconds from integer ms since the epoch. */
@@ -118,36 +121,10 @@ static const char *const migrations[] = {
 	" config_signed_by FROM stations;",
 };
 
-#define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+#define N_MIGRATIONS (AGRI_ARRAY_SIZE(migrations))
 #include "core/store_int.h"
 
-/* Maps an SQLite result code to a negative errno (store.h). */
-int store_errno(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW: return 0;
-	case SQLITE_FULL: return -ENOSPC;
-	case SQLITE_BUSY: case SQLITE_LOCKED: return -EBUSY;
-	case SQLITE_READONLY: return -EROFS;
-	case SQLITE_NOMEM: return -ENOMEM;
-	case SQLITE_CORRUPT: case SQLITE_NOTADB: return -EUCLEAN;
-	case SQLITE_CANTOPEN: case SQLITE_PERM: case SQLITE_AUTH: return -EACCES;
-	case SQLITE_CONSTRAINT: case SQLITE_MISMATCH: case SQLITE_RANGE: return -EINVAL;
-	case SQLITE_TOOBIG: return -E2BIG;
-	default: return -EIO;
-	}
-}
-
 /* --- hash table ---------------------------------------------------- */
-
-static uint32_t hash_str(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 16777619u;
-	return h;
-}
 
 static void htab_clear(struct htab *t, bool free_vals)
 {
@@ -169,7 +146,7 @@ static void htab_clear(struct htab *t, bool free_vals)
 
 static struct hentry *htab_find(struct htab *t, const char *key)
 {
-	uint32_t h = hash_str(key);
+	uint32_t h = agri_hash32(key);
 
 	for (struct hentry *e = t->b[h & (t->nb - 1)]; e; e = e->next)
 		if (e->hash == h && strcmp(e->key, key) == 0)
@@ -185,7 +162,7 @@ static struct hentry *htab_add(struct htab *t, const char *key, int64_t id,
 
 	if (!e)
 		return NULL;
-	e->hash = hash_str(key);
+	e->hash = agri_hash32(key);
 	e->id = id;
 	e->val = val;
 	memcpy(e->key, key, len + 1);
@@ -271,7 +248,7 @@ static int exec(sqlite3 *db, const char *sql)
 {
 	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
 
-	return rc == SQLITE_OK ? 0 : store_errno(rc);
+	return rc == SQLITE_OK ? 0 : agri_sqlite_errno(rc);
 }
 
 static int migrate(sqlite3 *db)
@@ -281,7 +258,7 @@ static int migrate(sqlite3 *db)
 
 	rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL);
 	if (rc != SQLITE_OK)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	if (sqlite3_step(q) == SQLITE_ROW)
 		version = sqlite3_column_int(q, 0);
 	sqlite3_finalize(q);
@@ -340,12 +317,12 @@ static int dead_bytes_load(struct store *st)
 				    -1, &q, NULL);
 
 	if (rc != SQLITE_OK)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	rc = sqlite3_step(q);
 	if (rc == SQLITE_ROW)
 		st->dl_bytes = sqlite3_column_int64(q, 0);
 	sqlite3_finalize(q);
-	return rc == SQLITE_ROW ? 0 : store_errno(rc);
+	return rc == SQLITE_ROW ? 0 : agri_sqlite_errno(rc);
 }
 
 struct store *store_open(const char *path, const struct store_options *opt,
@@ -375,7 +352,7 @@ struct store *store_open(const char *path, const struct store_options *opt,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				     SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		rc = store_errno(rc);
+		rc = agri_sqlite_errno(rc);
 		goto fail;
 	}
 	sqlite3_extended_result_codes(st->db, 0);
@@ -402,7 +379,7 @@ struct store *store_open(const char *path, const struct store_options *opt,
 		rc = sqlite3_prepare_v3(st->db, stmt_sql[i], -1,
 					SQLITE_PREPARE_PERSISTENT, &st->s[i], NULL);
 		if (rc != SQLITE_OK) {
-			rc = store_errno(rc);
+			rc = agri_sqlite_errno(rc);
 			goto fail;
 		}
 	}
@@ -454,7 +431,7 @@ int st_step_done(sqlite3_stmt *q)
 	int rc = sqlite3_step(q);
 
 	sqlite3_reset(q);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_errno(rc);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : agri_sqlite_errno(rc);
 }
 
 /* --- transactions --------------------------------------------------- */
@@ -595,7 +572,7 @@ static int station_get(struct store *st, const char *name, struct station **out)
 	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(q);
 	if (rc != SQLITE_ROW) {
-		rc = rc == SQLITE_DONE ? -EIO : store_errno(rc);
+		rc = rc == SQLITE_DONE ? -EIO : agri_sqlite_errno(rc);
 		sqlite3_reset(q);
 		goto fail;
 	}
@@ -618,7 +595,7 @@ static int station_get(struct store *st, const char *name, struct station **out)
 	}
 	sqlite3_reset(q);
 	if (rc != SQLITE_DONE) {
-		rc = store_errno(rc);
+		rc = agri_sqlite_errno(rc);
 		goto fail;
 	}
 	if (!htab_add(&st->stations, name, s->id, s)) {
@@ -740,7 +717,7 @@ static int series_count(struct store *st, struct station *s)
 	if (rc == SQLITE_ROW)
 		s->n_series = sqlite3_column_int64(q, 0);
 	sqlite3_reset(q);
-	return rc == SQLITE_ROW ? 0 : store_errno(rc);
+	return rc == SQLITE_ROW ? 0 : agri_sqlite_errno(rc);
 }
 
 /* Makes room for one more series of s: under the budget, or by retiring a
@@ -768,7 +745,7 @@ static int series_room(struct store *st, struct station *s, int64_t now_ms)
 	victim = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
 	sqlite3_reset(q);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	if (victim < 0) {
 		s->idle_check_ms = now_ms + HOUR_MS;
 		return -EDQUOT;
@@ -827,7 +804,7 @@ static int series_get(struct store *st, struct station *s, const char *sensor,
 	}
 	sqlite3_reset(q);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	if (rc == SQLITE_DONE || retired) {
 		/* A new series, or a retired one sending again: within budget. */
 		if ((rc = series_room(st, s, now_ms)) < 0)

@@ -156,7 +156,6 @@ int store_set_busy(struct store *st, bool busy);
  * -ENOENT when the station is unknown. Outside a transaction. */
 int64_t store_station_gaps(struct store *st, const char *station);
 
-/* Maps an SQLite result code to a negative errno. */
-int store_errno(int sqlite_rc);
+
 
 #endif

@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include "core/store_int.h"
+#include "agri/sqlite_errno.h"
 
 /* --- dead letters ----------------------------------------------------- */
 
@@ -48,7 +49,7 @@ static int dead_delete(struct store *st, sqlite3_stmt *q)
 	}
 	sqlite3_reset(q);
 	sqlite3_clear_bindings(q);
-	return rc == SQLITE_DONE ? n : store_errno(rc);
+	return rc == SQLITE_DONE ? n : agri_sqlite_errno(rc);
 }
 
 static void sha256_hex(const void *p, size_t len, char out[65])

@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include "core/store_int.h"
+#include "agri/sqlite_errno.h"
 
 /* --- retention ------------------------------------------------------ */
 
@@ -26,7 +27,7 @@ static int series_min_ts(struct store *st, int64_t series, int64_t *ts)
 	*ts = (rc == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL)
 		      ? sqlite3_column_int64(q, 0) : -1;
 	sqlite3_reset(q);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_errno(rc);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : agri_sqlite_errno(rc);
 }
 
 int store_retention_step(struct store *st, int64_t now_ms, int retention_days,
@@ -47,7 +48,7 @@ int store_retention_step(struct store *st, int64_t now_ms, int retention_days,
 		series = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
 		sqlite3_reset(q);
 		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-			return store_errno(rc);
+			return agri_sqlite_errno(rc);
 		if (series < 0) {
 			st->ret_cursor = 0; /* a pass is done */
 			return 0;
@@ -75,7 +76,7 @@ int store_retention_step(struct store *st, int64_t now_ms, int retention_days,
 	}
 	sqlite3_reset(q);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	if ((rc = store_begin(st)) < 0)
 		return rc;
 	q = st->s[S_RET_AGG];
@@ -115,13 +116,13 @@ int store_checkpoint(struct store *st)
 		if (rc != SQLITE_OK) {
 			sqlite3_close_v2(st->ckpt);
 			st->ckpt = NULL;
-			return store_errno(rc);
+			return agri_sqlite_errno(rc);
 		}
 	}
 	rc = sqlite3_wal_checkpoint_v2(st->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE,
 				       &log_frames, &done_frames);
 	if (rc != SQLITE_OK)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	return done_frames > 0 ? done_frames : 0;
 }
 
@@ -134,11 +135,11 @@ int64_t store_station_gaps(struct store *st, const char *station)
 	rc = sqlite3_prepare_v2(st->db, "SELECT coalesce(gaps, 0) FROM stations WHERE name = ?1",
 				-1, &q, NULL);
 	if (rc != SQLITE_OK)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	sqlite3_bind_text(q, 1, station, -1, SQLITE_STATIC);
 	rc = sqlite3_step(q);
 	gaps = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0)
-				: (rc == SQLITE_DONE ? -ENOENT : store_errno(rc));
+				: (rc == SQLITE_DONE ? -ENOENT : agri_sqlite_errno(rc));
 	sqlite3_finalize(q);
 	return gaps;
 }

@@ -28,6 +28,7 @@
 #include <gsl/gsl_linalg.h>
 #include <gsl/gsl_multifit.h>
 
+#include "agri/buf.h"
 #include "agri/msg.h"
 #include "agri/time.h"
 
@@ -79,7 +80,7 @@ static const struct constituent constituents[] = {
 	{"2SM6", 88.9841042, true},
 	{"S6", 90.0000000, true},
 };
-#define N_CONST (sizeof(constituents) / sizeof(constituents[0]))
+#define N_CONST (AGRI_ARRAY_SIZE(constituents))
 #define KNOTS_MAX 64
 #define PARAMS_MAX (LEVEL_MAX + KNOTS_MAX + 2 * N_CONST)
 
@@ -115,9 +116,9 @@ void forecast_params_default(struct forecast_params *p)
 	p->transform = FORECAST_LOG;
 	p->offset = 0.05;
 	p->z = 1.96;
-	for (size_t i = 0; i < sizeof(ladder) / sizeof(ladder[0]); i++)
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(ladder); i++)
 		p->thresholds[i] = ladder[i];
-	p->n_thresholds = sizeof(ladder) / sizeof(ladder[0]);
+	p->n_thresholds = AGRI_ARRAY_SIZE(ladder);
 	p->margin_abs = 0;
 	p->margin_rel = 0.05;
 	p->min_window_s = 1800;
@@ -490,7 +491,7 @@ static void model_name(const struct model *m, const struct forecast_params *p,
 	char tr[32] = "";
 
 	pos += (size_t)snprintf(buf, len, "harmonic");
-	for (size_t t = 0; t < sizeof(main_terms) / sizeof(main_terms[0]); t++)
+	for (size_t t = 0; t < AGRI_ARRAY_SIZE(main_terms); t++)
 		for (size_t k = 0; k < m->n_const; k++)
 			if (!strcmp(constituents[m->idx[k]].name, main_terms[t]) && pos < len) {
 				pos += (size_t)snprintf(buf + pos, len - pos, " %s", main_terms[t]);
@@ -511,17 +512,23 @@ static void model_name(const struct model *m, const struct forecast_params *p,
 		snprintf(buf + pos, len - pos, "%s", tr);
 }
 
-int forecast_fit(const struct forecast_sample *s, size_t n,
-		 const struct forecast_params *p, struct forecast *out,
-		 char *why, size_t why_len)
+/* The data a fit uses (forecast_fit()'s first phase). */
+struct fit_data {
+	struct forecast_sample *v; /* sorted, within the window, stuck runs dropped */
+	size_t n;
+	size_t n_stuck;
+	int64_t until;             /* the last reading's ts */
+	double span_d, coverage;
+};
+
+/* Checks and copies s, sorts it, keeps the fit window (fit_days_max),
+ * drops stuck runs and starts where coverage is good enough. Returns 0,
+ * -EINVAL, -ENODATA, -E2BIG or -ENOMEM (with why). */
+static int fit_prepare(const struct forecast_sample *s, size_t n, const struct forecast_params *p,
+		       struct fit_data *d, char *why, size_t why_len)
 {
-	struct forecast_sample *v = NULL;
-	double *y = NULL, *r = NULL;
-	struct fit f = {0};
-	struct model m = {0};
-	size_t lo = 0, m_n, n_stuck = 0, n_out = 0, first = 0, n_read;
-	int64_t until, from, min_ms;
-	double coverage = 0, span_d, infl;
+	size_t lo = 0, first = 0;
+	int64_t min_ms;
 	int ret;
 
 	if (!params_ok(p) || (!s && n)) {
@@ -538,148 +545,128 @@ int forecast_fit(const struct forecast_sample *s, size_t n,
 			return -EINVAL;
 		}
 	}
-	v = malloc(n * sizeof(*v));
-	if (!v) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	memcpy(v, s, n * sizeof(*v));
-	qsort(v, n, sizeof(*v), cmp_sample);
-	until = v[n - 1].ts_ms;
-	min_ms = until - (int64_t)(p->fit_days_max * (double)DAY_MS);
-	while (lo < n && v[lo].ts_ms < min_ms)
+	if (!(d->v = malloc(n * sizeof(*d->v))))
+		return -ENOMEM;
+	memcpy(d->v, s, n * sizeof(*d->v));
+	qsort(d->v, n, sizeof(*d->v), cmp_sample);
+	min_ms = d->v[n - 1].ts_ms - (int64_t)(p->fit_days_max * (double)DAY_MS);
+	while (lo < n && d->v[lo].ts_ms < min_ms)
 		lo++;
-	m_n = n - lo;
-	if (m_n > FORECAST_SAMPLES_MAX) {
+	d->n = n - lo;
+	if (d->n > FORECAST_SAMPLES_MAX) {
 		set_why(why, why_len, "too many readings in the fit window (%zu > %d)",
-			m_n, FORECAST_SAMPLES_MAX);
-		ret = -E2BIG;
-		goto out;
+			d->n, FORECAST_SAMPLES_MAX);
+		return -E2BIG;
 	}
-	memmove(v, v + lo, m_n * sizeof(*v));
-	m_n = drop_stuck(v, m_n, (int64_t)(p->stuck_s * 1000.0), &n_stuck);
-	if (m_n < 2) {
-		set_why(why, why_len, "too little data: %zu readings%s", m_n,
-			n_stuck ? " after dropping a stuck sensor's" : "");
-		ret = -ENODATA;
-		goto out;
+	memmove(d->v, d->v + lo, d->n * sizeof(*d->v));
+	d->n = drop_stuck(d->v, d->n, (int64_t)(p->stuck_s * 1000.0), &d->n_stuck);
+	if (d->n < 2) {
+		set_why(why, why_len, "too little data: %zu readings%s", d->n,
+			d->n_stuck ? " after dropping a stuck sensor's" : "");
+		return -ENODATA;
 	}
-	until = v[m_n - 1].ts_ms;
-	ret = pick_start(v, m_n, p->min_coverage, &first, &coverage);
-	if (ret)
-		goto out;
-	from = v[first].ts_ms;
-	span_d = (double)(until - from) / (double)DAY_MS;
-	if (span_d < p->fit_days_min) {
-		double all_d = (double)(until - v[0].ts_ms) / (double)DAY_MS;
+	d->until = d->v[d->n - 1].ts_ms;
+	if ((ret = pick_start(d->v, d->n, p->min_coverage, &first, &d->coverage)))
+		return ret;
+	d->span_d = (double)(d->until - d->v[first].ts_ms) / (double)DAY_MS;
+	if (d->span_d < p->fit_days_min) {
+		double all_d = (double)(d->until - d->v[0].ts_ms) / (double)DAY_MS;
 
 		if (all_d >= p->fit_days_min)
 			set_why(why, why_len,
 				"too little data: %.1f days with %.0f%% coverage in the last %.1f days, need %.1f days",
-				span_d, p->min_coverage * 100, all_d, p->fit_days_min);
+				d->span_d, p->min_coverage * 100, all_d, p->fit_days_min);
 		else
 			set_why(why, why_len, "too little data: %.1f days of readings, need %.1f",
 				all_d, p->fit_days_min);
-		ret = -ENODATA;
-		goto out;
+		return -ENODATA;
 	}
-	memmove(v, v + first, (m_n - first) * sizeof(*v));
-	m_n -= first;
+	memmove(d->v, d->v + first, (d->n - first) * sizeof(*d->v));
+	d->n -= first;
+	return 0;
+}
 
-	/* the model */
-	m.t0_ms = until;
-	m.span_h = span_d * 24.0;
-	m.level_cols = 1 + p->level_order;
-	out->reduced = span_d < p->full_days;
+/* The model's columns for this much data: level (and its knots), the
+ * tidal constituents (fewer for a short span). */
+static void fit_model(struct model *m, const struct forecast_params *p, const struct fit_data *d,
+		      struct forecast *out)
+{
+	m->t0_ms = d->until;
+	m->span_h = d->span_d * 24.0;
+	m->level_cols = 1 + p->level_order;
+	out->reduced = d->span_d < p->full_days;
 	for (size_t k = 0; k < N_CONST; k++)
 		if (!(out->reduced && constituents[k].full_only))
-			m.idx[m.n_const++] = k;
-	m.hold_h = p->level_hold_h;
-	m.half_life_h = p->half_life_days * 24;
+			m->idx[m->n_const++] = k;
+	m->hold_h = p->level_hold_h;
+	m->half_life_h = p->half_life_days * 24;
 	if (p->level_knot_days > 0) {
-		m.knot_h = p->level_knot_days * 24;
-		while (m.n_knots < KNOTS_MAX &&
-		       (double)(m.n_knots + 1) * m.knot_h < m.span_h - m.knot_h / 2)
-			m.n_knots++;
+		m->knot_h = p->level_knot_days * 24;
+		while (m->n_knots < KNOTS_MAX &&
+		       (double)(m->n_knots + 1) * m->knot_h < m->span_h - m->knot_h / 2)
+			m->n_knots++;
 	}
-	m.p = (size_t)m.level_cols + m.n_knots + 2 * m.n_const;
-	y = malloc(m_n * sizeof(*y));
-	r = malloc(m_n * sizeof(*r));
-	f.c = gsl_vector_alloc(m.p);
-	f.cov = gsl_matrix_alloc(m.p, m.p);
-	if (!y || !r || !f.c || !f.cov) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < m_n; i++)
-		y[i] = fwd(p, v[i].value);
-	n_read = m_n;
-	m_n = bin_slots(v, y, m_n);
-	if (m_n < 4 * m.p) {
-		set_why(why, why_len, "too little data: %zu 15-minute slots for %zu parameters",
-			m_n, m.p);
-		ret = -ENODATA;
-		goto out;
-	}
-	ret = solve(&m, v, y, m_n, &f);
-	if (ret)
-		goto out;
-	if (p->outlier_sd > 0 && f.sd > 0) {
-		size_t k = 0;
+	m->p = (size_t)m->level_cols + m->n_knots + 2 * m->n_const;
+}
 
-		for (size_t i = 0; i < m_n; i++) {
-			double e = y[i] - predict(&m, &f, v[i].ts_ms, NULL);
-			bool old = m.half_life_h > 0 &&
-				   (double)(until - v[i].ts_ms) > 3 * m.half_life_h * HOUR_MS;
+/* Solves, then once more without the outliers (recent slots further than
+ * outlier_sd residual sds). *n shrinks by *n_out. */
+static int fit_solve(const struct model *m, const struct forecast_params *p,
+		     struct forecast_sample *v, double *y, size_t *n, int64_t until,
+		     struct fit *f, size_t *n_out)
+{
+	size_t k = 0;
+	int ret = solve(m, v, y, *n, f);
 
-			/* old slots, weighed little, are not judged by the
-			 * recent residual sd */
-			if (old || fabs(e) <= p->outlier_sd * f.sd) {
-				v[k] = v[i];
-				y[k++] = y[i];
-			}
-		}
-		n_out = m_n - k;
-		if (n_out) {
-			m_n = k;
-			ret = solve(&m, v, y, m_n, &f);
-			if (ret)
-				goto out;
+	if (ret || p->outlier_sd <= 0 || f->sd <= 0)
+		return ret;
+	for (size_t i = 0; i < *n; i++) {
+		double e = y[i] - predict(m, f, v[i].ts_ms, NULL);
+		bool old = m->half_life_h > 0 &&
+			   (double)(until - v[i].ts_ms) > 3 * m->half_life_h * HOUR_MS;
+
+		/* old slots, weighed little, are not judged by the recent
+		 * residual sd */
+		if (old || fabs(e) <= p->outlier_sd * f->sd) {
+			v[k] = v[i];
+			y[k++] = y[i];
 		}
 	}
+	*n_out = *n - k;
+	if (!*n_out)
+		return 0;
+	*n = k;
+	return solve(m, v, y, *n, f);
+}
 
-	/* residuals: autocorrelation (transformed) and sd in g/L */
-	{
-		double ss = 0;
+/* Residuals: their autocorrelation (transformed) into f->tau, their sd in
+ * the reading's unit into out. */
+static void fit_residuals(const struct model *m, const struct forecast_params *p,
+			  const struct forecast_sample *v, const double *y, double *r, size_t n,
+			  struct fit *f, struct forecast *out)
+{
+	double ss = 0;
 
-		for (size_t i = 0; i < m_n; i++) {
-			double yh = predict(&m, &f, v[i].ts_ms, NULL);
-			double e = v[i].value - inv(p, yh);
+	for (size_t i = 0; i < n; i++) {
+		double yh = predict(m, f, v[i].ts_ms, NULL);
+		double e = v[i].value - inv(p, yh);
 
-			r[i] = y[i] - yh;
-			ss += e * e;
-		}
-		f.tau = resid_tau(v, r, m_n);
-		out->residual_sd = sqrt(ss / (double)(m_n > m.p ? m_n - m.p : 1));
+		r[i] = y[i] - yh;
+		ss += e * e;
 	}
-	infl = f.tau;
+	f->tau = resid_tau(v, r, n);
+	out->residual_sd = sqrt(ss / (double)(n > m->p ? n - m->p : 1));
+}
 
-	out->data_from_ms = v[0].ts_ms;
-	out->data_until_ms = until;
-	out->fit_days = span_d;
-	out->coverage = coverage;
-	out->resid_sd_t = f.sd;
-	out->n_used = n_read;
-	out->n_slots = m_n;
-	out->n_stuck = n_stuck;
-	out->n_outliers = n_out;
-	out->n_params = m.p;
-	model_name(&m, p, out->model, sizeof(out->model));
+/* The next 72 h at 15-minute steps after until, with their bands. */
+static void fit_points(const struct model *m, const struct fit *f,
+		       const struct forecast_params *p, int64_t until, struct forecast *out)
+{
 	out->n_points = FORECAST_POINTS;
 	for (size_t k = 0; k < FORECAST_POINTS; k++) {
 		int64_t t = (until / FORECAST_STEP_MS + 1 + (int64_t)k) * FORECAST_STEP_MS;
-		double var, yh = predict(&m, &f, t, &var);
-		double half = p->z * sqrt(f.sd * f.sd + infl * var);
+		double var, yh = predict(m, f, t, &var);
+		double half = p->z * sqrt(f->sd * f->sd + f->tau * var);
 		struct forecast_point *pt = &out->points[k];
 
 		pt->ts_ms = t;
@@ -689,6 +676,55 @@ int forecast_fit(const struct forecast_sample *s, size_t n,
 		if (p->transform == FORECAST_LINEAR) /* symmetric band, clipped at 0 */
 			pt->lo = pt->lo < 0 ? 0 : pt->lo;
 	}
+}
+
+int forecast_fit(const struct forecast_sample *s, size_t n,
+		 const struct forecast_params *p, struct forecast *out,
+		 char *why, size_t why_len)
+{
+	struct fit_data d = {0};
+	double *y = NULL, *r = NULL;
+	struct fit f = {0};
+	struct model m = {0};
+	size_t n_out = 0, n_read;
+	int ret;
+
+	if ((ret = fit_prepare(s, n, p, &d, why, why_len)))
+		goto out;
+	fit_model(&m, p, &d, out);
+	y = malloc(d.n * sizeof(*y));
+	r = malloc(d.n * sizeof(*r));
+	f.c = gsl_vector_alloc(m.p);
+	f.cov = gsl_matrix_alloc(m.p, m.p);
+	if (!y || !r || !f.c || !f.cov) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < d.n; i++)
+		y[i] = fwd(p, d.v[i].value);
+	n_read = d.n;
+	d.n = bin_slots(d.v, y, d.n);
+	if (d.n < 4 * m.p) {
+		set_why(why, why_len, "too little data: %zu 15-minute slots for %zu parameters",
+			d.n, m.p);
+		ret = -ENODATA;
+		goto out;
+	}
+	if ((ret = fit_solve(&m, p, d.v, y, &d.n, d.until, &f, &n_out)))
+		goto out;
+	fit_residuals(&m, p, d.v, y, r, d.n, &f, out);
+	out->data_from_ms = d.v[0].ts_ms;
+	out->data_until_ms = d.until;
+	out->fit_days = d.span_d;
+	out->coverage = d.coverage;
+	out->resid_sd_t = f.sd;
+	out->n_used = n_read;
+	out->n_slots = d.n;
+	out->n_stuck = d.n_stuck;
+	out->n_outliers = n_out;
+	out->n_params = m.p;
+	model_name(&m, p, out->model, sizeof(out->model));
+	fit_points(&m, &f, p, d.until, out);
 	ret = forecast_windows(out, p);
 	if (ret == -ENOSPC)
 		ret = 0; /* truncated windows are still a forecast */
@@ -699,7 +735,7 @@ out:
 		gsl_matrix_free(f.cov);
 	free(r);
 	free(y);
-	free(v);
+	free(d.v);
 	return ret;
 }
 
@@ -767,237 +803,86 @@ int forecast_windows(struct forecast *f, const struct forecast_params *p)
 
 /* ---- JSON ------------------------------------------------------------------ */
 
-struct jw {
-	char *buf;
-	size_t len, pos;
-	int err;
-};
-
-static void w_lit(struct jw *w, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (w->err)
-		return;
-	if (w->pos + n >= w->len) {
-		w->err = -ENOSPC;
-		return;
-	}
-	memcpy(w->buf + w->pos, s, n + 1);
-	w->pos += n;
-}
-
-static void w_str(struct jw *w, const char *s)
-{
-	if (!w->err)
-		w->err = agri_json_put_str(w->buf, w->len, &w->pos, s);
-}
-
 /* Numbers are rounded to 4 significant decimals of g/L (0.1 mg/L): the
  * model is not better than that and the document stays small. */
-static void w_num(struct jw *w, double d)
+static void num4(struct agri_buf *w, double d)
 {
-	if (!w->err)
-		w->err = agri_json_put_num(w->buf, w->len, &w->pos,
-					   isfinite(d) ? round(d * 1e4) / 1e4 : d);
+	agri_buf_json_num(w, isfinite(d) ? round(d * 1e4) / 1e4 : d);
 }
 
-static void w_time(struct jw *w, int64_t ms)
+/* The document's length, or the error (and an empty buffer). */
+static int doc_end(struct agri_buf *w)
 {
-	char ts[AGRI_TIME_LEN + 1];
-
-	if (w->err)
-		return;
-	if (agri_time_format(ms, ts, sizeof(ts))) {
-		w->err = -EINVAL;
-		return;
-	}
-	w_lit(w, "\"");
-	w_lit(w, ts);
-	w_lit(w, "\"");
-}
-
-static int w_end(struct jw *w)
-{
-	if (w->err) {
-		if (w->len)
-			w->buf[0] = '\0';
-		return w->err;
-	}
-	return (int)w->pos;
+	if (w->err && w->cap)
+		w->p[0] = '\0';
+	return agri_buf_end(w);
 }
 
 int forecast_encode(const struct forecast *f, const char *station,
 		    const char *metric, const char *unit, int64_t made_at_ms,
 		    char *buf, size_t len)
 {
-	struct jw w = {buf, len, 0, 0};
+	struct agri_buf w;
 
 	if (!buf || !len || !f || !station || !metric || !unit ||
 	    f->n_points > FORECAST_POINTS || f->n_windows > FORECAST_WINDOWS_MAX)
 		return -EINVAL;
-	buf[0] = '\0';
-	w_lit(&w, "{\"v\":1,\"station\":");
-	w_str(&w, station);
-	w_lit(&w, ",\"metric\":");
-	w_str(&w, metric);
-	w_lit(&w, ",\"unit\":");
-	w_str(&w, unit);
-	w_lit(&w, ",\"made_at\":");
-	w_time(&w, made_at_ms);
-	w_lit(&w, ",\"from_data_until\":");
-	w_time(&w, f->data_until_ms);
-	w_lit(&w, ",\"model\":");
-	w_str(&w, f->model);
-	w_lit(&w, ",\"fit_days\":");
-	w_num(&w, round(f->fit_days * 100) / 100);
-	w_lit(&w, ",\"residual_sd\":");
-	w_num(&w, f->residual_sd);
-	w_lit(&w, ",\"points\":[");
+	agri_buf_init(&w, buf, len);
+	agri_buf_puts(&w, "{\"v\":1,\"station\":");
+	agri_buf_json_str(&w, station);
+	agri_buf_puts(&w, ",\"metric\":");
+	agri_buf_json_str(&w, metric);
+	agri_buf_puts(&w, ",\"unit\":");
+	agri_buf_json_str(&w, unit);
+	agri_buf_puts(&w, ",\"made_at\":");
+	agri_buf_json_time(&w, made_at_ms);
+	agri_buf_puts(&w, ",\"from_data_until\":");
+	agri_buf_json_time(&w, f->data_until_ms);
+	agri_buf_puts(&w, ",\"model\":");
+	agri_buf_json_str(&w, f->model);
+	agri_buf_puts(&w, ",\"fit_days\":");
+	num4(&w, round(f->fit_days * 100) / 100);
+	agri_buf_puts(&w, ",\"residual_sd\":");
+	num4(&w, f->residual_sd);
+	agri_buf_puts(&w, ",\"points\":[");
 	for (size_t i = 0; i < f->n_points; i++) {
 		const struct forecast_point *pt = &f->points[i];
 
-		w_lit(&w, i ? ",{\"ts\":" : "{\"ts\":");
-		w_time(&w, pt->ts_ms);
-		w_lit(&w, ",\"value\":");
-		w_num(&w, pt->value);
-		w_lit(&w, ",\"lo\":");
-		w_num(&w, pt->lo);
-		w_lit(&w, ",\"hi\":");
-		w_num(&w, pt->hi);
-		w_lit(&w, "}");
+		agri_buf_puts(&w, i ? ",{\"ts\":" : "{\"ts\":");
+		agri_buf_json_time(&w, pt->ts_ms);
+		agri_buf_puts(&w, ",\"value\":");
+		num4(&w, pt->value);
+		agri_buf_puts(&w, ",\"lo\":");
+		num4(&w, pt->lo);
+		agri_buf_puts(&w, ",\"hi\":");
+		num4(&w, pt->hi);
+		agri_buf_puts(&w, "}");
 	}
-	w_lit(&w, "],\"windows\":[");
+	agri_buf_puts(&w, "],\"windows\":[");
 	for (size_t i = 0; i < f->n_windows; i++) {
 		const struct forecast_window *wi = &f->windows[i];
 
-		w_lit(&w, i ? ",{\"below\":" : "{\"below\":");
-		w_num(&w, wi->below);
-		w_lit(&w, ",\"from\":");
-		w_time(&w, wi->from_ms);
-		w_lit(&w, ",\"to\":");
-		w_time(&w, wi->to_ms);
-		w_lit(&w, "}");
+		agri_buf_puts(&w, i ? ",{\"below\":" : "{\"below\":");
+		num4(&w, wi->below);
+		agri_buf_puts(&w, ",\"from\":");
+		agri_buf_json_time(&w, wi->from_ms);
+		agri_buf_puts(&w, ",\"to\":");
+		agri_buf_json_time(&w, wi->to_ms);
+		agri_buf_puts(&w, "}");
 	}
-	w_lit(&w, "]}");
-	return w_end(&w);
+	agri_buf_puts(&w, "]}");
+	return doc_end(&w);
 }
 
 int forecast_encode_error(const char *why, char *buf, size_t len)
 {
-	struct jw w = {buf, len, 0, 0};
+	struct agri_buf w;
 
 	if (!buf || !len || !why)
 		return -EINVAL;
-	buf[0] = '\0';
-	w_lit(&w, "{\"error\":");
-	w_str(&w, why);
-	w_lit(&w, "}");
-	return w_end(&w);
-}
-
-/* ---- pest advisories ------------------------------------------------------- */
-
-void advisory_params_default(struct advisory_params *p)
-{
-	p->sow_from_d = 1;
-	p->sow_to_d = 7;
-	p->hatch_from_d = 10;
-	p->hatch_to_d = 12;
-	p->utc_offset_ms = 7 * HOUR_MS;
-}
-
-static int64_t floor_div(int64_t a, int64_t b)
-{
-	int64_t q = a / b;
-
-	if ((a % b != 0) && ((a < 0) != (b < 0)))
-		q--;
-	return q;
-}
-
-/* "DD/MM" of the local date of a local midnight given as UTC ms. */
-static void day_month(int64_t utc_ms, int64_t off_ms, char *buf, size_t len)
-{
-	char ts[AGRI_TIME_LEN + 1];
-
-	if (agri_time_format(utc_ms + off_ms, ts, sizeof(ts))) {
-		snprintf(buf, len, "?");
-		return;
-	}
-	snprintf(buf, len, "%.2s/%.2s", ts + 8, ts + 5);
-}
-
-int advisory_make(const char *station, int64_t peak_at_ms,
-		  const struct advisory_params *p, struct advisory *out)
-{
-	struct advisory a;
-	int64_t off = p->utc_offset_ms, day0;
-	char ts[AGRI_TIME_LEN + 1], pk[8], sf[8], st[8], hf[8], ht[8];
-
-	if (!station || !station[0] || strlen(station) >= sizeof(a.station) ||
-	    p->sow_from_d < 0 || p->sow_to_d < p->sow_from_d ||
-	    p->hatch_from_d < 0 || p->hatch_to_d < p->hatch_from_d ||
-	    p->sow_to_d > 366 || p->hatch_to_d > 366 ||
-	    off < -14 * HOUR_MS || off > 14 * HOUR_MS)
-		return -EINVAL;
-	/* the peak date: local date of the start of the night (before noon
-	 * local, the night began the evening before) */
-	day0 = floor_div(peak_at_ms + off - 12 * HOUR_MS, DAY_MS) * DAY_MS - off;
-	if (agri_time_format(day0 + off, ts, sizeof(ts)))
-		return -EINVAL;
-	memset(&a, 0, sizeof(a));
-	snprintf(a.station, sizeof(a.station), "%s", station);
-	snprintf(a.kind, sizeof(a.kind), "sow_after_peak");
-	if (snprintf(a.id, sizeof(a.id), "sow_after_peak/%s/%.10s", station, ts) >=
-	    (int)sizeof(a.id))
-		return -EINVAL;
-	a.peak_at_ms = peak_at_ms;
-	a.sow_from_ms = day0 + p->sow_from_d * DAY_MS;
-	a.sow_to_ms = day0 + (p->sow_to_d + 1) * DAY_MS;
-	a.hatch_from_ms = day0 + p->hatch_from_d * DAY_MS;
-	a.hatch_to_ms = day0 + (p->hatch_to_d + 1) * DAY_MS;
-	day_month(day0, off, pk, sizeof(pk));
-	day_month(a.sow_from_ms, off, sf, sizeof(sf));
-	day_month(a.sow_to_ms - DAY_MS, off, st, sizeof(st));
-	day_month(a.hatch_from_ms, off, hf, sizeof(hf));
-	day_month(a.hatch_to_ms - DAY_MS, off, ht, sizeof(ht));
-	snprintf(a.message, sizeof(a.message),
-		 "Rầy nâu vào đèn đạt đỉnh tại trạm %s đêm %s. Gieo sạ né rầy từ %s đến %s; "
-		 "rầy cám lứa mới dự kiến nở từ %s đến %s: thăm đồng, phòng trừ khi rầy tuổi 2-3 vượt ngưỡng. / "
-		 "Brown planthopper light-trap peak at %s on the night of %s. Sow from %s to %s to escape "
-		 "the migrants; the next generation is expected to hatch from %s to %s: survey the fields "
-		 "and treat at instar 2-3 if above threshold.",
-		 station, pk, sf, st, hf, ht, station, pk, sf, st, hf, ht);
-	*out = a;
-	return 0;
-}
-
-int advisory_encode(const struct advisory *a, char *buf, size_t len)
-{
-	struct jw w = {buf, len, 0, 0};
-
-	if (!buf || !len || !a)
-		return -EINVAL;
-	buf[0] = '\0';
-	w_lit(&w, "{\"id\":");
-	w_str(&w, a->id);
-	w_lit(&w, ",\"station\":");
-	w_str(&w, a->station);
-	w_lit(&w, ",\"kind\":");
-	w_str(&w, a->kind);
-	w_lit(&w, ",\"peak_at\":");
-	w_time(&w, a->peak_at_ms);
-	w_lit(&w, ",\"sow_from\":");
-	w_time(&w, a->sow_from_ms);
-	w_lit(&w, ",\"sow_to\":");
-	w_time(&w, a->sow_to_ms);
-	w_lit(&w, ",\"hatch_from\":");
-	w_time(&w, a->hatch_from_ms);
-	w_lit(&w, ",\"hatch_to\":");
-	w_time(&w, a->hatch_to_ms);
-	w_lit(&w, ",\"message\":");
-	w_str(&w, a->message);
-	w_lit(&w, "}");
-	return w_end(&w);
+	agri_buf_init(&w, buf, len);
+	agri_buf_puts(&w, "{\"error\":");
+	agri_buf_json_str(&w, why);
+	agri_buf_puts(&w, "}");
+	return doc_end(&w);
 }

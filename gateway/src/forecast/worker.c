@@ -17,6 +17,7 @@
 
 #include <sqlite3.h>
 
+#include "agri/sqlite_errno.h"
 #include "agri/log.h"
 #include "agri/time.h"
 #include "agri/topic.h"
@@ -253,7 +254,7 @@ int forecasting_on_peak(void *ctx, const char *station, int64_t night_day, doubl
 				" sow_to, hatch_from, hatch_to, count, message, created_at)"
 				" VALUES(?,?,?,?,?,?,?,?,?,?,?)", -1, &q, NULL);
 	if (rc != SQLITE_OK)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	sqlite3_bind_text(q, 1, a.id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 2, a.station, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 3, a.kind, -1, SQLITE_STATIC);
@@ -268,7 +269,7 @@ int forecasting_on_peak(void *ctx, const char *station, int64_t night_day, doubl
 	rc = sqlite3_step(q);
 	sqlite3_finalize(q);
 	if (rc != SQLITE_DONE)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	if (sqlite3_changes(db) == 0)
 		return 0; /* the same peak again: one advisory */
 	log_info(LOG, "advisory id=%s sow_from=%lld hatch_from=%lld", a.id,
@@ -318,7 +319,7 @@ static int load_samples(struct forecasting *f, const char *station, size_t *n_ou
 				" WHERE st.name = ? AND se.metric = 'salinity' ORDER BY newest DESC LIMIT 1",
 				-1, &q, NULL);
 	if (rc != SQLITE_OK)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	sqlite3_bind_text(q, 1, station, -1, SQLITE_STATIC);
 	if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 1) != SQLITE_NULL) {
 		series = sqlite3_column_int64(q, 0);
@@ -334,7 +335,7 @@ static int load_samples(struct forecasting *f, const char *station, size_t *n_ou
 				"SELECT ts, value FROM readings WHERE series_id = ? AND ts >= ?"
 				" AND q = 0 AND value IS NOT NULL ORDER BY ts", -1, &q, NULL);
 	if (rc != SQLITE_OK)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	sqlite3_bind_int64(q, 1, series);
 	sqlite3_bind_int64(q, 2, since);
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < FORECAST_SAMPLES_MAX) {
@@ -370,7 +371,7 @@ static int notify_new_windows(struct save_req *r, sqlite3 *db)
 				" AND metric = 'salinity' AND below = ? AND from_ms < ? AND to_ms > ?",
 				-1, &q, NULL);
 	if (rc != SQLITE_OK)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	for (size_t i = 0; i < r->fc->n_windows; i++) {
 		const struct forecast_window *w = &r->fc->windows[i];
 		char from[32], to[32], en[512], vi[512], sensor[AGRI_ID_MAX + 1];
@@ -417,7 +418,7 @@ static int save_fn(void *ctx, struct ingest *in, struct store *st)
 				"INSERT OR REPLACE INTO forecasts(station, metric, made_at, data_until, doc, why)"
 				" VALUES(?, 'salinity', ?, ?, ?, ?)", -1, &q, NULL);
 	if (rc != SQLITE_OK)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	sqlite3_bind_text(q, 1, r->station, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, r->made_at);
 	if (r->fc)
@@ -429,24 +430,24 @@ static int save_fn(void *ctx, struct ingest *in, struct store *st)
 	rc = sqlite3_step(q);
 	sqlite3_finalize(q);
 	if (rc != SQLITE_DONE)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	if ((rc = notify_new_windows(r, db)) < 0)
 		return rc;
 	rc = sqlite3_prepare_v2(db, "DELETE FROM forecast_windows WHERE station = ? AND metric = 'salinity'",
 				-1, &q, NULL);
 	if (rc != SQLITE_OK)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	sqlite3_bind_text(q, 1, r->station, -1, SQLITE_STATIC);
 	rc = sqlite3_step(q);
 	sqlite3_finalize(q);
 	if (rc != SQLITE_DONE)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	if (!r->fc)
 		return 0;
 	rc = sqlite3_prepare_v2(db, "INSERT INTO forecast_windows(station, metric, below, from_ms, to_ms)"
 				" VALUES(?, 'salinity', ?, ?, ?)", -1, &q, NULL);
 	if (rc != SQLITE_OK)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	for (size_t i = 0; i < r->fc->n_windows && rc == SQLITE_OK; i++) {
 		sqlite3_bind_text(q, 1, r->station, -1, SQLITE_STATIC);
 		sqlite3_bind_double(q, 2, r->fc->windows[i].below);
@@ -456,7 +457,7 @@ static int save_fn(void *ctx, struct ingest *in, struct store *st)
 		sqlite3_reset(q);
 	}
 	sqlite3_finalize(q);
-	return rc == SQLITE_OK ? 0 : store_errno(rc);
+	return rc == SQLITE_OK ? 0 : agri_sqlite_errno(rc);
 }
 
 static void fit_station(struct forecasting *f, const char *station)
@@ -636,7 +637,7 @@ int forecasting_start(struct forecasting *f)
 
 	rc = sqlite3_open_v2(f->db_path, &f->ro, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	sqlite3_busy_timeout(f->ro, 2000);
 	/* A fit reads its station's readings once, in order: SQLite's
 	 * default 2 MiB cache would only hold pages never read again. */

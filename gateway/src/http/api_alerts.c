@@ -25,7 +25,7 @@ enum MHD_Result http_api_alerts(const struct http_call *k)
 	static const char *const states[] = {"active", "acknowledged", "cleared", "open", "all",
 					     NULL};
 	sqlite3_stmt *qa = rc->q[Q_ALERTS], *qe = rc->q[Q_EVENTS];
-	struct dbuf b = {0};
+	struct agri_buf b = AGRI_BUF_HEAP(RESP_MAX);
 	struct params p;
 	const char *state, *station, *s;
 	long limit = ALERTS_LIMIT_DEFAULT, history = EVENTS_PER_ALERT;
@@ -62,66 +62,66 @@ enum MHD_Result http_api_alerts(const struct http_call *k)
 	sqlite3_bind_text(qa, 1, state, -1, SQLITE_STATIC);
 	http_bind_opt(qa, 2, station);
 	sqlite3_bind_int64(qa, 3, limit);
-	http_db_puts(&b, "{\"alerts\":[");
+	agri_buf_puts(&b, "{\"alerts\":[");
 	while (!b.err && (r = sqlite3_step(qa)) == SQLITE_ROW) {
 		static const char *const keys[] = {"id", "rule", "station", "sensor", "metric",
 						   "severity", "state"};
 
-		http_db_puts(&b, first ? "{\"v\":1" : ",{\"v\":1");
+		agri_buf_puts(&b, first ? "{\"v\":1" : ",{\"v\":1");
 		first = false;
 		for (int i = 0; i < 7; i++) {
 			if ((i == 3 || i == 4) && (sqlite3_column_type(qa, i) == SQLITE_NULL ||
 						   !*sqlite3_column_text(qa, i)))
 				continue; /* as §5: sensor/metric omitted when none */
-			http_db_printf(&b, ",\"%s\":", keys[i]);
+			agri_buf_printf(&b, ",\"%s\":", keys[i]);
 			http_db_col_str(&b, qa, i);
 		}
-		http_db_puts(&b, ",\"value\":");
+		agri_buf_puts(&b, ",\"value\":");
 		http_db_col_num(&b, qa, 7);
-		http_db_puts(&b, ",\"threshold\":");
+		agri_buf_puts(&b, ",\"threshold\":");
 		http_db_col_num(&b, qa, 8);
-		http_db_puts(&b, ",\"raised_at\":");
+		agri_buf_puts(&b, ",\"raised_at\":");
 		http_db_col_time(&b, qa, 9);
-		http_db_puts(&b, ",\"updated_at\":");
+		agri_buf_puts(&b, ",\"updated_at\":");
 		http_db_col_time(&b, qa, 10);
-		http_db_puts(&b, ",\"message\":");
+		agri_buf_puts(&b, ",\"message\":");
 		http_db_col_str(&b, qa, 11);
 		if (history > 0) {
 			bool ef = true;
 
-			http_db_puts(&b, ",\"events\":[");
+			agri_buf_puts(&b, ",\"events\":[");
 			sqlite3_bind_text(qe, 1, (const char *)sqlite3_column_text(qa, 0), -1,
 					  SQLITE_TRANSIENT);
 			sqlite3_bind_int64(qe, 2, history);
 			while ((re = sqlite3_step(qe)) == SQLITE_ROW) {
-				http_db_puts(&b, ef ? "{\"state\":" : ",{\"state\":");
+				agri_buf_puts(&b, ef ? "{\"state\":" : ",{\"state\":");
 				ef = false;
 				http_db_col_str(&b, qe, 0);
-				http_db_puts(&b, ",\"severity\":");
+				agri_buf_puts(&b, ",\"severity\":");
 				http_db_col_str(&b, qe, 1);
-				http_db_puts(&b, ",\"value\":");
+				agri_buf_puts(&b, ",\"value\":");
 				http_db_col_num(&b, qe, 2);
-				http_db_puts(&b, ",\"at\":");
+				agri_buf_puts(&b, ",\"at\":");
 				http_db_col_time(&b, qe, 3);
-				http_db_puts(&b, "}");
+				agri_buf_puts(&b, "}");
 			}
 			sqlite3_reset(qe);
-			http_db_puts(&b, "]");
+			agri_buf_puts(&b, "]");
 			if (re != SQLITE_DONE) {
 				r = re;
 				break;
 			}
 		}
-		http_db_puts(&b, "}");
+		agri_buf_puts(&b, "}");
 	}
 	sqlite3_reset(qa);
 	sqlite3_clear_bindings(qa);
 	http_rtx_end(rc);
 	if (r != SQLITE_DONE && !b.err) {
-		free(b.p);
+		agri_buf_free(&b);
 		return http_send_db_error(srv, c, rc, r);
 	}
-	http_db_puts(&b, "]}\n");
+	agri_buf_puts(&b, "]}\n");
 	return http_send_dbuf(srv, c, MHD_HTTP_OK, "application/json", &b);
 }
 
@@ -195,7 +195,7 @@ enum MHD_Result http_api_ack(const struct http_call *k)
 	const char *id = k->id;
 	const struct req *rq = k->rq;
 	struct http_ack_result res;
-	struct dbuf b = {0};
+	struct agri_buf b = AGRI_BUF_HEAP(RESP_MAX);
 	const char *why = NULL;
 	char who[64];
 	int rc;
@@ -230,12 +230,12 @@ enum MHD_Result http_api_ack(const struct http_call *k)
 	}
 	res.state[sizeof(res.state) - 1] = '\0';
 	log_info(LOG, "alert acknowledged id=%s by=%s changed=%d", id, who, (int)res.changed);
-	http_db_puts(&b, "{\"id\":");
-	http_db_jstr(&b, id);
-	http_db_puts(&b, ",\"state\":");
-	http_db_jstr(&b, res.state[0] ? res.state : "acknowledged");
-	http_db_puts(&b, ",\"by\":");
-	http_db_jstr(&b, who);
-	http_db_printf(&b, ",\"changed\":%s}\n", res.changed ? "true" : "false");
+	agri_buf_puts(&b, "{\"id\":");
+	agri_buf_json_text(&b, id);
+	agri_buf_puts(&b, ",\"state\":");
+	agri_buf_json_text(&b, res.state[0] ? res.state : "acknowledged");
+	agri_buf_puts(&b, ",\"by\":");
+	agri_buf_json_text(&b, who);
+	agri_buf_printf(&b, ",\"changed\":%s}\n", res.changed ? "true" : "false");
 	return http_send_dbuf(srv, c, MHD_HTTP_OK, "application/json", &b);
 }

@@ -27,18 +27,18 @@ static int view_exists(struct rconn *rc, const char *name)
 }
 
 /* Every row of an ad-hoc query as a JSON object keyed by column name. */
-int http_rows_json(struct dbuf *b, sqlite3_stmt *q)
+int http_rows_json(struct agri_buf *b, sqlite3_stmt *q)
 {
 	int r, n = sqlite3_column_count(q);
 	bool first = true;
 
 	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-		http_db_puts(b, first ? "{" : ",{");
+		agri_buf_puts(b, first ? "{" : ",{");
 		first = false;
 		for (int i = 0; i < n; i++) {
-			http_db_puts(b, i ? "," : "");
-			http_db_jstr(b, sqlite3_column_name(q, i));
-			http_db_put(b, ":", 1);
+			agri_buf_puts(b, i ? "," : "");
+			agri_buf_json_text(b, sqlite3_column_name(q, i));
+			agri_buf_put(b, ":", 1);
 			switch (sqlite3_column_type(q, i)) {
 			case SQLITE_INTEGER:
 				http_db_col_int(b, q, i);
@@ -50,7 +50,7 @@ int http_rows_json(struct dbuf *b, sqlite3_stmt *q)
 				http_db_col_str(b, q, i);
 			}
 		}
-		http_db_puts(b, "}");
+		agri_buf_puts(b, "}");
 	}
 	return r;
 }
@@ -64,7 +64,7 @@ enum MHD_Result http_api_forecast(const struct http_call *k)
 	sqlite3_stmt *q = NULL;
 	struct params p;
 	const char *station, *metric;
-	struct dbuf b = {0};
+	struct agri_buf b = AGRI_BUF_HEAP(RESP_MAX);
 	int r, have;
 
 	if (!http_params_read(c, &p, allowed))
@@ -118,7 +118,7 @@ enum MHD_Result http_api_forecast(const struct http_call *k)
 		r = sqlite3_step(q);
 	}
 	if (r == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL) {
-		http_db_put(&b, (const char *)sqlite3_column_text(q, 0),
+		agri_buf_put(&b, (const char *)sqlite3_column_text(q, 0),
 			    (size_t)sqlite3_column_bytes(q, 0));
 		sqlite3_finalize(q);
 		http_rtx_end(rc);
@@ -149,7 +149,7 @@ enum MHD_Result http_api_advisories(const struct http_call *k)
 	sqlite3_stmt *q = NULL;
 	struct params p;
 	const char *station;
-	struct dbuf b = {0};
+	struct agri_buf b = AGRI_BUF_HEAP(RESP_MAX);
 	int r, have;
 
 	if (!http_params_read(c, &p, allowed))
@@ -169,7 +169,7 @@ enum MHD_Result http_api_advisories(const struct http_call *k)
 	}
 	r = sqlite3_prepare_v2(rc->db, "SELECT * FROM v_advisories WHERE ?1 IS NULL"
 			       " OR station = ?1 LIMIT 1000", -1, &q, NULL);
-	http_db_puts(&b, "{\"advisories\":[");
+	agri_buf_puts(&b, "{\"advisories\":[");
 	if (r == SQLITE_OK) {
 		http_bind_opt(q, 1, station);
 		r = http_rows_json(&b, q);
@@ -177,9 +177,9 @@ enum MHD_Result http_api_advisories(const struct http_call *k)
 	sqlite3_finalize(q);
 	http_rtx_end(rc);
 	if (r != SQLITE_DONE) {
-		free(b.p);
+		agri_buf_free(&b);
 		return http_send_db_error(srv, c, rc, r);
 	}
-	http_db_puts(&b, "]}\n");
+	agri_buf_puts(&b, "]}\n");
 	return http_send_dbuf(srv, c, MHD_HTTP_OK, "application/json", &b);
 }

@@ -17,10 +17,10 @@
 
 /* --- GET /metrics ------------------------------------------------------ */
 
-static void metric_line(struct dbuf *b, const char *name, const char *type,
+static void metric_line(struct agri_buf *b, const char *name, const char *type,
 			const char *help, double v)
 {
-	http_db_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+	agri_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
 static int64_t file_size(const char *path, const char *suffix)
@@ -33,12 +33,12 @@ static int64_t file_size(const char *path, const char *suffix)
 }
 
 /* A "state, count" query as one labelled gauge; states always listed. */
-static int metric_by_state(struct dbuf *b, sqlite3_stmt *q, const char *name,
+static int metric_by_state(struct agri_buf *b, sqlite3_stmt *q, const char *name,
 			   const char *help, const char *const *always)
 {
 	int r;
 
-	http_db_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+	agri_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
 	for (const char *const *a = always; *a; a++) {
 		bool seen = false;
 
@@ -49,12 +49,12 @@ static int metric_by_state(struct dbuf *b, sqlite3_stmt *q, const char *name,
 		if (r != SQLITE_DONE)
 			return r;
 		if (!seen)
-			http_db_printf(b, "%s{state=\"%s\"} 0\n", name, *a);
+			agri_buf_printf(b, "%s{state=\"%s\"} 0\n", name, *a);
 	}
 	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-		http_db_printf(b, "%s{state=", name);
-		http_db_jstr(b, (const char *)sqlite3_column_text(q, 0));
-		http_db_printf(b, "} %lld\n", (long long)sqlite3_column_int64(q, 1));
+		agri_buf_printf(b, "%s{state=", name);
+		agri_buf_json_text(b, (const char *)sqlite3_column_text(q, 0));
+		agri_buf_printf(b, "} %lld\n", (long long)sqlite3_column_int64(q, 1));
 	}
 	sqlite3_reset(q);
 	return r;
@@ -68,7 +68,7 @@ enum MHD_Result http_api_metrics(const struct http_call *k)
 	static const char *const alert_states[] = {"active", "acknowledged", "cleared", NULL};
 	static const char *const station_states[] = {"online", "offline", NULL};
 	struct gateway_health *h = srv->health;
-	struct dbuf b = {0};
+	struct agri_buf b = AGRI_BUF_HEAP(RESP_MAX);
 	int r = SQLITE_DONE;
 
 	if (h) {
@@ -163,7 +163,7 @@ enum MHD_Result http_api_metrics(const struct http_call *k)
 		int n = srv->hooks.metrics(srv->hooks.ctx, extra, sizeof(extra));
 
 		if (n > 0)
-			http_db_put(&b, extra, strnlen(extra, (size_t)n));
+			agri_buf_put(&b, extra, strnlen(extra, (size_t)n));
 	}
 	return http_send_dbuf(srv, c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", &b);
 }
@@ -176,18 +176,18 @@ enum MHD_Result http_api_healthz(const struct http_call *k)
 	struct MHD_Connection *c = k->c;
 	struct gateway_health *h = srv->health;
 	bool conn = h && atomic_load(&h->connected), wr = h && atomic_load(&h->db_writable);
-	struct dbuf b = {0};
+	struct agri_buf b = AGRI_BUF_HEAP(RESP_MAX);
 	int64_t last = h ? atomic_load(&h->last_commit_ms) : 0;
 
-	http_db_printf(&b, "{\"status\":\"%s\",\"connected\":%s,\"db_writable\":%s,\"queue_depth\":%llu,"
+	agri_buf_printf(&b, "{\"status\":\"%s\",\"connected\":%s,\"db_writable\":%s,\"queue_depth\":%llu,"
 		       "\"last_commit\":", conn && wr ? "ok" : "unhealthy", conn ? "true" : "false",
 		       wr ? "true" : "false",
 		       (unsigned long long)(h ? atomic_load(&h->queue_depth) : 0));
 	if (last > 0)
-		http_db_jtime(&b, last);
+		http_json_time(&b, last);
 	else
-		http_db_puts(&b, "null");
-	http_db_puts(&b, "}\n");
+		agri_buf_puts(&b, "null");
+	agri_buf_puts(&b, "}\n");
 	return http_send_dbuf(srv, c, conn && wr ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
 			      "application/json", &b);
 }
@@ -205,7 +205,7 @@ enum MHD_Result http_api_dead_letters(const struct http_call *k)
 	sqlite3_stmt *q = NULL;
 	struct params p;
 	const char *station, *kind, *s;
-	struct dbuf b = {0};
+	struct agri_buf b = AGRI_BUF_HEAP(RESP_MAX);
 	long limit = 100;
 	int r;
 
@@ -222,7 +222,7 @@ enum MHD_Result http_api_dead_letters(const struct http_call *k)
 		return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST, "bad limit: expected 1-1000");
 	if (http_rtx_begin(rc) < 0)
 		return http_send_db_error(srv, c, rc, sqlite3_errcode(rc->db));
-	http_db_puts(&b, "{\"counts\":[");
+	agri_buf_puts(&b, "{\"counts\":[");
 	r = sqlite3_prepare_v2(rc->db, "SELECT kind, stored, suppressed, evicted"
 			       " FROM dead_letter_counts ORDER BY kind", -1, &q, NULL);
 	if (r == SQLITE_OK)
@@ -230,7 +230,7 @@ enum MHD_Result http_api_dead_letters(const struct http_call *k)
 	sqlite3_finalize(q);
 	q = NULL;
 	if (r == SQLITE_DONE) {
-		http_db_puts(&b, "],\"dead_letters\":[");
+		agri_buf_puts(&b, "],\"dead_letters\":[");
 		r = sqlite3_prepare_v2(rc->db,
 				       "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', received_at / 1000.0, 'unixepoch')"
 				       " AS received_at, topic,"
@@ -249,9 +249,9 @@ enum MHD_Result http_api_dead_letters(const struct http_call *k)
 	}
 	http_rtx_end(rc);
 	if (r != SQLITE_DONE) {
-		free(b.p);
+		agri_buf_free(&b);
 		return http_send_db_error(srv, c, rc, r);
 	}
-	http_db_puts(&b, "]}\n");
+	agri_buf_puts(&b, "]}\n");
 	return http_send_dbuf(srv, c, MHD_HTTP_OK, "application/json", &b);
 }

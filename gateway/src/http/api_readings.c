@@ -50,21 +50,21 @@ static const struct series_name *series_find(const struct series_name *s, size_t
 	return NULL;
 }
 
-static void csv_field(struct dbuf *b, const char *s)
+static void csv_field(struct agri_buf *b, const char *s)
 {
 	if (!s)
 		return;
 	if (!strpbrk(s, ",\"\r\n")) {
-		http_db_puts(b, s);
+		agri_buf_puts(b, s);
 		return;
 	}
-	http_db_put(b, "\"", 1);
+	agri_buf_put(b, "\"", 1);
 	for (; *s; s++) {
 		if (*s == '"')
-			http_db_put(b, "\"", 1);
-		http_db_put(b, s, 1);
+			agri_buf_put(b, "\"", 1);
+		agri_buf_put(b, s, 1);
 	}
-	http_db_put(b, "\"", 1);
+	agri_buf_put(b, "\"", 1);
 }
 
 /* What the request asks for. */
@@ -162,7 +162,7 @@ static int readings_series(struct rconn *rc, const struct readings_query *q,
 }
 
 /* One reading as CSV or JSON. */
-static void render_row(struct dbuf *b, const struct readings_query *q, sqlite3_stmt *st,
+static void render_row(struct agri_buf *b, const struct readings_query *q, sqlite3_stmt *st,
 		       const struct series_name *se, bool first)
 {
 	const char *qn = http_q_name(sqlite3_column_int(st, 3));
@@ -172,36 +172,36 @@ static void render_row(struct dbuf *b, const struct readings_query *q, sqlite3_s
 	agri_time_format(sqlite3_column_int64(st, 4), t2, sizeof(t2));
 	if (q->csv) {
 		csv_field(b, se->station);
-		http_db_put(b, ",", 1);
+		agri_buf_put(b, ",", 1);
 		csv_field(b, se->sensor);
-		http_db_put(b, ",", 1);
+		agri_buf_put(b, ",", 1);
 		csv_field(b, se->metric);
-		http_db_printf(b, ",%s,", t1);
+		agri_buf_printf(b, ",%s,", t1);
 		if (sqlite3_column_type(st, 1) != SQLITE_NULL)
-			http_db_jnum(b, sqlite3_column_double(st, 1));
-		http_db_put(b, ",", 1);
+			http_json_num(b, sqlite3_column_double(st, 1));
+		agri_buf_put(b, ",", 1);
 		csv_field(b, (const char *)sqlite3_column_text(st, 2));
-		http_db_printf(b, ",%s,%s\r\n", qn, t2);
+		agri_buf_printf(b, ",%s,%s\r\n", qn, t2);
 		return;
 	}
-	http_db_puts(b, first ? "{\"station\":" : ",{\"station\":");
-	http_db_jstr(b, se->station);
-	http_db_puts(b, ",\"sensor\":");
-	http_db_jstr(b, se->sensor);
-	http_db_puts(b, ",\"metric\":");
-	http_db_jstr(b, se->metric);
-	http_db_printf(b, ",\"ts\":\"%s\",\"value\":", t1);
+	agri_buf_puts(b, first ? "{\"station\":" : ",{\"station\":");
+	agri_buf_json_text(b, se->station);
+	agri_buf_puts(b, ",\"sensor\":");
+	agri_buf_json_text(b, se->sensor);
+	agri_buf_puts(b, ",\"metric\":");
+	agri_buf_json_text(b, se->metric);
+	agri_buf_printf(b, ",\"ts\":\"%s\",\"value\":", t1);
 	http_db_col_num(b, st, 1);
-	http_db_puts(b, ",\"unit\":");
+	agri_buf_puts(b, ",\"unit\":");
 	http_db_col_str(b, st, 2);
-	http_db_printf(b, ",\"q\":\"%s\",\"received_at\":\"%s\"}", qn, t2);
+	agri_buf_printf(b, ",\"q\":\"%s\",\"received_at\":\"%s\"}", qn, t2);
 }
 
 /* The readings of sl, oldest first, at most q->limit into b (and the
  * JSON tail: count, limit, truncated, next_from). SQLITE_DONE or an
  * SQLite error. */
 static int readings_render(struct rconn *rc, const struct readings_query *q,
-			   const struct series_list *sl, struct dbuf *b)
+			   const struct series_list *sl, struct agri_buf *b)
 {
 	sqlite3_stmt *st;
 	int64_t next_ts = 0;
@@ -209,7 +209,7 @@ static int readings_render(struct rconn *rc, const struct readings_query *q,
 	bool truncated = false;
 	int r = SQLITE_DONE;
 
-	http_db_puts(b, q->csv ? "station,sensor,metric,ts,value,unit,q,received_at\r\n"
+	agri_buf_puts(b, q->csv ? "station,sensor,metric,ts,value,unit,q,received_at\r\n"
 			       : "{\"readings\":[");
 	if (sl->n == 1) { /* one series: walk its primary key in order */
 		st = rc->q[Q_READ_ONE];
@@ -244,13 +244,13 @@ static int readings_render(struct rconn *rc, const struct readings_query *q,
 	if (r != SQLITE_DONE && r != SQLITE_ROW)
 		return r;
 	if (!q->csv) {
-		http_db_printf(b, "],\"count\":%ld,\"limit\":%ld,\"truncated\":%s", count, q->limit,
+		agri_buf_printf(b, "],\"count\":%ld,\"limit\":%ld,\"truncated\":%s", count, q->limit,
 			       truncated ? "true" : "false");
 		if (truncated) {
-			http_db_puts(b, ",\"next_from\":");
-			http_db_jtime(b, next_ts);
+			agri_buf_puts(b, ",\"next_from\":");
+			http_json_time(b, next_ts);
 		}
-		http_db_puts(b, "}\n");
+		agri_buf_puts(b, "}\n");
 	}
 	return SQLITE_DONE;
 }
@@ -263,7 +263,7 @@ enum MHD_Result http_api_readings(const struct http_call *k)
 	struct rconn *rc = k->rc;
 	struct readings_query q = {.csv = k->variant == 1};
 	struct series_list sl = {0};
-	struct dbuf b = {0};
+	struct agri_buf b = AGRI_BUF_HEAP(RESP_MAX);
 	struct params p;
 	const char *why;
 	int r;
@@ -293,11 +293,11 @@ enum MHD_Result http_api_readings(const struct http_call *k)
 	http_rtx_end(rc);
 	series_free(sl.v, sl.n);
 	if (r == SQLITE_NOMEM) {
-		free(b.p);
+		agri_buf_free(&b);
 		return http_send_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
 	}
 	if (r != SQLITE_DONE) {
-		free(b.p);
+		agri_buf_free(&b);
 		return http_send_db_error(srv, c, rc, r);
 	}
 	return http_send_dbuf(srv, c, MHD_HTTP_OK,

@@ -24,7 +24,7 @@ enum MHD_Result http_api_stations(const struct http_call *k)
 	struct rconn *rc = k->rc;
 	static const char *const allowed[] = {NULL};
 	sqlite3_stmt *qs = rc->q[Q_STATIONS], *ql = rc->q[Q_LATEST];
-	struct dbuf b = {0};
+	struct agri_buf b = AGRI_BUF_HEAP(RESP_MAX);
 	struct params p;
 	bool first = true, have_l;
 	int r = SQLITE_DONE, rl;
@@ -33,7 +33,7 @@ enum MHD_Result http_api_stations(const struct http_call *k)
 		return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST, "%s", p.bad);
 	if (http_rtx_begin(rc) < 0)
 		return http_send_db_error(srv, c, rc, sqlite3_errcode(rc->db));
-	http_db_puts(&b, "{\"stations\":[");
+	agri_buf_puts(&b, "{\"stations\":[");
 	/* Both statements are ordered by station: merge them. */
 	rl = sqlite3_step(ql);
 	have_l = rl == SQLITE_ROW;
@@ -41,61 +41,61 @@ enum MHD_Result http_api_stations(const struct http_call *k)
 		const char *name = (const char *)sqlite3_column_text(qs, 1);
 		bool lf = true;
 
-		http_db_puts(&b, first ? "{\"station\":" : ",{\"station\":");
+		agri_buf_puts(&b, first ? "{\"station\":" : ",{\"station\":");
 		first = false;
 		http_db_col_str(&b, qs, 1);
-		http_db_puts(&b, ",\"state\":");
+		agri_buf_puts(&b, ",\"state\":");
 		http_db_col_str(&b, qs, 2);
-		http_db_puts(&b, ",\"last_seen\":");
+		agri_buf_puts(&b, ",\"last_seen\":");
 		http_db_col_time(&b, qs, 3);
-		http_db_puts(&b, ",\"last_seq\":");
+		agri_buf_puts(&b, ",\"last_seq\":");
 		http_db_col_int(&b, qs, 4);
-		http_db_puts(&b, ",\"gaps\":");
+		agri_buf_puts(&b, ",\"gaps\":");
 		http_db_col_int(&b, qs, 5);
-		http_db_puts(&b, ",\"fw\":");
+		agri_buf_puts(&b, ",\"fw\":");
 		http_db_col_str(&b, qs, 6);
-		http_db_puts(&b, ",\"board\":");
+		agri_buf_puts(&b, ",\"board\":");
 		http_db_col_str(&b, qs, 7);
-		http_db_puts(&b, ",\"config_version\":");
+		agri_buf_puts(&b, ",\"config_version\":");
 		http_db_col_int(&b, qs, 8);
-		http_db_puts(&b, ",\"spool_depth\":");
+		agri_buf_puts(&b, ",\"spool_depth\":");
 		http_db_col_int(&b, qs, 9);
-		http_db_puts(&b, ",\"maintenance\":");
+		agri_buf_puts(&b, ",\"maintenance\":");
 		if (sqlite3_column_type(qs, 10) == SQLITE_NULL)
-			http_db_puts(&b, "null");
+			agri_buf_puts(&b, "null");
 		else
-			http_db_puts(&b, sqlite3_column_int(qs, 10) ? "true" : "false");
-		http_db_puts(&b, ",\"status_at\":");
+			agri_buf_puts(&b, sqlite3_column_int(qs, 10) ? "true" : "false");
+		agri_buf_puts(&b, ",\"status_at\":");
 		http_db_col_time(&b, qs, 11);
-		http_db_puts(&b, ",\"latest\":[");
+		agri_buf_puts(&b, ",\"latest\":[");
 		/* Both ordered by name, from one snapshot. */
 		while (have_l && strcmp((const char *)sqlite3_column_text(ql, 0), name) <= 0) {
 			if (strcmp((const char *)sqlite3_column_text(ql, 0), name) == 0) {
-				http_db_puts(&b, lf ? "{\"sensor\":" : ",{\"sensor\":");
+				agri_buf_puts(&b, lf ? "{\"sensor\":" : ",{\"sensor\":");
 				lf = false;
 				http_db_col_str(&b, ql, 1);
-				http_db_puts(&b, ",\"metric\":");
+				agri_buf_puts(&b, ",\"metric\":");
 				http_db_col_str(&b, ql, 2);
-				http_db_puts(&b, ",\"ts\":");
+				agri_buf_puts(&b, ",\"ts\":");
 				http_db_col_time(&b, ql, 3);
-				http_db_puts(&b, ",\"value\":");
+				agri_buf_puts(&b, ",\"value\":");
 				http_db_col_num(&b, ql, 4);
-				http_db_puts(&b, ",\"unit\":");
+				agri_buf_puts(&b, ",\"unit\":");
 				http_db_col_str(&b, ql, 5);
-				http_db_printf(&b, ",\"q\":\"%s\"}", http_q_name(sqlite3_column_int(ql, 6)));
+				agri_buf_printf(&b, ",\"q\":\"%s\"}", http_q_name(sqlite3_column_int(ql, 6)));
 			}
 			rl = sqlite3_step(ql);
 			have_l = rl == SQLITE_ROW;
 		}
-		http_db_puts(&b, "]}");
+		agri_buf_puts(&b, "]}");
 	}
 	sqlite3_reset(qs);
 	sqlite3_reset(ql);
 	http_rtx_end(rc);
 	if (r != SQLITE_DONE || (rl != SQLITE_ROW && rl != SQLITE_DONE)) {
-		free(b.p);
+		agri_buf_free(&b);
 		return http_send_db_error(srv, c, rc, r != SQLITE_DONE ? r : rl);
 	}
-	http_db_puts(&b, "]}\n");
+	agri_buf_puts(&b, "]}\n");
 	return http_send_dbuf(srv, c, MHD_HTTP_OK, "application/json", &b);
 }

@@ -17,6 +17,7 @@
 #include <microhttpd.h>
 #include <sqlite3.h>
 
+#include "agri/buf.h"
 #include "agri/log.h"
 #include "http/http.h"
 
@@ -86,11 +87,6 @@ struct req {
 	bool too_big;
 };
 
-struct dbuf {
-	char *p;
-	size_t len, cap;
-	int err; /* first failure: -ENOMEM or -E2BIG */
-};
 
 struct params {
 	const char *const *allowed; /* NULL-terminated */
@@ -127,17 +123,12 @@ bool http_metric_canonical(const char *m);
 bool http_parse_limit(const char *s, long max, long *out);
 
 /* response.c: capped buffers, JSON and responses */
-void http_db_put(struct dbuf *b, const char *s, size_t n);
-void http_db_puts(struct dbuf *b, const char *s);
-void http_db_printf(struct dbuf *b, const char *fmt, ...);
-void http_db_printf(struct dbuf *b, const char *fmt, ...);
-void http_db_jstr(struct dbuf *b, const char *s);
-void http_db_jnum(struct dbuf *b, double d);
-void http_db_jtime(struct dbuf *b, int64_t ms);
-void http_db_col_str(struct dbuf *b, sqlite3_stmt *q, int i);
-void http_db_col_num(struct dbuf *b, sqlite3_stmt *q, int i);
-void http_db_col_int(struct dbuf *b, sqlite3_stmt *q, int i);
-void http_db_col_time(struct dbuf *b, sqlite3_stmt *q, int i);
+void http_json_num(struct agri_buf *b, double d);
+void http_json_time(struct agri_buf *b, int64_t ms);
+void http_db_col_str(struct agri_buf *b, sqlite3_stmt *q, int i);
+void http_db_col_num(struct agri_buf *b, sqlite3_stmt *q, int i);
+void http_db_col_int(struct agri_buf *b, sqlite3_stmt *q, int i);
+void http_db_col_time(struct agri_buf *b, sqlite3_stmt *q, int i);
 const char *http_q_name(int q);
 enum MHD_Result http_send_buf(struct http_server *srv, struct MHD_Connection *c,
 			      unsigned code, const char *type, char *p, size_t len,
@@ -147,7 +138,7 @@ enum MHD_Result http_send_error(struct http_server *srv, struct MHD_Connection *
 enum MHD_Result http_send_error(struct http_server *srv, struct MHD_Connection *c,
 				unsigned code, const char *fmt, ...);
 enum MHD_Result http_send_dbuf(struct http_server *srv, struct MHD_Connection *c,
-			       unsigned code, const char *type, struct dbuf *b);
+			       unsigned code, const char *type, struct agri_buf *b);
 
 /* api_stations.c */
 enum MHD_Result http_api_stations(const struct http_call *k);
@@ -165,7 +156,7 @@ enum MHD_Result http_api_healthz(const struct http_call *k);
 enum MHD_Result http_api_dead_letters(const struct http_call *k);
 
 /* api_forecast.c */
-int http_rows_json(struct dbuf *b, sqlite3_stmt *q);
+int http_rows_json(struct agri_buf *b, sqlite3_stmt *q);
 enum MHD_Result http_api_forecast(const struct http_call *k);
 enum MHD_Result http_api_advisories(const struct http_call *k);
 

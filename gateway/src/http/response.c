@@ -18,155 +18,56 @@
 #include "agri/util.h"
 #include "http/http_int.h"
 
-/* --- growing response buffer (capped) ------------------------------- */
+/* --- JSON values for responses ---------------------------------------- */
 
-
-static void db_reserve(struct dbuf *b, size_t more)
+/* A number; non-finite -> null (a response says "no value", it does not fail). */
+void http_json_num(struct agri_buf *b, double d)
 {
-	size_t want = b->len + more + 1, cap;
-	char *p;
-
-	if (b->err || want <= b->cap)
-		return;
-	if (want > RESP_MAX) {
-		b->err = -E2BIG;
-		return;
-	}
-	cap = b->cap ? b->cap : 4096;
-	while (cap < want)
-		cap *= 2;
-	if (cap > RESP_MAX)
-		cap = RESP_MAX;
-	p = realloc(b->p, cap);
-	if (!p) {
-		b->err = -ENOMEM;
-		return;
-	}
-	b->p = p;
-	b->cap = cap;
-}
-
-void http_db_put(struct dbuf *b, const char *s, size_t n)
-{
-	db_reserve(b, n);
-	if (b->err)
-		return;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-void http_db_puts(struct dbuf *b, const char *s)
-{
-	http_db_put(b, s, strlen(s));
-}
-
-void http_db_printf(struct dbuf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-void http_db_printf(struct dbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	db_reserve(b, (size_t)n);
-	if (b->err)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-}
-
-/* A JSON string (quoted); NULL -> null. Control characters escaped,
- * everything else (UTF-8) passed through. */
-void http_db_jstr(struct dbuf *b, const char *s)
-{
-	if (!s) {
-		http_db_puts(b, "null");
-		return;
-	}
-	http_db_put(b, "\"", 1);
-	for (const char *run = s;; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		http_db_put(b, run, (size_t)(s - run));
-		if (!c)
-			break;
-		if (c == '"' || c == '\\') {
-			char e[2] = {'\\', (char)c};
-
-			http_db_put(b, e, 2);
-		} else {
-			http_db_printf(b, "\\u%04x", c);
-		}
-		run = s + 1;
-	}
-	http_db_put(b, "\"", 1);
-}
-
-void http_db_jnum(struct dbuf *b, double d)
-{
-	char tmp[32];
-
-	if (!isfinite(d)) {
-		http_db_puts(b, "null");
-		return;
-	}
-	snprintf(tmp, sizeof(tmp), "%.15g", d);
-	if (strtod(tmp, NULL) != d)
-		snprintf(tmp, sizeof(tmp), "%.17g", d);
-	http_db_puts(b, tmp);
+	if (isfinite(d))
+		agri_buf_json_num(b, d);
+	else
+		agri_buf_puts(b, "null");
 }
 
 /* An RFC 3339 time from ms, quoted; out of range -> null. */
-void http_db_jtime(struct dbuf *b, int64_t ms)
+void http_json_time(struct agri_buf *b, int64_t ms)
 {
 	char t[AGRI_TIME_LEN + 1];
 
-	if (agri_time_format(ms, t, sizeof(t)) < 0) {
-		http_db_puts(b, "null");
-		return;
-	}
-	http_db_printf(b, "\"%s\"", t);
+	if (agri_time_format(ms, t, sizeof(t)) < 0)
+		agri_buf_puts(b, "null");
+	else
+		agri_buf_printf(b, "\"%s\"", t);
 }
 
-/* Column helpers: NULL columns become JSON null. */
-void http_db_col_str(struct dbuf *b, sqlite3_stmt *q, int i)
+void http_db_col_str(struct agri_buf *b, sqlite3_stmt *q, int i)
 {
-	http_db_jstr(b, sqlite3_column_type(q, i) == SQLITE_NULL ? NULL
+	agri_buf_json_text(b, sqlite3_column_type(q, i) == SQLITE_NULL ? NULL
 		     : (const char *)sqlite3_column_text(q, i));
 }
 
-void http_db_col_num(struct dbuf *b, sqlite3_stmt *q, int i)
+void http_db_col_num(struct agri_buf *b, sqlite3_stmt *q, int i)
 {
 	if (sqlite3_column_type(q, i) == SQLITE_NULL)
-		http_db_puts(b, "null");
+		agri_buf_puts(b, "null");
 	else
-		http_db_jnum(b, sqlite3_column_double(q, i));
+		http_json_num(b, sqlite3_column_double(q, i));
 }
 
-void http_db_col_int(struct dbuf *b, sqlite3_stmt *q, int i)
+void http_db_col_int(struct agri_buf *b, sqlite3_stmt *q, int i)
 {
 	if (sqlite3_column_type(q, i) == SQLITE_NULL)
-		http_db_puts(b, "null");
+		agri_buf_puts(b, "null");
 	else
-		http_db_printf(b, "%lld", (long long)sqlite3_column_int64(q, i));
+		agri_buf_printf(b, "%lld", (long long)sqlite3_column_int64(q, i));
 }
 
-void http_db_col_time(struct dbuf *b, sqlite3_stmt *q, int i)
+void http_db_col_time(struct agri_buf *b, sqlite3_stmt *q, int i)
 {
 	if (sqlite3_column_type(q, i) == SQLITE_NULL)
-		http_db_puts(b, "null");
+		agri_buf_puts(b, "null");
 	else
-		http_db_jtime(b, sqlite3_column_int64(q, i));
+		http_json_time(b, sqlite3_column_int64(q, i));
 }
 
 static const char *const q_names[] = {"ok", "suspect", "error", "maint"};
@@ -230,37 +131,37 @@ enum MHD_Result http_send_error(struct http_server *srv, struct MHD_Connection *
 enum MHD_Result http_send_error(struct http_server *srv, struct MHD_Connection *c,
 				unsigned code, const char *fmt, ...)
 {
-	struct dbuf b = {0};
+	struct agri_buf b = AGRI_BUF_HEAP(RESP_MAX);
 	char msg[512];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	http_db_puts(&b, "{\"error\":");
-	http_db_jstr(&b, msg);
-	http_db_puts(&b, "}\n");
+	agri_buf_puts(&b, "{\"error\":");
+	agri_buf_json_text(&b, msg);
+	agri_buf_puts(&b, "}\n");
 	if (b.err) {
-		free(b.p);
+		agri_buf_free(&b);
 		return MHD_NO;
 	}
 	return http_send_buf(srv, c, code, "application/json", b.p, b.len, true, false);
 }
 
 enum MHD_Result http_send_dbuf(struct http_server *srv, struct MHD_Connection *c,
-			       unsigned code, const char *type, struct dbuf *b)
+			       unsigned code, const char *type, struct agri_buf *b)
 {
 	if (b->err) {
 		int e = b->err;
 
-		free(b->p);
-		if (e == -E2BIG)
+		agri_buf_free(b);
+		if (e == -ENOSPC)
 			return http_send_error(srv, c, MHD_HTTP_CONTENT_TOO_LARGE,
 					       "response over %u MiB: ask for less (limit, from, to)",
 					       RESP_MAX >> 20);
 		return http_send_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
 	}
 	if (!b->p)
-		http_db_puts(b, "");
+		agri_buf_puts(b, "");
 	return http_send_buf(srv, c, code, type, b->p, b->len, true, false);
 }

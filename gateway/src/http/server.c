@@ -30,6 +30,7 @@
 #include <microhttpd.h>
 #include <sqlite3.h>
 
+#include "agri/buf.h"
 #include "agri/json.h"
 #include "agri/log.h"
 #include "agri/time.h"
@@ -237,7 +238,7 @@ static const char *const canonical_metrics[] = {
 
 bool http_metric_canonical(const char *m)
 {
-	for (size_t i = 0; i < sizeof(canonical_metrics) / sizeof(canonical_metrics[0]); i++)
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(canonical_metrics); i++)
 		if (strcmp(canonical_metrics[i], m) == 0)
 			return true;
 	return false;
@@ -375,7 +376,7 @@ static enum MHD_Result dispatch(struct http_server *srv, struct MHD_Connection *
 	bool head = strcmp(method, "HEAD") == 0, other_method = false;
 	char id[ID_MAX + 1];
 
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(routes); i++) {
 		const struct route *r = &routes[i];
 		struct http_call k = {.srv = srv, .c = c, .rq = rq, .variant = r->variant};
 		bool too_long = false;

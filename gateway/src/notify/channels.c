@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "agri/buf.h"
 #include "agri/err.h"
 #include "agri/msg.h"
 #include "agri/time.h"
@@ -184,57 +185,17 @@ nomem:
 
 /* --- small text helpers ------------------------------------------------------ */
 
-struct sbuf {
-	char *p;
-	size_t len, pos;
-	bool full;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->full || b->pos + n >= b->len) {
-		b->full = true;
-		return;
-	}
-	memcpy(b->p + b->pos, s, n);
-	b->pos += n;
-	b->p[b->pos] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-	sb_put(b, s, strlen(s));
-}
-
-static void __attribute__((format(printf, 2, 3))) sb_fmt(struct sbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int w;
-
-	if (b->full)
-		return;
-	va_start(ap, fmt);
-	w = vsnprintf(b->p + b->pos, b->len - b->pos, fmt, ap);
-	va_end(ap);
-	if (w < 0 || (size_t)w >= b->len - b->pos) {
-		b->full = true;
-		b->p[b->pos] = '\0';
-		return;
-	}
-	b->pos += (size_t)w;
-}
-
 /* A header value: control characters (CR, LF) become spaces. */
-static void sb_header(struct sbuf *b, const char *s)
+static void sb_header(struct agri_buf *b, const char *s)
 {
 	for (; *s; s++) {
 		char c = (unsigned char)*s < 0x20 ? ' ' : *s;
 
-		sb_put(b, &c, 1);
+		agri_buf_put(b, &c, 1);
 	}
 }
 
-static void sb_base64(struct sbuf *b, const unsigned char *s, size_t n)
+static void sb_base64(struct agri_buf *b, const unsigned char *s, size_t n)
 {
 	static const char tbl[] =
 		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -251,7 +212,7 @@ static void sb_base64(struct sbuf *b, const unsigned char *s, size_t n)
 		q[1] = tbl[(v >> 12) & 63];
 		q[2] = i + 1 < n ? tbl[(v >> 6) & 63] : '=';
 		q[3] = i + 2 < n ? tbl[v & 63] : '=';
-		sb_put(b, q, 4);
+		agri_buf_put(b, q, 4);
 	}
 }
 
@@ -296,7 +257,7 @@ static void rfc5322_date(int64_t ms, char *buf, size_t len)
 
 /* RFC 2047: "=?UTF-8?B?...?=" words of at most 45 bytes (whole
  * characters), folded. */
-static void sb_encoded_words(struct sbuf *b, const char *s)
+static void sb_encoded_words(struct agri_buf *b, const char *s)
 {
 	size_t n = strlen(s);
 	bool first = true;
@@ -307,10 +268,10 @@ static void sb_encoded_words(struct sbuf *b, const char *s)
 		if (k == 0)
 			k = n < 45 ? n : 45;
 		if (!first)
-			sb_str(b, "\r\n ");
-		sb_str(b, "=?UTF-8?B?");
+			agri_buf_puts(b, "\r\n ");
+		agri_buf_puts(b, "=?UTF-8?B?");
 		sb_base64(b, (const unsigned char *)s, k);
-		sb_str(b, "?=");
+		agri_buf_puts(b, "?=");
 		s += k;
 		n -= k;
 		first = false;
@@ -334,8 +295,8 @@ static void mail_domain(const char *from, char *buf, size_t len)
 int notify_format_email(const char *from, const char *const *to, size_t n_to,
 			const struct notify_message *m, char *out, size_t len)
 {
-	struct sbuf b = {.p = out, .len = len};
-	struct sbuf body = {.len = BODY_MAX};
+	struct agri_buf b;
+	struct agri_buf body = AGRI_BUF_HEAP(BODY_MAX);
 	struct agri_alert a;
 	struct agri_err err;
 	char sev[16], date[64], dom[128], subject[400], t1[40], t2[40];
@@ -344,11 +305,7 @@ int notify_format_email(const char *from, const char *const *to, size_t n_to,
 
 	if (!len)
 		return -ENOSPC;
-	out[0] = '\0';
-	body.p = malloc(BODY_MAX);
-	if (!body.p)
-		return -ENOMEM;
-	body.p[0] = '\0';
+	agri_buf_init(&b, out, len);
 
 	upper(sev, sizeof(sev), have ? a.severity : "alert");
 	cut = utf8_cut(m->text_vi[0] ? m->text_vi : m->text_en, 200);
@@ -358,61 +315,61 @@ int notify_format_email(const char *from, const char *const *to, size_t n_to,
 	rfc5322_date(m->created_at_ms, date, sizeof(date));
 	mail_domain(from, dom, sizeof(dom));
 
-	sb_str(&b, "Date: ");
-	sb_str(&b, date);
-	sb_str(&b, "\r\nFrom: ");
+	agri_buf_puts(&b, "Date: ");
+	agri_buf_puts(&b, date);
+	agri_buf_puts(&b, "\r\nFrom: ");
 	sb_header(&b, from);
-	sb_str(&b, "\r\nTo: ");
+	agri_buf_puts(&b, "\r\nTo: ");
 	for (size_t i = 0; i < n_to; i++) {
 		if (i)
-			sb_str(&b, ",\r\n ");
+			agri_buf_puts(&b, ",\r\n ");
 		sb_header(&b, to[i]);
 	}
-	sb_str(&b, "\r\nSubject: ");
+	agri_buf_puts(&b, "\r\nSubject: ");
 	sb_encoded_words(&b, subject);
-	sb_fmt(&b, "\r\nMessage-ID: <agri.%" PRId64 ".%" PRId64 "@%s>\r\n", m->id,
+	agri_buf_printf(&b, "\r\nMessage-ID: <agri.%" PRId64 ".%" PRId64 "@%s>\r\n", m->id,
 	       m->created_at_ms, dom);
-	sb_str(&b, "MIME-Version: 1.0\r\n"
+	agri_buf_puts(&b, "MIME-Version: 1.0\r\n"
 		   "Content-Type: text/plain; charset=utf-8\r\n"
 		   "Content-Transfer-Encoding: base64\r\n"
 		   "X-Agri-Alert: ");
 	sb_header(&b, m->alert_id);
-	sb_str(&b, "\r\nX-Agri-Event: ");
+	agri_buf_puts(&b, "\r\nX-Agri-Event: ");
 	sb_header(&b, m->event);
-	sb_str(&b, "\r\n\r\n");
+	agri_buf_puts(&b, "\r\n\r\n");
 
 	/* The body: Vietnamese, English, then the facts and the JSON. */
-	sb_str(&body, m->text_vi);
-	sb_str(&body, "\n\n");
-	sb_str(&body, m->text_en);
-	sb_str(&body, "\n\n");
+	agri_buf_puts(&body, m->text_vi);
+	agri_buf_puts(&body, "\n\n");
+	agri_buf_puts(&body, m->text_en);
+	agri_buf_puts(&body, "\n\n");
 	if (have) {
-		sb_fmt(&body, "Cảnh báo / Alert: %s\n", a.id);
-		sb_fmt(&body, "Sự kiện / Event: %s\n", m->event);
-		sb_fmt(&body, "Trạng thái / State: %s\n", agri_alert_state_name(a.state));
-		sb_fmt(&body, "Mức độ / Severity: %s\n", a.severity);
-		sb_fmt(&body, "Trạm / Station: %s%s%s\n", a.station, a.sensor[0] ? " / " : "",
+		agri_buf_printf(&body, "Cảnh báo / Alert: %s\n", a.id);
+		agri_buf_printf(&body, "Sự kiện / Event: %s\n", m->event);
+		agri_buf_printf(&body, "Trạng thái / State: %s\n", agri_alert_state_name(a.state));
+		agri_buf_printf(&body, "Mức độ / Severity: %s\n", a.severity);
+		agri_buf_printf(&body, "Trạm / Station: %s%s%s\n", a.station, a.sensor[0] ? " / " : "",
 		       a.sensor);
 		if (a.has_value)
-			sb_fmt(&body, "Giá trị / Value: %g (%s)\n", a.value, a.metric);
+			agri_buf_printf(&body, "Giá trị / Value: %g (%s)\n", a.value, a.metric);
 		if (a.has_threshold)
-			sb_fmt(&body, "Ngưỡng / Threshold: %g\n", a.threshold);
+			agri_buf_printf(&body, "Ngưỡng / Threshold: %g\n", a.threshold);
 		if (agri_time_format(a.raised_at_ms, t1, sizeof(t1)) >= 0 &&
 		    agri_time_format(a.updated_at_ms, t2, sizeof(t2)) >= 0)
-			sb_fmt(&body, "Bắt đầu / Raised: %s\nCập nhật / Updated: %s\n", t1, t2);
-		sb_str(&body, "\n");
+			agri_buf_printf(&body, "Bắt đầu / Raised: %s\nCập nhật / Updated: %s\n", t1, t2);
+		agri_buf_puts(&body, "\n");
 	}
-	sb_put(&body, m->payload, m->payload_len);
-	sb_str(&body, "\n");
+	agri_buf_put(&body, m->payload, m->payload_len);
+	agri_buf_puts(&body, "\n");
 
-	for (size_t i = 0; i < body.pos; i += 57) {
-		size_t k = body.pos - i < 57 ? body.pos - i : 57;
+	for (size_t i = 0; !body.err && i < body.len; i += 57) {
+		size_t k = body.len - i < 57 ? body.len - i : 57;
 
 		sb_base64(&b, (const unsigned char *)body.p + i, k);
-		sb_str(&b, "\r\n");
+		agri_buf_puts(&b, "\r\n");
 	}
-	free(body.p);
-	return b.full || body.full ? -ENOSPC : (int)b.pos;
+	agri_buf_free(&body);
+	return body.err ? body.err : agri_buf_end(&b);
 }
 
 /* --- SMS ------------------------------------------------------------------------ */
@@ -441,26 +398,7 @@ int notify_format_sms_text(const struct notify_message *m, char *buf, size_t len
 	return w;
 }
 
-static void sb_json_inner(struct sbuf *b, const char *s)
-{
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\') {
-			char e[2] = {'\\', (char)c};
-
-			sb_put(b, e, 2);
-		} else if (c == '\n') {
-			sb_str(b, "\\n");
-		} else if (c < 0x20) {
-			sb_fmt(b, "\\u%04x", c);
-		} else {
-			sb_put(b, s, 1);
-		}
-	}
-}
-
-static void sb_urlenc(struct sbuf *b, const char *s)
+static void sb_urlenc(struct agri_buf *b, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 
@@ -469,11 +407,11 @@ static void sb_urlenc(struct sbuf *b, const char *s)
 
 		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
 		    (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~') {
-			sb_put(b, s, 1);
+			agri_buf_put(b, s, 1);
 		} else {
 			char e[3] = {'%', hex[c >> 4], hex[c & 15]};
 
-			sb_put(b, e, 3);
+			agri_buf_put(b, e, 3);
 		}
 	}
 }
@@ -481,12 +419,12 @@ static void sb_urlenc(struct sbuf *b, const char *s)
 int notify_expand_template(const char *tmpl, const char *content_type,
 			   const char *to, const char *text, char *buf, size_t len)
 {
-	struct sbuf b = {.p = buf, .len = len};
+	struct agri_buf b;
 	bool json = content_type && strstr(content_type, "json");
 
 	if (!len)
 		return -ENOSPC;
-	buf[0] = '\0';
+	agri_buf_init(&b, buf, len);
 	while (*tmpl) {
 		const char *v = NULL;
 		size_t skip = 0;
@@ -500,16 +438,16 @@ int notify_expand_template(const char *tmpl, const char *content_type,
 		}
 		if (v) {
 			if (json)
-				sb_json_inner(&b, v);
+				agri_buf_json_inner(&b, v);
 			else
 				sb_urlenc(&b, v);
 			tmpl += skip;
 		} else {
-			sb_put(&b, tmpl, 1);
+			agri_buf_put(&b, tmpl, 1);
 			tmpl++;
 		}
 	}
-	return b.full ? -ENOSPC : (int)b.pos;
+	return agri_buf_end(&b);
 }
 
 /* --- libcurl ----------------------------------------------------------------------- */

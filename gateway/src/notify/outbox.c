@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "agri/sqlite_errno.h"
+#include "agri/buf.h"
 #include "agri/log.h"
 #include "agri/msg.h"
 #include "agri/util.h"
@@ -118,7 +120,7 @@ int outbox_init(sqlite3 *db)
 {
 	int rc = sqlite3_exec(db, schema, NULL, NULL, NULL);
 
-	return rc == SQLITE_OK ? 0 : store_errno(rc);
+	return rc == SQLITE_OK ? 0 : agri_sqlite_errno(rc);
 }
 
 /* --- staging (writer thread) -------------------------------------------- */
@@ -146,7 +148,7 @@ int outbox_stage(sqlite3 *db, const struct outbox_notice *no,
 		return len;
 	rc = sqlite3_prepare_v2(db, ins, -1, &q, NULL);
 	if (rc != SQLITE_OK) {
-		rc = store_errno(rc);
+		rc = agri_sqlite_errno(rc);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -167,7 +169,7 @@ int outbox_stage(sqlite3 *db, const struct outbox_notice *no,
 		rc = sqlite3_step(q);
 		sqlite3_reset(q);
 		if (rc != SQLITE_DONE) {
-			rc = store_errno(rc);
+			rc = agri_sqlite_errno(rc);
 			goto out;
 		}
 		rows++;
@@ -198,7 +200,7 @@ static int chan_open(struct outbox *ob, struct chan *c, const char *path)
 	rc = sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 			     SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
 	snprintf(pragma, sizeof(pragma), "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;",
 		 ob->opt.sync_full ? "FULL" : "NORMAL");
@@ -211,7 +213,7 @@ static int chan_open(struct outbox *ob, struct chan *c, const char *path)
 	if (rc != SQLITE_OK) {
 		log_error(LOG, "cannot open the outbox channel=%s error=\"%s\"", c->name,
 			  sqlite3_errmsg(c->db));
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	}
 	return 0;
 }
@@ -220,7 +222,6 @@ struct outbox *outbox_new(const char *db_path, const struct outbox_channel *chan
 			  size_t n, const struct outbox_options *opt, int *err)
 {
 	struct outbox *ob = calloc(1, sizeof(*ob));
-	pthread_condattr_t ca;
 	int rc = -ENOMEM;
 
 	if (!ob)
@@ -238,10 +239,7 @@ struct outbox *outbox_new(const char *db_path, const struct outbox_channel *chan
 	if (!ob->opt.now_ms)
 		ob->opt.now_ms = real_now_ms;
 	pthread_mutex_init(&ob->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&ob->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	util_cond_init_mono(&ob->cond);
 	if (n > OUTBOX_CHANNELS_MAX) {
 		rc = -EINVAL;
 		goto fail;
@@ -333,7 +331,7 @@ static int mark(struct chan *c, int which, int64_t id, int64_t at, const char *e
 	}
 	log_error(LOG, "cannot update row channel=%s id=%" PRId64 " error=\"%s\"",
 		  c->name, id, sqlite3_errmsg(c->db));
-	return store_errno(rc);
+	return agri_sqlite_errno(rc);
 }
 
 static char *dup_col(sqlite3_stmt *q, int col)
@@ -380,7 +378,7 @@ int outbox_step(struct outbox *ob, size_t idx, int64_t *next_ms)
 			     c->name, sqlite3_errmsg(c->db));
 		sqlite3_reset(q);
 		*next_ms = now + ob->opt.backoff_cap_ms;
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	}
 	next_at = sqlite3_column_int64(q, 8);
 	if (next_at > now) {
@@ -486,13 +484,7 @@ static void *notifier_main(void *arg)
 		}
 		if (wait_ms == 0)
 			continue;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += wait_ms / 1000;
-		ts.tv_nsec += (wait_ms % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+		util_deadline(&ts, CLOCK_MONOTONIC, wait_ms);
 		pthread_mutex_lock(&ob->mu);
 		/* A wake only helps when the head row is due: a failing row
 		 * keeps its backoff, however often rows are committed. */
@@ -610,7 +602,7 @@ int outbox_metrics_text(void *obp, char *buf, size_t len)
 		return -EINVAL;
 	buf[0] = '\0';
 	now = now_ms(ob);
-	for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
+	for (size_t k = 0; k < AGRI_ARRAY_SIZE(m); k++) {
 		int w = snprintf(buf + pos, len - pos, "# HELP agri_gateway_outbox_%s %s\n"
 				 "# TYPE agri_gateway_outbox_%s %s\n", m[k].name, m[k].help,
 				 m[k].name, m[k].type);

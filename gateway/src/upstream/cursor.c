@@ -22,6 +22,8 @@
 
 #include <sqlite3.h>
 
+#include "agri/sqlite_errno.h"
+#include "agri/buf.h"
 #include "agri/log.h"
 #include "agri/util.h"
 #include "core/store.h"
@@ -106,7 +108,7 @@ static int sql_exec(sqlite3 *db, const char *sql)
 {
 	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
 
-	return rc == SQLITE_OK ? 0 : store_errno(rc);
+	return rc == SQLITE_OK ? 0 : agri_sqlite_errno(rc);
 }
 
 static int64_t sql_int(sqlite3 *db, const char *sql, int64_t dflt)
@@ -130,7 +132,7 @@ static int db_open(const char *path, sqlite3 **db)
 	if (rc != SQLITE_OK) {
 		sqlite3_close_v2(*db);
 		*db = NULL;
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	}
 	sqlite3_extended_result_codes(*db, 0);
 	sqlite3_busy_timeout(*db, 5000);
@@ -170,7 +172,7 @@ static int hook_prepare(struct upstream *up, sqlite3 *db)
 		rc = sqlite3_prepare_v3(db, "DELETE FROM upstream_queue WHERE seq <= ?1",
 					-1, SQLITE_PREPARE_PERSISTENT, &up->del, NULL);
 	if (rc != SQLITE_OK)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	up->wdb = db;
 	return 0;
 }
@@ -191,7 +193,7 @@ static int hook_cleanup(struct upstream *up)
 	rc = sqlite3_step(up->del);
 	sqlite3_reset(up->del);
 	if (rc != SQLITE_DONE)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	up->deleted_upto = upto; /* provisional until the commit; harmless if
 				    rolled back: the rows are deleted again */
 	return 0;
@@ -229,7 +231,7 @@ static int hook_telemetry(void *ctx, struct store *st,
 		rc = sqlite3_step(q);
 		sqlite3_reset(q);
 		if (rc != SQLITE_DONE)
-			return store_errno(rc);
+			return agri_sqlite_errno(rc);
 		if (sqlite3_changes(up->wdb) > 0)
 			up->tx_next++;
 		if (r->ts_ms < up->tx_min_ts)
@@ -310,7 +312,7 @@ static int sink_prepare(struct sink *s)
 			       "INSERT INTO upstream_cursor(sink, seq) VALUES (?1, ?2)"
 			       " ON CONFLICT(sink) DO UPDATE SET seq = excluded.seq",
 			       -1, SQLITE_PREPARE_PERSISTENT, &s->save, NULL) != SQLITE_OK)
-		return store_errno(sqlite3_errcode(s->db));
+		return agri_sqlite_errno(sqlite3_errcode(s->db));
 	s->rows = calloc(s->ops->batch_rows, sizeof(*s->rows));
 	return s->rows ? 0 : -ENOMEM;
 }
@@ -356,7 +358,7 @@ static int sink_fetch(struct sink *s, int64_t *last_seq)
 	}
 	sqlite3_reset(q);
 	if (rc != SQLITE_DONE)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	return (int)n;
 }
 
@@ -369,7 +371,7 @@ static int sink_save_cursor(struct sink *s)
 	rc = sqlite3_step(s->save);
 	sqlite3_reset(s->save);
 	if (rc != SQLITE_DONE)
-		return store_errno(rc);
+		return agri_sqlite_errno(rc);
 	s->cursor_dirty = false;
 	atomic_store(&s->cursor, s->cursor_mem);
 	return 0;
@@ -390,13 +392,7 @@ static void sink_wait(struct sink *s, int64_t ms)
 
 	if (ms <= 0)
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	util_deadline(&ts, CLOCK_REALTIME, ms);
 	pthread_mutex_lock(&up->mu);
 	if (!atomic_load(&up->stopping) && atomic_load(&up->head) <= s->cursor_mem)
 		pthread_cond_timedwait(&up->cv, &up->mu, &ts);
@@ -552,7 +548,7 @@ static int open_queue(struct upstream *up)
 		}
 		sqlite3_finalize(q);
 		if (rc != SQLITE_DONE) {
-			rc = store_errno(rc);
+			rc = agri_sqlite_errno(rc);
 			goto fail;
 		}
 		q = NULL;
@@ -769,7 +765,7 @@ size_t upstream_metrics_text(struct upstream *up, char *buf, size_t len)
 	if (!up)
 		return 0;
 	upstream_metrics(up, &m);
-	for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+	for (size_t f = 0; f < AGRI_ARRAY_SIZE(fam); f++) {
 		int w = snprintf(buf + (off < len ? off : len), off < len ? len - off : 0,
 				 "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help,
 				 fam[f].name, fam[f].type);

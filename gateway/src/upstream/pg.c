@@ -19,6 +19,7 @@
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
+#include "agri/sqlite_errno.h"
 #include "agri/log.h"
 #include "agri/util.h"
 #include "core/store.h"
@@ -513,7 +514,7 @@ static int sync_stations(struct pg *p, char *err, size_t errlen)
 	}
 	if (s != SQLITE_DONE) {
 		snprintf(err, errlen, "cannot read stations: %s", sqlite3_errmsg(p->db));
-		rc = store_errno(s);
+		rc = agri_sqlite_errno(s);
 		goto out;
 	}
 	if (in_tx && (rc = pg_exec(p, "COMMIT", PGRES_COMMAND_OK, err, errlen)) < 0)
@@ -562,7 +563,7 @@ static int sync_alerts(struct pg *p, char *err, size_t errlen)
 	}
 	if (s != SQLITE_DONE) {
 		snprintf(err, errlen, "cannot read alerts: %s", sqlite3_errmsg(p->db));
-		rc = store_errno(s);
+		rc = agri_sqlite_errno(s);
 		goto out;
 	}
 	if (in_tx && (rc = pg_exec(p, "COMMIT", PGRES_COMMAND_OK, err, errlen)) < 0)

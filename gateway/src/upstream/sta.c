@@ -21,6 +21,7 @@
 #include <curl/curl.h>
 #include <sqlite3.h>
 
+#include "agri/buf.h"
 #include "agri/json.h"
 #include "agri/time.h"
 #include "upstream/sink.h"
@@ -312,7 +313,7 @@ static const char *ucum(const char *unit)
 		{"%", "%"}, {"0/1", "1"}, {"V", "V"}, {"W", "W"},
 	};
 
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(map); i++)
 		if (strcmp(map[i][0], unit) == 0)
 			return map[i][1];
 	return NULL;
