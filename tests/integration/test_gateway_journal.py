@@ -8,12 +8,13 @@ parent's journal stream, stderr redirected), or is unset:
 
 - a broker nobody listens on: `<4>WARN broker: cannot connect ...` and
   `<6>INFO gateway: started ...`, every log line with its prefix;
-- a database in a directory that does not exist: `<3>ERROR gateway: cannot
-  open the database ...`, exit 1;
+- an HTTP listener whose port is taken: `<3>ERROR http: cannot listen ...`,
+  exit 1;
 - JOURNAL_STREAM of another file, or unset: the same lines without a prefix.
 """
 import os
 import re
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -80,17 +81,25 @@ def main():
     R.check(lines and not bare, "every log line carries its priority (without: %s)" % bare[:3])
     R.check(rc == 0, "the gateway stops on SIGTERM with exit 0 (rc=%s)" % rc)
 
-    cfg = harness.write_json(os.path.join(work, "gw-nodb.json"), {
-        "broker": {"url": "tcp://127.0.0.1:1", "client_id": "gw-journal-nodb"},
-        "db": {"path": os.path.join(work, "no", "such", "dir", "agri.db")}})
-    gw = start(work, "nodb", cfg, "self")
+    # An error: the HTTP listener's port is taken.
+    taken = socket.socket()
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    cfg = harness.write_json(os.path.join(work, "gw-http.json"), {
+        "broker": {"url": "tcp://127.0.0.1:1", "client_id": "gw-journal-http"},
+        "db": {"path": os.path.join(work, "agri-http.db")},
+        "http": {"listen": "127.0.0.1:%d" % taken.getsockname()[1]}})
+    gw = start(work, "http", cfg, "self")
     try:
-        harness.wait_for(lambda: gw.poll() is not None, 20, what="the gateway to exit without a database")
+        harness.wait_for(lambda: gw.poll() is not None, 20, what="the gateway to exit without its listener")
     except TimeoutError:
         pass
-    err = [ln for ln in level_lines(gw) if "cannot open the database" in ln]
-    R.check(gw.poll() == 1 and err and err[0].startswith("<3>ERROR gateway: cannot open the database"),
-            "a database that cannot be opened: <3>ERROR, exit 1 (rc=%s: %s)" % (gw.poll(), gw.log_tail(3)))
+    taken.close()
+    err = [ln for ln in level_lines(gw) if "cannot listen" in ln]
+    R.check(gw.poll() == 1 and err and re.match(r"^<3>ERROR [\w-]+: cannot listen", err[0]),
+            "an HTTP port that is taken: <3>ERROR ... cannot listen, exit 1 (rc=%s: %s)"
+            % (gw.poll(), gw.log_tail(3).replace("\n", " | ")))
     gw.stop()
 
     for journal in ("other", None):
