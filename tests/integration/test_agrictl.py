@@ -63,6 +63,8 @@ def test_scan_rtu(work):
                        + slave_args(SLAVES), os.path.join(work, "sim-rtu.log"))
     time.sleep(0.5)  # agri-sim opens the pty
     R.check(sim.poll() is None, "agri-sim serves slaves 1, 3, 7 on one pty at 9600 Bd")
+    # A Y520 reads 0 until its start command (profile init), which read sends.
+    ctl("read", "--rtu", pty.a, "--baud", "9600", "--profile", "yosemitech-y520", "--slave", 7)
     res = ctl("scan", "--rtu", pty.a, "--baud", "9600", "--from", 1, "--to", 12)
     want = "".join("slave %d: %s\n" % (s, p) for s, p in sorted(SLAVES.items()))
     R.check(res.returncode == 0 and res.stdout == want,
@@ -100,7 +102,7 @@ def test_scan_rtu(work):
                 "read --json slave %d (%s) decodes the simulator's values (rc=%d, mismatches %s)"
                 % (sid, prof, res.returncode, bad or res.stderr.strip()))
     res = ctl("read", "--rtu", pty.a, "--baud", "9600", "--profile", "sensecap-s-ec-01", "--slave", 1)
-    R.check(res.returncode == 0 and "conductivity" in res.stdout and "03:0x0002" in res.stdout,
+    R.check(res.returncode == 0 and "specific_conductance" in res.stdout and "03:0x0002" in res.stdout,
             "read (text) prints metrics with fc:addr and raw words")
     res = ctl("read", "--rtu", pty.a, "--baud", "9600", "--profile", "sensecap-s-ec-01", "--slave", 9,
               "--timeout-ms", 100)

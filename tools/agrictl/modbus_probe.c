@@ -1,6 +1,7 @@
 /*
- * agrictl's Modbus master: one device read by its profile's plan, and the
- * profile guess behind `agrictl scan`.
+ * agrictl's Modbus master: one device read by its profile's plan (after
+ * the commands its profile says it needs, as the station sends them), and
+ * the profile guess behind `agrictl scan`.
  */
 #include "modbus_probe.h"
 
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 modbus_t *probe_open(const struct probe_link *l, char *errbuf, size_t len)
 {
@@ -60,6 +62,42 @@ static int read_req(modbus_t *ctx, const struct agri_read_req *r, uint16_t *dst)
 	return n < 0 ? -errno : -EPROTO;
 }
 
+/*
+ * Sends commands (a profile's init, then before_read) as raw requests and
+ * waits the longest wait_ms. A device that answers with an exception is
+ * let be (it may not need them); no answer is an error (-errno).
+ */
+static int send_commands(modbus_t *ctx, int slave, const struct agri_profile *p)
+{
+	uint32_t wait = 0;
+
+	for (size_t i = 0; i < p->n_init + p->n_before; i++) {
+		const struct agri_command *c = i < p->n_init ? &p->init[i] :
+						      &p->before_read[i - p->n_init];
+		uint8_t req[8 + 2 * AGRI_CMD_VALUES_MAX], rsp[MODBUS_MAX_ADU_LENGTH];
+		int n = 1 + (int)agri_command_pdu(c, req + 1);
+
+		req[0] = (uint8_t)slave;
+		if (modbus_send_raw_request(ctx, req, n) < 0 || modbus_receive_confirmation(ctx, rsp) < 0) {
+			int e = errno;
+
+			if (e >= EMBXILFUN && e <= EMBXGTAR)
+				continue;
+			modbus_flush(ctx);
+			return -e;
+		}
+		if (c->wait_ms > wait)
+			wait = c->wait_ms;
+	}
+	if (wait) {
+		struct timespec ts = {wait / 1000, (long)(wait % 1000) * 1000000L};
+
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	return 0;
+}
+
 int probe_read_device(modbus_t *ctx, int slave, const struct agri_profile *p,
 		      struct probe_value *vals)
 {
@@ -71,6 +109,9 @@ int probe_read_device(modbus_t *ctx, int slave, const struct agri_profile *p,
 	if (n < 0)
 		return n;
 	modbus_set_slave(ctx, slave);
+	rc = send_commands(ctx, slave, p);
+	if (rc < 0)
+		return rc;
 	for (int i = 0; i < n; i++) {
 		rc = read_req(ctx, &reqs[i], data[i]);
 		if (rc < 0) {
@@ -104,6 +145,8 @@ static void probe_view(const struct agri_profile *p, struct agri_profile *out)
 	size_t k = 0;
 
 	*out = *p;
+	/* A scan only reads: it never sends a device commands meant for another. */
+	out->n_init = out->n_before = 0;
 	for (size_t i = 0; i < p->n_regs; i++)
 		if (!p->regs[i].counter)
 			out->regs[k++] = p->regs[i];

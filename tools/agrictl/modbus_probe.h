@@ -35,7 +35,9 @@ struct probe_value {
 };
 
 /*
- * Reads every register of profile p from slave by its read plan. Fills
+ * Reads every register of profile p from slave by its read plan, after
+ * sending the profile's init and before_read commands (waiting their
+ * wait_ms: a Yosemitech Y520 measures 10 s after its start). Fills
  * vals[0..p->n_regs). Returns 0, or -errno of the first failed request
  * (libmodbus codes: EMBXILADD etc. are > 0 errno values, returned negated).
  */
