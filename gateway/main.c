@@ -126,7 +126,10 @@ int main(int argc, char **argv)
 
 	gw = gateway_new(&cfg, import ? GATEWAY_IMPORT : GATEWAY_LIVE, &rc, why, sizeof(why));
 	if (!gw) { /* a bad rules file is a bad config: FILE: path: reason, 78 */
-		fprintf(stderr, rc == -EINVAL ? "%s\n" : "agri-gateway: %s\n", why);
+		if (rc == -EINVAL)
+			fprintf(stderr, "%s\n", why);
+		else
+			log_error("gateway", "%s", why); /* journald: priority 3 */
 		return rc == -EINVAL ? EX_CONFIG : 1;
 	}
 	if (import) {
@@ -138,7 +141,7 @@ int main(int argc, char **argv)
 		return n < 0 ? (n == -EINVAL ? EX_DATAERR_ : 1) : 0;
 	}
 	if ((rc = gateway_start(gw, why, sizeof(why))) < 0) {
-		fprintf(stderr, "agri-gateway: %s\n", why);
+		log_error("gateway", "%s", why);
 		gateway_free(gw);
 		return 1;
 	}
