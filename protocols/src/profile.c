@@ -752,7 +752,7 @@ static int reg_index(const struct agri_profile *p, const char *metric)
 static int check_derived(struct agri_profile *p, struct agri_err *err)
 {
 	char path[AGRI_ERR_PATH_MAX], fpath[AGRI_ERR_PATH_MAX];
-	char key[16], msg[AGRI_ERR_MSG_MAX];
+	char key[32], msg[AGRI_ERR_MSG_MAX];
 
 	for (size_t j = 0; j < p->n_derived; j++) {
 		struct agri_derived *d = &p->derived[j];
