@@ -1161,9 +1161,63 @@ static void test_transition_channels(void)
 	CHECK_INT((int)alert_transition_channels(&tr, names, 1), 1); /* max */
 }
 
+/* A probe the station calls suspect with a reason (dry, stuck, full
+ * scale...): the built-in sensor check raises after 3 in a row, says what
+ * to check, clears on a good reading; suspect readings never raise or
+ * clear the salinity alert; good probes get no key at all. */
+static void test_sensor_check(void)
+{
+	struct rules *r = rules_of("{'rules':[{'id':'hi','metric':'salinity','above':4}]}");
+	struct alert_engine *a = alert_engine_new(r);
+	struct agri_reading rd = {.has_value = true, .q = AGRI_Q_OK};
+	struct alert_engine_stats st;
+	char got[600] = "";
+
+	snprintf(rd.sensor, sizeof(rd.sensor), "sonde1");
+	snprintf(rd.metric, sizeof(rd.metric), "salinity");
+	for (int i = 0; i < 5; i++) { /* a good probe: its record and "hi" only */
+		rd.ts_ms = T0 + i * MIN;
+		rd.value = 3.0;
+		CHECK_INT(alert_engine_reading(a, "DT-W02", &rd, rd.ts_ms, record, NULL), 0);
+	}
+	alert_engine_stats(a, &st);
+	CHECK_INT((int)st.keys, 2);
+	rd.value = 4.5; /* over the threshold: raised */
+	rd.ts_ms = T0 + 10 * MIN;
+	n_rec = 0;
+	alert_engine_reading(a, "DT-W02", &rd, rd.ts_ms, record, NULL);
+	CHECK_STR(summary(), "raised:warning");
+	rd.q = AGRI_Q_SUSPECT;
+	snprintf(rd.why, sizeof(rd.why), "full_scale");
+	rd.value = 11.9;
+	for (int i = 1; i <= 3; i++) {
+		rd.ts_ms = T0 + (10 + i) * MIN;
+		n_rec = 0;
+		alert_engine_reading(a, "DT-W02", &rd, rd.ts_ms, record, NULL);
+		if (i < 3)
+			CHECK_STR(summary(), "");
+	}
+	CHECK_STR(summary(), "raised:warning");
+	CHECK_STR(rec[0].alert.id, "sensor-check/DT-W02/sonde1");
+	snprintf(got, sizeof(got), "%s", rec[0].message_en);
+	CHECK(strstr(got, "at the probe's full scale") && strstr(got, "values are capped"));
+	CHECK(strstr(rec[0].message_vi, "chạm ngưỡng tối đa") != NULL);
+	rd.q = AGRI_Q_OK; /* good again: the check clears, the salinity alert stays */
+	rd.why[0] = '\0';
+	rd.value = 4.4;
+	rd.ts_ms = T0 + 20 * MIN;
+	n_rec = 0;
+	alert_engine_reading(a, "DT-W02", &rd, rd.ts_ms, record, NULL);
+	CHECK_STR(summary(), "cleared:warning");
+	CHECK_STR(rec[0].alert.id, "sensor-check/DT-W02/sonde1");
+	alert_engine_free(a);
+	rules_free(r);
+}
+
 int main(void)
 {
 	test_transition_channels();
+	test_sensor_check();
 	test_threshold_hysteresis();
 	test_threshold_below();
 	test_threshold_hysteresis_zero();

@@ -66,6 +66,26 @@ static const char *q1(struct store *st, const char *sql)
 	return out;
 }
 
+/* A suspect reading keeps the station's reason (schema 3). */
+static void test_why(void)
+{
+	struct store *st = open_store("why.db", true);
+	struct agri_reading r = reading("sonde1", "salinity", 1790000000123LL, 11.9);
+
+	r.q = AGRI_Q_SUSPECT;
+	snprintf(r.why, sizeof(r.why), "full_scale");
+	CHECK_INT(store_begin(st), 0);
+	CHECK_INT(store_put_reading(st, "DT-W02", &r, 1790000001000LL), 1);
+	r.ts_ms += 1000;
+	r.q = AGRI_Q_OK;
+	r.why[0] = '\0';
+	CHECK_INT(store_put_reading(st, "DT-W02", &r, 1790000001000LL), 1);
+	CHECK_INT(store_commit(st), 0);
+	CHECK_STR(q1(st, "SELECT group_concat(q || ':' || coalesce(why, '-')) FROM"
+			 " (SELECT q, why FROM v_readings ORDER BY ts)"), "suspect:full_scale,ok:-");
+	store_close(st);
+}
+
 static void test_dedupe_and_views(void)
 {
 	struct store *st = open_store("a.db", true);
@@ -174,12 +194,12 @@ static void test_migrations(void)
 	char p[256];
 	int err = 0;
 
-	CHECK_STR(q1(st, "PRAGMA user_version"), "2");
+	CHECK_STR(q1(st, "PRAGMA user_version"), "3");
 	CHECK_STR(q1(st, "PRAGMA journal_mode"), "wal");
 	CHECK_STR(q1(st, "PRAGMA synchronous"), "2");
 	store_close(st);
 	st = open_store("m.db", true); /* re-open: nothing to migrate */
-	CHECK_STR(q1(st, "PRAGMA user_version"), "2");
+	CHECK_STR(q1(st, "PRAGMA user_version"), "3");
 	sqlite3_exec(store_db(st), "PRAGMA user_version = 99", NULL, NULL, NULL);
 	store_close(st);
 	path_in(p, sizeof(p), "m.db");
@@ -521,6 +541,8 @@ static void test_migrate_v1(void)
 			       "ALTER TABLE series DROP COLUMN retired;"
 			       "ALTER TABLE stations DROP COLUMN clock_offset_ms;"
 			       "ALTER TABLE stations DROP COLUMN config_signed_by;"
+			       "DROP VIEW v_readings; ALTER TABLE readings DROP COLUMN why;"
+			       "CREATE VIEW v_readings AS SELECT 1;"
 			       "CREATE VIEW v_stations AS SELECT name AS station FROM stations;"
 			       "INSERT INTO dead_letters(received_at, topic, reason, payload)"
 			       " VALUES (1, 't', 'bad', 'xyz'), (2, 't', 'bad', 'abcd');"
@@ -535,7 +557,7 @@ static void test_migrate_v1(void)
 	CHECK(st != NULL);
 	if (!st)
 		return;
-	CHECK_STR(q1(st, "PRAGMA user_version"), "2");
+	CHECK_STR(q1(st, "PRAGMA user_version"), "3");
 	CHECK_STR(q1(st, "SELECT group_concat(kind || ':' || size) FROM v_dead_letters"),
 		  "invalid:3,invalid:4");
 	CHECK_STR(q1(st, "SELECT stored FROM dead_letter_counts WHERE kind = 'invalid'"), "2");
@@ -551,6 +573,7 @@ int main(void)
 	if (!mkdtemp(dir))
 		return 1;
 	test_dedupe_and_views();
+	test_why();
 	test_ms_format();
 	test_checkpoint();
 	test_migrations();

@@ -43,6 +43,7 @@ enum rule_kind {
 	RULE_MISBEHAVING,   /* a station past one of its budgets */
 	RULE_CLOCK,         /* a station stamping readings outside the clock window */
 	RULE_HUB,           /* the hub could not store (station = the hub's id) */
+	RULE_SENSOR,        /* n suspect readings in a row with the station's reason */
 	RULE_KIND_COUNT
 };
 

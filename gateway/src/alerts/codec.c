@@ -233,7 +233,7 @@ static void key_encode_ev(const struct alert_engine *eng, const struct akey *k,
 		w_i64(w, pk->prev_night);
 		w_i64(w, pk->run_night);
 		w_i64(w, pk->raised_night);
-	} else if (R->kind == RULE_QUALITY) {
+	} else if ((R->kind == RULE_QUALITY || R->kind == RULE_SENSOR)) {
 		w_u8(w, k->u.q.n);
 		for (unsigned i = 0; i < k->u.q.n; i++) {
 			w_str(w, k->u.q.m[i].metric);
@@ -289,7 +289,7 @@ size_t ae_state_size(const struct alert_engine *eng, int rule)
 		return sizeof(struct lvl_state) + R->n_levels * sizeof(struct lvl_slot);
 	if (R->kind == RULE_PEAK)
 		return sizeof(struct peak_state);
-	if (R->kind == RULE_QUALITY)
+	if ((R->kind == RULE_QUALITY || R->kind == RULE_SENSOR))
 		return sizeof(struct qual_state);
 	return 0;
 }
@@ -328,7 +328,7 @@ void ae_state_reset(struct alert_engine *eng, struct akey *k)
 	} else if (R && R->kind == RULE_PEAK) {
 		k->u.pk.night = k->u.pk.prev_night = k->u.pk.run_night = NONE;
 		k->u.pk.raised_night = NONE;
-	} else if (R && R->kind == RULE_QUALITY) {
+	} else if (R && (R->kind == RULE_QUALITY || R->kind == RULE_SENSOR)) {
 		for (size_t i = 0; i < QUAL_METRICS_MAX; i++)
 			k->u.q.m[i].last_ts = NONE;
 	}
@@ -489,7 +489,7 @@ int ae_key_decode(struct alert_engine *eng, struct akey *k, const void *blob, si
 			rc = decode_levels(&r, R, &k->u.lv);
 		else if (R->kind == RULE_PEAK)
 			rc = decode_peak(&r, &k->u.pk);
-		else if (R->kind == RULE_QUALITY)
+		else if ((R->kind == RULE_QUALITY || R->kind == RULE_SENSOR))
 			rc = decode_quality(&r, &k->u.q);
 		if (rc == 0 && (r.bad || r.pos != r.n))
 			rc = -EBADMSG;

@@ -262,11 +262,20 @@ int alert_engine_reading(struct alert_engine *eng, const char *station,
 			ae_nodata_clear(eng, &o, k, R, now_ms);
 			continue;
 		}
-		if (R->kind == RULE_QUALITY ? r->q == AGRI_Q_MAINT
+		if (R->kind == RULE_QUALITY || R->kind == RULE_SENSOR ? r->q == AGRI_Q_MAINT
 					    : (R->kind != RULE_NO_DATA &&
 					       (r->q != AGRI_Q_OK || !r->has_value)))
 			continue;
-		k = ae_key_get_h(eng, ae_rule_hash(at_sensor, i), i, station, r->sensor);
+		if (R->kind == RULE_SENSOR && !(r->q == AGRI_Q_SUSPECT && r->why[0])) {
+			/* A sensor check costs nothing on a good probe: its key
+			 * exists only once a reading was suspect with a reason,
+			 * and a good reading changes it only while it counts. */
+			k = ae_key_find_h(eng, ae_rule_hash(at_sensor, i), i, station, r->sensor);
+			if (!k || !ae_sensor_counting(k, r->metric))
+				continue;
+		} else {
+			k = ae_key_get_h(eng, ae_rule_hash(at_sensor, i), i, station, r->sensor);
+		}
 		if (!k)
 			continue; /* counted in keys_refused, or ENOMEM */
 		if ((rc = ae_touch(eng, k)) < 0)
@@ -284,6 +293,7 @@ int alert_engine_reading(struct alert_engine *eng, const char *station,
 			rc = ae_peak_feed(eng, &o, k, R, r->value, r->ts_ms, now_ms);
 			break;
 		case RULE_QUALITY:
+		case RULE_SENSOR:
 			rc = ae_quality_feed(eng, &o, k, R, r, now_ms);
 			break;
 		case RULE_NO_DATA:

@@ -237,6 +237,9 @@ int ae_series_feed(struct alert_engine *eng, struct out *o, struct akey *k,
 		   const struct rule *R, double v, int64_t ts, int64_t now_ms);
 int ae_peak_feed(struct alert_engine *eng, struct out *o, struct akey *k,
 		 const struct rule *R, double v, int64_t ts, int64_t now_ms);
+/* A sensor key that a good reading of metric must see (a run or an open
+ * alert); otherwise the reading can skip it. */
+bool ae_sensor_counting(const struct akey *k, const char *metric);
 int ae_quality_feed(struct alert_engine *eng, struct out *o, struct akey *k,
 		    const struct rule *R, const struct agri_reading *r,
 		    int64_t now_ms);

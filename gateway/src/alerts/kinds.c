@@ -342,12 +342,24 @@ int ae_peak_feed(struct alert_engine *eng, struct out *o, struct akey *k,
 
 /* ---- quality ------------------------------------------------------------- */
 
+bool ae_sensor_counting(const struct akey *k, const char *metric)
+{
+	if (ae_rec_open_active(k))
+		return true;
+	for (unsigned i = 0; i < k->u.q.n; i++)
+		if (k->u.q.m[i].count && !strcmp(k->u.q.m[i].metric, metric))
+			return true;
+	return false;
+}
+
 int ae_quality_feed(struct alert_engine *eng, struct out *o, struct akey *k,
 		    const struct rule *R, const struct agri_reading *r,
 		    int64_t now_ms)
 {
 	struct qual_state *q = &k->u.q;
-	struct alert_text_args a = ae_text_args(R, k, ALERT_TEXT_QUALITY);
+	bool sensor = R->kind == RULE_SENSOR;
+	struct alert_text_args a = ae_text_args(R, k, sensor ? ALERT_TEXT_SENSOR
+							     : ALERT_TEXT_QUALITY);
 	struct qmetric *m = NULL;
 	bool bad, want = false;
 	int worst = -1;
@@ -374,8 +386,11 @@ int ae_quality_feed(struct alert_engine *eng, struct out *o, struct akey *k,
 		return 0;
 	}
 	m->last_ts = r->ts_ms;
-	bad = (r->q == AGRI_Q_ERROR && R->bad_error) ||
-	      (r->q == AGRI_Q_SUSPECT && R->bad_suspect);
+	/* sensor: a suspect reading the station gave a reason for (dry,
+	 * stuck, full_scale...); quality: error and/or suspect readings */
+	bad = sensor ? r->q == AGRI_Q_SUSPECT && r->why[0]
+		     : (r->q == AGRI_Q_ERROR && R->bad_error) ||
+			       (r->q == AGRI_Q_SUSPECT && R->bad_suspect);
 	if (bad && m->count < UINT32_MAX)
 		m->count++;
 	else if (r->q == AGRI_Q_OK)
@@ -395,6 +410,7 @@ int ae_quality_feed(struct alert_engine *eng, struct out *o, struct akey *k,
 		a.has_value = true;
 		a.threshold = (double)R->n_bad;
 		a.aux = q->m[worst].count;
+		a.detail_en = a.detail_vi = r->why; /* sensor: the reason of this reading */
 		return ae_raise_alert(eng, o, k, &a, -1, R->severity, r->ts_ms, now_ms);
 	}
 	if (!want && ae_rec_open_active(k)) {

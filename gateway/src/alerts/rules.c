@@ -21,6 +21,8 @@
 #include "agri/topic.h"
 
 
+#define SENSOR_N_DEFAULT 3 /* suspect readings in a row before a sensor alert */
+
 /* Kinds as bit masks for kind_keys[]. */
 #define K_THR (1u << RULE_THRESHOLD)
 #define K_LAD (1u << RULE_LADDER)
@@ -28,14 +30,14 @@
 #define K_PEAK (1u << RULE_PEAK)
 #define K_RATE (1u << RULE_RATE)
 #define K_NOD (1u << RULE_NO_DATA)
-#define K_QUAL (1u << RULE_QUALITY)
+#define K_QUAL ((1u << RULE_QUALITY) | (1u << RULE_SENSOR))
 #define K_EVT ((1u << RULE_MISBEHAVING) | (1u << RULE_CLOCK) | (1u << RULE_HUB))
 #define K_ALL ((1u << RULE_KIND_COUNT) - 1)
 #define K_LEVELS (K_THR | K_LAD | K_WIN | K_RATE)
 
 static const char *const kind_names[RULE_KIND_COUNT] = {
 	"threshold", "ladder", "window", "peak", "rate", "no_data", "quality",
-	"misbehaving", "clock", "hub",
+	"misbehaving", "clock", "hub", "sensor",
 };
 static const char *const severity_names[] = {"info", "warning", "alarm", "critical"};
 static const char *const agg_names[] = {"sum", "mean", "max", "min", "count"};
@@ -54,7 +56,7 @@ static const struct {
 	{"for_s", K_LEVELS}, {"window_s", K_WIN | K_RATE}, {"agg", K_WIN},
 	{"max_points", K_WIN | K_RATE}, {"k", K_PEAK}, {"nights", K_PEAK},
 	{"min_nights", K_PEAK}, {"floor", K_PEAK}, {"night_start_h", K_PEAK},
-	{"after_s", K_NOD | K_EVT}, {"per", K_NOD}, {"n", K_QUAL}, {"q", K_QUAL},
+	{"after_s", K_NOD | K_EVT}, {"per", K_NOD}, {"n", K_QUAL}, {"q", 1u << RULE_QUALITY},
 };
 
 bool rule_kind_is_event(enum rule_kind k)
@@ -96,7 +98,7 @@ struct rule_tmp {
 	struct rule r;
 	double above, below;
 	bool has_above, has_below, has_severity, has_hyst, has_levels, has_metric;
-	bool has_window, has_after;
+	bool has_window, has_after, has_n;
 	size_t n_or;
 	struct level_tmp or_levels[RULE_LEVELS_MAX - 1];
 	struct level_tmp levels[RULE_LEVELS_MAX];
@@ -554,7 +556,8 @@ static const struct agri_cfg_field rule_fields[] = {
 	{.key = "after_s", .type = AGRI_CFG_INT, .offset = ROFF(r.after_s), .min = 1,
 	 .max = 31536000, .present_offset = ROFF(has_after)},
 	{.key = "per", .type = AGRI_CFG_CUSTOM, .offset = ROFF(per), .parse = parse_per},
-	{.key = "n", .type = AGRI_CFG_INT, .offset = ROFF(r.n_bad), .min = 1, .max = 100000},
+	{.key = "n", .type = AGRI_CFG_INT, .offset = ROFF(r.n_bad), .min = 1, .max = 100000,
+	 .present_offset = ROFF(has_n)},
 	{.key = "q", .type = AGRI_CFG_CUSTOM, .offset = ROFF(r), .parse = parse_q},
 };
 
@@ -675,7 +678,10 @@ static int rule_check(struct rule_tmp *t, const cJSON *obj, const char *path,
 			r->after_s = r->kind == RULE_MISBEHAVING ? 3600 : r->kind == RULE_CLOCK ? 900 : 600;
 		return 0;
 	}
-	if (!t->has_metric && r->kind != RULE_NO_DATA && r->kind != RULE_QUALITY) {
+	if (r->kind == RULE_SENSOR && !t->has_n)
+		r->n_bad = SENSOR_N_DEFAULT;
+	if (!t->has_metric && r->kind != RULE_NO_DATA && r->kind != RULE_QUALITY &&
+	    r->kind != RULE_SENSOR) {
 		agri_err_set(err, sub, "is required for kind \"%s\"", kind_names[r->kind]);
 		return -EINVAL;
 	}
@@ -823,6 +829,7 @@ static const struct {
 	{"misbehaving", RULE_MISBEHAVING, ALERT_SEV_WARNING, 3600, false},
 	{"clock", RULE_CLOCK, ALERT_SEV_WARNING, 900, false},
 	{"hub-storage", RULE_HUB, ALERT_SEV_CRITICAL, 600, true},
+	{"sensor-check", RULE_SENSOR, ALERT_SEV_WARNING, 0, false},
 };
 
 static void add_builtins(struct rules *out, const char *const *channels, size_t n_channels)
@@ -844,6 +851,7 @@ static void add_builtins(struct rules *out, const char *const *channels, size_t 
 		r->kind = builtin[b].kind;
 		r->severity = builtin[b].severity;
 		r->after_s = builtin[b].after_s;
+		r->n_bad = SENSOR_N_DEFAULT; /* (used by the sensor kind only) */
 		for (size_t c = 0; builtin[b].all_channels && c < n_channels &&
 				   r->n_notify < RULE_CHANNELS_MAX; c++)
 			snprintf(r->notify[r->n_notify++], RULE_CHANNEL_MAX, "%s", channels[c]);

@@ -4,12 +4,13 @@
  * expander: "{value}" style placeholders, unknown ones left as written.
  */
 #include "alerts/text.h"
-#include "agri/buf.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "agri/buf.h"
 
 static const struct {
 	const char *metric, *en, *vi, *unit, *unit_vi;
@@ -188,6 +189,40 @@ static void value_unit(char *buf, size_t len, double v, const char *unit)
 	snprintf(buf, len, "%s%s%s", n, unit[0] ? " " : "", unit);
 }
 
+/* What a station's reason for a suspect reading means, and what a
+ * technician should check (docs/alerts.md, Sensor checks). */
+struct sensor_reason {
+	const char *why;
+	const char *what_en, *check_en;
+	const char *what_vi, *check_vi;
+};
+
+static const struct sensor_reason sensor_reasons[] = {
+	{"dry", "reads as a dry probe", "lower or remount the probe so it stays under water",
+	 "đọc như đầu đo bị khô", "hạ thấp hoặc gắn lại đầu đo cho ngập nước"},
+	{"stuck", "is stuck on one value", "the cable, the power, the probe itself",
+	 "đứng yên một giá trị", "dây cáp, nguồn điện, chính đầu đo"},
+	{"full_scale", "is at the probe's full scale",
+	 "the water is above the probe's range (a SenseCAP tops near 12 g/L): values are capped",
+	 "chạm ngưỡng tối đa của đầu đo",
+	 "nước vượt thang đo của đầu đo (SenseCAP tối đa khoảng 12 g/L): giá trị bị chặn"},
+	{"range", "is out of the probe's range", "the calibration and the device's units",
+	 "ngoài thang đo", "hiệu chuẩn và đơn vị của thiết bị"},
+	{"map", "does not match its profile", "the device's profile and units in station.json",
+	 "không khớp với hồ sơ thiết bị", "hồ sơ thiết bị và đơn vị trong station.json"},
+};
+
+static const struct sensor_reason *sensor_reason(const char *why)
+{
+	static const struct sensor_reason other = {"", "is suspect", "the probe and its wiring",
+						   "đáng ngờ", "đầu đo và dây nối"};
+
+	for (size_t i = 0; why && i < AGRI_ARRAY_SIZE(sensor_reasons); i++)
+		if (!strcmp(sensor_reasons[i].why, why))
+			return &sensor_reasons[i];
+	return &other;
+}
+
 static void builtin(const struct alert_text_args *a, enum alert_lang lang,
 		    char *buf, size_t len)
 {
@@ -278,6 +313,20 @@ static void builtin(const struct alert_text_args *a, enum alert_lang lang,
 					       : "Sensor %s at %s: %lld error or suspect readings in a row (%s)",
 			    a->sensor, a->station, (long long)a->aux, name);
 		break;
+	case ALERT_TEXT_SENSOR: {
+		const struct sensor_reason *sr = sensor_reason(a->detail_en);
+
+		if (a->cleared)
+			put(buf, len, &pos, vi ? "Cảm biến %s tại trạm %s đọc bình thường trở lại (%s)"
+					       : "Sensor %s at %s reads normally again (%s)",
+			    a->sensor, a->station, name);
+		else
+			put(buf, len, &pos, vi ? "Cảm biến %s tại trạm %s: %s %s; kiểm tra: %s"
+					       : "Sensor %s at %s: %s %s; check: %s",
+			    a->sensor, a->station, name, vi ? sr->what_vi : sr->what_en,
+			    vi ? sr->check_vi : sr->check_en);
+		break;
+	}
 	case ALERT_TEXT_EVENT: {
 		enum rule_kind k = a->rule ? a->rule->kind : RULE_MISBEHAVING;
 		const char *who = k == RULE_HUB ? (vi ? "Trạm chủ" : "Hub") : (vi ? "Trạm" : "Station");
@@ -301,6 +350,7 @@ static void builtin(const struct alert_text_args *a, enum alert_lang lang,
 	}
 	alert_text_utf8_trim(buf);
 }
+
 
 /* Expands tpl: {station} {sensor} {rule} {metric} {metric_name} {value}
  * {threshold} {unit} {severity} {label} {night}. */

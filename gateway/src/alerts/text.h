@@ -38,6 +38,7 @@ enum alert_text_what {
 	ALERT_TEXT_SILENT,      /* station or sensor sent nothing for after_s */
 	ALERT_TEXT_QUALITY,     /* aux bad readings in a row on metric */
 	ALERT_TEXT_EVENT,       /* misbehaving, clock, hub: detail says what */
+	ALERT_TEXT_SENSOR,      /* a probe's readings suspect: detail is the station's reason */
 };
 
 struct alert_text_args {

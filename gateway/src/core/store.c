@@ -119,6 +119,18 @@ static const char *const migrations[] = {
 	" board, config_version, " RFC3339("status_at") " AS status_at,"
 	" uptime_s, spool_depth, maintenance, clock_offset_ms / 1000.0 AS clock_offset_s,"
 	" config_signed_by FROM stations;",
+	/* 3: why a reading is suspect (a station's reason: dry, stuck,
+	 * full_scale, range, map; docs/store.md). */
+	"ALTER TABLE readings ADD COLUMN why TEXT;"
+	"DROP VIEW v_readings;"
+	"CREATE VIEW v_readings AS SELECT st.name AS station, se.sensor AS sensor,"
+	" se.metric AS metric, " RFC3339("r.ts") " AS ts, r.value AS value,"
+	" r.unit AS unit,"
+	" CASE r.q WHEN 0 THEN 'ok' WHEN 1 THEN 'suspect' WHEN 2 THEN 'error'"
+	"  ELSE 'maint' END AS q,"
+	" " RFC3339("r.received_at") " AS received_at, r.why AS why"
+	" FROM readings r JOIN series se ON se.id = r.series_id"
+	" JOIN stations st ON st.id = se.station_id;",
 };
 
 #define N_MIGRATIONS (AGRI_ARRAY_SIZE(migrations))
@@ -206,8 +218,8 @@ static const char *const stmt_sql[S_COUNT] = {
 			  " AND r.ts >= ?2) ORDER BY s.id LIMIT 1",
 	[S_SERIES_RETIRE] = "UPDATE series SET retired = 1 WHERE id = ?1",
 	[S_SERIES_REVIVE] = "UPDATE series SET retired = 0 WHERE id = ?1",
-	[S_READING_INS] = "INSERT OR IGNORE INTO readings(series_id, ts, value, unit, q, received_at)"
-			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_READING_INS] = "INSERT OR IGNORE INTO readings(series_id, ts, value, unit, q, received_at,"
+			  " why) VALUES (?1, ?2, ?3, ?4, ?5, ?6, nullif(?7, ''))",
 	[S_STATUS_FULL] = "UPDATE stations SET state = ?2, fw = coalesce(nullif(?3, ''), fw),"
 			  " board = coalesce(nullif(?4, ''), board),"
 			  " config_version = coalesce(nullif(?5, 0), config_version),"
@@ -860,6 +872,7 @@ int store_put_reading(struct store *st, const char *station,
 	sqlite3_bind_text(q, 4, r->unit, -1, SQLITE_STATIC);
 	sqlite3_bind_int(q, 5, (int)r->q);
 	sqlite3_bind_int64(q, 6, received_ms);
+	sqlite3_bind_text(q, 7, r->why, -1, SQLITE_STATIC);
 	if ((rc = st_step_done(q)) < 0)
 		return rc;
 	return sqlite3_changes(st->db) > 0 ? 1 : 0;
