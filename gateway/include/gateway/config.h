@@ -22,10 +22,24 @@
 #define GW_SECRET_MAX 256
 #define GW_SMS_TO_MAX 16
 #define GW_SMS_BODY_MAX 1024
+#define GW_SITES_MAX 256
+#define GW_SITE_TEXT_MAX 80  /* a place or district name, UTF-8 bytes + NUL */
+#define GW_SITE_CROPS_MAX 6
+#define GW_SITE_CROP_MAX 16  /* a crop key ("durian", "rice"), + NUL */
 
 struct gateway_webhook {
 	char name[GW_NAME_MAX];
 	char url[GW_URL_MAX];
+};
+
+/* A station's place, from the optional "sites" section: what the API and
+ * the dashboard show beside the station's code (docs/dashboard.md). */
+struct gateway_site {
+	char station[33];                /* the station id (AGRI_ID_MAX + 1) */
+	char name[GW_SITE_TEXT_MAX];     /* "Cửa Tiểu (Tân Thành)" */
+	char district[GW_SITE_TEXT_MAX]; /* "Tân Phú Đông"; "" = not given */
+	size_t n_crops;
+	char crops[GW_SITE_CROPS_MAX][GW_SITE_CROP_MAX]; /* crop keys grown there */
 };
 
 struct gateway_config {
@@ -125,6 +139,10 @@ struct gateway_config {
 		/* Intake windows keep hi below threshold x (1 - margin). */
 		double margin;
 	} forecast;
+	struct {
+		size_t n;
+		struct gateway_site site[GW_SITES_MAX];
+	} sites;
 };
 
 /* Fills *cfg with the defaults (what an absent key means). */

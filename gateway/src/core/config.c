@@ -379,6 +379,78 @@ static int parse_dead_letters(const cJSON *item, void *cfg, const char *path,
 	return read_section(item, cfg, path, err, dead_letters_fields, AGRI_ARRAY_SIZE(dead_letters_fields));
 }
 
+/* "sites": {"DT-W01": {"name": "...", "district": "...", "crops": ["durian"]}}:
+ * names for people, never used to route or store anything. */
+static bool site_text_ok(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
+static int parse_site_crops(const cJSON *item, void *sitep, const char *path,
+			    struct agri_err *err)
+{
+	struct gateway_site *s = sitep;
+
+	return read_string_list(item, path, s->crops[0], sizeof(s->crops[0]), GW_SITE_CROPS_MAX,
+				&s->n_crops, agri_ident_valid, "crop key", err);
+}
+
+static const struct agri_cfg_field site_fields[] = {
+	{.key = "name", .type = AGRI_CFG_STR, .required = true,
+	 .offset = offsetof(struct gateway_site, name), .size = GW_SITE_TEXT_MAX},
+	{.key = "district", .type = AGRI_CFG_STR,
+	 .offset = offsetof(struct gateway_site, district), .size = GW_SITE_TEXT_MAX},
+	{.key = "crops", .type = AGRI_CFG_CUSTOM, .parse = parse_site_crops},
+};
+
+static int parse_sites(const cJSON *item, void *cfgp, const char *path,
+		       struct agri_err *err)
+{
+	struct gateway_config *cfg = cfgp;
+	char sub[AGRI_ERR_PATH_MAX];
+	const cJSON *e;
+	int rc;
+
+	if (cJSON_IsNull(item))
+		return 0;
+	if (!cJSON_IsObject(item)) {
+		agri_err_set(err, path, "expected an object keyed by station id");
+		return -EINVAL;
+	}
+	cJSON_ArrayForEach(e, item) {
+		struct gateway_site *s = &cfg->sites.site[cfg->sites.n];
+
+		agri_path_key(sub, sizeof(sub), path, e->string);
+		if (!agri_station_id_valid(e->string)) {
+			agri_err_set(err, sub, "not a station id ([A-Za-z0-9_-]{1,32})");
+			return -EINVAL;
+		}
+		for (size_t i = 0; i < cfg->sites.n; i++)
+			if (strcmp(cfg->sites.site[i].station, e->string) == 0) {
+				agri_err_set(err, sub, "given twice");
+				return -EINVAL;
+			}
+		if (cfg->sites.n >= GW_SITES_MAX) {
+			agri_err_set(err, sub, "more than %d sites", GW_SITES_MAX);
+			return -EINVAL;
+		}
+		memset(s, 0, sizeof(*s));
+		snprintf(s->station, sizeof(s->station), "%s", e->string);
+		rc = agri_cfg_read(e, sub, site_fields, AGRI_ARRAY_SIZE(site_fields), s, false, err);
+		if (rc < 0)
+			return rc;
+		if (!s->name[0] || !site_text_ok(s->name) || !site_text_ok(s->district)) {
+			agri_err_set(err, sub, "name and district: text without control characters");
+			return -EINVAL;
+		}
+		cfg->sites.n++;
+	}
+	return 0;
+}
+
 static const struct agri_cfg_field top_fields[] = {
 	SECTION("broker", parse_broker, true),
 	SECTION("db", parse_db, true),
@@ -389,6 +461,7 @@ static const struct agri_cfg_field top_fields[] = {
 	SECTION("forecast", parse_forecast, false),
 	SECTION("limits", parse_limits, false),
 	SECTION("dead_letters", parse_dead_letters, false),
+	SECTION("sites", parse_sites, false),
 };
 
 /* --- cross-field checks ----------------------------------------------- */
