@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agri/buf.h"
 #include "agri/json.h"
 #include "agri/msg.h"
 #include "agri/profiles.h"
@@ -26,7 +27,6 @@
 	.offset = offsetof(s, m), .min = lo, .max = hi}
 #define CUS(s, k, m, fn, req) {.key = k, .type = AGRI_CFG_CUSTOM, \
 	.required = req, .offset = offsetof(s, m), .parse = fn}
-#define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
 
 /* The defaults of CONTRACT.md §8, in one place. */
 static void config_defaults(struct station_config *c)
@@ -71,7 +71,7 @@ static int parse_site(const cJSON *item, void *field, const char *path,
 	/* field points at cfg->site; the table's offsets are from cfg */
 	char *cfg = (char *)field - offsetof(struct station_config, site);
 
-	return agri_cfg_read(item, path, site_fields, NFIELDS(site_fields), cfg,
+	return agri_cfg_read(item, path, site_fields, AGRI_ARRAY_SIZE(site_fields), cfg,
 			     false, err);
 }
 
@@ -89,7 +89,7 @@ static const struct agri_cfg_field broker_fields[] = {
 static int parse_broker(const cJSON *item, void *field, const char *path,
 			struct agri_err *err)
 {
-	return agri_cfg_read(item, path, broker_fields, NFIELDS(broker_fields),
+	return agri_cfg_read(item, path, broker_fields, AGRI_ARRAY_SIZE(broker_fields),
 			     field, false, err);
 }
 
@@ -106,7 +106,7 @@ static int parse_watchdog(const cJSON *item, void *field, const char *path,
 	if (cJSON_IsNull(item))
 		return 0;
 	return agri_cfg_read(item, path, watchdog_fields,
-			     NFIELDS(watchdog_fields), cfg, false, err);
+			     AGRI_ARRAY_SIZE(watchdog_fields), cfg, false, err);
 }
 
 static const struct agri_cfg_field rtu_fields[] = {
@@ -126,7 +126,7 @@ static int parse_rtu(const cJSON *item, void *field, const char *path,
 	char sub[AGRI_ERR_PATH_MAX];
 	int rc;
 
-	rc = agri_cfg_read(item, path, rtu_fields, NFIELDS(rtu_fields), b,
+	rc = agri_cfg_read(item, path, rtu_fields, AGRI_ARRAY_SIZE(rtu_fields), b,
 			   false, err);
 	if (rc)
 		return rc;
@@ -151,7 +151,7 @@ static int parse_tcp(const cJSON *item, void *field, const char *path,
 
 	b->port = 502;
 	b->is_tcp = true;
-	return agri_cfg_read(item, path, tcp_fields, NFIELDS(tcp_fields), b,
+	return agri_cfg_read(item, path, tcp_fields, AGRI_ARRAY_SIZE(tcp_fields), b,
 			     false, err);
 }
 
@@ -189,7 +189,7 @@ static int parse_buses(const cJSON *item, void *field, const char *path,
 
 		agri_path_index(sub, sizeof(sub), path, i);
 		bus_defaults(b);
-		rc = agri_cfg_read(it, sub, bus_fields, NFIELDS(bus_fields), b,
+		rc = agri_cfg_read(it, sub, bus_fields, AGRI_ARRAY_SIZE(bus_fields), b,
 				   false, err);
 		if (rc)
 			return rc;
@@ -242,7 +242,7 @@ static int parse_sensors(const cJSON *item, void *field, const char *path,
 	cJSON_ArrayForEach(it, item) {
 		agri_path_index(sub, sizeof(sub), path, i);
 		sensor_defaults(&c->sensors[i]);
-		rc = agri_cfg_read(it, sub, sensor_fields, NFIELDS(sensor_fields),
+		rc = agri_cfg_read(it, sub, sensor_fields, AGRI_ARRAY_SIZE(sensor_fields),
 				   &c->sensors[i], false, err);
 		if (rc)
 			return rc;
@@ -492,7 +492,7 @@ int station_config_parse(const char *json, size_t len, const char *base_path,
 			     &root, err);
 	if (rc < 0)
 		return rc;
-	rc = agri_cfg_read(root, "", top_fields, NFIELDS(top_fields), cfg, false, err);
+	rc = agri_cfg_read(root, "", top_fields, AGRI_ARRAY_SIZE(top_fields), cfg, false, err);
 	cJSON_Delete(root);
 	if (rc < 0)
 		return rc;

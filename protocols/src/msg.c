@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agri/buf.h"
 #include "agri/json.h"
 #include "agri/msg.h"
 #include "agri/time.h"
@@ -27,7 +28,6 @@
 
 #define container_of(ptr, type, member) \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 static const char *const quality_names[] = {"ok", "suspect", "error", "maint"};
 static const char *const alert_state_names[] = {"active", "acknowledged", "cleared"};
@@ -43,12 +43,12 @@ static int name_index(const char *const *names, size_t n, const char *s)
 
 const char *agri_quality_name(enum agri_quality q)
 {
-	return (unsigned)q < ARRAY_SIZE(quality_names) ? quality_names[q] : NULL;
+	return (unsigned)q < AGRI_ARRAY_SIZE(quality_names) ? quality_names[q] : NULL;
 }
 
 int agri_quality_parse(const char *s, enum agri_quality *q)
 {
-	int i = name_index(quality_names, ARRAY_SIZE(quality_names), s);
+	int i = name_index(quality_names, AGRI_ARRAY_SIZE(quality_names), s);
 
 	if (i < 0 || !q)
 		return -EINVAL;
@@ -58,12 +58,12 @@ int agri_quality_parse(const char *s, enum agri_quality *q)
 
 const char *agri_alert_state_name(enum agri_alert_state s)
 {
-	return (unsigned)s < ARRAY_SIZE(alert_state_names) ? alert_state_names[s] : NULL;
+	return (unsigned)s < AGRI_ARRAY_SIZE(alert_state_names) ? alert_state_names[s] : NULL;
 }
 
 int agri_alert_state_parse(const char *s, enum agri_alert_state *out)
 {
-	int i = name_index(alert_state_names, ARRAY_SIZE(alert_state_names), s);
+	int i = name_index(alert_state_names, AGRI_ARRAY_SIZE(alert_state_names), s);
 
 	if (i < 0 || !out)
 		return -EINVAL;
@@ -201,7 +201,7 @@ static int parse_quality(const cJSON *item, void *field, const char *path,
 {
 	int i;
 
-	if (parse_enum(item, quality_names, ARRAY_SIZE(quality_names),
+	if (parse_enum(item, quality_names, AGRI_ARRAY_SIZE(quality_names),
 		       "\"ok\", \"suspect\", \"error\" or \"maint\"", &i, path, err))
 		return -EINVAL;
 	*(enum agri_quality *)field = (enum agri_quality)i;
@@ -239,7 +239,7 @@ static int parse_alert_state(const cJSON *item, void *field, const char *path,
 {
 	int i;
 
-	if (parse_enum(item, alert_state_names, ARRAY_SIZE(alert_state_names),
+	if (parse_enum(item, alert_state_names, AGRI_ARRAY_SIZE(alert_state_names),
 		       "\"active\", \"acknowledged\" or \"cleared\"", &i, path, err))
 		return -EINVAL;
 	*(enum agri_alert_state *)field = (enum agri_alert_state)i;
@@ -251,7 +251,7 @@ static int parse_severity(const cJSON *item, void *field, const char *path,
 {
 	int i;
 
-	if (parse_enum(item, severities, ARRAY_SIZE(severities),
+	if (parse_enum(item, severities, AGRI_ARRAY_SIZE(severities),
 		       "\"info\", \"warning\", \"alarm\" or \"critical\"", &i, path, err))
 		return -EINVAL;
 	strcpy(field, severities[i]);
@@ -379,7 +379,7 @@ static int reading_decode(const cJSON *obj, const char *path,
 	struct agri_reading r = {0};
 	char sub[AGRI_ERR_PATH_MAX];
 
-	if (agri_cfg_read(obj, path, reading_fields, ARRAY_SIZE(reading_fields),
+	if (agri_cfg_read(obj, path, reading_fields, AGRI_ARRAY_SIZE(reading_fields),
 			  &r, false, err))
 		return -EBADMSG;
 	r.has_value = !isnan(r.value);
@@ -429,7 +429,7 @@ int agri_telemetry_decode(const char *json, size_t len,
 		out->seq = (uint64_t)m->valuedouble;
 		out->has_seq = true;
 	}
-	if (agri_cfg_read(root, "", telemetry_fields, ARRAY_SIZE(telemetry_fields),
+	if (agri_cfg_read(root, "", telemetry_fields, AGRI_ARRAY_SIZE(telemetry_fields),
 			  &env, false, err)) {
 		ret = -EBADMSG;
 		goto out;
@@ -629,7 +629,7 @@ static int parse_sensors(const cJSON *item, void *field, const char *path,
 
 		agri_path_index(sub, sizeof(sub), path, (int)n);
 		memset(h, 0, sizeof(*h));
-		if (agri_cfg_read(it, sub, sensor_fields, ARRAY_SIZE(sensor_fields),
+		if (agri_cfg_read(it, sub, sensor_fields, AGRI_ARRAY_SIZE(sensor_fields),
 				  h, true, err))
 			return -EINVAL;
 		n++;
@@ -669,7 +669,7 @@ int agri_status_decode(const char *json, size_t len, struct agri_status *out,
 	ret = doc_parse(json, len, MSG_MAX_BYTES, &root, err);
 	if (ret)
 		return ret;
-	if (agri_cfg_read(root, "", status_fields, ARRAY_SIZE(status_fields),
+	if (agri_cfg_read(root, "", status_fields, AGRI_ARRAY_SIZE(status_fields),
 			  &s, true, err))
 		ret = -EBADMSG;
 	else
@@ -721,7 +721,7 @@ int agri_status_encode(const struct agri_status *s, char *buf, size_t len)
 		w_key(&w, "ts");
 		w_time(&w, s->ts_ms);
 	}
-	for (size_t i = 0; i < ARRAY_SIZE(counters); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(counters); i++) {
 		uint64_t v;
 
 		memcpy(&v, (const char *)s + counters[i].off, sizeof(v));
@@ -837,7 +837,7 @@ int agri_ack_decode(const char *json, size_t len, struct agri_ack *out,
 {
 	struct agri_ack a = {0};
 
-	return decode_simple(json, len, ack_fields, ARRAY_SIZE(ack_fields), &a,
+	return decode_simple(json, len, ack_fields, AGRI_ARRAY_SIZE(ack_fields), &a,
 			     out, sizeof(a), err);
 }
 
@@ -972,7 +972,7 @@ int agri_config_ack_decode(const char *json, size_t len,
 	struct agri_config_ack a = {0};
 
 	return decode_simple(json, len, config_ack_fields,
-			     ARRAY_SIZE(config_ack_fields), &a, out, sizeof(a), err);
+			     AGRI_ARRAY_SIZE(config_ack_fields), &a, out, sizeof(a), err);
 }
 
 int agri_config_ack_encode(const struct agri_config_ack *a, char *buf,
@@ -1064,7 +1064,7 @@ int agri_alert_decode(const char *json, size_t len, struct agri_alert *out,
 	ret = doc_parse(json, len, MSG_MAX_BYTES, &root, err);
 	if (ret)
 		return ret;
-	if (agri_cfg_read(root, "", alert_fields, ARRAY_SIZE(alert_fields), &a,
+	if (agri_cfg_read(root, "", alert_fields, AGRI_ARRAY_SIZE(alert_fields), &a,
 			  false, err)) {
 		ret = -EBADMSG;
 		goto out;
@@ -1105,7 +1105,7 @@ int agri_alert_encode(const struct agri_alert *a, char *buf, size_t len)
 		agri_station_id_valid(a->station) &&
 		(!a->sensor[0] || agri_ident_valid(a->sensor)) &&
 		(!a->metric[0] || agri_ident_valid(a->metric)) &&
-		name_index(severities, ARRAY_SIZE(severities), a->severity) >= 0 &&
+		name_index(severities, AGRI_ARRAY_SIZE(severities), a->severity) >= 0 &&
 		agri_alert_state_name(a->state) &&
 		str_fits(a->message, sizeof(a->message)));
 	if (!w.err)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agri/buf.h"
 #include "agri/json.h"
 #include "agri/profile.h"
 #include "agri/units.h"
@@ -20,7 +21,6 @@
 #define PROFILE_MAX_DEPTH 8
 /* A 15-char sensor name + "-" + suffix fits AGRI_ID_MAX. */
 #define SUFFIX_MAX 16
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 enum reg_kind { KIND_MEASURE, KIND_COUNTER, KIND_STATE };
 
@@ -277,7 +277,7 @@ static int parse_serial(const cJSON *item, void *field, const char *path,
 	struct agri_serial *s = field;
 	int rc;
 
-	rc = agri_cfg_read(item, path, serial_fields, ARRAY_SIZE(serial_fields),
+	rc = agri_cfg_read(item, path, serial_fields, AGRI_ARRAY_SIZE(serial_fields),
 			   &c, false, err);
 	if (rc < 0)
 		return rc;
@@ -303,7 +303,7 @@ static int parse_probe(const cJSON *item, void *field, const char *path,
 	char cpath[AGRI_ERR_PATH_MAX];
 	int rc;
 
-	rc = agri_cfg_read(item, path, probe_fields, ARRAY_SIZE(probe_fields),
+	rc = agri_cfg_read(item, path, probe_fields, AGRI_ARRAY_SIZE(probe_fields),
 			   &c, false, err);
 	if (rc < 0)
 		return rc;
@@ -338,7 +338,7 @@ static int parse_ref(const cJSON *item, void *field, const char *path,
 	unsigned words;
 	int rc;
 
-	rc = agri_cfg_read(item, path, ref_fields, ARRAY_SIZE(ref_fields), &c, false, err);
+	rc = agri_cfg_read(item, path, ref_fields, AGRI_ARRAY_SIZE(ref_fields), &c, false, err);
 	if (rc < 0)
 		return rc;
 	words = agri_regtype_words(c.type);
@@ -421,7 +421,7 @@ static int parse_register(const cJSON *item, const char *path,
 	unsigned words;
 	int rc;
 
-	rc = agri_cfg_read(item, path, reg_fields, ARRAY_SIZE(reg_fields), &c,
+	rc = agri_cfg_read(item, path, reg_fields, AGRI_ARRAY_SIZE(reg_fields), &c,
 			   false, err);
 	if (rc < 0)
 		return rc;
@@ -535,7 +535,7 @@ static int parse_derived(const cJSON *item, void *field, const char *path,
 
 		agri_path_index(ipath, sizeof(ipath), path, (int)p->n_derived);
 		rc = agri_cfg_read(e, ipath, derived_fields,
-				   ARRAY_SIZE(derived_fields), &c, false, err);
+				   AGRI_ARRAY_SIZE(derived_fields), &c, false, err);
 		if (rc < 0)
 			return rc;
 		if (!metric_valid(c.metric))
@@ -577,7 +577,7 @@ static int parse_command(const cJSON *item, const char *path, struct agri_comman
 	bool rw = false;
 	int rc;
 
-	rc = agri_cfg_read(item, path, cmd_fields, ARRAY_SIZE(cmd_fields), &c, false, err);
+	rc = agri_cfg_read(item, path, cmd_fields, AGRI_ARRAY_SIZE(cmd_fields), &c, false, err);
 	if (rc < 0)
 		return rc;
 	switch (c.fc) {
@@ -682,7 +682,7 @@ static int parse_expect(const cJSON *item, void *field, const char *path,
 		struct agri_expect *x = &p->expect[p->n_expect];
 
 		agri_path_index(ipath, sizeof(ipath), path, (int)p->n_expect);
-		rc = agri_cfg_read(e, ipath, expect_fields, ARRAY_SIZE(expect_fields), &c,
+		rc = agri_cfg_read(e, ipath, expect_fields, AGRI_ARRAY_SIZE(expect_fields), &c,
 				   false, err);
 		if (rc < 0)
 			return rc;
@@ -916,7 +916,7 @@ int agri_profile_parse(const char *json, size_t len, struct agri_profile *out,
 			     &root, err);
 	if (rc < 0)
 		return rc;
-	rc = agri_cfg_read(root, "", profile_fields, ARRAY_SIZE(profile_fields),
+	rc = agri_cfg_read(root, "", profile_fields, AGRI_ARRAY_SIZE(profile_fields),
 			   &c, false, err);
 	if (rc < 0)
 		goto out;

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "agri/buf.h"
 #include "agri/regmap.h"
 
 static const char *const type_names[] = {
@@ -23,8 +24,6 @@ static const char *const order_names[] = {
 	[AGRI_ORDER_BADC] = "BADC", [AGRI_ORDER_DCBA] = "DCBA",
 };
 
-#define N_TYPES (sizeof(type_names) / sizeof(type_names[0]))
-#define N_ORDERS (sizeof(order_names) / sizeof(order_names[0]))
 
 unsigned agri_regtype_words(enum agri_regtype t)
 {
@@ -46,12 +45,12 @@ unsigned agri_regtype_words(enum agri_regtype t)
 
 const char *agri_regtype_name(enum agri_regtype t)
 {
-	return (unsigned)t < N_TYPES ? type_names[t] : NULL;
+	return (unsigned)t < AGRI_ARRAY_SIZE(type_names) ? type_names[t] : NULL;
 }
 
 int agri_regtype_parse(const char *s, enum agri_regtype *t)
 {
-	for (unsigned i = 0; s && i < N_TYPES; i++) {
+	for (unsigned i = 0; s && i < AGRI_ARRAY_SIZE(type_names); i++) {
 		if (strcmp(s, type_names[i]) == 0) {
 			*t = (enum agri_regtype)i;
 			return 0;
@@ -62,12 +61,12 @@ int agri_regtype_parse(const char *s, enum agri_regtype *t)
 
 const char *agri_order_name(enum agri_order o)
 {
-	return (unsigned)o < N_ORDERS ? order_names[o] : NULL;
+	return (unsigned)o < AGRI_ARRAY_SIZE(order_names) ? order_names[o] : NULL;
 }
 
 int agri_order_parse(const char *s, enum agri_order *o)
 {
-	for (unsigned i = 0; s && i < N_ORDERS; i++) {
+	for (unsigned i = 0; s && i < AGRI_ARRAY_SIZE(order_names); i++) {
 		if (strcmp(s, order_names[i]) == 0) {
 			*o = (enum agri_order)i;
 			return 0;
@@ -125,7 +124,7 @@ int agri_reg_unpack(enum agri_regtype t, enum agri_order o,
 	uint64_t v;
 	double d;
 
-	if (!n || (unsigned)o >= N_ORDERS)
+	if (!n || (unsigned)o >= AGRI_ARRAY_SIZE(order_names))
 		return -EINVAL;
 	v = words_get(n, o, regs);
 	switch (t) {
@@ -190,7 +189,7 @@ int agri_reg_pack(enum agri_regtype t, enum agri_order o, double raw,
 	uint64_t v;
 	double r;
 
-	if (!n || (unsigned)o >= N_ORDERS)
+	if (!n || (unsigned)o >= AGRI_ARRAY_SIZE(order_names))
 		return -EINVAL;
 	switch (t) {
 	case AGRI_REG_U16:

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agri/buf.h"
 #include "agri/topic.h"
 
 #define PREFIX_MAX 64
@@ -41,7 +42,7 @@ static bool station_valid_n(const char *s, size_t n)
 {
 	if (!ident_valid_n(s, n, AGRI_ID_MAX))
 		return false;
-	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(reserved); i++)
 		if (strlen(reserved[i]) == n && !memcmp(s, reserved[i], n))
 			return false;
 	return true;
@@ -98,7 +99,7 @@ int agri_topic_build(char *buf, size_t len, const char *prefix,
 	if (kind == AGRI_TOPIC_ADVISORY)
 		return put(len, snprintf(buf, len, "%s/advisory/%s",
 					      prefix, station));
-	if ((unsigned)kind >= sizeof(suffixes) / sizeof(suffixes[0]))
+	if ((unsigned)kind >= AGRI_ARRAY_SIZE(suffixes))
 		return -EINVAL;
 	suffix = suffixes[kind];
 	return put(len, snprintf(buf, len, "%s/%s/%s", prefix, station,

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "agri/buf.h"
 #include "agri/units.h"
 
 static const double a[6] = {0.0080, -0.1692, 25.3851, 14.0941, -7.0261,
@@ -181,7 +182,7 @@ int agri_pressure_unit_pa(const char *unit, double *factor)
 	static const char *const names[] = {"bar", "mbar", "hPa", "kPa", "MPa", "Pa", "psi"};
 	static const double f[] = {1e5, 100, 100, 1e3, 1e6, 1, 6894.757293168};
 
-	return unit_factor(unit, names, f, sizeof(f) / sizeof(f[0]), factor);
+	return unit_factor(unit, names, f, AGRI_ARRAY_SIZE(f), factor);
 }
 
 int agri_length_unit_m(const char *unit, double *factor)
@@ -189,5 +190,5 @@ int agri_length_unit_m(const char *unit, double *factor)
 	static const char *const names[] = {"m", "cm", "mm"};
 	static const double f[] = {1, 0.01, 0.001};
 
-	return unit_factor(unit, names, f, sizeof(f) / sizeof(f[0]), factor);
+	return unit_factor(unit, names, f, AGRI_ARRAY_SIZE(f), factor);
 }

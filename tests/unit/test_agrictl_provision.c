@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "provision.h"
+#include "agri/buf.h"
 #include "test.h"
 
 /* provision_passwd_put on a NUL-terminated text; returns the new text (static). */
@@ -101,11 +102,11 @@ static void test_reserved(void)
 					 "x", "12345678901234567890123456789012"};
 	char name[16];
 
-	for (size_t i = 0; i < sizeof(hub) / sizeof(hub[0]); i++)
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(hub); i++)
 		CHECK_INT(provision_station_id_check(hub[i]), -EPERM);
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(bad); i++)
 		CHECK_INT(provision_station_id_check(bad[i]), -EINVAL);
-	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(ok); i++)
 		CHECK_INT(provision_station_id_check(ok[i]), 0);
 
 	CHECK_INT(provision_passwd_reserved("DT-A:x\nDT-B:y", 13, name, sizeof(name)), 0);

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agri/buf.h"
 #include "agri/log.h"
 #include "test.h"
 
@@ -108,7 +109,7 @@ int main(void)
 	CHECK_STR(captured(), "WARN broker: x\n");
 
 	/* Malformed values never turn the prefix on. */
-	for (size_t i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(bad_values); i++) {
 		setenv("JOURNAL_STREAM", bad_values[i], 1);
 		if (log_detect_journal()) {
 			CHECK(!"malformed JOURNAL_STREAM accepted");

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "agri/buf.h"
 #include "test.h"
 
 static struct station_config cfg;
@@ -90,7 +91,7 @@ static void test_errors(void)
 	};
 	char msg[300];
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(cases); i++) {
 		int rc = parse(cases[i].broker, cases[i].rtu, cases[i].buses, cases[i].bus,
 			       cases[i].slave, cases[i].profile, cases[i].sensors, cases[i].top, msg,
 			       sizeof(msg));
@@ -145,7 +146,7 @@ static void test_watchdog_device(void)
 	};
 	char msg[300];
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(cases); i++) {
 		int rc = parse("", "", "", "rs485", "1", "sensecap-s-ec-01", "", cases[i].top, msg,
 			       sizeof(msg));
 
@@ -183,7 +184,7 @@ static void test_remote_check(void)
 	run = cfg;
 	pushed = run;
 	CHECK_INT(station_config_remote_check(&run, &pushed, &err), 0);
-	for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(devices); i++) {
 		pushed = run;
 		snprintf(pushed.buses[0].device, sizeof(pushed.buses[0].device), "%s", devices[i].device);
 		memset(&err, 0, sizeof(err));

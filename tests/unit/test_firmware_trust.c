@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agri/buf.h"
 #include "agri/sign.h"
 #include "agri/util.h"
 #include "test.h"
@@ -52,7 +53,7 @@ static void test_rfc8032(const char *dir)
 	char path[512];
 
 	snprintf(path, sizeof(path), "%s/rfc.pub", dir);
-	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(v); i++) {
 		unsigned char pk[32], msg[1], sig[64];
 		size_t mlen = strlen(v[i].msg) / 2;
 		struct sign_key *k = NULL;
@@ -96,7 +97,7 @@ static void test_base64(void)
 	unsigned char out[16];
 	char enc[32];
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(cases); i++) {
 		int n = sign_base64_decode(cases[i].in, strlen(cases[i].in), out, sizeof(out));
 
 		CHECK_INT(n, cases[i].want);
@@ -160,7 +161,7 @@ static void test_envelope(struct sign_key *k)
 		char s64[SIGN_B64_LEN + 1];
 
 		sign_base64_encode(sig, 64, s64, sizeof(s64));
-		for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+		for (size_t i = 0; i < AGRI_ARRAY_SIZE(heads); i++) {
 			int m = snprintf(bad, sizeof(bad), "%s%s\"}}", heads[i], s64);
 
 			CHECK_INT(sign_envelope_open(bad, (size_t)m, &head, by, got), -EBADMSG);

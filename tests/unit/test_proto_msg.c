@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "agri/buf.h"
 #include "agri/json.h"
 #include "agri/msg.h"
 #include "agri/topic.h"
@@ -130,7 +131,7 @@ static void test_canonical(void)
 	static char buf[300 * 1024];
 	struct agri_err err;
 
-	for (size_t i = 0; i < sizeof(canonical) / sizeof(canonical[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(canonical); i++) {
 		const char *json = jq(canonical[i].json);
 		int ret = decode(canonical[i].k, json, strlen(json), &err);
 
@@ -178,7 +179,7 @@ static void test_normalize(void)
 	char buf[4096];
 	struct agri_err err;
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(cases); i++) {
 		const char *in = jq(cases[i].in), *out = jq(cases[i].out);
 
 		CHECK_INT(decode(cases[i].k, in, strlen(in), &err), 0);
@@ -403,7 +404,7 @@ static const struct {
 
 static void test_bad(void)
 {
-	size_t n = sizeof(bad) / sizeof(bad[0]);
+	size_t n = AGRI_ARRAY_SIZE(bad);
 
 	CHECK(n >= 40);
 	for (size_t i = 0; i < n; i++) {
@@ -538,7 +539,7 @@ static void test_partial(void)
 		{"{'seq':7.5,'v':1,'station':'alerts'}", false, false, "", 0},
 		{"{'v':1,'station':'DT-W01','seq':7,", false, false, "", 0},
 	};
-	for (size_t i = 0; i < sizeof(env) / sizeof(env[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(env); i++) {
 		json = jq(env[i].json);
 		CHECK_INT(agri_telemetry_decode(json, strlen(json), &tel, &err), -EBADMSG);
 		CHECK_INT(tel.has_station, env[i].has_station);
@@ -566,7 +567,7 @@ static void test_topic_mismatch(void)
 	struct agri_topic t;
 	struct agri_err err;
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(cases); i++) {
 		const char *json = jq(cases[i].json);
 		const char *station;
 
@@ -667,7 +668,7 @@ static void test_ack_add(void)
 	struct agri_ack a = {.station = "S"};
 	char buf[256], want[256];
 
-	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(steps); i++) {
 		CHECK_INT(agri_ack_add(&a, steps[i].seq), 0);
 		snprintf(want, sizeof(want), "{\"v\":1,\"station\":\"S\",\"seqs\":%s}", steps[i].after);
 		CHECK(agri_ack_encode(&a, buf, sizeof(buf)) > 0);
@@ -697,7 +698,7 @@ static void test_json_helpers(void)
 	char buf[64];
 	size_t pos;
 
-	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(nums); i++) {
 		pos = 0;
 		CHECK_INT(agri_json_put_num(buf, sizeof(buf), &pos, nums[i].d), 0);
 		CHECK_STR(buf, nums[i].s);
@@ -787,7 +788,7 @@ static void test_cfg_read(void)
 		{"[]", -EINVAL, "broker", "expected an object"},
 	};
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(cases); i++) {
 		const char *json = jq(cases[i].json);
 		struct cfg c = {.port = 1883};
 		struct agri_err err;
@@ -841,7 +842,7 @@ static void test_why(void)
 	char buf[4096];
 	struct agri_err err;
 
-	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(ok); i++) {
 		const char *json = jq(ok[i]);
 
 		CHECK_INT(agri_telemetry_decode(json, strlen(json), &tel, &err), 0);
@@ -852,7 +853,7 @@ static void test_why(void)
 	CHECK(agri_why_valid(AGRI_WHY_DRY) && agri_why_valid(AGRI_WHY_STUCK) &&
 	      agri_why_valid(AGRI_WHY_FULL_SCALE) && agri_why_valid(AGRI_WHY_RANGE) &&
 	      agri_why_valid(AGRI_WHY_MAP));
-	for (size_t i = 0; i < sizeof(bad_why) / sizeof(bad_why[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(bad_why); i++) {
 		const char *json = jq(bad_why[i].json);
 
 		memset(&err, 0, sizeof(err));

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "agri/buf.h"
 #include "agri/profile.h"
 #include "agri/units.h"
 #include "test.h"
@@ -37,7 +38,7 @@ static const struct {
 	{"epever-tracer", 9, 0, 3, {{4, 0x3100, 27}, {4, 0x3200, 2}, {4, 0x331A, 3}}},
 	{"agri-lighttrap", 10, 0, 1, {{4, 0, 10}}},
 };
-#define N_SHIPPED (sizeof(shipped) / sizeof(shipped[0]))
+#define N_SHIPPED (AGRI_ARRAY_SIZE(shipped))
 
 static char *read_file(const char *path, size_t *len)
 {
@@ -260,7 +261,7 @@ static void test_malformed(void)
 	};
 	char doc[2048];
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(cases); i++) {
 		struct agri_profile p;
 		struct agri_err err = {0};
 

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 
+#include "agri/buf.h"
 #include "agri/regmap.h"
 #include "test.h"
 
@@ -20,7 +21,7 @@ static const struct {
 
 static void test_f32_table(void)
 {
-	for (size_t i = 0; i < sizeof(f32_rows) / sizeof(f32_rows[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(f32_rows); i++) {
 		for (int o = AGRI_ORDER_ABCD; o <= AGRI_ORDER_DCBA; o++) {
 			uint16_t regs[2] = {0};
 			double raw = 0;
@@ -65,7 +66,7 @@ static void test_16bit(void)
 		{AGRI_REG_S16, 0x8000, -32768}, {AGRI_REG_S16, 0xFFFF, -1},
 		{AGRI_REG_S16, 0xFF9B, -101},  /* CWT THC-S -10.1 °C */
 	};
-	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(rows); i++) {
 		for (int o = AGRI_ORDER_ABCD; o <= AGRI_ORDER_DCBA; o++) {
 			uint16_t w = 0;
 			double raw = 0;
@@ -139,7 +140,7 @@ static void test_64bit(void)
 			CHECK_INT(r[i], wire[o][i]);
 		CHECK_INT(agri_reg_unpack(AGRI_REG_U64, o, wire[o], &raw), 0);
 		CHECK_NEAR(raw, v64, 0);
-		for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		for (size_t i = 0; i < AGRI_ARRAY_SIZE(vals); i++) {
 			CHECK_INT(agri_reg_pack(AGRI_REG_F64, o, vals[i], r), 0);
 			CHECK_INT(agri_reg_unpack(AGRI_REG_F64, o, r, &raw), 0);
 			CHECK_NEAR(raw, vals[i], 0);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdint.h>
 
+#include "agri/buf.h"
 #include "agri/time.h"
 #include "test.h"
 
@@ -66,7 +67,7 @@ static const struct {
 
 static void test_parse(void)
 {
-	for (size_t i = 0; i < sizeof(parse_cases) / sizeof(parse_cases[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(parse_cases); i++) {
 		int64_t ms = 42;
 		int ret = agri_time_parse(parse_cases[i].s, &ms);
 
@@ -109,7 +110,7 @@ static void test_format(void)
 	};
 	char buf[AGRI_TIME_LEN + 1];
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(cases); i++) {
 		CHECK_INT(agri_time_format(cases[i].ms, buf, sizeof(buf)), 0);
 		CHECK_STR(buf, cases[i].s);
 	}

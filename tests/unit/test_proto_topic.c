@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 
+#include "agri/buf.h"
 #include "agri/topic.h"
 #include "test.h"
 
@@ -34,7 +35,7 @@ static void test_ids(void)
 		{"\xc3\xa9", false, false},
 	};
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(cases); i++) {
 		CHECK_INT(agri_ident_valid(cases[i].id), cases[i].ident);
 		CHECK_INT(agri_station_id_valid(cases[i].id), cases[i].station);
 	}
@@ -65,7 +66,7 @@ static void test_prefix(void)
 		{"a2345678901234567890123456789012345678901234567890123456789012345", false},
 	};
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(cases); i++)
 		CHECK_INT(agri_topic_prefix_valid(cases[i].p), cases[i].ok);
 	CHECK(!agri_topic_prefix_valid(NULL));
 }
@@ -85,7 +86,7 @@ static void test_build(void)
 	};
 	char buf[AGRI_TOPIC_MAX + 1];
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(cases); i++) {
 		CHECK_INT(agri_topic_build(buf, sizeof(buf), P, cases[i].kind, "DT-W01"),
 			  strlen(cases[i].topic));
 		CHECK_STR(buf, cases[i].topic);
@@ -162,7 +163,7 @@ static void test_parse(void)
 	};
 	struct agri_topic t;
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(cases); i++) {
 		memset(&t, 0x5a, sizeof(t));
 		CHECK_INT(agri_topic_parse(cases[i].topic, P, &t), cases[i].ret);
 		if (cases[i].ret) {
@@ -195,7 +196,7 @@ static void test_round_trip(void)
 
 	for (size_t p = 0; p < 3; p++) {
 		for (size_t s = 0; s < 3; s++) {
-			for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+			for (size_t k = 0; k < AGRI_ARRAY_SIZE(kinds); k++) {
 				CHECK(agri_topic_build(buf, sizeof(buf), prefixes[p], kinds[k],
 						       stations[s]) > 0);
 				CHECK_INT(agri_topic_parse(buf, prefixes[p], &t), 0);

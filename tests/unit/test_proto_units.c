@@ -5,6 +5,7 @@
  * continuity at SP 2, and EC25 compensation.
  */
 #include <errno.h>
+#include "agri/buf.h"
 #include "agri/units.h"
 #include "test.h"
 
@@ -49,7 +50,7 @@ static const struct {
 
 static void test_low_salinity(void)
 {
-	for (size_t i = 0; i < sizeof(low) / sizeof(low[0]); i++)
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(low); i++)
 		CHECK_NEAR(agri_sp_from_c(low[i].c, low[i].t, 0), low[i].sp, 1e-6);
 	CHECK_NEAR(agri_sp_from_c(0, 25, 0), 0, 0);
 	CHECK(isnan(agri_sp_from_c(-0.1, 25, 0)));
@@ -60,7 +61,7 @@ static void test_low_salinity(void)
 
 static void test_inverse(void)
 {
-	for (size_t i = 0; i < sizeof(inv) / sizeof(inv[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(inv); i++) {
 		double c25 = agri_c_from_sp(inv[i].sp, 25, 0);
 		double c30 = agri_c_from_sp(inv[i].sp, 30, 0);
 
@@ -85,7 +86,7 @@ static void test_continuity(void)
 {
 	static const double temps[] = {0, 10, 25, 30, 35};
 
-	for (size_t i = 0; i < sizeof(temps) / sizeof(temps[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(temps); i++) {
 		double t = temps[i], c = agri_c_from_sp(2, t, 0);
 		double below = agri_sp_from_c(c * (1 - 1e-9), t, 0);
 		double above = agri_sp_from_c(c * (1 + 1e-9), t, 0);

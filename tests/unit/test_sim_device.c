@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "agri/buf.h"
 #include "agri/profiles.h"
 #include "agri/regmap.h"
 #include "agri/units.h"
@@ -36,7 +37,7 @@ static void test_crc(void)
 		{{0x01, 0x03, 0x26, 0x00, 0x00, 0x05}, 0x8E, 0x81},
 		{{0x01, 0x04, 0x00, 0x00, 0x00, 0x06}, 0x70, 0x08},
 	};
-	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(v); i++) {
 		uint16_t c = rtu_crc16(v[i].req, 6);
 		CHECK_INT(c & 0xFF, v[i].lo);
 		CHECK_INT(c >> 8, v[i].hi);

@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "agri/buf.h"
 #include "agri/topic.h"
 
 /* The hub's own names (docs/broker.md "Identities"), compared without case. */
@@ -83,10 +84,10 @@ int provision_acl(const char *station, const char *prefix, char *out,
 
 bool provision_name_reserved(const char *name, size_t n)
 {
-	for (size_t i = 0; i < sizeof(reserved_names) / sizeof(reserved_names[0]); i++)
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(reserved_names); i++)
 		if (strlen(reserved_names[i]) == n && strncasecmp(name, reserved_names[i], n) == 0)
 			return true;
-	for (size_t i = 0; i < sizeof(reserved_prefixes) / sizeof(reserved_prefixes[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(reserved_prefixes); i++) {
 		size_t pn = strlen(reserved_prefixes[i]);
 
 		if (n >= pn && strncasecmp(name, reserved_prefixes[i], pn) == 0)

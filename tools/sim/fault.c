@@ -10,16 +10,16 @@
 #include <string.h>
 
 #include "model.h"
+#include "agri/buf.h"
 #include "agri/util.h"
 
 static const char *const mode_names[] = {
 	"timeout", "crc", "exception", "stuck", "drift", "dropout", "dry",
 };
-#define N_MODES (sizeof(mode_names) / sizeof(mode_names[0]))
 
 const char *fault_mode_name(enum fault_mode m)
 {
-	return (unsigned)m < N_MODES ? mode_names[m] : "?";
+	return (unsigned)m < AGRI_ARRAY_SIZE(mode_names) ? mode_names[m] : "?";
 }
 
 int fault_parse(const char *spec, struct fault *out, const char **why)
@@ -49,10 +49,10 @@ int fault_parse(const char *spec, struct fault *out, const char **why)
 	arg = strchr(mode, ':');
 	if (arg)
 		*arg++ = '\0';
-	for (i = 0; i < (int)N_MODES; i++)
+	for (i = 0; i < (int)AGRI_ARRAY_SIZE(mode_names); i++)
 		if (strcmp(mode, mode_names[i]) == 0)
 			break;
-	if (i == (int)N_MODES) {
+	if (i == (int)AGRI_ARRAY_SIZE(mode_names)) {
 		*why = "mode must be timeout, crc, exception, stuck, drift, dropout or dry";
 		return -EINVAL;
 	}

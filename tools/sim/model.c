@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agri/buf.h"
 #include "agri/units.h"
 #include "agri/util.h"
 
@@ -91,7 +92,7 @@ int model_params_set(struct model_params *p, const char *key,
 			return -EINVAL;
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(table); i++) {
 		if (strcmp(key, table[i].key) == 0)
 			return util_parse_double(value, table[i].lo, table[i].hi,
 					    (double *)((char *)p + table[i].off));
