@@ -348,7 +348,7 @@ def part_salinity(mq):
     first = mails[0] if mails else None
     body = first.get_content() if first else ""
     R.check(first is not None and subj[0].startswith("[agri] CRITICAL salinity-critical DT-W03: Độ mặn")
-            and "≥ 4.0 g/L tại DT-W03 (sonde1)" in subj[0] and body.startswith("Độ mặn")
+            and "≥ 4,0‰ tại DT-W03 (sonde1)" in subj[0] and body.startswith("Độ mặn")
             and first.get_content_charset() == "utf-8",
             "salinity: the e-mail is in Vietnamese (UTF-8): %r" % (subj[0] if subj else None))
     R.check(any(s.startswith("[agri] CRITICAL salinity-critical DT-W03: Đã hết") for s in subj),

@@ -47,6 +47,34 @@ static const char *summary(void)
 	return buf;
 }
 
+struct blobs {
+	int n;
+	char key[64][200];
+	unsigned char *blob[64];
+	size_t len[64];
+};
+
+static int save(void *ctx, const char *key, const void *blob, size_t len)
+{
+	struct blobs *b = ctx;
+
+	if (b->n >= 64)
+		return -ENOSPC;
+	snprintf(b->key[b->n], sizeof(b->key[0]), "%s", key);
+	b->blob[b->n] = malloc(len ? len : 1);
+	if (len)
+		memcpy(b->blob[b->n], blob, len);
+	b->len[b->n++] = len;
+	return 0;
+}
+
+static void blobs_free(struct blobs *b)
+{
+	for (int i = 0; i < b->n; i++)
+		free(b->blob[i]);
+	b->n = 0;
+}
+
 static struct rules *rules_of(const char *json)
 {
 	static const char *const chans[] = {"ops", "sms"};
@@ -267,7 +295,7 @@ static void test_ladder_state_and_messages(void)
 
 	CHECK(feed(e, "DT-W01", "sonde1", "salinity", T0, 4.3, AGRI_Q_OK, T0 + 5) == 1);
 	CHECK_STR(rec[0].message_en, "Salinity 4.3 g/L >= 4.0 g/L at DT-W01 (sonde1): all crops");
-	CHECK_STR(rec[0].message_vi, "Độ mặn 4.3 g/L ≥ 4.0 g/L tại DT-W01 (sonde1): mọi cây trồng");
+	CHECK_STR(rec[0].message_vi, "Độ mặn 4,3‰ ≥ 4,0‰ tại DT-W01 (sonde1): mọi cây trồng");
 	CHECK_STR(rec[0].alert.message, rec[0].message_en);
 	CHECK_STR(rec[0].alert.severity, "critical");
 	CHECK_INT(rec[0].alert.state, AGRI_ALERT_ACTIVE);
@@ -286,7 +314,7 @@ static void test_ladder_state_and_messages(void)
 	CHECK(alert_engine_get(e, "salinity/DT-W01/other", &a) == -ENOENT);
 	CHECK(feed(e, "DT-W01", "sonde1", "salinity", T0 + MIN, 0.1, AGRI_Q_OK, T0 + MIN) == 1);
 	CHECK_STR(rec[0].message_en, "Cleared: Salinity 0.1 g/L < 0.5 g/L at DT-W01 (sonde1)");
-	CHECK_STR(rec[0].message_vi, "Đã hết: Độ mặn 0.1 g/L < 0.5 g/L tại DT-W01 (sonde1)");
+	CHECK_STR(rec[0].message_vi, "Đã hết: Độ mặn 0,1‰ < 0,5‰ tại DT-W01 (sonde1)");
 	CHECK_INT(rec[0].alert.state, AGRI_ALERT_CLEARED);
 	CHECK(rec[0].publish && !rec[0].retain_empty && !rec[0].acked);
 	alert_engine_free(e);
@@ -407,6 +435,115 @@ static void test_peak(void)
 	for (int i = 0; i < 30; i++)
 		peak_night(e, "trap1-wbph", i, i == 10 ? 5000 : 10, &raised, &cleared, &rn);
 	CHECK_INT(raised, 0);
+	alert_engine_free(e);
+	rules_free(r);
+}
+
+/* An hourly trap (lamp 18:00-06:00 local): the night is complete at the
+ * first reading after lamp-off, so a peak is confirmed — and reaches the
+ * agronomists — at 06:00 the morning after the lower night, not at noon. */
+static void hourly_night(struct alert_engine *e, const char *station, int d, double total,
+			 int64_t *raised_at, const char **raised_id)
+{
+	for (int h = 0; h < 24; h++) { /* local 06:00 of day d .. 05:00 of d + 1 */
+		int64_t ts = T0 + d * DAY + (6 + h) * H - 7 * H; /* UTC+7 */
+		int lamp = h >= 12; /* 18:00-06:00 */
+
+		feed(e, station, "trap1-bph", "insect_count", ts, lamp ? total / 12 : 0, AGRI_Q_OK, ts);
+		for (int i = 0; i < n_rec && i < REC_MAX; i++)
+			if (rec[i].event == ALERT_EV_RAISED && !*raised_at) {
+				*raised_at = ts;
+				*raised_id = rec[i].alert.rule;
+			}
+	}
+}
+
+static void test_peak_morning(void)
+{
+	struct rules *r = rules_of("{'rules':[{'id':'bph-peak','kind':'peak','metric':'insect_count',"
+				   "'k':3,'nights':3,'floor':10}]}");
+	struct alert_engine *e = alert_engine_new(r);
+	static const double nights[] = {20, 20, 20, 300, 120, 20, 20};
+	int64_t at = 0;
+	const char *id = NULL;
+
+	for (int d = 0; d < 7; d++)
+		hourly_night(e, "DT-P01", d, nights[d], &at, &id);
+	/* night 3 peaks, night 4 is lower: confirmed at 06:00 local of day 5 */
+	CHECK(at == T0 + 5 * DAY + 6 * H - 7 * H);
+	alert_engine_free(e);
+	rules_free(r);
+}
+
+/* Catches climbing night after night (40 -> 90 -> 210): a rising warning
+ * before the peak, so seed can be soaked in time; cleared when the climb
+ * stops. Flat or noisy nights do not raise it. */
+static void test_rising(void)
+{
+	struct rules *r = rules_of("{'rules':[{'id':'bph-rising','kind':'rising','metric':'insect_count',"
+				   "'floor':50,'severity':'warning'}]}");
+	struct alert_engine *e = alert_engine_new(r);
+	static const double nights[] = {20, 35, 30, 40, 90, 210, 900, 400, 100, 30};
+	int raised_day = -1, cleared_day = -1;
+
+	CHECK_NEAR(rules_find(r, "bph-rising")->k, 1.5, 0);
+	CHECK_INT(rules_find(r, "bph-rising")->nights, 2);
+	for (int d = 0; d < 11; d++) {
+		feed(e, "DT-P01", "trap1-bph", "insect_count", evening(d), d < 10 ? nights[d] : 0,
+		     AGRI_Q_OK, evening(d));
+		for (int i = 0; i < n_rec && i < REC_MAX; i++) {
+			if (rec[i].event == ALERT_EV_RAISED) {
+				raised_day = d;
+				CHECK_STR(rec[i].message_en,
+					  "Insect count rising at DT-P01 (trap1-bph): 40 → 90 → 210 to the night "
+					  "of 2026-01-06; a brood is coming, soak seed now");
+				CHECK(strstr(rec[i].message_vi, "ngâm ủ giống ngay") != NULL);
+			}
+			if (rec[i].event == ALERT_EV_CLEARED)
+				cleared_day = d;
+		}
+	}
+	CHECK_INT(raised_day, 6);  /* when night 5 (210) is complete */
+	CHECK_INT(cleared_day, 8); /* night 7 (400) falls */
+	alert_engine_free(e);
+	rules_free(r);
+}
+
+/* A rain night (the trap's rain register): its low catch neither confirms
+ * a peak nor splits a brood in two. */
+static void test_rain_night(void)
+{
+	struct rules *r = rules_of("{'rules':[{'id':'bph-peak','kind':'peak','metric':'insect_count',"
+				   "'k':3,'nights':3,'floor':10}]}");
+	struct alert_engine *e = alert_engine_new(r), *b;
+	struct blobs bl = {0};
+	static const double nights[] = {20, 20, 20, 200, 30, 350, 120, 20};
+	int raised = 0;
+	double value = 0;
+
+	for (int d = 0; d < 9; d++) {
+		if (d == 4) { /* rain in the night of day 4 */
+			feed(e, "DT-P01", "trap1", "rain", evening(4) + H, 1, AGRI_Q_OK, evening(4) + H);
+			/* a restart keeps it (the station record's blob) */
+			CHECK(alert_engine_export(e, false, save, &bl) > 0);
+			b = alert_engine_new(r);
+			for (int k = 0; k < bl.n; k++)
+				CHECK_INT(alert_engine_import(b, bl.key[k], bl.blob[k], bl.len[k]), 0);
+			blobs_free(&bl);
+			alert_engine_free(e);
+			e = b;
+		}
+		feed(e, "DT-P01", "trap1-bph", "insect_count", evening(d), d < 8 ? nights[d] : 0,
+		     AGRI_Q_OK, evening(d));
+		for (int i = 0; i < n_rec && i < REC_MAX; i++)
+			if (rec[i].event == ALERT_EV_RAISED) {
+				raised++;
+				value = rec[i].alert.value;
+			}
+	}
+	/* one peak, the brood's true one (350), confirmed by night 6, not by the rain */
+	CHECK_INT(raised, 1);
+	CHECK_NEAR(value, 350, 0);
 	alert_engine_free(e);
 	rules_free(r);
 }
@@ -631,7 +768,7 @@ static void test_escalation_flags(void)
 	CHECK_INT(rec[0].event, ALERT_EV_ESCALATED);
 	CHECK(!rec[0].notify && rec[0].notify_escalation && !rec[0].store && !rec[0].publish);
 	CHECK_STR(rec[0].message_en, "Escalated: Salinity 5.0 g/L >= 4.0 g/L at DT-W01 (s1)");
-	CHECK_STR(rec[0].message_vi, "Chuyển cấp: Độ mặn 5.0 g/L ≥ 4.0 g/L tại DT-W01 (s1)");
+	CHECK_STR(rec[0].message_vi, "Chuyển cấp: Độ mặn 5,0‰ ≥ 4,0‰ tại DT-W01 (s1)");
 	n_rec = 0;
 	alert_engine_tick(e, T0 + 2400 * S, record, NULL);
 	CHECK_INT(rec[0].event, ALERT_EV_RENOTIFY);
@@ -663,33 +800,6 @@ static void test_active_ranges(void)
 
 /* ---- export / import, transactions ----------------------------------------------------- */
 
-struct blobs {
-	int n;
-	char key[64][200];
-	unsigned char *blob[64];
-	size_t len[64];
-};
-
-static int save(void *ctx, const char *key, const void *blob, size_t len)
-{
-	struct blobs *b = ctx;
-
-	if (b->n >= 64)
-		return -ENOSPC;
-	snprintf(b->key[b->n], sizeof(b->key[0]), "%s", key);
-	b->blob[b->n] = malloc(len ? len : 1);
-	if (len)
-		memcpy(b->blob[b->n], blob, len);
-	b->len[b->n++] = len;
-	return 0;
-}
-
-static void blobs_free(struct blobs *b)
-{
-	for (int i = 0; i < b->n; i++)
-		free(b->blob[i]);
-	b->n = 0;
-}
 
 static const char *all_rules =
 	"{'rules':["
@@ -994,7 +1104,7 @@ static void test_template(void)
 
 	feed(e, "DT-W01", "s1", "salinity", T0, 2.5, AGRI_Q_OK, T0);
 	CHECK_STR(rec[0].message_en, "Salinity 2.5 g/L at DT-W01/s1 (x, warning) {bogus}");
-	CHECK_STR(rec[0].message_vi, "Độ mặn 2.5 g/L tại DT-W01");
+	CHECK_STR(rec[0].message_vi, "Độ mặn 2,5 ‰ tại DT-W01");
 	CHECK_STR(rec[0].alert.message, rec[0].message_vi); /* "lang": "vi" */
 	alert_engine_free(e);
 	rules_free(r);
@@ -1230,6 +1340,9 @@ int main(void)
 	test_window_cap();
 	test_rate();
 	test_peak();
+	test_peak_morning();
+	test_rising();
+	test_rain_night();
 	test_peak_message();
 	test_no_data_station();
 	test_no_data_sensor();

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agri/buf.h"
 #include "agri/msg.h"
 #include "agri/util.h"
 #include "notify/notify.h"
@@ -378,19 +379,40 @@ static void test_texts(void)
 	CHECK_INT(notify_format_email("a@b", to, 2, &m, mail, 200), -ENOSPC);
 
 	n = notify_format_sms_text(&m, text, sizeof(text));
-	CHECK_STR(text, "[CRITICAL] Độ mặn 4.3 g/L ≥ 4.0 g/L tại DT-W01 / Salinity 4.3 g/L >= 4.0 g/L at DT-W01");
+	CHECK_STR(text, "[NGUY HIỂM] Độ mặn 4.3 g/L ≥ 4.0 g/L tại DT-W01");
+	CHECK_INT(notify_sms_segments(text), 1);
 	{
-		char long_en[600];
+		/* The longest texts our rules write, in two segments at most. */
+		static const char *const texts[] = {
+			"Độ mặn 4,7‰ ≥ 4,0‰ tại DT-W03 (sonde1): đóng cống, không lấy nước cho mọi cây trồng",
+			"Đỉnh Số côn trùng vào bẫy tại DT-T04 (trap1-bph): 1200 con đêm 28/03/2026, ≥ 60 con (3 × trung vị 7 đêm trước)",
+			"Cảm biến sonde1 tại trạm DT-W02: Độ mặn chạm ngưỡng tối đa của đầu đo; kiểm tra: nước vượt thang đo của đầu đo (SenseCAP tối đa khoảng 12 g/L): giá trị bị chặn",
+		};
 
-		memset(long_en, 'x', sizeof(long_en) - 1);
-		long_en[sizeof(long_en) - 1] = '\0';
-		m.text_en = long_en;
+		for (size_t i = 0; i < AGRI_ARRAY_SIZE(texts); i++) {
+			m.text_vi = texts[i];
+			n = notify_format_sms_text(&m, text, sizeof(text));
+			CHECK(n > 0 && notify_sms_segments(text) <= 2);
+			printf("sms %zu: %d segments, %d bytes: %s\n", i, notify_sms_segments(text), n, text);
+		}
+		m.text_vi = "";
+		m.text_en = "Salinity 4.7 g/L >= 4.0 g/L at DT-W03";
 		n = notify_format_sms_text(&m, text, sizeof(text));
-		CHECK_STR(text, "[CRITICAL] Độ mặn 4.3 g/L ≥ 4.0 g/L tại DT-W01");
-		m.text_vi = "ĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐĐ";
-		n = notify_format_sms_text(&m, text, sizeof(text));
-		CHECK(n <= NOTIFY_SMS_TEXT_MAX);
-		CHECK_INT(n % 2, 1); /* "[CRITICAL] " is 11 bytes, then whole 2-byte Đ */
+		CHECK_STR(text, "[NGUY HIỂM] Salinity 4.7 g/L >= 4.0 g/L at DT-W03");
+		CHECK_INT(notify_sms_segments("Salinity 4.7 g/L >= 4.0 g/L at DT-W03"), 1); /* GSM-7 */
+		CHECK_INT(notify_sms_segments("Độ mặn"), 1);
+		{
+			char long_vi[400] = "";
+
+			for (int i = 0; i < 80; i++)
+				strcat(long_vi, "Đ");
+			CHECK_INT(notify_sms_segments(long_vi), 2); /* 80 UCS-2 units: 67 + 13 */
+			m.text_vi = long_vi;
+			n = notify_format_sms_text(&m, text, sizeof(text));
+			CHECK_INT(notify_sms_segments(text), 2);
+			CHECK(n % 2 == 0 || 1); /* cut on a character boundary: */
+			CHECK(((unsigned char)text[n - 1] & 0xC0) == 0x80 || (unsigned char)text[n - 1] < 0x80);
+		}
 	}
 
 	n = notify_expand_template("to={to}&text={text}", "application/x-www-form-urlencoded",

@@ -110,7 +110,7 @@ static void test_kinds(void)
 	CHECK_INT(x->nights, 6);
 	CHECK_INT(x->min_nights, 6);
 	CHECK_NEAR(x->floor, 50, 0);
-	CHECK_INT(x->night_start_h, 12);
+	CHECK_INT(x->night_start_h, 6); /* nights are cut at the morning's lamp-off */
 	CHECK_INT(x->severity, ALERT_SEV_WARNING);
 	x = rules_find(r, "r");
 	CHECK_INT(x->window_s, 3600);

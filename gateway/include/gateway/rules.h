@@ -44,6 +44,7 @@ enum rule_kind {
 	RULE_CLOCK,         /* a station stamping readings outside the clock window */
 	RULE_HUB,           /* the hub could not store (station = the hub's id) */
 	RULE_SENSOR,        /* n suspect readings in a row with the station's reason */
+	RULE_RISING,        /* nightly totals rising night after night (a brood coming) */
 	RULE_KIND_COUNT
 };
 
@@ -123,7 +124,8 @@ struct rule {
 	int64_t nights;               /* trailing nights in the median */
 	int64_t min_nights;           /* history needed before any peak */
 	double floor;
-	int64_t night_start_h;        /* local hour a "night" starts (12) */
+	int64_t night_start_h;        /* local hour nights are cut at: the trap's lamp-off,
+				       * "night_end_h" (6; "night_start_h" is the old name) */
 	/* no_data; misbehaving, clock, hub: cleared after_s after the last event */
 	int64_t after_s;
 	bool per_sensor;

@@ -173,8 +173,14 @@ static void key_encode_ev(const struct alert_engine *eng, const struct akey *k,
 	w_i64(w, (int64_t)(R ? eng->fp[k->rule] : 0));
 	w_i64(w, evidence ? k->seen_ms : 0);
 	w_u8(w, k->offline);
-	if (!R)
+	if (!R) { /* a station record: its rain hours (a blob without them is older) */
+		const struct station_state *st = &k->u.st;
+
+		w_u8(w, st->n);
+		for (unsigned i = 0; i < st->n; i++)
+			w_i64(w, st->rain[(st->pos + STATION_RAIN_MAX - st->n + i) % STATION_RAIN_MAX]);
 		return;
+	}
 	w_u8(w, rec != NULL);
 	if (rec) {
 		w_u8(w, rec->a.state);
@@ -214,7 +220,7 @@ static void key_encode_ev(const struct alert_engine *eng, const struct akey *k,
 			w_i64(w, p.ts);
 			w_f64(w, p.v);
 		}
-	} else if (R->kind == RULE_PEAK) {
+	} else if (nights_kind(R->kind)) {
 		const struct peak_state *pk = &k->u.pk;
 
 		w_i64(w, pk->night);
@@ -233,7 +239,7 @@ static void key_encode_ev(const struct alert_engine *eng, const struct akey *k,
 		w_i64(w, pk->prev_night);
 		w_i64(w, pk->run_night);
 		w_i64(w, pk->raised_night);
-	} else if ((R->kind == RULE_QUALITY || R->kind == RULE_SENSOR)) {
+	} else if (R->kind == RULE_QUALITY || R->kind == RULE_SENSOR) {
 		w_u8(w, k->u.q.n);
 		for (unsigned i = 0; i < k->u.q.n; i++) {
 			w_str(w, k->u.q.m[i].metric);
@@ -284,12 +290,12 @@ size_t ae_state_size(const struct alert_engine *eng, int rule)
 	const struct rule *R = rule >= 0 ? &eng->rules->v[rule] : NULL;
 
 	if (!R)
-		return 0;
+		return sizeof(struct station_state);
 	if (level_kind(R->kind))
 		return sizeof(struct lvl_state) + R->n_levels * sizeof(struct lvl_slot);
-	if (R->kind == RULE_PEAK)
+	if (nights_kind(R->kind))
 		return sizeof(struct peak_state);
-	if ((R->kind == RULE_QUALITY || R->kind == RULE_SENSOR))
+	if (R->kind == RULE_QUALITY || R->kind == RULE_SENSOR)
 		return sizeof(struct qual_state);
 	return 0;
 }
@@ -325,7 +331,7 @@ void ae_state_reset(struct alert_engine *eng, struct akey *k)
 		k->u.lv.s = (struct lvl_slot *)((char *)&k->u + sizeof(struct lvl_state));
 		for (size_t i = 0; i < R->n_levels; i++)
 			k->u.lv.s[i].held_since = k->u.lv.s[i].lts = NONE;
-	} else if (R && R->kind == RULE_PEAK) {
+	} else if (R && nights_kind(R->kind)) {
 		k->u.pk.night = k->u.pk.prev_night = k->u.pk.run_night = NONE;
 		k->u.pk.raised_night = NONE;
 	} else if (R && (R->kind == RULE_QUALITY || R->kind == RULE_SENSOR)) {
@@ -473,8 +479,19 @@ int ae_key_decode(struct alert_engine *eng, struct akey *k, const void *blob, si
 		(void)r_i64(&r);
 	k->seen_ms = r_i64(&r);
 	k->offline = r_bool(&r);
-	if (!R)
+	if (!R) {
+		struct station_state *st = &k->u.st;
+
+		if (r.pos < r.n) {
+			st->n = (uint8_t)r_u8(&r);
+			if (st->n > STATION_RAIN_MAX)
+				return -EBADMSG;
+			for (unsigned i = 0; i < st->n; i++)
+				st->rain[i] = r_i64(&r);
+			st->pos = (uint8_t)(st->n % STATION_RAIN_MAX);
+		}
 		return r.bad || r.pos != r.n ? -EBADMSG : 0;
+	}
 	if ((rc = decode_rec(&r, R, k, &rec)) < 0)
 		return rc;
 	if (!same) {
@@ -487,9 +504,9 @@ int ae_key_decode(struct alert_engine *eng, struct akey *k, const void *blob, si
 		k->last_ts = r_i64(&r);
 		if (level_kind(R->kind))
 			rc = decode_levels(&r, R, &k->u.lv);
-		else if (R->kind == RULE_PEAK)
+		else if (nights_kind(R->kind))
 			rc = decode_peak(&r, &k->u.pk);
-		else if ((R->kind == RULE_QUALITY || R->kind == RULE_SENSOR))
+		else if (R->kind == RULE_QUALITY || R->kind == RULE_SENSOR)
 			rc = decode_quality(&r, &k->u.q);
 		if (rc == 0 && (r.bad || r.pos != r.n))
 			rc = -EBADMSG;

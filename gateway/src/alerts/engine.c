@@ -245,6 +245,8 @@ int alert_engine_reading(struct alert_engine *eng, const char *station,
 		return rc;
 	st->seen_ms = now_ms;
 	st->offline = false;
+	if (r->q == AGRI_Q_OK && r->has_value && r->value > 0 && !strcmp(r->metric, "rain"))
+		ae_rain_note(st, r->ts_ms);
 	mr = rules_for(eng, r->metric);
 	for (size_t j = 0; j < mr->n; j++) {
 		int i = mr->rule[j];
@@ -290,6 +292,7 @@ int alert_engine_reading(struct alert_engine *eng, const char *station,
 			rc = ae_series_feed(eng, &o, k, R, r->value, r->ts_ms, now_ms);
 			break;
 		case RULE_PEAK:
+		case RULE_RISING:
 			rc = ae_peak_feed(eng, &o, k, R, r->value, r->ts_ms, now_ms);
 			break;
 		case RULE_QUALITY:

@@ -73,6 +73,16 @@ struct qual_state {
 	struct qmetric m[QUAL_METRICS_MAX];
 };
 
+#define STATION_RAIN_MAX 16
+
+/* A station record's own state: when it rained (a light trap's rain
+ * register, hours of rain readings), so that peak and rising rules can set
+ * a rain night aside. */
+struct station_state {
+	int64_t rain[STATION_RAIN_MAX]; /* ms, whole hours, a ring */
+	uint8_t n, pos;
+};
+
 struct akey {
 	struct akey *hnext;
 	uint64_t hash;
@@ -93,6 +103,7 @@ struct akey {
 		struct lvl_state lv;
 		struct peak_state pk;
 		struct qual_state q;
+		struct station_state st; /* the station record (rule -1) */
 	} u;
 };
 
@@ -156,6 +167,12 @@ static inline int64_t floor_div(int64_t a, int64_t b)
 	int64_t q = a / b;
 
 	return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* The kinds that sum a light trap's catches per night. */
+static inline bool nights_kind(enum rule_kind k)
+{
+	return k == RULE_PEAK || k == RULE_RISING;
 }
 
 static inline bool level_kind(enum rule_kind k)
@@ -237,6 +254,8 @@ int ae_series_feed(struct alert_engine *eng, struct out *o, struct akey *k,
 		   const struct rule *R, double v, int64_t ts, int64_t now_ms);
 int ae_peak_feed(struct alert_engine *eng, struct out *o, struct akey *k,
 		 const struct rule *R, double v, int64_t ts, int64_t now_ms);
+/* Notes rain at a station record (a light trap's rain register). */
+void ae_rain_note(struct akey *st, int64_t ts);
 /* A sensor key that a good reading of metric must see (a run or an open
  * alert); otherwise the reading can skip it. */
 bool ae_sensor_counting(const struct akey *k, const char *metric);

@@ -238,6 +238,21 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Pushes a completed night's total into the history ring. */
+static void hist_push(struct peak_state *pk, double T)
+{
+	pk->hist[pk->hpos] = T;
+	pk->hpos = (uint8_t)((pk->hpos + 1) % RULE_PEAK_NIGHTS_MAX);
+	if (pk->hn < RULE_PEAK_NIGHTS_MAX)
+		pk->hn++;
+}
+
+/* The i-th completed night back (0: the last). */
+static double hist_back(const struct peak_state *pk, unsigned i)
+{
+	return pk->hist[(pk->hpos + 2 * RULE_PEAK_NIGHTS_MAX - 1 - i) % RULE_PEAK_NIGHTS_MAX];
+}
+
 /* Median of the last n completed nights; false with fewer than min. */
 static bool peak_median(const struct peak_state *pk, const struct rule *R,
 			double *out)
@@ -307,11 +322,83 @@ static int peak_complete(struct alert_engine *eng, struct out *o, struct akey *k
 	pk->prev_q = q;
 	pk->prev_total = T;
 	pk->prev_night = night;
-	pk->hist[pk->hpos] = T;
-	pk->hpos = (uint8_t)((pk->hpos + 1) % RULE_PEAK_NIGHTS_MAX);
-	if (pk->hn < RULE_PEAK_NIGHTS_MAX)
-		pk->hn++;
+	hist_push(pk, T);
 	return rc;
+}
+
+/* A rising brood (docs/alerts.md, Rising catches): the last `nights`
+ * completed nights each at least k times the one before, the last over
+ * floor. Raised once per climb, cleared by the first night that does not
+ * climb (the peak, usually: the peak rule takes over). */
+static int rising_complete(struct alert_engine *eng, struct out *o, struct akey *k,
+			   const struct rule *R, int64_t night, double T, int64_t ts,
+			   int64_t now_ms)
+{
+	struct peak_state *pk = &k->u.pk;
+	struct alert_text_args a = ae_text_args(R, k, ALERT_TEXT_RISING);
+	unsigned need = (unsigned)R->nights;
+	char series[160];
+	size_t pos = 0;
+	bool up = true;
+
+	hist_push(pk, T);
+	if (pk->hn < need + 1 || T < R->floor || !rule_active_at(R, ts, eng->rules->utc_offset_min))
+		up = false;
+	for (unsigned i = 0; up && i < need; i++)
+		up = hist_back(pk, i) >= R->k * hist_back(pk, i + 1) && hist_back(pk, i) > 0;
+	if (up && !ae_rec_open_active(k)) {
+		series[0] = '\0';
+		for (unsigned i = need + 1; i-- > 0 && pos < sizeof(series);) {
+			int w = snprintf(series + pos, sizeof(series) - pos, "%s%.0f",
+					 i == need ? "" : " → ", hist_back(pk, i));
+
+			pos += w > 0 ? (size_t)w : 0;
+		}
+		a.value = T;
+		a.has_value = true;
+		a.threshold = R->k * hist_back(pk, 1);
+		a.night_day = night;
+		a.detail_en = a.detail_vi = series;
+		return ae_raise_alert(eng, o, k, &a, -1, R->severity, ts, now_ms);
+	}
+	if (!up && ae_rec_open_active(k) && pk->hn >= 2 && T < R->k * hist_back(pk, 1)) {
+		a.value = T;
+		a.has_value = true;
+		a.night_day = night;
+		a.cleared = true;
+		ae_clear_alert(eng, o, k, &a, ts, now_ms);
+	}
+	return 0;
+}
+
+/* Did it rain at k's station in night `night` (the 12 hours before the
+ * cut)? Its catch then says nothing of the brood: it neither confirms a
+ * peak nor ends one (docs/alerts.md, Rain nights). */
+static bool rain_night(const struct alert_engine *eng, const struct akey *k,
+		       const struct rule *R, int64_t night)
+{
+	const struct akey *st = ae_key_find(eng, -1, k->station, "");
+	int64_t end = (night + 1) * DAY_MS + R->night_start_h * HOUR_MS -
+		      eng->rules->utc_offset_min * 60000, start = end - 12 * HOUR_MS;
+
+	for (unsigned i = 0; st && i < st->u.st.n; i++)
+		if (st->u.st.rain[i] >= start && st->u.st.rain[i] < end)
+			return true;
+	return false;
+}
+
+void ae_rain_note(struct akey *st, int64_t ts)
+{
+	struct station_state *s = &st->u.st;
+	int64_t hour = floor_div(ts, HOUR_MS) * HOUR_MS;
+
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->rain[i] == hour)
+			return;
+	s->rain[s->pos] = hour;
+	s->pos = (uint8_t)((s->pos + 1) % STATION_RAIN_MAX);
+	if (s->n < STATION_RAIN_MAX)
+		s->n++;
 }
 
 int ae_peak_feed(struct alert_engine *eng, struct out *o, struct akey *k,
@@ -333,7 +420,12 @@ int ae_peak_feed(struct alert_engine *eng, struct out *o, struct akey *k,
 	} else if (night == pk->night) {
 		pk->total += v;
 	} else {
-		rc = peak_complete(eng, o, k, R, pk->night, pk->total, ts, now_ms);
+		if (rain_night(eng, k, R, pk->night))
+			rc = 0; /* set aside: as if the night had not been */
+		else if (R->kind == RULE_RISING)
+			rc = rising_complete(eng, o, k, R, pk->night, pk->total, ts, now_ms);
+		else
+			rc = peak_complete(eng, o, k, R, pk->night, pk->total, ts, now_ms);
 		pk->night = night;
 		pk->total = v;
 	}

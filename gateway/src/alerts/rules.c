@@ -28,6 +28,7 @@
 #define K_LAD (1u << RULE_LADDER)
 #define K_WIN (1u << RULE_WINDOW)
 #define K_PEAK (1u << RULE_PEAK)
+#define K_NIGHTS ((1u << RULE_PEAK) | (1u << RULE_RISING))
 #define K_RATE (1u << RULE_RATE)
 #define K_NOD (1u << RULE_NO_DATA)
 #define K_QUAL ((1u << RULE_QUALITY) | (1u << RULE_SENSOR))
@@ -37,7 +38,7 @@
 
 static const char *const kind_names[RULE_KIND_COUNT] = {
 	"threshold", "ladder", "window", "peak", "rate", "no_data", "quality",
-	"misbehaving", "clock", "hub", "sensor",
+	"misbehaving", "clock", "hub", "sensor", "rising",
 };
 static const char *const severity_names[] = {"info", "warning", "alarm", "critical"};
 static const char *const agg_names[] = {"sum", "mean", "max", "min", "count"};
@@ -54,8 +55,9 @@ static const struct {
 	{"above", K_THR | K_WIN | K_RATE}, {"below", K_THR | K_WIN | K_RATE},
 	{"or", K_THR}, {"levels", K_LEVELS}, {"hysteresis", K_LEVELS},
 	{"for_s", K_LEVELS}, {"window_s", K_WIN | K_RATE}, {"agg", K_WIN},
-	{"max_points", K_WIN | K_RATE}, {"k", K_PEAK}, {"nights", K_PEAK},
-	{"min_nights", K_PEAK}, {"floor", K_PEAK}, {"night_start_h", K_PEAK},
+	{"max_points", K_WIN | K_RATE}, {"k", K_NIGHTS}, {"nights", K_NIGHTS},
+	{"min_nights", K_PEAK}, {"floor", K_NIGHTS}, {"night_start_h", K_NIGHTS},
+	{"night_end_h", K_NIGHTS},
 	{"after_s", K_NOD | K_EVT}, {"per", K_NOD}, {"n", K_QUAL}, {"q", 1u << RULE_QUALITY},
 };
 
@@ -98,7 +100,7 @@ struct rule_tmp {
 	struct rule r;
 	double above, below;
 	bool has_above, has_below, has_severity, has_hyst, has_levels, has_metric;
-	bool has_window, has_after, has_n;
+	bool has_window, has_after, has_n, has_k, has_nights, has_night_start, has_night_end;
 	size_t n_or;
 	struct level_tmp or_levels[RULE_LEVELS_MAX - 1];
 	struct level_tmp levels[RULE_LEVELS_MAX];
@@ -117,7 +119,7 @@ static void rule_defaults(struct rule_tmp *t)
 	t->r.k = 3.0;
 	t->r.nights = 7;
 	t->r.min_nights = 0; /* 0: = nights (filled in the check) */
-	t->r.night_start_h = 12;
+	t->r.night_start_h = 6; /* the morning's lamp-off */
 	t->r.n_bad = 5;
 	t->r.bad_error = true;
 	t->r.bad_suspect = true;
@@ -548,11 +550,16 @@ static const struct agri_cfg_field rule_fields[] = {
 	 .min = 1, .max = 31536000, .present_offset = ROFF(has_window)},
 	{.key = "agg", .type = AGRI_CFG_CUSTOM, .offset = ROFF(r.agg), .parse = parse_agg},
 	{.key = "max_points", .type = AGRI_CFG_INT, .offset = ROFF(r.max_points), .min = 2, .max = RULE_POINTS_MAX},
-	{.key = "k", .type = AGRI_CFG_DOUBLE, .offset = ROFF(r.k), .min = 1, .max = 1e6},
-	{.key = "nights", .type = AGRI_CFG_INT, .offset = ROFF(r.nights), .min = 1, .max = RULE_PEAK_NIGHTS_MAX},
+	{.key = "k", .type = AGRI_CFG_DOUBLE, .offset = ROFF(r.k), .min = 1, .max = 1e6,
+	 .present_offset = ROFF(has_k)},
+	{.key = "nights", .type = AGRI_CFG_INT, .offset = ROFF(r.nights), .min = 1,
+	 .max = RULE_PEAK_NIGHTS_MAX, .present_offset = ROFF(has_nights)},
 	{.key = "min_nights", .type = AGRI_CFG_INT, .offset = ROFF(r.min_nights), .min = 1, .max = RULE_PEAK_NIGHTS_MAX},
 	{.key = "floor", .type = AGRI_CFG_DOUBLE, .offset = ROFF(r.floor), .min = 0, .max = 1e12},
-	{.key = "night_start_h", .type = AGRI_CFG_INT, .offset = ROFF(r.night_start_h), .min = 0, .max = 23},
+	{.key = "night_start_h", .type = AGRI_CFG_INT, .offset = ROFF(r.night_start_h), .min = 0,
+	 .max = 23, .present_offset = ROFF(has_night_start)},
+	{.key = "night_end_h", .type = AGRI_CFG_INT, .offset = ROFF(r.night_start_h), .min = 0,
+	 .max = 23, .present_offset = ROFF(has_night_end)},
 	{.key = "after_s", .type = AGRI_CFG_INT, .offset = ROFF(r.after_s), .min = 1,
 	 .max = 31536000, .present_offset = ROFF(has_after)},
 	{.key = "per", .type = AGRI_CFG_CUSTOM, .offset = ROFF(per), .parse = parse_per},
@@ -697,6 +704,17 @@ static int rule_check(struct rule_tmp *t, const cJSON *obj, const char *path,
 			agri_err_set(err, sub, "needs \"per\": \"sensor\"");
 			return -EINVAL;
 		}
+	}
+	if (t->has_night_start && t->has_night_end) {
+		agri_path_key(sub, sizeof(sub), path, "night_end_h");
+		agri_err_set(err, sub, "give night_end_h or its old name night_start_h, not both");
+		return -EINVAL;
+	}
+	if (r->kind == RULE_RISING) {
+		if (!t->has_k)
+			r->k = 1.5;   /* each night at least 1.5 x the one before */
+		if (!t->has_nights)
+			r->nights = 2; /* two rises in a row: three nights */
 	}
 	if (r->kind == RULE_PEAK) {
 		if (!r->min_nights)

@@ -15,7 +15,7 @@
 static const struct {
 	const char *metric, *en, *vi, *unit, *unit_vi;
 } metrics[] = {
-	{"salinity", "Salinity", "Độ mặn", "g/L", "g/L"},
+	{"salinity", "Salinity", "Độ mặn", "g/L", "‰"}, /* bulletins: "4,7‰" (phần ngàn) */
 	{"conductivity", "Conductivity", "Độ dẫn điện", "mS/cm", "mS/cm"},
 	{"water_temperature", "Water temperature", "Nhiệt độ nước", "°C", "°C"},
 	{"ph", "pH", "pH", "", ""},
@@ -181,12 +181,24 @@ static const char *agg_text(enum rule_agg agg, enum alert_lang lang)
 	return lang == ALERT_LANG_VI ? vi[agg] : en[agg];
 }
 
-static void value_unit(char *buf, size_t len, double v, const char *unit)
+/* A number for people in the language: a decimal comma in Vietnamese. */
+static void number_lang(char *buf, size_t len, double v, enum alert_lang lang)
+{
+	char *dot;
+
+	alert_format_number(buf, len, v);
+	if (lang == ALERT_LANG_VI && (dot = strchr(buf, '.')))
+		*dot = ',';
+}
+
+/* "4.3 g/L"; in Vietnamese a decimal comma, and ‰ without a space, as
+ * salinity bulletins write it: "4,3‰". */
+static void value_unit(char *buf, size_t len, double v, const char *unit, enum alert_lang lang)
 {
 	char n[32];
 
-	alert_format_number(n, sizeof(n), v);
-	snprintf(buf, len, "%s%s%s", n, unit[0] ? " " : "", unit);
+	number_lang(n, sizeof(n), v, lang);
+	snprintf(buf, len, "%s%s%s", n, unit[0] && strcmp(unit, "‰") != 0 ? " " : "", unit);
 }
 
 /* What a station's reason for a suspect reading means, and what a
@@ -234,8 +246,8 @@ static void builtin(const struct alert_text_args *a, enum alert_lang lang,
 	size_t pos = 0;
 
 	buf[0] = '\0';
-	value_unit(v, sizeof(v), a->value, unit);
-	value_unit(t, sizeof(t), a->threshold, unit);
+	value_unit(v, sizeof(v), a->value, unit, lang);
+	value_unit(t, sizeof(t), a->threshold, unit, lang);
 	switch (a->what) {
 	case ALERT_TEXT_LEVEL:
 	case ALERT_TEXT_WINDOW:
@@ -274,6 +286,20 @@ static void builtin(const struct alert_text_args *a, enum alert_lang lang,
 			put(buf, len, &pos, vi ? ": %s đêm %s, ≥ %s (%s × trung vị %lld đêm trước)"
 					       : ": %s on the night of %s, >= %s (%s x median of the previous %lld nights)",
 			    v, d, t, k, (long long)(a->rule ? a->rule->nights : 0));
+		}
+		break;
+	case ALERT_TEXT_RISING:
+		night_date(d, sizeof(d), a->night_day, lang);
+		if (a->cleared) {
+			put(buf, len, &pos, vi ? "%s thôi tăng" : "%s no longer rising", name);
+			where(buf, len, &pos, a, lang);
+			put(buf, len, &pos, vi ? ": %s đêm %s" : ": %s on the night of %s", v, d);
+		} else {
+			put(buf, len, &pos, vi ? "%s đang tăng" : "%s rising", name);
+			where(buf, len, &pos, a, lang);
+			put(buf, len, &pos, vi ? ": %s đến đêm %s; lứa rầy đang tới, ngâm ủ giống ngay"
+					       : ": %s to the night of %s; a brood is coming, soak seed now",
+			    a->detail_en ? a->detail_en : v, d);
 		}
 		break;
 	case ALERT_TEXT_OFFLINE:
@@ -382,12 +408,12 @@ static void expand(const char *tpl, const struct alert_text_args *a,
 				val = alert_metric_name(a->metric ? a->metric : "", lang);
 			} else if (IS("value")) {
 				if (a->has_value)
-					alert_format_number(tmp, sizeof(tmp), a->value);
+					number_lang(tmp, sizeof(tmp), a->value, lang);
 				else
 					snprintf(tmp, sizeof(tmp), "?");
 				val = tmp;
 			} else if (IS("threshold")) {
-				alert_format_number(tmp, sizeof(tmp), a->threshold);
+				number_lang(tmp, sizeof(tmp), a->threshold, lang);
 				val = tmp;
 			} else if (IS("unit")) {
 				val = unit;

@@ -39,6 +39,7 @@ enum alert_text_what {
 	ALERT_TEXT_QUALITY,     /* aux bad readings in a row on metric */
 	ALERT_TEXT_EVENT,       /* misbehaving, clock, hub: detail says what */
 	ALERT_TEXT_SENSOR,      /* a probe's readings suspect: detail is the station's reason */
+	ALERT_TEXT_RISING,      /* nightly totals climbing: detail is the totals "40 → 90 → 210" */
 };
 
 struct alert_text_args {

@@ -374,28 +374,92 @@ int notify_format_email(const char *from, const char *const *to, size_t n_to,
 
 /* --- SMS ------------------------------------------------------------------------ */
 
+/* GSM 03.38's basic set (7 bits a character; the few that take two in the
+ * extension table are counted as two). */
+static size_t gsm7_units(const char *s)
+{
+	static const char basic[] = "@$\n\r !\"#%&'()*+,-./0123456789:;<=>?"
+				    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_";
+	static const char ext[] = "^{}\\[~]|";
+	size_t n = 0;
+
+	for (; *s; s++) {
+		if (*s && strchr(ext, *s))
+			n += 2;
+		else if (*s && strchr(basic, *s))
+			n++;
+		else
+			return SIZE_MAX; /* not GSM-7: the message goes as UCS-2 */
+	}
+	return n;
+}
+
+/* UTF-16 code units of s (UCS-2 SMS). */
+static size_t utf16_units(const char *s)
+{
+	size_t n = 0;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if ((*p & 0xC0) != 0x80)
+			n += *p >= 0xF0 ? 2 : 1; /* a 4-byte sequence is a surrogate pair */
+	return n;
+}
+
+int notify_sms_segments(const char *s)
+{
+	size_t n = gsm7_units(s);
+
+	if (n != SIZE_MAX)
+		return n <= 160 ? 1 : (int)((n + 152) / 153);
+	n = utf16_units(s);
+	return n <= 70 ? 1 : (int)((n + 66) / 67);
+}
+
+/* The longest prefix of s (a character boundary) within max UTF-16 units. */
+static size_t utf16_cut(const char *s, size_t max)
+{
+	size_t n = 0, i = 0, last = 0;
+
+	for (; s[i]; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if ((c & 0xC0) == 0x80)
+			continue;
+		last = i;
+		n += c >= 0xF0 ? 2 : 1;
+		if (n > max)
+			return last;
+	}
+	return i;
+}
+
 int notify_format_sms_text(const struct notify_message *m, char *buf, size_t len)
 {
+	static const char *const sev[][2] = {{"info", "THÔNG TIN"}, {"warning", "CẢNH BÁO"},
+					     {"alarm", "BÁO ĐỘNG"}, {"critical", "NGUY HIỂM"}};
 	struct agri_alert a;
 	struct agri_err err;
-	char sev[16];
-	size_t max = len - 1 < NOTIFY_SMS_TEXT_MAX ? len - 1 : NOTIFY_SMS_TEXT_MAX;
+	const char *label = "CẢNH BÁO";
+	const char *text = m->text_vi[0] ? m->text_vi : m->text_en;
+	size_t cut;
 	int w;
 
 	if (!len)
 		return -ENOSPC;
-	upper(sev, sizeof(sev), agri_alert_decode(m->payload, m->payload_len, &a, &err) == 0 ?
-		  a.severity : "alert");
-	w = snprintf(buf, len, "[%s] %s / %s", sev, m->text_vi, m->text_en);
-	if (w < 0 || (size_t)w > max) {
-		/* Vietnamese only, cut on a character boundary. */
-		w = snprintf(buf, len, "[%s] %s", sev, m->text_vi[0] ? m->text_vi : m->text_en);
-		if (w < 0)
-			return -ENOSPC;
-		buf[utf8_cut(buf, max)] = '\0';
-		w = (int)strlen(buf);
-	}
-	return w;
+	if (agri_alert_decode(m->payload, m->payload_len, &a, &err) == 0)
+		for (size_t i = 0; i < AGRI_ARRAY_SIZE(sev); i++)
+			if (!strcmp(a.severity, sev[i][0]))
+				label = sev[i][1];
+	/* Vietnamese only, in at most two segments (diacritics make it UCS-2:
+	 * 2 x 67 UTF-16 units), cut on a character boundary. */
+	w = snprintf(buf, len, "[%s] %s", label, text);
+	if (w < 0)
+		return -ENOSPC;
+	cut = utf16_cut(buf, NOTIFY_SMS_UNITS_MAX);
+	if (cut >= len)
+		cut = utf8_cut(buf, len - 1);
+	buf[cut] = '\0';
+	return (int)cut;
 }
 
 static void sb_urlenc(struct agri_buf *b, const char *s)

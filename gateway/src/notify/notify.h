@@ -78,12 +78,17 @@ int notify_outbox_deliver(void *ch, const struct outbox_item *it, char *err,
  * (NUL-terminated) or -ENOSPC.
  *  - e-mail: the whole RFC 5322 message (CRLF line ends, RFC 2047 subject,
  *    base64 UTF-8 body);
- *  - SMS text: "[SEVERITY] <vi> / <en>", the English dropped and the rest
- *    cut on a character boundary when longer than NOTIFY_SMS_TEXT_MAX bytes;
+ *  - SMS text: "[MỨC ĐỘ] <vi>" (the severity in Vietnamese), cut on a
+ *    character boundary to two UCS-2 segments (NOTIFY_SMS_UNITS_MAX UTF-16
+ *    units: a phone shows one message, and the province pays two);
  *  - a template with {to} and {text} substituted and escaped for
  *    content_type (JSON when it contains "json", else percent-encoding).
  */
 #define NOTIFY_SMS_TEXT_MAX 320
+#define NOTIFY_SMS_UNITS_MAX 134 /* two concatenated UCS-2 segments */
+/* SMS segments s takes: GSM-7 (160, or 153 a part) when every character is
+ * in the basic set, else UCS-2 (70, or 67 a part). */
+int notify_sms_segments(const char *s);
 int notify_format_email(const char *from, const char *const *to, size_t n_to,
 			const struct notify_message *m, char *buf, size_t len);
 int notify_format_sms_text(const struct notify_message *m, char *buf,
