@@ -182,8 +182,14 @@ struct mqtt *mqtt_new(const struct station_config *cfg, const struct mqtt_handle
 			 AGRI_TOPIC_ACK, cfg->station);
 	agri_topic_build(m->topic_config, sizeof(m->topic_config), cfg->broker.topic_prefix,
 			 AGRI_TOPIC_CONFIG, cfg->station);
-	snprintf(m->will, sizeof(m->will), "{\"v\":1,\"station\":\"%s\",\"state\":\"offline\"}",
-		 cfg->station);
+	{
+		/* The Last Will: the status message's minimal offline form. */
+		struct agri_status off = {.online = false};
+
+		snprintf(off.station, sizeof(off.station), "%s", cfg->station);
+		if (agri_status_encode(&off, m->will, sizeof(m->will)) < 0)
+			m->will[0] = '\0';
+	}
 
 	/* Without TLS, leave OpenSSL uninitialised: it would cost ~3 MiB of
 	 * RSS on a station that never uses it. Once per process. */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "agri/time.h"
+#include "utf8.h"
 
 void agri_buf_init(struct agri_buf *b, char *storage, size_t size)
 {
@@ -110,38 +111,6 @@ void agri_buf_printf(struct agri_buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
-/* The length of a valid UTF-8 sequence at s[0..n), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t k;
-
-	if (c >= 0xc2 && c <= 0xdf)
-		k = 1;
-	else if (c >= 0xe0 && c <= 0xef)
-		k = 2;
-	else if (c >= 0xf0 && c <= 0xf4)
-		k = 3;
-	else
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0; /* overlong */
-	else if (c == 0xed)
-		hi = 0x9f; /* surrogates */
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (k >= n)
-		return 0;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i <= k; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return k + 1;
-}
-
 static void escape(struct agri_buf *b, const char *str, bool strict)
 {
 	const unsigned char *s = (const unsigned char *)str;
@@ -156,7 +125,7 @@ static void escape(struct agri_buf *b, const char *str, bool strict)
 			agri_buf_put(b, s + i, j - i);
 			i = j;
 		} else if (s[i] >= 0x80) {
-			if ((k = utf8_len(s + i, n - i))) {
+			if ((k = agri_utf8_len(s + i, n - i))) {
 				agri_buf_put(b, s + i, k);
 				i += k;
 			} else if (strict) {

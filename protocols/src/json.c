@@ -4,8 +4,9 @@
  * enforces what cJSON does not (nesting depth, strict RFC 8259 numbers,
  * UTF-8 strings without control characters or \u0000, no NUL bytes), so
  * cJSON never recurses deeply and every accepted string re-encodes
- * byte for byte. agri_cfg_read() reads an object through a field table;
- * agri_json_put_str/num write the canonical form.
+ * byte for byte. agri_cfg_read() reads an object through a field table
+ * (agri_cfg_read_array() an array of them); agri_json_put_str/num are the
+ * plain-buffer forms of agri/buf.h's JSON writers.
  */
 #include <errno.h>
 #include <math.h>
@@ -14,8 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agri/buf.h"
 #include "agri/json.h"
 #include "agri/msg.h"
+#include "utf8.h"
 
 #define CFG_FIELDS_MAX 64
 #define INT_SAFE_MAX 9007199254740991.0 /* 2^53 - 1 */
@@ -23,31 +26,9 @@
 /* Returns the index just past a valid UTF-8 sequence at s[i], or 0. */
 static size_t utf8_next(const unsigned char *s, size_t len, size_t i)
 {
-	unsigned char c = s[i], lo = 0x80, hi = 0xbf;
-	size_t n;
+	size_t k = agri_utf8_len(s + i, len - i);
 
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 1;
-	else if (c >= 0xe0 && c <= 0xef)
-		n = 2;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 3;
-	else
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0; /* overlong */
-	else if (c == 0xed)
-		hi = 0x9f; /* surrogates */
-	else if (c == 0xf0)
-		lo = 0x90; /* overlong */
-	else if (c == 0xf4)
-		hi = 0x8f; /* > U+10FFFF */
-	if (i + n >= len || s[i + 1] < lo || s[i + 1] > hi)
-		return 0;
-	for (size_t k = 2; k <= n; k++)
-		if (s[i + k] < 0x80 || s[i + k] > 0xbf)
-			return 0;
-	return i + n + 1;
+	return k ? i + k : 0;
 }
 
 static int hexval(unsigned char c)
@@ -255,12 +236,13 @@ void agri_path_index(char *buf, size_t len, const char *parent, int index)
 	snprintf(buf, len, "%s[%d]", parent ? parent : "", index);
 }
 
-/* Shortest of %.15g / %.17g that reads back as d. */
+/* The shortest text that reads back as d (agri_buf_json_num). */
 static void num_format(char *buf, size_t len, double d)
 {
-	snprintf(buf, len, "%.15g", d);
-	if (strtod(buf, NULL) != d)
-		snprintf(buf, len, "%.17g", d);
+	struct agri_buf b;
+
+	agri_buf_init(&b, buf, len);
+	agri_buf_json_num(&b, d);
 }
 
 static int range_check(double d, double lo, double hi, const char *path,
@@ -413,75 +395,46 @@ int agri_cfg_read(const cJSON *obj, const char *path,
 	return 0;
 }
 
-static int put_bytes(char *buf, size_t len, size_t *pos, const char *s,
-		     size_t n)
+/*
+ * The plain-buffer forms of agri_buf_json_str/num (msg.h): an agri_buf over
+ * buf[*pos..len), so there is one escaper. On failure *pos is unchanged
+ * and buf[*pos] is NUL again.
+ */
+static int put_end(struct agri_buf *b, char *buf, size_t len, size_t *pos)
 {
-	if (*pos + n >= len)
-		return -ENOSPC;
-	memcpy(buf + *pos, s, n);
-	*pos += n;
-	buf[*pos] = '\0';
+	int ret = agri_buf_end(b);
+
+	if (ret < 0) {
+		if (buf && *pos < len)
+			buf[*pos] = '\0';
+		return ret;
+	}
+	*pos += (size_t)ret;
 	return 0;
 }
 
-/*
- * Escapes '"', '\\' and control characters; other bytes pass through.
- * Returns -EINVAL for invalid UTF-8 (the decoders refuse it), -ENOSPC when
- * the result and its NUL do not fit. buf stays NUL-terminated.
- */
+static void put_open(struct agri_buf *b, char *buf, size_t len, size_t pos)
+{
+	if (buf && pos < len)
+		agri_buf_init(b, buf + pos, len - pos);
+	else
+		*b = (struct agri_buf){0}; /* no room: a write fails with -ENOSPC */
+}
+
 int agri_json_put_str(char *buf, size_t len, size_t *pos, const char *s)
 {
-	const unsigned char *u = (const unsigned char *)s;
-	size_t start = *pos, n = strlen(s);
-	char esc[8];
-	int ret = put_bytes(buf, len, pos, "\"", 1);
+	struct agri_buf b;
 
-	for (size_t i = 0; i < n && !ret;) {
-		size_t j = i;
-
-		while (j < n && u[j] >= 0x20 && u[j] < 0x80 && u[j] != '"' && u[j] != '\\')
-			j++;
-		if (j > i) {
-			ret = put_bytes(buf, len, pos, s + i, j - i);
-			i = j;
-		} else if (u[i] >= 0x80) {
-			j = utf8_next(u, n, i);
-			if (!j) {
-				ret = -EINVAL;
-				break;
-			}
-			ret = put_bytes(buf, len, pos, s + i, j - i);
-			i = j;
-		} else {
-			const char *e = u[i] == '"' ? "\\\"" : u[i] == '\\' ? "\\\\" :
-					u[i] == '\n' ? "\\n" : u[i] == '\r' ? "\\r" :
-					u[i] == '\t' ? "\\t" : u[i] == '\b' ? "\\b" :
-					u[i] == '\f' ? "\\f" : NULL;
-
-			if (!e) {
-				snprintf(esc, sizeof(esc), "\\u%04x", u[i]);
-				e = esc;
-			}
-			ret = put_bytes(buf, len, pos, e, strlen(e));
-			i++;
-		}
-	}
-	if (!ret)
-		ret = put_bytes(buf, len, pos, "\"", 1);
-	if (ret) {
-		*pos = start;
-		if (start < len)
-			buf[start] = '\0';
-	}
-	return ret;
+	put_open(&b, buf, len, *pos);
+	agri_buf_json_str(&b, s);
+	return put_end(&b, buf, len, pos);
 }
 
 int agri_json_put_num(char *buf, size_t len, size_t *pos, double d)
 {
-	char tmp[32];
+	struct agri_buf b;
 
-	if (!isfinite(d))
-		return -EINVAL;
-	num_format(tmp, sizeof(tmp), d);
-	return put_bytes(buf, len, pos, tmp, strlen(tmp));
+	put_open(&b, buf, len, *pos);
+	agri_buf_json_num(&b, d);
+	return put_end(&b, buf, len, pos);
 }

@@ -4,7 +4,8 @@
  * every failure names a JSON path and a reason; all decoder failures are
  * -EBADMSG (or -E2BIG before parsing). Encoders validate what the
  * decoders would refuse (-EINVAL), then write the canonical form (keys in
- * the contract's order, no spaces) through a small sticky-error writer.
+ * the contract's order, no spaces) through an agri_buf over the caller's
+ * buffer (agri/buf.h: sticky errors, nothing allocated).
  * Decoded structs are written only on success, except the telemetry
  * envelope fields documented in msg.h.
  */
@@ -455,99 +456,52 @@ out:
 	return ret;
 }
 
-/* ---- the canonical writer ---- */
+/* ---- the canonical writer: agri_buf over the caller's buffer ---- */
 
-struct jw {
-	char *buf;
-	size_t len, pos;
-	int err; /* first failure, sticky */
-};
-
-static void w_fail(struct jw *w, int err)
-{
-	if (!w->err)
-		w->err = err;
-}
-
-static void w_check(struct jw *w, bool ok)
+static void w_check(struct agri_buf *w, bool ok)
 {
 	if (!ok)
-		w_fail(w, -EINVAL);
+		agri_buf_fail(w, -EINVAL);
 }
 
-static void w_lit(struct jw *w, const char *s)
+static void w_uint(struct agri_buf *w, uint64_t v)
 {
-	size_t n = strlen(s);
-
-	if (w->err)
-		return;
-	if (w->pos + n >= w->len) {
-		w_fail(w, -ENOSPC);
-		return;
-	}
-	memcpy(w->buf + w->pos, s, n + 1);
-	w->pos += n;
-}
-
-static void w_str(struct jw *w, const char *s)
-{
-	if (!w->err)
-		w_fail(w, agri_json_put_str(w->buf, w->len, &w->pos, s));
-}
-
-static void w_num(struct jw *w, double d)
-{
-	if (!w->err)
-		w_fail(w, agri_json_put_num(w->buf, w->len, &w->pos, d));
-}
-
-static void w_uint(struct jw *w, uint64_t v)
-{
-	char tmp[24];
-
 	w_check(w, v <= SAFE_UINT_MAX);
-	snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
-	w_lit(w, tmp);
-}
-
-static void w_time(struct jw *w, int64_t ms)
-{
-	char tmp[AGRI_TIME_LEN + 1];
-
-	if (agri_time_format(ms, tmp, sizeof(tmp))) {
-		w_fail(w, -EINVAL);
-		return;
-	}
-	w_lit(w, "\"");
-	w_lit(w, tmp);
-	w_lit(w, "\"");
+	agri_buf_printf(w, "%" PRIu64, v);
 }
 
 /* ,"key": */
-static void w_key(struct jw *w, const char *key)
+static void w_key(struct agri_buf *w, const char *key)
 {
-	w_lit(w, ",\"");
-	w_lit(w, key);
-	w_lit(w, "\":");
+	agri_buf_puts(w, ",\"");
+	agri_buf_puts(w, key);
+	agri_buf_puts(w, "\":");
 }
 
-static void w_begin(struct jw *w, char *buf, size_t len, const char *station)
+/* Over buf[0..len). Without a buffer, a zeroed agri_buf: the checks that
+ * come before the first write still report -EINVAL, then -ENOSPC. */
+static void w_open(struct agri_buf *w, char *buf, size_t len)
 {
-	w->buf = buf;
-	w->len = buf ? len : 0;
-	w->pos = 0;
-	w->err = 0;
+	if (buf && len)
+		agri_buf_init(w, buf, len);
+	else
+		*w = (struct agri_buf){0};
+}
+
+static void w_begin(struct agri_buf *w, char *buf, size_t len, const char *station)
+{
+	w_open(w, buf, len);
 	w_check(w, agri_station_id_valid(station));
-	w_lit(w, "{\"v\":1,\"station\":");
-	w_str(w, station);
+	agri_buf_puts(w, "{\"v\":1,\"station\":");
+	agri_buf_json_str(w, station);
 }
 
-static int w_end(struct jw *w, size_t max)
+static int w_end(struct agri_buf *w, size_t max)
 {
-	w_lit(w, "}");
-	if (!w->err && w->pos > max)
-		w->err = -EINVAL;
-	return w->err ? w->err : (int)w->pos;
+	agri_buf_puts(w, "}");
+	if (!w->err && w->len > max)
+		agri_buf_fail(w, -EINVAL);
+	return agri_buf_end(w);
 }
 
 static bool str_fits(const char *s, size_t size)
@@ -558,7 +512,7 @@ static bool str_fits(const char *s, size_t size)
 int agri_telemetry_encode(const struct agri_telemetry *t, char *buf,
 			  size_t len)
 {
-	struct jw w;
+	struct agri_buf w;
 
 	if (!t)
 		return -EINVAL;
@@ -567,8 +521,8 @@ int agri_telemetry_encode(const struct agri_telemetry *t, char *buf,
 	w_key(&w, "seq");
 	w_uint(&w, t->seq);
 	w_key(&w, "sent_at");
-	w_time(&w, t->sent_at_ms);
-	w_lit(&w, ",\"readings\":[");
+	agri_buf_json_time(&w, t->sent_at_ms);
+	agri_buf_puts(&w, ",\"readings\":[");
 	for (size_t i = 0; i < t->n && !w.err; i++) {
 		const struct agri_reading *r = &t->readings[i];
 
@@ -576,28 +530,28 @@ int agri_telemetry_encode(const struct agri_telemetry *t, char *buf,
 			str_fits(r->unit, sizeof(r->unit)) && agri_quality_name(r->q) &&
 			r->has_value == (r->q != AGRI_Q_ERROR) &&
 			(!r->why[0] || (r->q == AGRI_Q_SUSPECT && agri_why_valid(r->why))));
-		w_lit(&w, i ? ",{\"ts\":" : "{\"ts\":");
-		w_time(&w, r->ts_ms);
+		agri_buf_puts(&w, i ? ",{\"ts\":" : "{\"ts\":");
+		agri_buf_json_time(&w, r->ts_ms);
 		w_key(&w, "sensor");
-		w_str(&w, r->sensor);
+		agri_buf_json_str(&w, r->sensor);
 		w_key(&w, "metric");
-		w_str(&w, r->metric);
+		agri_buf_json_str(&w, r->metric);
 		w_key(&w, "value");
 		if (r->has_value)
-			w_num(&w, r->value);
+			agri_buf_json_num(&w, r->value);
 		else
-			w_lit(&w, "null");
+			agri_buf_puts(&w, "null");
 		w_key(&w, "unit");
-		w_str(&w, r->unit);
+		agri_buf_json_str(&w, r->unit);
 		w_key(&w, "q");
-		w_str(&w, agri_quality_name(r->q));
+		agri_buf_json_str(&w, agri_quality_name(r->q));
 		if (r->why[0]) {
 			w_key(&w, "why");
-			w_str(&w, r->why);
+			agri_buf_json_str(&w, r->why);
 		}
-		w_lit(&w, "}");
+		agri_buf_puts(&w, "}");
 	}
-	w_lit(&w, "]");
+	agri_buf_puts(&w, "]");
 	return w_end(&w, AGRI_BATCH_MAX_BYTES);
 }
 
@@ -691,19 +645,19 @@ int agri_status_encode(const struct agri_status *s, char *buf, size_t len)
 		{"spool_dropped", offsetof(struct agri_status, spool_dropped)},
 		{"last_seq", offsetof(struct agri_status, last_seq)},
 	};
-	struct jw w;
+	struct agri_buf w;
 
 	if (!s)
 		return -EINVAL;
 	w_begin(&w, buf, len, s->station);
-	w_lit(&w, s->online ? ",\"state\":\"online\"" : ",\"state\":\"offline\"");
+	agri_buf_puts(&w, s->online ? ",\"state\":\"online\"" : ",\"state\":\"offline\"");
 	if (str_fits(s->fw, sizeof(s->fw)) && s->fw[0]) {
 		w_key(&w, "fw");
-		w_str(&w, s->fw);
+		agri_buf_json_str(&w, s->fw);
 	}
 	if (str_fits(s->board, sizeof(s->board)) && s->board[0]) {
 		w_key(&w, "board");
-		w_str(&w, s->board);
+		agri_buf_json_str(&w, s->board);
 	}
 	w_check(&w, str_fits(s->fw, sizeof(s->fw)) &&
 		str_fits(s->board, sizeof(s->board)) && s->config_version >= 0 &&
@@ -715,11 +669,11 @@ int agri_status_encode(const struct agri_status *s, char *buf, size_t len)
 	if (s->config_signed_by[0]) {
 		w_check(&w, agri_ident_valid(s->config_signed_by));
 		w_key(&w, "config_signed_by");
-		w_str(&w, s->config_signed_by);
+		agri_buf_json_str(&w, s->config_signed_by);
 	}
 	if (s->ts_ms) {
 		w_key(&w, "ts");
-		w_time(&w, s->ts_ms);
+		agri_buf_json_time(&w, s->ts_ms);
 	}
 	for (size_t i = 0; i < AGRI_ARRAY_SIZE(counters); i++) {
 		uint64_t v;
@@ -731,19 +685,19 @@ int agri_status_encode(const struct agri_status *s, char *buf, size_t len)
 		}
 	}
 	if (s->maintenance)
-		w_lit(&w, ",\"maintenance\":true");
+		agri_buf_puts(&w, ",\"maintenance\":true");
 	if (s->n_sensors && !w.err) {
-		w_lit(&w, ",\"sensors\":[");
+		agri_buf_puts(&w, ",\"sensors\":[");
 		for (size_t i = 0; i < s->n_sensors; i++) {
 			const struct agri_sensor_health *h = &s->sensors[i];
 
 			w_check(&w, agri_ident_valid(h->name) &&
 				(!h->profile[0] || agri_ident_valid(h->profile)));
-			w_lit(&w, i ? ",{\"name\":" : "{\"name\":");
-			w_str(&w, h->name);
+			agri_buf_puts(&w, i ? ",{\"name\":" : "{\"name\":");
+			agri_buf_json_str(&w, h->name);
 			if (h->profile[0]) {
 				w_key(&w, "profile");
-				w_str(&w, h->profile);
+				agri_buf_json_str(&w, h->profile);
 			}
 			w_key(&w, "reads_ok");
 			w_uint(&w, h->reads_ok);
@@ -755,9 +709,9 @@ int agri_status_encode(const struct agri_status *s, char *buf, size_t len)
 			w_uint(&w, h->crc_errors);
 			w_key(&w, "exceptions");
 			w_uint(&w, h->exceptions);
-			w_lit(&w, "}");
+			agri_buf_puts(&w, "}");
 		}
-		w_lit(&w, "]");
+		agri_buf_puts(&w, "]");
 	}
 	return w_end(&w, MSG_MAX_BYTES);
 }
@@ -843,22 +797,22 @@ int agri_ack_decode(const char *json, size_t len, struct agri_ack *out,
 
 int agri_ack_encode(const struct agri_ack *a, char *buf, size_t len)
 {
-	struct jw w;
+	struct agri_buf w;
 
 	if (!a)
 		return -EINVAL;
 	w_begin(&w, buf, len, a->station);
 	w_check(&w, a->n >= 1 && a->n <= AGRI_ACK_RANGES_MAX);
-	w_lit(&w, ",\"seqs\":[");
+	agri_buf_puts(&w, ",\"seqs\":[");
 	for (size_t i = 0; i < a->n && !w.err; i++) {
 		w_check(&w, a->ranges[i].first <= a->ranges[i].last);
-		w_lit(&w, i ? ",[" : "[");
+		agri_buf_puts(&w, i ? ",[" : "[");
 		w_uint(&w, a->ranges[i].first);
-		w_lit(&w, ",");
+		agri_buf_puts(&w, ",");
 		w_uint(&w, a->ranges[i].last);
-		w_lit(&w, "]");
+		agri_buf_puts(&w, "]");
 	}
-	w_lit(&w, "]");
+	agri_buf_puts(&w, "]");
 	return w_end(&w, MSG_MAX_BYTES);
 }
 
@@ -978,7 +932,7 @@ int agri_config_ack_decode(const char *json, size_t len,
 int agri_config_ack_encode(const struct agri_config_ack *a, char *buf,
 			   size_t len)
 {
-	struct jw w;
+	struct agri_buf w;
 
 	if (!a)
 		return -EINVAL;
@@ -986,15 +940,15 @@ int agri_config_ack_encode(const struct agri_config_ack *a, char *buf,
 	w_check(&w, a->version >= 0 && str_fits(a->error, sizeof(a->error)));
 	w_key(&w, "version");
 	w_uint(&w, (uint64_t)a->version);
-	w_lit(&w, a->applied ? ",\"result\":\"applied\"" : ",\"result\":\"rejected\"");
+	agri_buf_puts(&w, a->applied ? ",\"result\":\"applied\"" : ",\"result\":\"rejected\"");
 	if (!w.err && a->error[0]) {
 		w_key(&w, "error");
-		w_str(&w, a->error);
+		agri_buf_json_str(&w, a->error);
 	}
 	if (!w.err && a->signed_by[0]) {
 		w_check(&w, agri_ident_valid(a->signed_by));
 		w_key(&w, "signed_by");
-		w_str(&w, a->signed_by);
+		agri_buf_json_str(&w, a->signed_by);
 	}
 	return w_end(&w, MSG_MAX_BYTES);
 }
@@ -1086,21 +1040,22 @@ out:
 	return ret;
 }
 
-static void w_opt_num(struct jw *w, const char *key, bool has, double d)
+static void w_opt_num(struct agri_buf *w, const char *key, bool has, double d)
 {
 	w_key(w, key);
 	if (has)
-		w_num(w, d);
+		agri_buf_json_num(w, d);
 	else
-		w_lit(w, "null");
+		agri_buf_puts(w, "null");
 }
 
 int agri_alert_encode(const struct agri_alert *a, char *buf, size_t len)
 {
-	struct jw w = {.buf = buf, .len = buf ? len : 0};
+	struct agri_buf w;
 
 	if (!a)
 		return -EINVAL;
+	w_open(&w, buf, len);
 	w_check(&w, str_fits(a->id, sizeof(a->id)) && agri_rule_id_valid(a->rule) &&
 		agri_station_id_valid(a->station) &&
 		(!a->sensor[0] || agri_ident_valid(a->sensor)) &&
@@ -1110,31 +1065,31 @@ int agri_alert_encode(const struct agri_alert *a, char *buf, size_t len)
 		str_fits(a->message, sizeof(a->message)));
 	if (!w.err)
 		w_check(&w, alert_id_matches(a));
-	w_lit(&w, "{\"v\":1,\"id\":");
-	w_str(&w, a->id);
+	agri_buf_puts(&w, "{\"v\":1,\"id\":");
+	agri_buf_json_str(&w, a->id);
 	w_key(&w, "rule");
-	w_str(&w, a->rule);
+	agri_buf_json_str(&w, a->rule);
 	w_key(&w, "station");
-	w_str(&w, a->station);
+	agri_buf_json_str(&w, a->station);
 	if (a->sensor[0]) {
 		w_key(&w, "sensor");
-		w_str(&w, a->sensor);
+		agri_buf_json_str(&w, a->sensor);
 	}
 	if (a->metric[0]) {
 		w_key(&w, "metric");
-		w_str(&w, a->metric);
+		agri_buf_json_str(&w, a->metric);
 	}
 	w_key(&w, "severity");
-	w_str(&w, a->severity);
+	agri_buf_json_str(&w, a->severity);
 	w_key(&w, "state");
-	w_str(&w, agri_alert_state_name(a->state));
+	agri_buf_json_str(&w, agri_alert_state_name(a->state));
 	w_opt_num(&w, "value", a->has_value, a->value);
 	w_opt_num(&w, "threshold", a->has_threshold, a->threshold);
 	w_key(&w, "raised_at");
-	w_time(&w, a->raised_at_ms);
+	agri_buf_json_time(&w, a->raised_at_ms);
 	w_key(&w, "updated_at");
-	w_time(&w, a->updated_at_ms);
+	agri_buf_json_time(&w, a->updated_at_ms);
 	w_key(&w, "message");
-	w_str(&w, a->message);
+	agri_buf_json_str(&w, a->message);
 	return w_end(&w, MSG_MAX_BYTES);
 }

@@ -13,23 +13,23 @@
 
 #include <sqlite3.h>
 
+#include "agri/buf.h"
 #include "agri/topic.h"
 #include "agrictl.h"
 
 #define EX_USAGE_ 2
+#define DL_JSON_STR_MAX (16 * 1024 * 1024) /* a payload escaped: 6 bytes a byte at most */
 
+/* s as a JSON string ("" for NULL), through agri_buf's writer: control
+ * characters escaped, bytes that are not UTF-8 as U+FFFD (a hostile
+ * station's payload stays valid JSON). */
 static void put_json_str(FILE *f, const unsigned char *s)
 {
-	fputc('"', f);
-	for (; s && *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fprintf(f, "\\%c", *s);
-		else if (*s < 0x20)
-			fprintf(f, "\\u%04x", *s);
-		else
-			fputc(*s, f);
-	}
-	fputc('"', f);
+	struct agri_buf b = AGRI_BUF_HEAP(DL_JSON_STR_MAX);
+
+	agri_buf_json_text(&b, s ? (const char *)s : "");
+	fputs(agri_buf_end(&b) < 0 ? "null" : b.p, f);
+	agri_buf_free(&b);
 }
 
 /* A payload for a terminal: printable ASCII, the rest as '.', cut at 120. */

@@ -242,10 +242,11 @@ int agri_alert_encode(const struct agri_alert *a, char *buf, size_t len);
 
 /* Appends s JSON-escaped (with quotes) to buf at *pos and keeps buf
  * NUL-terminated; -ENOSPC if it does not fit, -EINVAL if s is not valid
- * UTF-8 (*pos unchanged on failure). Shared by every encoder. */
+ * UTF-8 (*pos unchanged on failure). The plain-buffer form of
+ * agri_buf_json_str() (agri/buf.h), which the encoders use. */
 int agri_json_put_str(char *buf, size_t len, size_t *pos, const char *s);
 /* Appends the shortest decimal that round-trips d ("%.15g", else "%.17g").
- * d must be finite: -EINVAL otherwise. */
+ * d must be finite: -EINVAL otherwise. As agri_buf_json_num(). */
 int agri_json_put_num(char *buf, size_t len, size_t *pos, double d);
 
 #endif
