@@ -16,6 +16,79 @@
 
 /* --- GET /api/v1/alerts ---------------------------------------------- */
 
+/*
+ * Who acknowledged an open alert, read from the message the alert engine
+ * wrote ("Đã xác nhận bởi NAME: ..." or "Acknowledged by NAME: ..."): the
+ * store keeps no column for it yet. Writes null when it names nobody.
+ */
+static void json_acked_by(struct agri_buf *b, const char *state, const char *msg)
+{
+	static const char *const prefixes[] = {"Đã xác nhận bởi ", "Acknowledged by "};
+
+	for (size_t i = 0; msg && strcmp(state, "acknowledged") == 0 &&
+			   i < AGRI_ARRAY_SIZE(prefixes); i++) {
+		size_t n = strlen(prefixes[i]);
+		const char *end;
+
+		if (strncmp(msg, prefixes[i], n) != 0 || !(end = strstr(msg + n, ": ")) ||
+		    end == msg + n || end - (msg + n) > 63)
+			continue;
+		agri_buf_puts(b, ",\"acknowledged_by\":\"");
+		{
+			char who[64];
+
+			memcpy(who, msg + n, (size_t)(end - (msg + n)));
+			who[end - (msg + n)] = '\0';
+			agri_buf_json_inner(b, who);
+		}
+		agri_buf_puts(b, "\"");
+		return;
+	}
+	agri_buf_puts(b, ",\"acknowledged_by\":null");
+}
+
+/* ,"current":{value, ts, unit, q} (the newest reading of the alert's
+ * series, null without one) and ,"raised_value" (the value of its first
+ * event since raised_at). Inside the request's read transaction. */
+static int json_alert_values(struct agri_buf *b, struct rconn *rc, sqlite3_stmt *qa)
+{
+	sqlite3_stmt *qc = rc->q[Q_SERIES_NEWEST], *qr = rc->q[Q_RAISED_VALUE];
+	int r = SQLITE_DONE;
+
+	agri_buf_puts(b, ",\"current\":");
+	if (sqlite3_column_type(qa, 3) == SQLITE_TEXT && sqlite3_column_type(qa, 4) == SQLITE_TEXT) {
+		sqlite3_bind_text(qc, 1, (const char *)sqlite3_column_text(qa, 2), -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(qc, 2, (const char *)sqlite3_column_text(qa, 3), -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(qc, 3, (const char *)sqlite3_column_text(qa, 4), -1, SQLITE_TRANSIENT);
+		r = sqlite3_step(qc);
+	}
+	if (r == SQLITE_ROW) {
+		agri_buf_puts(b, "{\"value\":");
+		http_db_col_num(b, qc, 0);
+		agri_buf_puts(b, ",\"ts\":");
+		http_db_col_time(b, qc, 1);
+		agri_buf_puts(b, ",\"unit\":");
+		http_db_col_str(b, qc, 2);
+		agri_buf_printf(b, ",\"q\":\"%s\"}", http_q_name(sqlite3_column_int(qc, 3)));
+		r = SQLITE_DONE;
+	} else {
+		agri_buf_puts(b, "null");
+	}
+	sqlite3_reset(qc);
+	if (r != SQLITE_DONE)
+		return r;
+	sqlite3_bind_text(qr, 1, (const char *)sqlite3_column_text(qa, 0), -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(qr, 2, sqlite3_column_int64(qa, 9));
+	r = sqlite3_step(qr);
+	agri_buf_puts(b, ",\"raised_value\":");
+	if (r == SQLITE_ROW)
+		http_db_col_num(b, qr, 0);
+	else
+		agri_buf_puts(b, "null");
+	sqlite3_reset(qr);
+	return r == SQLITE_ROW || r == SQLITE_DONE ? SQLITE_DONE : r;
+}
+
 enum MHD_Result http_api_alerts(const struct http_call *k)
 {
 	struct http_server *srv = k->srv;
@@ -86,6 +159,13 @@ enum MHD_Result http_api_alerts(const struct http_call *k)
 		http_db_col_time(&b, qa, 10);
 		agri_buf_puts(&b, ",\"message\":");
 		http_db_col_str(&b, qa, 11);
+		http_json_site(&b, srv, (const char *)sqlite3_column_text(qa, 2));
+		json_acked_by(&b, (const char *)sqlite3_column_text(qa, 6),
+			      (const char *)sqlite3_column_text(qa, 11));
+		if ((re = json_alert_values(&b, rc, qa)) != SQLITE_DONE) {
+			r = re;
+			break;
+		}
 		if (history > 0) {
 			bool ef = true;
 

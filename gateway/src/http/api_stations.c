@@ -15,6 +15,35 @@
 #include "agri/util.h"
 #include "http/http_int.h"
 
+/* --- station names (gateway.json "sites") ---------------------------- */
+
+/* The configured site of station, or NULL. Any thread (config is read-only). */
+const struct gateway_site *http_site(const struct http_server *srv, const char *station)
+{
+	for (size_t i = 0; station && i < srv->cfg->sites.n; i++)
+		if (strcmp(srv->cfg->sites.site[i].station, station) == 0)
+			return &srv->cfg->sites.site[i];
+	return NULL;
+}
+
+/* Appends ,"name":..,"district":..,"crops":[..] for station: null and []
+ * when the config does not name it. */
+void http_json_site(struct agri_buf *b, const struct http_server *srv, const char *station)
+{
+	const struct gateway_site *s = http_site(srv, station);
+
+	agri_buf_puts(b, ",\"name\":");
+	agri_buf_json_text(b, s ? s->name : NULL);
+	agri_buf_puts(b, ",\"district\":");
+	agri_buf_json_text(b, s && s->district[0] ? s->district : NULL);
+	agri_buf_puts(b, ",\"crops\":[");
+	for (size_t i = 0; s && i < s->n_crops; i++) {
+		agri_buf_puts(b, i ? "," : "");
+		agri_buf_json_text(b, s->crops[i]);
+	}
+	agri_buf_puts(b, "]");
+}
+
 /* --- GET /api/v1/stations ------------------------------------------ */
 
 enum MHD_Result http_api_stations(const struct http_call *k)
@@ -44,6 +73,7 @@ enum MHD_Result http_api_stations(const struct http_call *k)
 		agri_buf_puts(&b, first ? "{\"station\":" : ",{\"station\":");
 		first = false;
 		http_db_col_str(&b, qs, 1);
+		http_json_site(&b, srv, name);
 		agri_buf_puts(&b, ",\"state\":");
 		http_db_col_str(&b, qs, 2);
 		agri_buf_puts(&b, ",\"last_seen\":");
@@ -96,6 +126,8 @@ enum MHD_Result http_api_stations(const struct http_call *k)
 		agri_buf_free(&b);
 		return http_send_db_error(srv, c, rc, r != SQLITE_DONE ? r : rl);
 	}
-	agri_buf_puts(&b, "]}\n");
+	agri_buf_puts(&b, "],\"now\":");
+	http_json_time(&b, util_now_ms());
+	agri_buf_puts(&b, "}\n");
 	return http_send_dbuf(srv, c, MHD_HTTP_OK, "application/json", &b);
 }

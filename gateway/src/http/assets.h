@@ -12,6 +12,10 @@ struct http_asset {
 	const char *content_type;
 	const unsigned char *data;
 	size_t len;
+	const unsigned char *gz;  /* the same, gzipped (RFC 1952) */
+	size_t gz_len;
+	const char *etag;         /* "\"<hex of its SHA-256>\"", quoted */
+	const char *etag_gz;      /* "\"<the same>-gz\"": the gzipped one's */
 };
 
 extern const struct http_asset http_assets[];

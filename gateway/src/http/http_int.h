@@ -47,6 +47,8 @@ enum {
 	Q_ALERTS, Q_EVENTS,
 	Q_M_ALERTS, Q_M_STATIONS, Q_M_DEAD,
 	Q_VIEW_EXISTS,
+	Q_SERIES_NEWEST, Q_RAISED_VALUE,
+	Q_TODAY_KINDS, Q_SAL_NEWEST, Q_SAL_BEFORE, Q_BPH_NIGHTS,
 	Q_COUNT
 };
 
@@ -135,13 +137,17 @@ enum MHD_Result http_send_buf(struct http_server *srv, struct MHD_Connection *c,
 			      bool must_free, bool page);
 enum MHD_Result http_send_error(struct http_server *srv, struct MHD_Connection *c,
 				unsigned code, const char *fmt, ...);
-enum MHD_Result http_send_error(struct http_server *srv, struct MHD_Connection *c,
-				unsigned code, const char *fmt, ...);
+struct http_asset;
+/* A dashboard file: gz = its gzipped bytes; not_modified = a 304. */
+enum MHD_Result http_send_asset(struct http_server *srv, struct MHD_Connection *c,
+				const struct http_asset *a, bool gz, bool not_modified);
 enum MHD_Result http_send_dbuf(struct http_server *srv, struct MHD_Connection *c,
 			       unsigned code, const char *type, struct agri_buf *b);
 
 /* api_stations.c */
 enum MHD_Result http_api_stations(const struct http_call *k);
+const struct gateway_site *http_site(const struct http_server *srv, const char *station);
+void http_json_site(struct agri_buf *b, const struct http_server *srv, const char *station);
 
 /* api_readings.c */
 enum MHD_Result http_api_readings(const struct http_call *k);
@@ -156,8 +162,20 @@ enum MHD_Result http_api_healthz(const struct http_call *k);
 enum MHD_Result http_api_dead_letters(const struct http_call *k);
 
 /* api_forecast.c */
+int http_view_exists(struct rconn *rc, const char *name);
 int http_rows_json(struct agri_buf *b, sqlite3_stmt *q);
+void http_row_json(struct agri_buf *b, sqlite3_stmt *q);
+/* The advisories with their state (?1 station or NULL, ?2 now as RFC 3339). */
+extern const char http_advisories_sql[];
+/* The §13 forecast document of station/metric into b (hook or view).
+ * Returns 0, -ENODATA with the reason in why, or another negative errno
+ * (a failed SQLite step is -EIO). Inside the caller's read transaction. */
+int http_forecast_doc(struct http_server *srv, struct rconn *rc, const char *station,
+		      const char *metric, struct agri_buf *b, char *why, size_t why_len);
 enum MHD_Result http_api_forecast(const struct http_call *k);
 enum MHD_Result http_api_advisories(const struct http_call *k);
+
+/* api_today.c */
+enum MHD_Result http_api_today(const struct http_call *k);
 
 #endif

@@ -16,6 +16,7 @@
 #include "agri/time.h"
 #include "agri/topic.h"
 #include "agri/util.h"
+#include "http/assets.h"
 #include "http/http_int.h"
 
 /* --- JSON values for responses ---------------------------------------- */
@@ -79,20 +80,9 @@ const char *http_q_name(int q)
 
 /* --- responses ------------------------------------------------------- */
 
-enum MHD_Result http_send_buf(struct http_server *srv, struct MHD_Connection *c,
-			      unsigned code, const char *type, char *p, size_t len,
-			      bool must_free, bool page)
+/* The headers every answer carries; page: the dashboard's (its CSP). */
+static void common_headers(struct MHD_Response *r, const char *type, bool page)
 {
-	struct MHD_Response *r;
-	enum MHD_Result ret;
-
-	r = MHD_create_response_from_buffer(len, p, must_free ? MHD_RESPMEM_MUST_FREE
-							      : MHD_RESPMEM_PERSISTENT);
-	if (!r) {
-		if (must_free)
-			free(p);
-		return MHD_NO;
-	}
 	MHD_add_response_header(r, "Content-Type", type);
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
@@ -108,11 +98,14 @@ enum MHD_Result http_send_buf(struct http_server *srv, struct MHD_Connection *c,
 					"default-src 'none'; frame-ancestors 'none'");
 		MHD_add_response_header(r, "Cache-Control", "no-store");
 	}
-	if (code == MHD_HTTP_UNAUTHORIZED)
-		MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"agri-gateway\"");
-	if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
-		MHD_add_response_header(r, "Allow", "GET, HEAD, POST");
-	ret = MHD_queue_response(c, code, r);
+}
+
+/* Queues r with code, counts it and releases r. */
+static enum MHD_Result queue(struct http_server *srv, struct MHD_Connection *c,
+			     unsigned code, struct MHD_Response *r)
+{
+	enum MHD_Result ret = MHD_queue_response(c, code, r);
+
 	MHD_destroy_response(r);
 	atomic_fetch_add(&srv->requests, 1);
 	if (code >= 500)
@@ -120,6 +113,48 @@ enum MHD_Result http_send_buf(struct http_server *srv, struct MHD_Connection *c,
 	else if (code >= 400)
 		atomic_fetch_add(&srv->errors_4xx, 1);
 	return ret;
+}
+
+enum MHD_Result http_send_buf(struct http_server *srv, struct MHD_Connection *c,
+			      unsigned code, const char *type, char *p, size_t len,
+			      bool must_free, bool page)
+{
+	struct MHD_Response *r;
+
+	r = MHD_create_response_from_buffer(len, p, must_free ? MHD_RESPMEM_MUST_FREE
+							      : MHD_RESPMEM_PERSISTENT);
+	if (!r) {
+		if (must_free)
+			free(p);
+		return MHD_NO;
+	}
+	common_headers(r, type, page);
+	if (code == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"agri-gateway\"");
+	if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(r, "Allow", "GET, HEAD, POST");
+	return queue(srv, c, code, r);
+}
+
+enum MHD_Result http_send_asset(struct http_server *srv, struct MHD_Connection *c,
+				const struct http_asset *a, bool gz, bool not_modified)
+{
+	struct MHD_Response *r;
+
+	if (not_modified)
+		r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	else
+		r = MHD_create_response_from_buffer(gz ? a->gz_len : a->len,
+						    (void *)(gz ? a->gz : a->data),
+						    MHD_RESPMEM_PERSISTENT);
+	if (!r)
+		return MHD_NO;
+	common_headers(r, a->content_type, true);
+	MHD_add_response_header(r, "ETag", gz ? a->etag_gz : a->etag);
+	MHD_add_response_header(r, "Vary", "Accept-Encoding");
+	if (gz && !not_modified)
+		MHD_add_response_header(r, "Content-Encoding", "gzip");
+	return queue(srv, c, not_modified ? MHD_HTTP_NOT_MODIFIED : MHD_HTTP_OK, r);
 }
 
 /* Sends b (taking its memory); a failed buffer becomes a 413/500 error. */

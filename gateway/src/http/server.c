@@ -81,6 +81,35 @@ static const char *const q_sql[Q_COUNT] = {
 	[Q_M_STATIONS] = "SELECT state, count(*) FROM stations GROUP BY state",
 	[Q_M_DEAD] = "SELECT count(*) FROM dead_letters",
 	[Q_VIEW_EXISTS] = "SELECT 1 FROM sqlite_master WHERE name = ?1",
+	/* The newest reading of one series (an alert's current value). */
+	[Q_SERIES_NEWEST] = "SELECT value, ts, unit, q FROM readings WHERE series_id ="
+			    " (SELECT se.id FROM series se JOIN stations st ON st.id = se.station_id"
+			    " WHERE st.name = ?1 AND se.sensor = ?2 AND se.metric = ?3)"
+			    " ORDER BY ts DESC LIMIT 1",
+	/* An alert's value when it was raised: its first event since. */
+	[Q_RAISED_VALUE] = "SELECT value FROM alert_events WHERE alert_id = ?1 AND at >= ?2"
+			   " ORDER BY seq LIMIT 1",
+	/* /api/v1/today: what each station measures. */
+	[Q_TODAY_KINDS] = "SELECT st.name, st.state, st.last_seen,"
+			  " max(se.metric = 'salinity'),"
+			  " max(se.metric = 'insect_count' AND se.sensor LIKE '%-bph')"
+			  " FROM stations st JOIN series se ON se.station_id = st.id"
+			  " GROUP BY st.id ORDER BY st.name",
+	/* The newest ok salinity of a station, and its series. */
+	[Q_SAL_NEWEST] = "SELECT se.id, se.sensor, r.ts, r.value FROM stations st"
+			 " JOIN series se ON se.station_id = st.id CROSS JOIN readings r"
+			 " ON r.series_id = se.id WHERE st.name = ?1 AND se.metric = 'salinity'"
+			 " AND r.q = 0 AND r.value IS NOT NULL ORDER BY r.ts DESC LIMIT 1",
+	/* The newest ok reading of series ?1 at or before ?2 ms. */
+	[Q_SAL_BEFORE] = "SELECT ts, value FROM readings WHERE series_id = ?1 AND ts <= ?2"
+			 " AND q = 0 AND value IS NOT NULL ORDER BY ts DESC LIMIT 1",
+	/* Brown planthoppers per night at a trap, nights counted from ?2
+	 * (a local noon, UTC ms): the night of day D runs from its noon for 24 h. */
+	[Q_BPH_NIGHTS] = "SELECT (r.ts - ?2) / 86400000, sum(r.value) FROM stations st"
+			 " JOIN series se ON se.station_id = st.id CROSS JOIN readings r"
+			 " ON r.series_id = se.id WHERE st.name = ?1 AND se.metric = 'insect_count'"
+			 " AND se.sensor LIKE '%-bph' AND r.ts >= ?2 AND r.q != 2"
+			 " GROUP BY 1 ORDER BY 1",
 };
 
 int http_progress(void *ctx)
@@ -262,15 +291,43 @@ bool http_parse_limit(const char *s, long max, long *out)
 
 /* --- dispatch ---------------------------------------------------------- */
 
+/* Does an Accept-Encoding header accept gzip (not with q=0)? */
+static bool accepts_gzip(const char *ae)
+{
+	while (ae && *ae) {
+		size_t n;
+
+		ae += strspn(ae, " \t,");
+		n = strcspn(ae, ",;");
+		if ((n == 4 && strncasecmp(ae, "gzip", 4) == 0) || (n == 1 && *ae == '*')) {
+			const char *end = ae + strcspn(ae, ","), *q = strstr(ae, "q=");
+
+			return !(q && q < end && strtod(q + 2, NULL) <= 0.0);
+		}
+		ae += strcspn(ae, ",");
+	}
+	return false;
+}
+
 static enum MHD_Result serve_asset(struct http_server *srv, struct MHD_Connection *c,
 				   const char *url)
 {
 	if (strcmp(url, "/") == 0)
 		url = "/index.html";
-	for (size_t i = 0; i < http_n_assets; i++)
-		if (strcmp(http_assets[i].path, url) == 0)
-			return http_send_buf(srv, c, MHD_HTTP_OK, http_assets[i].content_type,
-					     (char *)http_assets[i].data, http_assets[i].len, false, true);
+	for (size_t i = 0; i < http_n_assets; i++) {
+		const struct http_asset *a = &http_assets[i];
+		const char *inm;
+		bool gz;
+
+		if (strcmp(a->path, url) != 0)
+			continue;
+		gz = accepts_gzip(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+							      MHD_HTTP_HEADER_ACCEPT_ENCODING));
+		inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+		return http_send_asset(srv, c, a, gz,
+				       inm && (strstr(inm, gz ? a->etag_gz : a->etag) ||
+					       strcmp(inm, "*") == 0));
+	}
 	return http_send_error(srv, c, MHD_HTTP_NOT_FOUND, "no such page: %.100s", url);
 }
 
@@ -299,6 +356,7 @@ static const struct route routes[] = {
 	{"POST", "/api/v1/alerts/{id}/ack", true, false, 0, http_api_ack},
 	{"GET", "/api/v1/forecast", false, true, 0, http_api_forecast},
 	{"GET", "/api/v1/advisories", false, true, 0, http_api_advisories},
+	{"GET", "/api/v1/today", false, true, 0, http_api_today},
 	{"GET", "/api/v1/dead-letters", false, true, 0, http_api_dead_letters},
 };
 
