@@ -14,11 +14,10 @@
 #include <string.h>
 
 #include "config.h"
+#include "agri/exit.h"
 #include "agri/log.h"
 #include "station.h"
 
-#define EX_USAGE_BAD 2
-#define EX_CONFIG 78
 
 static void usage(FILE *f)
 {
@@ -84,7 +83,7 @@ int main(int argc, char **argv)
 		case 'l':
 			if (log_level_parse(optarg, &lvl) < 0) {
 				fprintf(stderr, "agri-station: bad --log-level \"%s\"\n", optarg);
-				return EX_USAGE_BAD;
+				return AGRI_EXIT_USAGE;
 			}
 			log_set_level(lvl);
 			break;
@@ -94,16 +93,16 @@ int main(int argc, char **argv)
 		default:
 			fprintf(stderr, "agri-station: unknown or incomplete option \"%s\"\n",
 				argv[optind - 1]);
-			return EX_USAGE_BAD;
+			return AGRI_EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "agri-station: unexpected argument \"%s\"\n", argv[optind]);
-		return EX_USAGE_BAD;
+		return AGRI_EXIT_USAGE;
 	}
 	if (!config) {
 		fprintf(stderr, "agri-station: --config FILE is required\n");
-		return EX_USAGE_BAD;
+		return AGRI_EXIT_USAGE;
 	}
 	cfg = malloc(sizeof(*cfg));
 	if (!cfg)
@@ -112,7 +111,7 @@ int main(int argc, char **argv)
 		agri_err_format(&err, msg, sizeof(msg));
 		fprintf(stderr, "%s: %s\n", config, msg);
 		free(cfg);
-		return EX_CONFIG;
+		return AGRI_EXIT_CONFIG;
 	}
 	if (once) {
 		rc = station_once(cfg);

@@ -18,6 +18,7 @@
 #include <MQTTClient.h>
 #include <cjson/cJSON.h>
 
+#include "agri/exit.h"
 #include "agri/json.h"
 #include "agri/msg.h"
 #include "agri/profile.h"
@@ -29,7 +30,6 @@
 #include "gateway/config.h"  /* gateway_config_load */
 #include "gateway/rules.h"   /* gateway: rules_validate_file */
 
-#define EX_CONFIG_ 78
 #define CONFIG_MAX (256 * 1024)
 
 enum file_kind { KIND_UNKNOWN, KIND_STATION, KIND_GATEWAY, KIND_RULES, KIND_PROFILE };
@@ -71,13 +71,13 @@ static int validate_file(const char *path, enum file_kind *kind_out)
 	rc = util_read_file(path, CONFIG_MAX, &buf, &len);
 	if (rc < 0) {
 		fprintf(stderr, "%s: cannot read: %s\n", path, strerror(-rc));
-		return EX_CONFIG_;
+		return AGRI_EXIT_CONFIG;
 	}
 	rc = agri_json_parse(buf, len, CONFIG_MAX, AGRI_JSON_DEPTH_MAX, &doc, &e);
 	if (rc < 0) {
 		print_err(path, &e);
 		free(buf);
-		return EX_CONFIG_;
+		return AGRI_EXIT_CONFIG;
 	}
 	kind = detect(doc);
 	cJSON_Delete(doc);
@@ -102,7 +102,7 @@ static int validate_file(const char *path, enum file_kind *kind_out)
 	free(buf);
 	if (rc < 0) {
 		print_err(path, &e);
-		return EX_CONFIG_;
+		return AGRI_EXIT_CONFIG;
 	}
 	*kind_out = kind;
 	return 0;
@@ -196,7 +196,7 @@ static int do_push(const struct push *p)
 	    agri_json_parse(buf, len, CONFIG_MAX, AGRI_JSON_DEPTH_MAX, &doc, &e) < 0 ||
 	    !cJSON_IsObject(doc)) {
 		fprintf(stderr, "%s: %s\n", p->file, *e.msg ? e.msg : "not a JSON object");
-		result = EX_CONFIG_;
+		result = AGRI_EXIT_CONFIG;
 		goto out;
 	}
 	{
@@ -204,7 +204,7 @@ static int do_push(const struct push *p)
 
 		if (!p->force && (!cJSON_IsString(st) || strcmp(st->valuestring, p->station) != 0)) {
 			fprintf(stderr, "%s: station: is not \"%s\" (the --station given)\n", p->file, p->station);
-			result = EX_CONFIG_;
+			result = AGRI_EXIT_CONFIG;
 			goto out;
 		}
 	}
@@ -270,7 +270,7 @@ static int do_push(const struct push *p)
 	if (n > STATION_CONFIG_MAX_BYTES) {
 		fprintf(stderr, "%s: signed, it is %d bytes: a station takes at most %d\n", p->file, n,
 			STATION_CONFIG_MAX_BYTES);
-		result = EX_CONFIG_;
+		result = AGRI_EXIT_CONFIG;
 		goto out;
 	}
 	msg.payload = signed_msg;

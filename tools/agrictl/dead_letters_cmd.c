@@ -14,10 +14,10 @@
 #include <sqlite3.h>
 
 #include "agri/buf.h"
+#include "agri/exit.h"
 #include "agri/topic.h"
 #include "agrictl.h"
 
-#define EX_USAGE_ 2
 #define DL_JSON_STR_MAX (16 * 1024 * 1024) /* a payload escaped: 6 bytes a byte at most */
 
 /* s as a JSON string ("" for NULL), through agri_buf's writer: control
@@ -65,7 +65,7 @@ int agrictl_dead_letters(int argc, char **argv)
 			limit = strtol(optarg, &end, 10);
 			if (*end || limit < 1 || limit > 100000) {
 				fprintf(stderr, "agrictl: --limit expects 1-100000\n");
-				return EX_USAGE_;
+				return AGRI_EXIT_USAGE;
 			}
 			break;
 		case 'j': json = true; break;
@@ -73,16 +73,16 @@ int agrictl_dead_letters(int argc, char **argv)
 			puts("usage: agrictl dead-letters --db GATEWAY.db [--station ID] [--kind KIND]"
 			     " [--limit 20] [--json]");
 			return 0;
-		default: return EX_USAGE_;
+		default: return AGRI_EXIT_USAGE;
 		}
 	}
 	if (!path) {
 		fprintf(stderr, "agrictl: dead-letters needs --db FILE (the gateway's db.path)\n");
-		return EX_USAGE_;
+		return AGRI_EXIT_USAGE;
 	}
 	if (station && !agri_station_id_valid(station)) {
 		fprintf(stderr, "agrictl: --station: expected [A-Za-z0-9_-]{1,32}\n");
-		return EX_USAGE_;
+		return AGRI_EXIT_USAGE;
 	}
 	snprintf(uri, sizeof(uri), "file:%s?mode=ro", path);
 	rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);

@@ -12,19 +12,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agri/exit.h"
 #include "agri/profiles.h"
 #include "agri/util.h"
 #include "agrictl.h"
 #include "modbus_probe.h"
 
-#define EX_USAGE_ 2
-#define EX_CONFIG_ 78
 
 static int usage_error(const char *msg, const char *arg)
 {
 	fprintf(stderr, "agrictl: level-offset: %s%s%s%s (see agrictl --help)\n", msg,
 		arg ? " \"" : "", arg ? arg : "", arg ? "\"" : "");
-	return EX_USAGE_;
+	return AGRI_EXIT_USAGE;
 }
 
 static int number(const char *s, double lo, double hi, double *out)
@@ -33,7 +32,7 @@ static int number(const char *s, double lo, double hi, double *out)
 }
 
 /* The device's water level without an offset, by its profile. Returns 0,
- * 1 (read failed, printed) or EX_CONFIG_/EX_USAGE_. */
+ * 1 (read failed, printed) or AGRI_EXIT_CONFIG/AGRI_EXIT_USAGE. */
 static int device_level(const char *profile, const char *dir, struct probe_link *link,
 			int slave, double *level)
 {
@@ -49,17 +48,17 @@ static int device_level(const char *profile, const char *dir, struct probe_link 
 	rc = profiles_load(dir, profile, &prof, file, sizeof(file), &e);
 	if (rc == -ENOENT) {
 		fprintf(stderr, "agrictl: no profile \"%s\" (%s)\n", profile, file);
-		return EX_USAGE_;
+		return AGRI_EXIT_USAGE;
 	} else if (rc < 0) {
 		fprintf(stderr, "%s: %s%s%s\n", file, e.path, *e.path ? ": " : "", e.msg);
-		return EX_CONFIG_;
+		return AGRI_EXIT_CONFIG;
 	}
 	for (size_t i = 0; i < prof.n_derived && !d; i++)
 		if (prof.derived[i].fn == AGRI_DERIVED_LEVEL)
 			d = &prof.derived[i];
 	if (!d) {
 		fprintf(stderr, "agrictl: profile \"%s\" derives no water level\n", profile);
-		return EX_USAGE_;
+		return AGRI_EXIT_USAGE;
 	}
 	if (!link->baud)
 		link->baud = prof.serial.baud;
@@ -145,7 +144,7 @@ int agrictl_level_offset(int argc, char **argv)
 			       "       --slave N [--profiles-dir DIR])\n");
 			return 0;
 		default:
-			return EX_USAGE_;
+			return AGRI_EXIT_USAGE;
 		}
 	}
 	if (isnan(measured))

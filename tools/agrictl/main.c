@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agri/buf.h"
+#include "agri/exit.h"
 #include "agri/profiles.h"
 #include "agri/time.h"
 #include "agri/topic.h"
@@ -23,8 +25,6 @@
 #include "provision.h"
 #include "technician.h"
 
-#define EX_USAGE_ 2
-#define EX_CONFIG_ 78
 
 static void usage(FILE *f)
 {
@@ -72,7 +72,7 @@ static int bad_usage(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputs(" (see agrictl --help)\n", stderr);
-	return EX_USAGE_;
+	return AGRI_EXIT_USAGE;
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -114,7 +114,7 @@ static int cmd_salinity(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			return EX_USAGE_;
+			return AGRI_EXIT_USAGE;
 		}
 	}
 	if (isnan(ec) || isnan(t))
@@ -177,6 +177,29 @@ static int check_link(const struct bus_opts *b)
 	return 0;
 }
 
+/* One slave of scan --json: {"slave":N,"profile":NAME|null[,"also_fits":[...]]}. */
+static void print_scan_json(int slave, const char *guess, const struct agri_profile *profiles,
+			    const int *also, size_t na, bool comma)
+{
+	char text[2048]; /* 1 + PROBE_ALSO_MAX names of 32 bytes, escaped (6 a byte) */
+	struct agri_buf j;
+
+	agri_buf_init(&j, text, sizeof(text));
+	agri_buf_printf(&j, "%s{\"slave\":%d,\"profile\":", comma ? "," : "", slave);
+	agri_buf_json_str(&j, guess);
+	if (na) {
+		agri_buf_puts(&j, ",\"also_fits\":[");
+		for (size_t k = 0; k < na; k++) {
+			agri_buf_puts(&j, k ? "," : "");
+			agri_buf_json_str(&j, profiles[also[k]].name);
+		}
+		agri_buf_puts(&j, "]");
+	}
+	agri_buf_puts(&j, "}");
+	if (agri_buf_end(&j) >= 0)
+		fputs(text, stdout);
+}
+
 static int cmd_scan(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -205,7 +228,7 @@ static int cmd_scan(int argc, char **argv)
 		}
 		if (c == 'f' || c == 'u')
 			return bad_usage("--from/--to: expected a slave id 1..247, got \"%s\"", optarg);
-		return EX_USAGE_;
+		return AGRI_EXIT_USAGE;
 	}
 	if ((rc = check_link(&b)) != 0)
 		return rc;
@@ -240,15 +263,7 @@ static int cmd_scan(int argc, char **argv)
 			continue;
 		guess = g >= 0 ? profiles[g].name : "unknown";
 		if (b.json) {
-			printf("%s{\"slave\":%d,\"profile\":%s%s%s", found ? "," : "", s,
-			       g >= 0 ? "\"" : "", g >= 0 ? guess : "null", g >= 0 ? "\"" : "");
-			if (na) {
-				printf(",\"also_fits\":[");
-				for (size_t k = 0; k < na; k++)
-					printf("%s\"%s\"", k ? "," : "", profiles[also[k]].name);
-				printf("]");
-			}
-			printf("}");
+			print_scan_json(s, g >= 0 ? guess : NULL, profiles, also, na, found > 0);
 		} else {
 			printf("slave %d: %s", s, guess);
 			for (size_t k = 0; k < na; k++)
@@ -297,7 +312,7 @@ static int cmd_read(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		} else {
-			return EX_USAGE_;
+			return AGRI_EXIT_USAGE;
 		}
 	}
 	if ((rc = check_link(&b)) != 0)
@@ -307,10 +322,10 @@ static int cmd_read(int argc, char **argv)
 	rc = profiles_load(b.profiles_dir, profile, &prof, file, sizeof(file), &e);
 	if (rc == -ENOENT) {
 		fprintf(stderr, "agrictl: no profile \"%s\" (%s)\n", profile, file);
-		return EX_USAGE_;
+		return AGRI_EXIT_USAGE;
 	} else if (rc < 0) {
 		fprintf(stderr, "%s: %s%s%s\n", file, e.path, *e.path ? ": " : "", e.msg);
-		return EX_CONFIG_;
+		return AGRI_EXIT_CONFIG;
 	}
 	/* The profile's serial defaults unless given on the command line. */
 	if (!b.link.baud)
@@ -359,7 +374,7 @@ static int cmd_provision(int argc, char **argv)
 		case 'T': technician = optarg; break;
 		case 'K': technicians = optarg; break;
 		case 'h': usage(stdout); return 0;
-		default: return EX_USAGE_;
+		default: return AGRI_EXIT_USAGE;
 		}
 	}
 	if (technician) {
@@ -385,7 +400,7 @@ int main(int argc, char **argv)
 
 	if (argc < 2) {
 		usage(stderr);
-		return EX_USAGE_;
+		return AGRI_EXIT_USAGE;
 	}
 	cmd = argv[1];
 	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {

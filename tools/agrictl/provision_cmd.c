@@ -17,13 +17,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "agri/exit.h"
 #include "agri/util.h"
 #include "agrictl.h"
 #include "provision.h"
 
 #define PBKDF2_ITERATIONS 101 /* mosquitto_passwd 2.0's default; the password is 192 random bits */
 #define BROKER_FILE_MAX (64 << 20)
-#define EX_USAGE_ 2
 
 /* A broker file as read before provisioning: its text and the mode, owner
  * and group its rewrite keeps. path is the file itself (a symlink's target:
@@ -113,7 +113,7 @@ int agrictl_provision_check_id(const char *station)
 		fprintf(stderr, "agrictl: --station: \"%s\" is reserved for the hub (gateway, agrictl, "
 			"alerts, forecast, advisory, hub, and ids starting agri-, agrictl-, gateway-, "
 			"hub-: the hub's client ids and topics)\n", station);
-	return rc < 0 ? EX_USAGE_ : 0;
+	return rc < 0 ? AGRI_EXIT_USAGE : 0;
 }
 
 int agrictl_provision(const char *station, const char *out_dir,

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agri/exit.h"
 #include "agri/log.h"
 #include "sim.h"
 
@@ -34,11 +35,11 @@ int main(int argc, char **argv)
 		return 0;
 	if (rc) {
 		fprintf(stderr, "agri-sim: %s (see --help)\n", why);
-		return 2;
+		return AGRI_EXIT_USAGE;
 	}
 	if (sim_load(&s, why, sizeof(why))) {
 		fprintf(stderr, "%s\n", why);
-		return 78;
+		return AGRI_EXIT_CONFIG;
 	}
 	if (s.series) {
 		rc = sim_series(&s, stdout);
