@@ -360,8 +360,10 @@ def part_salinity(mq):
 # ---- 2. bph-migration -------------------------------------------------------
 
 def night_of(ts_ms):
-    """The peak rule's night: local noon to local noon (night_start_h 12)."""
-    return (ts_ms + LOCAL_MS - 12 * 3600 * 1000) // DAY_MS
+    """The peak rule's night: cut at the morning's lamp-off, 06:00 local
+    (night_end_h 6): a peak is confirmed at 06:00 the morning after the
+    lower night."""
+    return (ts_ms + LOCAL_MS - 6 * 3600 * 1000) // DAY_MS
 
 
 def day_str(n):
