@@ -99,21 +99,12 @@ struct bus {
 	pthread_cond_t cond;
 };
 
-static void sleep_ms(int64_t ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	while (ms > 0 && nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 struct bus *bus_new(const struct station_config *cfg, size_t index,
 		    struct bus_sensor_stats *stats, const atomic_bool *maint,
 		    struct bus_sink sink)
 {
 	const struct station_bus *bc = &cfg->buses[index];
 	struct bus *b;
-	pthread_condattr_t ca;
 	int64_t offset_ms = 0, start = util_mono_ms();
 	char port[16];
 
@@ -130,10 +121,7 @@ struct bus *bus_new(const struct station_config *cfg, size_t index,
 	atomic_init(&b->stop, false);
 	atomic_init(&b->heartbeat_ms, start);
 	pthread_mutex_init(&b->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&b->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	util_cond_init_mono(&b->cond);
 
 	if (bc->is_tcp) {
 		snprintf(port, sizeof(port), "%d", (int)bc->port);
@@ -263,7 +251,7 @@ static void bus_gap(struct bus *b)
 	int64_t wait = b->last_io_ms + b->bcfg->gap_ms - util_mono_ms();
 
 	if (wait > 0)
-		sleep_ms(wait);
+		util_sleep_ms(wait);
 }
 
 /* Sends one profile command as is (libmodbus's raw request: Yosemitech's
@@ -406,7 +394,7 @@ static int bus_before_read(struct bus *b, struct bus_slot *sl)
 			wait = p->before_read[i].wait_ms;
 	}
 	if (wait > 0)
-		sleep_ms(wait);
+		util_sleep_ms(wait);
 	return 0;
 }
 
@@ -616,7 +604,7 @@ static enum poll_result bus_poll(struct bus *b, struct bus_slot *sl, bool force)
 			return POLL_DEFERRED;
 		}
 		if (wait > 0)
-			sleep_ms(wait);
+			util_sleep_ms(wait);
 	}
 	if (e == 0)
 		e = bus_before_read(b, sl);
@@ -683,13 +671,7 @@ static void *bus_main(void *arg)
 
 			if (wait > BUS_WAIT_MAX_MS)
 				wait = BUS_WAIT_MAX_MS;
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_sec += wait / 1000;
-			ts.tv_nsec += (wait % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
+			util_deadline(&ts, CLOCK_MONOTONIC, wait);
 			pthread_mutex_lock(&b->lock);
 			if (!atomic_load(&b->stop))
 				pthread_cond_timedwait(&b->cond, &b->lock, &ts);

@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "agri/log.h"
+#include "agri/sqlite_errno.h"
 #include "spool.h"
 
 enum {
@@ -58,31 +59,6 @@ struct spool {
 	int64_t last_now; /* for spool_next_due */
 };
 
-/* SQLite result codes to negative errno, in one place. */
-static int spool_errno(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_DONE:
-	case SQLITE_ROW:
-		return 0;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_READONLY:
-	case SQLITE_PERM:
-		return -EACCES;
-	case SQLITE_CANTOPEN:
-		return -ENOENT;
-	default:
-		return -EIO;
-	}
-}
-
 static int spool_exec(struct spool *s, const char *sql)
 {
 	char *msg = NULL;
@@ -92,7 +68,7 @@ static int spool_exec(struct spool *s, const char *sql)
 		log_error("spool", "sql failed: %s sql=\"%s\"", msg ? msg : sqlite3_errstr(rc), sql);
 		sqlite3_free(msg);
 	}
-	return spool_errno(rc);
+	return agri_sqlite_errno(rc);
 }
 
 /* Runs a prepared statement that returns no row (or ignores it). */
@@ -103,7 +79,7 @@ static int step_done(struct spool *s, sqlite3_stmt *st)
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
 		log_error("spool", "step failed: %s", sqlite3_errmsg(s->db));
-		return spool_errno(rc);
+		return agri_sqlite_errno(rc);
 	}
 	return 0;
 }
@@ -145,7 +121,7 @@ int spool_open(const char *path, uint64_t max_bytes, struct spool **out)
 	if (rc != SQLITE_OK) {
 		log_error("spool", "cannot open path=%s: %s", path,
 			  s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-		rc = spool_errno(rc);
+		rc = agri_sqlite_errno(rc);
 		goto fail;
 	}
 	sqlite3_busy_timeout(s->db, 5000);
@@ -167,7 +143,7 @@ int spool_open(const char *path, uint64_t max_bytes, struct spool **out)
 					&s->st[i], NULL);
 		if (rc != SQLITE_OK) {
 			log_error("spool", "prepare failed: %s", sqlite3_errmsg(s->db));
-			rc = spool_errno(rc);
+			rc = agri_sqlite_errno(rc);
 			goto fail;
 		}
 	}
@@ -221,7 +197,7 @@ static int spool_make_room(struct spool *s, size_t len, uint64_t *n_dropped,
 		rc = sqlite3_step(old);
 		if (rc != SQLITE_ROW) {
 			sqlite3_reset(old);
-			return rc == SQLITE_DONE ? 0 : spool_errno(rc);
+			return rc == SQLITE_DONE ? 0 : agri_sqlite_errno(rc);
 		}
 		seq = sqlite3_column_int64(old, 0);
 		b = sqlite3_column_int64(old, 1);
@@ -320,7 +296,7 @@ int spool_pick(struct spool *s, int64_t now_mono_ms, bool newest,
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		sqlite3_reset(st);
-		return rc == SQLITE_DONE ? -EAGAIN : spool_errno(rc);
+		return rc == SQLITE_DONE ? -EAGAIN : agri_sqlite_errno(rc);
 	}
 	n = sqlite3_column_bytes(st, 1);
 	if ((size_t)n > cap) {

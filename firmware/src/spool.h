@@ -9,6 +9,9 @@
  * Resend bookkeeping (which batch was sent when, and when it may be sent
  * again) is kept in an in-memory table: after a restart every batch is
  * due again. Not thread-safe: the station's main thread owns the spool.
+ * SQLite's failures come back as agri_sqlite_errno()'s negative errnos
+ * (agri/sqlite_errno.h: -ENOSPC, -EBUSY, -EROFS, -EIO ...), as the
+ * gateway's store reports them.
  */
 #ifndef STATION_SPOOL_H
 #define STATION_SPOOL_H
@@ -30,7 +33,8 @@ uint64_t spool_next_seq(const struct spool *s);
 /*
  * Commits a batch (payload encoded with seq == spool_next_seq()) durably,
  * dropping the oldest batches first if it would not fit. Returns 0,
- * -ENOSPC (disk full), -EFBIG (larger than the whole spool) or -EIO.
+ * -ENOSPC (disk full), -EFBIG (larger than the whole spool) or another
+ * negative errno (-EIO ...).
  */
 int spool_put(struct spool *s, uint64_t seq, const void *payload, size_t len,
 	      int64_t now_ms);
@@ -43,7 +47,8 @@ int spool_ack(struct spool *s, uint64_t first, uint64_t last);
  * The batch to send next: the oldest batch that is due (never sent since
  * open/spool_resend_all, or its ack timed out) — or, with newest, the
  * newest due batch with seq >= min_seq. Copies its payload into buf.
- * Returns 0, -EAGAIN (nothing due), -ENOSPC (buf too small) or -EIO.
+ * Returns 0, -EAGAIN (nothing due), -ENOSPC (buf too small) or another
+ * negative errno (-EIO ...).
  */
 int spool_pick(struct spool *s, int64_t now_mono_ms, bool newest,
 	       uint64_t min_seq, uint64_t *seq, char *buf, size_t cap,

@@ -672,13 +672,7 @@ static void station_wait(struct station *st, int64_t until)
 
 	if (wait <= 0)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += wait / 1000;
-	ts.tv_nsec += (wait % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	util_deadline(&ts, CLOCK_MONOTONIC, wait);
 	pthread_mutex_lock(&st->lock);
 	if (!atomic_load(&st->stop) && !st->ev_connected && !st->ev_lost && !st->cfg_pending &&
 	    st->n_ackq == 0 && st->ring_n < AGRI_BATCH_MAX_READINGS)
@@ -771,7 +765,6 @@ void station_request_stop(struct station *st)
 int station_new(struct station_config *cfg, const char *config_path, struct station **out)
 {
 	struct mqtt_handlers h;
-	pthread_condattr_t ca;
 	struct station *st;
 	char path[STATION_PATH_MAX + 16];
 	int rc;
@@ -787,10 +780,7 @@ int station_new(struct station_config *cfg, const char *config_path, struct stat
 		goto fail;
 	}
 	pthread_mutex_init(&st->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&st->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	util_cond_init_mono(&st->cond);
 	pthread_cond_init(&st->space, NULL);
 	atomic_init(&st->maint, false);
 	atomic_init(&st->stop, false);

@@ -20,7 +20,10 @@ int64_t util_now_ms(void);
 double util_clock_speed(void);
 /* Monotonic clock, ms (CLOCK_MONOTONIC). */
 int64_t util_mono_ms(void);
-/* Sleeps ms milliseconds (the whole time: restarts on EINTR). */
+/* Sleeps ms milliseconds (nothing when ms <= 0). A signal handler run on
+ * this thread cuts it short (EINTR is not restarted), so a loop that
+ * sleeps re-checks its stop flag; the station blocks its signals in every
+ * thread but one, where it sleeps the whole time. */
 void util_sleep_ms(int64_t ms);
 /* The absolute time ms from now on clock, for pthread_cond_timedwait()
  * (CLOCK_MONOTONIC with a util_cond_init_mono() condition variable). */
