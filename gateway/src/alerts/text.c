@@ -17,6 +17,8 @@ static const struct {
 } metrics[] = {
 	{"salinity", "Salinity", "Độ mặn", "g/L", "‰"}, /* bulletins: "4,7‰" (phần ngàn) */
 	{"conductivity", "Conductivity", "Độ dẫn điện", "mS/cm", "mS/cm"},
+	{"specific_conductance", "Specific conductance (25 °C)", "Độ dẫn điện quy về 25 °C", "mS/cm",
+	 "mS/cm"},
 	{"water_temperature", "Water temperature", "Nhiệt độ nước", "°C", "°C"},
 	{"ph", "pH", "pH", "", ""},
 	{"dissolved_oxygen", "Dissolved oxygen", "Oxy hòa tan", "mg/L", "mg/L"},
