@@ -19,16 +19,7 @@
 #include "config.h"
 #include "agri/util.h"
 
-#define STR(s, k, m, req) {.key = k, .type = AGRI_CFG_STR, .required = req, \
-	.offset = offsetof(s, m), .size = sizeof(((s *)0)->m)}
-#define INT(s, k, m, lo, hi) {.key = k, .type = AGRI_CFG_INT, \
-	.offset = offsetof(s, m), .min = lo, .max = hi}
-#define DBL(s, k, m, lo, hi) {.key = k, .type = AGRI_CFG_DOUBLE, \
-	.offset = offsetof(s, m), .min = lo, .max = hi}
-#define CUS(s, k, m, fn, req) {.key = k, .type = AGRI_CFG_CUSTOM, \
-	.required = req, .offset = offsetof(s, m), .parse = fn}
-
-/* The defaults of CONTRACT.md §8, in one place. */
+/* The defaults of station.json (docs/interfaces.md), in one place. */
 static void config_defaults(struct station_config *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -41,8 +32,10 @@ static void config_defaults(struct station_config *c)
 	c->watchdog.timeout_s = 60;
 }
 
-static void bus_defaults(struct station_bus *b)
+static void bus_defaults(void *elem)
 {
+	struct station_bus *b = elem;
+
 	memset(b, 0, sizeof(*b));
 	b->timeout_ms = 500;
 	b->gap_ms = 20;
@@ -52,38 +45,42 @@ static void bus_defaults(struct station_bus *b)
 	b->stop_bits = 1;
 }
 
-static void sensor_defaults(struct station_sensor *s)
+static void sensor_defaults(void *elem)
 {
+	struct station_sensor *s = elem;
+
 	memset(s, 0, sizeof(*s));
 	s->interval_s = 60;
 	s->stuck_reads = 30;
 }
 
+#define SC struct station_config
+#define SB struct station_bus
+#define SS struct station_sensor
+
+/* site and watchdog: sections over the whole config. */
 static const struct agri_cfg_field site_fields[] = {
-	STR(struct station_config, "name", site.name, false),
-	DBL(struct station_config, "lat", site.lat, -90, 90),
-	DBL(struct station_config, "lon", site.lon, -180, 180),
+	AGRI_FIELD_STR(SC, "name", site.name, false),
+	AGRI_FIELD_DOUBLE(SC, "lat", site.lat, -90, 90),
+	AGRI_FIELD_DOUBLE(SC, "lon", site.lon, -180, 180),
 };
 
-static int parse_site(const cJSON *item, void *field, const char *path,
+static int parse_site(const cJSON *item, void *cfg, const char *path,
 		      struct agri_err *err)
 {
-	/* field points at cfg->site; the table's offsets are from cfg */
-	char *cfg = (char *)field - offsetof(struct station_config, site);
-
 	return agri_cfg_read(item, path, site_fields, AGRI_ARRAY_SIZE(site_fields), cfg,
 			     false, err);
 }
 
 static const struct agri_cfg_field broker_fields[] = {
-	STR(struct station_broker, "url", url, true),
-	STR(struct station_broker, "username", username, false),
-	STR(struct station_broker, "password_file", password_file, false),
-	STR(struct station_broker, "ca_file", ca_file, false),
-	STR(struct station_broker, "cert_file", cert_file, false),
-	STR(struct station_broker, "key_file", key_file, false),
-	INT(struct station_broker, "keepalive_s", keepalive_s, 5, 3600),
-	STR(struct station_broker, "topic_prefix", topic_prefix, false),
+	AGRI_FIELD_STR(struct station_broker, "url", url, true),
+	AGRI_FIELD_STR(struct station_broker, "username", username, false),
+	AGRI_FIELD_STR(struct station_broker, "password_file", password_file, false),
+	AGRI_FIELD_STR(struct station_broker, "ca_file", ca_file, false),
+	AGRI_FIELD_STR(struct station_broker, "cert_file", cert_file, false),
+	AGRI_FIELD_STR(struct station_broker, "key_file", key_file, false),
+	AGRI_FIELD_INT(struct station_broker, "keepalive_s", keepalive_s, 5, 3600),
+	AGRI_FIELD_STR(struct station_broker, "topic_prefix", topic_prefix, false),
 };
 
 static int parse_broker(const cJSON *item, void *field, const char *path,
@@ -94,29 +91,27 @@ static int parse_broker(const cJSON *item, void *field, const char *path,
 }
 
 static const struct agri_cfg_field watchdog_fields[] = {
-	STR(struct station_config, "device", watchdog.device, true),
-	INT(struct station_config, "timeout_s", watchdog.timeout_s, 5, 600),
+	AGRI_FIELD_STR(SC, "device", watchdog.device, true),
+	AGRI_FIELD_INT(SC, "timeout_s", watchdog.timeout_s, 5, 600),
 };
 
-static int parse_watchdog(const cJSON *item, void *field, const char *path,
+static int parse_watchdog(const cJSON *item, void *cfg, const char *path,
 			  struct agri_err *err)
 {
-	char *cfg = (char *)field - offsetof(struct station_config, watchdog);
-
 	if (cJSON_IsNull(item))
 		return 0;
-	return agri_cfg_read(item, path, watchdog_fields,
-			     AGRI_ARRAY_SIZE(watchdog_fields), cfg, false, err);
+	return agri_cfg_read(item, path, watchdog_fields, AGRI_ARRAY_SIZE(watchdog_fields),
+			     cfg, false, err);
 }
 
+/* rtu and tcp: sections over their bus. */
 static const struct agri_cfg_field rtu_fields[] = {
-	STR(struct station_bus, "device", device, true),
-	{.key = "baud", .type = AGRI_CFG_INT, .offset = offsetof(struct station_bus, baud),
-	 .min = 300, .max = 1000000,
-	 .present_offset = offsetof(struct station_bus, has_baud)},
-	STR(struct station_bus, "parity", parity_s, false),
-	INT(struct station_bus, "data_bits", data_bits, 7, 8),
-	INT(struct station_bus, "stop_bits", stop_bits, 1, 2),
+	AGRI_FIELD_STR(SB, "device", device, true),
+	AGRI_FIELD(SB, "baud", AGRI_CFG_INT, baud, false, AGRI_RANGE(300, 1000000),
+		   AGRI_PRESENT(SB, has_baud)),
+	AGRI_FIELD_STR(SB, "parity", parity_s, false),
+	AGRI_FIELD_INT(SB, "data_bits", data_bits, 7, 8),
+	AGRI_FIELD_INT(SB, "stop_bits", stop_bits, 1, 2),
 };
 
 static int parse_rtu(const cJSON *item, void *field, const char *path,
@@ -140,8 +135,8 @@ static int parse_rtu(const cJSON *item, void *field, const char *path,
 }
 
 static const struct agri_cfg_field tcp_fields[] = {
-	STR(struct station_bus, "host", host, true),
-	INT(struct station_bus, "port", port, 1, 65535),
+	AGRI_FIELD_STR(SB, "host", host, true),
+	AGRI_FIELD_INT(SB, "port", port, 1, 65535),
 };
 
 static int parse_tcp(const cJSON *item, void *field, const char *path,
@@ -156,116 +151,71 @@ static int parse_tcp(const cJSON *item, void *field, const char *path,
 }
 
 static const struct agri_cfg_field bus_fields[] = {
-	STR(struct station_bus, "name", name, true),
-	CUS(struct station_bus, "rtu", name, parse_rtu, false),
-	CUS(struct station_bus, "tcp", name, parse_tcp, false),
-	INT(struct station_bus, "timeout_ms", timeout_ms, 10, 60000),
-	INT(struct station_bus, "gap_ms", gap_ms, 0, 10000),
+	AGRI_FIELD_STR(SB, "name", name, true),
+	AGRI_FIELD_SECTION("rtu", parse_rtu, false),
+	AGRI_FIELD_SECTION("tcp", parse_tcp, false),
+	AGRI_FIELD_INT(SB, "timeout_ms", timeout_ms, 10, 60000),
+	AGRI_FIELD_INT(SB, "gap_ms", gap_ms, 0, 10000),
 };
 
-/* The bus table's rtu/tcp entries get the bus itself (offset of name = 0). */
-_Static_assert(offsetof(struct station_bus, name) == 0, "name first");
-
-static int parse_buses(const cJSON *item, void *field, const char *path,
-		       struct agri_err *err)
+static int check_bus_link(const cJSON *item, void *elem, const char *path,
+			  struct agri_err *err)
 {
-	struct station_config *c =
-		(struct station_config *)((char *)field - offsetof(struct station_config, n_buses));
-	char sub[AGRI_ERR_PATH_MAX];
-	const cJSON *it;
-	int i = 0, rc;
+	bool has_rtu = cJSON_GetObjectItemCaseSensitive(item, "rtu") != NULL;
+	bool has_tcp = cJSON_GetObjectItemCaseSensitive(item, "tcp") != NULL;
 
-	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) < 1) {
-		agri_err_set(err, path, "expected a non-empty array");
+	(void)elem;
+	if (has_rtu == has_tcp) {
+		agri_err_set(err, path, "needs exactly one of \"rtu\" or \"tcp\"");
 		return -EINVAL;
 	}
-	if (cJSON_GetArraySize(item) > STATION_BUSES_MAX) {
-		agri_err_set(err, path, "at most %d buses", STATION_BUSES_MAX);
-		return -EINVAL;
-	}
-	cJSON_ArrayForEach(it, item) {
-		struct station_bus *b = &c->buses[i];
-		bool has_rtu, has_tcp;
-
-		agri_path_index(sub, sizeof(sub), path, i);
-		bus_defaults(b);
-		rc = agri_cfg_read(it, sub, bus_fields, AGRI_ARRAY_SIZE(bus_fields), b,
-				   false, err);
-		if (rc)
-			return rc;
-		has_rtu = cJSON_GetObjectItemCaseSensitive(it, "rtu") != NULL;
-		has_tcp = cJSON_GetObjectItemCaseSensitive(it, "tcp") != NULL;
-		if (has_rtu == has_tcp) {
-			agri_err_set(err, sub, "needs exactly one of \"rtu\" or \"tcp\"");
-			return -EINVAL;
-		}
-		i++;
-	}
-	c->n_buses = (size_t)i;
 	return 0;
 }
+
+static const struct agri_cfg_array buses_array = {
+	.fields = bus_fields, .n_fields = AGRI_ARRAY_SIZE(bus_fields),
+	.elem_size = sizeof(struct station_bus), .min = 1, .max = STATION_BUSES_MAX,
+	.what = "buses", .init = bus_defaults, .check = check_bus_link,
+};
 
 static const struct agri_cfg_field sensor_fields[] = {
-	STR(struct station_sensor, "name", name, true),
-	STR(struct station_sensor, "bus", bus, true),
-	{.key = "slave", .type = AGRI_CFG_INT, .required = true,
-	 .offset = offsetof(struct station_sensor, slave), .min = 1, .max = 247},
-	STR(struct station_sensor, "profile", profile, true),
-	DBL(struct station_sensor, "interval_s", interval_s, 0.1, 86400),
-	DBL(struct station_sensor, "warmup_s", warmup_s, 0, 3600),
-	INT(struct station_sensor, "stuck_reads", stuck_reads, 0, 100000),
-	{.key = "level_offset_m", .type = AGRI_CFG_DOUBLE, .min = -10000, .max = 10000,
-	 .offset = offsetof(struct station_sensor, level_offset_m),
-	 .present_offset = offsetof(struct station_sensor, has_level_offset)},
-	{.key = "probe_level_m", .type = AGRI_CFG_DOUBLE, .min = -10000, .max = 10000,
-	 .offset = offsetof(struct station_sensor, probe_level_m),
-	 .present_offset = offsetof(struct station_sensor, has_probe_level)},
+	AGRI_FIELD_STR(SS, "name", name, true),
+	AGRI_FIELD_STR(SS, "bus", bus, true),
+	AGRI_FIELD(SS, "slave", AGRI_CFG_INT, slave, true, AGRI_RANGE(1, 247)),
+	AGRI_FIELD_STR(SS, "profile", profile, true),
+	AGRI_FIELD_DOUBLE(SS, "interval_s", interval_s, 0.1, 86400),
+	AGRI_FIELD_DOUBLE(SS, "warmup_s", warmup_s, 0, 3600),
+	AGRI_FIELD_INT(SS, "stuck_reads", stuck_reads, 0, 100000),
+	AGRI_FIELD(SS, "level_offset_m", AGRI_CFG_DOUBLE, level_offset_m, false,
+		   AGRI_RANGE(-10000, 10000), AGRI_PRESENT(SS, has_level_offset)),
+	AGRI_FIELD(SS, "probe_level_m", AGRI_CFG_DOUBLE, probe_level_m, false,
+		   AGRI_RANGE(-10000, 10000), AGRI_PRESENT(SS, has_probe_level)),
 };
 
-static int parse_sensors(const cJSON *item, void *field, const char *path,
-			 struct agri_err *err)
-{
-	struct station_config *c =
-		(struct station_config *)((char *)field - offsetof(struct station_config, n_sensors));
-	char sub[AGRI_ERR_PATH_MAX];
-	const cJSON *it;
-	int i = 0, rc;
-
-	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) < 1) {
-		agri_err_set(err, path, "expected a non-empty array");
-		return -EINVAL;
-	}
-	if (cJSON_GetArraySize(item) > STATION_SENSORS_MAX) {
-		agri_err_set(err, path, "at most %d sensors", STATION_SENSORS_MAX);
-		return -EINVAL;
-	}
-	cJSON_ArrayForEach(it, item) {
-		agri_path_index(sub, sizeof(sub), path, i);
-		sensor_defaults(&c->sensors[i]);
-		rc = agri_cfg_read(it, sub, sensor_fields, AGRI_ARRAY_SIZE(sensor_fields),
-				   &c->sensors[i], false, err);
-		if (rc)
-			return rc;
-		i++;
-	}
-	c->n_sensors = (size_t)i;
-	return 0;
-}
+static const struct agri_cfg_array sensors_array = {
+	.fields = sensor_fields, .n_fields = AGRI_ARRAY_SIZE(sensor_fields),
+	.elem_size = sizeof(struct station_sensor), .min = 1, .max = STATION_SENSORS_MAX,
+	.what = "sensors", .init = sensor_defaults,
+};
 
 static const struct agri_cfg_field top_fields[] = {
-	STR(struct station_config, "station", station, true),
-	INT(struct station_config, "version", version, 0, 9007199254740991.0),
-	CUS(struct station_config, "site", site, parse_site, false),
-	CUS(struct station_config, "broker", broker, parse_broker, true),
-	STR(struct station_config, "state_dir", state_dir, false),
-	STR(struct station_config, "profiles_dir", profiles_dir, false),
-	INT(struct station_config, "spool_max_mb", spool_max_mb, 1, 65536),
-	DBL(struct station_config, "publish_interval_s", publish_interval_s, 0.1, 86400),
-	DBL(struct station_config, "ack_timeout_s", ack_timeout_s, 0.5, 86400),
-	CUS(struct station_config, "watchdog", watchdog, parse_watchdog, false),
-	CUS(struct station_config, "buses", n_buses, parse_buses, true),
-	CUS(struct station_config, "sensors", n_sensors, parse_sensors, true),
+	AGRI_FIELD_STR(SC, "station", station, true),
+	AGRI_FIELD_INT(SC, "version", version, 0, 9007199254740991.0),
+	AGRI_FIELD_SECTION("site", parse_site, false),
+	AGRI_FIELD_CUSTOM(SC, "broker", broker, parse_broker, true),
+	AGRI_FIELD_STR(SC, "state_dir", state_dir, false),
+	AGRI_FIELD_STR(SC, "profiles_dir", profiles_dir, false),
+	AGRI_FIELD_INT(SC, "spool_max_mb", spool_max_mb, 1, 65536),
+	AGRI_FIELD_DOUBLE(SC, "publish_interval_s", publish_interval_s, 0.1, 86400),
+	AGRI_FIELD_DOUBLE(SC, "ack_timeout_s", ack_timeout_s, 0.5, 86400),
+	AGRI_FIELD_SECTION("watchdog", parse_watchdog, false),
+	AGRI_FIELD_ARRAY(SC, "buses", buses, n_buses, &buses_array, true),
+	AGRI_FIELD_ARRAY(SC, "sensors", sensors, n_sensors, &sensors_array, true),
 };
+
+#undef SC
+#undef SB
+#undef SS
 
 /* Resolves an optional path field in place against base_path. */
 static int resolve(char *p, size_t len, const char *base_path,

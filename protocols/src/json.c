@@ -293,11 +293,31 @@ static int read_number(const cJSON *item, const struct agri_cfg_field *f,
 	return 0;
 }
 
+/* The member size a numeric or bool row's target must have (0: any). */
+static size_t member_size(enum agri_cfg_type t)
+{
+	switch (t) {
+	case AGRI_CFG_INT:
+	case AGRI_CFG_UINT:
+		return sizeof(int64_t);
+	case AGRI_CFG_DOUBLE:
+		return sizeof(double);
+	case AGRI_CFG_BOOL:
+		return sizeof(bool);
+	default:
+		return 0;
+	}
+}
+
 static int read_field(const cJSON *item, const struct agri_cfg_field *f,
 		      void *field, const char *path, struct agri_err *err)
 {
 	size_t n;
 
+	if (f->size && member_size(f->type) && f->size != member_size(f->type)) {
+		agri_err_set(err, path, "table row for a member of %zu bytes", f->size);
+		return -EINVAL; /* a table written wrong, not a document */
+	}
 	switch (f->type) {
 	case AGRI_CFG_STR:
 		if (cJSON_IsNull(item) && !f->required) {
@@ -330,8 +350,67 @@ static int read_field(const cJSON *item, const struct agri_cfg_field *f,
 		return 0;
 	case AGRI_CFG_CUSTOM:
 		return f->parse(item, field, path, err);
+	case AGRI_CFG_ARRAY:
+		break; /* needs the count's target: agri_cfg_read() */
 	}
 	return -EINVAL;
+}
+
+/* "expected an array of 1 to 48 registers" and its shorter forms. */
+static void count_error(struct agri_err *err, const char *path,
+			const struct agri_cfg_array *a)
+{
+	if (a->min == a->max)
+		agri_err_set(err, path, "expected an array of %zu %s", a->min, a->what);
+	else if (a->min == 0)
+		agri_err_set(err, path, "expected an array of at most %zu %s", a->max,
+			     a->what);
+	else if (a->max == a->min + 1)
+		agri_err_set(err, path, "expected an array of %zu or %zu %s", a->min,
+			     a->max, a->what);
+	else
+		agri_err_set(err, path, "expected an array of %zu to %zu %s", a->min,
+			     a->max, a->what);
+}
+
+int agri_cfg_read_array(const cJSON *item, const char *path,
+			const struct agri_cfg_array *a, void *base,
+			size_t *count, struct agri_err *err)
+{
+	char sub[AGRI_ERR_PATH_MAX];
+	const cJSON *it;
+	size_t i = 0;
+	int n, ret;
+
+	if (!a || !base || !count || !a->what || !a->elem_size ||
+	    (!a->fields == !a->value))
+		return -EINVAL;
+	n = cJSON_IsArray(item) ? cJSON_GetArraySize(item) : -1;
+	if (n < 0 || (size_t)n < a->min || (size_t)n > a->max) {
+		count_error(err, path, a);
+		return -EINVAL;
+	}
+	cJSON_ArrayForEach(it, item) {
+		char *elem = (char *)base + i * a->elem_size;
+
+		agri_path_index(sub, sizeof(sub), path, (int)i);
+		if (a->init)
+			a->init(elem);
+		else
+			memset(elem, 0, a->elem_size);
+		if (a->value)
+			ret = read_field(it, a->value, elem, sub, err);
+		else
+			ret = agri_cfg_read(it, sub, a->fields, a->n_fields, elem,
+					    a->allow_unknown, err);
+		if (!ret && a->check)
+			ret = a->check(it, elem, sub, err);
+		if (ret)
+			return ret;
+		i++;
+	}
+	*count = i;
+	return 0;
 }
 
 int agri_cfg_read_value(const cJSON *item, const struct agri_cfg_field *field,
@@ -378,8 +457,18 @@ int agri_cfg_read(const cJSON *obj, const char *path,
 			return -EINVAL;
 		}
 		seen[k] = true;
-		ret = read_field(item, &fields[k], (char *)target + fields[k].offset,
-				 sub, err);
+		if (fields[k].type == AGRI_CFG_ARRAY) {
+			size_t count;
+
+			ret = agri_cfg_read_array(item, sub, fields[k].array,
+						  (char *)target + fields[k].offset, &count, err);
+			if (!ret)
+				memcpy((char *)target + fields[k].count_offset, &count,
+				       sizeof(count));
+		} else {
+			ret = read_field(item, &fields[k], (char *)target + fields[k].offset,
+					 sub, err);
+		}
 		if (ret)
 			return ret;
 		if (fields[k].present_offset)

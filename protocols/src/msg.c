@@ -308,35 +308,28 @@ static int parse_readings(const cJSON *item, void *field, const char *path,
 	return check_array(item, 1, AGRI_BATCH_MAX_READINGS, "readings", path, err);
 }
 
-#define F_REQ(k, t, st, m, ...) \
-	{ .key = k, .type = t, .required = true, .offset = offsetof(st, m), \
-	  .size = sizeof(((st *)0)->m), __VA_ARGS__ }
-#define F_OPT(k, t, st, m, ...) \
-	{ .key = k, .type = t, .required = false, .offset = offsetof(st, m), \
-	  .size = sizeof(((st *)0)->m), __VA_ARGS__ }
-#define CUSTOM(fn) .parse = fn
-#define RANGE(lo, hi) .min = lo, .max = hi
-#define F_VERSION { .key = "v", .type = AGRI_CFG_CUSTOM, .required = true, \
-		    .parse = parse_version }
+/* "v" of every message (its parser checks it, stores nothing). */
+#define F_VERSION AGRI_FIELD_SECTION("v", parse_version, true)
 
 /* ---- telemetry ---- */
 
 static const struct agri_cfg_field telemetry_fields[] = {
 	F_VERSION,
-	F_REQ("station", AGRI_CFG_CUSTOM, struct agri_telemetry, station, CUSTOM(parse_station)),
-	F_REQ("seq", AGRI_CFG_UINT, struct agri_telemetry, seq, RANGE(0, SAFE_INT_MAX)),
-	F_REQ("sent_at", AGRI_CFG_CUSTOM, struct agri_telemetry, sent_at_ms, CUSTOM(parse_time)),
-	F_REQ("readings", AGRI_CFG_CUSTOM, struct agri_telemetry, readings, CUSTOM(parse_readings)),
+	AGRI_FIELD_CUSTOM(struct agri_telemetry, "station", station, parse_station, true),
+	AGRI_FIELD(struct agri_telemetry, "seq", AGRI_CFG_UINT, seq, true,
+		   AGRI_RANGE(0, SAFE_INT_MAX)),
+	AGRI_FIELD_CUSTOM(struct agri_telemetry, "sent_at", sent_at_ms, parse_time, true),
+	AGRI_FIELD_CUSTOM(struct agri_telemetry, "readings", readings, parse_readings, true),
 };
 
 static const struct agri_cfg_field reading_fields[] = {
-	F_REQ("ts", AGRI_CFG_CUSTOM, struct agri_reading, ts_ms, CUSTOM(parse_time)),
-	F_REQ("sensor", AGRI_CFG_CUSTOM, struct agri_reading, sensor, CUSTOM(parse_ident)),
-	F_REQ("metric", AGRI_CFG_CUSTOM, struct agri_reading, metric, CUSTOM(parse_ident)),
-	F_REQ("value", AGRI_CFG_CUSTOM, struct agri_reading, value, CUSTOM(parse_num_or_null)),
-	F_REQ("unit", AGRI_CFG_STR, struct agri_reading, unit),
-	F_REQ("q", AGRI_CFG_CUSTOM, struct agri_reading, q, CUSTOM(parse_quality)),
-	F_OPT("why", AGRI_CFG_CUSTOM, struct agri_reading, why, CUSTOM(parse_why)),
+	AGRI_FIELD_CUSTOM(struct agri_reading, "ts", ts_ms, parse_time, true),
+	AGRI_FIELD_CUSTOM(struct agri_reading, "sensor", sensor, parse_ident, true),
+	AGRI_FIELD_CUSTOM(struct agri_reading, "metric", metric, parse_ident, true),
+	AGRI_FIELD_CUSTOM(struct agri_reading, "value", value, parse_num_or_null, true),
+	AGRI_FIELD_STR(struct agri_reading, "unit", unit, true),
+	AGRI_FIELD_CUSTOM(struct agri_reading, "q", q, parse_quality, true),
+	AGRI_FIELD_CUSTOM(struct agri_reading, "why", why, parse_why, false),
 };
 
 /* Parses json into *root and checks it is an object. */
@@ -558,57 +551,49 @@ int agri_telemetry_encode(const struct agri_telemetry *t, char *buf,
 /* ---- status ---- */
 
 static const struct agri_cfg_field sensor_fields[] = {
-	F_REQ("name", AGRI_CFG_CUSTOM, struct agri_sensor_health, name, CUSTOM(parse_ident)),
-	F_OPT("profile", AGRI_CFG_CUSTOM, struct agri_sensor_health, profile, CUSTOM(parse_ident)),
-	F_OPT("reads_ok", AGRI_CFG_UINT, struct agri_sensor_health, reads_ok),
-	F_OPT("reads_failed", AGRI_CFG_UINT, struct agri_sensor_health, reads_failed),
-	F_OPT("timeouts", AGRI_CFG_UINT, struct agri_sensor_health, timeouts),
-	F_OPT("crc_errors", AGRI_CFG_UINT, struct agri_sensor_health, crc_errors),
-	F_OPT("exceptions", AGRI_CFG_UINT, struct agri_sensor_health, exceptions),
+	AGRI_FIELD_CUSTOM(struct agri_sensor_health, "name", name, parse_ident, true),
+	AGRI_FIELD_CUSTOM(struct agri_sensor_health, "profile", profile, parse_ident, false),
+	AGRI_FIELD(struct agri_sensor_health, "reads_ok", AGRI_CFG_UINT, reads_ok, false),
+	AGRI_FIELD(struct agri_sensor_health, "reads_failed", AGRI_CFG_UINT, reads_failed, false),
+	AGRI_FIELD(struct agri_sensor_health, "timeouts", AGRI_CFG_UINT, timeouts, false),
+	AGRI_FIELD(struct agri_sensor_health, "crc_errors", AGRI_CFG_UINT, crc_errors, false),
+	AGRI_FIELD(struct agri_sensor_health, "exceptions", AGRI_CFG_UINT, exceptions, false),
 };
 
-/* field is &status->sensors. */
+static const struct agri_cfg_array sensors_array = {
+	.fields = sensor_fields, .n_fields = AGRI_ARRAY_SIZE(sensor_fields),
+	.elem_size = sizeof(struct agri_sensor_health), .max = AGRI_STATUS_SENSORS_MAX,
+	.what = "sensors", .allow_unknown = true,
+};
+
+/* field is &status->sensors. The count's wording is the messages' own
+ * ("must hold 0 to 32 sensors"), checked first. */
 static int parse_sensors(const cJSON *item, void *field, const char *path,
 			 struct agri_err *err)
 {
 	struct agri_status *s = container_of(field, struct agri_status, sensors);
-	char sub[AGRI_ERR_PATH_MAX];
-	const cJSON *it;
-	size_t n = 0;
 
 	if (check_array(item, 0, AGRI_STATUS_SENSORS_MAX, "sensors", path, err))
 		return -EINVAL;
-	cJSON_ArrayForEach(it, item) {
-		struct agri_sensor_health *h = &s->sensors[n];
-
-		agri_path_index(sub, sizeof(sub), path, (int)n);
-		memset(h, 0, sizeof(*h));
-		if (agri_cfg_read(it, sub, sensor_fields, AGRI_ARRAY_SIZE(sensor_fields),
-				  h, true, err))
-			return -EINVAL;
-		n++;
-	}
-	s->n_sensors = n;
-	return 0;
+	return agri_cfg_read_array(item, path, &sensors_array, s->sensors, &s->n_sensors,
+				   err);
 }
 
 static const struct agri_cfg_field status_fields[] = {
 	F_VERSION,
-	F_REQ("station", AGRI_CFG_CUSTOM, struct agri_status, station, CUSTOM(parse_station)),
-	F_REQ("state", AGRI_CFG_CUSTOM, struct agri_status, online, CUSTOM(parse_online)),
-	F_OPT("fw", AGRI_CFG_STR, struct agri_status, fw),
-	F_OPT("board", AGRI_CFG_STR, struct agri_status, board),
-	F_OPT("config_version", AGRI_CFG_INT, struct agri_status, config_version,
-	      RANGE(0, SAFE_INT_MAX)),
-	F_OPT("ts", AGRI_CFG_CUSTOM, struct agri_status, ts_ms, CUSTOM(parse_time)),
-	F_OPT("uptime_s", AGRI_CFG_UINT, struct agri_status, uptime_s),
-	F_OPT("spool_depth", AGRI_CFG_UINT, struct agri_status, spool_depth),
-	F_OPT("spool_dropped", AGRI_CFG_UINT, struct agri_status, spool_dropped),
-	F_OPT("last_seq", AGRI_CFG_UINT, struct agri_status, last_seq),
-	F_OPT("maintenance", AGRI_CFG_BOOL, struct agri_status, maintenance),
-	F_OPT("config_signed_by", AGRI_CFG_CUSTOM, struct agri_status, config_signed_by,
-	      CUSTOM(parse_ident)),
-	F_OPT("sensors", AGRI_CFG_CUSTOM, struct agri_status, sensors, CUSTOM(parse_sensors)),
+	AGRI_FIELD_CUSTOM(struct agri_status, "station", station, parse_station, true),
+	AGRI_FIELD_CUSTOM(struct agri_status, "state", online, parse_online, true),
+	AGRI_FIELD_STR(struct agri_status, "fw", fw, false),
+	AGRI_FIELD_STR(struct agri_status, "board", board, false),
+	AGRI_FIELD_INT(struct agri_status, "config_version", config_version, 0, SAFE_INT_MAX),
+	AGRI_FIELD_CUSTOM(struct agri_status, "ts", ts_ms, parse_time, false),
+	AGRI_FIELD(struct agri_status, "uptime_s", AGRI_CFG_UINT, uptime_s, false),
+	AGRI_FIELD(struct agri_status, "spool_depth", AGRI_CFG_UINT, spool_depth, false),
+	AGRI_FIELD(struct agri_status, "spool_dropped", AGRI_CFG_UINT, spool_dropped, false),
+	AGRI_FIELD(struct agri_status, "last_seq", AGRI_CFG_UINT, last_seq, false),
+	AGRI_FIELD_BOOL(struct agri_status, "maintenance", maintenance),
+	AGRI_FIELD_CUSTOM(struct agri_status, "config_signed_by", config_signed_by, parse_ident, false),
+	AGRI_FIELD_CUSTOM(struct agri_status, "sensors", sensors, parse_sensors, false),
 };
 
 int agri_status_decode(const char *json, size_t len, struct agri_status *out,
@@ -718,50 +703,59 @@ int agri_status_encode(const struct agri_status *s, char *buf, size_t len)
 
 /* ---- end-to-end ack ---- */
 
-/* field is &ack->ranges. */
-static int parse_seqs(const cJSON *item, void *field, const char *path,
-		      struct agri_err *err)
+/* One [first, last] pair of "seqs": field is its struct agri_seq_range. */
+static int parse_seq_range(const cJSON *item, void *field, const char *path,
+			   struct agri_err *err)
 {
 	static const struct agri_cfg_field seq = {
 		.key = "", .type = AGRI_CFG_UINT, .max = SAFE_INT_MAX,
 	};
+	struct agri_seq_range *r = field;
+	char el[AGRI_ERR_PATH_MAX];
+	int64_t v[2];
+
+	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) != 2) {
+		agri_err_set(err, path, "expected [first, last]");
+		return -EINVAL;
+	}
+	for (int k = 0; k < 2; k++) {
+		agri_path_index(el, sizeof(el), path, k);
+		if (agri_cfg_read_value(cJSON_GetArrayItem(item, k), &seq, &v[k], el, err))
+			return -EINVAL;
+	}
+	if (v[0] > v[1]) {
+		agri_err_set(err, path, "first is greater than last");
+		return -EINVAL;
+	}
+	r->first = (uint64_t)v[0];
+	r->last = (uint64_t)v[1];
+	return 0;
+}
+
+static const struct agri_cfg_field seq_range = {
+	.type = AGRI_CFG_CUSTOM, .parse = parse_seq_range,
+};
+
+static const struct agri_cfg_array seqs_array = {
+	.value = &seq_range, .elem_size = sizeof(struct agri_seq_range),
+	.min = 1, .max = AGRI_ACK_RANGES_MAX, .what = "ranges",
+};
+
+/* field is &ack->ranges; the count's wording as parse_sensors'. */
+static int parse_seqs(const cJSON *item, void *field, const char *path,
+		      struct agri_err *err)
+{
 	struct agri_ack *a = container_of(field, struct agri_ack, ranges);
-	char sub[AGRI_ERR_PATH_MAX], el[AGRI_ERR_PATH_MAX];
-	const cJSON *it;
-	size_t n = 0;
 
 	if (check_array(item, 1, AGRI_ACK_RANGES_MAX, "ranges", path, err))
 		return -EINVAL;
-	cJSON_ArrayForEach(it, item) {
-		int64_t v[2];
-
-		agri_path_index(sub, sizeof(sub), path, (int)n);
-		if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 2) {
-			agri_err_set(err, sub, "expected [first, last]");
-			return -EINVAL;
-		}
-		for (int k = 0; k < 2; k++) {
-			agri_path_index(el, sizeof(el), sub, k);
-			if (agri_cfg_read_value(cJSON_GetArrayItem(it, k), &seq, &v[k],
-						el, err))
-				return -EINVAL;
-		}
-		if (v[0] > v[1]) {
-			agri_err_set(err, sub, "first is greater than last");
-			return -EINVAL;
-		}
-		a->ranges[n].first = (uint64_t)v[0];
-		a->ranges[n].last = (uint64_t)v[1];
-		n++;
-	}
-	a->n = n;
-	return 0;
+	return agri_cfg_read_array(item, path, &seqs_array, a->ranges, &a->n, err);
 }
 
 static const struct agri_cfg_field ack_fields[] = {
 	F_VERSION,
-	F_REQ("station", AGRI_CFG_CUSTOM, struct agri_ack, station, CUSTOM(parse_station)),
-	F_REQ("seqs", AGRI_CFG_CUSTOM, struct agri_ack, ranges, CUSTOM(parse_seqs)),
+	AGRI_FIELD_CUSTOM(struct agri_ack, "station", station, parse_station, true),
+	AGRI_FIELD_CUSTOM(struct agri_ack, "seqs", ranges, parse_seqs, true),
 };
 
 /* Decodes with table into a scratch copy of size bytes, then *out. */
@@ -912,12 +906,12 @@ void agri_seq_set_free(struct agri_seq_set *s)
 
 static const struct agri_cfg_field config_ack_fields[] = {
 	F_VERSION,
-	F_REQ("station", AGRI_CFG_CUSTOM, struct agri_config_ack, station, CUSTOM(parse_station)),
-	F_REQ("version", AGRI_CFG_INT, struct agri_config_ack, version, RANGE(0, SAFE_INT_MAX)),
-	F_REQ("result", AGRI_CFG_CUSTOM, struct agri_config_ack, applied, CUSTOM(parse_result)),
-	F_OPT("error", AGRI_CFG_STR, struct agri_config_ack, error),
-	F_OPT("signed_by", AGRI_CFG_CUSTOM, struct agri_config_ack, signed_by,
-	      CUSTOM(parse_ident)),
+	AGRI_FIELD_CUSTOM(struct agri_config_ack, "station", station, parse_station, true),
+	AGRI_FIELD(struct agri_config_ack, "version", AGRI_CFG_INT, version, true,
+		   AGRI_RANGE(0, SAFE_INT_MAX)),
+	AGRI_FIELD_CUSTOM(struct agri_config_ack, "result", applied, parse_result, true),
+	AGRI_FIELD_STR(struct agri_config_ack, "error", error, false),
+	AGRI_FIELD_CUSTOM(struct agri_config_ack, "signed_by", signed_by, parse_ident, false),
 };
 
 int agri_config_ack_decode(const char *json, size_t len,
@@ -981,19 +975,18 @@ int agri_config_version(const char *json, size_t len, int64_t *version,
 
 static const struct agri_cfg_field alert_fields[] = {
 	F_VERSION,
-	F_REQ("id", AGRI_CFG_STR, struct agri_alert, id),
-	F_REQ("rule", AGRI_CFG_CUSTOM, struct agri_alert, rule, CUSTOM(parse_rule)),
-	F_REQ("station", AGRI_CFG_CUSTOM, struct agri_alert, station, CUSTOM(parse_station)),
-	F_OPT("sensor", AGRI_CFG_CUSTOM, struct agri_alert, sensor, CUSTOM(parse_ident)),
-	F_OPT("metric", AGRI_CFG_CUSTOM, struct agri_alert, metric, CUSTOM(parse_ident)),
-	F_REQ("severity", AGRI_CFG_CUSTOM, struct agri_alert, severity, CUSTOM(parse_severity)),
-	F_REQ("state", AGRI_CFG_CUSTOM, struct agri_alert, state, CUSTOM(parse_alert_state)),
-	F_OPT("value", AGRI_CFG_CUSTOM, struct agri_alert, value, CUSTOM(parse_num_or_null)),
-	F_OPT("threshold", AGRI_CFG_CUSTOM, struct agri_alert, threshold,
-	      CUSTOM(parse_num_or_null)),
-	F_REQ("raised_at", AGRI_CFG_CUSTOM, struct agri_alert, raised_at_ms, CUSTOM(parse_time)),
-	F_REQ("updated_at", AGRI_CFG_CUSTOM, struct agri_alert, updated_at_ms, CUSTOM(parse_time)),
-	F_REQ("message", AGRI_CFG_STR, struct agri_alert, message),
+	AGRI_FIELD_STR(struct agri_alert, "id", id, true),
+	AGRI_FIELD_CUSTOM(struct agri_alert, "rule", rule, parse_rule, true),
+	AGRI_FIELD_CUSTOM(struct agri_alert, "station", station, parse_station, true),
+	AGRI_FIELD_CUSTOM(struct agri_alert, "sensor", sensor, parse_ident, false),
+	AGRI_FIELD_CUSTOM(struct agri_alert, "metric", metric, parse_ident, false),
+	AGRI_FIELD_CUSTOM(struct agri_alert, "severity", severity, parse_severity, true),
+	AGRI_FIELD_CUSTOM(struct agri_alert, "state", state, parse_alert_state, true),
+	AGRI_FIELD_CUSTOM(struct agri_alert, "value", value, parse_num_or_null, false),
+	AGRI_FIELD_CUSTOM(struct agri_alert, "threshold", threshold, parse_num_or_null, false),
+	AGRI_FIELD_CUSTOM(struct agri_alert, "raised_at", raised_at_ms, parse_time, true),
+	AGRI_FIELD_CUSTOM(struct agri_alert, "updated_at", updated_at_ms, parse_time, true),
+	AGRI_FIELD_STR(struct agri_alert, "message", message, true),
 };
 
 /* True when a->id is "<rule>/<station>[/<sensor>]". */

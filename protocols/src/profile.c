@@ -91,22 +91,11 @@ struct expect_cfg {
 	char doc_ref[128];
 };
 
-/* init / before_read lists, and expect: their target is the profile. */
-struct cmd_list {
-	size_t *n;
-	struct agri_command *c;
-};
-
 struct profile_cfg {
 	int64_t max_gap, max_regs;
 	struct agri_profile p;
 };
 
-/* One table row; present: offsetof() a bool set when the key is there. */
-#define FIELD(st, key, type, req, m, lo, hi, fn, present)                  \
-	{key, type, req, offsetof(st, m), sizeof(((st *)0)->m), lo, hi, fn, \
-	 present}
-#define NOLIMIT -DBL_MAX, DBL_MAX
 
 static int want_string(const cJSON *item, const char *path,
 		       struct agri_err *err)
@@ -191,33 +180,28 @@ static int parse_fn(const cJSON *item, void *field, const char *path,
 	return -EINVAL;
 }
 
-static int parse_from(const cJSON *item, void *field, const char *path,
-		      struct agri_err *err)
+/* One metric a derived value is computed from. */
+static int parse_from_metric(const cJSON *item, void *field, const char *path,
+			     struct agri_err *err)
 {
-	struct from_cfg *f = field;
-	char (*from)[AGRI_ID_MAX + 1] = f->m;
-	char ipath[AGRI_ERR_PATH_MAX];
-	const cJSON *m;
-	int i = 0;
-
-	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) < 1 ||
-	    cJSON_GetArraySize(item) > 2) {
-		agri_err_set(err, path, "expected an array of 1 or 2 metrics");
+	if (want_string(item, path, err))
+		return -EINVAL;
+	if (strlen(item->valuestring) > AGRI_ID_MAX) {
+		agri_err_set(err, path, "longer than %d chars", AGRI_ID_MAX);
 		return -EINVAL;
 	}
-	cJSON_ArrayForEach(m, item) {
-		agri_path_index(ipath, sizeof(ipath), path, i);
-		if (want_string(m, ipath, err))
-			return -EINVAL;
-		if (strlen(m->valuestring) > AGRI_ID_MAX) {
-			agri_err_set(err, ipath, "longer than %d chars", AGRI_ID_MAX);
-			return -EINVAL;
-		}
-		strcpy(from[i++], m->valuestring);
-	}
-	f->n = (size_t)i;
+	strcpy(field, item->valuestring);
 	return 0;
 }
+
+static const struct agri_cfg_field from_metric = {
+	.type = AGRI_CFG_CUSTOM, .parse = parse_from_metric,
+};
+
+static const struct agri_cfg_array from_array = {
+	.value = &from_metric, .elem_size = sizeof(((struct from_cfg *)0)->m[0]),
+	.min = 1, .max = 2, .what = "metrics",
+};
 
 static int parse_role(const cJSON *item, void *field, const char *path,
 		      struct agri_err *err)
@@ -237,38 +221,36 @@ static int parse_role(const cJSON *item, void *field, const char *path,
 	return -EINVAL;
 }
 
-static int parse_values(const cJSON *item, void *field, const char *path,
-			struct agri_err *err)
+/* One register value a command writes. */
+static int parse_word(const cJSON *item, void *field, const char *path,
+		      struct agri_err *err)
 {
-	struct cmd_values *v = field;
-	char ipath[AGRI_ERR_PATH_MAX];
-	const cJSON *e;
-
-	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) > AGRI_CMD_VALUES_MAX) {
-		agri_err_set(err, path, "expected an array of at most %d register values",
-			     AGRI_CMD_VALUES_MAX);
+	if (!cJSON_IsNumber(item) || item->valuedouble < 0 || item->valuedouble > 65535 ||
+	    item->valuedouble != floor(item->valuedouble)) {
+		agri_err_set(err, path, "expected an integer 0..65535");
 		return -EINVAL;
 	}
-	v->n = 0;
-	cJSON_ArrayForEach(e, item) {
-		agri_path_index(ipath, sizeof(ipath), path, (int)v->n);
-		if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 65535 ||
-		    e->valuedouble != floor(e->valuedouble)) {
-			agri_err_set(err, ipath, "expected an integer 0..65535");
-			return -EINVAL;
-		}
-		v->v[v->n++] = (uint16_t)e->valuedouble;
-	}
+	*(uint16_t *)field = (uint16_t)item->valuedouble;
 	return 0;
 }
 
-#define S(...) FIELD(struct serial_cfg, __VA_ARGS__)
-static const struct agri_cfg_field serial_fields[] = {
-	S("baud", AGRI_CFG_INT, false, baud, 300, 4000000, NULL, 0),
-	S("parity", AGRI_CFG_CUSTOM, false, parity, 0, 0, parse_parity, 0),
-	S("data_bits", AGRI_CFG_INT, false, data_bits, 7, 8, NULL, 0),
-	S("stop_bits", AGRI_CFG_INT, false, stop_bits, 1, 2, NULL, 0),
+static const struct agri_cfg_field word_value = {
+	.type = AGRI_CFG_CUSTOM, .parse = parse_word,
 };
+
+static const struct agri_cfg_array values_array = {
+	.value = &word_value, .elem_size = sizeof(uint16_t),
+	.max = AGRI_CMD_VALUES_MAX, .what = "register values",
+};
+
+#define S struct serial_cfg
+static const struct agri_cfg_field serial_fields[] = {
+	AGRI_FIELD_INT(S, "baud", baud, 300, 4000000),
+	AGRI_FIELD_CUSTOM(S, "parity", parity, parse_parity, false),
+	AGRI_FIELD_INT(S, "data_bits", data_bits, 7, 8),
+	AGRI_FIELD_INT(S, "stop_bits", stop_bits, 1, 2),
+};
+#undef S
 
 static int parse_serial(const cJSON *item, void *field, const char *path,
 			struct agri_err *err)
@@ -288,12 +270,13 @@ static int parse_serial(const cJSON *item, void *field, const char *path,
 	return 0;
 }
 
-#define PR(...) FIELD(struct probe_cfg, __VA_ARGS__)
+#define PR struct probe_cfg
 static const struct agri_cfg_field probe_fields[] = {
-	PR("fc", AGRI_CFG_INT, true, fc, 3, 4, NULL, 0),
-	PR("addr", AGRI_CFG_INT, true, addr, 0, 65535, NULL, 0),
-	PR("count", AGRI_CFG_INT, true, count, 1, AGRI_MODBUS_MAX_REGS, NULL, 0),
+	AGRI_FIELD(PR, "fc", AGRI_CFG_INT, fc, true, AGRI_RANGE(3, 4)),
+	AGRI_FIELD(PR, "addr", AGRI_CFG_INT, addr, true, AGRI_RANGE(0, 65535)),
+	AGRI_FIELD(PR, "count", AGRI_CFG_INT, count, true, AGRI_RANGE(1, AGRI_MODBUS_MAX_REGS)),
 };
+#undef PR
 
 static int parse_probe(const cJSON *item, void *field, const char *path,
 		       struct agri_err *err)
@@ -318,15 +301,16 @@ static int parse_probe(const cJSON *item, void *field, const char *path,
 	return 0;
 }
 
-#define RF(...) FIELD(struct ref_cfg, __VA_ARGS__)
+#define RF struct ref_cfg
 static const struct agri_cfg_field ref_fields[] = {
-	RF("fc", AGRI_CFG_INT, true, fc, 3, 4, NULL, 0),
-	RF("addr", AGRI_CFG_INT, true, addr, 0, 65535, NULL, 0),
-	RF("type", AGRI_CFG_CUSTOM, false, type, 0, 0, parse_type, 0),
-	RF("order", AGRI_CFG_CUSTOM, false, order, 0, 0, parse_order,
-	   offsetof(struct ref_cfg, has_order)),
-	RF("scale", AGRI_CFG_DOUBLE, false, scale, NOLIMIT, NULL, 0),
+	AGRI_FIELD(RF, "fc", AGRI_CFG_INT, fc, true, AGRI_RANGE(3, 4)),
+	AGRI_FIELD(RF, "addr", AGRI_CFG_INT, addr, true, AGRI_RANGE(0, 65535)),
+	AGRI_FIELD_CUSTOM(RF, "type", type, parse_type, false),
+	AGRI_FIELD(RF, "order", AGRI_CFG_CUSTOM, order, false, .parse = parse_order,
+		   AGRI_PRESENT(RF, has_order)),
+	AGRI_FIELD_DOUBLE(RF, "scale", scale, -DBL_MAX, DBL_MAX),
 };
+#undef RF
 
 /* {"fc", "addr", "type" (u16), "order", "scale" (1)}: a word read at start-up. */
 static int parse_ref(const cJSON *item, void *field, const char *path,
@@ -358,36 +342,37 @@ static int parse_ref(const cJSON *item, void *field, const char *path,
 	return 0;
 }
 
-#define R(...) FIELD(struct reg_cfg, __VA_ARGS__)
+#define R struct reg_cfg
+#define ANY AGRI_RANGE(-DBL_MAX, DBL_MAX)
 static const struct agri_cfg_field reg_fields[] = {
-	R("metric", AGRI_CFG_STR, true, metric, 0, 0, NULL, 0),
-	R("fc", AGRI_CFG_INT, true, fc, 3, 4, NULL, 0),
-	R("addr", AGRI_CFG_INT, true, addr, 0, 65535, NULL, 0),
-	R("type", AGRI_CFG_CUSTOM, true, type, 0, 0, parse_type, 0),
-	R("order", AGRI_CFG_CUSTOM, false, order, 0, 0, parse_order,
-	  offsetof(struct reg_cfg, has_order)),
-	R("scale", AGRI_CFG_DOUBLE, false, scale, NOLIMIT, NULL, 0),
-	R("offset", AGRI_CFG_DOUBLE, false, offset, NOLIMIT, NULL, 0),
-	R("unit", AGRI_CFG_STR, false, unit, 0, 0, NULL, 0),
-	R("min", AGRI_CFG_DOUBLE, false, min, NOLIMIT, NULL,
-	  offsetof(struct reg_cfg, has_min)),
-	R("max", AGRI_CFG_DOUBLE, false, max, NOLIMIT, NULL,
-	  offsetof(struct reg_cfg, has_max)),
-	R("kind", AGRI_CFG_CUSTOM, false, kind, 0, 0, parse_kind, 0),
-	R("stable", AGRI_CFG_BOOL, false, stable, 0, 0, NULL, 0),
-	R("sensor_suffix", AGRI_CFG_STR, false, suffix, 0, 0, NULL, 0),
-	R("doc_ref", AGRI_CFG_STR, false, doc_ref, 0, 0, NULL, 0),
-	R("ref_c", AGRI_CFG_DOUBLE, false, ref_c, -5, 40, NULL,
-	  offsetof(struct reg_cfg, has_ref_c)),
-	R("coef_pct_per_c", AGRI_CFG_DOUBLE, false, coef_pct, 0, 10, NULL,
-	  offsetof(struct reg_cfg, has_coef)),
-	R("coef_reg", AGRI_CFG_CUSTOM, false, coef_reg, 0, 0, parse_ref,
-	  offsetof(struct reg_cfg, has_coef_reg)),
-	R("full_scale", AGRI_CFG_DOUBLE, false, full_scale, NOLIMIT, NULL,
-	  offsetof(struct reg_cfg, has_full_scale)),
-	R("dry_below", AGRI_CFG_DOUBLE, false, dry_below, 0, 1e9, NULL, 0),
-	R("stuck_after_s", AGRI_CFG_DOUBLE, false, stuck_after_s, 0, 1e8, NULL, 0),
+	AGRI_FIELD_STR(R, "metric", metric, true),
+	AGRI_FIELD(R, "fc", AGRI_CFG_INT, fc, true, AGRI_RANGE(3, 4)),
+	AGRI_FIELD(R, "addr", AGRI_CFG_INT, addr, true, AGRI_RANGE(0, 65535)),
+	AGRI_FIELD_CUSTOM(R, "type", type, parse_type, true),
+	AGRI_FIELD(R, "order", AGRI_CFG_CUSTOM, order, false, .parse = parse_order,
+		   AGRI_PRESENT(R, has_order)),
+	AGRI_FIELD_DOUBLE(R, "scale", scale, -DBL_MAX, DBL_MAX),
+	AGRI_FIELD_DOUBLE(R, "offset", offset, -DBL_MAX, DBL_MAX),
+	AGRI_FIELD_STR(R, "unit", unit, false),
+	AGRI_FIELD(R, "min", AGRI_CFG_DOUBLE, min, false, ANY, AGRI_PRESENT(R, has_min)),
+	AGRI_FIELD(R, "max", AGRI_CFG_DOUBLE, max, false, ANY, AGRI_PRESENT(R, has_max)),
+	AGRI_FIELD_CUSTOM(R, "kind", kind, parse_kind, false),
+	AGRI_FIELD_BOOL(R, "stable", stable),
+	AGRI_FIELD_STR(R, "sensor_suffix", suffix, false),
+	AGRI_FIELD_STR(R, "doc_ref", doc_ref, false),
+	AGRI_FIELD(R, "ref_c", AGRI_CFG_DOUBLE, ref_c, false, AGRI_RANGE(-5, 40),
+		   AGRI_PRESENT(R, has_ref_c)),
+	AGRI_FIELD(R, "coef_pct_per_c", AGRI_CFG_DOUBLE, coef_pct, false, AGRI_RANGE(0, 10),
+		   AGRI_PRESENT(R, has_coef)),
+	AGRI_FIELD(R, "coef_reg", AGRI_CFG_CUSTOM, coef_reg, false, .parse = parse_ref,
+		   AGRI_PRESENT(R, has_coef_reg)),
+	AGRI_FIELD(R, "full_scale", AGRI_CFG_DOUBLE, full_scale, false, ANY,
+		   AGRI_PRESENT(R, has_full_scale)),
+	AGRI_FIELD_DOUBLE(R, "dry_below", dry_below, 0, 1e9),
+	AGRI_FIELD_DOUBLE(R, "stuck_after_s", stuck_after_s, 0, 1e8),
 };
+#undef ANY
+#undef R
 
 /* snake_case: [a-z][a-z0-9_]*, at most AGRI_ID_MAX chars. */
 static bool metric_valid(const char *s)
@@ -414,10 +399,12 @@ static int reg_error(struct agri_err *err, const char *path, const char *key,
 	return -EINVAL;
 }
 
-static int parse_register(const cJSON *item, const char *path,
-			  struct agri_register *r, struct agri_err *err)
+/* One element of "registers": field is its struct agri_register. */
+static int parse_register(const cJSON *item, void *field, const char *path,
+			  struct agri_err *err)
 {
 	struct reg_cfg c = {.scale = 1, .order = AGRI_ORDER_ABCD};
+	struct agri_register *r = field;
 	unsigned words;
 	int rc;
 
@@ -479,100 +466,82 @@ static int parse_register(const cJSON *item, const char *path,
 	return 0;
 }
 
-static int parse_registers(const cJSON *item, void *field, const char *path,
-			   struct agri_err *err)
-{
-	struct agri_profile *p = field;
-	char ipath[AGRI_ERR_PATH_MAX];
-	const cJSON *e;
-	int n, rc;
-
-	n = cJSON_IsArray(item) ? cJSON_GetArraySize(item) : -1;
-	if (n < 1 || n > AGRI_PROFILE_REGS_MAX) {
-		agri_err_set(err, path, "expected an array of 1 to %d registers",
-			     AGRI_PROFILE_REGS_MAX);
-		return -EINVAL;
-	}
-	p->n_regs = 0;
-	cJSON_ArrayForEach(e, item) {
-		agri_path_index(ipath, sizeof(ipath), path, (int)p->n_regs);
-		rc = parse_register(e, ipath, &p->regs[p->n_regs], err);
-		if (rc < 0)
-			return rc;
-		p->n_regs++;
-	}
-	return 0;
-}
-
-#define D(...) FIELD(struct derived_cfg, __VA_ARGS__)
-static const struct agri_cfg_field derived_fields[] = {
-	D("metric", AGRI_CFG_STR, true, metric, 0, 0, NULL, 0),
-	D("fn", AGRI_CFG_CUSTOM, true, fn, 0, 0, parse_fn, 0),
-	D("from", AGRI_CFG_CUSTOM, true, from, 0, 0, parse_from, 0),
-	D("unit", AGRI_CFG_STR, false, unit, 0, 0, NULL,
-	  offsetof(struct derived_cfg, has_unit)),
-	D("air", AGRI_CFG_STR, false, air, 0, 0, NULL, 0),
+static const struct agri_cfg_field register_value = {
+	.type = AGRI_CFG_CUSTOM, .parse = parse_register,
 };
 
+static const struct agri_cfg_array registers_array = {
+	.value = &register_value, .elem_size = sizeof(struct agri_register),
+	.min = 1, .max = AGRI_PROFILE_REGS_MAX, .what = "registers",
+};
+
+#define D struct derived_cfg
+static const struct agri_cfg_field derived_fields[] = {
+	AGRI_FIELD_STR(D, "metric", metric, true),
+	AGRI_FIELD_CUSTOM(D, "fn", fn, parse_fn, true),
+	AGRI_FIELD_ARRAY(D, "from", from.m, from.n, &from_array, true),
+	AGRI_FIELD(D, "unit", AGRI_CFG_STR, unit, false, AGRI_PRESENT(D, has_unit)),
+	AGRI_FIELD_STR(D, "air", air, false),
+};
+#undef D
+
+/* One element of "derived": field is its struct agri_derived. */
 static int parse_derived(const cJSON *item, void *field, const char *path,
 			 struct agri_err *err)
 {
-	struct agri_profile *p = field;
-	char ipath[AGRI_ERR_PATH_MAX];
-	const cJSON *e;
-	int n, rc;
+	struct derived_cfg c = {.unit = ""};
+	struct agri_derived *d = field;
+	int rc;
 
-	n = cJSON_IsArray(item) ? cJSON_GetArraySize(item) : -1;
-	if (n < 0 || n > AGRI_PROFILE_DERIVED_MAX) {
-		agri_err_set(err, path, "expected an array of at most %d entries",
-			     AGRI_PROFILE_DERIVED_MAX);
-		return -EINVAL;
-	}
-	p->n_derived = 0;
-	cJSON_ArrayForEach(e, item) {
-		struct derived_cfg c = {.unit = ""};
-		struct agri_derived *d = &p->derived[p->n_derived];
-
-		agri_path_index(ipath, sizeof(ipath), path, (int)p->n_derived);
-		rc = agri_cfg_read(e, ipath, derived_fields,
-				   AGRI_ARRAY_SIZE(derived_fields), &c, false, err);
-		if (rc < 0)
-			return rc;
-		if (!metric_valid(c.metric))
-			return reg_error(err, ipath, "metric", "not a snake_case metric");
-		if (c.air[0] && c.fn != AGRI_DERIVED_LEVEL)
-			return reg_error(err, ipath, "air", "only for fn \"level\"");
-		memset(d, 0, sizeof(*d));
-		strcpy(d->metric, c.metric);
-		strcpy(d->unit, c.has_unit ? c.unit :
-		       c.fn == AGRI_DERIVED_LEVEL ? "m" : "g/L");
-		d->fn = c.fn;
-		d->n_from = c.from.n;
-		strcpy(d->from[0], c.from.m[0]);
-		strcpy(d->from[1], c.from.n > 1 ? c.from.m[1] : "");
-		strcpy(d->air, c.air);
-		d->from_reg[0] = d->from_reg[1] = d->air_reg = -1;
-		p->n_derived++;
-	}
+	rc = agri_cfg_read(item, path, derived_fields, AGRI_ARRAY_SIZE(derived_fields),
+			   &c, false, err);
+	if (rc < 0)
+		return rc;
+	if (!metric_valid(c.metric))
+		return reg_error(err, path, "metric", "not a snake_case metric");
+	if (c.air[0] && c.fn != AGRI_DERIVED_LEVEL)
+		return reg_error(err, path, "air", "only for fn \"level\"");
+	memset(d, 0, sizeof(*d));
+	strcpy(d->metric, c.metric);
+	strcpy(d->unit, c.has_unit ? c.unit :
+	       c.fn == AGRI_DERIVED_LEVEL ? "m" : "g/L");
+	d->fn = c.fn;
+	d->n_from = c.from.n;
+	strcpy(d->from[0], c.from.m[0]);
+	strcpy(d->from[1], c.from.n > 1 ? c.from.m[1] : "");
+	strcpy(d->air, c.air);
+	d->from_reg[0] = d->from_reg[1] = d->air_reg = -1;
 	return 0;
 }
 
-#define C(...) FIELD(struct cmd_cfg, __VA_ARGS__)
-static const struct agri_cfg_field cmd_fields[] = {
-	C("fc", AGRI_CFG_INT, true, fc, 3, 16, NULL, 0),
-	C("addr", AGRI_CFG_INT, true, addr, 0, 65535, NULL, 0),
-	C("count", AGRI_CFG_INT, false, count, 0, AGRI_MODBUS_MAX_REGS, NULL,
-	  offsetof(struct cmd_cfg, has_count)),
-	C("values", AGRI_CFG_CUSTOM, false, values, 0, 0, parse_values,
-	  offsetof(struct cmd_cfg, has_values)),
-	C("wait_ms", AGRI_CFG_INT, false, wait_ms, 0, 60000, NULL, 0),
-	C("role", AGRI_CFG_CUSTOM, false, role, 0, 0, parse_role, 0),
-	C("doc_ref", AGRI_CFG_STR, false, doc_ref, 0, 0, NULL, 0),
+static const struct agri_cfg_field derived_value = {
+	.type = AGRI_CFG_CUSTOM, .parse = parse_derived,
 };
 
-static int parse_command(const cJSON *item, const char *path, struct agri_command *out,
+static const struct agri_cfg_array derived_array = {
+	.value = &derived_value, .elem_size = sizeof(struct agri_derived),
+	.max = AGRI_PROFILE_DERIVED_MAX, .what = "entries",
+};
+
+#define C struct cmd_cfg
+static const struct agri_cfg_field cmd_fields[] = {
+	AGRI_FIELD(C, "fc", AGRI_CFG_INT, fc, true, AGRI_RANGE(3, 16)),
+	AGRI_FIELD(C, "addr", AGRI_CFG_INT, addr, true, AGRI_RANGE(0, 65535)),
+	AGRI_FIELD(C, "count", AGRI_CFG_INT, count, false, AGRI_RANGE(0, AGRI_MODBUS_MAX_REGS),
+		   AGRI_PRESENT(C, has_count)),
+	AGRI_FIELD_ARRAY(C, "values", values.v, values.n, &values_array, false,
+			 AGRI_PRESENT(C, has_values)),
+	AGRI_FIELD_INT(C, "wait_ms", wait_ms, 0, 60000),
+	AGRI_FIELD_CUSTOM(C, "role", role, parse_role, false),
+	AGRI_FIELD_STR(C, "doc_ref", doc_ref, false),
+};
+#undef C
+
+/* One element of "init" or "before_read": field is its struct agri_command. */
+static int parse_command(const cJSON *item, void *field, const char *path,
 			 struct agri_err *err)
 {
+	struct agri_command *out = field;
 	struct cmd_cfg c = {0};
 	bool rw = false;
 	int rc;
@@ -616,104 +585,72 @@ static int parse_command(const cJSON *item, const char *path, struct agri_comman
 	return 0;
 }
 
-static int parse_cmd_list(const cJSON *item, void *field, const char *path,
-			  struct agri_err *err, bool before)
-{
-	struct agri_profile *p = field;
-	size_t *n = before ? &p->n_before : &p->n_init;
-	struct agri_command *c = before ? p->before_read : p->init;
-	char ipath[AGRI_ERR_PATH_MAX];
-	const cJSON *e;
-	int rc;
-
-	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) > AGRI_PROFILE_CMDS_MAX) {
-		agri_err_set(err, path, "expected an array of at most %d commands",
-			     AGRI_PROFILE_CMDS_MAX);
-		return -EINVAL;
-	}
-	*n = 0;
-	cJSON_ArrayForEach(e, item) {
-		agri_path_index(ipath, sizeof(ipath), path, (int)*n);
-		rc = parse_command(e, ipath, &c[*n], err);
-		if (rc < 0)
-			return rc;
-		(*n)++;
-	}
-	return 0;
-}
-
-static int parse_init(const cJSON *item, void *field, const char *path,
-		      struct agri_err *err)
-{
-	return parse_cmd_list(item, field, path, err, false);
-}
-
-static int parse_before(const cJSON *item, void *field, const char *path,
-			struct agri_err *err)
-{
-	return parse_cmd_list(item, field, path, err, true);
-}
-
-#define E(...) FIELD(struct expect_cfg, __VA_ARGS__)
-static const struct agri_cfg_field expect_fields[] = {
-	E("fc", AGRI_CFG_INT, true, fc, 3, 4, NULL, 0),
-	E("addr", AGRI_CFG_INT, true, addr, 0, 65535, NULL, 0),
-	E("value", AGRI_CFG_INT, true, value, 0, 65535, NULL, 0),
-	E("metric", AGRI_CFG_STR, false, metric, 0, 0, NULL, 0),
-	E("doc_ref", AGRI_CFG_STR, false, doc_ref, 0, 0, NULL, 0),
+static const struct agri_cfg_field command_value = {
+	.type = AGRI_CFG_CUSTOM, .parse = parse_command,
 };
 
+static const struct agri_cfg_array commands_array = {
+	.value = &command_value, .elem_size = sizeof(struct agri_command),
+	.max = AGRI_PROFILE_CMDS_MAX, .what = "commands",
+};
+
+#define E struct expect_cfg
+static const struct agri_cfg_field expect_fields[] = {
+	AGRI_FIELD(E, "fc", AGRI_CFG_INT, fc, true, AGRI_RANGE(3, 4)),
+	AGRI_FIELD(E, "addr", AGRI_CFG_INT, addr, true, AGRI_RANGE(0, 65535)),
+	AGRI_FIELD(E, "value", AGRI_CFG_INT, value, true, AGRI_RANGE(0, 65535)),
+	AGRI_FIELD_STR(E, "metric", metric, false),
+	AGRI_FIELD_STR(E, "doc_ref", doc_ref, false),
+};
+#undef E
+
+/* One element of "expect": field is its struct agri_expect. */
 static int parse_expect(const cJSON *item, void *field, const char *path,
 			struct agri_err *err)
 {
-	struct agri_profile *p = field;
-	char ipath[AGRI_ERR_PATH_MAX];
-	const cJSON *e;
+	struct agri_expect *x = field;
+	struct expect_cfg c = {0};
 	int rc;
 
-	if (!cJSON_IsArray(item) || cJSON_GetArraySize(item) > AGRI_PROFILE_EXPECT_MAX) {
-		agri_err_set(err, path, "expected an array of at most %d words",
-			     AGRI_PROFILE_EXPECT_MAX);
-		return -EINVAL;
-	}
-	p->n_expect = 0;
-	cJSON_ArrayForEach(e, item) {
-		struct expect_cfg c = {0};
-		struct agri_expect *x = &p->expect[p->n_expect];
-
-		agri_path_index(ipath, sizeof(ipath), path, (int)p->n_expect);
-		rc = agri_cfg_read(e, ipath, expect_fields, AGRI_ARRAY_SIZE(expect_fields), &c,
-				   false, err);
-		if (rc < 0)
-			return rc;
-		x->fc = (uint8_t)c.fc;
-		x->addr = (uint16_t)c.addr;
-		x->value = (uint16_t)c.value;
-		strcpy(x->metric, c.metric);
-		p->n_expect++;
-	}
+	rc = agri_cfg_read(item, path, expect_fields, AGRI_ARRAY_SIZE(expect_fields), &c,
+			   false, err);
+	if (rc < 0)
+		return rc;
+	x->fc = (uint8_t)c.fc;
+	x->addr = (uint16_t)c.addr;
+	x->value = (uint16_t)c.value;
+	strcpy(x->metric, c.metric);
 	return 0;
 }
 
-/* "registers" and "derived" fill the whole profile: their target is p. */
-#define P(...) FIELD(struct profile_cfg, __VA_ARGS__)
-static const struct agri_cfg_field profile_fields[] = {
-	P("profile", AGRI_CFG_STR, true, p.name, 0, 0, NULL, 0),
-	P("vendor", AGRI_CFG_STR, false, p.vendor, 0, 0, NULL, 0),
-	P("model", AGRI_CFG_STR, false, p.model, 0, 0, NULL, 0),
-	P("serial", AGRI_CFG_CUSTOM, false, p.serial, 0, 0, parse_serial, 0),
-	P("max_gap", AGRI_CFG_INT, false, max_gap, 0, AGRI_MODBUS_MAX_REGS, NULL, 0),
-	P("max_regs", AGRI_CFG_INT, false, max_regs, 1, AGRI_MODBUS_MAX_REGS, NULL, 0),
-	P("even_align", AGRI_CFG_BOOL, false, p.even_align, 0, 0, NULL, 0),
-	P("probe", AGRI_CFG_CUSTOM, false, p.probe, 0, 0, parse_probe,
-	  offsetof(struct profile_cfg, p.has_probe)),
-	P("registers", AGRI_CFG_CUSTOM, true, p, 0, 0, parse_registers, 0),
-	P("derived", AGRI_CFG_CUSTOM, false, p, 0, 0, parse_derived, 0),
-	P("stuck_after_s", AGRI_CFG_DOUBLE, false, p.stuck_after_s, 0, 1e8, NULL, 0),
-	P("init", AGRI_CFG_CUSTOM, false, p, 0, 0, parse_init, 0),
-	P("before_read", AGRI_CFG_CUSTOM, false, p, 0, 0, parse_before, 0),
-	P("expect", AGRI_CFG_CUSTOM, false, p, 0, 0, parse_expect, 0),
+static const struct agri_cfg_field expect_value = {
+	.type = AGRI_CFG_CUSTOM, .parse = parse_expect,
 };
+
+static const struct agri_cfg_array expect_array = {
+	.value = &expect_value, .elem_size = sizeof(struct agri_expect),
+	.max = AGRI_PROFILE_EXPECT_MAX, .what = "words",
+};
+
+#define P struct profile_cfg
+static const struct agri_cfg_field profile_fields[] = {
+	AGRI_FIELD_STR(P, "profile", p.name, true),
+	AGRI_FIELD_STR(P, "vendor", p.vendor, false),
+	AGRI_FIELD_STR(P, "model", p.model, false),
+	AGRI_FIELD_CUSTOM(P, "serial", p.serial, parse_serial, false),
+	AGRI_FIELD_INT(P, "max_gap", max_gap, 0, AGRI_MODBUS_MAX_REGS),
+	AGRI_FIELD_INT(P, "max_regs", max_regs, 1, AGRI_MODBUS_MAX_REGS),
+	AGRI_FIELD_BOOL(P, "even_align", p.even_align),
+	AGRI_FIELD(P, "probe", AGRI_CFG_CUSTOM, p.probe, false, .parse = parse_probe,
+		   AGRI_PRESENT(P, p.has_probe)),
+	AGRI_FIELD_ARRAY(P, "registers", p.regs, p.n_regs, &registers_array, true),
+	AGRI_FIELD_ARRAY(P, "derived", p.derived, p.n_derived, &derived_array, false),
+	AGRI_FIELD_DOUBLE(P, "stuck_after_s", p.stuck_after_s, 0, 1e8),
+	AGRI_FIELD_ARRAY(P, "init", p.init, p.n_init, &commands_array, false),
+	AGRI_FIELD_ARRAY(P, "before_read", p.before_read, p.n_before, &commands_array, false),
+	AGRI_FIELD_ARRAY(P, "expect", p.expect, p.n_expect, &expect_array, false),
+};
+#undef P
 
 /* Request span of [start, end) under the profile's alignment rule. */
 static unsigned span(const struct agri_profile *p, unsigned start, unsigned end)

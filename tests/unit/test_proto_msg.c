@@ -810,6 +810,127 @@ static void test_cfg_read(void)
 	}
 }
 
+/* agri_cfg_read_array and the AGRI_FIELD_* rows: objects with defaults and
+ * a check, plain values, the count's wording, a table row of the wrong
+ * member size. */
+struct item {
+	char name[8];
+	int64_t n;
+	bool flag;
+};
+
+struct doc {
+	size_t n_items;
+	struct item items[3];
+	size_t n_tags;
+	char tags[2][4];
+	int32_t small; /* wrong for an INT row */
+};
+
+static void item_defaults(void *elem)
+{
+	struct item *it = elem;
+
+	memset(it, 0, sizeof(*it));
+	it->n = 7;
+}
+
+static int item_check(const cJSON *obj, void *elem, const char *path, struct agri_err *err)
+{
+	const struct item *it = elem;
+
+	(void)obj;
+	if (it->flag && it->n == 7) {
+		agri_err_set(err, path, "flag needs n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void test_cfg_read_array(void)
+{
+	static const struct agri_cfg_field item_fields[] = {
+		AGRI_FIELD_STR(struct item, "name", name, true),
+		AGRI_FIELD_INT(struct item, "n", n, 0, 100),
+		AGRI_FIELD_BOOL(struct item, "flag", flag),
+	};
+	static const struct agri_cfg_array items = {
+		.fields = item_fields, .n_fields = AGRI_ARRAY_SIZE(item_fields),
+		.elem_size = sizeof(struct item), .min = 1, .max = 3, .what = "items",
+		.init = item_defaults, .check = item_check,
+	};
+	static const struct agri_cfg_field tag = {.type = AGRI_CFG_STR, .size = 4};
+	static const struct agri_cfg_array tags = {
+		.value = &tag, .elem_size = 4, .max = 2, .what = "tags",
+	};
+	static const struct agri_cfg_field fields[] = {
+		AGRI_FIELD_ARRAY(struct doc, "items", items, n_items, &items, true),
+		AGRI_FIELD_ARRAY(struct doc, "tags", tags, n_tags, &tags, false),
+		AGRI_FIELD_INT(struct doc, "small", small, 0, 10),
+	};
+	static const struct {
+		const char *json;
+		int ret;
+		const char *path, *msg;
+	} cases[] = {
+		{"{'items':[{'name':'a'},{'name':'b','n':3,'flag':true}],'tags':['x','yz']}", 0,
+		 NULL, NULL},
+		{"{'items':[]}", -EINVAL, "items", "expected an array of 1 to 3 items"},
+		{"{'items':{}}", -EINVAL, "items", "expected an array of 1 to 3 items"},
+		{"{'items':[{'name':'a'}],'tags':['a','b','c']}", -EINVAL, "tags",
+		 "expected an array of at most 2 tags"},
+		{"{'items':[{'name':'a'},{'n':1}]}", -EINVAL, "items[1].name", "is required"},
+		{"{'items':[{'name':'a','flag':true}]}", -EINVAL, "items[0]", "flag needs n"},
+		{"{'items':[{'name':'a'}],'tags':['long']}", -EINVAL, "tags[0]", "too long"},
+		{"{'items':[{'name':'a'}],'small':1}", -EINVAL, "small", "table row"},
+	};
+
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(cases); i++) {
+		const char *json = jq(cases[i].json);
+		struct doc d = {.n_items = 99};
+		struct agri_err err;
+		cJSON *root;
+
+		CHECK_INT(agri_json_parse(json, strlen(json), 4096, 8, &root, &err), 0);
+		CHECK_INT(agri_cfg_read(root, "", fields, AGRI_ARRAY_SIZE(fields), &d, false, &err),
+			  cases[i].ret);
+		if (cases[i].ret) {
+			CHECK_STR(err.path, cases[i].path);
+			CHECK(strstr(err.msg, cases[i].msg) != NULL);
+		} else {
+			CHECK_INT(d.n_items, 2);
+			CHECK_STR(d.items[0].name, "a");
+			CHECK_INT(d.items[0].n, 7); /* init's default */
+			CHECK_INT(d.items[1].n, 3);
+			CHECK(d.items[1].flag);
+			CHECK_INT(d.n_tags, 2);
+			CHECK_STR(d.tags[1], "yz");
+		}
+		cJSON_Delete(root);
+	}
+	/* The wording's other forms. */
+	{
+		static const struct agri_cfg_array one_two = {
+			.value = &tag, .elem_size = 4, .min = 1, .max = 2, .what = "tags",
+		};
+		static const struct agri_cfg_array exactly = {
+			.value = &tag, .elem_size = 4, .min = 2, .max = 2, .what = "tags",
+		};
+		char store[2][4];
+		struct agri_err err;
+		size_t n = 5;
+		cJSON *root;
+
+		CHECK_INT(agri_json_parse("[]", 2, 64, 4, &root, &err), 0);
+		CHECK_INT(agri_cfg_read_array(root, "t", &one_two, store, &n, &err), -EINVAL);
+		CHECK_STR(err.msg, "expected an array of 1 or 2 tags");
+		CHECK_INT(agri_cfg_read_array(root, "t", &exactly, store, &n, &err), -EINVAL);
+		CHECK_STR(err.msg, "expected an array of 2 tags");
+		CHECK_INT(n, 5); /* the count only on success */
+		cJSON_Delete(root);
+	}
+}
+
 /* The optional "why" of a suspect reading (issue 19): round trip, only with
  * q "suspect", a short snake_case token, and the encoder refuses the rest. */
 static void test_why(void)
@@ -892,5 +1013,6 @@ int main(void)
 	test_ack_add();
 	test_json_helpers();
 	test_cfg_read();
+	test_cfg_read_array();
 	return test_main("test_proto_msg");
 }
