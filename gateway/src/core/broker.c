@@ -198,6 +198,12 @@ static int connect_now(struct broker *b)
 		ssl.trustStore = b->cfg->broker.ca_file[0] ? b->cfg->broker.ca_file : NULL;
 		ssl.keyStore = b->cfg->broker.cert_file[0] ? b->cfg->broker.cert_file : NULL;
 		ssl.privateKey = b->cfg->broker.key_file[0] ? b->cfg->broker.key_file : NULL;
+		/* Verified, both: the chain (against ca_file, else the system's
+		 * CAs) and the URL's host name or address in the broker's
+		 * certificate. paho's verify is off by default, and without it
+		 * any certificate of the same CA passes (docs/security.md). */
+		ssl.enableServerCertAuth = 1;
+		ssl.verify = 1;
 		co.ssl = &ssl;
 	}
 	atomic_store(&b->state, ST_CONNECTING);
