@@ -269,12 +269,9 @@ static bool watchdog_device_valid(const char *p)
 	return true;
 }
 
-static int config_check(struct station_config *c, const char *base_path,
-			struct agri_err *err)
+/* The station, its broker and its watchdog, each on its own. */
+static int check_station(const struct station_config *c, struct agri_err *err)
 {
-	char sub[AGRI_ERR_PATH_MAX];
-	size_t i, j;
-
 	if (!agri_station_id_valid(c->station)) {
 		agri_err_set(err, "station", "expected [A-Za-z0-9_-]{1,32}, not a reserved word");
 		return -EINVAL;
@@ -306,6 +303,14 @@ static int config_check(struct station_config *c, const char *base_path,
 		agri_err_set(err, "watchdog.device", "expected /dev/watchdog or /dev/watchdogN");
 		return -EINVAL;
 	}
+	return 0;
+}
+
+/* The file paths against base_path, with state_dir's and profiles_dir's
+ * defaults. */
+static int resolve_paths(struct station_config *c, const char *base_path,
+			 struct agri_err *err)
+{
 	if (!c->state_dir[0])
 		snprintf(c->state_dir, sizeof(c->state_dir), "/var/lib/agri-station/%s",
 			 c->station);
@@ -322,10 +327,17 @@ static int config_check(struct station_config *c, const char *base_path,
 	if (!c->profiles_dir[0])
 		snprintf(c->profiles_dir, sizeof(c->profiles_dir), "%s",
 			 profiles_default_dir());
+	return 0;
+}
 
-	for (i = 0; i < c->n_buses; i++) {
+/* Bus names: valid and unique; RTU devices resolved against base_path. */
+static int check_buses(struct station_config *c, const char *base_path,
+		       struct agri_err *err)
+{
+	char sub[AGRI_ERR_PATH_MAX], where[AGRI_ERR_PATH_MAX];
+
+	for (size_t i = 0; i < c->n_buses; i++) {
 		struct station_bus *b = &c->buses[i];
-		char where[AGRI_ERR_PATH_MAX];
 
 		agri_path_index(sub, sizeof(sub), "buses", (int)i);
 		if (!agri_ident_valid(b->name)) {
@@ -333,7 +345,7 @@ static int config_check(struct station_config *c, const char *base_path,
 			agri_err_set(err, where, "expected [A-Za-z0-9_-]{1,32}");
 			return -EINVAL;
 		}
-		for (j = 0; j < i; j++)
+		for (size_t j = 0; j < i; j++)
 			if (!strcmp(c->buses[j].name, b->name)) {
 				agri_path_key(where, sizeof(where), sub, "name");
 				agri_err_set(err, where, "duplicate bus name \"%s\"", b->name);
@@ -345,80 +357,122 @@ static int config_check(struct station_config *c, const char *base_path,
 				return -EINVAL;
 		}
 	}
-	c->n_profiles = 0;
-	for (i = 0; i < c->n_sensors; i++) {
-		struct station_sensor *s = &c->sensors[i];
-		char where[AGRI_ERR_PATH_MAX];
+	return 0;
+}
 
-		agri_path_index(sub, sizeof(sub), "sensors", (int)i);
-		if (!agri_ident_valid(s->name)) {
-			agri_path_key(where, sizeof(where), sub, "name");
-			agri_err_set(err, where, "expected [A-Za-z0-9_-]{1,32}");
+/* Sensor i's name: valid and unique among the sensors before it. */
+static int check_sensor_name(const struct station_config *c, size_t i, const char *sub,
+			     struct agri_err *err)
+{
+	const struct station_sensor *s = &c->sensors[i];
+	char where[AGRI_ERR_PATH_MAX];
+
+	agri_path_key(where, sizeof(where), sub, "name");
+	if (!agri_ident_valid(s->name)) {
+		agri_err_set(err, where, "expected [A-Za-z0-9_-]{1,32}");
+		return -EINVAL;
+	}
+	for (size_t j = 0; j < i; j++)
+		if (!strcmp(c->sensors[j].name, s->name)) {
+			agri_err_set(err, where, "duplicate sensor name \"%s\"", s->name);
 			return -EINVAL;
 		}
-		for (j = 0; j < i; j++)
-			if (!strcmp(c->sensors[j].name, s->name)) {
-				agri_path_key(where, sizeof(where), sub, "name");
-				agri_err_set(err, where, "duplicate sensor name \"%s\"", s->name);
-				return -EINVAL;
-			}
-		s->bus_index = -1;
-		for (j = 0; j < c->n_buses; j++)
-			if (!strcmp(c->buses[j].name, s->bus))
-				s->bus_index = (int)j;
-		if (s->bus_index < 0) {
-			agri_path_key(where, sizeof(where), sub, "bus");
-			agri_err_set(err, where, "no bus named \"%s\"", s->bus);
+	return 0;
+}
+
+/* Resolves s->bus and s->profile to indexes, loading each profile the
+ * first time a sensor names it. */
+static int resolve_sensor(struct station_config *c, struct station_sensor *s,
+			  const char *sub, struct agri_err *err)
+{
+	char where[AGRI_ERR_PATH_MAX];
+
+	s->bus_index = -1;
+	for (size_t j = 0; j < c->n_buses; j++)
+		if (!strcmp(c->buses[j].name, s->bus))
+			s->bus_index = (int)j;
+	if (s->bus_index < 0) {
+		agri_path_key(where, sizeof(where), sub, "bus");
+		agri_err_set(err, where, "no bus named \"%s\"", s->bus);
+		return -EINVAL;
+	}
+	s->profile_index = -1;
+	for (size_t j = 0; j < c->n_profiles; j++)
+		if (!strcmp(c->profiles[j].name, s->profile))
+			s->profile_index = (int)j;
+	if (s->profile_index >= 0)
+		return 0;
+	agri_path_key(where, sizeof(where), sub, "profile");
+	if (!agri_ident_valid(s->profile)) {
+		agri_err_set(err, where, "not a profile name");
+		return -EINVAL;
+	}
+	if (load_profile(c->profiles_dir, s->profile, &c->profiles[c->n_profiles], where, err))
+		return -EINVAL;
+	s->profile_index = (int)c->n_profiles++;
+	return 0;
+}
+
+/* What the sensor asks of its profile: a water level to offset, and room
+ * for its class readings' names. */
+static int check_sensor_profile(const struct station_sensor *s,
+				const struct agri_profile *p, const char *sub,
+				struct agri_err *err)
+{
+	char where[AGRI_ERR_PATH_MAX];
+
+	if (s->has_level_offset) {
+		bool level = false;
+
+		for (size_t j = 0; j < p->n_derived; j++)
+			level = level || p->derived[j].fn == AGRI_DERIVED_LEVEL;
+		if (!level) {
+			agri_path_key(where, sizeof(where), sub, "level_offset_m");
+			agri_err_set(err, where, "profile \"%s\" derives no water level",
+				     s->profile);
 			return -EINVAL;
-		}
-		s->profile_index = -1;
-		for (j = 0; j < c->n_profiles; j++)
-			if (!strcmp(c->profiles[j].name, s->profile))
-				s->profile_index = (int)j;
-		if (s->profile_index < 0) {
-			agri_path_key(where, sizeof(where), sub, "profile");
-			if (!agri_ident_valid(s->profile)) {
-				agri_err_set(err, where, "not a profile name");
-				return -EINVAL;
-			}
-			if (load_profile(c->profiles_dir, s->profile,
-					 &c->profiles[c->n_profiles], where, err))
-				return -EINVAL;
-			s->profile_index = (int)c->n_profiles++;
-		}
-		if (s->has_level_offset) {
-			const struct agri_profile *p = &c->profiles[s->profile_index];
-			bool level = false;
-
-			for (j = 0; j < p->n_derived; j++)
-				level = level || p->derived[j].fn == AGRI_DERIVED_LEVEL;
-			if (!level) {
-				agri_path_key(where, sizeof(where), sub, "level_offset_m");
-				agri_err_set(err, where, "profile \"%s\" derives no water level",
-					     s->profile);
-				return -EINVAL;
-			}
-		}
-		/* Class registers (light-trap counts) name "<sensor>-<suffix>". */
-		for (j = 0; j < c->profiles[s->profile_index].n_regs; j++) {
-			const char *sfx = c->profiles[s->profile_index].regs[j].sensor_suffix;
-
-			if (sfx[0] && strlen(s->name) + 1 + strlen(sfx) > AGRI_ID_MAX) {
-				agri_path_key(where, sizeof(where), sub, "name");
-				agri_err_set(err, where, "too long for profile \"%s\": its readings are "
-					     "named \"%s-%s\" (at most %d characters)", s->profile,
-					     s->name, sfx, AGRI_ID_MAX);
-				return -EINVAL;
-			}
 		}
 	}
-	/* An RTU bus without a baud takes its first sensor's profile's. */
-	for (i = 0; i < c->n_buses; i++) {
+	/* Class registers (light-trap counts) name "<sensor>-<suffix>". */
+	for (size_t j = 0; j < p->n_regs; j++) {
+		const char *sfx = p->regs[j].sensor_suffix;
+
+		if (sfx[0] && strlen(s->name) + 1 + strlen(sfx) > AGRI_ID_MAX) {
+			agri_path_key(where, sizeof(where), sub, "name");
+			agri_err_set(err, where, "too long for profile \"%s\": its readings are "
+				     "named \"%s-%s\" (at most %d characters)", s->profile,
+				     s->name, sfx, AGRI_ID_MAX);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static int check_sensors(struct station_config *c, struct agri_err *err)
+{
+	char sub[AGRI_ERR_PATH_MAX];
+
+	c->n_profiles = 0;
+	for (size_t i = 0; i < c->n_sensors; i++) {
+		struct station_sensor *s = &c->sensors[i];
+
+		agri_path_index(sub, sizeof(sub), "sensors", (int)i);
+		if (check_sensor_name(c, i, sub, err) || resolve_sensor(c, s, sub, err) ||
+		    check_sensor_profile(s, &c->profiles[s->profile_index], sub, err))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* An RTU bus without a baud takes its first sensor's profile's. */
+static void default_bauds(struct station_config *c)
+{
+	for (size_t i = 0; i < c->n_buses; i++) {
 		struct station_bus *b = &c->buses[i];
 
 		if (b->is_tcp || b->has_baud)
 			continue;
-		for (j = 0; j < c->n_sensors; j++) {
+		for (size_t j = 0; j < c->n_sensors; j++) {
 			const struct agri_profile *p =
 				&c->profiles[c->sensors[j].profile_index];
 
@@ -428,6 +482,16 @@ static int config_check(struct station_config *c, const char *base_path,
 			}
 		}
 	}
+}
+
+/* The cross-field check, phase by phase: the first failure is the error. */
+static int config_check(struct station_config *c, const char *base_path,
+			struct agri_err *err)
+{
+	if (check_station(c, err) || resolve_paths(c, base_path, err) ||
+	    check_buses(c, base_path, err) || check_sensors(c, err))
+		return -EINVAL;
+	default_bauds(c);
 	return 0;
 }
 
