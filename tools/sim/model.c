@@ -833,15 +833,15 @@ static double energy(const struct model_params *p, enum quantity q, int64_t t_ms
 	}
 }
 
-int model_value(const struct model_params *p, const char *metric,
-		const char *unit, int64_t t_ms, double *value)
+/* Water quality: salinity, conductivity and what is derived from it,
+ * temperature, level and pressure, oxygen, pH, ORP, turbidity, pigments.
+ * False when q is none of them. */
+static bool water_value(const struct model_params *p, enum quantity q, int64_t t_ms,
+			double *out)
 {
-	enum quantity q = classify(metric);
 	double v, s, t;
 
 	switch (q) {
-	case Q_NONE:
-		return -ENOENT;
 	case Q_SAL:
 		v = model_salinity(p, t_ms);
 		break;
@@ -901,6 +901,20 @@ int model_value(const struct model_params *p, const char *metric,
 	case Q_BGA:
 		v = 1.0 + 0.4 * sin(2 * M_PI * (local_hour(t_ms) - 14) / 24);
 		break;
+	default:
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+/* The light trap's site: air, humidity, the lamp, rain. */
+static bool site_value(const struct model_params *p, enum quantity q, int64_t t_ms,
+		       double *out)
+{
+	double v;
+
+	switch (q) {
 	case Q_AIRT:
 	case Q_AMB_T:
 		v = air_temperature(p, t_ms);
@@ -918,6 +932,21 @@ int model_value(const struct model_params *p, const char *metric,
 	case Q_RAIN:
 		v = model_lamp_on(t_ms) && model_rain_night(p, model_night(t_ms)) ? 1 : 0;
 		break;
+	default:
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+/* The solar controller: ratings, energy counters, PV, battery, load,
+ * temperatures and status words. */
+static bool solar_value(const struct model_params *p, enum quantity q, int64_t t_ms,
+			double *out)
+{
+	double v;
+
+	switch (q) {
 	case Q_RATED_V:
 		v = 100;
 		break;
@@ -996,8 +1025,23 @@ int model_value(const struct model_params *p, const char *metric,
 		v = 12.4;
 		break;
 	default:
-		return -ENOENT;
+		return false;
 	}
+	*out = v;
+	return true;
+}
+
+int model_value(const struct model_params *p, const char *metric,
+		const char *unit, int64_t t_ms, double *value)
+{
+	enum quantity q = classify(metric);
+	double v;
+
+	if (q == Q_NONE)
+		return -ENOENT;
+	if (!water_value(p, q, t_ms, &v) && !site_value(p, q, t_ms, &v) &&
+	    !solar_value(p, q, t_ms, &v))
+		return -ENOENT;
 	*value = convert(q, v, unit);
 	return 0;
 }

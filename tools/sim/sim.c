@@ -188,6 +188,201 @@ enum {
 	OPT_HELP,
 };
 
+/* --tcp HOST:PORT (or [V6]:PORT). */
+static int parse_tcp(struct sim *s, const char *a, char *why, size_t len)
+{
+	const char *colon = strrchr(a, ':');
+	size_t hl;
+	double v;
+
+	if (s->transport == SIM_RTU)
+		return set_why(why, len, "%s", "--rtu and --tcp are exclusive");
+	if (!colon || util_parse_double(colon + 1, 0, 65535, &v) || v != floor(v))
+		return set_why(why, len, "--tcp: expected HOST:PORT, got \"%s\"", a);
+	hl = (size_t)(colon - a);
+	if (hl >= sizeof(s->tcp_host))
+		return set_why(why, len, "--tcp: host too long: %s", a);
+	memcpy(s->tcp_host, a, hl);
+	s->tcp_host[hl] = '\0';
+	if (hl >= 2 && s->tcp_host[0] == '[' && s->tcp_host[hl - 1] == ']') {
+		memmove(s->tcp_host, s->tcp_host + 1, hl - 2);
+		s->tcp_host[hl - 2] = '\0';
+	}
+	s->tcp_port = (int)v;
+	s->transport = SIM_TCP;
+	return 0;
+}
+
+static int parse_seed(struct sim *s, const char *a, char *why, size_t len)
+{
+	unsigned long long sd;
+	char *end;
+
+	errno = 0;
+	sd = strtoull(a, &end, 10);
+	if (errno || end == a || *end || a[0] == '-')
+		return set_why(why, len, "--seed: expected a non-negative integer, got \"%s\"", a);
+	s->seed = sd;
+	return 0;
+}
+
+static int parse_fault_opt(struct sim *s, const char *a, char *why, size_t len)
+{
+	const char *fw = NULL;
+
+	if (s->n_faults >= SIM_FAULTS_MAX)
+		return set_why(why, len, "%s", "too many --fault");
+	if (fault_parse(a, &s->faults[s->n_faults], &fw)) {
+		snprintf(why, len, "--fault %s: %s", a, fw);
+		return -EINVAL;
+	}
+	s->n_faults++;
+	return 0;
+}
+
+/* The link options: --rtu, --baud, --parity, --tcp. */
+static int parse_link_opt(struct sim *s, int c, const char *a, char *why, size_t len)
+{
+	double v;
+
+	switch (c) {
+	case OPT_RTU:
+		if (s->transport == SIM_TCP)
+			return set_why(why, len, "%s", "--rtu and --tcp are exclusive");
+		s->transport = SIM_RTU;
+		snprintf(s->rtu_dev, sizeof(s->rtu_dev), "%s", a);
+		return 0;
+	case OPT_BAUD:
+		if (util_parse_double(a, 300, 4000000, &v) || v != floor(v))
+			return set_why(why, len, "--baud: bad value \"%s\"", a);
+		s->baud = (int)v;
+		return 0;
+	case OPT_PARITY:
+		if (strlen(a) != 1 || !strchr("NEO", a[0]))
+			return set_why(why, len, "--parity: expected N, E or O, got \"%s\"", a);
+		s->parity = a[0];
+		return 0;
+	default:
+		return parse_tcp(s, a, why, len);
+	}
+}
+
+/* The --series options: --hours, --step-s, --no-noise. */
+static int parse_series_opt(struct sim *s, int c, const char *a, char *why, size_t len)
+{
+	switch (c) {
+	case OPT_HOURS:
+		if (util_parse_double(a, 0, 24 * 3660, &s->hours))
+			return set_why(why, len, "--hours: bad value \"%s\"", a);
+		return 0;
+	case OPT_STEP:
+		if (util_parse_double(a, 1, 86400 * 31, &s->step_s))
+			return set_why(why, len, "--step-s: bad value \"%s\"", a);
+		return 0;
+	default:
+		s->noise = false;
+		return 0;
+	}
+}
+
+/* getopt's own complaints: a missing value, an unknown option. */
+static int bad_option(int c, char **argv, char *why, size_t len)
+{
+	if (c == ':')
+		return set_why(why, len, "%s: missing value", argv[optind - 1]);
+	if (optopt)
+		snprintf(why, len, "unknown option -%c", optopt);
+	else
+		snprintf(why, len, "unknown option %s", argv[optind - 1]);
+	return -EINVAL;
+}
+
+/* One option c with its value a. Returns 0, 1 for --help, or -EINVAL
+ * with why. */
+static int parse_option(struct sim *s, int c, const char *a, char **argv,
+			bool *has_start, char *why, size_t len)
+{
+	enum log_level lvl;
+
+	switch (c) {
+	case OPT_HELP:
+	case 'h':
+		sim_usage(stdout);
+		return 1;
+	case OPT_PROFILE:
+		if (!profile_name_ok(a))
+			return set_why(why, len, "--profile: bad profile name \"%s\"", a);
+		snprintf(s->profile_default, sizeof(s->profile_default), "%s", a);
+		return 0;
+	case OPT_RTU:
+	case OPT_BAUD:
+	case OPT_PARITY:
+	case OPT_TCP:
+		return parse_link_opt(s, c, a, why, len);
+	case OPT_SLAVE:
+		return parse_slave(s, a, why, len) ? -EINVAL : 0;
+	case OPT_SCENARIO:
+		if (parse_scenario(a, &s->scenario))
+			return set_why(why, len, "--scenario: unknown scenario \"%s\" (salinity-intrusion, freshwater, bph-migration, solar)", a);
+		return 0;
+	case OPT_SPEED:
+		if (util_parse_double(a, 1e-3, 1e7, &s->speed))
+			return set_why(why, len, "--speed: expected a number 0.001..1e7, got \"%s\"", a);
+		return 0;
+	case OPT_SEED:
+		return parse_seed(s, a, why, len);
+	case OPT_START:
+		if (sim_parse_start(a, &s->start_ms))
+			return set_why(why, len, "--start: expected YYYY-MM-DD[THH:MM], got \"%s\"", a);
+		*has_start = true;
+		return 0;
+	case OPT_PROFILES_DIR:
+		snprintf(s->profiles_dir, sizeof(s->profiles_dir), "%s", a);
+		return 0;
+	case OPT_FAULT:
+		return parse_fault_opt(s, a, why, len);
+	case OPT_LOG_LEVEL:
+		if (log_level_parse(a, &lvl))
+			return set_why(why, len, "--log-level: expected error, warn, info or debug, got \"%s\"", a);
+		log_set_level(lvl);
+		return 0;
+	case OPT_SERIES:
+		s->series = true;
+		return 0;
+	case OPT_HOURS:
+	case OPT_STEP:
+	case OPT_NO_NOISE:
+		return parse_series_opt(s, c, a, why, len);
+	default:
+		return bad_option(c, argv, why, len);
+	}
+}
+
+/* What the options must say together. */
+static int check_args(const struct sim *s, char *why, size_t len)
+{
+	if (s->n_slaves == 0)
+		return set_why(why, len, "%s", "at least one --slave is required");
+	if (!s->series && s->transport == SIM_NONE)
+		return set_why(why, len, "%s", "one of --rtu DEV or --tcp HOST:PORT is required");
+	for (size_t i = 0; i < s->n_slaves; i++)
+		if (!s->slaves[i].profile[0] && !s->profile_default[0]) {
+			snprintf(why, len, "--slave %d: no profile (give N:PROFILE or --profile)",
+				 s->slaves[i].id);
+			return -EINVAL;
+		}
+	for (size_t i = 0; i < s->n_faults; i++) {
+		bool found = false;
+		for (size_t j = 0; j < s->n_slaves; j++)
+			found |= s->slaves[j].id == s->faults[i].slave;
+		if (!found) {
+			snprintf(why, len, "--fault: slave %d is not served", s->faults[i].slave);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 int sim_parse_args(struct sim *s, int argc, char **argv, char *why,
 		   size_t len)
 {
@@ -213,8 +408,7 @@ int sim_parse_args(struct sim *s, int argc, char **argv, char *why,
 		{NULL, 0, NULL, 0},
 	};
 	bool has_start = false;
-	double v;
-	int c;
+	int c, rc;
 
 	memset(s, 0, sizeof(*s));
 	s->speed = 1;
@@ -225,145 +419,15 @@ int sim_parse_args(struct sim *s, int argc, char **argv, char *why,
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		const char *a = optarg;
-		switch (c) {
-		case OPT_HELP:
-		case 'h':
-			sim_usage(stdout);
-			return 1;
-		case OPT_PROFILE:
-			if (!profile_name_ok(a))
-				return set_why(why, len, "--profile: bad profile name \"%s\"", a);
-			snprintf(s->profile_default, sizeof(s->profile_default), "%s", a);
-			break;
-		case OPT_RTU:
-			if (s->transport == SIM_TCP)
-				return set_why(why, len, "%s", "--rtu and --tcp are exclusive");
-			s->transport = SIM_RTU;
-			snprintf(s->rtu_dev, sizeof(s->rtu_dev), "%s", a);
-			break;
-		case OPT_BAUD:
-			if (util_parse_double(a, 300, 4000000, &v) || v != floor(v))
-				return set_why(why, len, "--baud: bad value \"%s\"", a);
-			s->baud = (int)v;
-			break;
-		case OPT_PARITY:
-			if (strlen(a) != 1 || !strchr("NEO", a[0]))
-				return set_why(why, len, "--parity: expected N, E or O, got \"%s\"", a);
-			s->parity = a[0];
-			break;
-		case OPT_TCP: {
-			const char *colon = strrchr(a, ':');
-			size_t hl;
-			if (s->transport == SIM_RTU)
-				return set_why(why, len, "%s", "--rtu and --tcp are exclusive");
-			if (!colon || util_parse_double(colon + 1, 0, 65535, &v) || v != floor(v))
-				return set_why(why, len, "--tcp: expected HOST:PORT, got \"%s\"", a);
-			hl = (size_t)(colon - a);
-			if (hl >= sizeof(s->tcp_host))
-				return set_why(why, len, "--tcp: host too long: %s", a);
-			memcpy(s->tcp_host, a, hl);
-			s->tcp_host[hl] = '\0';
-			if (hl >= 2 && s->tcp_host[0] == '[' && s->tcp_host[hl - 1] == ']') {
-				memmove(s->tcp_host, s->tcp_host + 1, hl - 2);
-				s->tcp_host[hl - 2] = '\0';
-			}
-			s->tcp_port = (int)v;
-			s->transport = SIM_TCP;
-			break;
-		}
-		case OPT_SLAVE:
-			if (parse_slave(s, a, why, len))
-				return -EINVAL;
-			break;
-		case OPT_SCENARIO:
-			if (parse_scenario(a, &s->scenario))
-				return set_why(why, len, "--scenario: unknown scenario \"%s\" (salinity-intrusion, freshwater, bph-migration, solar)", a);
-			break;
-		case OPT_SPEED:
-			if (util_parse_double(a, 1e-3, 1e7, &s->speed))
-				return set_why(why, len, "--speed: expected a number 0.001..1e7, got \"%s\"", a);
-			break;
-		case OPT_SEED: {
-			char *end;
-			errno = 0;
-			unsigned long long sd = strtoull(a, &end, 10);
-			if (errno || end == a || *end || a[0] == '-')
-				return set_why(why, len, "--seed: expected a non-negative integer, got \"%s\"", a);
-			s->seed = sd;
-			break;
-		}
-		case OPT_START:
-			if (sim_parse_start(a, &s->start_ms))
-				return set_why(why, len, "--start: expected YYYY-MM-DD[THH:MM], got \"%s\"", a);
-			has_start = true;
-			break;
-		case OPT_PROFILES_DIR:
-			snprintf(s->profiles_dir, sizeof(s->profiles_dir), "%s", a);
-			break;
-		case OPT_FAULT: {
-			const char *fw = NULL;
-			if (s->n_faults >= SIM_FAULTS_MAX)
-				return set_why(why, len, "%s", "too many --fault");
-			if (fault_parse(a, &s->faults[s->n_faults], &fw)) {
-				snprintf(why, len, "--fault %s: %s", a, fw);
-				return -EINVAL;
-			}
-			s->n_faults++;
-			break;
-		}
-		case OPT_LOG_LEVEL: {
-			enum log_level lvl;
-			if (log_level_parse(a, &lvl))
-				return set_why(why, len, "--log-level: expected error, warn, info or debug, got \"%s\"", a);
-			log_set_level(lvl);
-			break;
-		}
-		case OPT_SERIES:
-			s->series = true;
-			break;
-		case OPT_HOURS:
-			if (util_parse_double(a, 0, 24 * 3660, &s->hours))
-				return set_why(why, len, "--hours: bad value \"%s\"", a);
-			break;
-		case OPT_STEP:
-			if (util_parse_double(a, 1, 86400 * 31, &s->step_s))
-				return set_why(why, len, "--step-s: bad value \"%s\"", a);
-			break;
-		case OPT_NO_NOISE:
-			s->noise = false;
-			break;
-		case ':':
-			return set_why(why, len, "%s: missing value", argv[optind - 1]);
-		default:
-			if (optopt)
-				snprintf(why, len, "unknown option -%c", optopt);
-			else
-				snprintf(why, len, "unknown option %s", argv[optind - 1]);
-			return -EINVAL;
-		}
+		rc = parse_option(s, c, optarg, argv, &has_start, why, len);
+		if (rc)
+			return rc;
 	}
 	if (optind < argc)
 		return set_why(why, len, "unexpected argument \"%s\"", argv[optind]);
-	if (s->n_slaves == 0)
-		return set_why(why, len, "%s", "at least one --slave is required");
-	if (!s->series && s->transport == SIM_NONE)
-		return set_why(why, len, "%s", "one of --rtu DEV or --tcp HOST:PORT is required");
-	for (size_t i = 0; i < s->n_slaves; i++)
-		if (!s->slaves[i].profile[0] && !s->profile_default[0]) {
-			snprintf(why, len, "--slave %d: no profile (give N:PROFILE or --profile)",
-				 s->slaves[i].id);
-			return -EINVAL;
-		}
-	for (size_t i = 0; i < s->n_faults; i++) {
-		bool found = false;
-		for (size_t j = 0; j < s->n_slaves; j++)
-			found |= s->slaves[j].id == s->faults[i].slave;
-		if (!found) {
-			snprintf(why, len, "--fault: slave %d is not served", s->faults[i].slave);
-			return -EINVAL;
-		}
-	}
+	rc = check_args(s, why, len);
+	if (rc)
+		return rc;
 	if (!has_start)
 		s->start_ms = util_now_ms();
 	return 0;
