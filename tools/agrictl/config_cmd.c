@@ -136,10 +136,20 @@ struct push {
 	bool force;
 };
 
-static int64_t mono_ms(void)
-{
-	return util_mono_ms();
-}
+/* What a push holds while it runs; push_close() releases it all. */
+struct push_run {
+	char topic[AGRI_TOPIC_MAX], ack_topic[AGRI_TOPIC_MAX];
+	char password[256];
+	struct sign_key *key;
+	char *buf;        /* the file */
+	cJSON *doc;       /* the file, parsed */
+	char *out;        /* the document as sent (version set) */
+	char *signed_msg; /* out in the signature envelope */
+	int signed_len;
+	MQTTClient c;
+};
+
+#define PUSH_NO_ACK 3 /* exit code: published, no ack within --timeout-s */
 
 /* The version of the retained config the broker holds now (0 if none). */
 static int64_t retained_version(MQTTClient c, const char *topic)
@@ -149,8 +159,8 @@ static int64_t retained_version(MQTTClient c, const char *topic)
 
 	if (MQTTClient_subscribe(c, topic, 1) != MQTTCLIENT_SUCCESS)
 		return -1;
-	deadline = mono_ms() + 1500; /* retained messages come right after SUBACK */
-	while (mono_ms() < deadline) {
+	deadline = util_mono_ms() + 1500; /* retained messages come right after SUBACK */
+	while (util_mono_ms() < deadline) {
 		char *t = NULL;
 		int tl = 0;
 		MQTTClient_message *m = NULL;
@@ -167,69 +177,70 @@ static int64_t retained_version(MQTTClient c, const char *topic)
 	return version;
 }
 
-static int do_push(const struct push *p)
+/* The file (validated unless --force), its station, the signing key.
+ * Returns 0 or the exit code (the reason printed). */
+static int push_load(const struct push *p, struct push_run *r)
 {
-	char topic[AGRI_TOPIC_MAX], ack_topic[AGRI_TOPIC_MAX], password[256], client_id[64];
-	MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
-	MQTTClient_SSLOptions ssl = MQTTClient_SSLOptions_initializer;
-	MQTTClient_message msg = MQTTClient_message_initializer;
 	struct agri_err e = {0};
-	MQTTClient c = NULL;
-	cJSON *doc = NULL, *ver;
-	char *buf = NULL, *out = NULL, *signed_msg = NULL;
-	unsigned char sig[SIGN_ED25519_LEN];
-	struct sign_key *key = NULL;
-	size_t len;
-	int64_t current, version, deadline;
-	int rc, n, result = 3;
+	const cJSON *st;
 	enum file_kind kind;
+	size_t len;
+	int rc;
 
 	if (!p->force && (rc = validate_file(p->file, &kind)) != 0)
 		return rc; /* the reason is printed; --force pushes anyway */
-	if ((rc = sign_key_read_private(p->key_file, &key)) < 0) {
+	if ((rc = sign_key_read_private(p->key_file, &r->key)) < 0) {
 		fprintf(stderr, "agrictl: --key %s: %s\n", p->key_file,
 			rc == -EBADMSG ? "not an Ed25519 private key (agrictl provision --technician)"
 				       : strerror(-rc));
-		return 1;
+		return AGRI_EXIT_FAIL;
 	}
-	if (util_read_file(p->file, CONFIG_MAX, &buf, &len) < 0 ||
-	    agri_json_parse(buf, len, CONFIG_MAX, AGRI_JSON_DEPTH_MAX, &doc, &e) < 0 ||
-	    !cJSON_IsObject(doc)) {
+	if (util_read_file(p->file, CONFIG_MAX, &r->buf, &len) < 0 ||
+	    agri_json_parse(r->buf, len, CONFIG_MAX, AGRI_JSON_DEPTH_MAX, &r->doc, &e) < 0 ||
+	    !cJSON_IsObject(r->doc)) {
 		fprintf(stderr, "%s: %s\n", p->file, *e.msg ? e.msg : "not a JSON object");
-		result = AGRI_EXIT_CONFIG;
-		goto out;
+		return AGRI_EXIT_CONFIG;
 	}
-	{
-		const cJSON *st = cJSON_GetObjectItemCaseSensitive(doc, "station");
+	st = cJSON_GetObjectItemCaseSensitive(r->doc, "station");
+	if (!p->force && (!cJSON_IsString(st) || strcmp(st->valuestring, p->station) != 0)) {
+		fprintf(stderr, "%s: station: is not \"%s\" (the --station given)\n", p->file, p->station);
+		return AGRI_EXIT_CONFIG;
+	}
+	return 0;
+}
 
-		if (!p->force && (!cJSON_IsString(st) || strcmp(st->valuestring, p->station) != 0)) {
-			fprintf(stderr, "%s: station: is not \"%s\" (the --station given)\n", p->file, p->station);
-			result = AGRI_EXIT_CONFIG;
-			goto out;
-		}
-	}
-	if (agri_topic_build(topic, sizeof(topic), p->prefix, AGRI_TOPIC_CONFIG, p->station) < 0 ||
-	    agri_topic_build(ack_topic, sizeof(ack_topic), p->prefix, AGRI_TOPIC_CONFIG_ACK, p->station) < 0) {
+/* Connects to the broker and subscribes to the station's config/ack.
+ * Returns 0 or the exit code. */
+static int push_connect(const struct push *p, struct push_run *r)
+{
+	MQTTClient_connectOptions co = MQTTClient_connectOptions_initializer;
+	MQTTClient_SSLOptions ssl = MQTTClient_SSLOptions_initializer;
+	char client_id[64];
+	int rc;
+
+	if (agri_topic_build(r->topic, sizeof(r->topic), p->prefix, AGRI_TOPIC_CONFIG,
+			     p->station) < 0 ||
+	    agri_topic_build(r->ack_topic, sizeof(r->ack_topic), p->prefix, AGRI_TOPIC_CONFIG_ACK,
+			     p->station) < 0) {
 		fprintf(stderr, "agrictl: invalid station id or topic prefix\n");
-		result = 2;
-		goto out;
+		return AGRI_EXIT_USAGE;
 	}
-	password[0] = '\0';
-	if (p->password_file && (rc = util_read_secret(p->password_file, password, sizeof(password))) < 0) {
+	r->password[0] = '\0';
+	if (p->password_file &&
+	    (rc = util_read_secret(p->password_file, r->password, sizeof(r->password))) < 0) {
 		fprintf(stderr, "agrictl: %s: %s\n", p->password_file, strerror(-rc));
-		result = 1;
-		goto out;
+		return AGRI_EXIT_FAIL;
 	}
 	snprintf(client_id, sizeof(client_id), "agrictl-%d-%ld", (int)getpid(), (long)time(NULL));
-	if (MQTTClient_create(&c, p->broker, client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL) != MQTTCLIENT_SUCCESS) {
+	if (MQTTClient_create(&r->c, p->broker, client_id, MQTTCLIENT_PERSISTENCE_NONE, NULL) !=
+	    MQTTCLIENT_SUCCESS) {
 		fprintf(stderr, "agrictl: bad broker URL \"%s\"\n", p->broker);
-		result = 2;
-		goto out;
+		return AGRI_EXIT_USAGE;
 	}
 	co.keepAliveInterval = 30;
 	co.cleansession = 1;
 	co.username = p->username;
-	co.password = password[0] ? password : NULL;
+	co.password = r->password[0] ? r->password : NULL;
 	if (strncmp(p->broker, "ssl://", 6) == 0 || strncmp(p->broker, "mqtts://", 8) == 0) {
 		/* The hub's TLS listener: the server certificate and its name are checked
 		 * against the agri CA (--ca-file), else against the system's CAs. */
@@ -238,61 +249,71 @@ static int do_push(const struct push *p)
 		ssl.verify = 1;
 		co.ssl = &ssl;
 	}
-	if ((rc = MQTTClient_connect(c, &co)) != MQTTCLIENT_SUCCESS) {
+	if ((rc = MQTTClient_connect(r->c, &co)) != MQTTCLIENT_SUCCESS) {
 		fprintf(stderr, "agrictl: cannot connect to %s (%s)\n", p->broker, MQTTClient_strerror(rc));
-		result = 1;
-		goto out;
+		return AGRI_EXIT_FAIL;
 	}
-	if (MQTTClient_subscribe(c, ack_topic, 1) != MQTTCLIENT_SUCCESS) {
-		fprintf(stderr, "agrictl: cannot subscribe to %s\n", ack_topic);
-		result = 1;
-		goto out;
+	if (MQTTClient_subscribe(r->c, r->ack_topic, 1) != MQTTCLIENT_SUCCESS) {
+		fprintf(stderr, "agrictl: cannot subscribe to %s\n", r->ack_topic);
+		return AGRI_EXIT_FAIL;
 	}
-	current = retained_version(c, topic);
-	ver = cJSON_GetObjectItemCaseSensitive(doc, "version");
-	version = current + 1;
+	return 0;
+}
+
+/* The version to send: one past the retained config's, or the file's own
+ * when that is higher. */
+static int64_t push_version(const struct push_run *r)
+{
+	const cJSON *ver = cJSON_GetObjectItemCaseSensitive(r->doc, "version");
+	int64_t version = retained_version(r->c, r->topic) + 1;
+
 	if (cJSON_IsNumber(ver) && ver->valuedouble >= (double)version)
 		version = (int64_t)ver->valuedouble;
-	cJSON_DeleteItemFromObjectCaseSensitive(doc, "version");
-	cJSON_AddNumberToObject(doc, "version", (double)version);
+	return version;
+}
+
+/* Sets version in the document, signs exactly the bytes sent and seals
+ * them in the envelope. Returns 0 or the exit code. */
+static int push_seal(const struct push *p, struct push_run *r, int64_t version)
+{
+	unsigned char sig[SIGN_ED25519_LEN];
+	size_t len;
+
+	cJSON_DeleteItemFromObjectCaseSensitive(r->doc, "version");
+	cJSON_AddNumberToObject(r->doc, "version", (double)version);
 	/* D: the document as sent, version and station inside; the signature
 	 * covers exactly its bytes. */
-	out = cJSON_PrintUnformatted(doc);
-	len = out ? strlen(out) : 0;
-	signed_msg = malloc(len + SIGN_ENVELOPE_MAX + 1);
-	if (!out || !signed_msg || sign_ed25519(key, out, len, sig) < 0 ||
-	    (n = sign_envelope_seal(out, len, p->technician, sig, signed_msg,
-				    len + SIGN_ENVELOPE_MAX + 1)) < 0) {
+	r->out = cJSON_PrintUnformatted(r->doc);
+	len = r->out ? strlen(r->out) : 0;
+	r->signed_msg = malloc(len + SIGN_ENVELOPE_MAX + 1);
+	if (!r->out || !r->signed_msg || sign_ed25519(r->key, r->out, len, sig) < 0 ||
+	    (r->signed_len = sign_envelope_seal(r->out, len, p->technician, sig, r->signed_msg,
+						len + SIGN_ENVELOPE_MAX + 1)) < 0) {
 		fprintf(stderr, "agrictl: cannot sign %s\n", p->file);
-		result = 1;
-		goto out;
+		return AGRI_EXIT_FAIL;
 	}
-	if (n > STATION_CONFIG_MAX_BYTES) {
-		fprintf(stderr, "%s: signed, it is %d bytes: a station takes at most %d\n", p->file, n,
-			STATION_CONFIG_MAX_BYTES);
-		result = AGRI_EXIT_CONFIG;
-		goto out;
+	if (r->signed_len > STATION_CONFIG_MAX_BYTES) {
+		fprintf(stderr, "%s: signed, it is %d bytes: a station takes at most %d\n", p->file,
+			r->signed_len, STATION_CONFIG_MAX_BYTES);
+		return AGRI_EXIT_CONFIG;
 	}
-	msg.payload = signed_msg;
-	msg.payloadlen = n;
-	msg.qos = 1;
-	msg.retained = 1;
-	if (MQTTClient_publishMessage(c, topic, &msg, NULL) != MQTTCLIENT_SUCCESS) {
-		fprintf(stderr, "agrictl: publish to %s failed\n", topic);
-		result = 1;
-		goto out;
-	}
-	printf("pushed %s as version %lld signed by %s to %s; waiting for the station's ack...\n",
-	       p->file, (long long)version, p->technician, topic);
-	fflush(stdout);
-	deadline = mono_ms() + (int64_t)p->timeout_s * 1000;
-	while (mono_ms() < deadline) {
+	return 0;
+}
+
+/* Waits --timeout-s for the station's config/ack of version. Returns 0
+ * (applied), 1 (rejected) or PUSH_NO_ACK. */
+static int push_wait_ack(const struct push *p, struct push_run *r, int64_t version)
+{
+	int64_t deadline = util_mono_ms() + (int64_t)p->timeout_s * 1000;
+	struct agri_err e;
+
+	while (util_mono_ms() < deadline) {
 		struct agri_config_ack a;
 		MQTTClient_message *m = NULL;
 		char *t = NULL;
-		int tl = 0;
+		int tl = 0, rc;
 
-		if (MQTTClient_receive(c, &t, &tl, &m, 500) != MQTTCLIENT_SUCCESS || !m)
+		if (MQTTClient_receive(r->c, &t, &tl, &m, 500) != MQTTCLIENT_SUCCESS || !m)
 			continue;
 		rc = agri_config_ack_decode(m->payload, (size_t)m->payloadlen, &a, &e);
 		MQTTClient_freeMessage(&m);
@@ -302,27 +323,59 @@ static int do_push(const struct push *p)
 		if (a.applied) {
 			printf("%s: version %lld applied (signed by %s)\n", p->station,
 			       (long long)version, a.signed_by[0] ? a.signed_by : p->technician);
-			result = 0;
-		} else {
-			printf("%s: version %lld rejected: %s\n", p->station, (long long)version, a.error);
-			result = 1;
+			return 0;
 		}
-		break;
+		printf("%s: version %lld rejected: %s\n", p->station, (long long)version, a.error);
+		return AGRI_EXIT_FAIL;
 	}
-	if (result == 3)
-		fprintf(stderr, "agrictl: no ack from %s within %d s (the config stays retained; "
-			"the station applies it when it connects)\n", p->station, p->timeout_s);
+	fprintf(stderr, "agrictl: no ack from %s within %d s (the config stays retained; "
+		"the station applies it when it connects)\n", p->station, p->timeout_s);
+	return PUSH_NO_ACK;
+}
+
+static void push_close(struct push_run *r)
+{
+	if (r->c) {
+		MQTTClient_disconnect(r->c, 1000);
+		MQTTClient_destroy(&r->c);
+	}
+	memset(r->password, 0, sizeof(r->password));
+	sign_key_free(r->key);
+	free(r->signed_msg);
+	cJSON_free(r->out);
+	cJSON_Delete(r->doc);
+	free(r->buf);
+}
+
+/* config push, phase by phase: load, connect, version, seal, publish,
+ * wait for the ack. Returns the exit code. */
+static int do_push(const struct push *p)
+{
+	MQTTClient_message msg = MQTTClient_message_initializer;
+	struct push_run r = {0};
+	int64_t version;
+	int result;
+
+	if ((result = push_load(p, &r)) != 0 || (result = push_connect(p, &r)) != 0)
+		goto out;
+	version = push_version(&r);
+	if ((result = push_seal(p, &r, version)) != 0)
+		goto out;
+	msg.payload = r.signed_msg;
+	msg.payloadlen = r.signed_len;
+	msg.qos = 1;
+	msg.retained = 1;
+	if (MQTTClient_publishMessage(r.c, r.topic, &msg, NULL) != MQTTCLIENT_SUCCESS) {
+		fprintf(stderr, "agrictl: publish to %s failed\n", r.topic);
+		result = AGRI_EXIT_FAIL;
+		goto out;
+	}
+	printf("pushed %s as version %lld signed by %s to %s; waiting for the station's ack...\n",
+	       p->file, (long long)version, p->technician, r.topic);
+	fflush(stdout);
+	result = push_wait_ack(p, &r, version);
 out:
-	if (c) {
-		MQTTClient_disconnect(c, 1000);
-		MQTTClient_destroy(&c);
-	}
-	memset(password, 0, sizeof(password));
-	sign_key_free(key);
-	free(signed_msg);
-	cJSON_free(out);
-	cJSON_Delete(doc);
-	free(buf);
+	push_close(&r);
 	return result;
 }
 
