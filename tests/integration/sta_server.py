@@ -5,7 +5,10 @@ format), assigns ids, answers name and phenomenonTime filters, and records
 every entity creation and observation so a test can tell "created once"
 and "arrived once". Faults: `down` (503 to everything) and
 `drop_after_commit` (store a CreateObservations, then close the connection
-without an answer: the client cannot know it was stored)."""
+without an answer: the client cannot know it was stored). Paging:
+`page_max` caps a listing's $top (more pages, each with an @iot.nextLink on
+this server); a hostile server sets `next_link` to the link it hands out
+instead (another host, port or scheme, a file:// URL)."""
 import calendar
 import json
 import re
@@ -49,6 +52,9 @@ class State:
         self.down = False
         self.drop_after_commit = 0                  # how many CreateObservations to drop
         self.dropped = 0
+        self.page_max = None                        # cap on $top: forces paging
+        self.next_link = None                       # the nextLink handed out instead
+        self.pages_served = 0                       # Observations listings answered
 
     def violate(self, what):
         self.violations.append(what)
@@ -119,6 +125,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(400, {"error": "filter"})
             lo, hi = iso_ms(fm.group(1)), iso_ms(fm.group(2))
             top = int(qs.get("$top", ["100"])[0])
+            if self.st.page_max:
+                top = min(top, self.st.page_max)
             skip = int(qs.get("$skip", ["0"])[0])
             with self.st.lock:
                 if ds not in self.st.entities["Datastreams"]:
@@ -132,8 +140,10 @@ class Handler(BaseHTTPRequestHandler):
             if skip + top < len(hits):
                 q = dict((k, v[0]) for k, v in qs.items())
                 q["$skip"] = str(skip + top)
-                body["@iot.nextLink"] = "%s/Datastreams(%d)/Observations?%s" % (
+                body["@iot.nextLink"] = self.st.next_link or "%s/Datastreams(%d)/Observations?%s" % (
                     self.base(), ds, urllib.parse.urlencode(q))
+            with self.st.lock:
+                self.st.pages_served += 1
             return self.reply(200, body)
         return self.reply(404, {"error": "unknown path %s" % path})
 

@@ -4,8 +4,11 @@
  * rolled-back one), seqs survive a reopen, the retention floor follows the
  * oldest pending reading, and the metrics text names every sink. The sinks'
  * threads are never started (the remote ends are tested by
- * tests/integration/test_upstream_*.py).
+ * tests/integration/test_upstream_*.py). The SensorThings sink's rule for
+ * an @iot.nextLink (the configured server's scheme, host and port only) is
+ * checked link by link.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +17,10 @@
 #include <sqlite3.h>
 
 #include "test.h"
+#include "agri/buf.h"
 #include "gateway/config.h"
 #include "core/store.h"
+#include "upstream/sink.h"
 #include "upstream/upstream.h"
 
 static char dir[] = "/tmp/gw-upstream-XXXXXX";
@@ -65,6 +70,67 @@ static int64_t count(const char *path, const char *sql)
 	return v;
 }
 
+/* Which @iot.nextLink the SensorThings sink follows, and what it says. */
+static void test_sta_links(void)
+{
+	static const char server[] = "http://sta.example:8080/FROST-Server/v1.1";
+	static const char page[] = "http://sta.example:8080/FROST-Server/v1.1/Datastreams(1)/"
+				   "Observations?$top=1000";
+	static const struct {
+		const char *link;
+		const char *why; /* NULL: followed; else a part of the reason */
+	} t[] = {
+		{"http://sta.example:8080/FROST-Server/v1.1/Datastreams(1)/Observations?$skip=1000", NULL},
+		{"HTTP://STA.example:8080/FROST-Server/v1.1/Datastreams(1)/Observations?$skip=2", NULL},
+		{"/FROST-Server/v1.1/Datastreams(1)/Observations?$skip=1000", NULL}, /* relative */
+		{"Observations?$skip=1000", NULL},
+		{"http://sta.example:8080/other/path", NULL}, /* same origin: the rule is the origin */
+		{"http://evil.example:8080/FROST-Server/v1.1/x", "host evil.example is not the configured server's sta.example"},
+		{"http://127.0.0.1:8080/x", "host 127.0.0.1 is not"},
+		{"http://sta.example.evil.example:8080/x", "host sta.example.evil.example"},
+		{"//evil.example:8080/x", "host evil.example"},  /* scheme-relative */
+		{"http://sta.example:8081/x", "port 8081 is not the configured server's 8080"},
+		{"http://sta.example/x", "port 80 is not"},
+		{"https://sta.example:8080/x", "scheme https is not the configured server's http"},
+		{"file:///etc/passwd", "scheme file is not"},
+		{"gopher://sta.example:8080/x", "scheme gopher"},
+		{"http://user:pw@sta.example:8080/x", "credentials"},
+		{"http://sta.example:8080@evil.example/x", "host evil.example"},
+		{"http://[::1]:8080/x", "host [::1] is not"},
+		{"http://evil\"\n.example/x", "not a URL"},
+	};
+	char why[200];
+
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(t); i++) {
+		int rc;
+
+		why[0] = '\0';
+		rc = upstream_sta_link_allowed(server, page, t[i].link, why, sizeof(why));
+		if (!t[i].why) {
+			if (rc != 0)
+				fprintf(stderr, "refused %s: %s\n", t[i].link, why);
+			CHECK_INT(rc, 0);
+			continue;
+		}
+		CHECK_INT(rc, -EPERM);
+		if (!strstr(why, t[i].why))
+			fprintf(stderr, "%s: \"%s\" lacks \"%s\"\n", t[i].link, why, t[i].why);
+		CHECK(strstr(why, t[i].why) != NULL);
+		CHECK(strchr(why, '\n') == NULL && strchr(why, '"') == NULL);
+	}
+	/* The default port is the scheme's: the configured URL may omit it. */
+	CHECK_INT(upstream_sta_link_allowed("https://sta.example/v1.1", "https://sta.example/v1.1",
+					    "https://sta.example:443/v1.1/x", why, sizeof(why)), 0);
+	/* A link longer than the sink's URL buffer is not truncated and fetched. */
+	{
+		static char big[3000];
+
+		memset(big, 'a', sizeof(big) - 1);
+		memcpy(big, "http://sta.example:8080/", 24);
+		CHECK_INT(upstream_sta_link_allowed(server, page, big, why, sizeof(why)), -EPERM);
+	}
+}
+
 int main(void)
 {
 	static struct gateway_config cfg;
@@ -75,6 +141,7 @@ int main(void)
 	char path[256], text[8192];
 	int err = 0;
 
+	test_sta_links();
 	if (!mkdtemp(dir))
 		return 2;
 	snprintf(path, sizeof(path), "%s/agri.db", dir);

@@ -66,6 +66,16 @@ struct upstream_sink_ops {
 extern const struct upstream_sink_ops upstream_pg_ops;
 extern const struct upstream_sink_ops upstream_sta_ops;
 
+/*
+ * Whether the SensorThings sink may follow link (an @iot.nextLink found in
+ * the page at current; absolute or relative) on the configured server:
+ * only with the server's scheme, host and port (default ports filled in),
+ * and no credentials it does not have. 0, or -EPERM with why (a line for
+ * the log: what differs, cleaned of control characters).
+ */
+int upstream_sta_link_allowed(const char *server, const char *current, const char *link,
+			      char *why, size_t len);
+
 /* "2026-11-22 15:04:05.123+00" (PostgreSQL) into buf (>= 32 bytes). */
 void upstream_pg_time(int64_t ms, char *buf, size_t len);
 

@@ -11,24 +11,32 @@
  * request whose outcome is unknown (timeout, reset, 5xx), the next batch
  * is first reconciled: for each of its Datastreams the observations in
  * the batch's time range are listed and rows already there are skipped.
+ *
+ * The server is not trusted with where the gateway connects: a listing's
+ * @iot.nextLink is followed only on the configured server's scheme, host
+ * and port (upstream_sta_link_allowed); any other makes the reconciliation
+ * fail (nothing is sent blind) and is logged once with the reason.
  */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 #include <sqlite3.h>
 
 #include "agri/buf.h"
 #include "agri/json.h"
+#include "agri/log.h"
 #include "agri/time.h"
 #include "upstream/sink.h"
 
 #define RESP_MAX (16 * 1024 * 1024)
 #define ID_MAX 96
 #define PAGES_MAX 64
+#define LOG "upstream"
 
 static const char *const q_names[] = {"ok", "suspect", "error", "maint"};
 
@@ -44,6 +52,7 @@ struct sta {
 	size_t resp_len;
 	bool resp_too_big;
 	char location[GW_URL_MAX];
+	struct log_complaint foreign_link; /* a nextLink off the server was refused */
 	/* per batch */
 	int *grp;                   /* row -> group */
 	bool *skip;
@@ -387,6 +396,100 @@ static int datastream(struct sta *s, const struct upstream_row *r, char *id, siz
 	return ensure(s, key, "Datastreams", name, b, id, idlen, err, errlen);
 }
 
+/* --- where a server may send us ------------------------------------------ */
+
+struct origin {
+	char scheme[16];
+	char host[256];
+	char port[8];
+	bool has_user;
+};
+
+/* link (absolute, or relative to base) parsed by libcurl into its origin;
+ * the port is the scheme's default when the URL has none. */
+static int origin_of(const char *base, const char *link, struct origin *o)
+{
+	CURLU *u = curl_url();
+	char *p = NULL;
+	int rc = -EINVAL;
+
+	memset(o, 0, sizeof(*o));
+	if (!u)
+		return -ENOMEM;
+	if ((base && curl_url_set(u, CURLUPART_URL, base, 0) != CURLUE_OK) ||
+	    curl_url_set(u, CURLUPART_URL, link, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &p, 0) != CURLUE_OK)
+		goto out;
+	snprintf(o->scheme, sizeof(o->scheme), "%s", p);
+	curl_free(p);
+	p = NULL;
+	if (curl_url_get(u, CURLUPART_HOST, &p, 0) == CURLUE_OK)
+		snprintf(o->host, sizeof(o->host), "%s", p);
+	curl_free(p);
+	p = NULL;
+	if (curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK)
+		snprintf(o->port, sizeof(o->port), "%s", p);
+	curl_free(p);
+	p = NULL;
+	if (curl_url_get(u, CURLUPART_USER, &p, 0) == CURLUE_OK)
+		o->has_user = true;
+	curl_free(p);
+	rc = 0;
+out:
+	curl_url_cleanup(u);
+	return rc;
+}
+
+/* For a log line: at most 64 bytes, no control characters or quotes. */
+static void clean(char *dst, size_t len, const char *s)
+{
+	size_t n = 0;
+
+	for (; *s && n + 1 < len && n < 64; s++)
+		dst[n++] = (unsigned char)*s < 0x20 || *s == '"' || *s == 0x7f ? '?' : *s;
+	dst[n] = '\0';
+}
+
+int upstream_sta_link_allowed(const char *server, const char *current, const char *link,
+			      char *why, size_t len)
+{
+	struct origin want, got;
+	char a[72], b[72];
+
+	if (strlen(link) >= GW_URL_MAX * 2) {
+		snprintf(why, len, "the link is longer than %d bytes", GW_URL_MAX * 2 - 1);
+		return -EPERM;
+	}
+	if (origin_of(NULL, server, &want) < 0)
+		return -EINVAL;
+	if (origin_of(current, link, &got) < 0) {
+		clean(a, sizeof(a), link);
+		snprintf(why, len, "not a URL: %s", a);
+		return -EPERM;
+	}
+	clean(a, sizeof(a), got.scheme);
+	if (strcasecmp(got.scheme, want.scheme) != 0) {
+		snprintf(why, len, "scheme %s is not the configured server's %s", a, want.scheme);
+		return -EPERM;
+	}
+	clean(a, sizeof(a), got.host[0] ? got.host : "(none)");
+	clean(b, sizeof(b), want.host);
+	if (strcasecmp(got.host, want.host) != 0) {
+		snprintf(why, len, "host %s is not the configured server's %s", a, b);
+		return -EPERM;
+	}
+	if (strcmp(got.port, want.port) != 0) {
+		clean(a, sizeof(a), got.port);
+		snprintf(why, len, "port %s is not the configured server's %s", a, want.port);
+		return -EPERM;
+	}
+	if (got.has_user && !want.has_user) {
+		snprintf(why, len, "the link carries credentials");
+		return -EPERM;
+	}
+	return 0;
+}
+
 /* --- reconciliation ----------------------------------------------------- */
 
 static int cmp_i64(const void *a, const void *b)
@@ -454,12 +557,28 @@ static int reconcile(struct sta *s, const char *ds, const struct upstream_row *r
 			have[n_have++] = ms;
 		}
 		next = j ? cJSON_GetObjectItemCaseSensitive(j, "@iot.nextLink") : NULL;
-		if (cJSON_IsString(next))
+		if (cJSON_IsString(next)) {
+			char why[200];
+
+			if (upstream_sta_link_allowed(s->url, url, next->valuestring, why,
+						      sizeof(why)) < 0) {
+				log_complain(&s->foreign_link, LOG_LVL_WARN, LOG,
+					     "@iot.nextLink not followed sink=sensorthings reason=\"%s\""
+					     " url=%s (nothing is sent until a listing completes on"
+					     " the configured server; logged once)", why, s->url);
+				snprintf(err, errlen, "reconcile: @iot.nextLink not followed: %s", why);
+				cJSON_Delete(j);
+				rc = -EPERM;
+				goto out;
+			}
 			snprintf(url, sizeof(url), "%s", next->valuestring);
-		else
+		} else {
 			url[0] = '\0';
+		}
 		cJSON_Delete(j);
 	}
+	log_release(&s->foreign_link, LOG, "listing complete again sink=sensorthings url=%s",
+		    s->url);
 	if (n_have)
 		qsort(have, n_have, sizeof(*have), cmp_i64);
 	for (size_t i = 0; i < n && n_have; i++) {
@@ -498,6 +617,10 @@ static void *sta_open(const struct gateway_config *cfg, sqlite3 *db)
 	if (!s->c || !s->hdrs)
 		goto fail;
 	curl_easy_setopt(s->c, CURLOPT_HTTPHEADER, s->hdrs);
+	/* Never anything but the server's own protocols (no file://, no
+	 * redirects: FOLLOWLOCATION stays off), and TLS verified: libcurl's
+	 * defaults (VERIFYPEER, VERIFYHOST) are left on. */
+	curl_easy_setopt(s->c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(s->c, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(s->c, CURLOPT_WRITEDATA, s);
 	curl_easy_setopt(s->c, CURLOPT_HEADERFUNCTION, on_header);
