@@ -100,6 +100,10 @@ struct gateway_config {
 			char username[GW_NAME_MAX];
 			char password_file[PATH_MAX];
 			char password[GW_SECRET_MAX]; /* read from password_file */
+			/* "required" (default): STARTTLS or smtps://, verified;
+			 * "none": plain SMTP, a loopback host only. */
+			char tls[16];
+			char ca_file[PATH_MAX]; /* "" = the system's CAs */
 		} smtp;
 		bool has_sms; /* an HTTP SMS gateway (docs/notify.md) */
 		struct {
@@ -118,6 +122,10 @@ struct gateway_config {
 	struct {
 		bool has_postgres;
 		char postgres_conninfo[GW_URL_MAX];
+		/* Derived, not a key: the conninfo's sslmode, else "verify-full"
+		 * for a host that is not local, "prefer" for loopback or a Unix
+		 * socket (docs/upstream.md). */
+		char postgres_sslmode[16];
 		bool has_sensorthings;
 		char sensorthings_url[GW_URL_MAX];
 	} upstream;

@@ -7,11 +7,16 @@
  */
 #include "gateway/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <libpq-fe.h>
 
 #include "agri/buf.h"
 #include "agri/json.h"
@@ -53,6 +58,7 @@ void gateway_config_defaults(struct gateway_config *c)
 	c->dead_letters.max_mb = 64;
 	c->dead_letters.max_age_days = 30;
 	c->dead_letters.payload_max_kib = 8;
+	snprintf(c->notify.smtp.tls, sizeof(c->notify.smtp.tls), "required");
 	snprintf(c->notify.sms.method, sizeof(c->notify.sms.method), "POST");
 	snprintf(c->notify.sms.body, sizeof(c->notify.sms.body), "to={to}&text={text}");
 	snprintf(c->notify.sms.content_type, sizeof(c->notify.sms.content_type),
@@ -203,6 +209,8 @@ static const struct agri_cfg_field smtp_fields[] = {
 	SECTION("to", parse_smtp_to, true),
 	STR("username", notify.smtp.username, false),
 	STR("password_file", notify.smtp.password_file, false),
+	STR("tls", notify.smtp.tls, false),
+	STR("ca_file", notify.smtp.ca_file, false),
 };
 
 static int parse_smtp(const cJSON *item, void *cfgp, const char *path,
@@ -523,6 +531,139 @@ static const char *const mqtt_schemes[] = {"tcp://", "mqtt://", "ssl://",
 static const char *const http_schemes[] = {"http://", "https://", NULL};
 static const char *const smtp_schemes[] = {"smtp://", "smtps://", NULL};
 
+/* A host that is this machine: "", a Unix socket ("/dir", "@abstract"),
+ * localhost, 127.0.0.0/8, ::1 (or ::ffff:127.x). A list ("a,b", libpq's
+ * multi-host form) is local when every element is. */
+static bool host_local(const char *hosts)
+{
+	char h[256];
+	const char *p = hosts;
+
+	do {
+		const char *e = strchr(p, ',');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		struct in_addr a4;
+		struct in6_addr a6;
+
+		if (n >= sizeof(h))
+			return false;
+		memcpy(h, p, n);
+		h[n] = '\0';
+		if (n > 2 && h[0] == '[' && h[n - 1] == ']') { /* a URL's [::1] */
+			memmove(h, h + 1, n - 2);
+			h[n - 2] = '\0';
+		}
+		if (!(h[0] == '\0' || h[0] == '/' || h[0] == '@' || strcasecmp(h, "localhost") == 0 ||
+		      strcasecmp(h, "localhost.") == 0 ||
+		      (inet_pton(AF_INET, h, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127) ||
+		      (inet_pton(AF_INET6, h, &a6) == 1 &&
+		       (IN6_IS_ADDR_LOOPBACK(&a6) ||
+			(IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127)))))
+			return false;
+		p = e ? e + 1 : NULL;
+	} while (p);
+	return true;
+}
+
+/* upstream.postgres.conninfo: parsed as libpq will (keywords or a URI),
+ * its hosts (or PGHOST/PGHOSTADDR where it names none) and the sslmode
+ * that follows: a weak one only where the connection stays on this
+ * machine. */
+static int check_postgres(struct gateway_config *cfg, struct agri_err *err)
+{
+	/* libpq's, weakest first: the last two verify the server. */
+	static const char *const modes[] = {"disable", "allow", "prefer", "require",
+					    "verify-ca", "verify-full"};
+	const char *path = "upstream.postgres.conninfo";
+	const char *host = NULL, *hostaddr = NULL, *mode = NULL;
+	char *msg = NULL;
+	PQconninfoOption *opts = PQconninfoParse(cfg->upstream.postgres_conninfo, &msg);
+	bool local;
+	size_t m;
+	int rc = -EINVAL;
+
+	if (!opts) {
+		size_t n = msg ? strlen(msg) : 0;
+
+		while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+			msg[--n] = '\0';
+		agri_err_set(err, path, "%s", msg ? msg : "out of memory");
+		PQfreemem(msg);
+		return -EINVAL;
+	}
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (!o->val || !o->val[0])
+			continue;
+		if (strcmp(o->keyword, "host") == 0)
+			host = o->val;
+		else if (strcmp(o->keyword, "hostaddr") == 0)
+			hostaddr = o->val;
+		else if (strcmp(o->keyword, "sslmode") == 0)
+			mode = o->val;
+	}
+	if (!host)
+		host = getenv("PGHOST");
+	if (!hostaddr)
+		hostaddr = getenv("PGHOSTADDR");
+	/* hostaddr, when given, is where libpq connects; host still names
+	 * the server (and is what verify-full checks). Both must be local. */
+	local = host_local(host ? host : "") && host_local(hostaddr ? hostaddr : "");
+	if (!mode)
+		mode = local ? "prefer" : "verify-full";
+	for (m = 0; m < AGRI_ARRAY_SIZE(modes) && strcmp(mode, modes[m]) != 0; m++)
+		;
+	if (m == AGRI_ARRAY_SIZE(modes)) {
+		agri_err_set(err, path, "unknown sslmode \"%s\"", mode);
+		goto out;
+	}
+	if (m < AGRI_ARRAY_SIZE(modes) - 2 && !local) {
+		agri_err_set(err, path, "sslmode=%s to a host that is not this machine (%.40s):"
+			     " use verify-full (the default) and sslrootcert", mode,
+			     host && !host_local(host) ? host : hostaddr ? hostaddr : "?");
+		goto out;
+	}
+	snprintf(cfg->upstream.postgres_sslmode, sizeof(cfg->upstream.postgres_sslmode), "%s",
+		 mode);
+	rc = 0;
+out:
+	PQconninfoFree(opts);
+	return rc;
+}
+
+/* notify.smtp.tls: STARTTLS is required unless "none", and "none" only for
+ * a loopback host (the mail would cross no network). */
+static int check_smtp_tls(struct gateway_config *cfg, struct agri_err *err)
+{
+	CURLU *u;
+	char *host = NULL;
+	bool local;
+
+	if (strcmp(cfg->notify.smtp.tls, "required") == 0)
+		return 0;
+	if (strcmp(cfg->notify.smtp.tls, "none") != 0) {
+		agri_err_set(err, "notify.smtp.tls", "expected \"required\" (the default) or \"none\"");
+		return -EINVAL;
+	}
+	if (strncmp(cfg->notify.smtp.url, "smtps://", 8) == 0) {
+		agri_err_set(err, "notify.smtp.tls", "\"none\" with an smtps:// URL (TLS from the"
+			     " first byte): use smtp://");
+		return -EINVAL;
+	}
+	u = curl_url();
+	if (!u)
+		return -ENOMEM;
+	local = curl_url_set(u, CURLUPART_URL, cfg->notify.smtp.url, 0) == CURLUE_OK &&
+		curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host_local(host);
+	curl_free(host);
+	curl_url_cleanup(u);
+	if (!local) {
+		agri_err_set(err, "notify.smtp.tls", "\"none\" is only for a loopback host"
+			     " (localhost, 127.0.0.1, ::1), not %.60s", cfg->notify.smtp.url);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* broker and db */
 static int check_broker_db(struct gateway_config *cfg, struct agri_err *err)
 {
@@ -606,6 +747,8 @@ static int check_notify(struct gateway_config *cfg, struct agri_err *err)
 			agri_err_set(err, "notify.smtp.to", "needs at least one recipient");
 			return -EINVAL;
 		}
+		if (check_smtp_tls(cfg, err) < 0)
+			return -EINVAL;
 	}
 	if (cfg->notify.has_sms) {
 		const char *n = cfg->notify.sms.name;
@@ -676,6 +819,8 @@ static int check_forecast_upstream(struct gateway_config *cfg, struct agri_err *
 		agri_err_set(err, "upstream.postgres.conninfo", "must not be empty");
 		return -EINVAL;
 	}
+	if (cfg->upstream.has_postgres && check_postgres(cfg, err) < 0)
+		return -EINVAL;
 	if (cfg->upstream.has_sensorthings &&
 	    !has_scheme(cfg->upstream.sensorthings_url, http_schemes)) {
 		agri_err_set(err, "upstream.sensorthings.url", "expected an http:// or https:// URL");
@@ -722,6 +867,7 @@ static int resolve_paths(struct gateway_config *cfg, struct agri_err *err)
 	    (rc = resolve(cfg, cfg->db.path, sizeof(cfg->db.path), "db.path", err)) ||
 	    (rc = resolve(cfg, cfg->rules_file, sizeof(cfg->rules_file), "rules_file", err)) ||
 	    (rc = resolve(cfg, cfg->notify.smtp.password_file, sizeof(cfg->notify.smtp.password_file), "notify.smtp.password_file", err)) ||
+	    (rc = resolve(cfg, cfg->notify.smtp.ca_file, sizeof(cfg->notify.smtp.ca_file), "notify.smtp.ca_file", err)) ||
 	    (rc = resolve(cfg, cfg->notify.sms.password_file, sizeof(cfg->notify.sms.password_file), "notify.sms.password_file", err)) ||
 	    (rc = resolve(cfg, cfg->http.token_file, sizeof(cfg->http.token_file), "http.token_file", err)))
 		return rc;

@@ -6,6 +6,11 @@
  * temporary table and INSERT ... ON CONFLICT DO NOTHING, and the slow path
  * stays on until a batch has no duplicates. Station and alert state are
  * mirrored by upserts guarded by updated_at, every few seconds.
+ *
+ * TLS: the sslmode is always given (so PGSSLMODE cannot lower it): the
+ * conninfo's own, else verify-full for a host that is not this machine and
+ * prefer for loopback or a Unix socket, as gateway.json's check derived it
+ * (cfg->upstream.postgres_sslmode; docs/upstream.md).
  */
 #include <errno.h>
 #include <poll.h>
@@ -83,6 +88,7 @@ struct fp {
 
 struct pg {
 	char conninfo[GW_URL_MAX];
+	char sslmode[16];
 	PGconn *conn;
 	pthread_mutex_t cancel_mu;
 	PGcancel *cancel;           /* cancel_mu */
@@ -130,6 +136,9 @@ static void *pg_open(const struct gateway_config *cfg, sqlite3 *db)
 	if (!p)
 		return NULL;
 	snprintf(p->conninfo, sizeof(p->conninfo), "%s", cfg->upstream.postgres_conninfo);
+	/* A config that did not go through the check fails closed. */
+	snprintf(p->sslmode, sizeof(p->sslmode), "%s",
+		 cfg->upstream.postgres_sslmode[0] ? cfg->upstream.postgres_sslmode : "verify-full");
 	pthread_mutex_init(&p->cancel_mu, NULL);
 	p->db = db;
 	if (sqlite3_prepare_v3(db, "SELECT name, state, last_seen, last_seq, fw, board,"
@@ -221,8 +230,9 @@ static int pg_connect(void *ctx, char *err, size_t errlen)
 	/* Our defaults first: the conninfo (expanded from dbname) overrides. */
 	const char *keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
 			      "keepalives_count", "tcp_user_timeout", "application_name",
-			      "dbname", NULL};
-	const char *vals[] = {"10", "10", "5", "3", "30000", "agri-gateway", p->conninfo, NULL};
+			      "sslmode", "dbname", NULL};
+	const char *vals[] = {"10", "10", "5", "3", "30000", "agri-gateway", p->sslmode,
+			      p->conninfo, NULL};
 	PGresult *r;
 	int rc;
 
