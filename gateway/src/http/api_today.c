@@ -3,9 +3,9 @@
  * (docs/api.md, docs/dashboard.md). Per water station: its newest ok
  * salinity, how fast it moved over the last hour, and the intake windows
  * of its forecast that have not ended (the §13 document's own `windows`,
- * so the times are the forecast API's). Per light trap: brown planthoppers
- * per night over the last week and its newest pest advisory with its
- * state. One read transaction; the forecast documents come from the
+ * so the times are the forecast API's). Per light trap: its catch per
+ * night (brown planthoppers, other classes) over the last week (?nights=N,
+ * up to 60) and its newest pest advisory with its state. One read transaction; the forecast documents come from the
  * forecast hook (memory) or the v_forecasts view, as /api/v1/forecast.
  */
 #include <errno.h>
@@ -25,7 +25,8 @@
 #define LOCAL_OFFSET_MS (7 * HOUR_MS) /* Vietnam time, no daylight saving */
 #define TREND_MS HOUR_MS              /* salinity change measured over */
 #define TREND_GAP_MS (3 * HOUR_MS)    /* ... from a reading no older than */
-#define NIGHTS 7
+#define NIGHTS_DEFAULT 7
+#define NIGHTS_MAX 60
 
 /* "YYYY-MM-DD" of a local day number (days since 1970-01-01, local). */
 static void day_text(int64_t day, char *buf, size_t len)
@@ -151,17 +152,17 @@ static int water_now(struct agri_buf *b, struct rconn *rc, const char *station)
 	return r == SQLITE_ROW || r == SQLITE_DONE ? SQLITE_DONE : r;
 }
 
-/* ,"night":"D","bph_nights":[{night, count}] for the NIGHTS nights up to
- * tonight (the night of today, local, from noon; count null when the trap
- * sent no brown planthopper count that night). */
+/* ,"night":"D","nights":[{night, bph, other}] for the n nights up to
+ * tonight (the night of today, local, from noon): brown planthoppers and
+ * the other classes caught; null when the trap sent no count that night. */
 static int trap_nights(struct agri_buf *b, struct rconn *rc, const char *station,
-		       int64_t now_ms)
+		       int64_t now_ms, int n)
 {
 	sqlite3_stmt *q = rc->q[Q_BPH_NIGHTS];
 	int64_t tonight = (now_ms + LOCAL_OFFSET_MS - 12 * HOUR_MS) / DAY_MS;
-	int64_t first = tonight - (NIGHTS - 1);
-	bool have[NIGHTS] = {false};
-	double count[NIGHTS] = {0};
+	int64_t first = tonight - (n - 1);
+	double bph[NIGHTS_MAX], other[NIGHTS_MAX];
+	bool have_bph[NIGHTS_MAX] = {false}, have_other[NIGHTS_MAX] = {false};
 	char day[16];
 	int r;
 
@@ -170,21 +171,28 @@ static int trap_nights(struct agri_buf *b, struct rconn *rc, const char *station
 	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
 		int64_t i = sqlite3_column_int64(q, 0);
 
-		if (i >= 0 && i < NIGHTS && sqlite3_column_type(q, 1) != SQLITE_NULL) {
-			have[i] = true;
-			count[i] = sqlite3_column_double(q, 1);
-		}
+		if (i < 0 || i >= n)
+			continue;
+		if ((have_bph[i] = sqlite3_column_type(q, 1) != SQLITE_NULL))
+			bph[i] = sqlite3_column_double(q, 1);
+		if ((have_other[i] = sqlite3_column_type(q, 2) != SQLITE_NULL))
+			other[i] = sqlite3_column_double(q, 2);
 	}
 	sqlite3_reset(q);
 	if (r != SQLITE_DONE)
 		return r;
 	day_text(tonight, day, sizeof(day));
-	agri_buf_printf(b, ",\"night\":\"%s\",\"bph_nights\":[", day);
-	for (int i = 0; i < NIGHTS; i++) {
+	agri_buf_printf(b, ",\"night\":\"%s\",\"nights\":[", day);
+	for (int i = 0; i < n; i++) {
 		day_text(first + i, day, sizeof(day));
-		agri_buf_printf(b, "%s{\"night\":\"%s\",\"count\":", i ? "," : "", day);
-		if (have[i])
-			http_json_num(b, count[i]);
+		agri_buf_printf(b, "%s{\"night\":\"%s\",\"bph\":", i ? "," : "", day);
+		if (have_bph[i])
+			http_json_num(b, bph[i]);
+		else
+			agri_buf_puts(b, "null");
+		agri_buf_puts(b, ",\"other\":");
+		if (have_other[i])
+			http_json_num(b, other[i]);
 		else
 			agri_buf_puts(b, "null");
 		agri_buf_puts(b, "}");
@@ -221,16 +229,21 @@ enum MHD_Result http_api_today(const struct http_call *k)
 	struct http_server *srv = k->srv;
 	struct MHD_Connection *c = k->c;
 	struct rconn *rc = k->rc;
-	static const char *const allowed[] = {NULL};
+	static const char *const allowed[] = {"nights", NULL};
 	sqlite3_stmt *qk = rc->q[Q_TODAY_KINDS], *qa = NULL;
 	struct agri_buf b = AGRI_BUF_HEAP(RESP_MAX);
 	struct params p;
 	int64_t now_ms = util_now_ms();
 	char now[AGRI_TIME_LEN + 1], sql[1024];
+	const char *s;
+	long nights = NIGHTS_DEFAULT;
 	int r = SQLITE_DONE, fr = 0, have;
 
 	if (!http_params_read(c, &p, allowed))
 		return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST, "%s", p.bad);
+	if ((s = http_param(&p, "nights")) && !http_parse_limit(s, NIGHTS_MAX, &nights))
+		return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST,
+				       "bad nights: expected an integer from 1 to %d", NIGHTS_MAX);
 	if (agri_time_format(now_ms, now, sizeof(now)) < 0)
 		return http_send_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "clock out of range");
 	if (http_rtx_begin(rc) < 0)
@@ -266,7 +279,7 @@ enum MHD_Result http_api_today(const struct http_call *k)
 				if ((fr = water_forecast(&b, srv, rc, name, now)) < 0)
 					break;
 			} else {
-				if ((r = trap_nights(&b, rc, name, now_ms)) != SQLITE_DONE ||
+				if ((r = trap_nights(&b, rc, name, now_ms, (int)nights)) != SQLITE_DONE ||
 				    (r = trap_advisory(&b, qa, name, now)) != SQLITE_DONE)
 					break;
 			}

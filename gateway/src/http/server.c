@@ -103,12 +103,15 @@ static const char *const q_sql[Q_COUNT] = {
 	/* The newest ok reading of series ?1 at or before ?2 ms. */
 	[Q_SAL_BEFORE] = "SELECT ts, value FROM readings WHERE series_id = ?1 AND ts <= ?2"
 			 " AND q = 0 AND value IS NOT NULL ORDER BY ts DESC LIMIT 1",
-	/* Brown planthoppers per night at a trap, nights counted from ?2
-	 * (a local noon, UTC ms): the night of day D runs from its noon for 24 h. */
-	[Q_BPH_NIGHTS] = "SELECT (r.ts - ?2) / 86400000, sum(r.value) FROM stations st"
-			 " JOIN series se ON se.station_id = st.id CROSS JOIN readings r"
-			 " ON r.series_id = se.id WHERE st.name = ?1 AND se.metric = 'insect_count'"
-			 " AND se.sensor LIKE '%-bph' AND r.ts >= ?2 AND r.q != 2"
+	/* Light-trap catch per night at a station, nights counted from ?2 (a
+	 * local noon, UTC ms; the night of day D runs from its noon for 24 h):
+	 * brown planthoppers (sensors "*-bph") and the other classes. */
+	[Q_BPH_NIGHTS] = "SELECT (r.ts - ?2) / 86400000,"
+			 " sum(CASE WHEN se.sensor LIKE '%-bph' THEN r.value END),"
+			 " sum(CASE WHEN se.sensor NOT LIKE '%-bph' THEN r.value END)"
+			 " FROM stations st JOIN series se ON se.station_id = st.id"
+			 " CROSS JOIN readings r ON r.series_id = se.id WHERE st.name = ?1"
+			 " AND se.metric = 'insect_count' AND r.ts >= ?2 AND r.q != 2"
 			 " GROUP BY 1 ORDER BY 1",
 };
 
