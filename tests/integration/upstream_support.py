@@ -21,11 +21,15 @@ def _as_postgres_user():
 
 
 class Postgres:
-    def __init__(self, workdir, port=None, fsync=True):
+    """listen: listen_addresses; settings: more -c NAME=VALUE (e.g. ssl)."""
+
+    def __init__(self, workdir, port=None, fsync=True, listen="127.0.0.1", settings=None):
         self.dir = os.path.join(workdir, "pg")
         self.data = os.path.join(self.dir, "data")
         self.port = port or harness.free_port()
         self.fsync = fsync
+        self.listen = listen
+        self.settings = dict(settings or {})
         self.proc = None
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(workdir, 0o755)
@@ -48,9 +52,11 @@ class Postgres:
     def start(self, timeout=30):
         argv = _as_postgres_user() + [
             os.path.join(PG_BIN, "postgres"), "-D", self.data, "-p", str(self.port),
-            "-k", self.dir, "-c", "listen_addresses=127.0.0.1",
+            "-k", self.dir, "-c", "listen_addresses=%s" % self.listen,
             "-c", "fsync=%s" % ("on" if self.fsync else "off"),
             "-c", "max_wal_size=1GB", "-c", "shared_buffers=128MB"]
+        for k, v in self.settings.items():
+            argv += ["-c", "%s=%s" % (k, v)]
         self.proc = harness.Proc(argv, self.log)
         deadline = time.time() + timeout
         while time.time() < deadline:
