@@ -1,6 +1,6 @@
 /*
  * Load generator for scripts/bench-gateway: publishes telemetry batches
- * (CONTRACT §3, 6 readings each by default) for many stations through a
+ * (docs/interfaces.md, "Telemetry"; 6 readings each by default) for many stations through a
  * real broker with paho MQTTAsync (QoS 1, a window of in-flight
  * publishes), listens to the gateway's end-to-end acks and reports:
  * publish rate, the time until every batch was acked, and the
@@ -135,7 +135,13 @@ static int make_batch(char *buf, size_t len, int st, long seq, int per, int64_t 
 	return agri_telemetry_encode(&tel, buf, len);
 }
 
-int main(int argc, char **argv)
+struct bench_opts {
+	const char *url;
+	double ack_timeout_s;
+};
+
+/* The command line into b and o. Returns -1 to go on, else the exit code. */
+static int bench_parse_args(int argc, char **argv, struct bench *b, struct bench_opts *o)
 {
 	static const struct option opts[] = {
 		{"url", required_argument, NULL, 'u'},
@@ -148,26 +154,17 @@ int main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	MQTTAsync_createOptions cr = MQTTAsync_createOptions_initializer;
-	MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
-	struct bench b = {.stations = 50, .per = 6, .window = 1000, .total = 10000};
-	const char *url = "tcp://127.0.0.1:1883";
-	double ack_timeout_s = 60;
-	char buf[AGRI_BATCH_MAX_BYTES], topic[AGRI_TOPIC_MAX], cid[64];
-	int64_t t0, t_pub_end, t_ack_end = 0, deadline;
-	long acked;
 	int c;
 
-	ts_base_ms = (now_us() / 60000000) * 60000 - 20 * 86400000LL;
 	while ((c = getopt_long(argc, argv, "u:s:n:r:R:w:t:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'u': url = optarg; break;
-		case 's': b.stations = atoi(optarg); break;
-		case 'n': b.total = atol(optarg); break;
-		case 'r': b.per = atoi(optarg); break;
-		case 'R': b.rate = atof(optarg); break;
-		case 'w': b.window = atoi(optarg); break;
-		case 't': ack_timeout_s = atof(optarg); break;
+		case 'u': o->url = optarg; break;
+		case 's': b->stations = atoi(optarg); break;
+		case 'n': b->total = atol(optarg); break;
+		case 'r': b->per = atoi(optarg); break;
+		case 'R': b->rate = atof(optarg); break;
+		case 'w': b->window = atoi(optarg); break;
+		case 't': o->ack_timeout_s = atof(optarg); break;
 		case 'h':
 			printf("usage: agri-bench-gateway [--url U] [--stations N] [--batches N]"
 			       " [--readings N] [--rate BATCHES_PER_S] [--window N] [--ack-timeout S]\n");
@@ -176,48 +173,63 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (b.stations < 1 || b.per < 1 || b.per > 1000 || b.total < 1 || b.window < 1)
+	if (b->stations < 1 || b->per < 1 || b->per > 1000 || b->total < 1 || b->window < 1)
 		return 2;
-	b.max_seq = b.total / b.stations + 2;
-	b.pub_us = calloc((size_t)b.stations * (size_t)b.max_seq, sizeof(int64_t));
-	b.lat_us = calloc((size_t)b.total + 1, sizeof(int64_t));
-	pthread_mutex_init(&b.mu, NULL);
+	return -1;
+}
+
+/* Connects, subscribes to the acks and waits for both. Returns 0 or 1. */
+static int bench_connect(struct bench *b, const char *url)
+{
+	MQTTAsync_createOptions cr = MQTTAsync_createOptions_initializer;
+	MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer;
+	char cid[64];
+
 	cr.maxBufferedMessages = 100000;
 	snprintf(cid, sizeof(cid), "bench-%d", (int)getpid());
-	if (MQTTAsync_createWithOptions(&b.c, url, cid, MQTTCLIENT_PERSISTENCE_NONE, NULL, &cr) != 0)
+	if (MQTTAsync_createWithOptions(&b->c, url, cid, MQTTCLIENT_PERSISTENCE_NONE, NULL, &cr) != 0)
 		return 1;
-	MQTTAsync_setCallbacks(b.c, &b, NULL, on_msg, NULL);
-	MQTTAsync_setConnected(b.c, &b, on_connected);
+	MQTTAsync_setCallbacks(b->c, b, NULL, on_msg, NULL);
+	MQTTAsync_setConnected(b->c, b, on_connected);
 	co.cleansession = 1;
 	co.keepAliveInterval = 30;
 	co.maxInflight = 65535;
-	if (MQTTAsync_connect(b.c, &co) != 0)
+	if (MQTTAsync_connect(b->c, &co) != 0)
 		return 1;
-	for (int i = 0; i < 500 && !atomic_load(&b.connected); i++)
+	for (int i = 0; i < 500 && !atomic_load(&b->connected); i++)
 		usleep(10000);
-	if (!atomic_load(&b.connected)) {
+	if (!atomic_load(&b->connected)) {
 		fprintf(stderr, "bench: cannot connect to %s\n", url);
 		return 1;
 	}
 	usleep(200000); /* the ack subscription */
 	util_tcp_nodelay_to(url); /* as the gateway and stations do */
-	t0 = now_us();
-	for (long i = 0; i < b.total; i++) {
-		int st = (int)(i % b.stations);
-		long seq = i / b.stations + 1;
+	return 0;
+}
+
+/* Publishes every batch, at --rate and within --window, from t0. Returns
+ * 0 or 1 (a batch that cannot be encoded). */
+static int bench_publish(struct bench *b, int64_t t0)
+{
+	static char buf[AGRI_BATCH_MAX_BYTES];
+	char topic[AGRI_TOPIC_MAX];
+
+	for (long i = 0; i < b->total; i++) {
+		int st = (int)(i % b->stations);
+		long seq = i / b->stations + 1;
 		MQTTAsync_message m = MQTTAsync_message_initializer;
 		MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
 		int n;
 
-		if (b.rate > 0) {
-			int64_t due = t0 + (int64_t)((double)i * 1e6 / b.rate);
+		if (b->rate > 0) {
+			int64_t due = t0 + (int64_t)((double)i * 1e6 / b->rate);
 
 			while (now_us() < due)
 				usleep(50);
 		}
-		while (atomic_load(&b.inflight) >= b.window)
+		while (atomic_load(&b->inflight) >= b->window)
 			usleep(20);
-		n = make_batch(buf, sizeof(buf), st, seq, b.per, now_us() / 1000);
+		n = make_batch(buf, sizeof(buf), st, seq, b->per, now_us() / 1000);
 		if (n < 0)
 			return 1;
 		snprintf(topic, sizeof(topic), "agri/v1/B%04d/telemetry", st);
@@ -226,33 +238,65 @@ int main(int argc, char **argv)
 		m.qos = 1;
 		ro.onSuccess = on_sent;
 		ro.onFailure = on_send_fail;
-		ro.context = &b;
-		pthread_mutex_lock(&b.mu);
-		b.pub_us[(long)st * b.max_seq + seq] = now_us();
-		pthread_mutex_unlock(&b.mu);
-		atomic_fetch_add(&b.inflight, 1);
-		if (MQTTAsync_sendMessage(b.c, topic, &m, &ro) != 0) {
-			atomic_fetch_sub(&b.inflight, 1);
+		ro.context = b;
+		pthread_mutex_lock(&b->mu);
+		b->pub_us[(long)st * b->max_seq + seq] = now_us();
+		pthread_mutex_unlock(&b->mu);
+		atomic_fetch_add(&b->inflight, 1);
+		if (MQTTAsync_sendMessage(b->c, topic, &m, &ro) != 0) {
+			atomic_fetch_sub(&b->inflight, 1);
 			usleep(1000);
 			i--;
 		}
 	}
+	return 0;
+}
+
+/* The one line of results. */
+static void bench_report(struct bench *b, long acked, int64_t t0, int64_t t_pub_end,
+			 int64_t t_ack_end)
+{
+	qsort(b->lat_us, (size_t)acked, sizeof(int64_t), cmp64);
+	printf("batches=%ld readings=%ld acked=%ld pub_start_us=%lld pub_end_us=%lld ack_end_us=%lld"
+	       " pub_rate=%.0f e2e_rate=%.0f readings_per_s=%.0f ack_p50_ms=%.2f ack_p99_ms=%.2f ack_max_ms=%.2f\n",
+	       b->total, b->total * b->per, acked, (long long)t0, (long long)t_pub_end,
+	       (long long)t_ack_end,
+	       (double)b->total / ((double)(t_pub_end - t0) / 1e6),
+	       (double)acked / ((double)(t_ack_end - t0) / 1e6),
+	       (double)acked * b->per / ((double)(t_ack_end - t0) / 1e6),
+	       acked ? (double)b->lat_us[acked / 2] / 1000.0 : -1,
+	       acked ? (double)b->lat_us[acked * 99 / 100] / 1000.0 : -1,
+	       acked ? (double)b->lat_us[acked - 1] / 1000.0 : -1);
+}
+
+int main(int argc, char **argv)
+{
+	struct bench b = {.stations = 50, .per = 6, .window = 1000, .total = 10000};
+	struct bench_opts o = {.url = "tcp://127.0.0.1:1883", .ack_timeout_s = 60};
+	int64_t t0, t_pub_end, t_ack_end, deadline;
+	long acked;
+	int rc;
+
+	ts_base_ms = (now_us() / 60000000) * 60000 - 20 * 86400000LL;
+	rc = bench_parse_args(argc, argv, &b, &o);
+	if (rc >= 0)
+		return rc;
+	b.max_seq = b.total / b.stations + 2;
+	b.pub_us = calloc((size_t)b.stations * (size_t)b.max_seq, sizeof(int64_t));
+	b.lat_us = calloc((size_t)b.total + 1, sizeof(int64_t));
+	pthread_mutex_init(&b.mu, NULL);
+	if (bench_connect(&b, o.url))
+		return 1;
+	t0 = now_us();
+	if (bench_publish(&b, t0))
+		return 1;
 	t_pub_end = now_us();
-	deadline = t_pub_end + (int64_t)(ack_timeout_s * 1e6);
+	deadline = t_pub_end + (int64_t)(o.ack_timeout_s * 1e6);
 	while ((acked = atomic_load(&b.acked_batches)) < b.total && now_us() < deadline)
 		usleep(1000);
 	t_ack_end = now_us();
 	acked = atomic_load(&b.acked_batches);
-	qsort(b.lat_us, (size_t)acked, sizeof(int64_t), cmp64);
-	printf("batches=%ld readings=%ld acked=%ld pub_start_us=%lld pub_end_us=%lld ack_end_us=%lld"
-	       " pub_rate=%.0f e2e_rate=%.0f readings_per_s=%.0f ack_p50_ms=%.2f ack_p99_ms=%.2f ack_max_ms=%.2f\n",
-	       b.total, b.total * b.per, acked, (long long)t0, (long long)t_pub_end, (long long)t_ack_end,
-	       (double)b.total / ((double)(t_pub_end - t0) / 1e6),
-	       (double)acked / ((double)(t_ack_end - t0) / 1e6),
-	       (double)acked * b.per / ((double)(t_ack_end - t0) / 1e6),
-	       acked ? (double)b.lat_us[acked / 2] / 1000.0 : -1,
-	       acked ? (double)b.lat_us[acked * 99 / 100] / 1000.0 : -1,
-	       acked ? (double)b.lat_us[acked - 1] / 1000.0 : -1);
+	bench_report(&b, acked, t0, t_pub_end, t_ack_end);
 	MQTTAsync_disconnect(b.c, NULL);
 	usleep(100000);
 	MQTTAsync_destroy(&b.c);

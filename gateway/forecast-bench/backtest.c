@@ -1,6 +1,6 @@
 /*
  * agri-forecast-backtest: backtests the salinity forecast (gateway/src/
- * forecast.c) on the simulator's salinity-intrusion truth, and times the
+ * forecast/model.c) on the simulator's salinity-intrusion truth, and times the
  * fit. For each station (distance from the mouth) it runs
  *   agri-sim --series --scenario salinity-intrusion --slave 1:sensecap-s-ec-01,distance_km=D ...
  * over a dry season, takes the "salinity" column as the truth, builds the
@@ -265,28 +265,22 @@ static void usage(void)
 		"         [--half-life-days N] [--z Z] [--margin-rel R] [--verbose]\n");
 }
 
-int main(int argc, char **argv)
-{
-	struct forecast_params p;
-	double kms[8] = {10, 18, 30};
-	size_t n_km = 3;
-	unsigned seed = 1;
-	double origin_step_h = 12;
-	bool verbose = false;
-	/* the season: truth from 2026-01-01 (history for the first origins)
-	 * to early May; origins from 1 Feb to 28 Apr */
-	const char *start = "2026-01-01";
-	double hours = 124 * 24;
-	int64_t first_origin, last_origin;
-	struct stats total[2] = {{0}};
-	bool pass = true;
+struct bt_opts {
+	double kms[8];
+	size_t n_km;
+	unsigned seed;
+	double origin_step_h;
+	bool verbose;
+};
 
-	forecast_params_default(&p);
+/* The command line into o and p. Returns 0, or 2 (usage printed). */
+static int parse_args(int argc, char **argv, struct bt_opts *o, struct forecast_params *p)
+{
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (!strcmp(a, "--verbose")) {
-			verbose = true;
+			o->verbose = true;
 			continue;
 		}
 		if (!v) {
@@ -297,35 +291,35 @@ int main(int argc, char **argv)
 		if (!strcmp(a, "--sim"))
 			sim_path = v;
 		else if (!strcmp(a, "--seed"))
-			seed = (unsigned)strtoul(v, NULL, 10);
+			o->seed = (unsigned)strtoul(v, NULL, 10);
 		else if (!strcmp(a, "--origin-step-h"))
-			origin_step_h = strtod(v, NULL);
+			o->origin_step_h = strtod(v, NULL);
 		else if (!strcmp(a, "--transform"))
-			p.transform = !strcmp(v, "sqrt") ? FORECAST_SQRT
-				      : !strcmp(v, "linear") ? FORECAST_LINEAR : FORECAST_LOG;
+			p->transform = !strcmp(v, "sqrt") ? FORECAST_SQRT
+				       : !strcmp(v, "linear") ? FORECAST_LINEAR : FORECAST_LOG;
 		else if (!strcmp(a, "--offset"))
-			p.offset = strtod(v, NULL);
+			p->offset = strtod(v, NULL);
 		else if (!strcmp(a, "--level"))
-			p.level_order = atoi(v);
+			p->level_order = atoi(v);
 		else if (!strcmp(a, "--days"))
-			p.fit_days_max = strtod(v, NULL);
+			p->fit_days_max = strtod(v, NULL);
 		else if (!strcmp(a, "--full-days"))
-			p.full_days = strtod(v, NULL);
+			p->full_days = strtod(v, NULL);
 		else if (!strcmp(a, "--knot-days"))
-			p.level_knot_days = strtod(v, NULL);
+			p->level_knot_days = strtod(v, NULL);
 		else if (!strcmp(a, "--hold-h"))
-			p.level_hold_h = strtod(v, NULL);
+			p->level_hold_h = strtod(v, NULL);
 		else if (!strcmp(a, "--half-life-days"))
-			p.half_life_days = strtod(v, NULL);
+			p->half_life_days = strtod(v, NULL);
 		else if (!strcmp(a, "--z"))
-			p.z = strtod(v, NULL);
+			p->z = strtod(v, NULL);
 		else if (!strcmp(a, "--margin-rel"))
-			p.margin_rel = strtod(v, NULL);
+			p->margin_rel = strtod(v, NULL);
 		else if (!strcmp(a, "--km")) {
 			char *e;
-			n_km = 0;
-			for (const char *q = v; *q && n_km < 8; q = *e ? e + 1 : e) {
-				kms[n_km++] = strtod(q, &e);
+			o->n_km = 0;
+			for (const char *q = v; *q && o->n_km < 8; q = *e ? e + 1 : e) {
+				o->kms[o->n_km++] = strtod(q, &e);
 				if (e == q)
 					break;
 			}
@@ -334,66 +328,92 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	return 0;
+}
+
+/* Fits at every origin from first to last over the observations and
+ * scores each forecast against the truth t into *st. */
+static void run_origins(const struct bt_opts *o, const struct forecast_params *p,
+			double km, const struct series *t, const struct forecast_sample *obs,
+			size_t n_obs, struct forecast *f, struct stats *st)
+{
+	int64_t first_origin, last_origin;
+	size_t lo = 0, hi = 0;
+	double fd = 0, sd = 0;
+
 	agri_time_parse("2026-02-01T00:00:00Z", &first_origin);
 	agri_time_parse("2026-04-28T00:00:00Z", &last_origin);
+	for (int64_t org = first_origin; org <= last_origin;
+	     org += (int64_t)(o->origin_step_h * HOUR_MS)) {
+		char why[FORECAST_WHY_MAX];
+		int rc;
 
-	printf("forecast backtest: salinity-intrusion, %zu stations, origins every %g h "
-	       "1 Feb-28 Apr 2026, fit window %g d, thresholds 0.5/1/2/4 g/L, margin %g%%\n",
-	       n_km, origin_step_h, p.fit_days_max, p.margin_rel * 100);
-	for (size_t s = 0; s < n_km; s++) {
-		struct series t;
-		struct forecast_sample *obs;
-		struct forecast *f = malloc(sizeof(*f));
-
-		if (load_truth(kms[s], start, hours, seed, &t) || !f)
-			return 1;
-		obs = malloc(t.n * sizeof(*obs));
-		if (!obs)
-			return 1;
-		for (int deg = 0; deg < 2; deg++) {
-			size_t n_obs = observe(&t, deg, obs), lo = 0, hi = 0;
-			struct stats st = {0};
-			double fd = 0, sd = 0;
-			char label[64];
-
-			for (int64_t o = first_origin; o <= last_origin;
-			     o += (int64_t)(origin_step_h * HOUR_MS)) {
-				char why[FORECAST_WHY_MAX];
-				int rc;
-
-				while (hi < n_obs && obs[hi].ts_ms <= o)
-					hi++;
-				while (lo < hi && obs[lo].ts_ms < o - 31 * DAY_MS)
-					lo++;
-				rc = forecast_fit(obs + lo, hi - lo, &p, f, why, sizeof(why));
-				if (rc) {
-					st.nofit++;
-					if (verbose) {
-						char ts[AGRI_TIME_LEN + 1];
-						agri_time_format(o, ts, sizeof(ts));
-						printf("  %s %gkm: no forecast (%d): %s\n", ts,
-						       kms[s], rc, why);
-					}
-					continue;
-				}
-				st.fits++;
-				fd += f->fit_days;
-				sd += f->residual_sd;
-				score(&t, f, o, &p, &st);
+		while (hi < n_obs && obs[hi].ts_ms <= org)
+			hi++;
+		while (lo < hi && obs[lo].ts_ms < org - 31 * DAY_MS)
+			lo++;
+		rc = forecast_fit(obs + lo, hi - lo, p, f, why, sizeof(why));
+		if (rc) {
+			st->nofit++;
+			if (o->verbose) {
+				char ts[AGRI_TIME_LEN + 1];
+				agri_time_format(org, ts, sizeof(ts));
+				printf("  %s %gkm: no forecast (%d): %s\n", ts, km, rc, why);
 			}
-			snprintf(label, sizeof(label), "%2g km %s", kms[s],
-				 deg ? "noisy+gaps+stuck" : "clean");
-			print_stats(label, &st);
-			if (verbose)
-				printf("    mean fit_days %.1f, mean residual_sd %.3f g/L\n",
-				       fd / (double)(st.fits ? st.fits : 1),
-				       sd / (double)(st.fits ? st.fits : 1));
-			add_stats(&total[deg], &st);
+			continue;
 		}
-		free(obs);
-		free(f);
-		free(t.v);
+		st->fits++;
+		fd += f->fit_days;
+		sd += f->residual_sd;
+		score(t, f, org, p, st);
 	}
+	st->fit_days = fd; /* sums, for --verbose's means */
+	st->resid_sd = sd;
+}
+
+/* One station (km from the mouth): its truth, then the clean and the
+ * degraded observations, each scored, printed and added to total[].
+ * Returns 0 or -1. */
+static int run_station(const struct bt_opts *o, const struct forecast_params *p,
+		       double km, struct stats total[2])
+{
+	/* the season: truth from 2026-01-01 (history for the first origins)
+	 * to early May; origins from 1 Feb to 28 Apr */
+	struct series t;
+	struct forecast_sample *obs;
+	struct forecast *f = malloc(sizeof(*f));
+
+	if (load_truth(km, "2026-01-01", 124 * 24, o->seed, &t) || !f)
+		return -1;
+	obs = malloc(t.n * sizeof(*obs));
+	if (!obs)
+		return -1;
+	for (int deg = 0; deg < 2; deg++) {
+		size_t n_obs = observe(&t, deg, obs);
+		struct stats st = {0};
+		char label[64];
+
+		run_origins(o, p, km, &t, obs, n_obs, f, &st);
+		snprintf(label, sizeof(label), "%2g km %s", km,
+			 deg ? "noisy+gaps+stuck" : "clean");
+		print_stats(label, &st);
+		if (o->verbose)
+			printf("    mean fit_days %.1f, mean residual_sd %.3f g/L\n",
+			       st.fit_days / (double)(st.fits ? st.fits : 1),
+			       st.resid_sd / (double)(st.fits ? st.fits : 1));
+		add_stats(&total[deg], &st);
+	}
+	free(obs);
+	free(f);
+	free(t.v);
+	return 0;
+}
+
+/* The ALL lines; true when both pass the acceptance. */
+static bool summarise(const struct stats total[2])
+{
+	bool pass = true;
+
 	for (int deg = 0; deg < 2; deg++) {
 		const struct stats *s = &total[deg];
 		double mae24 = s->ae24 / (double)s->n24, p24 = s->ap24 / (double)s->n24;
@@ -404,35 +424,59 @@ int main(int argc, char **argv)
 		if (!(mae24 <= 0.5 * p24) || !(agree >= 0.9))
 			pass = false;
 	}
+	return pass;
+}
 
-	/* fit time: 30 days of 5-minute data (8,640 readings) */
-	{
-		struct series t;
-		struct forecast_sample *obs;
-		struct forecast *f = malloc(sizeof(*f));
-		int64_t o;
-		size_t n_obs, lo = 0, hi = 0;
-		const int reps = 20;
-		double t0, dt;
+/* Fit time: 30 days of 5-minute data (8,640 readings). Returns 0 or -1. */
+static int time_fit(const struct forecast_params *p, unsigned seed)
+{
+	struct series t;
+	struct forecast_sample *obs;
+	struct forecast *f = malloc(sizeof(*f));
+	int64_t o;
+	size_t n_obs, lo = 0, hi = 0;
+	const int reps = 20;
+	double t0, dt;
 
-		if (load_truth(18, "2026-02-20", 31 * 24, seed, &t) || !f)
+	if (load_truth(18, "2026-02-20", 31 * 24, seed, &t) || !f)
+		return -1;
+	obs = malloc(t.n * sizeof(*obs));
+	n_obs = observe(&t, false, obs);
+	o = obs[n_obs - 1].ts_ms;
+	while (lo < n_obs && obs[lo].ts_ms <= o - 30 * DAY_MS)
+		lo++;
+	hi = n_obs;
+	t0 = now_s();
+	for (int r = 0; r < reps; r++)
+		forecast_fit(obs + lo, hi - lo, p, f, NULL, 0);
+	dt = (now_s() - t0) / reps;
+	printf("fit time: %zu readings (30 days at 5 min), %zu parameters: %.1f ms per fit\n",
+	       hi - lo, f->n_params, dt * 1000);
+	free(obs);
+	free(f);
+	free(t.v);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct bt_opts o = {.kms = {10, 18, 30}, .n_km = 3, .seed = 1, .origin_step_h = 12};
+	struct forecast_params p;
+	struct stats total[2] = {{0}};
+	bool pass;
+
+	forecast_params_default(&p);
+	if (parse_args(argc, argv, &o, &p))
+		return 2;
+	printf("forecast backtest: salinity-intrusion, %zu stations, origins every %g h "
+	       "1 Feb-28 Apr 2026, fit window %g d, thresholds 0.5/1/2/4 g/L, margin %g%%\n",
+	       o.n_km, o.origin_step_h, p.fit_days_max, p.margin_rel * 100);
+	for (size_t s = 0; s < o.n_km; s++)
+		if (run_station(&o, &p, o.kms[s], total))
 			return 1;
-		obs = malloc(t.n * sizeof(*obs));
-		n_obs = observe(&t, false, obs);
-		o = obs[n_obs - 1].ts_ms;
-		while (lo < n_obs && obs[lo].ts_ms <= o - 30 * DAY_MS)
-			lo++;
-		hi = n_obs;
-		t0 = now_s();
-		for (int r = 0; r < reps; r++)
-			forecast_fit(obs + lo, hi - lo, &p, f, NULL, 0);
-		dt = (now_s() - t0) / reps;
-		printf("fit time: %zu readings (30 days at 5 min), %zu parameters: %.1f ms per fit\n",
-		       hi - lo, f->n_params, dt * 1000);
-		free(obs);
-		free(f);
-		free(t.v);
-	}
+	pass = summarise(total);
+	if (time_fit(&p, o.seed))
+		return 1;
 	printf("acceptance (24 h MAE <= 0.5 x persistence, windows agree >= 90%%): %s\n",
 	       pass ? "PASS" : "FAIL");
 	return pass ? 0 : 1;
