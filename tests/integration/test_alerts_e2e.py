@@ -153,8 +153,10 @@ def gateway_config(d, mq, rules, hook_url, mail_port=None, forecast=False, clien
            "rules_file": rules_path,
            "notify": {"webhooks": [{"name": "hook", "url": hook_url}]}}
     if mail_port:
+        # smtpd has no STARTTLS: plain SMTP, allowed on loopback only.
         cfg["notify"]["smtp"] = {"name": "mail", "url": "smtp://127.0.0.1:%d" % mail_port,
-                                 "from": "agri@farm.vn", "to": ["agronomist@localhost"]}
+                                 "from": "agri@farm.vn", "to": ["agronomist@localhost"],
+                                 "tls": "none"}
     if forecast:
         cfg["forecast"] = {"enabled": True}
     return harness.write_json(os.path.join(d, "gateway.json"), cfg)

@@ -137,8 +137,10 @@ def main():
         "db": {"path": "gw.db"},
         "notify": {
             "webhooks": [{"name": "ops", "url": "http://127.0.0.1:%d/hook" % rcv.port}],
+            # smtpd has no STARTTLS: plain SMTP, allowed on loopback only
+            # (test_gateway_smtp_tls.py tests the default, TLS required).
             "smtp": {"name": "mail", "url": "smtp://127.0.0.1:%d" % smtp_port,
-                     "from": "agri@farm.vn", "to": ["agronomist@localhost"]},
+                     "from": "agri@farm.vn", "to": ["agronomist@localhost"], "tls": "none"},
             "sms": {"name": "sms", "url": "http://127.0.0.1:%d/sms" % rcv.port,
                     "body": "to={to}&text={text}", "to": ["+84901234567"]},
         },

@@ -4,6 +4,12 @@
  * and a body template). One CURL handle a channel, reset before each
  * request so its connections are reused; results are classified once here
  * into delivered / refused for good (-EPERM) / transient.
+ *
+ * TLS is verified wherever it is used: libcurl's defaults (VERIFYPEER,
+ * VERIFYHOST) are never turned off. SMTP requires STARTTLS (or smtps://)
+ * unless notify.smtp.tls is "none", which the config allows for a
+ * loopback host only; a server that offers no STARTTLS gets nothing and
+ * the row stays in the outbox with the reason (docs/notify.md).
  */
 #include "notify/notify.h"
 
@@ -45,6 +51,8 @@ struct notify_channel {
 			char to[GW_SMTP_TO_MAX][GW_NAME_MAX * 2];
 			char username[GW_NAME_MAX];
 			char password[GW_SECRET_MAX];
+			bool tls_none;           /* plain SMTP: a loopback host */
+			char ca_file[PATH_MAX];  /* "" = the system's CAs */
 		} smtp;
 		struct {
 			char method[8];
@@ -154,6 +162,8 @@ int notify_channels_new(const struct gateway_config *cfg, int64_t timeout_ms,
 		memcpy(ch->u.smtp.to, cfg->notify.smtp.to, sizeof(ch->u.smtp.to));
 		memcpy(ch->u.smtp.username, cfg->notify.smtp.username, sizeof(ch->u.smtp.username));
 		memcpy(ch->u.smtp.password, cfg->notify.smtp.password, sizeof(ch->u.smtp.password));
+		ch->u.smtp.tls_none = strcmp(cfg->notify.smtp.tls, "none") == 0;
+		memcpy(ch->u.smtp.ca_file, cfg->notify.smtp.ca_file, sizeof(ch->u.smtp.ca_file));
 		out[n++] = ch;
 	}
 	if (cfg->notify.has_sms) {
@@ -694,11 +704,15 @@ static int deliver_smtp(struct notify_channel *ch, const struct notify_message *
 	if (ch->u.smtp.username[0]) {
 		curl_easy_setopt(ch->curl, CURLOPT_USERNAME, ch->u.smtp.username);
 		curl_easy_setopt(ch->curl, CURLOPT_PASSWORD, ch->u.smtp.password);
-		/* Never send a password in the clear: STARTTLS or smtps://. */
-		curl_easy_setopt(ch->curl, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
-	} else {
-		curl_easy_setopt(ch->curl, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
 	}
+	/* STARTTLS required (smtps:// is TLS from the start): a server, or a
+	 * man in the middle, that does not offer it gets neither the alert
+	 * nor the password. Opportunistic TLS (CURLUSESSL_TRY) would let
+	 * anyone on the path strip it. */
+	curl_easy_setopt(ch->curl, CURLOPT_USE_SSL,
+			 (long)(ch->u.smtp.tls_none ? CURLUSESSL_NONE : CURLUSESSL_ALL));
+	if (ch->u.smtp.ca_file[0])
+		curl_easy_setopt(ch->curl, CURLOPT_CAINFO, ch->u.smtp.ca_file);
 	rc = curl_easy_perform(ch->curl);
 	curl_easy_getinfo(ch->curl, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_setopt(ch->curl, CURLOPT_MAIL_RCPT, NULL);
@@ -706,6 +720,11 @@ static int deliver_smtp(struct notify_channel *ch, const struct notify_message *
 	free(msg);
 	if (rc == CURLE_OK)
 		return 0;
+	if (rc == CURLE_USE_SSL_FAILED) {
+		snprintf(err, err_len, "the server offers no STARTTLS (notify.smtp.tls is"
+			 " \"required\"): nothing sent");
+		return -EIO; /* the channel's, not this message's: kept, retried */
+	}
 	snprintf(err, err_len, "SMTP %ld %s", code,
 		 ch->curl_err[0] ? ch->curl_err : curl_easy_strerror(rc));
 	/* 5yz is a permanent refusal (RFC 5321 §4.2.1), except authentication,
