@@ -1,4 +1,4 @@
-# The two commands (CONTRACT.md §0):
+# The two commands (docs/interfaces.md §0):
 #   make run   [DURATION=S]   the province in a box (see README)
 #   make test                 install what is missing, build, run every test
 # Others: make build, make fuzz [FUZZ_SECONDS=N], make bench, make cross, make clean,

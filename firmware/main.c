@@ -1,5 +1,5 @@
 /*
- * agri-station: the field station firmware (CONTRACT.md §1).
+ * agri-station: the field station firmware (docs/interfaces.md §1).
  *   agri-station --config station.json [--once] [--log-level L]
  * Reads the config (exit 78 on a bad one), then runs the station until
  * SIGTERM/SIGINT (exit 0), or with --once polls every sensor once and

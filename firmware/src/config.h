@@ -1,9 +1,9 @@
 /*
- * station.json (CONTRACT.md §8): the station's configuration, read through
+ * station.json (docs/interfaces.md §8): the station's configuration, read through
  * field tables (one per object, defaults in config_defaults()) and then
  * cross-checked (buses exist, sensor names unique, profiles load). The same
  * parser checks a file at start-up, a config pushed over MQTT and
- * `agrictl config validate`. Keys beyond §8 are listed in docs/station.md.
+ * `agrictl config validate`. docs/station.md explains every key.
  */
 #ifndef STATION_CONFIG_H
 #define STATION_CONFIG_H

@@ -1,10 +1,10 @@
 /*
- * Payload codecs of CONTRACT.md §2, §3, §5. Each decoder parses with
+ * Payload codecs of docs/interfaces.md §2, §3, §5. Each decoder parses with
  * agri_json_parse() and reads objects through agri_cfg_read() tables, so
  * every failure names a JSON path and a reason; all decoder failures are
  * -EBADMSG (or -E2BIG before parsing). Encoders validate what the
  * decoders would refuse (-EINVAL), then write the canonical form (keys in
- * the contract's order, no spaces) through an agri_buf over the caller's
+ * interfaces.md's order, no spaces) through an agri_buf over the caller's
  * buffer (agri/buf.h: sticky errors, nothing allocated).
  * Decoded structs are written only on success, except the telemetry
  * envelope fields documented in msg.h.
@@ -411,7 +411,7 @@ int agri_telemetry_decode(const char *json, size_t len,
 	ret = doc_parse(json, len, AGRI_BATCH_MAX_BYTES, &root, err);
 	if (ret)
 		return ret;
-	/* Station and seq on their own, for the end-to-end ack (§4). */
+	/* Station and seq on their own, for the end-to-end ack (interfaces.md §4). */
 	m = unique_member(root, "station");
 	if (m && cJSON_IsString(m) && agri_station_id_valid(m->valuestring)) {
 		strcpy(out->station, m->valuestring);
@@ -592,7 +592,8 @@ static const struct agri_cfg_field status_fields[] = {
 	AGRI_FIELD(struct agri_status, "spool_dropped", AGRI_CFG_UINT, spool_dropped, false),
 	AGRI_FIELD(struct agri_status, "last_seq", AGRI_CFG_UINT, last_seq, false),
 	AGRI_FIELD_BOOL(struct agri_status, "maintenance", maintenance),
-	AGRI_FIELD_CUSTOM(struct agri_status, "config_signed_by", config_signed_by, parse_ident, false),
+	AGRI_FIELD_CUSTOM(struct agri_status, "config_signed_by", config_signed_by, parse_ident,
+			  false),
 	AGRI_FIELD_CUSTOM(struct agri_status, "sensors", sensors, parse_sensors, false),
 };
 

@@ -1,5 +1,5 @@
 /*
- * The MQTT topic scheme of CONTRACT.md §2: station ids, prefixes, and the
+ * The MQTT topic scheme of docs/interfaces.md §2: station ids, prefixes, and the
  * build/parse pair every component uses so that no topic string is ever
  * assembled by hand elsewhere. Parsing is strict: a topic either is one
  * of the scheme's, with every id valid, or it is rejected.

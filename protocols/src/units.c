@@ -3,7 +3,7 @@
  * the UNESCO 1983 SAL78 algorithm (Fofonoff & Millard), agri_sp_from_c()
  * follows TEOS-10 gsw_sp_from_c line by line, Hill et al. (1986) extension
  * below SP 2 included, and agri_c_from_sp() inverts it by bisection.
- * Coefficients: reference/domain.md §3.2-3.3.
+ * Coefficients and check values: docs/units.md, "PSS-78: the formulas".
  */
 #include <errno.h>
 #include <math.h>

@@ -38,7 +38,7 @@ static void sink(void *ctx, const struct alert_transition *t)
 	char json[2048];
 
 	(void)ctx;
-	/* Every transition encodes as a valid §5 alert. */
+	/* Every transition encodes as a valid alert (docs/interfaces.md §5). */
 	REQUIRE(agri_alert_encode(&t->alert, json, sizeof(json)) > 0);
 }
 

@@ -73,7 +73,7 @@ def c_from_sp(sp, t90):
 
 def self_check():
     """Check values: UNESCO 1983 (R = 1 at 15 °C IPTS-68 is 35) and gsw
-    3.6.16's SP_from_C (reference/domain.md §3.4)."""
+    3.6.16's SP_from_C (docs/units.md, "Check values")."""
     cases = [(C3515, 15 / 1.00024, 35.0), (1.0, 25, 0.492451), (15.0, 28, 8.176952),
              (0.1, 30, 0.041704), (50.0, 25, 32.733167), (4.0, 28, 1.984149)]
     return [(c, t, sp_from_c(c, t), want) for c, t, want in cases

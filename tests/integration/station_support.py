@@ -1,6 +1,6 @@
 """Helpers for the agri-station integration tests (test_station_*.py):
 a gateway stand-in that stores readings and sends end-to-end acks per
-CONTRACT.md §2, agri-sim / station launchers, the spool reader, and an
+docs/interfaces.md §2, agri-sim / station launchers, the spool reader, and an
 independent PSS-78 (UNESCO 1983 + Hill 1986, as TEOS-10 gsw_sp_from_c)."""
 import json
 import math

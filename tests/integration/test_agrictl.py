@@ -1,4 +1,4 @@
-"""agrictl against agri-sim (CONTRACT.md §11):
+"""agrictl against agri-sim (docs/interfaces.md §11):
 
 - `scan` on ONE RTU pseudo-terminal with agri-sim answering as slaves 1, 3
   and 7 with three different profiles lists exactly those three with the

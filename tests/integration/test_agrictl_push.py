@@ -1,5 +1,5 @@
 """`agrictl config push` round trip against a running agri-station (real
-mosquitto, agri-sim over Modbus TCP), CONTRACT.md §11 and docs/station.md
+mosquitto, agri-sim over Modbus TCP), docs/interfaces.md §11 and docs/station.md
 "Remote config":
 
 - `agrictl provision --technician alice --out DIR` makes alice.key (0600)

@@ -1,4 +1,4 @@
-"""agri-station's end-to-end delivery (CONTRACT.md §2): a stand-in that
+"""agri-station's end-to-end delivery (docs/interfaces.md §2): a stand-in that
 acks only some seqs gets exactly the unacked batches again, with backoff;
 a broker kill -9 while the gateway is down loses nothing because unacked
 batches are resent; a station kill -9 while the broker is down loses

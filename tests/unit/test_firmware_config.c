@@ -1,6 +1,6 @@
 /*
  * Unit tests of station.json parsing (firmware/src/config.c): defaults of
- * CONTRACT.md §8, relative paths, each error's "path: reason", the
+ * docs/interfaces.md §8, relative paths, each error's "path: reason", the
  * watchdog device rule and the closed schema of pushed configs.
  */
 #include <errno.h>

@@ -1,7 +1,7 @@
 /*
  * Register packing and unpacking (protocols/src/regmap.c): every row of
- * reference/domain.md §1.2 in all four orders both ways, the EPEVER
- * signed 32-bit vector, 16-bit edges, 64-bit round trips and sentinels.
+ * docs/profiles.md "Word order: test vectors" in all four orders both
+ * ways, the EPEVER signed 32-bit vector, 16-bit edges, 64-bit round trips and sentinels.
  */
 #include <errno.h>
 

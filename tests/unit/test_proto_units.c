@@ -1,6 +1,6 @@
 /*
  * PSS-78 and the Hill extension (protocols/src/units.c) against
- * reference/domain.md §3.4: the UNESCO 1983 check values, the gsw
+ * docs/units.md "Check values": the UNESCO 1983 check values, the gsw
  * SP_from_C low-salinity table (1e-6), the C_from_SP table (1e-3),
  * continuity at SP 2, and EC25 compensation.
  */

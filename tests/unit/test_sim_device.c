@@ -1,5 +1,5 @@
 /*
- * agri-sim framing and devices: CRC-16/Modbus vectors (domain.md §1.3),
+ * agri-sim framing and devices: CRC-16/Modbus vectors (docs/profiles.md),
  * RTU request lengths, register encoding per profile (word orders, scale),
  * exception codes, gaps, counters cleared on read, faults, the command
  * line and --start.

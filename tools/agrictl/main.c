@@ -1,5 +1,5 @@
 /*
- * agrictl: the technicians' tool (CONTRACT.md §11). Finds and reads the
+ * agrictl: the technicians' tool (docs/interfaces.md §11). Finds and reads the
  * sensors on a bus, computes salinity, validates and pushes configs, and
  * provisions station credentials.
  */

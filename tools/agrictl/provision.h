@@ -42,7 +42,7 @@ bool provision_name_reserved(const char *name, size_t n);
 
 /*
  * 0 when id may be a station's: [A-Za-z0-9_-]{1,32}, not a reserved topic
- * level (CONTRACT §2) and not reserved for the hub (above); -EINVAL when
+ * level (docs/interfaces.md §2) and not reserved for the hub (above); -EINVAL when
  * malformed, -EPERM when reserved.
  */
 int provision_station_id_check(const char *id);

@@ -1,5 +1,5 @@
 /*
- * agri-sim: simulated Modbus sensors (CONTRACT.md §1, docs/sim.md).
+ * agri-sim: simulated Modbus sensors (docs/interfaces.md §1, docs/sim.md).
  * Parses the command line, loads the profiles, then serves until SIGTERM
  * or SIGINT, or prints a --series and exits.
  * Exit codes: 0 ok, 1 runtime failure (device/socket), 2 bad flag,

@@ -5,7 +5,7 @@
  *   tide      eta(t) = a(d) * sum of M2, S2, K1, O1 cosines, lagged by the
  *             distance from the mouth (about 1 h per 18 km);
  *   salinity  S = E(d, doy) * (1 + 0.3 sn(t)) * g(eta_n(t - 1 h)) * (1 + AR)
- *             with E the dry-season envelope of domain.md §7.1, sn the
+ *             with E the dry-season envelope of docs/delta.md §2, sn the
  *             spring-neap factor, eta_n the tide normalised by its local
  *             envelope and g a logistic of it (salt comes in with the
  *             flood, peaking about an hour after high water);

@@ -1,5 +1,5 @@
 /*
- * The simulator's physical models (reference/domain.md §7): estuarine
+ * The simulator's physical models (docs/sim.md; figures in docs/delta.md): estuarine
  * salinity driven by a synthetic tide, an inland freshwater canal, nightly
  * brown-planthopper light-trap catches, and an EPEVER solar charge
  * controller. Every value is a pure function of (seed, slave parameters,
@@ -69,7 +69,7 @@ double model_salinity(const struct model_params *p, int64_t t_ms);
 /* Water temperature (°C). */
 double model_water_temperature(const struct model_params *p, int64_t t_ms);
 
-/* Dry-season envelope E(distance_km, day of year), g/L (§7.1 table). */
+/* Dry-season envelope E(distance_km, day of year), g/L (docs/delta.md §2 table). */
 double model_envelope(double distance_km, double doy);
 
 /* True between 18:00 and 06:00 local time (the trap lamp is on). */

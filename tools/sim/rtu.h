@@ -1,7 +1,7 @@
 /*
  * Modbus RTU framing for a slave: CRC-16/Modbus (poly 0xA001, init
- * 0xFFFF, low byte first on the wire; vectors in reference/domain.md
- * §1.3), request lengths by function code, and opening a serial device
+ * 0xFFFF, low byte first on the wire; vectors in docs/profiles.md,
+ * "CRC-16/Modbus"), request lengths by function code, and opening a serial device
  * with termios (baud, parity, data and stop bits). Frames are delimited by
  * known request lengths and, for anything else, by the inter-frame silence
  * (server.c).

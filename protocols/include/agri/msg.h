@@ -1,5 +1,5 @@
 /*
- * Payload codecs (CONTRACT.md §2, §3, §5): telemetry batches, station
+ * Payload codecs (docs/interfaces.md §2, §3, §5): telemetry batches, station
  * status, end-to-end acks, config acks, the config envelope, and alerts.
  *
  * Decoders parse with cJSON and validate strictly: every error names the
@@ -87,7 +87,7 @@ struct agri_telemetry {
  *   0        the batch is valid; every reading in readings[0..n).
  *   1        the envelope is valid but n_invalid > 0 readings were
  *            skipped; *err describes the first of them. The valid
- *            readings are in readings[0..n) (keep them: CONTRACT §4).
+ *            readings are in readings[0..n) (keep them: interfaces.md §4).
  *   -EBADMSG the batch is invalid as a whole (bad JSON, version, envelope,
  *            limits); *err says why; has_station/has_seq tell whether
  *            station/seq could still be read (for the end-to-end ack).
@@ -208,7 +208,7 @@ int agri_config_ack_encode(const struct agri_config_ack *a, char *buf,
 int agri_config_version(const char *json, size_t len, int64_t *version,
 			struct agri_err *err);
 
-/* Alerts (§5). */
+/* Alerts (docs/interfaces.md §5). */
 enum agri_alert_state {
 	AGRI_ALERT_ACTIVE = 0,
 	AGRI_ALERT_ACKNOWLEDGED,

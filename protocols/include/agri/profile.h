@@ -1,10 +1,11 @@
 /*
- * Device profiles (CONTRACT.md §10): one JSON file per device model, read
- * by one generic decoder. A profile names the device's serial defaults,
- * its registers (function code, wire address, type, word order, scale,
- * offset, unit, valid range) and derived metrics (salinity via PSS-78).
+ * Device profiles (docs/interfaces.md §10, docs/profiles.md): one JSON
+ * file per device model, read by one generic decoder. A profile names the
+ * device's serial defaults, its registers (function code, wire address,
+ * type, word order, scale, offset, unit, valid range) and derived metrics
+ * (salinity via PSS-78).
  *
- * Profile keys beyond the contract's example (all optional):
+ * Profile keys beyond docs/interfaces.md §10's example (all optional):
  *   "serial": {"baud", "parity": "N"|"E"|"O", "data_bits", "stop_bits"}
  *   "max_gap": registers a read may span that the plan does not need
  *              (default 0: the device answers only documented registers)

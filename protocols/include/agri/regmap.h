@@ -1,12 +1,12 @@
 /*
- * Register maps (CONTRACT.md §10): turning Modbus registers into values and
+ * Register maps (docs/interfaces.md §10): turning Modbus registers into values and
  * back. Types u16 s16 u32 s32 f32 u64 s64 f64; word orders for multi-word
  * values ABCD (big-endian, default), CDAB (word swap), BADC (byte swap in
  * each word), DCBA (fully reversed), generalised to 64 bits as
  * "words reversed?" x "bytes in each word swapped?".
  * regs[] are uint16 values in host order, as libmodbus returns them.
  * Packing is written here with explicit shifts: libmodbus 3.1.6's
- * modbus_set_float_* helpers are wrong (reference/domain.md §1.2).
+ * modbus_set_float_* helpers are wrong (docs/profiles.md, "Word order").
  */
 #ifndef AGRI_REGMAP_H
 #define AGRI_REGMAP_H

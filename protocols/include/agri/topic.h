@@ -1,5 +1,5 @@
 /*
- * MQTT topic scheme (CONTRACT.md §2): build, parse, validate station ids.
+ * MQTT topic scheme (docs/interfaces.md §2): build, parse, validate station ids.
  *
  *   <prefix>/<station>/telemetry|status|ack|config|config/ack
  *   <prefix>/alerts/<station>/<rule_id>[/<sensor>]
