@@ -1,7 +1,7 @@
 /*
- * station.json (docs/interfaces.md §8): the station's configuration, read through
- * field tables (one per object, defaults in config_defaults()) and then
- * cross-checked (buses exist, sensor names unique, profiles load). The same
+ * station.json (docs/interfaces.md §8): the station's configuration, read
+ * through field tables (one per object, defaults in config_defaults()) and
+ * then cross-checked (buses exist, sensor names unique, profiles load). The same
  * parser checks a file at start-up, a config pushed over MQTT and
  * `agrictl config validate`. docs/station.md explains every key.
  */

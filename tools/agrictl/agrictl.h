@@ -1,6 +1,12 @@
 /*
- * agrictl's subcommands beyond the Modbus probe: printing a device read,
- * provisioning, config validation and push.
+ * agrictl's rooms: main.c parses the command line and runs the bus
+ * commands (scan, read) over modbus_probe.c, the Modbus master, and
+ * salinity; output.c prints a read. Each other command has its own file,
+ * entered through the functions below: provision_cmd.c (station
+ * credentials, over provision.c's password and ACL files) and
+ * technician.c (signing keys), config_cmd.c (validate, push),
+ * dead_letters_cmd.c, level_cmd.c. Every command returns its exit code
+ * (agri/exit.h, docs/interfaces.md §1).
  */
 #ifndef AGRICTL_H
 #define AGRICTL_H

@@ -1,7 +1,7 @@
 /*
- * agrictl: the technicians' tool (docs/interfaces.md §11). Finds and reads the
- * sensors on a bus, computes salinity, validates and pushes configs, and
- * provisions station credentials.
+ * agrictl: the technicians' tool (docs/interfaces.md §11). This file holds
+ * the command line, the bus commands (scan, read), salinity and
+ * provision's options; the other commands have a file each (agrictl.h).
  */
 #include <errno.h>
 #include <getopt.h>

@@ -1,6 +1,6 @@
 /*
- * The simulator's physical models (docs/sim.md; figures in docs/delta.md): estuarine
- * salinity driven by a synthetic tide, an inland freshwater canal, nightly
+ * The simulator's physical models (docs/sim.md; their figures and sources
+ * in docs/delta.md): estuarine salinity driven by a synthetic tide, an inland freshwater canal, nightly
  * brown-planthopper light-trap catches, and an EPEVER solar charge
  * controller. Every value is a pure function of (seed, slave parameters,
  * simulated time): noise comes from hashing the time step, not from a

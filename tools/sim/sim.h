@@ -1,6 +1,6 @@
 /*
- * agri-sim's core: the command line (docs/interfaces.md §1), loading each slave's
- * profile and parameters into struct device, the simulated clock, the
+ * agri-sim's core: the command line (docs/interfaces.md §1), loading each
+ * slave's profile and parameters into struct device, the simulated clock, the
  * serving loop (server.c) and the non-serving --series mode (series.c).
  * main.c only wires these together, so tests link the same code.
  */

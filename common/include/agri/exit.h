@@ -1,5 +1,5 @@
 /*
- * The programs' exit codes (docs/interfaces.md, "Programs"), one list for
+ * The programs' exit codes (docs/interfaces.md §1), one list for
  * agri-station, agri-gateway, agrictl and agri-sim: 0 success, 1 a
  * failure at run time, 2 a bad command line, 65 bad input data (a
  * history import), 78 a bad configuration file ("FILE: path: reason";
