@@ -40,6 +40,7 @@ import api_support as A  # noqa: E402
 import cdp_support as C  # noqa: E402
 
 R = harness.Result("test_dashboard")
+T_START = time.time()
 if not C.available():
     print("SKIP: needs chromium and python3-websocket (scripts/install-deps)")
     sys.exit(77)
@@ -147,7 +148,7 @@ class Check:
         self.name = name
 
     def __enter__(self):
-        print("--- %s" % self.name, flush=True)
+        print("--- %s (%.1f s)" % (self.name, time.time() - T_START), flush=True)
         return self
 
     def __exit__(self, kind, exc, tb):
@@ -159,19 +160,18 @@ class Check:
 
 # --- one gateway for everything ------------------------------------------------
 d = harness.tmpdir()
-st = A.Stack(d, extra={"sites": SITES})
 harness.write_json(os.path.join(d, "rules.json"), RULES)
-st.gw.stop()
-st.start()
+try:
+    st = A.Stack(d, rules=False, extra={"rules_file": "rules.json", "sites": SITES})
+except RuntimeError:
+    # A gateway without the "sites" section (AGRI_GATEWAY_BIN, an older
+    # build): run it unnamed, so each check says what it lacks.
+    print("NOTE: this gateway refuses gateway.json 'sites': running without names")
+    st = A.Stack(d, rules=False, extra={"rules_file": "rules.json"})
 end_ms = (int(time.time() * 1000) // STEP) * STEP
 sent = seed(st, end_ms)
 adv_ids = advisories(st, int(time.time() * 1000))
 ADV_OLD, ADV_T1, ADV_REPLACED, ADV_T2 = adv_ids
-for s in ("DT-W01", "DT-W02"):
-    harness.wait_for(lambda: get("/api/v1/forecast?station=%s" % s).status == 200, 90, 0.5,
-                     what="the forecast of " + s)
-harness.wait_for(lambda: len(get("/api/v1/alerts?state=open").json()["alerts"]) >= 4, 30, 0.3, what="alerts")
-print("seeded %d readings; %d open alerts" % (sent, len(get("/api/v1/alerts?state=open").json()["alerts"])))
 
 b = C.Browser(d)
 URL = st.url("/")
@@ -182,6 +182,20 @@ def load(url=URL):
     b.wait_js("location.href === 'about:blank'", 10)
     b.navigate(url)
     b.wait_js("document.body && +(document.body.dataset.refreshes || 0) >= 1", 30, "first refresh")
+
+
+# The page refreshes by itself (every 10 s) while the forecaster fits.
+b.size(390, 844, True)
+load()
+n_refresh = b.js("+document.body.dataset.refreshes")
+for s in ("DT-W01", "DT-W02"):
+    harness.wait_for(lambda: get("/api/v1/forecast?station=%s" % s).status == 200, 90, 0.5,
+                     what="the forecast of " + s)
+harness.wait_for(lambda: len(get("/api/v1/alerts?state=open").json()["alerts"]) >= 4, 30, 0.3, what="alerts")
+print("seeded %d readings; %d open alerts" % (sent, len(get("/api/v1/alerts?state=open").json()["alerts"])))
+with Check("refreshes by itself"):
+    b.wait_js("+document.body.dataset.refreshes > %d" % n_refresh, 15, "an automatic refresh")
+    R.check(True, "refreshed by itself")
 
 
 def forecast_windows(station):
@@ -198,7 +212,6 @@ def parse_ms(iso):
 
 
 # --- first load: bytes and time to the first useful paint -----------------------
-b.size(390, 844, True)
 with Check("first load"):
     b.cdp("Network.enable")
     b.cdp("Network.setCacheDisabled", cacheDisabled=True)
@@ -206,7 +219,7 @@ with Check("first load"):
     time.sleep(0.3)
     b.events()
     b.navigate(URL)
-    total, rows = C.transfer(b, idle_s=2.0)
+    total, rows = C.transfer(b, idle_s=1.0)
     for url, n in sorted(rows, key=lambda r: -r[1]):
         print("  %7d B  %s" % (n, url.replace(URL[:-1], "")))
     paint = b.js("(performance.getEntriesByName('agri-today')[0] || {}).startTime || null")
@@ -224,7 +237,7 @@ with Check("first load"):
     t0 = time.time()
     b.wait_js("performance.getEntriesByName('agri-today').length > 0", 60, "today view on 3G")
     paint3g = b.js("performance.getEntriesByName('agri-today')[0].startTime")
-    total3g, _ = C.transfer(b, idle_s=2.0, timeout=60)
+    total3g, _ = C.transfer(b, idle_s=1.0, timeout=60)
     print("first load on emulated Regular 3G (750 kbit/s, 100 ms): today view painted at %d ms, %.1f KiB"
           % (paint3g, total3g / 1024))
     R.check(paint3g < 8000, "today view within 8 s on Regular 3G (%d ms)" % paint3g)
@@ -235,7 +248,7 @@ with Check("first load"):
     time.sleep(0.3)
     b.events()
     b.navigate(URL)
-    again, rows = C.transfer(b, idle_s=2.0)
+    again, rows = C.transfer(b, idle_s=1.0)
     print("reload with the browser cache: %.1f KiB (%s)" % (again / 1024,
           ", ".join("%s %d" % (u.replace(URL[:-1], ""), n) for u, n in rows)))
     b.cdp("Network.disable")
@@ -266,24 +279,27 @@ with Check("phone first screen"):
 
 # --- intake windows: none claimed where the forecast has none ---------------------
 with Check("intake windows"):
-    now = parse_ms(b.js("state.today.now"))
+    r = get("/api/v1/today")
+    now = parse_ms(r.json()["now"]) if r.status == 200 else int(time.time() * 1000)
     w1 = forecast_windows("DT-W01")
     R.check(w1 and not any(w["below"] <= 1 for w in w1),
             "DT-W01's forecast never goes below 1 g/L (its windows: below %s)" % sorted({w["below"] for w in w1}))
     li = b.js("""[...document.querySelectorAll('.canal[data-station="DT-W01"] .windows li')].map((l) =>
         ({lv: +l.dataset.level, cls: l.className, from: l.dataset.from || null, text: l.textContent,
           label: l.getAttribute('aria-label')}))""")
+    R.check([x["lv"] for x in li] == [0.5, 1, 2], "DT-W01 lists its three levels (%s)" % [x["lv"] for x in li])
     for x in li:
         if x["lv"] <= 1:
             R.check(x["cls"] == "none" and x["from"] is None and "không có" in x["text"],
                     "DT-W01 below %g g/L: none claimed (%s)" % (x["lv"], x["text"]))
-    one = [x for x in li if x["lv"] == 1][0]
+    one = ([x for x in li if x["lv"] == 1] or [{"label": None}])[0]
     R.check(re.match(r"Không có cửa sổ dưới 1 g/L trong \d+ giờ tới", one["label"] or ""), "said in full: %s" % one["label"])
     w2 = sorted([w for w in forecast_windows("DT-W02") if w["below"] == 1 and parse_ms(w["to"]) > now],
                 key=lambda w: w["from"])
     R.check(bool(w2), "DT-W02's forecast goes below 1 g/L (%d windows)" % len(w2))
     li2 = b.js("""(() => { const l = document.querySelector('.canal[data-station="DT-W02"] li[data-level="1"]');
-        return {from: l.dataset.from, to: l.dataset.to, text: l.querySelector('.when').textContent}; })()""")
+        return l ? {from: l.dataset.from, to: l.dataset.to, text: l.querySelector('.when').textContent}
+                 : {from: null, to: null, text: ''}; })()""")
     if w2:
         f, t = parse_ms(w2[0]["from"]), parse_ms(w2[0]["to"])
         want_from = "bây giờ" if f <= now else local_hhmm(math.ceil(f / 60000) * 60000)
@@ -293,15 +309,19 @@ with Check("intake windows"):
         R.check(want_from in li2["text"] and want_to in li2["text"],
                 "DT-W02 below 1 g/L in clock times: '%s' (%s, %s)" % (li2["text"], want_from, want_to))
     # the charts (scrolled into view): windows drawn per level, each labelled
-    b.js("document.getElementById('charts').scrollIntoView()")
+    b.js("document.getElementById('salinity-charts').scrollIntoView()")
     b.wait_js("document.querySelectorAll('#salinity-charts svg.chart path.line').length >= 3", 30, "salinity charts")
     b.wait_js("document.querySelectorAll('#salinity-charts svg[data-station=\"DT-W02\"] rect.window').length > 0", 20,
               "DT-W02's windows drawn")
     rects = b.js("""[...document.querySelectorAll('#salinity-charts svg.chart')].map((s) => [s.dataset.station,
-        [...s.querySelectorAll('rect.window')].map((r) => [+r.dataset.below, r.dataset.from, r.dataset.to])])""")
+        [...s.querySelectorAll('rect.window')].map((r) => [r.dataset.below ? +r.dataset.below : null, r.dataset.from || null,
+                                                           r.dataset.to || null])])""")
     rects = dict((k, v) for k, v in rects)
-    R.check(not any(lv <= 1 for lv, _, _ in rects.get("DT-W01", [1])),
-            "DT-W01 chart: no window drawn below 1 g/L (%s)" % sorted({lv for lv, _, _ in rects.get("DT-W01", [])}))
+    keys1 = b.js("""(() => { const c = document.querySelector('#salinity-charts svg[data-station="DT-W01"]');
+        return c ? c.closest('.chart-card').querySelector('.keys').textContent : ''; })()""")
+    bad = [lv for lv, _, _ in rects.get("DT-W01", []) if lv is None or lv <= 1]
+    R.check(not bad, "DT-W01 chart: no window drawn that is, or may be taken for, one below 1 g/L (%d drawn"
+            " without their level or below 1 g/L; legend '%s')" % (len(bad), keys1))
     api1 = sorted((w["from"], w["to"]) for w in forecast_windows("DT-W02") if w["below"] == 1)
     R.check(sorted((f, t) for lv, f, t in rects.get("DT-W02", []) if lv == 1) == api1,
             "DT-W02 chart: its windows below 1 g/L are the forecast API's (%d)" % len(api1))
@@ -313,19 +333,20 @@ with Check("intake windows"):
 # --- advisories: state in the API, open ones on the page -------------------------
 with Check("advisories"):
     r = get("/api/v1/advisories")
-    states = {a["id"]: a["state"] for a in r.json()["advisories"]}
+    states = {a["id"]: a.get("state") for a in r.json()["advisories"]}
     R.check(states.get(ADV_OLD) == "expired", "API: the advisory whose window passed is expired (%s)" % states.get(ADV_OLD))
     R.check(states.get(ADV_REPLACED) == "superseded", "API: a replaced advisory is superseded (%s)" % states.get(ADV_REPLACED))
     R.check(states.get(ADV_T1) == "open" and states.get(ADV_T2) == "open", "API: the current ones are open")
     r = get("/api/v1/advisories?state=open")
-    R.check(sorted(a["id"] for a in r.json()["advisories"]) == sorted([ADV_T1, ADV_T2]), "API: ?state=open")
-    R.check(all(a["district"] == SITES[a["station"]]["district"] for a in r.json()["advisories"]),
+    R.check(r.status == 200 and sorted(a["id"] for a in r.json()["advisories"]) == sorted([ADV_T1, ADV_T2]),
+            "API: ?state=open (%d)" % r.status)
+    R.check(r.status == 200 and all(a.get("district") == SITES[a["station"]]["district"] for a in r.json()["advisories"]),
             "API: advisories name their district")
     b.js("window.scrollTo(0, 0)")
     open_ids = b.js("[...document.querySelectorAll('[data-advisory-state=\"open\"]')].map((e) => e.dataset.advisory)")
     R.check(sorted(open_ids) == sorted([ADV_T1, ADV_T2]), "page: the open advisories only (%s)" % open_ids)
     R.check(ADV_OLD not in open_ids, "page: the expired advisory is not among the open ones")
-    txt = b.js("document.querySelector('.district[data-district=\"Tháp Mười\"]').innerText")
+    txt = b.js("(document.querySelector('.district[data-district=\"Tháp Mười\"]') || {}).innerText || ''")
     R.check("Gieo sạ né rầy" in txt and "còn" in txt and "Đêm qua" in txt, "page: Tháp Mười's catch and sowing advice")
     b.js("document.getElementById('old-advice').open = true")
     b.wait_js("document.querySelector('#old-advice-list [data-advisory]') !== null", 10, "expired advice folded")
@@ -351,9 +372,9 @@ with Check("alerts"):
     api_open = get("/api/v1/alerts?state=open").json()["alerts"]
     R.check(all(a.get("name") == SITES[a["station"]]["name"] for a in api_open), "API: alerts carry the place name")
     sal = [a for a in api_open if a["rule"] == "salinity" and a["station"] == "DT-W01"]
-    R.check(sal and sal[0]["current"] and abs(sal[0]["current"]["value"] - salinity("DT-W01", end_ms)) < 1e-6,
+    R.check(sal and sal[0].get("current") and abs(sal[0]["current"]["value"] - salinity("DT-W01", end_ms)) < 1e-6,
             "API: the current value beside the value at raise (%s, raised %s)"
-            % (sal and sal[0]["current"], sal and sal[0]["raised_value"]))
+            % (sal and sal[0].get("current"), sal and sal[0].get("raised_value")))
     groups = b.js("[...document.querySelectorAll('#alerts .alert-group')].map((g) => [g.dataset.station, g.querySelectorAll('.alert').length])")
     R.check(len(groups) == len({g for g, _ in groups}) and any(n > 1 for _, n in groups),
             "alerts grouped per station, repeated ones together: %s" % groups)
@@ -382,8 +403,8 @@ with Check("alerts"):
     b.wait_js("document.querySelector('#alerts .alert[data-id=\"%s\"]').classList.contains('acknowledged')" % target,
               15, "acknowledged on the page")
     a = [x for x in get("/api/v1/alerts?state=open").json()["alerts"] if x["id"] == target][0]
-    R.check(a["state"] == "acknowledged" and a["acknowledged_by"] == "Lan Nguyen",
-            "the person's name recorded: %s by %s" % (a["state"], a["acknowledged_by"]))
+    R.check(a["state"] == "acknowledged" and a.get("acknowledged_by") == "Lan Nguyen",
+            "the person's name recorded: %s by %s" % (a["state"], a.get("acknowledged_by")))
     msg = gp.query(st.db, "SELECT message FROM alerts WHERE id = ?", (target,))[0][0]
     R.check("Lan Nguyen" in msg, "... in the store: %s" % msg)
     R.check("Lan Nguyen" in b.js("document.querySelector('#alerts .alert[data-id=\"%s\"]').textContent" % target),
@@ -468,11 +489,6 @@ with Check("desktop"):
     b.wait_js("document.querySelectorAll('#insect-charts svg.chart').length >= 2", 20, "all sections")
     b.js("window.scrollTo(0, 0)")
     b.shot(os.path.join(ART, "dashboard-phone-full.png"), full=True)
-
-with Check("refreshes by itself"):
-    n = refreshes()
-    b.wait_js("+document.body.dataset.refreshes > %d" % n, 15, "an automatic refresh")
-    R.check(True, "refreshed by itself")
 
 b.close()
 R.check(st.stop() == 0, "gateway exits 0")
