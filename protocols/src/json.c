@@ -325,10 +325,8 @@ static int read_field(const cJSON *item, const struct agri_cfg_field *f,
 				*(char *)field = '\0';
 			return 0;
 		}
-		if (!cJSON_IsString(item)) {
-			agri_err_set(err, path, "expected a string");
+		if (agri_cfg_want_string(item, path, err))
 			return -EINVAL;
-		}
 		n = strlen(item->valuestring);
 		if (n >= f->size) {
 			agri_err_set(err, path, "too long (max %zu bytes)",
@@ -411,6 +409,14 @@ int agri_cfg_read_array(const cJSON *item, const char *path,
 	}
 	*count = i;
 	return 0;
+}
+
+int agri_cfg_want_string(const cJSON *item, const char *path, struct agri_err *err)
+{
+	if (cJSON_IsString(item))
+		return 0;
+	agri_err_set(err, path, "expected a string");
+	return -EINVAL;
 }
 
 int agri_cfg_read_value(const cJSON *item, const struct agri_cfg_field *field,

@@ -74,14 +74,6 @@ int agri_alert_state_parse(const char *s, enum agri_alert_state *out)
 
 /* ---- field parsers for the tables (agri_cfg_field.parse) ---- */
 
-static int want_string(const cJSON *item, const char *path, struct agri_err *err)
-{
-	if (cJSON_IsString(item))
-		return 0;
-	agri_err_set(err, path, "expected a string");
-	return -EINVAL;
-}
-
 static int parse_version(const cJSON *item, void *field, const char *path,
 			 struct agri_err *err)
 {
@@ -105,7 +97,7 @@ static int parse_station(const cJSON *item, void *field, const char *path,
 {
 	const char *s = item->valuestring;
 
-	if (want_string(item, path, err))
+	if (agri_cfg_want_string(item, path, err))
 		return -EINVAL;
 	if (!agri_station_id_valid(s)) {
 		agri_err_set(err, path, agri_ident_valid(s) ?
@@ -120,7 +112,7 @@ static int parse_station(const cJSON *item, void *field, const char *path,
 static int parse_ident(const cJSON *item, void *field, const char *path,
 		       struct agri_err *err)
 {
-	if (want_string(item, path, err))
+	if (agri_cfg_want_string(item, path, err))
 		return -EINVAL;
 	if (!agri_ident_valid(item->valuestring)) {
 		agri_err_set(err, path, "invalid id (expected [A-Za-z0-9_-]{1,32})");
@@ -133,7 +125,7 @@ static int parse_ident(const cJSON *item, void *field, const char *path,
 static int parse_rule(const cJSON *item, void *field, const char *path,
 		      struct agri_err *err)
 {
-	if (want_string(item, path, err))
+	if (agri_cfg_want_string(item, path, err))
 		return -EINVAL;
 	if (!agri_rule_id_valid(item->valuestring)) {
 		agri_err_set(err, path, "invalid rule id (expected [A-Za-z0-9_-]{1,64})");
@@ -148,7 +140,7 @@ static int parse_time(const cJSON *item, void *field, const char *path,
 {
 	int64_t ms;
 
-	if (want_string(item, path, err))
+	if (agri_cfg_want_string(item, path, err))
 		return -EINVAL;
 	if (agri_time_parse(item->valuestring, &ms)) {
 		agri_err_set(err, path, "invalid RFC 3339 timestamp");
@@ -186,7 +178,7 @@ static int parse_enum(const cJSON *item, const char *const *names, size_t n,
 {
 	int i;
 
-	if (want_string(item, path, err))
+	if (agri_cfg_want_string(item, path, err))
 		return -EINVAL;
 	i = name_index(names, n, item->valuestring);
 	if (i < 0) {
@@ -211,21 +203,13 @@ static int parse_quality(const cJSON *item, void *field, const char *path,
 
 bool agri_why_valid(const char *s)
 {
-	size_t n = strnlen(s, AGRI_WHY_MAX + 1);
-
-	if (n == 0 || n > AGRI_WHY_MAX || s[0] < 'a' || s[0] > 'z')
-		return false;
-	for (size_t i = 1; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
-		      s[i] == '_'))
-			return false;
-	return true;
+	return agri_snake_valid(s, AGRI_WHY_MAX);
 }
 
 static int parse_why(const cJSON *item, void *field, const char *path,
 		     struct agri_err *err)
 {
-	if (want_string(item, path, err))
+	if (agri_cfg_want_string(item, path, err))
 		return -EINVAL;
 	if (!agri_why_valid(item->valuestring)) {
 		agri_err_set(err, path, "expected a reason [a-z][a-z0-9_]{0,15}");

@@ -97,19 +97,10 @@ struct profile_cfg {
 };
 
 
-static int want_string(const cJSON *item, const char *path,
-		       struct agri_err *err)
-{
-	if (cJSON_IsString(item))
-		return 0;
-	agri_err_set(err, path, "expected a string");
-	return -EINVAL;
-}
-
 static int parse_type(const cJSON *item, void *field, const char *path,
 		      struct agri_err *err)
 {
-	if (want_string(item, path, err))
+	if (agri_cfg_want_string(item, path, err))
 		return -EINVAL;
 	if (agri_regtype_parse(item->valuestring, field) == 0)
 		return 0;
@@ -120,7 +111,7 @@ static int parse_type(const cJSON *item, void *field, const char *path,
 static int parse_order(const cJSON *item, void *field, const char *path,
 		       struct agri_err *err)
 {
-	if (want_string(item, path, err))
+	if (agri_cfg_want_string(item, path, err))
 		return -EINVAL;
 	if (agri_order_parse(item->valuestring, field) == 0)
 		return 0;
@@ -134,7 +125,7 @@ static int parse_kind(const cJSON *item, void *field, const char *path,
 {
 	static const char *const names[] = {"measure", "counter", "state"};
 
-	if (want_string(item, path, err))
+	if (agri_cfg_want_string(item, path, err))
 		return -EINVAL;
 	for (int i = 0; i < 3; i++) {
 		if (strcmp(item->valuestring, names[i]) == 0) {
@@ -152,7 +143,7 @@ static int parse_parity(const cJSON *item, void *field, const char *path,
 {
 	const char *s;
 
-	if (want_string(item, path, err))
+	if (agri_cfg_want_string(item, path, err))
 		return -EINVAL;
 	s = item->valuestring;
 	if (strlen(s) == 1 && strchr("NEO", s[0])) {
@@ -166,7 +157,7 @@ static int parse_parity(const cJSON *item, void *field, const char *path,
 static int parse_fn(const cJSON *item, void *field, const char *path,
 		    struct agri_err *err)
 {
-	if (want_string(item, path, err))
+	if (agri_cfg_want_string(item, path, err))
 		return -EINVAL;
 	if (strcmp(item->valuestring, "pss78") == 0) {
 		*(enum agri_derived_fn *)field = AGRI_DERIVED_PSS78;
@@ -184,7 +175,7 @@ static int parse_fn(const cJSON *item, void *field, const char *path,
 static int parse_from_metric(const cJSON *item, void *field, const char *path,
 			     struct agri_err *err)
 {
-	if (want_string(item, path, err))
+	if (agri_cfg_want_string(item, path, err))
 		return -EINVAL;
 	if (strlen(item->valuestring) > AGRI_ID_MAX) {
 		agri_err_set(err, path, "longer than %d chars", AGRI_ID_MAX);
@@ -208,7 +199,7 @@ static int parse_role(const cJSON *item, void *field, const char *path,
 {
 	static const char *const names[] = {"other", "start", "wipe"};
 
-	if (want_string(item, path, err))
+	if (agri_cfg_want_string(item, path, err))
 		return -EINVAL;
 	for (int i = 0; i < 3; i++) {
 		if (strcmp(item->valuestring, names[i]) == 0) {
@@ -377,16 +368,7 @@ static const struct agri_cfg_field reg_fields[] = {
 /* snake_case: [a-z][a-z0-9_]*, at most AGRI_ID_MAX chars. */
 static bool metric_valid(const char *s)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n > AGRI_ID_MAX || s[0] < 'a' || s[0] > 'z')
-		return false;
-	for (size_t i = 1; i < n; i++) {
-		if (!((s[i] >= 'a' && s[i] <= 'z') ||
-		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
-			return false;
-	}
-	return true;
+	return agri_snake_valid(s, AGRI_ID_MAX);
 }
 
 static int reg_error(struct agri_err *err, const char *path, const char *key,

@@ -53,6 +53,19 @@ bool agri_ident_valid(const char *id)
 	return id && ident_valid_n(id, strnlen(id, AGRI_ID_MAX + 1), AGRI_ID_MAX);
 }
 
+bool agri_snake_valid(const char *s, size_t max)
+{
+	size_t n = s ? strnlen(s, max + 1) : 0;
+
+	if (n == 0 || n > max || s[0] < 'a' || s[0] > 'z')
+		return false;
+	for (size_t i = 1; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+		      s[i] == '_'))
+			return false;
+	return true;
+}
+
 bool agri_station_id_valid(const char *id)
 {
 	return id && station_valid_n(id, strnlen(id, AGRI_ID_MAX + 1));

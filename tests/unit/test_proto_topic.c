@@ -219,9 +219,24 @@ static void test_round_trip(void)
 	}
 }
 
+/* snake_case tokens: metric names in profiles, suspect reasons. */
+static void test_snake(void)
+{
+	CHECK(agri_snake_valid("salinity", 32));
+	CHECK(agri_snake_valid("a1_b", 4));
+	CHECK(!agri_snake_valid("a1_b", 3)); /* longer than max */
+	CHECK(!agri_snake_valid("", 32));
+	CHECK(!agri_snake_valid(NULL, 32));
+	CHECK(!agri_snake_valid("1abc", 32));
+	CHECK(!agri_snake_valid("_abc", 32));
+	CHECK(!agri_snake_valid("Abc", 32));
+	CHECK(!agri_snake_valid("ab-c", 32));
+}
+
 int main(void)
 {
 	test_ids();
+	test_snake();
 	test_prefix();
 	test_build();
 	test_parse();

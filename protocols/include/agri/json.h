@@ -146,6 +146,10 @@ int agri_cfg_read_array(const cJSON *item, const char *path,
 int agri_cfg_read_value(const cJSON *item, const struct agri_cfg_field *field,
 			void *target, const char *path, struct agri_err *err);
 
+/* 0 when item is a string, else -EINVAL with "expected a string" at path
+ * (for CUSTOM parsers of string values). */
+int agri_cfg_want_string(const cJSON *item, const char *path, struct agri_err *err);
+
 /* Joins parent path and key ("a" + "b" -> "a.b", "" + "b" -> "b") and
  * parent + index ("a" + 3 -> "a[3]") into buf. */
 void agri_path_key(char *buf, size_t len, const char *parent, const char *key);

@@ -48,6 +48,10 @@ bool agri_ident_valid(const char *id);
 /* True when id matches [A-Za-z0-9_-]{1,64} (alert rule ids). */
 bool agri_rule_id_valid(const char *id);
 
+/* True when s matches [a-z][a-z0-9_]* in 1..max characters (snake_case
+ * tokens: a profile's metric names, a suspect reading's reason). */
+bool agri_snake_valid(const char *s, size_t max);
+
 /* True when a topic prefix is 1..64 chars, no wildcards, no leading or
  * trailing '/', no empty levels. */
 bool agri_topic_prefix_valid(const char *prefix);
