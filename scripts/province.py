@@ -41,6 +41,16 @@ WATER = [
     ("DT-W05", "Cái Bè", 80, "freshwater", "sensecap-s-ec-01"),
     ("DT-W06", "Cao Lãnh", 130, "freshwater", "yosemitech-y4000"),
 ]
+# Each canal's district and the crops its intake waters (gateway.json
+# "sites": the dashboard names places, not codes; docs/dashboard.md).
+WATER_SITES = {
+    "DT-W01": ("Tân Phú Đông", ["rice"]),
+    "DT-W02": ("Gò Công Đông", ["rice", "vegetables"]),
+    "DT-W03": ("Chợ Gạo", ["fruit", "rice"]),
+    "DT-W04": ("Mỹ Tho", ["fruit", "vegetables"]),
+    "DT-W05": ("Cái Bè", ["durian", "fruit"]),
+    "DT-W06": ("Cao Lãnh", ["rice", "fruit"]),
+}
 # Fifteen light traps across the rice districts; pulses offset by district.
 TRAPS = [
     ("DT-T%02d" % (i + 1), name, phase)
@@ -190,6 +200,17 @@ def station_config(station, sdir, name, bus, sensors, tls_port, certs, lat, lon)
     return os.path.join(sdir, "station.json")
 
 
+def sites():
+    """gateway.json "sites": each station's place and district."""
+    out = {}
+    for sid, name, km, scen, profile in WATER:
+        district, crops = WATER_SITES[sid]
+        out[sid] = {"name": name, "district": district, "crops": crops}
+    for sid, name, phase in TRAPS:
+        out[sid] = {"name": "Bẫy đèn " + name, "district": name, "crops": ["rice"]}
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description="Run the province in a box.")
     ap.add_argument("--duration", type=float, default=0, help="headless: stop after S seconds, print a summary")
@@ -244,8 +265,22 @@ def main():
         "notify": {"webhooks": [{"name": "agronomists", "url": hook_url}]},
         "forecast": {"notify": ["agronomists"]},
         "http": {"listen": "127.0.0.1:%d" % http_port, "token_file": "api.token"},
+        "sites": sites(),
     })
     gw_cfg = os.path.join(gdir, "gateway.json")
+    db = os.path.join(gdir, "agri.db")
+    token_file = os.path.join(gdir, "api.token")
+    where = ("  database      sqlite3 %s 'select * from v_stations'\n"
+             "  live MQTT     mosquitto_sub -p %d -u gateway -P $(cat %s) -t 'agri/v1/#' -v\n"
+             "  dashboard     http://127.0.0.1:%d/   (API token in %s)\n"
+             "  notifications %s\n"
+             "  logs          %s/") % (db, loop_port, os.path.join(gdir, "gateway.pass"), http_port,
+                                      token_file, Notifications.path_log, os.path.join(RUN, "logs"))
+    # Where to look, before the history import: also when the output is a
+    # log (headless), not only on the interactive screen.
+    log("where to look:\n" + where)
+    log("  token         %s   (acknowledging alerts on the dashboard asks for it once)"
+        % open(token_file).read().strip())
 
     # History: the last weeks of the same simulated sensors, imported so the
     # forecasts and the light-trap peak rule have their trailing windows.
@@ -254,6 +289,8 @@ def main():
         load_history(args, start_dt, gw_cfg, env)
 
     gateway = start("agri-gateway", [os.path.join(BIN, "agri-gateway"), "--config", gw_cfg], "gateway.log", env)
+    wait_port(http_port, gateway, 30)
+    log("dashboard ready: http://127.0.0.1:%d/" % http_port)
 
     # Sensors: each water station has its own RS-485 line (a socat pty pair)
     # with its sonde (slave 1) and solar controller (slave 2); the traps sit on
@@ -293,14 +330,6 @@ def main():
                              tls_port, os.path.join(bdir, "certs"), 10.5 + 0.02 * i, 105.6 + 0.03 * i)
         start(sid, [os.path.join(BIN, "agri-station"), "--config", cfg], "station-%s.log" % sid, env)
 
-    db = os.path.join(gdir, "agri.db")
-    where = ("  database      sqlite3 %s 'select * from v_stations'\n"
-             "  live MQTT     mosquitto_sub -p %d -u gateway -P $(cat %s) -t 'agri/v1/#' -v\n"
-             "  dashboard     http://127.0.0.1:%d/   (API token in %s)\n"
-             "  notifications %s\n"
-             "  logs          %s/") % (db, loop_port, os.path.join(gdir, "gateway.pass"), http_port,
-                                      os.path.join(gdir, "api.token"), Notifications.path_log,
-                                      os.path.join(RUN, "logs"))
     interactive = sys.stdout.isatty() and not args.duration
     stop = {"flag": False}
 
