@@ -88,6 +88,8 @@ static bool to_journal(void)
 }
 
 static void log_vmsg(enum log_level lvl, const char *component,
+		     const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+static void log_vmsg(enum log_level lvl, const char *component,
 		     const char *fmt, va_list ap)
 {
 	char line[1024];
