@@ -1,5 +1,5 @@
 /*
- * PostgreSQL sink (CONTRACT §12, docs/upstream.md): schema `agri` created
+ * PostgreSQL sink (docs/interfaces.md §12, upstream.md): schema `agri` created
  * or checked at connect; readings sent as one COPY a batch. The fast path
  * COPYs straight into agri.readings; when that hits the primary key (a
  * replay after a crash or an outage), the batch goes again through a
@@ -283,7 +283,7 @@ static int pg_connect(void *ctx, char *err, size_t errlen)
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
 	    atoi(PQgetvalue(r, 0, 0)) != CHECK_COLUMNS) {
 		if (PQresultStatus(r) == PGRES_TUPLES_OK)
-			snprintf(err, errlen, "schema agri differs from CONTRACT §12 (found %s of %d"
+			snprintf(err, errlen, "schema agri differs from docs/interfaces.md §12 (found %s of %d"
 				 " expected columns with their types)",
 				 PQntuples(r) ? PQgetvalue(r, 0, 0) : "0", CHECK_COLUMNS);
 		else

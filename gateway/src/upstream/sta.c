@@ -313,7 +313,7 @@ static cJSON *link_to(const char *id)
 	return o;
 }
 
-/* UCUM codes of the canonical units (CONTRACT §3). */
+/* UCUM codes of the canonical units (docs/interfaces.md §3). */
 static const char *ucum(const char *unit)
 {
 	static const char *const map[][2] = {

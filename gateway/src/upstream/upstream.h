@@ -1,7 +1,8 @@
 /*
  * Upstream forwarders (docs/upstream.md): every reading the gateway
- * commits is forwarded to the agriculture database (PostgreSQL, CONTRACT
- * §12) and/or an OGC SensorThings API server, exactly once in the target.
+ * commits is forwarded to the agriculture database (PostgreSQL,
+ * docs/interfaces.md §12) and/or an OGC SensorThings API server, exactly
+ * once in the target.
  *
  *   writer thread (ingest hook, inside the batch's transaction):
  *     each new reading's key (series_id, ts) -> upstream_queue(seq, ...)
