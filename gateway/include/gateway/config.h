@@ -1,5 +1,5 @@
 /*
- * gateway.json (CONTRACT §9): read through tables (agri_cfg_read), then a
+ * gateway.json (docs/interfaces.md §9): read through tables (agri_cfg_read), then a
  * cross-field check. Every section is validated even where a later part
  * implements it; unknown keys are errors. Relative paths are resolved
  * against the config file's directory; secrets (broker password, HTTP
