@@ -1,5 +1,5 @@
 /*
- * rules.json (CONTRACT §9, docs/alerts.md): the alert rules the engine in
+ * rules.json (docs/interfaces.md §9, docs/alerts.md): the alert rules the engine in
  * alert.h evaluates. Read through agri_cfg_read() tables, then a per-rule
  * cross-field check (keys that do not belong to the rule's kind, ladder
  * order, date ranges), then document-wide checks (duplicate ids, channels
