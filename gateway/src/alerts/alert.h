@@ -1,5 +1,5 @@
 /*
- * The alert engine (CONTRACT §5, docs/alerts.md): a pure state machine
+ * The alert engine (docs/interfaces.md §5, docs/alerts.md): a pure state machine
  * over the rules of rules.h. Readings, station status, acknowledgements
  * and a periodic tick go in, each with the time; transitions come out
  * through a callback. No I/O, no clock reads, no allocation beyond its own
