@@ -1,6 +1,6 @@
 /*
  * Alert messages in English and Vietnamese (UTF-8): the names and units
- * of the canonical metrics (CONTRACT §3), the built-in sentence of each
+ * of the canonical metrics (docs/interfaces.md §3), the built-in sentence of each
  * rule kind, and rule message templates with {placeholders}
  * (docs/alerts.md). Pure; used by the alert engine and by notifiers that
  * want a metric's name.
