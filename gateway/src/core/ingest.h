@@ -1,6 +1,6 @@
 /*
  * Ingest: the path from an MQTT message to a committed row and its
- * end-to-end ack (CONTRACT §2-§4, docs/gateway.md).
+ * end-to-end ack (docs/interfaces.md §2-§4, docs/gateway.md).
  *
  *   paho thread --ingest_offer()--> bounded queue --> writer thread:
  *     take a batch of messages -> validate (protocols codecs) -> store
