@@ -65,7 +65,7 @@ static const char *const migrations[] = {
 	" seq INTEGER PRIMARY KEY, alert_id TEXT NOT NULL, state TEXT NOT NULL,"
 	" severity TEXT NOT NULL, value REAL, at INTEGER NOT NULL);"
 	"CREATE INDEX alert_events_by_alert ON alert_events(alert_id, seq);"
-	/* The stable views of CONTRACT §6. */
+	/* The stable views of docs/interfaces.md §6. */
 	"CREATE VIEW v_readings AS SELECT st.name AS station, se.sensor AS sensor,"
 	" se.metric AS metric, " RFC3339("r.ts") " AS ts, r.value AS value,"
 	" r.unit AS unit,"
