@@ -1,5 +1,5 @@
 /*
- * Salinity forecasts and pest advisories (CONTRACT.md §13, docs/forecast.md):
+ * Salinity forecasts and pest advisories (docs/interfaces.md §13, docs/forecast.md):
  * the pure math behind the gateway's forecast worker. No I/O, no SQLite, no
  * clock, no globals: the caller hands in one station's ok-quality readings
  * and "now", and gets back a forecast (72 h at 15-minute steps with a band
@@ -7,7 +7,7 @@
  *
  * Model: harmonic least squares (GSL) on a transform of salinity over the
  * station's trailing window; see forecast_fit(). Advisories turn a detected
- * light-trap peak into the sowing and hatch windows of domain.md §6.
+ * light-trap peak into the sowing and hatch windows of docs/delta.md §3.
  * Every function is reentrant; call them from any thread (the forecast
  * worker, not the ingest thread: a 30-day fit takes a few milliseconds).
  */
@@ -132,7 +132,7 @@ int forecast_encode_error(const char *why, char *buf, size_t len);
 
 /* ---- pest advisories ---------------------------------------------------- */
 
-/* Biology (domain.md §6.2), in local days after the peak night's date. */
+/* Biology (docs/delta.md §3), in local days after the peak night's date. */
 struct advisory_params {
 	int sow_from_d;       /* first sowing day (1: the day after the peak) */
 	int sow_to_d;         /* last sowing day (7) */
