@@ -1,5 +1,5 @@
 /*
- * The gateway's HTTP API and dashboard (CONTRACT §7, §13; docs/api.md):
+ * The gateway's HTTP API and dashboard (docs/interfaces.md §7, §13; docs/api.md):
  * libmicrohttpd with a small pool of threads, each with its own read-only
  * SQLite connection on the store (WAL: reads run beside the ingest writer
  * and never block it). Every response is built in memory inside one short
