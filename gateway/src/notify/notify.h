@@ -1,5 +1,5 @@
 /*
- * Notification channels (CONTRACT §5, docs/notify.md): how one outbox row
+ * Notification channels (docs/interfaces.md §5, docs/notify.md): how one outbox row
  * reaches people. A webhook gets the alert JSON as the body of a POST
  * (exactly agri_alert_encode's output); e-mail goes through SMTP (libcurl)
  * as a UTF-8 text/plain message, Vietnamese then English; SMS goes through
