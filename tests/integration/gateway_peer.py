@@ -1,5 +1,5 @@
 """Helpers for the gateway's integration tests: an independent station peer
-(python3-paho-mqtt) speaking the end-to-end ack protocol of CONTRACT §2,
+(python3-paho-mqtt) speaking the end-to-end ack protocol of docs/interfaces.md §2,
 a started agri-gateway, and readers of its SQLite views."""
 import json
 import os
