@@ -1,4 +1,4 @@
-"""agri-gateway HTTP API (CONTRACT §7, §13; docs/api.md) against a running
+"""agri-gateway HTTP API (docs/interfaces.md §7, §13; docs/api.md) against a running
 gateway with a seeded database: every endpoint, every filter, every error
 path; acknowledgement without or with a wrong token is 401 and changes
 nothing; a slow client does not stall the server."""
