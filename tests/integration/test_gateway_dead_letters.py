@@ -1,4 +1,4 @@
-"""agri-gateway: invalid input is kept, never silently dropped (CONTRACT §4).
+"""agri-gateway: invalid input is kept, never silently dropped (docs/interfaces.md §4).
 1,000 malformed messages interleaved with valid batches: all dead-lettered
 with a reason, all valid readings stored, the gateway still running. Also:
 a partly invalid batch keeps its valid readings and is acked; a station
