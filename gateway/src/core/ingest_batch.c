@@ -238,7 +238,7 @@ static int put_telemetry(struct ingest *in, const struct msg *m,
 		snprintf(reason, sizeof(reason), "%s", e);
 		if ((rc = dead_letter(in, m, t->station, "invalid", reason)) < 0)
 			return rc;
-		/* §4: acked when station and seq are readable and match */
+		/* interfaces.md §4: acked when station and seq are readable and match */
 		if (same && tel.has_seq) {
 			if ((rc = store_note_seq(in->st, t->station, tel.seq, m->received_ms)) < 0)
 				return rc;
