@@ -3,7 +3,7 @@
  * identity (station, sensor, metric, ts) so a redelivery is a no-op, dead
  * letters, the station registry with per-station received seq ranges (gap
  * detection), hourly aggregates kept after raw retention, the alert tables
- * (filled by the alert engine), and the stable §6 views over them.
+ * (filled by the alert engine), and the stable views of docs/interfaces.md §6.
  *
  * WAL mode, numbered migrations (PRAGMA user_version), prepared statements
  * kept open, explicit transactions: the ingest writer opens one with
