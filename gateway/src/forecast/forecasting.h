@@ -45,7 +45,7 @@ void forecasting_set_quiet(struct forecasting *f, bool quiet);
 int forecasting_start(struct forecasting *f);
 /* Publishes the current forecasts and advisories again (after a reconnect). */
 void forecasting_republish(struct forecasting *f);
-/* http_hooks.forecast: the §13 document, or -ENODATA with the reason. */
+/* http_hooks.forecast: the interfaces.md §13 document, or -ENODATA with the reason. */
 int forecasting_http(void *f, const char *station, const char *metric, char *buf,
 		     size_t len);
 /* alerting_peak_fn: makes the advisory of a confirmed light-trap peak. */
