@@ -39,7 +39,7 @@ struct fc_station {
 	bool dirty;          /* new ok salinity readings since the last fit */
 	bool in_txn;         /* ... in the writer's open transaction */
 	int64_t fitted_mono; /* when it was last fitted (0: never) */
-	char *doc;           /* the §13 document, or NULL */
+	char *doc;           /* the interfaces.md §13 document, or NULL */
 	size_t doc_len;
 	char why[FORECAST_WHY_MAX];
 };
@@ -135,7 +135,7 @@ static void local_time(int64_t ms, char *buf, size_t len)
 	strftime(buf, len, "%d/%m %H:%M", &tm);
 }
 
-/* Stages a notification shaped like an alert (§5) on the forecast's
+/* Stages a notification shaped like an alert (interfaces.md §5) on the forecast's
  * channels, inside the writer's transaction. rule/sensor make its id. */
 static int notify_stage(struct forecasting *f, sqlite3 *db, const char *rule,
 			const char *station, const char *sensor, double value, double threshold,
