@@ -145,7 +145,7 @@ enum MHD_Result http_api_alerts(const struct http_call *k)
 		for (int i = 0; i < 7; i++) {
 			if ((i == 3 || i == 4) && (sqlite3_column_type(qa, i) == SQLITE_NULL ||
 						   !*sqlite3_column_text(qa, i)))
-				continue; /* as §5: sensor/metric omitted when none */
+				continue; /* as interfaces.md §5: sensor/metric omitted when none */
 			agri_buf_printf(&b, ",\"%s\":", keys[i]);
 			http_db_col_str(&b, qa, i);
 		}
