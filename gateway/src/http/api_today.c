@@ -2,7 +2,7 @@
  * GET /api/v1/today: the dashboard's first screen in one small answer
  * (docs/api.md, docs/dashboard.md). Per water station: its newest ok
  * salinity, how fast it moved over the last hour, and the intake windows
- * of its forecast that have not ended (the §13 document's own `windows`,
+ * of its forecast that have not ended (docs/interfaces.md §13's own `windows`,
  * so the times are the forecast API's). Per light trap: its catch per
  * night (brown planthoppers, other classes) over the last week (?nights=N,
  * up to 60) and its newest pest advisory with its state. One read transaction; the forecast documents come from the
@@ -52,7 +52,7 @@ static void station_head(struct agri_buf *b, struct http_server *srv, sqlite3_st
 }
 
 /* The forecast's times and the windows that end after now_ms, from the
- * §13 document doc; ,"forecast":null,"forecast_why":.. without one. */
+ * interfaces.md §13 document doc; ,"forecast":null,"forecast_why":.. without one. */
 static int water_forecast(struct agri_buf *b, struct http_server *srv, struct rconn *rc,
 			  const char *station, const char *now)
 {
