@@ -167,7 +167,7 @@ int http_rows_json(struct agri_buf *b, sqlite3_stmt *q);
 void http_row_json(struct agri_buf *b, sqlite3_stmt *q);
 /* The advisories with their state (?1 station or NULL, ?2 now as RFC 3339). */
 extern const char http_advisories_sql[];
-/* The §13 forecast document of station/metric into b (hook or view).
+/* The interfaces.md §13 forecast document of station/metric into b (hook or view).
  * Returns 0, -ENODATA with the reason in why, or another negative errno
  * (a failed SQLite step is -EIO). Inside the caller's read transaction. */
 int http_forecast_doc(struct http_server *srv, struct rconn *rc, const char *station,
