@@ -38,7 +38,7 @@ struct ingest_hook;
 struct agri_alert;
 
 /*
- * What a channel delivers: an alert (its §5 JSON is the payload) and the
+ * What a channel delivers: an alert (its interfaces.md §5 JSON is the payload) and the
  * text people read. The rooms that raise things (the alert engine's
  * wiring, the forecast worker's windows and advisories) fill it; the
  * outbox needs nothing of theirs.
