@@ -1,6 +1,6 @@
 /*
  * Unit tests of the gateway's SQLite store: dedupe on the reading identity,
- * the §6 views' formats, migrations (fresh, re-open, newer schema refused),
+ * the interfaces.md §6 views' formats, migrations (fresh, re-open, newer schema refused),
  * seq gap counting, dead letters, status, retention into hourly aggregates,
  * and the config reader's errors.
  */
