@@ -227,7 +227,7 @@ def ensure_alerts(stack, end_ms, wait_s=5.0):
 def ensure_forecast(stack, station, end_ms):
     """A forecast to draw: when this gateway has no v_forecasts view (the
     forecast worker is not in this build), a stand-in table and view with
-    one §13 document for station. Returns 'gateway' or 'inserted'."""
+    one interfaces.md §13 document for station. Returns 'gateway' or 'inserted'."""
     if gp.query(stack.db, "SELECT count(*) FROM sqlite_master WHERE name = 'v_forecasts'")[0][0]:
         # the gateway's forecaster fits new data within seconds
         harness.wait_for(lambda: request(stack.url("/api/v1/forecast?station=%s" % station)).status == 200,
