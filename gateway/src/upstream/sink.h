@@ -1,7 +1,6 @@
 /*
- * The contract between the upstream core (upstream.c: queue, cursor,
- * threads, backoff, metrics) and one target (upstream_pg.c,
- * upstream_sta.c). A sink's functions are called by its own thread only,
+ * The interface between the upstream core (cursor.c: queue, cursor,
+ * threads, backoff, metrics) and one target (pg.c, sta.c). A sink's functions are called by its own thread only,
  * except cancel(), which the main thread calls to abort blocking I/O
  * during shutdown.
  */
