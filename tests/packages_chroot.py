@@ -20,6 +20,9 @@ maintainer scripts acts on real processes: the upgrade must restart both
 daemons on the new binaries, the removal must stop them. Purge must remove
 what the packages made, but keep (and say so) a spool with unacknowledged
 batches and a gateway database with readings, also when sqlite3 is missing.
+Last, a hub set up before the services had their own users (the shared
+user agri) is installed over: its spool, database and configs become
+agri-station's and agri-gateway's, and nothing else changes owner.
 Exit 0 when every check passed.
 """
 import glob
@@ -32,8 +35,10 @@ import time
 SYSTEMCTL_STUB = r"""#!/bin/sh
 # Stand-in for systemctl in the agri package test chroot
 # (tests/packages_chroot.py): systemd does not run in a chroot. start, stop
-# and restart run the unit's ExecStart as its User= with start-stop-daemon;
-# is-enabled looks at the multi-user.target.wants link; every call is logged.
+# and restart run the unit's ExecStart as its User= with start-stop-daemon,
+# after doing what systemd does for StateDirectory= (a directory whose owner
+# is not User= is handed over, recursively); is-enabled looks at the
+# multi-user.target.wants link; every call is logged.
 dir=/run/agri-test
 mkdir -p $dir
 echo "systemctl $*" >> $dir/systemctl.log
@@ -56,6 +61,12 @@ start() {
 	f=$(unitfile $1) || { echo "Unit $1 not found." >&2; return 5; }
 	cmd=$(sed -n 's/^ExecStart=//p' $f)
 	user=$(sed -n 's/^User=//p' $f)
+	group=$(sed -n 's/^Group=//p' $f)
+	for sd in $(sed -n 's/^StateDirectory=//p' $f); do
+		mkdir -p /var/lib/$sd
+		[ "$(stat -c %U:%G /var/lib/$sd)" = "$user:$group" ] ||
+			chown -R -P "$user:$group" /var/lib/$sd
+	done
 	start-stop-daemon --start --quiet --background --make-pidfile --pidfile $dir/$1.pid \
 		--chuid "${user:-root}" --output $dir/$1.log --exec ${cmd%% *} -- ${cmd#* }
 }
@@ -224,13 +235,21 @@ def uid_of(ch, user):
     return None
 
 
+def gid_of(ch, group):
+    for line in (ch.read("/etc/group") or "").splitlines():
+        f = line.split(":")
+        if f[0] == group:
+            return int(f[2])
+    return None
+
+
 def make_spool(ch, batches):
     """A spool as the station leaves it (docs/spool.md), with `batches` rows."""
     rows = "".join("INSERT INTO batches VALUES(%d, x'7b7d', 0, 2);" % (i + 1) for i in range(batches))
-    return ch.sh("install -d -o agri -g agri -m 0750 /var/lib/agri/station && "
+    return ch.sh("install -d -o agri-station -g agri-station -m 0750 /var/lib/agri/station && "
                  "sqlite3 /var/lib/agri/station/spool.db 'CREATE TABLE batches(seq INTEGER PRIMARY KEY, "
                  "payload BLOB, created INTEGER, bytes INTEGER); %s' && "
-                 "chown agri:agri /var/lib/agri/station/spool.db" % rows)
+                 "chown agri-station:agri-station /var/lib/agri/station/spool.db" % rows)
 
 
 def image_build(ch, old):
@@ -242,13 +261,24 @@ def image_build(ch, old):
         C.check(wants(ch, unit), "offline: %s is enabled (multi-user.target.wants link made by "
                                  "deb-systemd-helper)" % unit)
     C.check(not ch.calls(), "offline: no systemctl call (nothing started without systemd): %s" % ch.calls())
-    uid = uid_of(ch, "agri")
-    C.check(uid is not None and uid < 1000, "the agri system user exists (uid %s)" % uid)
-    C.check(all(stat_owner(ch, d)[0] == uid and stat_owner(ch, d)[2] == 0o750
-                for d in ("/var/lib/agri/station", "/var/lib/agri/gateway")),
-            "/var/lib/agri/station and /var/lib/agri/gateway are agri's, 0750")
-    C.check(stat_owner(ch, "/etc/agri/station.json")[2] == 0o640 and stat_owner(ch, "/etc/agri/gateway.json")[2] == 0o640,
-            "the configs are 0640 (root:agri)")
+    uid = dict((u, uid_of(ch, u)) for u in ("agri-station", "agri-gateway"))
+    C.check(all(v is not None and v < 1000 for v in uid.values())
+            and uid["agri-station"] != uid["agri-gateway"] and uid_of(ch, "agri") is None,
+            "one system user per service, none shared: %s" % uid)
+    C.check("agri-station" in (ch.run(["id", "-nG", "agri-station"]).stdout.split())
+            and "dialout" in ch.run(["id", "-nG", "agri-station"]).stdout.split()
+            and "dialout" not in ch.run(["id", "-nG", "agri-gateway"]).stdout.split(),
+            "agri-station is in group dialout (RS-485), agri-gateway is not")
+    C.check(stat_owner(ch, "/var/lib/agri/station")[0] == uid["agri-station"]
+            and stat_owner(ch, "/var/lib/agri/gateway")[0] == uid["agri-gateway"]
+            and all(stat_owner(ch, d)[2] == 0o750 for d in ("/var/lib/agri/station", "/var/lib/agri/gateway"))
+            and stat_owner(ch, "/var/lib/agri")[0] == 0 and stat_owner(ch, "/var/lib/agri")[2] == 0o755,
+            "/var/lib/agri/station is agri-station's, /var/lib/agri/gateway agri-gateway's (0750),"
+            " /var/lib/agri root's")
+    gid = dict((g, gid_of(ch, g)) for g in ("agri-station", "agri-gateway"))
+    C.check(stat_owner(ch, "/etc/agri/station.json")[1:] == (gid["agri-station"], 0o640)
+            and stat_owner(ch, "/etc/agri/gateway.json")[1:] == (gid["agri-gateway"], 0o640),
+            "the configs are 0640, root:agri-station and root:agri-gateway")
     C.check(ch.exists("/etc/agri/technicians"), "/etc/agri/technicians exists")
     res = ch.run(["agrictl", "salinity", "--ec", "12.5", "--temp", "28.6"])
     C.check(res.returncode == 0 and "salinity" in res.stdout, "agrictl runs in the image: %s" % res.stdout.strip())
@@ -260,7 +290,8 @@ def boot_and_upgrade(ch, new, uid):
     os.makedirs(ch.path("/run/systemd/system"), exist_ok=True)
     ch.write("/etc/agri/station.json", STATION_JSON, 0o640)
     ch.write("/etc/agri/gateway.json", GATEWAY_JSON, 0o640)
-    ch.run(["chown", "root:agri", "/etc/agri/station.json", "/etc/agri/gateway.json"])
+    ch.run(["chown", "root:agri-station", "/etc/agri/station.json"])
+    ch.run(["chown", "root:agri-gateway", "/etc/agri/gateway.json"])
     res = ch.run(["systemctl", "start"] + list(UNITS))
     pids = {u: wait(lambda u=u: ch.pid(u), 10) for u in UNITS}
     C.check(res.returncode == 0 and all(pids.values()),
@@ -288,7 +319,7 @@ def boot_and_upgrade(ch, new, uid):
     C.check(ch.read("/etc/agri/station.json") == STATION_JSON and ch.read("/etc/agri/gateway.json") == GATEWAY_JSON,
             "upgrade: the edited conffiles are kept")
     C.check(all(wants(ch, u) for u in UNITS), "upgrade: the units stay enabled")
-    C.check(uid_of(ch, "agri") == uid, "upgrade: the agri user is the same (uid %s)" % uid_of(ch, "agri"))
+    C.check(all(uid_of(ch, u) == uid[u] for u in uid), "upgrade: the users are the same (%s)" % uid)
     log = subprocess.run(["zcat", ch.path("/usr/share/doc/agri-station/changelog.gz")],
                          capture_output=True, text=True).stdout
     C.check(log.startswith("agri (%s)" % version_of(new)), "the changelog's newest entry is %s" % version_of(new))
@@ -362,7 +393,50 @@ def purge_cycles(ch, old):
     left = [p for p in ("/var/lib/agri", "/etc/agri", "/usr/share/agri", "/usr/share/doc/agri-station")
             if ch.exists(p)]
     C.check(res.returncode == 0 and not left, "everything purged: nothing of agri is left (%s)" % left)
-    C.check(uid_of(ch, "agri") is not None, "the agri user stays after purge (Debian keeps system users)")
+    C.check(uid_of(ch, "agri-station") is not None and uid_of(ch, "agri-gateway") is not None,
+            "the agri-station and agri-gateway users stay after purge (Debian keeps system users)")
+
+
+def before_the_split(ch, old):
+    """A hub installed before the services had their own users: everything
+    the shared user agri owned becomes the service's, nothing else."""
+    ch.sh("addgroup --quiet --system agri && adduser --quiet --system --ingroup agri"
+          " --home /var/lib/agri --no-create-home agri && "
+          "install -d -o agri -g agri -m 0750 /var/lib/agri /var/lib/agri/station /var/lib/agri/gateway && "
+          "install -d -m 0755 /etc/agri && "
+          "echo old > /var/lib/agri/station/from-agri && echo old > /var/lib/agri/gateway/from-agri && "
+          "chown agri:agri /var/lib/agri/station/from-agri /var/lib/agri/gateway/from-agri && "
+          "printf secret > /etc/agri/gateway.pass && chown root:agri /etc/agri/gateway.pass && "
+          "chmod 0640 /etc/agri/gateway.pass")
+    agri = uid_of(ch, "agri")
+    install(ch, old, "offline install over a hub of the shared user agri")
+    C.check(stat_owner(ch, "/var/lib/agri/station/from-agri")[0] == agri
+            and stat_owner(ch, "/var/lib/agri/gateway")[0] == agri
+            and stat_owner(ch, "/var/lib/agri")[:1] == (0,),
+            "before the split: the postinst leaves the state directories to systemd"
+            " (only /var/lib/agri becomes root's)")
+    C.check(stat_owner(ch, "/etc/agri/gateway.pass")[1:] == (gid_of(ch, "agri-gateway"), 0o640),
+            "before the split: gateway.pass is root:agri-gateway 0640 (no longer the shared group's)")
+    os.makedirs(ch.path("/run/systemd/system"), exist_ok=True)
+    ch.write("/etc/agri/station.json", STATION_JSON, 0o640)
+    ch.write("/etc/agri/gateway.json", GATEWAY_JSON, 0o640)
+    ch.run(["chown", "root:agri-station", "/etc/agri/station.json"])
+    ch.run(["chown", "root:agri-gateway", "/etc/agri/gateway.json"])
+    ch.run(["systemctl", "start"] + list(UNITS))
+    pids = {u: wait(lambda u=u: ch.pid(u), 10) for u in UNITS}
+    st, gw = uid_of(ch, "agri-station"), uid_of(ch, "agri-gateway")
+    C.check(all(pids.values())
+            and stat_owner(ch, "/var/lib/agri/station/from-agri")[0] == st
+            and stat_owner(ch, "/var/lib/agri/gateway/from-agri")[0] == gw
+            and wait(lambda: ch.exists("/var/lib/agri/station/spool.db")
+                     and ch.exists("/var/lib/agri/gateway/agri.db"), 10),
+            "before the split: at start (StateDirectory=) the state becomes agri-station's and"
+            " agri-gateway's, and both daemons run and write there (%s)" % pids)
+    ch.run(["systemctl", "stop"] + list(UNITS))
+    shutil.rmtree(ch.path("/run/systemd"), ignore_errors=True)
+    ch.run(["dpkg", "-P", "agri-station-dbgsym", "agri-station", "agri-gateway-dbgsym",
+            "agri-gateway", "agri-tools-dbgsym", "agri-tools"])
+    ch.run(["rm", "-rf", "/var/lib/agri", "/etc/agri"])
 
 
 def main():
@@ -392,6 +466,7 @@ def main():
         boot_and_upgrade(ch, new, uid)
         remove_and_purge(ch)
         purge_cycles(ch, old)
+        before_the_split(ch, old)
     finally:
         # Stop what this test started, by pid (the stand-in's pidfiles; ch.pid
         # checks that the process lives in this chroot).

@@ -6,7 +6,8 @@
   /lib/systemd/system (their ExecStart names the packaged program),
   /etc/agri/*.json, the profiles under /usr/share/agri/profiles and the
   broker config; `dpkg-deb -I` shows the dependencies, the postinst (which
-  creates the agri user and /var/lib/agri) and the conffiles; every library
+  creates the service's own user, agri-station or agri-gateway, and its
+  directory under /var/lib/agri) and the conffiles; every library
   a packaged program needs (DT_NEEDED) is covered by its package's Depends;
   the packaged programs run (--help);
 - as Debian expects them (docs/packaging.md), amd64 and arm64 alike:
@@ -141,7 +142,10 @@ def check_gateway(deb, arch, work):
     R.check("ExecStart=/usr/bin/agri-gateway --config /etc/agri/gateway.json" in unit,
             "the gateway unit runs /usr/bin/agri-gateway")
     post = control_file(deb, "postinst", work) or ""
-    R.check(re.search(r"adduser (--quiet )?--system", post) and "/var/lib/agri/gateway" in post, "the gateway postinst")
+    R.check(re.search(r"adduser (--quiet )?--system --ingroup agri-gateway", post)
+            and "/var/lib/agri/gateway" in post, "the gateway postinst creates its own user, agri-gateway")
+    R.check("User=agri-gateway" in unit and "ReadWritePaths=/var/lib/agri/gateway" in unit,
+            "the gateway unit runs as agri-gateway, writing only /var/lib/agri/gateway")
     conff = (control_file(deb, "conffiles", work) or "").split()
     R.check("/etc/agri/gateway.json" in conff and "/etc/agri/rules.json" in conff,
             "gateway.json and rules.json are conffiles")
@@ -175,17 +179,19 @@ def check_station(deb, arch, work):
     inf = info(deb)
     R.check("postinst" in inf and "conffiles" in inf, "dpkg-deb -I lists postinst and conffiles")
     post = control_file(deb, "postinst", work) or ""
-    R.check(re.search(r"adduser (--quiet )?--system", post) and "/var/lib/agri/station" in post
-            and sh(["sh", "-n"], input=post).returncode == 0,
-            "the postinst creates the agri system user and /var/lib/agri/station (and parses)")
+    R.check(re.search(r"adduser (--quiet )?--system --ingroup agri-station", post)
+            and "/var/lib/agri/station" in post and sh(["sh", "-n"], input=post).returncode == 0,
+            "the postinst creates the station's own user agri-station and /var/lib/agri/station"
+            " (and parses)")
     R.check("install -d -o root -g root -m 0755 /etc/agri/technicians" in post,
             "the postinst creates /etc/agri/technicians, root's (the keys of trusted technicians)")
     conff = control_file(deb, "conffiles", work) or ""
     R.check("/etc/agri/station.json" in conff.split(), "/etc/agri/station.json is a conffile")
     unit = member(deb, "/lib/systemd/system/agri-station.service")
     R.check("ExecStart=/usr/bin/agri-station --config /etc/agri/station.json" in unit
-            and "User=agri" in unit and "ReadWritePaths=/var/lib/agri" in unit,
-            "the unit runs /usr/bin/agri-station as agri with its state under /var/lib/agri")
+            and "User=agri-station" in unit
+            and "ReadWritePaths=/var/lib/agri/station /var/lib/agri-station" in unit,
+            "the unit runs /usr/bin/agri-station as agri-station, writing only its state directories")
     cfg = json.loads(member(deb, "/etc/agri/station.json"))
     R.check(cfg.get("profiles_dir") == "/usr/share/agri/profiles"
             and cfg.get("state_dir", "").startswith("/var/lib/agri/"),
