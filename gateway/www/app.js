@@ -18,6 +18,8 @@ const LEVELS = [{ below: 0.5, crop: 'durian' }, { below: 1, crop: 'fruit' }, { b
 const SAL_WINDOW_MS = 48 * 3600e3;        /* measured salinity charted */
 const NIGHTS = 14;                        /* light-trap nights charted */
 const STALE_MS = 3 * 3600e3;              /* a reading older than this is flagged */
+const CHARTS_MS = 5 * 60e3;               /* charts fetch their data again after (real time) */
+const STATIONS_MS = 60e3;                 /* technical telemetry, likewise */
 const SVGNS = 'http://www.w3.org/2000/svg';
 const SEVERITY = ['critical', 'alarm', 'warning', 'info'];
 
@@ -53,6 +55,8 @@ const T = {
     bad_token: 'Mã truy cập sai.', ack_failed: 'Không xác nhận được', ack_busy: 'Hệ thống cảnh báo đang bận hoặc chưa chạy',
     val_now: 'Bây giờ', val_raised: 'lúc báo', since: 'từ',
     al_sal: (lv) => `Độ mặn vượt ${lv} g/L`, al_peak: (c) => `Đỉnh ${c} vào đèn: gieo sạ né rầy ngay sau đỉnh`,
+    al_rising: (c) => `${c} vào đèn tăng mỗi đêm: lứa rầy sắp tới đỉnh, ngâm ủ giống để gieo sạ ngay sau đỉnh`,
+    al_acid: (v) => `Nước phèn (pH ${v}): không tưới lúa mạ`, al_acid_hard: (v) => `Nước phèn nặng (pH ${v}): đóng cống`,
     al_offline: 'Trạm mất kết nối', al_battery: 'Ắc quy yếu', al_quality: 'Cảm biến đọc lỗi hoặc nghi ngờ',
     al_other: 'Sự cố tại trạm', per_night: 'con/đêm',
     online: 'trực tuyến', offline: 'mất kết nối', unknown: 'chưa rõ', last_seen: 'Lần cuối', never: 'chưa có',
@@ -109,6 +113,8 @@ const T = {
     bad_token: 'Wrong access token.', ack_failed: 'Could not acknowledge', ack_busy: 'The alert engine is busy or not running',
     val_now: 'Now', val_raised: 'when raised', since: 'since',
     al_sal: (lv) => `Salinity above ${lv} g/L`, al_peak: (c) => `${c} light-trap peak: sow right after the peak`,
+    al_rising: (c) => `${c} catches rising night after night: a brood is near its peak, soak seed to sow right after it`,
+    al_acid: (v) => `Acid water (pH ${v}): do not irrigate rice seedlings`, al_acid_hard: (v) => `Strongly acid water (pH ${v}): close intakes`,
     al_offline: 'Station offline', al_battery: 'Battery low', al_quality: 'Sensor reads errors or suspect values',
     al_other: 'Problem at the station', per_night: 'per night',
     online: 'online', offline: 'offline', unknown: 'unknown', last_seen: 'Last seen', never: 'never',
@@ -139,7 +145,7 @@ const T = {
 let lang = localStorage.getItem('agri-lang') === 'en' ? 'en' : 'vi';
 const state = {
   today: null, alerts: [], now: Date.now(), refreshes: 0, etags: {}, bodies: {},
-  stations: null, fc: {}, sal: {}, nights: null, nightsAt: 0, nightsFetched: 0, oldAdvice: null, chartsOn: false, stationsOn: false,
+  stations: null, fc: {}, sal: {}, nights: null, chartsAt: 0, stationsAt: 0, chartsOn: false, stationsOn: false,
 };
 const $ = (id) => document.getElementById(id);
 const t = (k) => (T[lang][k] !== undefined ? T[lang][k] : T.vi[k] !== undefined ? T.vi[k] : k);
@@ -454,8 +460,12 @@ function alertText(a) {
   if (a.metric === 'insect_count') {
     const c = classOf(a.sensor);
     const name = c ? T[lang].classes[c] : metricLabel('insect_count');
-    return t('al_peak')(name.charAt(0).toUpperCase() + name.slice(1));
+    const cap = name.charAt(0).toUpperCase() + name.slice(1);
+    return /peak/.test(a.rule) ? t('al_peak')(cap) : /ris/.test(a.rule) ? t('al_rising')(cap)
+      : cap + ': ' + fmtNum(a.value, 0) + ' ' + t('per_night');
   }
+  if (a.metric === 'ph' && a.threshold !== null && a.value !== null && a.value < 7)
+    return (a.threshold <= 4 ? t('al_acid_hard') : t('al_acid'))(fmtNum(a.value, 1));
   if (!a.metric && /offline|no.?data|silent/.test(a.rule)) return t('al_offline');
   if (a.metric === 'battery_voltage') return t('al_battery') + ': ' + fmtNum(a.value) + ' V';
   if (/quality/.test(a.rule)) return t('al_quality') + (a.metric ? ' (' + metricLabel(a.metric) + ')' : '');
@@ -738,10 +748,12 @@ function drawNights(box, station, nights) {
   return s;
 }
 
-async function loadSalinity(w) {
+/* The measured series and the forecast of a canal; fetched again only
+ * when the chart data is CHARTS_MS old (refetch) and they changed. */
+async function loadSalinity(w, refetch) {
   const c = state.sal[w.station] || {};
   const latest = w.salinity ? w.salinity.ts : null;
-  if (latest && c.latest !== latest) {
+  if (refetch && latest && c.latest !== latest) {
     const from = new Date(Date.parse(latest) - SAL_WINDOW_MS).toISOString();
     const r = await api(`/api/v1/readings?station=${encodeURIComponent(w.station)}&metric=salinity&from=${from}&limit=100000`);
     if (r.ok) {
@@ -755,7 +767,7 @@ async function loadSalinity(w) {
     }
   }
   const madeAt = w.forecast ? w.forecast.made_at : null;
-  if (madeAt && (!state.fc[w.station] || state.fc[w.station].made_at !== madeAt)) {
+  if (madeAt && (!state.fc[w.station] || (refetch && state.fc[w.station].made_at !== madeAt))) {
     const r = await api(`/api/v1/forecast?station=${encodeURIComponent(w.station)}&metric=salinity`);
     if (r.ok) state.fc[w.station] = r.body;
   }
@@ -763,12 +775,16 @@ async function loadSalinity(w) {
   return c;
 }
 
+/* Draws the charts; their data is fetched again every CHARTS_MS at most
+ * (a phone on 3G pays for every reading), redraws reuse it. */
 async function refreshCharts() {
   if (!state.chartsOn || !state.today) return;
+  const refetch = Date.now() - state.chartsAt >= CHARTS_MS;
+  if (refetch) state.chartsAt = Date.now();
   const salBox = $('salinity-charts'), insBox = $('insect-charts');
   const salCards = [];
   for (const w of state.today.water) {
-    const c = await loadSalinity(w);
+    const c = await loadSalinity(w, refetch);
     const card = chartCard('sal-' + w.station, (place(w) || w.station) + ' · ' + w.station);
     if (card.parentNode !== salBox) salBox.appendChild(card);
     const fc = w.forecast ? state.fc[w.station] : null;
@@ -783,9 +799,9 @@ async function refreshCharts() {
   }
   salBox.replaceChildren(...salCards);
   if (!salCards.length) salBox.appendChild(el('p', 'muted', t('no_data')));
-  if (!state.nights || state.now - state.nightsAt > 3600e3 || Date.now() - state.nightsFetched > 60e3) {
+  if (!state.nights || refetch) {
     const r = await api('/api/v1/today?nights=' + NIGHTS);
-    if (r.ok) { state.nights = r.body.traps; state.nightsAt = state.now; state.nightsFetched = Date.now(); }
+    if (r.ok) state.nights = r.body.traps;
   }
   const insCards = (state.nights || []).map((tr) => {
     const card = chartCard('ins-' + tr.station, (place(tr) || tr.station) + ' · ' + tr.station);
@@ -864,7 +880,8 @@ function renderStations() {
 }
 
 async function refreshStations() {
-  if (!state.stationsOn) return;
+  if (!state.stationsOn || Date.now() - state.stationsAt < STATIONS_MS) return;
+  state.stationsAt = Date.now();
   const r = await api('/api/v1/stations');
   if (r.ok && !r.same) { state.stations = r.body.stations; renderStations(); }
 }

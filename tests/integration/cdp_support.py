@@ -130,6 +130,10 @@ def transfer(browser, idle_s=1.5, timeout=30):
             if e["method"] == "Network.requestWillBeSent":
                 urls[p["requestId"]] = p["request"]["url"]
                 pending.add(p["requestId"])
+            elif e["method"] == "Network.responseReceived" and p["response"].get("status") == 304:
+                # a 304 has no loadingFinished: its headers are all it moved
+                sizes[p["requestId"]] = p["response"].get("encodedDataLength", 0)
+                pending.discard(p["requestId"])
             elif e["method"] == "Network.loadingFinished":
                 sizes[p["requestId"]] = p.get("encodedDataLength", 0)
                 pending.discard(p["requestId"])

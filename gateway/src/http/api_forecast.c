@@ -232,7 +232,7 @@ enum MHD_Result http_api_advisories(const struct http_call *k)
 				       "bad state: expected open, expired, superseded or all");
 	if (state && strcmp(state, "all") == 0)
 		state = NULL;
-	if (agri_time_format(util_now_ms(), now, sizeof(now)) < 0)
+	if (agri_time_format(http_now_ms(), now, sizeof(now)) < 0)
 		return http_send_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "clock out of range");
 	if (http_rtx_begin(rc) < 0)
 		return http_send_db_error(srv, c, rc, sqlite3_errcode(rc->db));

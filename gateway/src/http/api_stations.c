@@ -127,7 +127,7 @@ enum MHD_Result http_api_stations(const struct http_call *k)
 		return http_send_db_error(srv, c, rc, r != SQLITE_DONE ? r : rl);
 	}
 	agri_buf_puts(&b, "],\"now\":");
-	http_json_time(&b, util_now_ms());
+	http_json_time(&b, http_now_ms());
 	agri_buf_puts(&b, "}\n");
 	return http_send_dbuf(srv, c, MHD_HTTP_OK, "application/json", &b);
 }

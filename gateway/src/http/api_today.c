@@ -233,7 +233,7 @@ enum MHD_Result http_api_today(const struct http_call *k)
 	sqlite3_stmt *qk = rc->q[Q_TODAY_KINDS], *qa = NULL;
 	struct agri_buf b = AGRI_BUF_HEAP(RESP_MAX);
 	struct params p;
-	int64_t now_ms = util_now_ms();
+	int64_t now_ms = http_now_ms();
 	char now[AGRI_TIME_LEN + 1], sql[1024];
 	const char *s;
 	long nights = NIGHTS_DEFAULT;

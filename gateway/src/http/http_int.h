@@ -19,6 +19,7 @@
 
 #include "agri/buf.h"
 #include "agri/log.h"
+#include "agri/util.h"
 #include "http/http.h"
 
 #define LOG "http"
@@ -143,6 +144,14 @@ enum MHD_Result http_send_asset(struct http_server *srv, struct MHD_Connection *
 				const struct http_asset *a, bool gz, bool not_modified);
 enum MHD_Result http_send_dbuf(struct http_server *srv, struct MHD_Connection *c,
 			       unsigned code, const char *type, struct agri_buf *b);
+
+/* The gateway's now to the minute: what answers say in "now" and compute
+ * from (advisory states, windows still ahead), so that their ETag changes
+ * once a minute rather than at every poll. */
+static inline int64_t http_now_ms(void)
+{
+	return util_now_ms() / 60000 * 60000;
+}
 
 /* api_stations.c */
 enum MHD_Result http_api_stations(const struct http_call *k);
