@@ -259,11 +259,16 @@ function nextWindow(w, below) {
 }
 
 /* Clock times of a window, on the safe side: the start rounded up to the
- * minute, the end down; "bây giờ" when it has begun. */
-function windowText(win) {
+ * minute, the end down; "bây giờ" when it has begun. Short (for the card:
+ * an end two or more days away by its date only) or full (every time). */
+function windowText(win, full) {
   const f = Date.parse(win.from), to = Math.floor(Date.parse(win.to) / 60e3) * 60e3;
+  const from = Math.max(f, state.now);
   const start = f <= state.now ? t('now') : whenText(Math.ceil(f / 60e3) * 60e3);
-  const end = localDay(to) === localDay(Math.max(f, state.now)) ? hhmm(to) : whenText(to);
+  let end;
+  if (localDay(to) === localDay(from)) end = hhmm(to);
+  else if (full || localDay(to) - localDay(state.now) <= 1) end = whenText(to);
+  else end = dayWord(to);
   return start + '\u2009–\u2009' + end;
 }
 
@@ -329,8 +334,8 @@ function canalCard(w) {
       li.className = Date.parse(win.from) <= state.now ? 'win ongoing' : 'win';
       li.dataset.from = win.from;
       li.dataset.to = win.to;
-      text = windowText(win);
-      full = t('win_full')(fmtNum(L.below), text);
+      text = windowText(win, false);
+      full = t('win_full')(fmtNum(L.below), windowText(win, true));
     }
     li.appendChild(el('span', 'when', text));
     li.setAttribute('aria-label', full);
