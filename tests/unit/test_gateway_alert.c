@@ -706,6 +706,23 @@ static void test_ack_orders(void)
 	CHECK_STR(rec[0].message_en, "Acknowledged by lan: Salinity 5.0 g/L >= 4.0 g/L at DT-W01 (s1)");
 	CHECK(rec[0].acked && rec[0].publish && rec[0].store);
 	CHECK_INT(alert_engine_ack(e, "sal/DT-W01/s1", "lan", T0 + MIN, record, NULL), 0);
+	/* A Vietnamese name stays as typed; a control character does not
+	 * pass; a long name is cut on a character boundary. */
+	alert_engine_free(e);
+	e = alert_engine_new(r);
+	feed(e, "DT-W01", "s1", "salinity", T0, 5, AGRI_Q_OK, T0);
+	n_rec = 0;
+	CHECK_INT(alert_engine_ack(e, "sal/DT-W01/s1", "Nguyễn Thị Lan\t", T0 + MIN, record, NULL), 1);
+	CHECK_STR(rec[0].who, "Nguyễn Thị Lan?");
+	CHECK(strncmp(rec[0].message_vi, "Đã xác nhận bởi Nguyễn Thị Lan?: ", 44) == 0);
+	alert_engine_free(e);
+	e = alert_engine_new(r);
+	feed(e, "DT-W01", "s1", "salinity", T0, 5, AGRI_Q_OK, T0);
+	n_rec = 0;
+	/* 21 x "ễ" (3 bytes) = 63 bytes: the 64-byte field holds 21 of 22. */
+	CHECK_INT(alert_engine_ack(e, "sal/DT-W01/s1",
+				   "ễễễễễễễễễễễễễễễễễễễễễễ", T0 + MIN, record, NULL), 1);
+	CHECK_STR(rec[0].who, "ễễễễễễễễễễễễễễễễễễễễễ");
 	feed(e, "DT-W01", "s1", "salinity", T0 + 2 * MIN, 1, AGRI_Q_OK, T0 + 2 * MIN);
 	CHECK_INT(n_rec, 1);
 	CHECK_INT(rec[0].event, ALERT_EV_CLEARED);

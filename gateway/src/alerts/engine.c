@@ -502,13 +502,17 @@ static int parse_key(const struct alert_engine *eng, const char *id, int *rule,
 	return 0;
 }
 
+/* Who acknowledged, as given (the API hands over checked UTF-8: "Nguyễn
+ * Thị Lan" stays so); control characters become '?' and a cut never
+ * splits a character. */
 static void who_copy(char *dst, size_t len, const char *who)
 {
 	size_t i = 0;
 
 	for (; who && who[i] && i < len - 1; i++)
-		dst[i] = (who[i] >= 0x20 && who[i] < 0x7f) ? who[i] : '?';
+		dst[i] = ((unsigned char)who[i] < 0x20 || who[i] == 0x7f) ? '?' : who[i];
 	dst[i] = '\0';
+	alert_text_utf8_trim(dst);
 }
 
 int alert_engine_ack(struct alert_engine *eng, const char *id, const char *who,
