@@ -1,6 +1,5 @@
 # Embeds gateway/www/* (the dashboard: no build step, no third-party code)
-# into agri_gateway as C arrays, links libmicrohttpd for src/http/server.c and
-# adds the dashboard's own endpoint (src/http/api_today.c).
+# into agri_gateway as C arrays and links libmicrohttpd for src/http/server.c.
 # Included at the end of gateway/CMakeLists.txt:
 #   include(${CMAKE_CURRENT_SOURCE_DIR}/www/embed.cmake)
 # Run as a script (cmake -P) it writes the C file: -DOUT=... -DFILES=a|b
@@ -71,5 +70,5 @@ add_custom_command(OUTPUT ${AGRI_WWW_C}
           -P ${CMAKE_CURRENT_LIST_DIR}/embed.cmake
   DEPENDS ${AGRI_WWW_FILES} ${CMAKE_CURRENT_LIST_DIR}/embed.cmake
   COMMENT "Embedding the dashboard (gateway/www)" VERBATIM)
-target_sources(agri_gateway PRIVATE ${AGRI_WWW_C} ${CMAKE_CURRENT_LIST_DIR}/../src/http/api_today.c)
+target_sources(agri_gateway PRIVATE ${AGRI_WWW_C})
 target_link_libraries(agri_gateway PUBLIC PkgConfig::MHD)
