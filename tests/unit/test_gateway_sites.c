@@ -1,0 +1,129 @@
+/*
+ * gateway.json's optional "sites" section (docs/gateway.md): names,
+ * districts and crops for people, keyed by station id. Loaded through
+ * gateway_config_load(), so what is checked is what the gateway starts
+ * with: the good cases keep UTF-8 names as written, every bad one is
+ * refused with the field and the reason (the caller names the file).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test.h"
+#include "agri/buf.h"
+#include "gateway/config.h"
+
+static char dir[] = "/tmp/gw-sites-XXXXXX";
+
+/* Loads a config whose "sites" member is the JSON text given. Returns 0
+ * or the error "path: reason" in msg. */
+static int load(const char *sites, struct gateway_config *cfg, char *msg, size_t len)
+{
+	char path[256];
+	struct agri_err err;
+	FILE *f;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/gw.json", dir);
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	fprintf(f, "{\"broker\":{\"url\":\"tcp://127.0.0.1:1883\"},\"db\":{\"path\":\"x.db\"},"
+		   "\"sites\":%s}", sites);
+	fclose(f);
+	memset(&err, 0, sizeof(err));
+	rc = gateway_config_load(path, cfg, &err);
+	msg[0] = '\0';
+	if (rc < 0)
+		agri_err_format(&err, msg, len);
+	return rc;
+}
+
+static void test_good(struct gateway_config *cfg)
+{
+	char msg[512];
+
+	CHECK_INT(load("{\"DT-W01\":{\"name\":\"Cửa Tiểu (Tân Thành)\",\"district\":\"Gò Công Đông\","
+		       "\"crops\":[\"rice\",\"durian\"]},\"DT-I07\":{\"name\":\"Tháp Mười 2\"}}",
+		       cfg, msg, sizeof(msg)), 0);
+	CHECK_INT((int)cfg->sites.n, 2);
+	CHECK_STR(cfg->sites.site[0].station, "DT-W01");
+	CHECK_STR(cfg->sites.site[0].name, "Cửa Tiểu (Tân Thành)");
+	CHECK_STR(cfg->sites.site[0].district, "Gò Công Đông");
+	CHECK_INT((int)cfg->sites.site[0].n_crops, 2);
+	CHECK_STR(cfg->sites.site[0].crops[1], "durian");
+	CHECK_STR(cfg->sites.site[1].district, "");
+	CHECK_INT((int)cfg->sites.site[1].n_crops, 0);
+	/* null and {} both mean: no names. */
+	CHECK_INT(load("null", cfg, msg, sizeof(msg)), 0);
+	CHECK_INT((int)cfg->sites.n, 0);
+	CHECK_INT(load("{}", cfg, msg, sizeof(msg)), 0);
+	CHECK_INT((int)cfg->sites.n, 0);
+}
+
+static void test_bad(struct gateway_config *cfg)
+{
+	static const struct {
+		const char *sites;
+		const char *err; /* part of the refusal */
+	} t[] = {
+		{"[]", "sites: expected an object keyed by station id"},
+		{"{\"DT W01\":{\"name\":\"x\"}}", "not a station id"},
+		{"{\"DT-W01\":{\"district\":\"x\"}}", "sites.DT-W01.name"},
+		{"{\"DT-W01\":{\"name\":\"\"}}", "sites.DT-W01"},
+		{"{\"DT-W01\":{\"name\":\"a\\u0007b\"}}", "control characters"},
+		{"{\"DT-W01\":{\"name\":\"x\",\"district\":\"a\\nb\"}}", "control characters"},
+		{"{\"DT-W01\":{\"name\":\"x\"},\"DT-W01\":{\"name\":\"y\"}}", "given twice"},
+		{"{\"DT-W01\":{\"name\":\"x\",\"crops\":\"rice\"}}", "sites.DT-W01.crops"},
+		{"{\"DT-W01\":{\"name\":\"x\",\"crops\":[\"rice paddy\"]}}", "sites.DT-W01.crops[0]"},
+		{"{\"DT-W01\":{\"name\":\"x\",\"crops\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\"]}}",
+		 "more than 6 entries"},
+		{"{\"DT-W01\":{\"name\":\"x\",\"colour\":\"red\"}}", "colour"},
+	};
+	char msg[512];
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		CHECK(load(t[i].sites, cfg, msg, sizeof(msg)) < 0);
+		if (!strstr(msg, t[i].err))
+			fprintf(stderr, "case %zu: %s\n", i, msg);
+		CHECK(strstr(msg, t[i].err) != NULL);
+	}
+}
+
+/* More sites than the gateway holds is refused, not cut. */
+static void test_too_many(struct gateway_config *cfg)
+{
+	size_t cap = (GW_SITES_MAX + 1) * 40 + 16, pos = 0;
+	char *s = malloc(cap), msg[512];
+
+	if (!s) {
+		CHECK(0);
+		return;
+	}
+	pos += (size_t)snprintf(s + pos, cap - pos, "{");
+	for (int i = 0; i <= GW_SITES_MAX; i++)
+		pos += (size_t)snprintf(s + pos, cap - pos, "%s\"S%03d\":{\"name\":\"n\"}",
+					i ? "," : "", i);
+	snprintf(s + pos, cap - pos, "}");
+	CHECK(load(s, cfg, msg, sizeof(msg)) < 0);
+	CHECK(strstr(msg, "more than 256 sites") != NULL);
+	free(s);
+}
+
+int main(void)
+{
+	struct gateway_config *cfg = calloc(1, sizeof(*cfg));
+	char path[256];
+
+	if (!cfg || !mkdtemp(dir))
+		return 1;
+	test_good(cfg);
+	test_bad(cfg);
+	test_too_many(cfg);
+	snprintf(path, sizeof(path), "%s/gw.json", dir);
+	unlink(path);
+	rmdir(dir);
+	free(cfg);
+	return test_main("test_gateway_sites");
+}
