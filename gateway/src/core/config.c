@@ -25,12 +25,13 @@
 #include "agri/util.h"
 
 #define CFG_FILE_MAX (1024 * 1024)
-#define OFF(m) offsetof(struct gateway_config, m)
-#define SZ(m) sizeof(((struct gateway_config *)0)->m)
-#define STR(k, m, req) {.key = k, .type = AGRI_CFG_STR, .required = req, .offset = OFF(m), .size = SZ(m)}
-#define INT(k, m, lo, hi) {.key = k, .type = AGRI_CFG_INT, .offset = OFF(m), .min = lo, .max = hi}
-#define BOOL(k, m) {.key = k, .type = AGRI_CFG_BOOL, .offset = OFF(m)}
-#define SECTION(k, fn, req) {.key = k, .type = AGRI_CFG_CUSTOM, .required = req, .offset = 0, .parse = fn}
+/* Every section's rows are relative to the whole config (agri/json.h's
+ * dialect, shortened for the tables below). */
+#define GW struct gateway_config
+#define STR(k, m, req) AGRI_FIELD_STR(GW, k, m, req)
+#define INT(k, m, lo, hi) AGRI_FIELD_INT(GW, k, m, lo, hi)
+#define BOOL(k, m) AGRI_FIELD_BOOL(GW, k, m)
+#define SECTION(k, fn, req) AGRI_FIELD_SECTION(k, fn, req)
 
 void gateway_config_defaults(struct gateway_config *c)
 {
@@ -115,72 +116,24 @@ static int parse_db(const cJSON *item, void *cfg, const char *path,
 }
 
 static const struct agri_cfg_field webhook_fields[] = {
-	{.key = "name", .type = AGRI_CFG_STR, .required = true,
-	 .offset = offsetof(struct gateway_webhook, name), .size = GW_NAME_MAX},
-	{.key = "url", .type = AGRI_CFG_STR, .required = true,
-	 .offset = offsetof(struct gateway_webhook, url), .size = GW_URL_MAX},
+	AGRI_FIELD_STR(struct gateway_webhook, "name", name, true),
+	AGRI_FIELD_STR(struct gateway_webhook, "url", url, true),
 };
 
-static int parse_webhooks(const cJSON *item, void *cfgp, const char *path,
-			  struct agri_err *err)
+static const struct agri_cfg_array webhooks_array = {
+	.fields = webhook_fields, .n_fields = AGRI_ARRAY_SIZE(webhook_fields),
+	.elem_size = sizeof(struct gateway_webhook), .max = GW_WEBHOOKS_MAX, .what = "webhooks",
+};
+
+/* Lists of strings: each element a non-empty string read whole, then
+ * accepted by one of these checks (its noun in the error). */
+static int want(const void *elem, bool (*ok)(const char *), const char *noun,
+		const char *path, struct agri_err *err)
 {
-	struct gateway_config *cfg = cfgp;
-	char sub[AGRI_ERR_PATH_MAX];
-	const cJSON *e;
-	int i = 0, rc;
-
-	if (!cJSON_IsArray(item)) {
-		agri_err_set(err, path, "expected an array");
-		return -EINVAL;
-	}
-	cJSON_ArrayForEach(e, item) {
-		if (i >= GW_WEBHOOKS_MAX) {
-			agri_err_set(err, path, "more than %d webhooks", GW_WEBHOOKS_MAX);
-			return -EINVAL;
-		}
-		agri_path_index(sub, sizeof(sub), path, i);
-		rc = agri_cfg_read(e, sub, webhook_fields, AGRI_ARRAY_SIZE(webhook_fields),
-				   &cfg->notify.webhooks[i], false, err);
-		if (rc < 0)
-			return rc;
-		i++;
-	}
-	cfg->notify.n_webhooks = (size_t)i;
-	return 0;
-}
-
-/* Reads a JSON array of strings into out (max entries of size bytes),
- * each accepted by ok(); what names one entry in errors. */
-static int read_string_list(const cJSON *item, const char *path, char *out, size_t size,
-			    size_t max, size_t *n, bool (*ok)(const char *), const char *what,
-			    struct agri_err *err)
-{
-	char sub[AGRI_ERR_PATH_MAX];
-	const cJSON *e;
-	size_t i = 0;
-
-	if (!cJSON_IsArray(item)) {
-		agri_err_set(err, path, "expected an array of strings (each %s %s)",
-			     strchr("aeiou", what[0]) ? "an" : "a", what);
-		return -EINVAL;
-	}
-	cJSON_ArrayForEach(e, item) {
-		agri_path_index(sub, sizeof(sub), path, (int)i);
-		if (i >= max) {
-			agri_err_set(err, sub, "more than %zu entries", max);
-			return -EINVAL;
-		}
-		if (!cJSON_IsString(e) || !e->valuestring[0] || strlen(e->valuestring) >= size ||
-		    !ok(e->valuestring)) {
-			agri_err_set(err, sub, "expected %s %s", strchr("aeiou", what[0]) ? "an" : "a",
-				     what);
-			return -EINVAL;
-		}
-		snprintf(out + i * size, size, "%s", e->valuestring);
-		i++;
-	}
-	*n = i;
-	return 0;
+	if (((const char *)elem)[0] && ok(elem))
+		return 0;
+	agri_err_set(err, path, "expected %s", noun);
+	return -EINVAL;
 }
 
 static bool is_email(const char *s)
@@ -193,20 +146,49 @@ static bool is_phone(const char *s)
 	return strspn(s, "+0123456789") == strlen(s);
 }
 
-static int parse_smtp_to(const cJSON *item, void *cfgp, const char *path,
-			 struct agri_err *err)
+static int check_email(const cJSON *it, void *elem, const char *path, struct agri_err *err)
 {
-	struct gateway_config *c = cfgp;
-
-	return read_string_list(item, path, c->notify.smtp.to[0], sizeof(c->notify.smtp.to[0]),
-				GW_SMTP_TO_MAX, &c->notify.smtp.n_to, is_email, "e-mail address", err);
+	(void)it;
+	return want(elem, is_email, "an e-mail address", path, err);
 }
+
+static int check_phone(const cJSON *it, void *elem, const char *path, struct agri_err *err)
+{
+	(void)it;
+	return want(elem, is_phone, "a phone number (+84...)", path, err);
+}
+
+static int check_ident(const cJSON *it, void *elem, const char *path, struct agri_err *err)
+{
+	(void)it;
+	return want(elem, agri_ident_valid, "a name ([a-z0-9_-])", path, err);
+}
+
+/* The value row of a list of char[n]: the element itself. */
+#define STRING_VALUE(n) (&(const struct agri_cfg_field){.type = AGRI_CFG_STR, .size = (n)})
+#define ELEM_SIZE(m) sizeof(((GW *)0)->m[0])
+#define ELEMS(m) AGRI_ARRAY_SIZE(((GW *)0)->m)
+
+static const struct agri_cfg_array smtp_to_array = {
+	.value = STRING_VALUE(ELEM_SIZE(notify.smtp.to)), .elem_size = ELEM_SIZE(notify.smtp.to),
+	.min = 1, .max = ELEMS(notify.smtp.to), .what = "e-mail addresses", .check = check_email,
+};
+
+static const struct agri_cfg_array sms_to_array = {
+	.value = STRING_VALUE(ELEM_SIZE(notify.sms.to)), .elem_size = ELEM_SIZE(notify.sms.to),
+	.min = 1, .max = ELEMS(notify.sms.to), .what = "phone numbers", .check = check_phone,
+};
+
+static const struct agri_cfg_array forecast_notify_array = {
+	.value = STRING_VALUE(ELEM_SIZE(forecast.notify)), .elem_size = ELEM_SIZE(forecast.notify),
+	.max = ELEMS(forecast.notify), .what = "channel names", .check = check_ident,
+};
 
 static const struct agri_cfg_field smtp_fields[] = {
 	STR("name", notify.smtp.name, true),
 	STR("url", notify.smtp.url, true),
 	STR("from", notify.smtp.from, true),
-	SECTION("to", parse_smtp_to, true),
+	AGRI_FIELD_ARRAY(GW, "to", notify.smtp.to, notify.smtp.n_to, &smtp_to_array, true),
 	STR("username", notify.smtp.username, false),
 	STR("password_file", notify.smtp.password_file, false),
 	STR("tls", notify.smtp.tls, false),
@@ -224,22 +206,13 @@ static int parse_smtp(const cJSON *item, void *cfgp, const char *path,
 	return read_section(item, cfg, path, err, smtp_fields, AGRI_ARRAY_SIZE(smtp_fields));
 }
 
-static int parse_sms_to(const cJSON *item, void *cfgp, const char *path,
-			struct agri_err *err)
-{
-	struct gateway_config *c = cfgp;
-
-	return read_string_list(item, path, c->notify.sms.to[0], sizeof(c->notify.sms.to[0]),
-				GW_SMS_TO_MAX, &c->notify.sms.n_to, is_phone, "phone number (+84...)", err);
-}
-
 static const struct agri_cfg_field sms_fields[] = {
 	STR("name", notify.sms.name, true),
 	STR("url", notify.sms.url, true),
 	STR("method", notify.sms.method, false),
 	STR("body", notify.sms.body, false),
 	STR("content_type", notify.sms.content_type, false),
-	SECTION("to", parse_sms_to, true),
+	AGRI_FIELD_ARRAY(GW, "to", notify.sms.to, notify.sms.n_to, &sms_to_array, true),
 	STR("username", notify.sms.username, false),
 	STR("password_file", notify.sms.password_file, false),
 };
@@ -256,7 +229,7 @@ static int parse_sms(const cJSON *item, void *cfgp, const char *path,
 }
 
 static const struct agri_cfg_field notify_fields[] = {
-	SECTION("webhooks", parse_webhooks, false),
+	AGRI_FIELD_ARRAY(GW, "webhooks", notify.webhooks, notify.n_webhooks, &webhooks_array, false),
 	SECTION("smtp", parse_smtp, false),
 	SECTION("sms", parse_sms, false),
 };
@@ -328,24 +301,15 @@ static int parse_http(const cJSON *item, void *cfgp, const char *path,
 	return read_section(item, cfg, path, err, http_fields, AGRI_ARRAY_SIZE(http_fields));
 }
 
-static int parse_forecast_notify(const cJSON *item, void *cfgp, const char *path,
-				 struct agri_err *err)
-{
-	struct gateway_config *c = cfgp;
-
-	return read_string_list(item, path, c->forecast.notify[0], sizeof(c->forecast.notify[0]),
-				sizeof(c->forecast.notify) / sizeof(c->forecast.notify[0]),
-				&c->forecast.n_notify, agri_ident_valid, "channel name", err);
-}
-
 static const struct agri_cfg_field forecast_fields[] = {
 	BOOL("enabled", forecast.enabled),
-	SECTION("notify", parse_forecast_notify, false),
+	AGRI_FIELD_ARRAY(GW, "notify", forecast.notify, forecast.n_notify, &forecast_notify_array,
+			 false),
 	INT("sow_from_d", forecast.sow_from_d, 0, 60),
 	INT("sow_to_d", forecast.sow_to_d, 0, 60),
 	INT("hatch_from_d", forecast.hatch_from_d, 0, 60),
 	INT("hatch_to_d", forecast.hatch_to_d, 0, 60),
-	{.key = "margin", .type = AGRI_CFG_DOUBLE, .offset = OFF(forecast.margin), .min = 0, .max = 0.5},
+	AGRI_FIELD_DOUBLE(GW, "margin", forecast.margin, 0, 0.5),
 };
 
 static int parse_forecast(const cJSON *item, void *cfg, const char *path,
@@ -397,21 +361,21 @@ static bool site_text_ok(const char *s)
 	return true;
 }
 
-static int parse_site_crops(const cJSON *item, void *sitep, const char *path,
-			    struct agri_err *err)
+static int check_crop(const cJSON *it, void *elem, const char *path, struct agri_err *err)
 {
-	struct gateway_site *s = sitep;
-
-	return read_string_list(item, path, s->crops[0], sizeof(s->crops[0]), GW_SITE_CROPS_MAX,
-				&s->n_crops, agri_ident_valid, "crop key", err);
+	(void)it;
+	return want(elem, agri_ident_valid, "a crop key", path, err);
 }
 
+static const struct agri_cfg_array crops_array = {
+	.value = STRING_VALUE(GW_SITE_CROP_MAX), .elem_size = GW_SITE_CROP_MAX,
+	.max = GW_SITE_CROPS_MAX, .what = "crop keys", .check = check_crop,
+};
+
 static const struct agri_cfg_field site_fields[] = {
-	{.key = "name", .type = AGRI_CFG_STR, .required = true,
-	 .offset = offsetof(struct gateway_site, name), .size = GW_SITE_TEXT_MAX},
-	{.key = "district", .type = AGRI_CFG_STR,
-	 .offset = offsetof(struct gateway_site, district), .size = GW_SITE_TEXT_MAX},
-	{.key = "crops", .type = AGRI_CFG_CUSTOM, .parse = parse_site_crops},
+	AGRI_FIELD_STR(struct gateway_site, "name", name, true),
+	AGRI_FIELD_STR(struct gateway_site, "district", district, false),
+	AGRI_FIELD_ARRAY(struct gateway_site, "crops", crops, n_crops, &crops_array, false),
 };
 
 static int parse_sites(const cJSON *item, void *cfgp, const char *path,

@@ -1,5 +1,7 @@
 /*
- * gateway.json's optional "sites" section (docs/gateway.md): names,
+ * gateway.json's lists and its optional "sites" section (docs/gateway.md):
+ * the webhooks, the SMTP and SMS recipients, the forecast's channels, and
+ * the sites' names,
  * districts and crops for people, keyed by station id. Loaded through
  * gateway_config_load(), so what is checked is what the gateway starts
  * with: the good cases keep UTF-8 names as written, every bad one is
@@ -14,11 +16,11 @@
 #include "agri/buf.h"
 #include "gateway/config.h"
 
-static char dir[] = "/tmp/gw-sites-XXXXXX";
+static char dir[] = "/tmp/gw-config-XXXXXX";
 
-/* Loads a config whose "sites" member is the JSON text given. Returns 0
- * or the error "path: reason" in msg. */
-static int load(const char *sites, struct gateway_config *cfg, char *msg, size_t len)
+/* Loads a config with extra members (JSON text). Returns 0 or the error
+ * "path: reason" in msg. */
+static int load_members(const char *members, struct gateway_config *cfg, char *msg, size_t len)
 {
 	char path[256];
 	struct agri_err err;
@@ -29,8 +31,8 @@ static int load(const char *sites, struct gateway_config *cfg, char *msg, size_t
 	f = fopen(path, "w");
 	if (!f)
 		return -1;
-	fprintf(f, "{\"broker\":{\"url\":\"tcp://127.0.0.1:1883\"},\"db\":{\"path\":\"x.db\"},"
-		   "\"sites\":%s}", sites);
+	fprintf(f, "{\"broker\":{\"url\":\"tcp://127.0.0.1:1883\"},\"db\":{\"path\":\"x.db\"},%s}",
+		members);
 	fclose(f);
 	memset(&err, 0, sizeof(err));
 	rc = gateway_config_load(path, cfg, &err);
@@ -38,6 +40,55 @@ static int load(const char *sites, struct gateway_config *cfg, char *msg, size_t
 	if (rc < 0)
 		agri_err_format(&err, msg, len);
 	return rc;
+}
+
+/* Loads a config whose "sites" member is the JSON text given. */
+static int load(const char *sites, struct gateway_config *cfg, char *msg, size_t len)
+{
+	char members[16384];
+
+	snprintf(members, sizeof(members), "\"sites\":%s", sites);
+	return load_members(members, cfg, msg, len);
+}
+
+static void test_lists(struct gateway_config *cfg)
+{
+	static const struct {
+		const char *members;
+		const char *err; /* part of the refusal, NULL: accepted */
+	} t[] = {
+		{"\"notify\":{\"webhooks\":[{\"name\":\"ops\",\"url\":\"http://127.0.0.1:9/\"}],"
+		 "\"sms\":{\"name\":\"sms\",\"url\":\"http://127.0.0.1:9/\",\"to\":[\"+84901234567\"]}},"
+		 "\"forecast\":{\"notify\":[\"ops\"]}", NULL},
+		{"\"notify\":{\"webhooks\":{}}", "notify.webhooks: expected an array of at most 16 webhooks"},
+		{"\"notify\":{\"webhooks\":[{\"name\":\"ops\"}]}", "notify.webhooks[0].url"},
+		{"\"notify\":{\"webhooks\":[{\"name\":\"ops\",\"url\":\"http://x/\",\"x\":1}]}",
+		 "notify.webhooks[0].x"},
+		{"\"notify\":{\"sms\":{\"name\":\"s\",\"url\":\"http://127.0.0.1:9/\",\"to\":[]}}",
+		 "notify.sms.to: expected an array of 1 to"},
+		{"\"notify\":{\"sms\":{\"name\":\"s\",\"url\":\"http://127.0.0.1:9/\","
+		 "\"to\":[\"+8490\",\"lan\"]}}", "notify.sms.to[1]: expected a phone number"},
+		{"\"notify\":{\"smtp\":{\"name\":\"m\",\"url\":\"smtp://127.0.0.1:25\",\"from\":\"a@b\","
+		 "\"tls\":\"none\",\"to\":[\"\"]}}", "notify.smtp.to[0]: expected an e-mail address"},
+		{"\"notify\":{\"smtp\":{\"name\":\"m\",\"url\":\"smtp://127.0.0.1:25\",\"from\":\"a@b\","
+		 "\"tls\":\"none\",\"to\":[7]}}", "notify.smtp.to[0]: expected a string"},
+		{"\"forecast\":{\"notify\":[\"Ops Room\"]}", "forecast.notify[0]: expected a name"},
+	};
+	char msg[512];
+
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(t); i++) {
+		int rc = load_members(t[i].members, cfg, msg, sizeof(msg));
+
+		if (t[i].err ? (rc == 0 || !strstr(msg, t[i].err)) : rc != 0)
+			fprintf(stderr, "case %zu: %s\n", i, msg);
+		CHECK(t[i].err ? rc < 0 && strstr(msg, t[i].err) : rc == 0);
+	}
+	CHECK_INT(load_members(t[0].members, cfg, msg, sizeof(msg)), 0);
+	CHECK_INT((int)cfg->notify.n_webhooks, 1);
+	CHECK_STR(cfg->notify.webhooks[0].url, "http://127.0.0.1:9/");
+	CHECK_INT((int)cfg->notify.sms.n_to, 1);
+	CHECK_STR(cfg->notify.sms.to[0], "+84901234567");
+	CHECK_INT((int)cfg->forecast.n_notify, 1);
 }
 
 static void test_good(struct gateway_config *cfg)
@@ -78,12 +129,12 @@ static void test_bad(struct gateway_config *cfg)
 		{"{\"DT-W01\":{\"name\":\"x\",\"crops\":\"rice\"}}", "sites.DT-W01.crops"},
 		{"{\"DT-W01\":{\"name\":\"x\",\"crops\":[\"rice paddy\"]}}", "sites.DT-W01.crops[0]"},
 		{"{\"DT-W01\":{\"name\":\"x\",\"crops\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\"]}}",
-		 "more than 6 entries"},
+		 "expected an array of at most 6 crop keys"},
 		{"{\"DT-W01\":{\"name\":\"x\",\"colour\":\"red\"}}", "colour"},
 	};
 	char msg[512];
 
-	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(t); i++) {
 		CHECK(load(t[i].sites, cfg, msg, sizeof(msg)) < 0);
 		if (!strstr(msg, t[i].err))
 			fprintf(stderr, "case %zu: %s\n", i, msg);
@@ -118,6 +169,7 @@ int main(void)
 
 	if (!cfg || !mkdtemp(dir))
 		return 1;
+	test_lists(cfg);
 	test_good(cfg);
 	test_bad(cfg);
 	test_too_many(cfg);
@@ -125,5 +177,5 @@ int main(void)
 	unlink(path);
 	rmdir(dir);
 	free(cfg);
-	return test_main("test_gateway_sites");
+	return test_main("test_gateway_config");
 }
