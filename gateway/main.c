@@ -13,13 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agri/exit.h"
 #include "agri/log.h"
 #include "gateway/config.h"
 #include "gateway/gateway.h"
 
-#define EX_USAGE_BAD 2
-#define EX_CONFIG 78
-#define EX_DATAERR_ 65
 #define STOP_BUDGET_MS 3500 /* of the 5 s a SIGTERM allows */
 
 static volatile sig_atomic_t stop_flag;
@@ -82,7 +80,7 @@ int main(int argc, char **argv)
 		case 'l':
 			if (log_level_parse(optarg, &lvl) < 0) {
 				fprintf(stderr, "agri-gateway: bad --log-level '%s' (error, warn, info, debug)\n", optarg);
-				return EX_USAGE_BAD;
+				return AGRI_EXIT_USAGE;
 			}
 			log_set_level(lvl);
 			break;
@@ -94,24 +92,24 @@ int main(int argc, char **argv)
 			return 0;
 		case ':':
 			fprintf(stderr, "agri-gateway: option '%s' needs a value\n", argv[optind - 1]);
-			return EX_USAGE_BAD;
+			return AGRI_EXIT_USAGE;
 		default:
 			fprintf(stderr, "agri-gateway: unknown option '%s' (try --help)\n", argv[optind - 1]);
-			return EX_USAGE_BAD;
+			return AGRI_EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "agri-gateway: unexpected argument '%s' (try --help)\n", argv[optind]);
-		return EX_USAGE_BAD;
+		return AGRI_EXIT_USAGE;
 	}
 	if (!config) {
 		fprintf(stderr, "agri-gateway: --config FILE is required (try --help)\n");
-		return EX_USAGE_BAD;
+		return AGRI_EXIT_USAGE;
 	}
 	if (gateway_config_load(config, &cfg, &err) < 0) {
 		agri_err_format(&err, msg, sizeof(msg));
 		fprintf(stderr, "%s: %s\n", config, msg);
-		return EX_CONFIG;
+		return AGRI_EXIT_CONFIG;
 	}
 
 	/* Messages are allocated on paho's thread and freed on the writer's:
@@ -130,7 +128,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s\n", why);
 		else
 			log_error("gateway", "%s", why); /* journald: priority 3 */
-		return rc == -EINVAL ? EX_CONFIG : 1;
+		return rc == -EINVAL ? AGRI_EXIT_CONFIG : AGRI_EXIT_FAIL;
 	}
 	if (import) {
 		n = gateway_import(gw, import, why, sizeof(why));
@@ -138,12 +136,12 @@ int main(int argc, char **argv)
 		if (n < 0)
 			fprintf(stderr, "%s\n", why);
 		gateway_free(gw);
-		return n < 0 ? (n == -EINVAL ? EX_DATAERR_ : 1) : 0;
+		return n < 0 ? (n == -EINVAL ? AGRI_EXIT_DATAERR : AGRI_EXIT_FAIL) : 0;
 	}
 	if ((rc = gateway_start(gw, why, sizeof(why))) < 0) {
 		log_error("gateway", "%s", why);
 		gateway_free(gw);
-		return 1;
+		return AGRI_EXIT_FAIL;
 	}
 	gateway_run(gw, &stop_flag);
 	log_info("gateway", "stopping");
