@@ -131,6 +131,10 @@ static const char *const migrations[] = {
 	" " RFC3339("r.received_at") " AS received_at, r.why AS why"
 	" FROM readings r JOIN series se ON se.id = r.series_id"
 	" JOIN stations st ON st.id = se.station_id;",
+	/* 4: readings in time order across series (ts, then the key's
+	 * series_id): a wide /api/v1/readings page walks it and stops at its
+	 * limit instead of sorting every row in range (docs/api.md, Cost). */
+	"CREATE INDEX readings_by_ts ON readings(ts);",
 };
 
 #define N_MIGRATIONS (AGRI_ARRAY_SIZE(migrations))
