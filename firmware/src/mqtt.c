@@ -22,6 +22,7 @@
 #include "agri/topic.h"
 #include "agri/log.h"
 #include "mqtt.h"
+#include "update.h"
 #include "agri/util.h"
 
 #define MQTT_TICKETS 1024
@@ -41,6 +42,7 @@ struct mqtt {
 	char uri[256];
 	char topic_status[AGRI_TOPIC_MAX], topic_ack[AGRI_TOPIC_MAX];
 	char topic_config[AGRI_TOPIC_MAX];
+	char topic_update[AGRI_TOPIC_MAX]; /* update commands (update.h) */
 	char will[128];
 	char password[256];
 	struct mqtt_handlers h;
@@ -102,15 +104,15 @@ static void on_connect_ok(void *ctx, MQTTAsync_successData *r)
 {
 	struct mqtt *m = ctx;
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-	char *topics[2] = {m->topic_ack, m->topic_config};
-	int qos[2] = {1, 1}, rc;
+	char *topics[3] = {m->topic_ack, m->topic_config, m->topic_update};
+	int qos[3] = {1, 1, 1}, rc;
 
 	(void)r;
 	util_tcp_nodelay_to(m->uri); /* batches and acks: no Nagle delay */
 	ro.onSuccess = on_sub_ok;
 	ro.onFailure = on_sub_fail;
 	ro.context = m;
-	rc = MQTTAsync_subscribeMany(m->client, 2, topics, qos, &ro);
+	rc = MQTTAsync_subscribeMany(m->client, 3, topics, qos, &ro);
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_error("mqtt", "subscribe failed rc=%d", rc);
 		MQTTAsync_disconnect(m->client, NULL);
@@ -182,6 +184,7 @@ struct mqtt *mqtt_new(const struct station_config *cfg, const struct mqtt_handle
 			 AGRI_TOPIC_ACK, cfg->station);
 	agri_topic_build(m->topic_config, sizeof(m->topic_config), cfg->broker.topic_prefix,
 			 AGRI_TOPIC_CONFIG, cfg->station);
+	update_topic(cfg, m->topic_update, sizeof(m->topic_update));
 	{
 		/* The Last Will: the status message's minimal offline form. */
 		struct agri_status off = {.online = false};

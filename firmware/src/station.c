@@ -40,6 +40,7 @@
 #include "spool.h"
 #include "station.h"
 #include "trust.h"
+#include "update.h"
 #include "agri/util.h"
 
 #define RING_CAP (2 * AGRI_BATCH_MAX_READINGS)
@@ -80,6 +81,9 @@ struct station {
 	bool cfg_pending;
 	bool ev_connected, ev_lost;
 	char lost_why[160];
+	char *upd_msg;      /* an update command from paho (update.h) */
+	size_t upd_len;
+	bool upd_pending, ev_update;
 
 	/* main thread only */
 	struct agri_reading *batch;
@@ -102,6 +106,9 @@ struct station {
 	bool status_dirty;
 	int wd_fd;
 	int64_t sd_wd_every_ms, next_sd_wd;
+	struct update *update; /* NULL when update.json is broken (logged) */
+	char *upd_work;
+	uint64_t spool_writes; /* batches spooled since start (health check) */
 };
 
 /* ---- systemd notify, without libsystemd ---- */
@@ -188,6 +195,7 @@ static int station_seal(struct station *st)
 					  strerror(-rc));
 				return rc;
 			}
+			st->spool_writes++;
 			log_debug("station", "sealed seq=%" PRIu64 " readings=%zu bytes=%d", t.seq, n,
 				  len);
 		}
@@ -243,7 +251,18 @@ static void on_message(void *ctx, const char *topic, const void *payload, size_t
 	struct station *st = ctx;
 	struct agri_err err = {{0}, {0}};
 
-	if (topic_ends(topic, "config") && !topic_ends(topic, "config/ack")) {
+	if (topic_ends(topic, "update")) {
+		if (len > UPDATE_CMD_MAX) {
+			log_warn("station", "update command too large bytes=%zu", len);
+			return;
+		}
+		pthread_mutex_lock(&st->lock);
+		memcpy(st->upd_msg, payload, len);
+		st->upd_len = len;
+		st->upd_pending = true;
+		pthread_cond_signal(&st->cond);
+		pthread_mutex_unlock(&st->lock);
+	} else if (topic_ends(topic, "config") && !topic_ends(topic, "config/ack")) {
 		if (len == 0)
 			return; /* retained config cleared */
 		if (len > STATION_CONFIG_MAX_BYTES) {
@@ -361,6 +380,9 @@ static void station_publish_status(struct station *st, bool online)
 		log_error("station", "cannot encode status rc=%d", len);
 		return;
 	}
+	if (st->update && online)
+		len = (int)update_status_append(st->update, st->status_buf, (size_t)len,
+						sizeof(st->status_buf));
 	if (mqtt_publish(st->mqtt, st->topic_status, st->status_buf, (size_t)len, true,
 			 false) == 0) {
 		st->status_dirty = false;
@@ -606,6 +628,47 @@ static void station_take_config(struct station *st)
 	station_apply_config(st, st->cfg_work, len);
 }
 
+/* Update agent (update.h): its wake hook (worker thread), the command
+ * paho queued, and a turn of its state machine with the health it asks. */
+static void station_update_wake(void *ctx)
+{
+	struct station *st = ctx;
+
+	pthread_mutex_lock(&st->lock);
+	st->ev_update = true;
+	pthread_cond_signal(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+}
+
+static void station_update(struct station *st, int64_t now)
+{
+	struct update_health h = {.connected = st->link == LINK_UP,
+				  .spool_ok = st->spool_writes > 0, .sensors_read = true};
+	size_t len = 0;
+	int r;
+
+	pthread_mutex_lock(&st->lock);
+	if (st->upd_pending) {
+		len = st->upd_len;
+		memcpy(st->upd_work, st->upd_msg, len);
+		st->upd_pending = false;
+	}
+	st->ev_update = false;
+	pthread_mutex_unlock(&st->lock);
+	if (!st->update)
+		return;
+	if (len)
+		update_command(st->update, st->upd_work, len);
+	for (size_t i = 0; i < st->cfg->n_sensors; i++)
+		if (atomic_load(&st->stats[i].reads_ok) == 0)
+			h.sensors_read = false;
+	r = update_tick(st->update, &h);
+	if (r & UPDATE_DIRTY)
+		st->status_dirty = true;
+	if (r & UPDATE_WANT_SEAL)
+		st->next_seal = now; /* the health check waits for a spool write */
+}
+
 static void station_check_maint(struct station *st)
 {
 	char path[STATION_PATH_MAX + 16];
@@ -675,7 +738,8 @@ static void station_wait(struct station *st, int64_t until)
 	util_deadline(&ts, CLOCK_MONOTONIC, wait);
 	pthread_mutex_lock(&st->lock);
 	if (!atomic_load(&st->stop) && !st->ev_connected && !st->ev_lost && !st->cfg_pending &&
-	    st->n_ackq == 0 && st->ring_n < AGRI_BATCH_MAX_READINGS)
+	    !st->upd_pending && !st->ev_update && st->n_ackq == 0 &&
+	    st->ring_n < AGRI_BATCH_MAX_READINGS)
 		pthread_cond_timedwait(&st->cond, &st->lock, &ts);
 	pthread_mutex_unlock(&st->lock);
 }
@@ -707,6 +771,7 @@ int station_run(struct station *st)
 		station_link_events(st, now);
 		station_take_acks(st);
 		station_take_config(st);
+		station_update(st, now);
 		station_check_maint(st);
 		pthread_mutex_lock(&st->lock);
 		ring_n = st->ring_n;
@@ -727,6 +792,8 @@ int station_run(struct station *st)
 		until = now + ((st->wd_fd >= 0 || st->sd_wd_every_ms) ? 1000 : 5000);
 		if (st->next_seal < until)
 			until = st->next_seal;
+		if (st->update)
+			until = now + update_next_ms(st->update, until - now);
 		if (st->link == LINK_DOWN && st->reconnect_at < until)
 			until = st->reconnect_at;
 		if (st->link == LINK_UP) {
@@ -792,8 +859,10 @@ int station_new(struct station_config *cfg, const char *config_path, struct stat
 	st->cfg_msg = malloc(STATION_CONFIG_MAX_BYTES);
 	st->cfg_work = malloc(STATION_CONFIG_MAX_BYTES);
 	st->cfg_doc = malloc(STATION_CONFIG_MAX_BYTES);
+	st->upd_msg = malloc(UPDATE_CMD_MAX);
+	st->upd_work = malloc(UPDATE_CMD_MAX);
 	if (!st->cand || !st->ring || !st->batch || !st->buf || !st->cfg_msg || !st->cfg_work ||
-	    !st->cfg_doc) {
+	    !st->cfg_doc || !st->upd_msg || !st->upd_work) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -819,6 +888,18 @@ int station_new(struct station_config *cfg, const char *config_path, struct stat
 		rc = -EINVAL;
 		goto fail;
 	}
+	{
+		struct agri_err uerr = {{0}, {0}};
+		char msg[AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 8];
+
+		/* A broken update.json must not stop the readings: the station
+		 * runs with updates off and says why. */
+		if (update_open(config_path, cfg, station_update_wake, st, &st->update, &uerr) < 0) {
+			agri_err_format(&uerr, msg, sizeof(msg));
+			log_error("station", "updates off: %s: %s", UPDATE_FILE, msg);
+			st->update = NULL;
+		}
+	}
 	st->link = LINK_DOWN;
 	*out = st;
 	return 0;
@@ -832,6 +913,7 @@ void station_free(struct station *st)
 {
 	if (!st)
 		return;
+	update_free(st->update);
 	mqtt_free(st->mqtt);
 	spool_close(st->spool);
 	free(st->cfg);
@@ -842,6 +924,8 @@ void station_free(struct station *st)
 	free(st->cfg_msg);
 	free(st->cfg_work);
 	free(st->cfg_doc);
+	free(st->upd_msg);
+	free(st->upd_work);
 	pthread_cond_destroy(&st->cond);
 	pthread_cond_destroy(&st->space);
 	pthread_mutex_destroy(&st->lock);
