@@ -534,21 +534,65 @@ int agri_telemetry_encode(const struct agri_telemetry *t, char *buf,
 
 /* ---- status ---- */
 
+#define SH struct agri_sensor_health
 static const struct agri_cfg_field sensor_fields[] = {
-	AGRI_FIELD_CUSTOM(struct agri_sensor_health, "name", name, parse_ident, true),
-	AGRI_FIELD_CUSTOM(struct agri_sensor_health, "profile", profile, parse_ident, false),
-	AGRI_FIELD(struct agri_sensor_health, "reads_ok", AGRI_CFG_UINT, reads_ok, false),
-	AGRI_FIELD(struct agri_sensor_health, "reads_failed", AGRI_CFG_UINT, reads_failed, false),
-	AGRI_FIELD(struct agri_sensor_health, "timeouts", AGRI_CFG_UINT, timeouts, false),
-	AGRI_FIELD(struct agri_sensor_health, "crc_errors", AGRI_CFG_UINT, crc_errors, false),
-	AGRI_FIELD(struct agri_sensor_health, "exceptions", AGRI_CFG_UINT, exceptions, false),
+	AGRI_FIELD_CUSTOM(SH, "name", name, parse_ident, true),
+	AGRI_FIELD_CUSTOM(SH, "profile", profile, parse_ident, false),
+	AGRI_FIELD(SH, "reads_ok", AGRI_CFG_UINT, reads_ok, false),
+	AGRI_FIELD(SH, "reads_failed", AGRI_CFG_UINT, reads_failed, false),
+	AGRI_FIELD(SH, "timeouts", AGRI_CFG_UINT, timeouts, false),
+	AGRI_FIELD(SH, "crc_errors", AGRI_CFG_UINT, crc_errors, false),
+	AGRI_FIELD(SH, "exceptions", AGRI_CFG_UINT, exceptions, false),
+	AGRI_FIELD_CUSTOM(SH, "last_ok", last_ok_ms, parse_time, false),
+	AGRI_FIELD_STR(SH, "last_error", last_error, false),
+	AGRI_FIELD_CUSTOM(SH, "last_error_at", last_error_ms, parse_time, false),
+	AGRI_FIELD_BOOL(SH, "maintenance", maintenance),
 };
+#undef SH
 
 static const struct agri_cfg_array sensors_array = {
 	.fields = sensor_fields, .n_fields = AGRI_ARRAY_SIZE(sensor_fields),
 	.elem_size = sizeof(struct agri_sensor_health), .max = AGRI_STATUS_SENSORS_MAX,
 	.what = "sensors", .allow_unknown = true,
 };
+
+static int parse_bus_state(const cJSON *item, void *field, const char *path,
+			   struct agri_err *err)
+{
+	static const char *const states[] = {"down", "open"};
+	int i;
+
+	if (parse_enum(item, states, 2, "\"open\" or \"down\"", &i, path, err))
+		return -EINVAL;
+	*(bool *)field = i;
+	return 0;
+}
+
+#define BH struct agri_bus_health
+static const struct agri_cfg_field bus_fields[] = {
+	AGRI_FIELD_CUSTOM(BH, "name", name, parse_ident, true),
+	AGRI_FIELD_CUSTOM(BH, "state", open, parse_bus_state, true),
+	AGRI_FIELD_CUSTOM(BH, "since", since_ms, parse_time, false),
+	AGRI_FIELD_STR(BH, "error", error, false),
+};
+#undef BH
+
+static const struct agri_cfg_array buses_array = {
+	.fields = bus_fields, .n_fields = AGRI_ARRAY_SIZE(bus_fields),
+	.elem_size = sizeof(struct agri_bus_health), .max = AGRI_STATUS_BUSES_MAX,
+	.what = "buses", .allow_unknown = true,
+};
+
+/* field is &status->buses. */
+static int parse_buses(const cJSON *item, void *field, const char *path,
+		       struct agri_err *err)
+{
+	struct agri_status *s = container_of(field, struct agri_status, buses);
+
+	if (check_array(item, 0, AGRI_STATUS_BUSES_MAX, "buses", path, err))
+		return -EINVAL;
+	return agri_cfg_read_array(item, path, &buses_array, s->buses, &s->n_buses, err);
+}
 
 /* field is &status->sensors. The count's wording is the messages' own
  * ("must hold 0 to 32 sensors"), checked first. */
@@ -578,6 +622,9 @@ static const struct agri_cfg_field status_fields[] = {
 	AGRI_FIELD_BOOL(struct agri_status, "maintenance", maintenance),
 	AGRI_FIELD_CUSTOM(struct agri_status, "config_signed_by", config_signed_by, parse_ident,
 			  false),
+	AGRI_FIELD_INT(struct agri_status, "probation", probation_version, 0, SAFE_INT_MAX),
+	AGRI_FIELD_CUSTOM(struct agri_status, "spool_oldest", spool_oldest_ms, parse_time, false),
+	AGRI_FIELD_CUSTOM(struct agri_status, "buses", buses, parse_buses, false),
 	AGRI_FIELD_CUSTOM(struct agri_status, "sensors", sensors, parse_sensors, false),
 };
 
@@ -641,6 +688,11 @@ int agri_status_encode(const struct agri_status *s, char *buf, size_t len)
 		w_key(&w, "config_signed_by");
 		agri_buf_json_str(&w, s->config_signed_by);
 	}
+	if (s->probation_version) {
+		w_check(&w, s->probation_version > 0);
+		w_key(&w, "probation");
+		w_uint(&w, (uint64_t)s->probation_version);
+	}
 	if (s->ts_ms) {
 		w_key(&w, "ts");
 		agri_buf_json_time(&w, s->ts_ms);
@@ -653,9 +705,37 @@ int agri_status_encode(const struct agri_status *s, char *buf, size_t len)
 			w_key(&w, counters[i].key);
 			w_uint(&w, v);
 		}
+		if (s->spool_oldest_ms && counters[i].off == offsetof(struct agri_status,
+								       spool_depth)) {
+			w_key(&w, "spool_oldest");
+			agri_buf_json_time(&w, s->spool_oldest_ms);
+		}
 	}
 	if (s->maintenance)
 		agri_buf_puts(&w, ",\"maintenance\":true");
+	w_check(&w, s->n_buses <= AGRI_STATUS_BUSES_MAX);
+	if (s->n_buses && !w.err) {
+		agri_buf_puts(&w, ",\"buses\":[");
+		for (size_t i = 0; i < s->n_buses; i++) {
+			const struct agri_bus_health *b = &s->buses[i];
+
+			w_check(&w, agri_ident_valid(b->name) &&
+				str_fits(b->error, sizeof(b->error)));
+			agri_buf_puts(&w, i ? ",{\"name\":" : "{\"name\":");
+			agri_buf_json_str(&w, b->name);
+			agri_buf_puts(&w, b->open ? ",\"state\":\"open\"" : ",\"state\":\"down\"");
+			if (b->since_ms) {
+				w_key(&w, "since");
+				agri_buf_json_time(&w, b->since_ms);
+			}
+			if (b->error[0]) {
+				w_key(&w, "error");
+				agri_buf_json_str(&w, b->error);
+			}
+			agri_buf_puts(&w, "}");
+		}
+		agri_buf_puts(&w, "]");
+	}
 	if (s->n_sensors && !w.err) {
 		agri_buf_puts(&w, ",\"sensors\":[");
 		for (size_t i = 0; i < s->n_sensors; i++) {
@@ -679,6 +759,21 @@ int agri_status_encode(const struct agri_status *s, char *buf, size_t len)
 			w_uint(&w, h->crc_errors);
 			w_key(&w, "exceptions");
 			w_uint(&w, h->exceptions);
+			if (h->last_ok_ms) {
+				w_key(&w, "last_ok");
+				agri_buf_json_time(&w, h->last_ok_ms);
+			}
+			if (h->last_error[0]) {
+				w_check(&w, str_fits(h->last_error, sizeof(h->last_error)));
+				w_key(&w, "last_error");
+				agri_buf_json_str(&w, h->last_error);
+			}
+			if (h->last_error_ms) {
+				w_key(&w, "last_error_at");
+				agri_buf_json_time(&w, h->last_error_ms);
+			}
+			if (h->maintenance)
+				agri_buf_puts(&w, ",\"maintenance\":true");
 			agri_buf_puts(&w, "}");
 		}
 		agri_buf_puts(&w, "]");

@@ -122,6 +122,16 @@ static const struct {
 	{K_STATUS, "{'v':1,'station':'DT-W01','state':'online','config_version':7,"
 		   "'config_signed_by':'alice'}"},
 	{K_CACK, "{'v':1,'station':'DT-W01','version':7,'result':'applied','signed_by':'alice'}"},
+	/* issue 22: a config on probation, the oldest unacked batch, bus and sensor health */
+	{K_STATUS, "{'v':1,'station':'DT-W01','state':'online','config_version':7,"
+		   "'probation':8,'ts':'2026-11-22T15:04:05.123Z','spool_depth':3,"
+		   "'spool_oldest':'2026-11-22T14:00:00.000Z',"
+		   "'buses':[{'name':'rs485','state':'down','since':'2026-11-22T15:00:00.000Z',"
+		   "'error':'/dev/ttyUSB9: no such device'},{'name':'lan','state':'open'}],"
+		   "'sensors':[{'name':'sonde1','reads_ok':5,'reads_failed':2,'timeouts':2,"
+		   "'crc_errors':0,'exceptions':0,'last_ok':'2026-11-22T15:03:00.000Z',"
+		   "'last_error':'timeout: slave 9 does not answer; other sensors on lan do',"
+		   "'last_error_at':'2026-11-22T15:04:00.000Z','maintenance':true}]}"},
 	{K_CACK, "{'v':1,'station':'DT-W01','version':8,'result':'rejected',"
 		 "'error':'station: this config is for \\\"DT-W02\\\", not this station','signed_by':'Nguyen_Van-A'}"},
 };
@@ -357,6 +367,10 @@ static const struct {
 	 -EBADMSG, "sensors[0].profile", "invalid id"},
 	{K_STATUS, "{'v':1,'station':'DT-W01','state':'online','sensors':{}}", -EBADMSG, "sensors",
 	 "expected an array"},
+	{K_STATUS, "{'v':1,'station':'DT-W01','state':'online','buses':[{'name':'a','state':'up'}]}",
+	 -EBADMSG, "buses[0].state", "expected \"open\" or \"down\""},
+	{K_STATUS, "{'v':1,'station':'DT-W01','state':'online','buses':[{'state':'open'}]}",
+	 -EBADMSG, "buses[0].name", "is required"},
 	{K_STATUS, "{'v':1,'station':'DT-W01','state':'online','state':'offline'}", -EBADMSG, "state",
 	 "duplicate key"},
 	{K_STATUS, "{'v':0,'station':'DT-W01','state':'online'}", -EBADMSG, "v", "unsupported version 0"},

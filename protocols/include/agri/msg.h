@@ -109,6 +109,8 @@ int agri_telemetry_decode(const char *json, size_t len,
 int agri_telemetry_encode(const struct agri_telemetry *t, char *buf,
 			  size_t len);
 
+#define AGRI_STATUS_ERROR_MAX 159 /* bytes of a health reason ("last_error") */
+
 /* Per-sensor health in a status message. */
 struct agri_sensor_health {
 	char name[AGRI_ID_MAX + 1];
@@ -116,9 +118,25 @@ struct agri_sensor_health {
 	uint64_t reads_ok;
 	uint64_t reads_failed;
 	uint64_t timeouts, crc_errors, exceptions;
+	int64_t last_ok_ms;    /* "last_ok": the last good read; 0 when absent */
+	int64_t last_error_ms; /* "last_error_at"; 0 when absent */
+	/* "last_error": the reason of the last failed poll, for people
+	 * ("timeout: slave 3 does not answer; other sensors on lan do"); ""
+	 * when absent. */
+	char last_error[AGRI_STATUS_ERROR_MAX + 1];
+	bool maintenance;      /* "maintenance": this sensor is in maintenance */
+};
+
+/* Per-bus health: whether the link is open, and why not. */
+struct agri_bus_health {
+	char name[AGRI_ID_MAX + 1];
+	bool open;             /* "state": "open" | "down" */
+	int64_t since_ms;      /* "since": the state's start; 0 when absent */
+	char error[AGRI_STATUS_ERROR_MAX + 1]; /* "error": why it is down; "" */
 };
 
 #define AGRI_STATUS_SENSORS_MAX 32
+#define AGRI_STATUS_BUSES_MAX 8
 
 struct agri_status {
 	char station[AGRI_ID_MAX + 1];
@@ -134,16 +152,23 @@ struct agri_status {
 	bool maintenance;
 	char config_signed_by[AGRI_ID_MAX + 1]; /* technician who signed the running
 						   config; "" for the local file */
+	int64_t probation_version;     /* "probation": a pushed config on trial; 0 */
+	int64_t spool_oldest_ms;       /* "spool_oldest": when the oldest unacked
+					  batch was sealed; 0 when absent */
+	size_t n_buses;
+	struct agri_bus_health buses[AGRI_STATUS_BUSES_MAX];
 	size_t n_sensors;
 	struct agri_sensor_health sensors[AGRI_STATUS_SENSORS_MAX];
 };
 
 /*
  * Status: required v, station, state. Optional: fw, board, config_version,
- * config_signed_by, ts, uptime_s, spool_depth, spool_dropped, last_seq,
- * maintenance, sensors
+ * config_signed_by, probation, ts, uptime_s, spool_depth, spool_oldest,
+ * spool_dropped, last_seq, maintenance, buses ([{name, state, since,
+ * error}], at most 8), sensors
  * ([{name, profile, reads_ok, reads_failed, timeouts, crc_errors,
- * exceptions}]). Unknown keys are accepted and ignored (health counters may
+ * exceptions, last_ok, last_error, last_error_at, maintenance}]).
+ * Unknown keys are accepted and ignored (health counters may
  * grow; a gateway must not dead-letter a newer station's status).
  * The Last Will is the minimal form {"v":1,"station":"X","state":"offline"}.
  * Returns 0 or -EBADMSG/-E2BIG with *err. The encoder writes optional keys
