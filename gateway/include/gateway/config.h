@@ -40,6 +40,12 @@ struct gateway_site {
 	char district[GW_SITE_TEXT_MAX]; /* "Tân Phú Đông"; "" = not given */
 	size_t n_crops;
 	char crops[GW_SITE_CROPS_MAX][GW_SITE_CROP_MAX]; /* crop keys grown there */
+	/* The intake sluice (docs/forecast.md "Sluices and tides"): its
+	 * operators' salinity limit and, with has_min_level, the water level
+	 * (m on the station's datum) gravity intake needs. */
+	bool has_sluice, has_min_level;
+	double sluice_below_g_l;
+	double sluice_min_level_m;
 };
 
 struct gateway_config {
@@ -136,6 +142,13 @@ struct gateway_config {
 		int port;
 		char token_file[PATH_MAX];
 		char token[GW_SECRET_MAX]; /* read from token_file */
+		/* HTTPS when both are set (PEM); docs/update.md */
+		char cert_file[PATH_MAX];
+		char key_file[PATH_MAX];
+		/* Update bundles served to stations (GET /api/v1/bundles/NAME,
+		 * HTTP Basic against the broker's station password file). */
+		char bundles_dir[PATH_MAX];
+		char stations_passwd_file[PATH_MAX];
 	} http;
 	struct {
 		bool enabled; /* default true */

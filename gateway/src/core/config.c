@@ -288,6 +288,10 @@ static int parse_upstream(const cJSON *item, void *cfg, const char *path,
 static const struct agri_cfg_field http_fields[] = {
 	STR("listen", http.listen, false),
 	STR("token_file", http.token_file, false),
+	STR("cert_file", http.cert_file, false),
+	STR("key_file", http.key_file, false),
+	STR("bundles_dir", http.bundles_dir, false),
+	STR("stations_passwd_file", http.stations_passwd_file, false),
 };
 
 static int parse_http(const cJSON *item, void *cfgp, const char *path,
@@ -372,10 +376,42 @@ static const struct agri_cfg_array crops_array = {
 	.max = GW_SITE_CROPS_MAX, .what = "crop keys", .check = check_crop,
 };
 
+static const struct agri_cfg_field sluice_fields[] = {
+	AGRI_FIELD(struct gateway_site, "below_g_l", AGRI_CFG_DOUBLE, sluice_below_g_l, true,
+		   AGRI_RANGE(0.05, 40)),
+	AGRI_FIELD(struct gateway_site, "min_level_m", AGRI_CFG_DOUBLE, sluice_min_level_m, false,
+		   AGRI_RANGE(-100, 100), AGRI_PRESENT(struct gateway_site, has_min_level)),
+};
+
+/* "sluice": {"below_g_l": 0.7, "min_level_m": 1.2}. A limit on the
+ * ladder (0.5, 1, 2, 4) without a level would repeat its windows. */
+static int parse_sluice(const cJSON *item, void *sitep, const char *path,
+			struct agri_err *err)
+{
+	static const double ladder[] = {0.5, 1, 2, 4};
+	struct gateway_site *s = sitep;
+	int rc;
+
+	if (cJSON_IsNull(item))
+		return 0;
+	if ((rc = agri_cfg_read(item, path, sluice_fields, AGRI_ARRAY_SIZE(sluice_fields), s,
+				false, err)) < 0)
+		return rc;
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(ladder) && !s->has_min_level; i++)
+		if (s->sluice_below_g_l == ladder[i]) {
+			agri_err_set(err, path, "below_g_l %g is on the ladder, whose windows are made "
+				     "anyway: give the sluice's own limit (e.g. 0.7) or a min_level_m", ladder[i]);
+			return -EINVAL;
+		}
+	s->has_sluice = true;
+	return 0;
+}
+
 static const struct agri_cfg_field site_fields[] = {
 	AGRI_FIELD_STR(struct gateway_site, "name", name, true),
 	AGRI_FIELD_STR(struct gateway_site, "district", district, false),
 	AGRI_FIELD_ARRAY(struct gateway_site, "crops", crops, n_crops, &crops_array, false),
+	AGRI_FIELD_SECTION("sluice", parse_sluice, false),
 };
 
 static int parse_sites(const cJSON *item, void *cfgp, const char *path,
@@ -833,8 +869,22 @@ static int resolve_paths(struct gateway_config *cfg, struct agri_err *err)
 	    (rc = resolve(cfg, cfg->notify.smtp.password_file, sizeof(cfg->notify.smtp.password_file), "notify.smtp.password_file", err)) ||
 	    (rc = resolve(cfg, cfg->notify.smtp.ca_file, sizeof(cfg->notify.smtp.ca_file), "notify.smtp.ca_file", err)) ||
 	    (rc = resolve(cfg, cfg->notify.sms.password_file, sizeof(cfg->notify.sms.password_file), "notify.sms.password_file", err)) ||
-	    (rc = resolve(cfg, cfg->http.token_file, sizeof(cfg->http.token_file), "http.token_file", err)))
+	    (rc = resolve(cfg, cfg->http.token_file, sizeof(cfg->http.token_file), "http.token_file", err)) ||
+	    (rc = resolve(cfg, cfg->http.cert_file, sizeof(cfg->http.cert_file), "http.cert_file", err)) ||
+	    (rc = resolve(cfg, cfg->http.key_file, sizeof(cfg->http.key_file), "http.key_file", err)) ||
+	    (rc = resolve(cfg, cfg->http.bundles_dir, sizeof(cfg->http.bundles_dir), "http.bundles_dir", err)) ||
+	    (rc = resolve(cfg, cfg->http.stations_passwd_file, sizeof(cfg->http.stations_passwd_file), "http.stations_passwd_file", err)))
 		return rc;
+	if (!cfg->http.cert_file[0] != !cfg->http.key_file[0]) {
+		agri_err_set(err, cfg->http.cert_file[0] ? "http.key_file" : "http.cert_file",
+			     "cert_file and key_file go together (HTTPS)");
+		return -EINVAL;
+	}
+	if (cfg->http.bundles_dir[0] && !cfg->http.stations_passwd_file[0]) {
+		agri_err_set(err, "http.stations_passwd_file",
+			     "required with bundles_dir: bundles go to authenticated stations only");
+		return -EINVAL;
+	}
 	return 0;
 }
 

@@ -81,6 +81,8 @@ struct http_server {
 	uint64_t rate_n;
 	double rate;
 	struct log_complaint db_complaint;
+	char *tls_cert, *tls_key;            /* PEM, when HTTPS */
+	struct MHD_OptionItem tls_opts[3];
 };
 
 /* One request's state, from its first callback to its completion. */
@@ -186,5 +188,8 @@ enum MHD_Result http_api_advisories(const struct http_call *k);
 
 /* api_today.c */
 enum MHD_Result http_api_today(const struct http_call *k);
+
+/* api_bundles.c: update bundles for authenticated stations (docs/update.md) */
+enum MHD_Result http_api_bundle(const struct http_call *k);
 
 #endif

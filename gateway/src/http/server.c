@@ -361,6 +361,7 @@ static const struct route routes[] = {
 	{"GET", "/api/v1/advisories", false, true, 0, http_api_advisories},
 	{"GET", "/api/v1/today", false, true, 0, http_api_today},
 	{"GET", "/api/v1/dead-letters", false, true, 0, http_api_dead_letters},
+	{"GET", "/api/v1/bundles/{id}", false, false, 0, http_api_bundle}, /* station auth */
 };
 
 #define ID_MAX 255
@@ -568,7 +569,25 @@ struct http_server *http_start(const struct gateway_config *cfg,
 	}
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	if (cfg->http.cert_file[0]) { /* HTTPS (docs/update.md) */
+		size_t n;
+
+		if (util_read_file(cfg->http.cert_file, 1 << 20, &srv->tls_cert, &n) < 0 ||
+		    util_read_file(cfg->http.key_file, 1 << 20, &srv->tls_key, &n) < 0) {
+			log_error(LOG, "cannot read http.cert_file or http.key_file");
+			freeaddrinfo(ai);
+			rc = -EINVAL;
+			goto fail;
+		}
+		flags |= MHD_USE_TLS;
+		srv->tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
+		srv->tls_opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
+		srv->tls_opts[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+	} else {
+		srv->tls_opts[0] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+	}
 	srv->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, srv,
+				    MHD_OPTION_ARRAY, srv->tls_opts,
 				    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				    MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 				    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS,
@@ -586,8 +605,9 @@ struct http_server *http_start(const struct gateway_config *cfg,
 	}
 	info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	srv->port = info ? info->port : cfg->http.port;
-	log_info(LOG, "listening listen=%s:%d threads=%d token=%s", host, srv->port, HTTP_THREADS,
-		 srv->token_len ? "set" : "none (writes disabled)");
+	log_info(LOG, "listening listen=%s:%d threads=%d token=%s tls=%s", host, srv->port,
+		 HTTP_THREADS, srv->token_len ? "set" : "none (writes disabled)",
+		 cfg->http.cert_file[0] ? "on" : "off");
 	return srv;
 fail:
 	http_stop(srv);
@@ -605,6 +625,10 @@ void http_stop(struct http_server *srv)
 		pthread_key_delete(srv->key);
 	pthread_mutex_destroy(&srv->rate_mu);
 	memset(srv->token, 0, sizeof(srv->token));
+	if (srv->tls_key)
+		explicit_bzero(srv->tls_key, strlen(srv->tls_key));
+	free(srv->tls_key);
+	free(srv->tls_cert);
 	free(srv);
 }
 
