@@ -435,6 +435,7 @@ static int parse_register(const cJSON *item, void *field, const char *path,
 	r->has_min = c.has_min;
 	r->has_max = c.has_max;
 	r->counter = c.kind == KIND_COUNTER;
+	r->state = c.kind == KIND_STATE;
 	r->stable = c.stable || c.kind != KIND_MEASURE;
 	r->specific = c.has_ref_c;
 	r->ref_c = c.ref_c;
@@ -614,6 +615,127 @@ static const struct agri_cfg_array expect_array = {
 	.max = AGRI_PROFILE_EXPECT_MAX, .what = "words",
 };
 
+struct setting_cfg {
+	char name[AGRI_ID_MAX + 1];
+	char metric[AGRI_ID_MAX + 1];
+	char applies[16];
+	char doc_ref[128];
+	int64_t fc, addr, wait_ms;
+	enum agri_regtype type;
+	enum agri_order order;
+	double scale, min, max, standard;
+	bool has_order, has_min, has_max, has_standard, has_readable, dangerous, readable;
+	struct {
+		size_t n;
+		double v[AGRI_SETTING_CODES_MAX];
+	} codes;
+};
+
+static const struct agri_cfg_field code_value = {
+	.type = AGRI_CFG_DOUBLE, .min = -1e15, .max = 1e15,
+};
+
+static const struct agri_cfg_array codes_array = {
+	.value = &code_value, .elem_size = sizeof(double), .min = 1,
+	.max = AGRI_SETTING_CODES_MAX, .what = "codes",
+};
+
+#define ST struct setting_cfg
+#define ANY AGRI_RANGE(-DBL_MAX, DBL_MAX)
+static const struct agri_cfg_field setting_fields[] = {
+	AGRI_FIELD_STR(ST, "name", name, true),
+	AGRI_FIELD(ST, "fc", AGRI_CFG_INT, fc, true, AGRI_RANGE(6, 16)),
+	AGRI_FIELD(ST, "addr", AGRI_CFG_INT, addr, true, AGRI_RANGE(0, 65535)),
+	AGRI_FIELD_CUSTOM(ST, "type", type, parse_type, false),
+	AGRI_FIELD(ST, "order", AGRI_CFG_CUSTOM, order, false, .parse = parse_order,
+		   AGRI_PRESENT(ST, has_order)),
+	AGRI_FIELD_DOUBLE(ST, "scale", scale, -DBL_MAX, DBL_MAX),
+	AGRI_FIELD(ST, "min", AGRI_CFG_DOUBLE, min, false, ANY, AGRI_PRESENT(ST, has_min)),
+	AGRI_FIELD(ST, "max", AGRI_CFG_DOUBLE, max, false, ANY, AGRI_PRESENT(ST, has_max)),
+	AGRI_FIELD_ARRAY(ST, "codes", codes.v, codes.n, &codes_array, false),
+	AGRI_FIELD_BOOL(ST, "dangerous", dangerous),
+	AGRI_FIELD(ST, "readable", AGRI_CFG_BOOL, readable, false,
+		   AGRI_PRESENT(ST, has_readable)),
+	AGRI_FIELD_STR(ST, "applies", applies, false),
+	AGRI_FIELD_STR(ST, "metric", metric, false),
+	AGRI_FIELD(ST, "standard", AGRI_CFG_DOUBLE, standard, false, ANY,
+		   AGRI_PRESENT(ST, has_standard)),
+	AGRI_FIELD_INT(ST, "wait_ms", wait_ms, 0, 600000),
+	AGRI_FIELD_STR(ST, "doc_ref", doc_ref, false),
+};
+#undef ANY
+#undef ST
+
+/* One element of "settings": field is its struct agri_setting. */
+static int parse_setting(const cJSON *item, void *field, const char *path,
+			 struct agri_err *err)
+{
+	struct setting_cfg c = {.scale = 1, .type = AGRI_REG_U16, .order = AGRI_ORDER_ABCD};
+	struct agri_setting *out = field;
+	unsigned words;
+	int rc;
+
+	rc = agri_cfg_read(item, path, setting_fields, AGRI_ARRAY_SIZE(setting_fields), &c,
+			   false, err);
+	if (rc < 0)
+		return rc;
+	words = agri_regtype_words(c.type);
+	if (!metric_valid(c.name))
+		return reg_error(err, path, "name", "expected a snake_case name (slave_id, baud, ...)");
+	if (c.fc != 6 && c.fc != 16)
+		return reg_error(err, path, "fc", "expected 6 (one register) or 16");
+	if (c.fc == 6 && words != 1)
+		return reg_error(err, path, "type", "fc 6 writes one 16-bit register");
+	if (c.addr + words - 1 > 65535)
+		return reg_error(err, path, "addr", "value runs past address 65535");
+	if (c.has_order && words == 1)
+		return reg_error(err, path, "order", "only for 32/64-bit types");
+	if (c.scale == 0 || !isfinite(c.scale))
+		return reg_error(err, path, "scale", "must not be zero");
+	if (c.has_min && c.has_max && c.min > c.max)
+		return reg_error(err, path, "max", "below min");
+	if (c.codes.n && (c.has_min || c.has_max))
+		return reg_error(err, path, "codes", "either codes or min/max");
+	if (c.applies[0] && strcmp(c.applies, "now") && strcmp(c.applies, "restart"))
+		return reg_error(err, path, "applies", "expected \"now\" or \"restart\"");
+	if (c.metric[0] && !metric_valid(c.metric))
+		return reg_error(err, path, "metric", "not a snake_case metric");
+	if (c.has_standard && !c.metric[0])
+		return reg_error(err, path, "metric", "required with standard: the metric calibrated");
+	if ((!strcmp(c.name, "cal_slope") || !strcmp(c.name, "cal_offset")) && !c.metric[0])
+		return reg_error(err, path, "metric", "required: the metric it corrects");
+	memset(out, 0, sizeof(*out));
+	strcpy(out->name, c.name);
+	strcpy(out->metric, c.metric);
+	out->fc = (uint8_t)c.fc;
+	out->addr = (uint16_t)c.addr;
+	out->type = c.type;
+	out->order = c.order;
+	out->scale = c.scale;
+	out->min = c.min;
+	out->max = c.max;
+	out->has_min = c.has_min;
+	out->has_max = c.has_max;
+	out->n_codes = c.codes.n;
+	memcpy(out->codes, c.codes.v, sizeof(out->codes));
+	out->dangerous = c.dangerous;
+	out->readable = c.has_readable ? c.readable : true;
+	out->after_restart = strcmp(c.applies, "restart") == 0;
+	out->has_standard = c.has_standard;
+	out->standard = c.standard;
+	out->wait_ms = (uint32_t)c.wait_ms;
+	return 0;
+}
+
+static const struct agri_cfg_field setting_value = {
+	.type = AGRI_CFG_CUSTOM, .parse = parse_setting,
+};
+
+static const struct agri_cfg_array settings_array = {
+	.value = &setting_value, .elem_size = sizeof(struct agri_setting),
+	.max = AGRI_PROFILE_SETTINGS_MAX, .what = "settings",
+};
+
 #define P struct profile_cfg
 static const struct agri_cfg_field profile_fields[] = {
 	AGRI_FIELD_STR(P, "profile", p.name, true),
@@ -631,6 +753,7 @@ static const struct agri_cfg_field profile_fields[] = {
 	AGRI_FIELD_ARRAY(P, "init", p.init, p.n_init, &commands_array, false),
 	AGRI_FIELD_ARRAY(P, "before_read", p.before_read, p.n_before, &commands_array, false),
 	AGRI_FIELD_ARRAY(P, "expect", p.expect, p.n_expect, &expect_array, false),
+	AGRI_FIELD_ARRAY(P, "settings", p.settings, p.n_settings, &settings_array, false),
 };
 #undef P
 
@@ -762,6 +885,26 @@ static int check_expect(const struct agri_profile *p, struct agri_err *err)
 	return 0;
 }
 
+/* Settings: unique names; a calibration names a register of the map. */
+static int check_settings(const struct agri_profile *p, struct agri_err *err)
+{
+	char path[AGRI_ERR_PATH_MAX], msg[AGRI_ERR_MSG_MAX];
+
+	for (size_t j = 0; j < p->n_settings; j++) {
+		const struct agri_setting *s = &p->settings[j];
+
+		agri_path_index(path, sizeof(path), "settings", (int)j);
+		for (size_t i = 0; i < j; i++)
+			if (!strcmp(p->settings[i].name, s->name)) {
+				snprintf(msg, sizeof(msg), "duplicate setting \"%s\"", s->name);
+				return reg_error(err, path, "name", msg);
+			}
+		if (s->metric[0] && !agri_profile_find(p, s->metric))
+			return reg_error(err, path, "metric", "names no register");
+	}
+	return 0;
+}
+
 /* Cross-field checks of a profile whose fields each parsed. */
 static int check_profile(struct agri_profile *p, struct agri_err *err)
 {
@@ -808,6 +951,9 @@ static int check_profile(struct agri_profile *p, struct agri_err *err)
 	if (rc < 0)
 		return rc;
 	rc = check_expect(p, err);
+	if (rc < 0)
+		return rc;
+	rc = check_settings(p, err);
 	if (rc < 0)
 		return rc;
 	rc = agri_plan_reads(p, reqs, AGRI_PLAN_MAX);
@@ -1021,4 +1167,55 @@ size_t agri_command_pdu(const struct agri_command *c, uint8_t *pdu)
 		}
 	}
 	return n;
+}
+
+const struct agri_setting *agri_profile_setting(const struct agri_profile *p,
+						const char *name)
+{
+	for (size_t i = 0; p && name && i < p->n_settings; i++)
+		if (!strcmp(p->settings[i].name, name))
+			return &p->settings[i];
+	return NULL;
+}
+
+int agri_setting_encode(const struct agri_setting *s, double value, uint16_t *words)
+{
+	double raw;
+
+	if (!s || !words || !isfinite(value))
+		return -ERANGE;
+	if (s->n_codes) {
+		size_t i;
+
+		for (i = 0; i < s->n_codes; i++)
+			if (s->codes[i] == value)
+				break;
+		if (i == s->n_codes)
+			return -ERANGE;
+		raw = (double)i;
+	} else {
+		if ((s->has_min && value < s->min) || (s->has_max && value > s->max))
+			return -ERANGE;
+		raw = value * s->scale;
+	}
+	if (agri_reg_pack(s->type, s->order, raw, words) < 0)
+		return -ERANGE;
+	return (int)agri_regtype_words(s->type);
+}
+
+int agri_setting_decode(const struct agri_setting *s, const uint16_t *words,
+			double *value)
+{
+	double raw;
+
+	if (!s || !words || !value || agri_reg_unpack(s->type, s->order, words, &raw) < 0)
+		return -ERANGE;
+	if (s->n_codes) {
+		if (raw < 0 || raw >= (double)s->n_codes || raw != floor(raw))
+			return -ERANGE;
+		*value = s->codes[(size_t)raw];
+		return 0;
+	}
+	*value = raw / s->scale;
+	return 0;
 }

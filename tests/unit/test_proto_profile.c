@@ -590,8 +590,85 @@ static void test_level(void)
 	CHECK_NEAR(out, 1.234 - 0.5, 1e-12);
 }
 
+/* settings: the registers agrictl write/calibrate use (issue 22). */
+static void test_settings(void)
+{
+	static struct agri_profile p;
+	static const struct {
+		const char *settings;
+		const char *path, *msg;
+	} bad[] = {
+		{"{\"name\": \"Slave\", \"fc\": 6, \"addr\": 1}", "settings[0].name",
+		 "expected a snake_case name (slave_id, baud, ...)"},
+		{"{\"name\": \"x\", \"fc\": 3, \"addr\": 1}", "settings[0].fc", "must be between 6 and 16"},
+		{"{\"name\": \"x\", \"fc\": 10, \"addr\": 1}", "settings[0].fc",
+		 "expected 6 (one register) or 16"},
+		{"{\"name\": \"x\", \"fc\": 6, \"addr\": 1, \"type\": \"f32\"}", "settings[0].type",
+		 "fc 6 writes one 16-bit register"},
+		{"{\"name\": \"x\", \"fc\": 6, \"addr\": 1, \"codes\": [1], \"min\": 0}",
+		 "settings[0].codes", "either codes or min/max"},
+		{"{\"name\": \"x\", \"fc\": 6, \"addr\": 1, \"applies\": \"later\"}",
+		 "settings[0].applies", "expected \"now\" or \"restart\""},
+		{"{\"name\": \"cal_slope\", \"fc\": 16, \"addr\": 1, \"type\": \"f32\"}",
+		 "settings[0].metric", "required: the metric it corrects"},
+		{"{\"name\": \"p\", \"fc\": 6, \"addr\": 1, \"standard\": 1.413}",
+		 "settings[0].metric", "required with standard: the metric calibrated"},
+		{"{\"name\": \"p\", \"fc\": 6, \"addr\": 1, \"standard\": 1.4, \"metric\": \"ec\"}",
+		 "settings[0].metric", "names no register"},
+		{"{\"name\": \"a\", \"fc\": 6, \"addr\": 1}, {\"name\": \"a\", \"fc\": 6, \"addr\": 2}",
+		 "settings[1].name", "duplicate setting \"a\""},
+	};
+	char doc[2048];
+	struct agri_err err;
+	const struct agri_setting *st;
+	uint16_t w[4];
+	double v;
+
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(bad); i++) {
+		snprintf(doc, sizeof(doc), "{\"profile\": \"t\", \"registers\": [{\"metric\": \"x\", "
+			 "\"fc\": 3, \"addr\": 0, \"type\": \"u16\"}], \"settings\": [%s]}",
+			 bad[i].settings);
+		CHECK_INT(parse_str(doc, &p, &err), -EINVAL);
+		CHECK_STR(err.path, bad[i].path);
+		CHECK_STR(err.msg, bad[i].msg);
+	}
+	/* The shipped helpers: a Yosemitech's id in the high byte, a SenseCAP's
+	 * baud as a code, the Y520's calibration coefficient as f32 DCBA. */
+	snprintf(doc, sizeof(doc), "{\"profile\": \"t\", \"registers\": [{\"metric\": \"ec\", "
+		 "\"fc\": 3, \"addr\": 0, \"type\": \"u16\"}], \"settings\": ["
+		 "{\"name\": \"slave_id\", \"fc\": 16, \"addr\": 12288, \"scale\": 256, \"min\": 1, \"max\": 247},"
+		 "{\"name\": \"baud\", \"fc\": 6, \"addr\": 513, \"codes\": [1200, 2400, 4800, 9600, 19200],"
+		 " \"dangerous\": true, \"applies\": \"restart\"},"
+		 "{\"name\": \"cal_slope\", \"fc\": 16, \"addr\": 4352, \"type\": \"f32\", \"order\": \"DCBA\","
+		 " \"metric\": \"ec\"}]}");
+	CHECK_INT(parse_str(doc, &p, &err), 0);
+	CHECK_INT(p.n_settings, 3);
+	st = agri_profile_setting(&p, "slave_id");
+	CHECK(st && !st->dangerous && st->readable && !st->after_restart);
+	CHECK_INT(agri_setting_encode(st, 2, w), 1);
+	CHECK_INT(w[0], 0x0200);
+	CHECK_INT(agri_setting_encode(st, 248, w), -ERANGE);
+	CHECK_INT(agri_setting_decode(st, w, &v), 0);
+	st = agri_profile_setting(&p, "baud");
+	CHECK(st && st->dangerous && st->after_restart);
+	CHECK_INT(agri_setting_encode(st, 19200, w), 1);
+	CHECK_INT(w[0], 4);
+	CHECK_INT(agri_setting_encode(st, 115200, w), -ERANGE);
+	w[0] = 3;
+	CHECK_INT(agri_setting_decode(st, w, &v), 0);
+	CHECK_NEAR(v, 9600, 0);
+	w[0] = 9;
+	CHECK_INT(agri_setting_decode(st, w, &v), -ERANGE);
+	st = agri_profile_setting(&p, "cal_slope");
+	CHECK_INT(agri_setting_encode(st, 12.5, w), 2);
+	CHECK_INT(w[0], 0x0000); /* 12.5 = 41480000: DCBA is 0000 4841 */
+	CHECK_INT(w[1], 0x4841);
+	CHECK(agri_profile_setting(&p, "parity") == NULL);
+}
+
 int main(void)
 {
+	test_settings();
 	test_specific_conductance();
 	test_level();
 	test_shipped();

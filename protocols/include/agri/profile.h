@@ -91,6 +91,7 @@ struct agri_register {
 	double min, max; /* valid range of the scaled value */
 	bool has_min, has_max;
 	bool counter;    /* "kind": "counter" */
+	bool state;      /* "kind": "state": a flag or status word, not a measure */
 	bool stable;
 	char sensor_suffix[AGRI_ID_MAX + 1]; /* "" or the "sensor_suffix" key */
 	/* Specific conductance (metric "specific_conductance"): */
@@ -155,6 +156,37 @@ struct agri_read_req {
 	uint16_t count;
 };
 
+#define AGRI_PROFILE_SETTINGS_MAX 8
+#define AGRI_SETTING_CODES_MAX 12
+
+/*
+ * A register a technician writes (agrictl write, agrictl calibrate): the
+ * device's slave id or baud rate, a calibration coefficient or point.
+ * Names with a meaning: "slave_id", "baud" (the helpers of agrictl write),
+ * "cal_slope", "cal_offset" (a linear correction of metric: value =
+ * slope x raw + offset); any setting with a standard is a calibration
+ * point: written while the probe sits in that standard solution.
+ */
+struct agri_setting {
+	char name[AGRI_ID_MAX + 1];
+	uint8_t fc;            /* 6 (one register) or 16 */
+	uint16_t addr;
+	enum agri_regtype type;
+	enum agri_order order;
+	double scale;          /* the word(s) written: value x scale, as type */
+	double min, max;       /* allowed values (before scale) */
+	bool has_min, has_max;
+	size_t n_codes;        /* with codes, value codes[i] is written as i */
+	double codes[AGRI_SETTING_CODES_MAX];
+	bool dangerous;        /* agrictl write asks for --yes */
+	bool readable;         /* FC 03 at addr reads it back */
+	bool after_restart;    /* "applies": "restart": taken at the next power-up */
+	char metric[AGRI_ID_MAX + 1]; /* calibration: the register it corrects */
+	bool has_standard;
+	double standard;       /* a calibration point: the standard, metric's unit */
+	uint32_t wait_ms;      /* after writing, before the device is read */
+};
+
 struct agri_profile {
 	char name[AGRI_ID_MAX + 1];
 	char vendor[64];
@@ -175,10 +207,13 @@ struct agri_profile {
 	struct agri_command before_read[AGRI_PROFILE_CMDS_MAX];
 	size_t n_expect;
 	struct agri_expect expect[AGRI_PROFILE_EXPECT_MAX];
+	size_t n_settings;
+	struct agri_setting settings[AGRI_PROFILE_SETTINGS_MAX];
 };
 
 /*
- * Parses and validates a profile document. Checks: required profile (valid
+ * Parses and validates a profile document ("settings": the registers a
+ * technician writes, struct agri_setting). Checks: required profile (valid
  * id), registers (1..48); each register's metric (snake_case id), fc 3|4,
  * addr 0..65535 and addr + words - 1 <= 65535, type, order (only for
  * multi-word types), scale non-zero finite, min <= max; no two registers
@@ -239,6 +274,23 @@ const struct agri_register *agri_profile_find(const struct agri_profile *p,
 int agri_derive(const struct agri_profile *p, const struct agri_derived *d,
 		const double in[2], double air, double coef_pct, double offset_m,
 		double *out);
+
+/* The setting called name, or NULL. */
+const struct agri_setting *agri_profile_setting(const struct agri_profile *p,
+						const char *name);
+
+/*
+ * The words that write value to setting s: its code with codes, else
+ * value x scale packed as s->type in s->order. Returns the number of words
+ * (1..4) written to words, or -ERANGE when value is outside min..max, not
+ * one of the codes, or does not fit the type.
+ */
+int agri_setting_encode(const struct agri_setting *s, double value, uint16_t *words);
+
+/* The value words (as read back) hold. Returns 0 or -ERANGE (a code the
+ * profile does not know). */
+int agri_setting_decode(const struct agri_setting *s, const uint16_t *words,
+			double *value);
 
 /* Builds the raw request PDU of command c (function code first, no
  * address or checksum) into pdu (>= 6 + 2 * AGRI_CMD_VALUES_MAX bytes).
