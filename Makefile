@@ -1,14 +1,17 @@
 # The two commands (docs/interfaces.md §0):
 #   make run   [DURATION=S]   the province in a box (see README)
 #   make test                 install what is missing, build, run every test
-# Others: make build, make fuzz [FUZZ_SECONDS=N], make bench, make cross, make clean,
+# Others: make build, make fuzz [FUZZ_SECONDS=N], make powercut [POWERCUT_POINTS=N],
+#         make soak [SOAK_MINUTES=N], make bench, make cross, make clean,
 #         make test-packages-chroot (the .debs installed, upgraded, purged in a chroot)
 BUILD ?= build
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 300
+POWERCUT_POINTS ?= 100000
+SOAK_MINUTES ?= 60
 DURATION ?=
 
-.PHONY: all deps build test test-packages-chroot run fuzz bench cross clean
+.PHONY: all deps build test test-packages-chroot run fuzz powercut soak bench cross clean
 
 all: build
 
@@ -30,6 +33,12 @@ run: build
 
 fuzz: deps
 	@scripts/fuzz $(FUZZ_SECONDS)
+
+powercut: deps
+	@BUILD=$(BUILD) scripts/powercut $(POWERCUT_POINTS)
+
+soak: build
+	@BUILD=$(BUILD) scripts/soak --minutes $(SOAK_MINUTES)
 
 bench: build
 	@for b in scripts/bench-*; do [ -x "$$b" ] && "$$b"; done
