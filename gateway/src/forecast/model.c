@@ -137,6 +137,8 @@ static bool params_ok(const struct forecast_params *p)
 	if (p->transform != FORECAST_LOG && p->transform != FORECAST_SQRT &&
 	    p->transform != FORECAST_LINEAR)
 		return false;
+	if (p->signed_values && p->transform != FORECAST_LINEAR)
+		return false;
 	if (!(p->offset >= 0 && p->offset <= 100) ||
 	    (p->transform == FORECAST_LOG && p->offset <= 0))
 		return false;
@@ -153,7 +155,7 @@ static bool params_ok(const struct forecast_params *p)
 
 static double fwd(const struct forecast_params *p, double s)
 {
-	if (s < 0)
+	if (s < 0 && !p->signed_values)
 		s = 0;
 	switch (p->transform) {
 	case FORECAST_LOG:
@@ -180,7 +182,7 @@ static double inv(const struct forecast_params *p, double y)
 		s = y;
 		break;
 	}
-	return s > 0 ? s : 0;
+	return s > 0 || p->signed_values ? s : 0;
 }
 
 /* ---- data preparation -------------------------------------------------- */
@@ -673,7 +675,7 @@ static void fit_points(const struct model *m, const struct fit *f,
 		pt->value = inv(p, yh);
 		pt->lo = inv(p, yh - half);
 		pt->hi = inv(p, yh + half);
-		if (p->transform == FORECAST_LINEAR) /* symmetric band, clipped at 0 */
+		if (p->transform == FORECAST_LINEAR && !p->signed_values) /* clipped at 0 */
 			pt->lo = pt->lo < 0 ? 0 : pt->lo;
 	}
 }
@@ -724,6 +726,8 @@ int forecast_fit(const struct forecast_sample *s, size_t n,
 	out->n_outliers = n_out;
 	out->n_params = m.p;
 	model_name(&m, p, out->model, sizeof(out->model));
+	out->n_turns = 0;
+	out->note[0] = '\0';
 	fit_points(&m, &f, p, d.until, out);
 	ret = forecast_windows(out, p);
 	if (ret == -ENOSPC)
@@ -868,9 +872,38 @@ int forecast_encode(const struct forecast *f, const char *station,
 		agri_buf_json_time(&w, wi->from_ms);
 		agri_buf_puts(&w, ",\"to\":");
 		agri_buf_json_time(&w, wi->to_ms);
+		if (wi->sluice) {
+			agri_buf_puts(&w, ",\"sluice\":true");
+			if (wi->level_gated) {
+				agri_buf_puts(&w, ",\"min_level_m\":");
+				num4(&w, wi->min_level_m);
+			}
+		}
+		if (forecast_tide_name(wi->tide)) {
+			agri_buf_puts(&w, ",\"tide\":");
+			agri_buf_json_str(&w, forecast_tide_name(wi->tide));
+		}
 		agri_buf_puts(&w, "}");
 	}
-	agri_buf_puts(&w, "]}");
+	agri_buf_puts(&w, "]");
+	if (f->note[0]) {
+		agri_buf_puts(&w, ",\"note\":");
+		agri_buf_json_str(&w, f->note);
+	}
+	if (f->n_turns && f->n_turns <= FORECAST_TURNS_MAX) {
+		agri_buf_puts(&w, ",\"tides\":[");
+		for (size_t i = 0; i < f->n_turns; i++) {
+			agri_buf_puts(&w, i ? ",{\"ts\":" : "{\"ts\":");
+			agri_buf_json_time(&w, f->turns[i].ts_ms);
+			agri_buf_puts(&w, ",\"stage\":");
+			agri_buf_json_str(&w, forecast_tide_name(f->turns[i].stage));
+			agri_buf_puts(&w, ",\"level_m\":");
+			num4(&w, f->turns[i].level_m);
+			agri_buf_puts(&w, "}");
+		}
+		agri_buf_puts(&w, "]");
+	}
+	agri_buf_puts(&w, "}");
 	return doc_end(&w);
 }
 

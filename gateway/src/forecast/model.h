@@ -58,6 +58,9 @@ struct forecast_params {
 	double margin_abs;      /* g/L (0) */
 	double margin_rel;      /* share of the threshold (0.05) */
 	double min_window_s;    /* shorter windows are not reported (1800) */
+	/* Values may go below 0 (a water level on its datum, m): no clip at 0.
+	 * FORECAST_LINEAR only. */
+	bool signed_values;
 };
 
 struct forecast_point {
@@ -65,10 +68,35 @@ struct forecast_point {
 	double value, lo, hi; /* g/L */
 };
 
+/* The tide's stage at a time, from a water-level forecast
+ * (forecast_tide_stage()): high and low water within an hour of the turn. */
+enum forecast_tide {
+	FORECAST_TIDE_UNKNOWN = 0, /* no level forecast covers it */
+	FORECAST_TIDE_RISING,
+	FORECAST_TIDE_HIGH,
+	FORECAST_TIDE_FALLING,
+	FORECAST_TIDE_LOW,
+};
+
 struct forecast_window {
 	double below;   /* the threshold, g/L */
 	int64_t from_ms;
 	int64_t to_ms;
+	/* A sluice's window (forecast_sluice_windows()): salinity below the
+	 * sluice's own limit and, when level_gated, the water level's lower
+	 * band above min_level_m for gravity intake. */
+	bool sluice;
+	bool level_gated;
+	double min_level_m;
+	enum forecast_tide tide; /* at from_ms; UNKNOWN without a level forecast */
+};
+
+/* High or low water of a level forecast (forecast_tide_label()). */
+#define FORECAST_TURNS_MAX 24
+struct forecast_turn {
+	int64_t ts_ms;
+	enum forecast_tide stage; /* HIGH or LOW */
+	double level_m;
 };
 
 struct forecast {
@@ -89,6 +117,12 @@ struct forecast {
 	struct forecast_point points[FORECAST_POINTS];
 	size_t n_windows;
 	struct forecast_window windows[FORECAST_WINDOWS_MAX];
+	/* Why a sluice's windows are missing ("" when none are), e.g. no
+	 * water-level forecast to gate them on. */
+	char note[FORECAST_WHY_MAX];
+	/* The tides over the points, from a level forecast (0 without). */
+	size_t n_turns;
+	struct forecast_turn turns[FORECAST_TURNS_MAX];
 };
 
 void forecast_params_default(struct forecast_params *p);
@@ -126,6 +160,36 @@ int forecast_windows(struct forecast *f, const struct forecast_params *p);
 int forecast_encode(const struct forecast *f, const char *station,
 		    const char *metric, const char *unit, int64_t made_at_ms,
 		    char *buf, size_t len);
+
+/* ---- sluices and tides (sluice.c) -------------------------------------- */
+
+/* forecast_params for a water level (m on its datum): linear, signed, no
+ * thresholds; the rest as the salinity defaults. */
+void forecast_params_level(struct forecast_params *p);
+
+/* The tide's stage at ts_ms on level's points (high or low water within
+ * an hour of a turn, else rising or falling); UNKNOWN outside them. */
+enum forecast_tide forecast_tide_stage(const struct forecast *level, int64_t ts_ms);
+
+/* "rising" "high" "falling" "low", or NULL for UNKNOWN. */
+const char *forecast_tide_name(enum forecast_tide t);
+
+/*
+ * Adds to sal the windows of one sluice: the band's upper edge below
+ * below_g_l minus the margins of p and, with a level forecast and a
+ * finite min_level_m, the level's lower band above min_level_m (gravity
+ * intake needs both; a time no level point covers is closed). Then
+ * names the tide stage of every window of sal from level (when given)
+ * and sorts them by threshold, then time. level may be NULL (salinity
+ * only). Returns 0 or -ENOSPC (windows truncated).
+ */
+int forecast_sluice_windows(struct forecast *sal, const struct forecast *level,
+			    double below_g_l, double min_level_m,
+			    const struct forecast_params *p);
+
+/* Names the tide stage at each window's start of sal from level, and
+ * lists level's high and low waters over sal's points in sal->turns. */
+void forecast_tide_label(struct forecast *sal, const struct forecast *level);
 
 /* {"error":"<why>"}: the 404 body when there is no forecast. */
 int forecast_encode_error(const char *why, char *buf, size_t len);

@@ -9,6 +9,7 @@
 #include "forecast/forecasting.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,12 @@ struct fc_station {
 	char why[FORECAST_WHY_MAX];
 };
 
+struct fc_sluice {
+	char station[AGRI_ID_MAX + 1];
+	double below_g_l;
+	double min_level_m; /* NAN: salinity only */
+};
+
 struct pending_adv {
 	char topic[AGRI_TOPIC_MAX];
 	char *doc;
@@ -69,10 +76,15 @@ struct forecasting {
 	struct fc_station *stations;
 	size_t n_stations;
 
+	struct fc_sluice *sluices; /* from gateway.json's sites */
+	size_t n_sluices;
+	struct forecast_params level_params;
+
 	/* worker thread */
 	sqlite3 *ro;
 	struct forecast_sample *samples;
 	struct forecast fc;
+	struct forecast level_fc; /* the station's water level, when it has one */
 
 	/* writer thread */
 	struct pending_adv pending[PENDING_MAX];
@@ -305,8 +317,9 @@ int forecasting_on_peak(void *ctx, const char *station, int64_t night_day, doubl
 
 /* --- the worker ----------------------------------------------------------- */
 
-/* The station's salinity series with the newest reading (worker thread). */
-static int load_samples(struct forecasting *f, const char *station, size_t *n_out)
+/* The station's series of metric with the newest reading (worker thread). */
+static int load_samples(struct forecasting *f, const char *station, const char *metric,
+			size_t *n_out)
 {
 	sqlite3_stmt *q = NULL;
 	int64_t series = -1, newest = 0, since;
@@ -316,11 +329,12 @@ static int load_samples(struct forecasting *f, const char *station, size_t *n_ou
 	rc = sqlite3_prepare_v2(f->ro,
 				"SELECT se.id, (SELECT max(ts) FROM readings r WHERE r.series_id = se.id)"
 				" AS newest FROM series se JOIN stations st ON st.id = se.station_id"
-				" WHERE st.name = ? AND se.metric = 'salinity' ORDER BY newest DESC LIMIT 1",
+				" WHERE st.name = ? AND se.metric = ? ORDER BY newest DESC LIMIT 1",
 				-1, &q, NULL);
 	if (rc != SQLITE_OK)
 		return agri_sqlite_errno(rc);
 	sqlite3_bind_text(q, 1, station, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, metric, -1, SQLITE_STATIC);
 	if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 1) != SQLITE_NULL) {
 		series = sqlite3_column_int64(q, 0);
 		newest = sqlite3_column_int64(q, 1);
@@ -355,6 +369,49 @@ struct save_req {
 	const char *doc, *why;
 	int64_t made_at;
 };
+
+/* The tide stage's words (docs/delta.md §2), English and Vietnamese. */
+static void tide_words(enum forecast_tide t, const char **en, const char **vi)
+{
+	static const char *const words[][2] = {
+		[FORECAST_TIDE_RISING] = {"rising tide", "triều lên"},
+		[FORECAST_TIDE_HIGH] = {"high water", "đỉnh triều"},
+		[FORECAST_TIDE_FALLING] = {"falling tide", "triều xuống"},
+		[FORECAST_TIDE_LOW] = {"low water", "chân triều"},
+	};
+
+	*en = *vi = NULL;
+	if (t > FORECAST_TIDE_UNKNOWN && t <= FORECAST_TIDE_LOW) {
+		*en = words[t][0];
+		*vi = words[t][1];
+	}
+}
+
+/* "Fresh-water intake window at DT-W03: salinity below 0.7 g/L and level
+ * above 1.2 m from ... to ... (forecast; opens at rising tide)". */
+static void window_text(const char *station, const struct forecast_window *w,
+			const char *from, const char *to, char *en, size_t en_len,
+			char *vi, size_t vi_len)
+{
+	char lvl_en[64] = "", lvl_vi[64] = "", tide_en[64] = "", tide_vi[64] = "";
+	const char *te, *tv;
+
+	if (w->sluice && w->level_gated) {
+		snprintf(lvl_en, sizeof(lvl_en), " and level above %.2f m", w->min_level_m);
+		snprintf(lvl_vi, sizeof(lvl_vi), " và mực nước trên %.2f m", w->min_level_m);
+	}
+	tide_words(w->tide, &te, &tv);
+	if (te) {
+		snprintf(tide_en, sizeof(tide_en), "; opens at %s", te);
+		snprintf(tide_vi, sizeof(tide_vi), "; mở lúc %s", tv);
+	}
+	snprintf(en, en_len, "%s at %s: salinity below %g g/L%s from %s to %s (forecast%s)",
+		 w->sluice ? "Sluice intake window" : "Fresh-water intake window", station,
+		 w->below, lvl_en, from, to, tide_en);
+	snprintf(vi, vi_len, "%s tại %s: độ mặn dưới %g g/L%s từ %s đến %s (dự báo%s)",
+		 w->sluice ? "Khung giờ mở cống lấy nước" : "Khung giờ lấy nước ngọt", station,
+		 w->below, lvl_vi, from, to, tide_vi);
+}
 
 /* Notifies each window of the new forecast that overlaps none of the
  * previous forecast's windows for the same threshold: a window that
@@ -392,11 +449,9 @@ static int notify_new_windows(struct save_req *r, sqlite3 *db)
 			continue;
 		local_time(w->from_ms, from, sizeof(from));
 		local_time(w->to_ms, to, sizeof(to));
-		snprintf(sensor, sizeof(sensor), "below-%d", (int)(w->below * 1000 + 0.5));
-		snprintf(en, sizeof(en), "Fresh-water intake window at %s: salinity below %g g/L "
-			 "from %s to %s (forecast)", r->station, w->below, from, to);
-		snprintf(vi, sizeof(vi), "Khung giờ lấy nước ngọt tại %s: độ mặn dưới %g g/L "
-			 "từ %s đến %s (dự báo)", r->station, w->below, from, to);
+		snprintf(sensor, sizeof(sensor), "%s-%d", w->sluice ? "sluice" : "below",
+			 (int)(w->below * 1000 + 0.5));
+		window_text(r->station, w, from, to, en, sizeof(en), vi, sizeof(vi));
 		if ((rc = notify_stage(r->f, db, "intake-window", r->station, sensor, w->below,
 				       w->below, r->made_at, en, vi)) < 0)
 			break;
@@ -460,6 +515,41 @@ static int save_fn(void *ctx, struct ingest *in, struct store *st)
 	return rc == SQLITE_OK ? 0 : agri_sqlite_errno(rc);
 }
 
+/*
+ * The station's water level, when it reports one, forecast with the same
+ * model: it names the tide stage of each window and the high and low
+ * waters, and gates a sluice's windows (docs/forecast.md "Sluices and
+ * tides"). A sluice that needs a level gets no windows without one.
+ */
+static void add_tides(struct forecasting *f, const char *station)
+{
+	const struct fc_sluice *sl = NULL;
+	char why[FORECAST_WHY_MAX] = "";
+	bool level = false;
+	size_t n = 0;
+
+	for (size_t i = 0; i < f->n_sluices && !sl; i++)
+		if (strcmp(f->sluices[i].station, station) == 0)
+			sl = &f->sluices[i];
+	if (load_samples(f, station, "water_level", &n) == 0 && n > 0)
+		level = forecast_fit(f->samples, n, &f->level_params, &f->level_fc, why,
+				     sizeof(why)) == 0;
+	else
+		snprintf(why, sizeof(why), "no water_level readings");
+	if (level)
+		forecast_tide_label(&f->fc, &f->level_fc);
+	if (!sl)
+		return;
+	if (!isnan(sl->min_level_m) && !level) {
+		snprintf(f->fc.note, sizeof(f->fc.note),
+			 "no sluice windows: they need a water-level forecast (%s)", why);
+		return;
+	}
+	if (forecast_sluice_windows(&f->fc, level ? &f->level_fc : NULL, sl->below_g_l,
+				    sl->min_level_m, &f->params) == -ENOSPC)
+		log_warn(LOG, "too many windows station=%s: the last ones left out", station);
+}
+
 static void fit_station(struct forecasting *f, const char *station)
 {
 	char why[FORECAST_WHY_MAX] = "", topic[AGRI_TOPIC_MAX];
@@ -470,7 +560,7 @@ static void fit_station(struct forecasting *f, const char *station)
 	struct save_req req = {.f = f, .station = station, .made_at = made_at};
 	struct fc_station *s;
 
-	rc = load_samples(f, station, &n);
+	rc = load_samples(f, station, "salinity", &n);
 	if (rc < 0) {
 		log_warn(LOG, "cannot read readings station=%s error=\"%s\"", station, strerror(-rc));
 		return;
@@ -482,6 +572,8 @@ static void fit_station(struct forecasting *f, const char *station)
 		rc = forecast_fit(f->samples, n, &f->params, &f->fc, why, sizeof(why));
 		if (rc == 0)
 			forecast_windows(&f->fc, &f->params);
+		if (rc == 0)
+			add_tides(f, station);
 		else if (!why[0])
 			snprintf(why, sizeof(why), "cannot fit a forecast: %s", strerror(-rc));
 	}
@@ -587,9 +679,23 @@ struct forecasting *forecasting_new(const struct gateway_config *cfg, struct ing
 		f->channels[f->n_channels++] = cfg->forecast.notify[i];
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->wake, NULL);
+	forecast_params_level(&f->level_params);
+	f->sluices = calloc(cfg->sites.n ? cfg->sites.n : 1, sizeof(*f->sluices));
+	for (size_t i = 0; f->sluices && i < cfg->sites.n; i++) {
+		const struct gateway_site *site = &cfg->sites.site[i];
+
+		if (!site->has_sluice)
+			continue;
+		snprintf(f->sluices[f->n_sluices].station, sizeof(f->sluices[0].station), "%s",
+			 site->station);
+		f->sluices[f->n_sluices].below_g_l = site->sluice_below_g_l;
+		f->sluices[f->n_sluices].min_level_m = site->has_min_level ? site->sluice_min_level_m
+									   : NAN;
+		f->n_sluices++;
+	}
 	f->stations = calloc(STATIONS_MAX, sizeof(*f->stations));
 	f->samples = malloc(FORECAST_SAMPLES_MAX * sizeof(*f->samples));
-	if (!f->stations || !f->samples) {
+	if (!f->stations || !f->samples || !f->sluices) {
 		forecasting_free(f);
 		*err = -ENOMEM;
 		return NULL;
@@ -727,6 +833,7 @@ void forecasting_free(struct forecasting *f)
 		free(f->stations[i].doc);
 	free(f->stations);
 	free(f->samples);
+	free(f->sluices);
 	sqlite3_close(f->ro);
 	pthread_mutex_destroy(&f->mu);
 	pthread_cond_destroy(&f->wake);
