@@ -106,6 +106,16 @@ static void test_good(struct gateway_config *cfg)
 	CHECK_STR(cfg->sites.site[0].crops[1], "durian");
 	CHECK_STR(cfg->sites.site[1].district, "");
 	CHECK_INT((int)cfg->sites.site[1].n_crops, 0);
+	CHECK(!cfg->sites.site[0].has_sluice);
+	/* A sluice: its own limit, and the level gravity intake needs. */
+	CHECK_INT(load("{\"DT-W03\":{\"name\":\"Hòa Bình\",\"sluice\":{\"below_g_l\":0.7,"
+		       "\"min_level_m\":-0.25}},\"DT-W04\":{\"name\":\"Mỹ Tho\",\"sluice\":{\"below_g_l\":1,"
+		       "\"min_level_m\":0.4}},\"DT-W05\":{\"name\":\"Cái Bè\",\"sluice\":{\"below_g_l\":0.6}}}",
+		       cfg, msg, sizeof(msg)), 0);
+	CHECK(cfg->sites.site[0].has_sluice && cfg->sites.site[0].has_min_level);
+	CHECK_NEAR(cfg->sites.site[0].sluice_below_g_l, 0.7, 0);
+	CHECK_NEAR(cfg->sites.site[0].sluice_min_level_m, -0.25, 0);
+	CHECK(cfg->sites.site[2].has_sluice && !cfg->sites.site[2].has_min_level);
 	/* null and {} both mean: no names. */
 	CHECK_INT(load("null", cfg, msg, sizeof(msg)), 0);
 	CHECK_INT((int)cfg->sites.n, 0);
@@ -131,6 +141,11 @@ static void test_bad(struct gateway_config *cfg)
 		{"{\"DT-W01\":{\"name\":\"x\",\"crops\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\"]}}",
 		 "expected an array of at most 6 crop keys"},
 		{"{\"DT-W01\":{\"name\":\"x\",\"colour\":\"red\"}}", "colour"},
+		{"{\"DT-W01\":{\"name\":\"x\",\"sluice\":{}}}", "sites.DT-W01.sluice.below_g_l: is required"},
+		{"{\"DT-W01\":{\"name\":\"x\",\"sluice\":{\"below_g_l\":0}}}", "sites.DT-W01.sluice.below_g_l"},
+		{"{\"DT-W01\":{\"name\":\"x\",\"sluice\":{\"below_g_l\":1}}}", "is on the ladder"},
+		{"{\"DT-W01\":{\"name\":\"x\",\"sluice\":{\"below_g_l\":0.7,\"min_level_m\":\"1\"}}}",
+		 "sites.DT-W01.sluice.min_level_m"},
 	};
 	char msg[512];
 
