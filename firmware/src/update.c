@@ -897,6 +897,8 @@ size_t update_status_append(struct update *u, char *buf, size_t len, size_t cap)
 		json_str(tmp, sizeof(tmp), &n, u->rs.version);
 		addf(tmp, sizeof(tmp), &n, ",\"slot\":");
 		json_str(tmp, sizeof(tmp), &n, u->rs.booted);
+		addf(tmp, sizeof(tmp), &n, ",\"compatible\":");
+		json_str(tmp, sizeof(tmp), &n, u->rs.compatible);
 	}
 	pthread_mutex_lock(&u->lock);
 	if (u->s.state[0]) {

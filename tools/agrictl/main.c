@@ -57,6 +57,15 @@ static void usage(FILE *f)
 	      "      the sensors[].level_offset_m that makes a level sensor report the gauge's M\n"
 	      "  dead-letters --db GATEWAY.db [--station ID] [--kind KIND] [--limit 20] [--json]\n"
 	      "      what the gateway could not accept: counters per kind, the newest dead letters\n"
+	      "  flash IMAGE DEVICE [--station ID --from DIR] [--yes]\n"
+	      "      write a station image to an SD card / eMMC / USB disk, read it back; with\n"
+	      "      --station, put the station's credentials and station.json (agrictl provision's\n"
+	      "      DIR) on its data partition (docs/update.md)\n"
+	      "  update push BUNDLE (--station ID ... | --all) [--canary N] --broker URL --key NAME.key\n"
+	      "       [--bundles-dir DIR] [--keyring CA.pem] [--timeout-s 1800] [broker options]\n"
+	      "      update stations over the air through the hub, follow them to good or rolled-back\n"
+	      "  update status --broker URL [--station ID ...] [--json] [broker options]\n"
+	      "      the fleet's firmware, system versions and update states\n"
 	      "\n"
 	      "  --help  this text\n",
 	      f);
@@ -421,6 +430,10 @@ int main(int argc, char **argv)
 		return agrictl_dead_letters(argc, argv);
 	if (strcmp(cmd, "level-offset") == 0)
 		return agrictl_level_offset(argc, argv);
+	if (strcmp(cmd, "update") == 0)
+		return agrictl_update(argc, argv);
+	if (strcmp(cmd, "flash") == 0)
+		return agrictl_flash(argc, argv);
 	if (strcmp(cmd, "config") == 0) {
 		if (argc >= 2 && strcmp(argv[1], "validate") == 0)
 			return agrictl_config_validate(argc - 1, argv + 1);
