@@ -69,15 +69,17 @@ int provision_acl(const char *station, const char *prefix, char *out,
 		  size_t len)
 {
 	int n = snprintf(out, len,
-			 "\n# station %s: publishes only under its own id, reads only its config and acks\n"
+			 "\n# station %s: publishes only under its own id, reads only its config, acks "
+			 "and update commands\n"
 			 "user %s\n"
 			 "topic write %s/%s/telemetry\n"
 			 "topic write %s/%s/status\n"
 			 "topic write %s/%s/config/ack\n"
 			 "topic read %s/%s/config\n"
-			 "topic read %s/%s/ack\n",
+			 "topic read %s/%s/ack\n"
+			 "topic read %s/%s/update\n",
 			 station, station, prefix, station, prefix, station, prefix,
-			 station, prefix, station, prefix, station);
+			 station, prefix, station, prefix, station, prefix, station);
 
 	return (n < 0 || (size_t)n >= len) ? -ENOSPC : 0;
 }
