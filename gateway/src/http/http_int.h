@@ -27,7 +27,7 @@
 #define HTTP_CONN_MAX 256
 #define HTTP_TIMEOUT_S 15
 #define BODY_MAX 4096               /* request bodies (ack) */
-#define RESP_MAX (64u << 20)        /* a response larger than this: 413 */
+#define RESP_MAX (8u << 20)         /* an answer built whole: larger is a 413 */
 #define LIMIT_DEFAULT 1000
 #define LIMIT_MAX 100000
 #define ALERTS_LIMIT_DEFAULT 500
@@ -37,6 +37,7 @@
 #define BUSY_TIMEOUT_MS 100
 #define PARAMS_MAX 8
 #define FORECAST_DOC_MAX (256 * 1024)
+#define MERGE_MAX 32                /* readings: series merged in C (api_readings.c) */
 
 
 
@@ -44,13 +45,15 @@
 enum {
 	Q_BEGIN, Q_COMMIT, Q_ROLLBACK,
 	Q_STATIONS, Q_LATEST, Q_STATION_EXISTS, Q_METRIC_SEEN,
-	Q_SERIES, Q_READ_ONE, Q_READ_MANY,
+	Q_SERIES,
 	Q_ALERTS, Q_EVENTS,
 	Q_M_ALERTS, Q_M_STATIONS, Q_M_DEAD,
 	Q_VIEW_EXISTS,
 	Q_SERIES_NEWEST, Q_RAISED_VALUE,
 	Q_TODAY_KINDS, Q_SAL_NEWEST, Q_SAL_BEFORE, Q_BPH_NIGHTS,
-	Q_COUNT
+	Q_READ_TS,                   /* readings along readings_by_ts */
+	Q_MERGE_0,                   /* MERGE_MAX copies: one series' readings */
+	Q_COUNT = Q_MERGE_0 + MERGE_MAX
 };
 
 #define SERIES_WHERE \
@@ -115,6 +118,11 @@ typedef enum MHD_Result (*http_handler_fn)(const struct http_call *k);
 
 /* server.c */
 int http_progress(void *ctx);
+/* The calling worker thread's read connection (opened on first use, its
+ * query budget started again), or NULL when the store cannot be read. */
+struct rconn *http_rconn(struct http_server *srv);
+/* The SQL of statement q (tests: their query plans). */
+const char *http_query_sql(int q);
 int http_step_reset(sqlite3_stmt *q);
 void http_bind_opt(sqlite3_stmt *q, int i, const char *s);
 int http_rtx_begin(struct rconn *rc);
@@ -146,6 +154,18 @@ enum MHD_Result http_send_asset(struct http_server *srv, struct MHD_Connection *
 				const struct http_asset *a, bool gz, bool not_modified);
 enum MHD_Result http_send_dbuf(struct http_server *srv, struct MHD_Connection *c,
 			       unsigned code, const char *type, struct agri_buf *b);
+/* Does the request's If-None-Match hold etag? */
+bool http_etag_matches(struct MHD_Connection *c, const char *etag);
+/*
+ * A 200 with etag and, unless "", a Link header; or a 304 when the request
+ * holds etag already. The body: body[0..len) (copied), or, when crc is not
+ * NULL, read from crc(cls) as the client takes it (chunked; crfc(cls) frees
+ * cls when the response is done, or at once if it cannot be made).
+ */
+enum MHD_Result http_send_page(struct http_server *srv, struct MHD_Connection *c,
+			       const char *type, const char *etag, const char *link,
+			       const char *body, size_t len, MHD_ContentReaderCallback crc,
+			       void *cls, MHD_ContentReaderFreeCallback crfc);
 
 /* The gateway's now to the minute: what answers say in "now" and compute
  * from (advisory states, windows still ahead), so that their ETag changes

@@ -197,7 +197,6 @@ enum MHD_Result http_send_dbuf(struct http_server *srv, struct MHD_Connection *c
 			       unsigned code, const char *type, struct agri_buf *b)
 {
 	struct MHD_Response *r;
-	const char *inm;
 	char etag[24];
 
 	if (b->err) {
@@ -206,7 +205,7 @@ enum MHD_Result http_send_dbuf(struct http_server *srv, struct MHD_Connection *c
 		agri_buf_free(b);
 		if (e == -ENOSPC)
 			return http_send_error(srv, c, MHD_HTTP_CONTENT_TOO_LARGE,
-					       "response over %u MiB: ask for less (limit, from, to)",
+					       "response over %u MiB: ask for less (limit, history, from, to)",
 					       RESP_MAX >> 20);
 		return http_send_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
 	}
@@ -218,8 +217,7 @@ enum MHD_Result http_send_dbuf(struct http_server *srv, struct MHD_Connection *c
 	 * (the dashboard's polls) gets a 304 without the body when nothing
 	 * changed. Cache-Control stays no-store: nothing is kept by caches. */
 	snprintf(etag, sizeof(etag), "\"%016llx\"", (unsigned long long)fnv64(b->p, b->len));
-	inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
-	if (inm && strstr(inm, etag)) {
+	if (http_etag_matches(c, etag)) {
 		agri_buf_free(b);
 		r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 		code = MHD_HTTP_NOT_MODIFIED;
@@ -232,5 +230,42 @@ enum MHD_Result http_send_dbuf(struct http_server *srv, struct MHD_Connection *c
 		return MHD_NO;
 	common_headers(r, type, false);
 	MHD_add_response_header(r, "ETag", etag);
+	return queue(srv, c, code, r);
+}
+
+bool http_etag_matches(struct MHD_Connection *c, const char *etag)
+{
+	const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						      MHD_HTTP_HEADER_IF_NONE_MATCH);
+
+	return inm && strstr(inm, etag);
+}
+
+enum MHD_Result http_send_page(struct http_server *srv, struct MHD_Connection *c,
+			       const char *type, const char *etag, const char *link,
+			       const char *body, size_t len, MHD_ContentReaderCallback crc,
+			       void *cls, MHD_ContentReaderFreeCallback crfc)
+{
+	unsigned code = MHD_HTTP_OK;
+	struct MHD_Response *r;
+
+	if (http_etag_matches(c, etag)) {
+		if (crfc)
+			crfc(cls);
+		r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+		code = MHD_HTTP_NOT_MODIFIED;
+	} else if (crc) {
+		r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, crc, cls, crfc);
+		if (!r && crfc)
+			crfc(cls);
+	} else {
+		r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	}
+	if (!r)
+		return MHD_NO;
+	common_headers(r, type, false);
+	MHD_add_response_header(r, "ETag", etag);
+	if (link && *link)
+		MHD_add_response_header(r, "Link", link);
 	return queue(srv, c, code, r);
 }

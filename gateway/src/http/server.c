@@ -62,12 +62,16 @@ static const char *const q_sql[Q_COUNT] = {
 	[Q_SERIES] = "SELECT se.id, st.name, se.sensor, se.metric FROM series se"
 		     " JOIN stations st ON st.id = se.station_id WHERE " SERIES_WHERE
 		     " ORDER BY se.id",
-	[Q_READ_ONE] = "SELECT ts, value, unit, q, received_at, series_id FROM readings"
-		       " WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts LIMIT ?4",
-	[Q_READ_MANY] = "SELECT r.ts, r.value, r.unit, r.q, r.received_at, r.series_id"
-			" FROM readings r WHERE r.series_id IN (SELECT se.id FROM series se"
-			" JOIN stations st ON st.id = se.station_id WHERE " SERIES_WHERE ")"
-			" AND r.ts >= ?4 AND r.ts < ?5 ORDER BY r.ts, r.series_id LIMIT ?6",
+	/* Readings along the time index from the key (?1 ts, ?2 series id) on,
+	 * before ?3; the series filter is checked on the index entry, before
+	 * the row is read (api_readings.c). */
+	[Q_READ_TS] = "SELECT r.ts, r.value, r.unit, r.q, r.received_at, r.series_id"
+		      " FROM readings r INDEXED BY readings_by_ts"
+		      " WHERE (r.ts, r.series_id) >= (?1, ?2) AND r.ts < ?3"
+		      " AND r.series_id IN (SELECT se.id FROM series se"
+		      " JOIN stations st ON st.id = se.station_id WHERE (?4 IS NULL OR st.name = ?4)"
+		      " AND (?5 IS NULL OR se.metric = ?5) AND (?6 IS NULL OR se.sensor = ?6))"
+		      " ORDER BY r.ts, r.series_id",
 	[Q_ALERTS] = "SELECT id, rule, station, sensor, metric, severity, state, value,"
 		     " threshold, raised_at, updated_at, message FROM alerts"
 		     " WHERE (?1 = 'all' OR state = ?1"
@@ -115,6 +119,18 @@ static const char *const q_sql[Q_COUNT] = {
 			 " GROUP BY 1 ORDER BY 1",
 };
 
+/* One series' readings in [?2, ?3) on its primary key: the Q_MERGE_0 + i
+ * statements (a page merges up to MERGE_MAX series, api_readings.c). */
+static const char merge_sql[] = "SELECT ts, value, unit, q, received_at, series_id FROM readings"
+				" WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts";
+
+const char *http_query_sql(int q)
+{
+	if (q < 0 || q >= Q_COUNT)
+		return NULL;
+	return q >= Q_MERGE_0 ? merge_sql : q_sql[q];
+}
+
 int http_progress(void *ctx)
 {
 	struct rconn *rc = ctx;
@@ -136,7 +152,7 @@ static void rconn_free(void *p)
 
 /* This thread's connection, opened on first use. NULL when the database
  * cannot be opened (logged once). HTTP worker threads. */
-static struct rconn *rconn_get(struct http_server *srv)
+struct rconn *http_rconn(struct http_server *srv)
 {
 	struct rconn *rc = pthread_getspecific(srv->key);
 	int r;
@@ -153,7 +169,7 @@ static struct rconn *rconn_get(struct http_server *srv)
 	sqlite3_busy_timeout(rc->db, BUSY_TIMEOUT_MS);
 	sqlite3_progress_handler(rc->db, 10000, http_progress, rc);
 	for (int i = 0; i < Q_COUNT; i++) {
-		r = sqlite3_prepare_v3(rc->db, q_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+		r = sqlite3_prepare_v3(rc->db, http_query_sql(i), -1, SQLITE_PREPARE_PERSISTENT,
 				       &rc->q[i], NULL);
 		if (r != SQLITE_OK)
 			goto fail;
@@ -455,7 +471,7 @@ static enum MHD_Result dispatch(struct http_server *srv, struct MHD_Connection *
 		if (r->auth && !authorized(srv, c, &resp))
 			return resp;
 		k.id = strstr(r->path, "{id}") ? id : NULL;
-		k.rc = rconn_get(srv);
+		k.rc = http_rconn(srv);
 		if (r->db && !k.rc)
 			return http_send_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE,
 					       "database not readable");
