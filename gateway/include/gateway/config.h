@@ -164,6 +164,14 @@ struct gateway_config {
 		size_t n;
 		struct gateway_site site[GW_SITES_MAX];
 	} sites;
+	/* Scheduled backups of the database (docs/recovery.md): every
+	 * every_h hours a consistent copy into dir, the newest keep kept.
+	 * dir "" = none scheduled (agri-gateway backup DEST still works). */
+	struct {
+		char dir[PATH_MAX];
+		int64_t every_h; /* default 24 */
+		int64_t keep;    /* default 7 */
+	} backup;
 };
 
 /* Fills *cfg with the defaults (what an absent key means). */

@@ -42,6 +42,8 @@ void gateway_config_defaults(struct gateway_config *c)
 	c->broker.keepalive_s = 30;
 	c->broker.session_expiry_s = 7 * 86400;
 	c->db.retention_days = 400;
+	c->backup.every_h = 24;
+	c->backup.keep = 7;
 	snprintf(c->db.synchronous, sizeof(c->db.synchronous), "full");
 	c->db.cache_kib = 2048;
 	c->db.queue_max = 1024;
@@ -459,6 +461,19 @@ static int parse_sites(const cJSON *item, void *cfgp, const char *path,
 	return 0;
 }
 
+static const struct agri_cfg_field backup_fields[] = {
+	STR("dir", backup.dir, true),
+	INT("every_h", backup.every_h, 1, 24 * 366),
+	INT("keep", backup.keep, 1, 1000),
+};
+
+static int parse_backup(const cJSON *item, void *cfg, const char *path, struct agri_err *err)
+{
+	if (cJSON_IsNull(item))
+		return 0;
+	return read_section(item, cfg, path, err, backup_fields, AGRI_ARRAY_SIZE(backup_fields));
+}
+
 static const struct agri_cfg_field top_fields[] = {
 	SECTION("broker", parse_broker, true),
 	SECTION("db", parse_db, true),
@@ -470,6 +485,7 @@ static const struct agri_cfg_field top_fields[] = {
 	SECTION("limits", parse_limits, false),
 	SECTION("dead_letters", parse_dead_letters, false),
 	SECTION("sites", parse_sites, false),
+	SECTION("backup", parse_backup, false),
 };
 
 /* --- cross-field checks ----------------------------------------------- */
@@ -873,7 +889,8 @@ static int resolve_paths(struct gateway_config *cfg, struct agri_err *err)
 	    (rc = resolve(cfg, cfg->http.cert_file, sizeof(cfg->http.cert_file), "http.cert_file", err)) ||
 	    (rc = resolve(cfg, cfg->http.key_file, sizeof(cfg->http.key_file), "http.key_file", err)) ||
 	    (rc = resolve(cfg, cfg->http.bundles_dir, sizeof(cfg->http.bundles_dir), "http.bundles_dir", err)) ||
-	    (rc = resolve(cfg, cfg->http.stations_passwd_file, sizeof(cfg->http.stations_passwd_file), "http.stations_passwd_file", err)))
+	    (rc = resolve(cfg, cfg->http.stations_passwd_file, sizeof(cfg->http.stations_passwd_file), "http.stations_passwd_file", err)) ||
+	    (rc = resolve(cfg, cfg->backup.dir, sizeof(cfg->backup.dir), "backup.dir", err)))
 		return rc;
 	if (!cfg->http.cert_file[0] != !cfg->http.key_file[0]) {
 		agri_err_set(err, cfg->http.cert_file[0] ? "http.key_file" : "http.cert_file",
