@@ -97,3 +97,73 @@ int profiles_list(const char *dir, char (*names)[AGRI_ID_MAX + 1], size_t cap)
 	qsort(names, n, sizeof(names[0]), name_cmp);
 	return (int)n;
 }
+
+/* Levenshtein distance of a and b (both at most AGRI_ID_MAX + 40 bytes). */
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), prev[80], cur[80];
+
+	if (la >= 80 || lb >= 80)
+		return SIZE_MAX;
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+
+			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+		}
+		memcpy(prev, cur, (lb + 1) * sizeof(size_t));
+	}
+	return prev[lb];
+}
+
+void profiles_suggest(const char *dir, const char *name, char *out, size_t len)
+{
+	static char names[64][AGRI_ID_MAX + 1];
+	size_t best = SIZE_MAX, pos = 0;
+	int n;
+
+	if (!len)
+		return;
+	out[0] = '\0';
+	if (!dir)
+		dir = profiles_default_dir();
+	n = profiles_list(dir, names, 64);
+	if (n <= 0) {
+		snprintf(out, len, "no profiles in %s", dir);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		size_t d = edit_distance(name, names[i]);
+
+		if (name[0] && strstr(names[i], name))
+			d = 0; /* "sensecap" -> "sensecap-s-ec-01" */
+		if (d < best)
+			best = d;
+	}
+	/* Near: within a third of the name's length (typos), or containing it. */
+	if (best <= strlen(name) / 3 + 1) {
+		bool first = true;
+
+		for (int i = 0; i < n && pos < len; i++) {
+			size_t d = edit_distance(name, names[i]);
+
+			if (name[0] && strstr(names[i], name))
+				d = 0;
+			if (d != best)
+				continue;
+			pos += (size_t)snprintf(out + pos, len - pos, "%s\"%s\"",
+						first ? "did you mean " : " or ", names[i]);
+			first = false;
+		}
+		if (pos < len)
+			pos += (size_t)snprintf(out + pos, len - pos, "? ");
+	}
+	if (pos < len)
+		pos += (size_t)snprintf(out + pos, len - pos, "profiles:");
+	for (int i = 0; i < n && pos < len; i++)
+		pos += (size_t)snprintf(out + pos, len - pos, "%s %s", i ? "," : "", names[i]);
+}

@@ -95,6 +95,10 @@ struct bus {
 	bool started;
 	atomic_bool stop;
 	atomic_int_fast64_t heartbeat_ms;
+	/* The link's health (bus_link_health), written by the bus thread. */
+	atomic_bool link_open, link_ever;
+	atomic_int link_errno;
+	atomic_int_fast64_t link_since_ms;
 	pthread_mutex_t lock; /* with cond: wakes the thread on stop */
 	pthread_cond_t cond;
 };
@@ -120,6 +124,10 @@ struct bus *bus_new(const struct station_config *cfg, size_t index,
 	b->rng = (uint32_t)(start ^ (int64_t)index << 16) | 1;
 	atomic_init(&b->stop, false);
 	atomic_init(&b->heartbeat_ms, start);
+	atomic_init(&b->link_open, false);
+	atomic_init(&b->link_ever, false);
+	atomic_init(&b->link_errno, 0);
+	atomic_init(&b->link_since_ms, 0);
 	pthread_mutex_init(&b->lock, NULL);
 	util_cond_init_mono(&b->cond);
 
@@ -191,6 +199,27 @@ int64_t bus_heartbeat_ms(const struct bus *b)
 	return atomic_load(&((struct bus *)b)->heartbeat_ms);
 }
 
+void bus_link_health(const struct bus *b, struct bus_link_health *out)
+{
+	struct bus *m = (struct bus *)b;
+
+	out->open = atomic_load(&m->link_open);
+	out->ever_open = atomic_load(&m->link_ever);
+	out->error = atomic_load(&m->link_errno);
+	out->since_ms = atomic_load(&m->link_since_ms);
+}
+
+/* Records the link's state (bus thread). */
+static void bus_link_state(struct bus *b, bool open, int error)
+{
+	if (open != atomic_load(&b->link_open) || !atomic_load(&b->link_since_ms))
+		atomic_store(&b->link_since_ms, util_now_ms());
+	atomic_store(&b->link_errno, error);
+	atomic_store(&b->link_open, open);
+	if (open)
+		atomic_store(&b->link_ever, true);
+}
+
 /* Opens the link if it is closed and its retry time has come. */
 static bool bus_link_up(struct bus *b, int64_t now)
 {
@@ -198,25 +227,29 @@ static bool bus_link_up(struct bus *b, int64_t now)
 		return true;
 	if (now < b->reconnect_at_ms)
 		return false;
+	errno = 0;
 	if (modbus_connect(b->ctx) < 0) {
-		int e = errno;
+		int e = errno ? errno : EIO;
 
 		log_complain(&b->link_complaint, LOG_LVL_WARN, "bus",
 			     "cannot open bus=%s: %s", b->bcfg->name, modbus_strerror(e));
+		bus_link_state(b, false, e);
 		b->reconnect_at_ms = now + util_backoff_ms(b->connect_fails++, 1000,
 							   BUS_RECONNECT_MAX_MS, &b->rng);
 		return false;
 	}
 	log_release(&b->link_complaint, "bus", "bus=%s open", b->bcfg->name);
+	bus_link_state(b, true, 0);
 	b->connected = true;
 	b->connect_fails = 0;
 	return true;
 }
 
-static void bus_link_down(struct bus *b)
+static void bus_link_down(struct bus *b, int e)
 {
 	modbus_close(b->ctx);
 	b->connected = false;
+	bus_link_state(b, false, e);
 	b->reconnect_at_ms = util_mono_ms() + 500;
 }
 
@@ -550,7 +583,7 @@ static size_t bus_error_readings(struct bus *b, const struct bus_slot *sl, int64
 static size_t bus_decode(struct bus *b, struct bus_slot *sl, int64_t ts)
 {
 	const struct agri_profile *p = sl->profile;
-	bool maint = atomic_load(b->maint);
+	bool maint = atomic_load(b->maint) || sl->cfg->maintenance;
 	size_t n = 0;
 
 	for (size_t i = 0; i < p->n_regs; i++) {
@@ -623,6 +656,8 @@ static enum poll_result bus_poll(struct bus *b, struct bus_slot *sl, bool force)
 		return POLL_OK;
 	}
 	atomic_fetch_add(&sl->stats->reads_failed, 1);
+	atomic_store(&sl->stats->last_errno, e);
+	atomic_store(&sl->stats->last_error_ms, util_now_ms());
 	if (e == ENOTCONN) {
 		atomic_fetch_add(&sl->stats->other_errors, 1);
 	} else {
@@ -633,7 +668,7 @@ static enum poll_result bus_poll(struct bus *b, struct bus_slot *sl, bool force)
 			     sl->cfg->name, b->bcfg->name, (int)sl->cfg->slave, kind,
 			     modbus_strerror(e));
 		if (b->bcfg->is_tcp && link_error(e))
-			bus_link_down(b);
+			bus_link_down(b, e);
 		else if (b->connected)
 			modbus_flush(b->ctx);
 	}

@@ -23,6 +23,10 @@ struct bus_sensor_stats {
 	atomic_uint_fast64_t reads_ok, reads_failed, skipped;
 	atomic_uint_fast64_t timeouts, crc_errors, exceptions, other_errors;
 	atomic_int_fast64_t last_ok_ms; /* wall clock of the last good read */
+	/* The last failed poll: its errno (libmodbus's EMB* codes included;
+	 * ENOTCONN while the bus is down) and wall-clock time; 0 = none. */
+	atomic_int last_errno;
+	atomic_int_fast64_t last_error_ms;
 	/* The sensor's last good water level (um) and its reading time (0 =
 	 * none): the buses of the station read it to tell a dry probe. */
 	atomic_int_fast64_t level_um, level_ts_ms;
@@ -54,6 +58,16 @@ void bus_stop(struct bus *b);
 void bus_free(struct bus *b);
 /* Monotonic ms of the thread's last loop turn (watchdog health). */
 int64_t bus_heartbeat_ms(const struct bus *b);
+
+/* The link's state, for the status and a config's probation. */
+struct bus_link_health {
+	bool open;       /* connected now */
+	bool ever_open;  /* since bus_new */
+	int error;       /* why it is down: the errno of the last open or I/O */
+	int64_t since_ms; /* wall clock of the last change (0: never tried) */
+};
+/* Any thread. */
+void bus_link_health(const struct bus *b, struct bus_link_health *out);
 /* Polls every sensor of the bus once on the calling thread (--once).
  * Returns the number of sensors read successfully. */
 int bus_poll_once(struct bus *b);

@@ -29,6 +29,7 @@ static void config_defaults(struct station_config *c)
 	c->spool_max_mb = 64;
 	c->publish_interval_s = 60;
 	c->ack_timeout_s = 300;
+	c->probation_s = 60;
 	c->watchdog.timeout_s = 60;
 }
 
@@ -190,6 +191,7 @@ static const struct agri_cfg_field sensor_fields[] = {
 		   AGRI_RANGE(-10000, 10000), AGRI_PRESENT(SS, has_level_offset)),
 	AGRI_FIELD(SS, "probe_level_m", AGRI_CFG_DOUBLE, probe_level_m, false,
 		   AGRI_RANGE(-10000, 10000), AGRI_PRESENT(SS, has_probe_level)),
+	AGRI_FIELD_BOOL(SS, "maintenance", maintenance),
 };
 
 static const struct agri_cfg_array sensors_array = {
@@ -208,6 +210,8 @@ static const struct agri_cfg_field top_fields[] = {
 	AGRI_FIELD_INT(SC, "spool_max_mb", spool_max_mb, 1, 65536),
 	AGRI_FIELD_DOUBLE(SC, "publish_interval_s", publish_interval_s, 0.1, 86400),
 	AGRI_FIELD_DOUBLE(SC, "ack_timeout_s", ack_timeout_s, 0.5, 86400),
+	AGRI_FIELD_DOUBLE(SC, "probation_s", probation_s, 0, 3600),
+	AGRI_FIELD_BOOL(SC, "maintenance", maintenance),
 	AGRI_FIELD_SECTION("watchdog", parse_watchdog, false),
 	AGRI_FIELD_ARRAY(SC, "buses", buses, n_buses, &buses_array, true),
 	AGRI_FIELD_ARRAY(SC, "sensors", sensors, n_sensors, &sensors_array, true),
@@ -244,7 +248,10 @@ static int load_profile(const char *dir, const char *name,
 
 	rc = profiles_load(dir, name, p, file, sizeof(file), &perr);
 	if (rc == -ENOENT) {
-		agri_err_set(err, where, "no profile \"%s\" in %s", name, dir);
+		char hint[AGRI_ERR_MSG_MAX];
+
+		profiles_suggest(dir, name, hint, sizeof(hint));
+		agri_err_set(err, where, "no profile \"%s\": %s", name, hint);
 		return -EINVAL;
 	}
 	if (rc < 0) {

@@ -49,6 +49,8 @@ struct station_sensor {
 	double probe_level_m;  /* the probe's height on the level datum: below
 				  it the station's water level says "dry" */
 	bool has_level_offset, has_probe_level;
+	bool maintenance;      /* its readings are q "maint"; probation does not
+				  wait for it (agrictl maint ID on --sensor S) */
 	/* Resolved by the cross-check: */
 	int bus_index;
 	int profile_index;
@@ -81,6 +83,11 @@ struct station_config {
 	int64_t spool_max_mb;
 	double publish_interval_s;
 	double ack_timeout_s;
+	/* A pushed config runs on probation this long: acked "applied" once
+	 * every bus opened and every sensor answered, else rolled back and
+	 * "rejected" (docs/station.md). 0: acked at once. */
+	double probation_s;
+	bool maintenance; /* the whole station, as <state_dir>/maintenance */
 	struct {
 		char device[STATION_PATH_MAX]; /* "" = none; else /dev/watchdog[N] */
 		int64_t timeout_s;

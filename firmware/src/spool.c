@@ -173,6 +173,13 @@ void spool_close(struct spool *s)
 	free(s);
 }
 
+int64_t spool_oldest_ms(struct spool *s)
+{
+	if (!s->depth)
+		return 0;
+	return query_int(s, "SELECT created FROM batches ORDER BY seq LIMIT 1", 0);
+}
+
 void spool_set_max_bytes(struct spool *s, uint64_t max_bytes)
 {
 	s->max_bytes = max_bytes;

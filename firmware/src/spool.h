@@ -73,5 +73,8 @@ int64_t spool_next_due(struct spool *s);
 uint64_t spool_depth(const struct spool *s);   /* batches */
 uint64_t spool_bytes(const struct spool *s);   /* payload bytes */
 uint64_t spool_dropped(const struct spool *s); /* batches dropped, ever */
+/* When the oldest batch still waiting for its ack was sealed (the now_ms
+ * given to spool_put); 0 when the spool is empty. */
+int64_t spool_oldest_ms(struct spool *s);
 
 #endif

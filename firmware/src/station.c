@@ -35,6 +35,7 @@
 #include "agri/time.h"
 #include "agri/topic.h"
 #include "bus.h"
+#include "health.h"
 #include "agri/log.h"
 #include "mqtt.h"
 #include "spool.h"
@@ -52,7 +53,8 @@
 #define RECONNECT_CAP_MS 30000
 #define RESEND_CAP_FACTOR 8 /* resend backoff caps at 8 x ack_timeout_s */
 #define RESEND_CAP_MAX_MS (3600 * 1000)
-#define STATUS_BUF 16384
+#define STATUS_BUF 32768
+#define PROBATION_CHECK_MS 250 /* how often a config on probation is checked */
 
 enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_UP };
 
@@ -106,6 +108,20 @@ struct station {
 	bool status_dirty;
 	int wd_fd;
 	int64_t sd_wd_every_ms, next_sd_wd;
+	/* A pushed config on probation (docs/station.md "Probation"): applied,
+	 * not yet persisted nor acked; the previous config waits in cand. */
+	struct {
+		bool on;
+		int64_t version, started, deadline; /* monotonic ms */
+		char by[AGRI_ID_MAX + 1];
+		char *msg; /* the signed message, persisted once it passes */
+		size_t len;
+		uint64_t base_ok[STATION_SENSORS_MAX]; /* reads_ok when it began */
+	} prob;
+	uint32_t link_sig;      /* the buses' states last published (status) */
+	int64_t failed_version; /* newest pushed version that failed probation */
+	int64_t failed_ms;      /* when (wall clock) */
+	char failed_error[256]; /* why: the config ack's error */
 	struct update *update; /* NULL when update.json is broken (logged) */
 	char *upd_work;
 	uint64_t spool_writes; /* batches spooled since start (health check) */
@@ -344,6 +360,36 @@ static bool station_buses_healthy(struct station *st, int64_t now)
 
 /* ---- status ---- */
 
+/* Sensor i's last error in words (health.c), or "" when it has none. */
+static void station_sensor_reason(struct station *st, size_t i, char *buf, size_t len)
+{
+	const struct station_sensor *s = &st->cfg->sensors[i];
+	struct health_bus_facts f = {0};
+	struct bus_link_health lh = {0};
+	int e = atomic_load(&st->stats[i].last_errno);
+	int64_t now = util_now_ms();
+
+	buf[0] = '\0';
+	if (!e || s->bus_index < 0)
+		return;
+	if ((size_t)s->bus_index < st->n_buses)
+		bus_link_health(st->buses[s->bus_index], &lh);
+	f.bus_open = lh.open;
+	f.bus_error = lh.error;
+	for (size_t j = 0; j < st->cfg->n_sensors; j++) {
+		const struct station_sensor *o = &st->cfg->sensors[j];
+		int64_t ok = atomic_load(&st->stats[j].last_ok_ms);
+
+		if (j == i || o->bus_index != s->bus_index || o->maintenance)
+			continue;
+		f.others++;
+		/* Recently: within three of its polls (and a minute). */
+		if (ok && now - ok <= (int64_t)(3 * o->interval_s * 1000) + 60000)
+			f.others_answering++;
+	}
+	health_sensor_reason(s, &st->cfg->buses[s->bus_index], e, &f, buf, len);
+}
+
 static void station_publish_status(struct station *st, bool online)
 {
 	struct agri_status *s = &st->status;
@@ -361,7 +407,24 @@ static void station_publish_status(struct station *st, bool online)
 	s->spool_depth = spool_depth(st->spool);
 	s->spool_dropped = spool_dropped(st->spool);
 	s->last_seq = spool_next_seq(st->spool) - 1;
+	s->spool_oldest_ms = spool_oldest_ms(st->spool);
 	s->maintenance = atomic_load(&st->maint);
+	s->probation_version = st->prob.on ? st->prob.version : 0;
+	s->config_failed_version = st->failed_version;
+	s->config_failed_ms = st->failed_ms;
+	snprintf(s->config_failed_error, sizeof(s->config_failed_error), "%s", st->failed_error);
+	s->n_buses = st->n_buses < AGRI_STATUS_BUSES_MAX ? st->n_buses : AGRI_STATUS_BUSES_MAX;
+	for (size_t i = 0; i < s->n_buses; i++) {
+		struct agri_bus_health *h = &s->buses[i];
+		struct bus_link_health lh;
+
+		bus_link_health(st->buses[i], &lh);
+		snprintf(h->name, sizeof(h->name), "%s", st->cfg->buses[i].name);
+		h->open = lh.open;
+		h->since_ms = lh.since_ms;
+		if (!lh.open && lh.error)
+			health_bus_reason(&st->cfg->buses[i], lh.error, h->error, sizeof(h->error));
+	}
 	s->n_sensors = st->cfg->n_sensors;
 	for (size_t i = 0; i < st->cfg->n_sensors && i < AGRI_STATUS_SENSORS_MAX; i++) {
 		struct agri_sensor_health *h = &s->sensors[i];
@@ -374,6 +437,10 @@ static void station_publish_status(struct station *st, bool online)
 		h->timeouts = atomic_load(&c->timeouts);
 		h->crc_errors = atomic_load(&c->crc_errors);
 		h->exceptions = atomic_load(&c->exceptions);
+		h->last_ok_ms = atomic_load(&c->last_ok_ms);
+		h->last_error_ms = atomic_load(&c->last_error_ms);
+		h->maintenance = st->cfg->sensors[i].maintenance;
+		station_sensor_reason(st, i, h->last_error, sizeof(h->last_error));
 	}
 	len = agri_status_encode(s, st->status_buf, sizeof(st->status_buf));
 	if (len < 0) {
@@ -423,6 +490,7 @@ static void station_carry_stats(struct station *st, const struct station_config 
 #define MV(f) atomic_store(&tmp[i].f, atomic_load(&st->stats[j].f))
 			MV(reads_ok); MV(reads_failed); MV(skipped); MV(timeouts);
 			MV(crc_errors); MV(exceptions); MV(other_errors); MV(last_ok_ms);
+			MV(last_errno); MV(last_error_ms);
 #undef MV
 		}
 	memcpy(st->stats, tmp, sizeof(tmp));
@@ -435,11 +503,12 @@ static void station_carry_stats(struct station *st, const struct station_config 
  * remote configs. Rejected: config/ack with the reason, nothing changes.
  * Accepted: persisted (the message as signed), applied, acked. Main thread.
  */
+static void station_swap_config(struct station *st);
+
 static void station_apply_config(struct station *st, const char *json, size_t len)
 {
 	struct agri_err err = {{0}, {0}};
 	char msg[640], path[STATION_PATH_MAX + 16], by[AGRI_ID_MAX + 1] = "";
-	struct station_config *old;
 	int64_t version = 0;
 	size_t doc_len;
 	int rc;
@@ -453,6 +522,11 @@ static void station_apply_config(struct station *st, const char *json, size_t le
 	if (version <= st->cfg->version) {
 		log_debug("station", "pushed config ignored version=%" PRId64 " running=%" PRId64,
 			  version, st->cfg->version);
+		return;
+	}
+	if (version <= st->failed_version) {
+		log_debug("station", "pushed config ignored version=%" PRId64 ": version %" PRId64
+			  " failed its probation", version, st->failed_version);
 		return;
 	}
 	rc = trust_open(st->trust_dir, json, len, st->cfg_doc, STATION_CONFIG_MAX_BYTES,
@@ -475,16 +549,49 @@ static void station_apply_config(struct station *st, const char *json, size_t le
 	}
 	version = st->cand->version;
 	snprintf(st->cand->signed_by, sizeof(st->cand->signed_by), "%s", by);
-	snprintf(path, sizeof(path), "%s/config.json", st->cfg->state_dir);
-	rc = util_write_file_atomic(path, json, len);
-	if (rc < 0) {
-		snprintf(msg, sizeof(msg), "cannot persist %s: %s", path, strerror(-rc));
-		log_error("station", "pushed config rejected: %s", msg);
-		station_config_ack(st, version, msg, by);
+	if (st->cand->probation_s <= 0) {
+		/* No probation: persisted, applied and acked at once. */
+		snprintf(path, sizeof(path), "%s/config.json", st->cfg->state_dir);
+		rc = util_write_file_atomic(path, json, len);
+		if (rc < 0) {
+			snprintf(msg, sizeof(msg), "cannot persist %s: %s", path, strerror(-rc));
+			log_error("station", "pushed config rejected: %s", msg);
+			station_config_ack(st, version, msg, by);
+			return;
+		}
+		station_swap_config(st);
+		log_info("station", "config applied version=%" PRId64 " signed_by=%s sensors=%zu",
+			 version, by, st->cfg->n_sensors);
+		station_config_ack(st, version, NULL, by);
 		return;
 	}
-	/* Swap schedules: the buses finish their poll in progress; readings
-	 * already in the ring stay there and are sealed as usual. */
+	/* On probation: the old config waits in cand until the new one has
+	 * shown that every bus opens and every sensor answers. */
+	memcpy(st->prob.msg, json, len);
+	st->prob.len = len;
+	st->prob.version = version;
+	snprintf(st->prob.by, sizeof(st->prob.by), "%s", by);
+	station_swap_config(st);
+	for (size_t i = 0; i < st->cfg->n_sensors; i++)
+		st->prob.base_ok[i] = atomic_load(&st->stats[i].reads_ok);
+	st->prob.started = util_mono_ms();
+	st->prob.deadline = st->prob.started + (int64_t)llround(st->cfg->probation_s * 1000);
+	st->prob.on = true;
+	log_info("station", "config on probation version=%" PRId64 " signed_by=%s sensors=%zu "
+		 "probation_s=%g", version, by, st->cfg->n_sensors, st->cfg->probation_s);
+}
+
+/*
+ * Runs st->cand in place of st->cfg (and keeps the old one in cand): the
+ * buses finish their poll in progress and start again with the new
+ * schedule; readings already in the ring stay there and are sealed as
+ * usual; counters of sensors that keep their name carry over.
+ */
+static void station_swap_config(struct station *st)
+{
+	struct station_config *old;
+	int rc;
+
 	station_stop_buses(st);
 	old = st->cfg;
 	st->cfg = st->cand;
@@ -496,9 +603,98 @@ static void station_apply_config(struct station *st, const char *json, size_t le
 		log_error("station", "cannot start buses: %s", strerror(-rc));
 	st->next_seal = util_mono_ms() + (int64_t)llround(st->cfg->publish_interval_s * 1000);
 	st->status_dirty = true;
-	log_info("station", "config applied version=%" PRId64 " signed_by=%s sensors=%zu",
-		 version, by, st->cfg->n_sensors);
-	station_config_ack(st, version, NULL, by);
+}
+
+/* The first thing that keeps the config on probation from passing, in
+ * words ("bus rs485: /dev/ttyUSB9: no such device"); "" when all is
+ * well. Main thread. */
+static void station_probation_failure(struct station *st, char *buf, size_t len)
+{
+	char why[AGRI_STATUS_ERROR_MAX + 1];
+	size_t bad = 0, pos = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < st->n_buses; i++) {
+		struct bus_link_health lh;
+
+		bus_link_health(st->buses[i], &lh);
+		if (lh.ever_open)
+			continue;
+		if (bad++ == 0) {
+			health_bus_reason(&st->cfg->buses[i], lh.error, why, sizeof(why));
+			pos = (size_t)snprintf(buf, len, "bus %s: %s", st->cfg->buses[i].name, why);
+		}
+	}
+	for (size_t i = 0; i < st->cfg->n_sensors; i++) {
+		const struct station_sensor *s = &st->cfg->sensors[i];
+		struct bus_link_health lh = {0};
+
+		if (s->bus_index >= 0 && (size_t)s->bus_index < st->n_buses)
+			bus_link_health(st->buses[s->bus_index], &lh);
+		/* A sensor on a bus that never opened: the bus is the reason. */
+		if (s->maintenance || !lh.ever_open ||
+		    atomic_load(&st->stats[i].reads_ok) > st->prob.base_ok[i])
+			continue;
+		if (bad++ == 0) {
+			station_sensor_reason(st, i, why, sizeof(why));
+			pos = (size_t)snprintf(buf, len, "sensor %s: %s", s->name,
+					       why[0] ? why : "no good read yet");
+		}
+	}
+	if (bad > 1 && pos < len)
+		snprintf(buf + pos, len - pos, " (and %zu more)", bad - 1);
+}
+
+/*
+ * A config on probation: passes (persisted, acked "applied") as soon as
+ * every bus has opened and every sensor not in maintenance has answered
+ * once; at the deadline it is rolled back (the previous config runs
+ * again) and acked "rejected" with the reason, and its version is not
+ * tried again. Main thread.
+ */
+static void station_probation(struct station *st, int64_t now)
+{
+	char why[200], msg[256], path[STATION_PATH_MAX + 16], rec[512];
+	int rc;
+
+	if (!st->prob.on)
+		return;
+	station_probation_failure(st, why, sizeof(why));
+	if (!why[0]) {
+		snprintf(path, sizeof(path), "%s/config.json", st->cfg->state_dir);
+		rc = util_write_file_atomic(path, st->prob.msg, st->prob.len);
+		if (rc == 0) {
+			st->prob.on = false;
+			st->status_dirty = true;
+			log_info("station", "config applied version=%" PRId64 " signed_by=%s sensors=%zu"
+				 " probation_ms=%" PRId64, st->prob.version, st->prob.by,
+				 st->cfg->n_sensors, now - st->prob.started);
+			station_config_ack(st, st->prob.version, NULL, st->prob.by);
+			return;
+		}
+		snprintf(why, sizeof(why), "cannot persist %.100s: %.80s", path, strerror(-rc));
+	} else if (now < st->prob.deadline) {
+		return;
+	}
+	/* Failed: the previous config runs again. */
+	st->prob.on = false;
+	station_swap_config(st);
+	snprintf(msg, sizeof(msg), "probation: %.190s (version %" PRId64 " runs again)", why,
+		 st->cfg->version);
+	log_warn("station", "pushed config rejected version=%" PRId64 " signed_by=%s: %s",
+		 st->prob.version, st->prob.by, msg);
+	/* Remembered (STATE_DIR/config.failed: version, time, reason), so the
+	 * retained config is not tried again at each reconnect or restart,
+	 * and the status says what happened to it. */
+	st->failed_version = st->prob.version;
+	st->failed_ms = util_now_ms();
+	snprintf(st->failed_error, sizeof(st->failed_error), "%s", msg);
+	snprintf(path, sizeof(path), "%s/config.failed", st->cfg->state_dir);
+	snprintf(rec, sizeof(rec), "%" PRId64 "\n%" PRId64 "\n%s\n", st->failed_version,
+		 st->failed_ms, st->failed_error);
+	if ((rc = util_write_file_atomic(path, rec, strlen(rec))) < 0)
+		log_warn("station", "cannot write %s: %s", path, strerror(-rc));
+	station_config_ack(st, st->prob.version, msg, st->prob.by);
 }
 
 /* ---- link and publishing ---- */
@@ -617,7 +813,7 @@ static void station_take_config(struct station *st)
 	size_t len;
 
 	pthread_mutex_lock(&st->lock);
-	if (!st->cfg_pending) {
+	if (!st->cfg_pending || st->prob.on) { /* a newer one waits for the probation */
 		pthread_mutex_unlock(&st->lock);
 		return;
 	}
@@ -669,13 +865,32 @@ static void station_update(struct station *st, int64_t now)
 		st->next_seal = now; /* the health check waits for a spool write */
 }
 
+/* A bus that opened or went down (or failed another way) changes the
+ * status: it is published again. */
+static void station_check_links(struct station *st)
+{
+	uint32_t sig = 2166136261u;
+
+	for (size_t i = 0; i < st->n_buses; i++) {
+		struct bus_link_health lh;
+
+		bus_link_health(st->buses[i], &lh);
+		sig = (sig ^ (uint32_t)(lh.open | lh.ever_open << 1)) * 16777619u;
+		sig = (sig ^ (uint32_t)lh.error) * 16777619u;
+	}
+	if (sig != st->link_sig) {
+		st->link_sig = sig;
+		st->status_dirty = true;
+	}
+}
+
 static void station_check_maint(struct station *st)
 {
 	char path[STATION_PATH_MAX + 16];
 	bool m;
 
 	snprintf(path, sizeof(path), "%s/maintenance", st->cfg->state_dir);
-	m = access(path, F_OK) == 0;
+	m = access(path, F_OK) == 0 || st->cfg->maintenance;
 	if (m != atomic_load(&st->maint)) {
 		atomic_store(&st->maint, m);
 		st->status_dirty = true;
@@ -771,6 +986,8 @@ int station_run(struct station *st)
 		station_link_events(st, now);
 		station_take_acks(st);
 		station_take_config(st);
+		station_probation(st, now);
+		station_check_links(st);
 		station_update(st, now);
 		station_check_maint(st);
 		pthread_mutex_lock(&st->lock);
@@ -792,6 +1009,8 @@ int station_run(struct station *st)
 		until = now + ((st->wd_fd >= 0 || st->sd_wd_every_ms) ? 1000 : 5000);
 		if (st->next_seal < until)
 			until = st->next_seal;
+		if (st->prob.on && now + PROBATION_CHECK_MS < until)
+			until = now + PROBATION_CHECK_MS;
 		if (st->update)
 			until = now + update_next_ms(st->update, until - now);
 		if (st->link == LINK_DOWN && st->reconnect_at < until)
@@ -859,10 +1078,11 @@ int station_new(struct station_config *cfg, const char *config_path, struct stat
 	st->cfg_msg = malloc(STATION_CONFIG_MAX_BYTES);
 	st->cfg_work = malloc(STATION_CONFIG_MAX_BYTES);
 	st->cfg_doc = malloc(STATION_CONFIG_MAX_BYTES);
+	st->prob.msg = malloc(STATION_CONFIG_MAX_BYTES);
 	st->upd_msg = malloc(UPDATE_CMD_MAX);
 	st->upd_work = malloc(UPDATE_CMD_MAX);
 	if (!st->cand || !st->ring || !st->batch || !st->buf || !st->cfg_msg || !st->cfg_work ||
-	    !st->cfg_doc || !st->upd_msg || !st->upd_work) {
+	    !st->cfg_doc || !st->prob.msg || !st->upd_msg || !st->upd_work) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -871,6 +1091,25 @@ int station_new(struct station_config *cfg, const char *config_path, struct stat
 		log_error("station", "cannot create state_dir=%s: %s", cfg->state_dir,
 			  strerror(-rc));
 		goto fail;
+	}
+	/* A pushed version that failed its probation is not tried again. */
+	snprintf(path, sizeof(path), "%s/config.failed", cfg->state_dir);
+	{
+		char *fv = NULL;
+		size_t fl;
+
+		if (util_read_file(path, 1024, &fv, &fl) == 0) {
+			char *p = fv, *nl;
+
+			st->failed_version = strtoll(p, &p, 10);
+			if (*p == '\n')
+				st->failed_ms = strtoll(p + 1, &p, 10);
+			if (*p == '\n' && (nl = strchr(++p, '\n')))
+				*nl = '\0';
+			if (*p && st->failed_ms)
+				snprintf(st->failed_error, sizeof(st->failed_error), "%s", p);
+			free(fv);
+		}
 	}
 	snprintf(path, sizeof(path), "%s/spool.db", cfg->state_dir);
 	rc = spool_open(path, (uint64_t)cfg->spool_max_mb << 20, &st->spool);
@@ -924,6 +1163,7 @@ void station_free(struct station *st)
 	free(st->cfg_msg);
 	free(st->cfg_work);
 	free(st->cfg_doc);
+	free(st->prob.msg);
 	free(st->upd_msg);
 	free(st->upd_work);
 	pthread_cond_destroy(&st->cond);

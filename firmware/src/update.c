@@ -764,8 +764,13 @@ int update_open(const char *config_path, const struct station_config *cfg,
 	else
 		log_info(LOG, "booted slot=%s system=%s compatible=%s", u->rs.booted,
 			 u->rs.version[0] ? u->rs.version : "-", u->rs.compatible);
-	if (u->rs_ok)
+	if (u->rs_ok) {
 		resolve_boot(u);
+		/* A slot the station runs on outside an update's trial is good:
+		 * its boot counter starts again (rauc-mark-good.service's job). */
+		if (!u->checking)
+			mark(u, "mark-good", "booted");
+	}
 	*out = u;
 	return 0;
 fail:

@@ -568,6 +568,22 @@ static int parse_bus_state(const cJSON *item, void *field, const char *path,
 	return 0;
 }
 
+#define CF struct agri_status
+static const struct agri_cfg_field config_failed_fields[] = {
+	AGRI_FIELD_INT(CF, "version", config_failed_version, 1, SAFE_INT_MAX),
+	AGRI_FIELD_CUSTOM(CF, "at", config_failed_ms, parse_time, false),
+	AGRI_FIELD_STR(CF, "error", config_failed_error, false),
+};
+#undef CF
+
+/* "config_failed": a section over the whole status. */
+static int parse_config_failed(const cJSON *item, void *field, const char *path,
+			       struct agri_err *err)
+{
+	return agri_cfg_read(item, path, config_failed_fields,
+			     AGRI_ARRAY_SIZE(config_failed_fields), field, true, err);
+}
+
 #define BH struct agri_bus_health
 static const struct agri_cfg_field bus_fields[] = {
 	AGRI_FIELD_CUSTOM(BH, "name", name, parse_ident, true),
@@ -623,6 +639,7 @@ static const struct agri_cfg_field status_fields[] = {
 	AGRI_FIELD_CUSTOM(struct agri_status, "config_signed_by", config_signed_by, parse_ident,
 			  false),
 	AGRI_FIELD_INT(struct agri_status, "probation", probation_version, 0, SAFE_INT_MAX),
+	AGRI_FIELD_SECTION("config_failed", parse_config_failed, false),
 	AGRI_FIELD_CUSTOM(struct agri_status, "spool_oldest", spool_oldest_ms, parse_time, false),
 	AGRI_FIELD_CUSTOM(struct agri_status, "buses", buses, parse_buses, false),
 	AGRI_FIELD_CUSTOM(struct agri_status, "sensors", sensors, parse_sensors, false),
@@ -692,6 +709,21 @@ int agri_status_encode(const struct agri_status *s, char *buf, size_t len)
 		w_check(&w, s->probation_version > 0);
 		w_key(&w, "probation");
 		w_uint(&w, (uint64_t)s->probation_version);
+	}
+	if (s->config_failed_version) {
+		w_check(&w, s->config_failed_version > 0 &&
+			str_fits(s->config_failed_error, sizeof(s->config_failed_error)));
+		agri_buf_puts(&w, ",\"config_failed\":{\"version\":");
+		w_uint(&w, (uint64_t)s->config_failed_version);
+		if (s->config_failed_ms) {
+			w_key(&w, "at");
+			agri_buf_json_time(&w, s->config_failed_ms);
+		}
+		if (s->config_failed_error[0]) {
+			w_key(&w, "error");
+			agri_buf_json_str(&w, s->config_failed_error);
+		}
+		agri_buf_puts(&w, "}");
 	}
 	if (s->ts_ms) {
 		w_key(&w, "ts");

@@ -124,7 +124,9 @@ static const struct {
 	{K_CACK, "{'v':1,'station':'DT-W01','version':7,'result':'applied','signed_by':'alice'}"},
 	/* issue 22: a config on probation, the oldest unacked batch, bus and sensor health */
 	{K_STATUS, "{'v':1,'station':'DT-W01','state':'online','config_version':7,"
-		   "'probation':8,'ts':'2026-11-22T15:04:05.123Z','spool_depth':3,"
+		   "'probation':8,'config_failed':{'version':6,'at':'2026-11-22T15:00:00.000Z',"
+		   "'error':'probation: bus rs485: /dev/ttyUSB9: no such device'},"
+		   "'ts':'2026-11-22T15:04:05.123Z','spool_depth':3,"
 		   "'spool_oldest':'2026-11-22T14:00:00.000Z',"
 		   "'buses':[{'name':'rs485','state':'down','since':'2026-11-22T15:00:00.000Z',"
 		   "'error':'/dev/ttyUSB9: no such device'},{'name':'lan','state':'open'}],"

@@ -153,6 +153,10 @@ struct agri_status {
 	char config_signed_by[AGRI_ID_MAX + 1]; /* technician who signed the running
 						   config; "" for the local file */
 	int64_t probation_version;     /* "probation": a pushed config on trial; 0 */
+	/* "config_failed": {"version", "at", "error"}: the last pushed config
+	 * that failed its probation and was rolled back; version 0: none. */
+	int64_t config_failed_version, config_failed_ms;
+	char config_failed_error[256];
 	int64_t spool_oldest_ms;       /* "spool_oldest": when the oldest unacked
 					  batch was sealed; 0 when absent */
 	size_t n_buses;
@@ -163,7 +167,8 @@ struct agri_status {
 
 /*
  * Status: required v, station, state. Optional: fw, board, config_version,
- * config_signed_by, probation, ts, uptime_s, spool_depth, spool_oldest,
+ * config_signed_by, probation, config_failed ({version, at, error}), ts,
+ * uptime_s, spool_depth, spool_oldest,
  * spool_dropped, last_seq, maintenance, buses ([{name, state, since,
  * error}], at most 8), sensors
  * ([{name, profile, reads_ok, reads_failed, timeouts, crc_errors,
