@@ -151,8 +151,10 @@ static bool cursor_parse(const char *s, struct key *k)
 	return true;
 }
 
-/* Parses and checks the parameters into *q. NULL, or why not (400). */
-static const char *readings_parse(struct MHD_Connection *c, struct readings_query *q)
+/* Parses and checks the parameters into *q. NULL, or why not (400): a
+ * constant or bad[] (the parameters' own complaint outlives them there). */
+static const char *readings_parse(struct MHD_Connection *c, struct readings_query *q,
+				  char *bad, size_t bad_len)
 {
 	static const char *const allowed[] = {"station", "metric", "sensor", "from", "to",
 					      "limit", "cursor", NULL};
@@ -162,8 +164,10 @@ static const char *readings_parse(struct MHD_Connection *c, struct readings_quer
 	q->from = INT64_MIN;
 	q->to = INT64_MAX;
 	q->limit = LIMIT_DEFAULT;
-	if (!http_params_read(c, &p, allowed))
-		return p.bad[0] ? p.bad : "too many parameters";
+	if (!http_params_read(c, &p, allowed)) {
+		snprintf(bad, bad_len, "%s", p.bad[0] ? p.bad : "too many parameters");
+		return bad; /* not p.bad: p ends with this function */
+	}
 	if ((s = http_param(&p, "station"))) {
 		if (!agri_station_id_valid(s))
 			return "bad station: expected [A-Za-z0-9_-]{1,32}";
@@ -563,7 +567,7 @@ enum MHD_Result http_api_readings(const struct http_call *k)
 	struct rconn *rc = k->rc;
 	struct page *pg;
 	const char *why, *type;
-	char etag[24], link[LINK_MAX + 16];
+	char etag[24], link[LINK_MAX + 16], bad[sizeof(((struct params *)0)->bad)];
 	enum MHD_Result ret;
 	int r;
 
@@ -573,7 +577,7 @@ enum MHD_Result http_api_readings(const struct http_call *k)
 	pg->srv = srv;
 	pg->q.csv = k->variant == 1;
 	type = pg->q.csv ? "text/csv; charset=utf-8" : "application/json";
-	if ((why = readings_parse(c, &pg->q))) {
+	if ((why = readings_parse(c, &pg->q, bad, sizeof(bad)))) {
 		page_free(pg);
 		return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST, "%s", why);
 	}
