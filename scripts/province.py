@@ -51,6 +51,16 @@ WATER_SITES = {
     "DT-W05": ("Cái Bè", ["durian", "fruit"]),
     "DT-W06": ("Cao Lãnh", ["rice", "fruit"]),
 }
+# Two canals also carry a level sensor (a vented pressure transmitter at the
+# bottom, 3 m of water at mean tide) put on the province's datum by its
+# offset, and a sluice whose operators close at 0.7 g/L and need the level
+# above min_level_m for gravity intake (docs/forecast.md, "Sluices and tides").
+LEVEL = {"DT-W03": -1.5, "DT-W04": -1.5}  # level_offset_m
+SLUICES = {"DT-W03": {"below_g_l": 0.7, "min_level_m": 1.2},
+           "DT-W04": {"below_g_l": 0.7, "min_level_m": 1.0}}
+# A probe that falls dry (hours into the live run): its conductivity reads 0,
+# the station marks it suspect ("dry") and technicians get a sensor alert.
+DRY = {"DT-W01": 18}
 # Fifteen light traps across the rice districts; pulses offset by district.
 TRAPS = [
     ("DT-T%02d" % (i + 1), name, phase)
@@ -206,6 +216,8 @@ def sites():
     for sid, name, km, scen, profile in WATER:
         district, crops = WATER_SITES[sid]
         out[sid] = {"name": name, "district": district, "crops": crops}
+        if sid in SLUICES:
+            out[sid]["sluice"] = SLUICES[sid]
     for sid, name, phase in TRAPS:
         out[sid] = {"name": "Bẫy đèn " + name, "district": name, "crops": ["rice"]}
     return out
@@ -304,14 +316,21 @@ def main():
         deadline = time.time() + 5
         while not (os.path.exists(a) and os.path.exists(b)) and time.time() < deadline:
             time.sleep(0.02)
-        start("sim-" + sid, [os.path.join(BIN, "agri-sim"), "--rtu", b, "--baud", "9600",
-                             "--slave", "1:%s,distance_km=%g,scenario=%s" % (profile, km, scen),
-                             "--slave", "2:epever-tracer,pv_w=120"] + sim_common, "sim-%s.log" % sid, env)
+        sim_argv = [os.path.join(BIN, "agri-sim"), "--rtu", b, "--baud", "9600",
+                    "--slave", "1:%s,distance_km=%g,scenario=%s" % (profile, km, scen),
+                    "--slave", "2:epever-tracer,pv_w=120"]
+        sensors = [{"name": "sonde1", "bus": "rs485", "slave": 1, "profile": profile, "interval_s": 1},
+                   {"name": "solar", "bus": "rs485", "slave": 2, "profile": "epever-tracer", "interval_s": 5}]
+        if sid in LEVEL:
+            sim_argv += ["--slave", "3:keller-acculevel,distance_km=%g,scenario=%s" % (km, scen)]
+            sensors.append({"name": "level1", "bus": "rs485", "slave": 3, "profile": "keller-acculevel",
+                            "interval_s": 2, "level_offset_m": LEVEL[sid]})
+        if sid in DRY:
+            sim_argv += ["--fault", "1:dry:%g" % DRY[sid]]
+        start("sim-" + sid, sim_argv + sim_common, "sim-%s.log" % sid, env)
         cfg = station_config(sid, sdir, name,
                              {"name": "rs485", "rtu": {"device": a, "baud": 9600}, "timeout_ms": 300, "gap_ms": 5},
-                             [{"name": "sonde1", "bus": "rs485", "slave": 1, "profile": profile, "interval_s": 1},
-                              {"name": "solar", "bus": "rs485", "slave": 2, "profile": "epever-tracer", "interval_s": 5}],
-                             tls_port, os.path.join(bdir, "certs"), 10.35 - 0.002 * km, 106.75 - 0.01 * km)
+                             sensors, tls_port, os.path.join(bdir, "certs"), 10.35 - 0.002 * km, 106.75 - 0.01 * km)
         start(sid, [os.path.join(BIN, "agri-station"), "--config", cfg], "station-%s.log" % sid, env)
 
     trap_port = free_port()
@@ -382,6 +401,8 @@ def load_history(args, start_dt, gw_cfg, env):
     csv_path = os.path.join(RUN, "gateway", "history.csv")
     jobs = [(sid, "sonde1", profile, "1:%s,distance_km=%g,scenario=%s" % (profile, km, scen), 900)
             for sid, name, km, scen, profile in WATER]
+    jobs += [(sid, "level1", "keller-acculevel", "3:keller-acculevel,distance_km=%g,scenario=%s" % (km, scen), 900)
+             for sid, name, km, scen, profile in WATER if sid in LEVEL]
     jobs += [(sid, "trap1", "agri-lighttrap", "%d:agri-lighttrap,phase_d=%d" % (2 * i + 1, phase), 3600)
              for i, (sid, name, phase) in enumerate(TRAPS)]
     rows = []
@@ -395,6 +416,8 @@ def load_history(args, start_dt, gw_cfg, env):
         for line in r.stdout.splitlines()[1:]:
             ts, metric, value = line.split(",")
             unit = units.get(metric, "")
+            if metric == "water_level":  # the station adds its sensor's offset
+                value = "%.4f" % (float(value) + LEVEL.get(sid, 0))
             name = sensor
             if "." in metric:
                 metric, suffix = metric.split(".", 1)
@@ -442,6 +465,36 @@ def summary(db, args, t0, where):
         val = "%6.2f" % v[0][0] if v else "     -"
         w = ("%s → %s" % (win[0][0][5:16].replace("T", " "), win[0][1][5:16].replace("T", " "))) if win else "-"
         lines.append("  %-7s %-22s %3d km %s   %s" % (sid, name[:22], km, val, w))
+    levels = []
+    for sid in sorted(LEVEL):
+        v = q(db, "SELECT value FROM v_readings WHERE station=? AND metric='water_level' AND q='ok' "
+                  "ORDER BY ts DESC LIMIT 1", sid)
+        doc = q(db, "SELECT doc FROM v_forecasts WHERE station=? AND metric='salinity'", sid)
+        tide, sluice = "-", "-"
+        try:
+            d = json.loads(doc[0][0]) if doc and doc[0][0] else {}
+            nxt = [t for t in d.get("tides", []) if t["ts"] > sim_now]
+            if nxt:
+                tide = "next %s water %s %.2f m" % (nxt[0]["stage"], nxt[0]["ts"][11:16], nxt[0]["level_m"])
+            sw = [w for w in d.get("windows", []) if w.get("sluice") and w["to"] > sim_now]
+            if sw:
+                sluice = "sluice opens %s → %s (%s tide)" % (sw[0]["from"][5:16].replace("T", " "),
+                                                            sw[0]["to"][11:16], sw[0].get("tide", "?"))
+            elif d.get("note"):
+                sluice = d["note"]
+            elif d:
+                sluice = "no sluice window in 72 h"
+        except (ValueError, KeyError, TypeError):
+            pass
+        levels.append("  %-7s level %s m   %s   %s" % (sid, "%5.2f" % v[0][0] if v else "    -", tide, sluice))
+    if levels:
+        lines.append("")
+        lines.append("  water level (m on the datum), tide and sluice (< 0.7 g/L, level high enough)")
+        lines.extend(levels)
+    sus = q(db, "SELECT station, why, count(*) FROM v_readings WHERE q='suspect' AND why IS NOT NULL "
+                "GROUP BY station, why ORDER BY station, why")
+    if sus:
+        lines.append("  suspect readings: " + ", ".join("%s %s ×%d" % r for r in sus))
     lines.append("")
     lines.append("  last night's brown planthopper catch per trap")
     cells = []
