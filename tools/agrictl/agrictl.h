@@ -30,6 +30,8 @@ int agrictl_config_push(int argc, char **argv);
 int agrictl_dead_letters(int argc, char **argv);
 /* `agrictl level-offset`: argv[0] is "level-offset". Returns the exit code. */
 int agrictl_level_offset(int argc, char **argv);
+/* `agrictl token new`: argv[0] is "token". Returns the exit code. */
+int agrictl_token(int argc, char **argv);
 /* `agrictl update push|status` (update_cmd.c): argv[0] is "update". */
 int agrictl_update(int argc, char **argv);
 /* `agrictl flash` (flash_cmd.c): argv[0] is "flash". */

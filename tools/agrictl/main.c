@@ -66,6 +66,9 @@ static void usage(FILE *f)
 	      "      update stations over the air through the hub, follow them to good or rolled-back\n"
 	      "  update status --broker URL [--station ID ...] [--json] [broker options]\n"
 	      "      the fleet's firmware, system versions and update states\n"
+	      "  token new [--out FILE [--group GROUP] [--force]]\n"
+	      "      a token for the gateway's HTTP API (32 random bytes, base64url): printed, or\n"
+	      "      written to FILE (0600; 0640 with GROUP), never replacing one without --force\n"
 	      "\n"
 	      "  --help  this text\n",
 	      f);
@@ -428,6 +431,8 @@ int main(int argc, char **argv)
 		return cmd_provision(argc, argv);
 	if (strcmp(cmd, "dead-letters") == 0)
 		return agrictl_dead_letters(argc, argv);
+	if (strcmp(cmd, "token") == 0)
+		return agrictl_token(argc, argv);
 	if (strcmp(cmd, "level-offset") == 0)
 		return agrictl_level_offset(argc, argv);
 	if (strcmp(cmd, "update") == 0)
