@@ -14,7 +14,7 @@ import urllib.request
 import harness
 import gateway_peer as gp
 
-TOKEN = "t0k3n-for-tests-only"
+TOKEN = "tests-only-Zt3Qv9_x7LmN2pR8sKc4WdYh6TgBfJ0aE5u"  # 43+ characters: the config check
 HOUR = 3600_000
 STEP = 15 * 60_000  # salinity every 15 minutes
 

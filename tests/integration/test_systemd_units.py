@@ -18,6 +18,7 @@
    (MemoryDenyWriteExecute=), and it may create or write files only in its
    state directory (ReadWritePaths=) and the devices the unit allows.
 """
+import base64
 import glob
 import json
 import os
@@ -226,7 +227,7 @@ def run_gateway(res, work, unit):
     http_port = harness.free_port()
     token = os.path.join(work, "api.token")
     with open(token, "w") as f:
-        f.write("t" * 40 + "\n")
+        f.write(base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=") + "\n")
     os.chmod(token, 0o644)
     cfg = {"broker": {"url": mq.url, "client_id": "gw-units", "keepalive_s": 10},
            "db": {"path": os.path.join(state, "agri.db")},

@@ -26,6 +26,11 @@
 #define GW_SITE_TEXT_MAX 80  /* a place or district name, UTF-8 bytes + NUL */
 #define GW_SITE_CROPS_MAX 6
 #define GW_SITE_CROP_MAX 16  /* a crop key ("durian", "rice"), + NUL */
+#define GW_HTTP_HOSTS_MAX 16
+#define GW_HOST_MAX 128
+/* An API token's least length: 32 random bytes in base64url (agrictl token
+ * new); 64 in hex. */
+#define GW_TOKEN_MIN 43
 
 struct gateway_webhook {
 	char name[GW_NAME_MAX];
@@ -141,7 +146,19 @@ struct gateway_config {
 		char host[GW_NAME_MAX];
 		int port;
 		char token_file[PATH_MAX];
-		char token[GW_SECRET_MAX]; /* read from token_file */
+		char token[GW_SECRET_MAX]; /* read from token_file: reads and writes */
+		char read_token_file[PATH_MAX];
+		char read_token[GW_SECRET_MAX]; /* read from read_token_file: reads */
+		/* Reads without a token (GET /api/..., /metrics). Default: true
+		 * when listen is a loopback address, false otherwise. */
+		bool public_reads, has_public_reads;
+		/* Names the API answers to in Host and Origin, beside the loopback
+		 * names and the listen address (DNS rebinding; docs/api.md). */
+		size_t n_hosts;
+		char hosts[GW_HTTP_HOSTS_MAX][GW_HOST_MAX];
+		/* Each client's (address; an IPv6 /64) token bucket for requests
+		 * without a valid token: rate_per_s refill, rate_burst deep. */
+		int64_t rate_per_s, rate_burst;
 		/* HTTPS when both are set (PEM); docs/update.md */
 		char cert_file[PATH_MAX];
 		char key_file[PATH_MAX];

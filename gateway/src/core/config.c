@@ -67,6 +67,8 @@ void gateway_config_defaults(struct gateway_config *c)
 	snprintf(c->notify.sms.content_type, sizeof(c->notify.sms.content_type),
 		 "application/x-www-form-urlencoded");
 	snprintf(c->http.listen, sizeof(c->http.listen), "127.0.0.1:8080");
+	c->http.rate_per_s = 50;
+	c->http.rate_burst = 200;
 	c->forecast.enabled = true;
 	c->forecast.sow_from_d = 1;
 	c->forecast.sow_to_d = 7;
@@ -287,9 +289,39 @@ static int parse_upstream(const cJSON *item, void *cfg, const char *path,
 	return read_section(item, cfg, path, err, upstream_fields, AGRI_ARRAY_SIZE(upstream_fields));
 }
 
+/* http.hosts: a host name or address as a Host header carries it,
+ * without port or scheme. */
+static bool is_host(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (s[0] == '[')
+		return n > 2 && s[n - 1] == ']' && strspn(s + 1, "0123456789abcdefABCDEF:.") == n - 2;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") == n &&
+	       s[0] != '.' && s[0] != '-';
+}
+
+static int check_host(const cJSON *it, void *elem, const char *path, struct agri_err *err)
+{
+	(void)it;
+	return want(elem, is_host, "a host name or address, without port (gateway.lan, "
+		    "192.168.1.10, [fd00::10])", path, err);
+}
+
+static const struct agri_cfg_array http_hosts_array = {
+	.value = STRING_VALUE(ELEM_SIZE(http.hosts)), .elem_size = ELEM_SIZE(http.hosts),
+	.max = ELEMS(http.hosts), .what = "host names", .check = check_host,
+};
+
 static const struct agri_cfg_field http_fields[] = {
 	STR("listen", http.listen, false),
 	STR("token_file", http.token_file, false),
+	STR("read_token_file", http.read_token_file, false),
+	AGRI_FIELD(GW, "public_reads", AGRI_CFG_BOOL, http.public_reads, false,
+		   AGRI_PRESENT(GW, http.has_public_reads)),
+	AGRI_FIELD_ARRAY(GW, "hosts", http.hosts, http.n_hosts, &http_hosts_array, false),
+	INT("rate_per_s", http.rate_per_s, 1, 100000),
+	INT("rate_burst", http.rate_burst, 1, 100000),
 	STR("cert_file", http.cert_file, false),
 	STR("key_file", http.key_file, false),
 	STR("bundles_dir", http.bundles_dir, false),
@@ -527,6 +559,38 @@ static int read_secret(const char *file, char *out, size_t len, const char *what
 	else if (rc < 0)
 		agri_err_set(err, what, "cannot read %s: %s", file, strerror(-rc));
 	return rc < 0 ? -EINVAL : 0;
+}
+
+/* An API token read from file: at least GW_TOKEN_MIN characters of
+ * base64, base64url or hex (32 random bytes; `agrictl token new`), not a
+ * word repeated. Returns 0 or -EINVAL with *err on what. */
+static int check_token(const char *token, const char *file, const char *what,
+		       struct agri_err *err)
+{
+	size_t n = strlen(token), distinct = 0;
+	bool seen[256] = {false};
+
+	if (n < GW_TOKEN_MIN) {
+		agri_err_set(err, what, "%s: the token is %zu characters, need at least %d "
+			     "(32 random bytes): make one with `agrictl token new`", file, n,
+			     GW_TOKEN_MIN);
+		return -EINVAL;
+	}
+	for (const char *p = token; *p; p++) {
+		if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-", *p)) {
+			agri_err_set(err, what, "%s: the token holds '%c': expected base64url or hex "
+				     "(`agrictl token new`)", file, *p > ' ' && *p < 127 ? *p : '?');
+			return -EINVAL;
+		}
+		distinct += !seen[(unsigned char)*p];
+		seen[(unsigned char)*p] = true;
+	}
+	if (distinct < 10) {
+		agri_err_set(err, what, "%s: the token uses %zu different characters: not random "
+			     "(`agrictl token new`)", file, distinct);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static bool client_id_valid(const char *id)
@@ -867,6 +931,16 @@ static int check_http(struct gateway_config *cfg, struct agri_err *err)
 		memcpy(cfg->http.host, cfg->http.listen, (size_t)(colon - cfg->http.listen));
 		cfg->http.host[colon - cfg->http.listen] = '\0';
 		cfg->http.port = (int)port;
+		/* Reads stay open by default only where only this machine can ask. */
+		if (!cfg->http.has_public_reads)
+			cfg->http.public_reads = host_local(cfg->http.host);
+		if (!cfg->http.public_reads && !cfg->http.token_file[0] &&
+		    !cfg->http.read_token_file[0]) {
+			agri_err_set(err, "http.public_reads", "reads need a token on %s: set "
+				     "http.read_token_file (or token_file), or public_reads: true",
+				     cfg->http.host);
+			return -EINVAL;
+		}
 	}
 	return 0;
 }
@@ -886,6 +960,7 @@ static int resolve_paths(struct gateway_config *cfg, struct agri_err *err)
 	    (rc = resolve(cfg, cfg->notify.smtp.ca_file, sizeof(cfg->notify.smtp.ca_file), "notify.smtp.ca_file", err)) ||
 	    (rc = resolve(cfg, cfg->notify.sms.password_file, sizeof(cfg->notify.sms.password_file), "notify.sms.password_file", err)) ||
 	    (rc = resolve(cfg, cfg->http.token_file, sizeof(cfg->http.token_file), "http.token_file", err)) ||
+	    (rc = resolve(cfg, cfg->http.read_token_file, sizeof(cfg->http.read_token_file), "http.read_token_file", err)) ||
 	    (rc = resolve(cfg, cfg->http.cert_file, sizeof(cfg->http.cert_file), "http.cert_file", err)) ||
 	    (rc = resolve(cfg, cfg->http.key_file, sizeof(cfg->http.key_file), "http.key_file", err)) ||
 	    (rc = resolve(cfg, cfg->http.bundles_dir, sizeof(cfg->http.bundles_dir), "http.bundles_dir", err)) ||
@@ -921,9 +996,21 @@ static int read_secrets(struct gateway_config *cfg, struct agri_err *err)
 			sizeof(cfg->notify.sms.password), "notify.sms.password_file", err))
 		return -EINVAL;
 	if (cfg->http.enabled && cfg->http.token_file[0] &&
-	    read_secret(cfg->http.token_file, cfg->http.token, sizeof(cfg->http.token),
-			"http.token_file", err))
+	    (read_secret(cfg->http.token_file, cfg->http.token, sizeof(cfg->http.token),
+			 "http.token_file", err) ||
+	     check_token(cfg->http.token, cfg->http.token_file, "http.token_file", err)))
 		return -EINVAL;
+	if (cfg->http.enabled && cfg->http.read_token_file[0] &&
+	    (read_secret(cfg->http.read_token_file, cfg->http.read_token,
+			 sizeof(cfg->http.read_token), "http.read_token_file", err) ||
+	     check_token(cfg->http.read_token, cfg->http.read_token_file, "http.read_token_file",
+			 err)))
+		return -EINVAL;
+	if (cfg->http.token[0] && strcmp(cfg->http.token, cfg->http.read_token) == 0) {
+		agri_err_set(err, "http.read_token_file", "the same token as token_file: a read "
+			     "token must not write");
+		return -EINVAL;
+	}
 	return 0;
 }
 

@@ -141,6 +141,9 @@ enum MHD_Result http_api_metrics(const struct http_call *k)
 		    (double)atomic_load(&srv->errors_4xx));
 	metric_line(&b, "agri_gateway_http_server_errors_total", "counter", "HTTP 5xx responses",
 		    (double)atomic_load(&srv->errors_5xx));
+	metric_line(&b, "agri_gateway_http_limited_total", "counter",
+		    "HTTP 429s: a client over its request rate (http.rate_per_s)",
+		    (double)atomic_load(&srv->limited));
 	if (rc && http_rtx_begin(rc) == 0) {
 		r = metric_by_state(&b, rc->q[Q_M_ALERTS], "agri_gateway_alerts",
 				    "alerts by state", alert_states);

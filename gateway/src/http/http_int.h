@@ -25,6 +25,7 @@
 #define LOG "http"
 #define HTTP_THREADS 4
 #define HTTP_CONN_MAX 256
+#define HTTP_CONN_PER_CLIENT 64     /* connections from one address */
 #define HTTP_TIMEOUT_S 15
 #define BODY_MAX 4096               /* request bodies (ack) */
 #define RESP_MAX (8u << 20)         /* an answer built whole: larger is a 413 */
@@ -76,9 +77,12 @@ struct http_server {
 	pthread_key_t key;
 	bool key_made;
 	int port;
-	char token[GW_SECRET_MAX];
+	char token[GW_SECRET_MAX];          /* writes and reads */
 	size_t token_len;
-	atomic_uint_fast64_t requests, errors_4xx, errors_5xx;
+	char read_token[GW_SECRET_MAX];     /* reads */
+	size_t read_token_len;
+	struct http_guard *guard;           /* per client: limits, failed tries */
+	atomic_uint_fast64_t requests, errors_4xx, errors_5xx, limited;
 	pthread_mutex_t rate_mu;
 	int64_t rate_t_ms;
 	uint64_t rate_n;
@@ -148,6 +152,10 @@ enum MHD_Result http_send_buf(struct http_server *srv, struct MHD_Connection *c,
 			      bool must_free, bool page);
 enum MHD_Result http_send_error(struct http_server *srv, struct MHD_Connection *c,
 				unsigned code, const char *fmt, ...);
+/* 429 with Retry-After: retry_s and the reason. */
+enum MHD_Result http_send_limited(struct http_server *srv, struct MHD_Connection *c,
+				  int retry_s, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 struct http_asset;
 /* A dashboard file: gz = its gzipped bytes; not_modified = a 304. */
 enum MHD_Result http_send_asset(struct http_server *srv, struct MHD_Connection *c,

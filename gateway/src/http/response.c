@@ -183,6 +183,30 @@ enum MHD_Result http_send_error(struct http_server *srv, struct MHD_Connection *
 	return http_send_buf(srv, c, code, "application/json", b.p, b.len, true, false);
 }
 
+enum MHD_Result http_send_limited(struct http_server *srv, struct MHD_Connection *c,
+				  int retry_s, const char *fmt, ...)
+{
+	char msg[256], body[400], retry[16];
+	struct agri_buf b;
+	struct MHD_Response *r;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	agri_buf_init(&b, body, sizeof(body));
+	agri_buf_puts(&b, "{\"error\":");
+	agri_buf_json_text(&b, msg);
+	agri_buf_puts(&b, "}\n");
+	r = MHD_create_response_from_buffer(b.len, body, MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	common_headers(r, "application/json", false);
+	snprintf(retry, sizeof(retry), "%d", retry_s);
+	MHD_add_response_header(r, "Retry-After", retry);
+	return queue(srv, c, MHD_HTTP_TOO_MANY_REQUESTS, r);
+}
+
 /* FNV-1a, 64 bits: an answer's ETag (tells a poller nothing changed). */
 static uint64_t fnv64(const char *p, size_t n)
 {

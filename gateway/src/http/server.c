@@ -37,6 +37,7 @@
 #include "agri/topic.h"
 #include "agri/util.h"
 #include "http/assets.h"
+#include "http/guard.h"
 #include "http/http_int.h"
 
 /* --- the per-thread read connection ------------------------------- */
@@ -352,31 +353,37 @@ static enum MHD_Result serve_asset(struct http_server *srv, struct MHD_Connectio
 
 /*
  * The routes. path is exact, or "prefix{id}suffix" (the id is what lies
- * between, at most ID_MAX bytes). GET routes answer HEAD too. auth: the
- * bearer token is needed (writes; docs/api.md). db: the handler reads the
- * store through the thread's read connection (503 when it cannot be
- * opened). A path that matches no route with another method is 405.
+ * between, at most ID_MAX bytes). GET routes answer HEAD too. auth:
+ * ROUTE_WRITE needs the write token (http.token_file); ROUTE_READ a read
+ * or write token unless http.public_reads; ROUTE_OPEN none (a handler that
+ * checks its own credentials). db: the handler reads the store through
+ * the thread's read connection (503 when it cannot be opened). A path that
+ * matches no route with another method is 405. Every request, routed or
+ * not, has passed admit() first.
  */
+enum route_auth { ROUTE_OPEN = 0, ROUTE_WRITE = 1, ROUTE_READ = 2 };
+
 struct route {
 	const char *method;
 	const char *path;
-	bool auth, db;
+	enum route_auth auth;
+	bool db;
 	int variant;
 	http_handler_fn fn;
 };
 
 static const struct route routes[] = {
-	{"GET", "/healthz", false, false, 0, http_api_healthz},
-	{"GET", "/metrics", false, false, 0, http_api_metrics}, /* reads what it can */
-	{"GET", "/api/v1/stations", false, true, 0, http_api_stations},
-	{"GET", "/api/v1/readings", false, true, 0, http_api_readings},
-	{"GET", "/api/v1/readings.csv", false, true, 1, http_api_readings},
-	{"GET", "/api/v1/alerts", false, true, 0, http_api_alerts},
-	{"POST", "/api/v1/alerts/{id}/ack", true, false, 0, http_api_ack},
-	{"GET", "/api/v1/forecast", false, true, 0, http_api_forecast},
-	{"GET", "/api/v1/advisories", false, true, 0, http_api_advisories},
-	{"GET", "/api/v1/today", false, true, 0, http_api_today},
-	{"GET", "/api/v1/dead-letters", false, true, 0, http_api_dead_letters},
+	{"GET", "/healthz", ROUTE_OPEN, false, 0, http_api_healthz},
+	{"GET", "/metrics", ROUTE_READ, false, 0, http_api_metrics}, /* reads what it can */
+	{"GET", "/api/v1/stations", ROUTE_READ, true, 0, http_api_stations},
+	{"GET", "/api/v1/readings", ROUTE_READ, true, 0, http_api_readings},
+	{"GET", "/api/v1/readings.csv", ROUTE_READ, true, 1, http_api_readings},
+	{"GET", "/api/v1/alerts", ROUTE_READ, true, 0, http_api_alerts},
+	{"POST", "/api/v1/alerts/{id}/ack", ROUTE_WRITE, false, 0, http_api_ack},
+	{"GET", "/api/v1/forecast", ROUTE_READ, true, 0, http_api_forecast},
+	{"GET", "/api/v1/advisories", ROUTE_READ, true, 0, http_api_advisories},
+	{"GET", "/api/v1/today", ROUTE_READ, true, 0, http_api_today},
+	{"GET", "/api/v1/dead-letters", ROUTE_READ, true, 0, http_api_dead_letters},
 	{"GET", "/api/v1/bundles/{id}", false, false, 0, http_api_bundle}, /* station auth */
 };
 
@@ -405,46 +412,234 @@ static bool route_match(const char *path, const char *url, char *id, bool *too_l
 	return true;
 }
 
-/* Constant-time token check: the time depends only on the lengths of
- * the buffers (fixed), not on where the first difference is. */
-static bool token_ok(const struct http_server *srv, const char *auth)
+/* --- who may ask: tokens, limits, names ---------------------------------- */
+
+enum role { ROLE_NONE, ROLE_READ, ROLE_WRITE };
+
+/* given[] (zero-padded) against tok[0..len) in constant time: the time
+ * depends only on the buffers' sizes (fixed), not on where they differ. */
+static bool token_eq(const char *given, size_t n, const char *tok, size_t len)
+{
+	volatile unsigned char diff = (unsigned char)(n != len || len == 0);
+
+	for (size_t i = 0; i < GW_SECRET_MAX; i++)
+		diff |= (unsigned char)(given[i] ^ tok[i]);
+	return diff == 0;
+}
+
+/* What a "Bearer ..." header's token may do: both tokens are compared
+ * whatever the first gives. */
+static enum role token_role(const struct http_server *srv, const char *auth)
 {
 	char given[GW_SECRET_MAX] = {0};
-	volatile unsigned char diff = 0;
+	bool w, r;
 	size_t n;
 
-	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
-		return false;
 	auth += 7;
 	while (*auth == ' ')
 		auth++;
 	n = strlen(auth);
-	if (n == 0 || n >= sizeof(given) || srv->token_len == 0)
-		return false;
+	if (n == 0 || n >= sizeof(given))
+		return ROLE_NONE;
 	memcpy(given, auth, n);
-	diff |= (unsigned char)(n != srv->token_len);
-	for (size_t i = 0; i < sizeof(given); i++)
-		diff |= (unsigned char)(given[i] ^ srv->token[i]);
-	return diff == 0;
+	w = token_eq(given, n, srv->token, srv->token_len);
+	r = token_eq(given, n, srv->read_token, srv->read_token_len);
+	explicit_bzero(given, sizeof(given));
+	return w ? ROLE_WRITE : r ? ROLE_READ : ROLE_NONE;
 }
 
-/* The bearer token, for routes that write: true when it is right, else
- * false with the response sent (*resp). */
-static bool authorized(struct http_server *srv, struct MHD_Connection *c, enum MHD_Result *resp)
+/* Is name (a host without port; an IPv6 address in brackets) this
+ * machine's loopback? */
+static bool name_loopback(const char *name)
 {
+	char a[INET6_ADDRSTRLEN];
+	struct in_addr a4;
+	struct in6_addr a6;
+	size_t n = strlen(name);
+
+	if (strcasecmp(name, "localhost") == 0 || strcasecmp(name, "localhost.") == 0)
+		return true;
+	if (inet_pton(AF_INET, name, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (n < 3 || n - 2 >= sizeof(a) || name[0] != '[' || name[n - 1] != ']')
+		return false;
+	memcpy(a, name + 1, n - 2);
+	a[n - 2] = '\0';
+	return inet_pton(AF_INET6, a, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/* Are a and b the same host name or address (case and a final dot aside;
+ * IPv6 addresses compared as addresses)? */
+static bool name_eq(const char *a, const char *b)
+{
+	size_t na = strlen(a), nb = strlen(b);
+
+	if (na && a[na - 1] == '.')
+		na--;
+	if (nb && b[nb - 1] == '.')
+		nb--;
+	if (na > 2 && nb > 2 && a[0] == '[' && b[0] == '[' && na < INET6_ADDRSTRLEN &&
+	    nb < INET6_ADDRSTRLEN) {
+		char x[INET6_ADDRSTRLEN], y[INET6_ADDRSTRLEN];
+		struct in6_addr ax, ay;
+
+		memcpy(x, a + 1, na - 2);
+		x[na - 2] = '\0';
+		memcpy(y, b + 1, nb - 2);
+		y[nb - 2] = '\0';
+		return inet_pton(AF_INET6, x, &ax) == 1 && inet_pton(AF_INET6, y, &ay) == 1 &&
+		       memcmp(&ax, &ay, sizeof(ax)) == 0;
+	}
+	return na == nb && strncasecmp(a, b, na) == 0;
+}
+
+/* Does the authority s[0..n) ("host", "host:port", "[v6]:port") name this
+ * gateway: a loopback name, the listen address (unless a wildcard) or one
+ * of http.hosts? */
+static bool authority_ok(const struct http_server *srv, const char *s, size_t n)
+{
+	const struct gateway_config *cfg = srv->cfg;
+	char name[GW_HOST_MAX];
+	const char *end = s + n, *colon;
+
+	if (n && s[0] == '[') {
+		const char *rb = memchr(s, ']', n);
+
+		if (!rb || (rb + 1 != end && rb[1] != ':'))
+			return false;
+		end = rb + 1;
+	} else if ((colon = memchr(s, ':', n))) {
+		end = colon;
+	}
+	n = (size_t)(end - s);
+	if (n == 0 || n >= sizeof(name) || memchr(s, '\0', n))
+		return false;
+	memcpy(name, s, n);
+	name[n] = '\0';
+	if (name_loopback(name))
+		return true;
+	if (strcmp(cfg->http.host, "*") != 0 && strcmp(cfg->http.host, "0.0.0.0") != 0 &&
+	    strcmp(cfg->http.host, "::") != 0 && strcmp(cfg->http.host, "[::]") != 0 &&
+	    name_eq(name, cfg->http.host))
+		return true;
+	for (size_t i = 0; i < cfg->http.n_hosts; i++)
+		if (name_eq(name, cfg->http.hosts[i]))
+			return true;
+	return false;
+}
+
+/* An Origin header: "null" and other schemes are refused, an http(s)
+ * origin must name this gateway as Host does. */
+static bool origin_ok(const struct http_server *srv, const char *o)
+{
+	size_t skip = strncasecmp(o, "http://", 7) == 0 ? 7 : strncasecmp(o, "https://", 8) == 0 ? 8 : 0;
+
+	return skip && authority_ok(srv, o + skip, strlen(o + skip));
+}
+
+/* The client's address as text, for logs. */
+static const char *client_text(const struct sockaddr *sa, char *buf, size_t len)
+{
+	const void *a = NULL;
+
+	if (sa && sa->sa_family == AF_INET)
+		a = &((const struct sockaddr_in *)sa)->sin_addr;
+	else if (sa && sa->sa_family == AF_INET6)
+		a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	if (!a || !inet_ntop(sa->sa_family, a, buf, (socklen_t)len))
+		snprintf(buf, len, "?");
+	return buf;
+}
+
+/*
+ * What every request passes before its route (docs/api.md, "Who may
+ * ask"): a client locked out after wrong tokens gets 429 for any token;
+ * a right token skips the client's bucket, anything else takes from it
+ * (429 + Retry-After when empty); a wrong token is 401 and counted; Host
+ * and Origin must name this gateway (403: DNS rebinding, cross-site
+ * writes). Returns true with *role when the request may go on, else false
+ * with the answer queued (*resp). HTTP worker threads.
+ */
+static bool admit(struct http_server *srv, struct MHD_Connection *c, enum role *role,
+		  enum MHD_Result *resp)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						       MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+	bool bearer = auth && strncasecmp(auth, "Bearer ", 7) == 0;
+	int64_t now = util_mono_ms();
+	char who[INET6_ADDRSTRLEN];
+	int wait;
+
+	*role = ROLE_NONE;
+	if (bearer) {
+		if ((wait = http_guard_locked(srv->guard, sa, now))) {
+			*resp = http_send_limited(srv, c, wait, "too many wrong tokens from this address:"
+						  " try again in %d s", wait);
+			return false;
+		}
+		*role = token_role(srv, auth);
+		if (*role != ROLE_NONE)
+			http_guard_passed(srv->guard, sa, now);
+	}
+	if (*role == ROLE_NONE && (wait = http_guard_take(srv->guard, sa, now))) {
+		atomic_fetch_add(&srv->limited, 1);
+		*resp = http_send_limited(srv, c, wait, "too many requests from this address (%lld a"
+					  " second, %lld at once): try again in %d s",
+					  (long long)srv->cfg->http.rate_per_s,
+					  (long long)srv->cfg->http.rate_burst, wait);
+		return false;
+	}
+	if (bearer && *role == ROLE_NONE) {
+		if ((wait = http_guard_failed(srv->guard, sa, now)))
+			log_warn(LOG, "wrong tokens: token tries locked out client=%s seconds=%d",
+				 client_text(sa, who, sizeof(who)), wait);
+		*resp = http_send_error(srv, c, MHD_HTTP_UNAUTHORIZED,
+					"wrong token (Authorization: Bearer <token>)");
+		return false;
+	}
+	if (host && !authority_ok(srv, host, strlen(host))) {
+		*resp = http_send_error(srv, c, MHD_HTTP_FORBIDDEN, "Host %.100s is not a name of this"
+					" gateway (add it to http.hosts)", host);
+		return false;
+	}
+	if (origin && !origin_ok(srv, origin)) {
+		*resp = http_send_error(srv, c, MHD_HTTP_FORBIDDEN, "Origin %.100s is not this gateway"
+					" (add its host to http.hosts)", origin);
+		return false;
+	}
+	return true;
+}
+
+/* The route's token, when it needs one: true when role may, else false
+ * with the answer queued (*resp). */
+static bool authorized(struct http_server *srv, struct MHD_Connection *c,
+		       enum route_auth need, enum role role, enum MHD_Result *resp)
+{
+	if (need == ROUTE_READ && !srv->cfg->http.public_reads && role == ROLE_NONE) {
+		*resp = http_send_error(srv, c, MHD_HTTP_UNAUTHORIZED, "reads need a token"
+					" (Authorization: Bearer <token>)");
+		return false;
+	}
+	if (need != ROUTE_WRITE || role == ROLE_WRITE)
+		return true;
 	if (srv->token_len == 0) {
 		*resp = http_send_error(srv, c, MHD_HTTP_FORBIDDEN,
 					"writes are disabled: no http.token_file in the gateway config");
 		return false;
 	}
-	if (!token_ok(srv, MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-						       MHD_HTTP_HEADER_AUTHORIZATION))) {
-		log_warn(LOG, "write refused: missing or wrong token");
-		*resp = http_send_error(srv, c, MHD_HTTP_UNAUTHORIZED,
-					"missing or wrong token (Authorization: Bearer <token>)");
+	if (role == ROLE_READ) {
+		*resp = http_send_error(srv, c, MHD_HTTP_FORBIDDEN, "this token only reads");
 		return false;
 	}
-	return true;
+	log_warn(LOG, "write refused: missing or wrong token");
+	*resp = http_send_error(srv, c, MHD_HTTP_UNAUTHORIZED,
+				"missing or wrong token (Authorization: Bearer <token>)");
+	return false;
 }
 
 /* Runs the route for (method, url). */
@@ -453,12 +648,15 @@ static enum MHD_Result dispatch(struct http_server *srv, struct MHD_Connection *
 {
 	bool head = strcmp(method, "HEAD") == 0, other_method = false;
 	char id[ID_MAX + 1];
+	enum MHD_Result resp;
+	enum role role;
 
+	if (!admit(srv, c, &role, &resp))
+		return resp;
 	for (size_t i = 0; i < AGRI_ARRAY_SIZE(routes); i++) {
 		const struct route *r = &routes[i];
 		struct http_call k = {.srv = srv, .c = c, .rq = rq, .variant = r->variant};
 		bool too_long = false;
-		enum MHD_Result resp;
 
 		if (!route_match(r->path, url, id, &too_long))
 			continue;
@@ -468,7 +666,7 @@ static enum MHD_Result dispatch(struct http_server *srv, struct MHD_Connection *
 		}
 		if (too_long)
 			return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST, "id too long");
-		if (r->auth && !authorized(srv, c, &resp))
+		if (!authorized(srv, c, r->auth, role, &resp))
 			return resp;
 		k.id = strstr(r->path, "{id}") ? id : NULL;
 		k.rc = http_rconn(srv);
@@ -564,6 +762,13 @@ struct http_server *http_start(const struct gateway_config *cfg,
 	pthread_mutex_init(&srv->rate_mu, NULL);
 	srv->token_len = strnlen(cfg->http.token, sizeof(cfg->http.token) - 1);
 	memcpy(srv->token, cfg->http.token, srv->token_len);
+	srv->read_token_len = strnlen(cfg->http.read_token, sizeof(cfg->http.read_token) - 1);
+	memcpy(srv->read_token, cfg->http.read_token, srv->read_token_len);
+	srv->guard = http_guard_new((double)cfg->http.rate_per_s, (double)cfg->http.rate_burst);
+	if (!srv->guard) {
+		rc = -ENOMEM;
+		goto fail;
+	}
 	if (pthread_key_create(&srv->key, rconn_free) != 0) {
 		rc = -ENOMEM;
 		goto fail;
@@ -608,6 +813,7 @@ struct http_server *http_start(const struct gateway_config *cfg,
 				    MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 				    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS,
 				    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONN_MAX,
+				    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_CONN_PER_CLIENT,
 				    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
 				    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
 				    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
@@ -640,7 +846,9 @@ void http_stop(struct http_server *srv)
 	if (srv->key_made)
 		pthread_key_delete(srv->key);
 	pthread_mutex_destroy(&srv->rate_mu);
-	memset(srv->token, 0, sizeof(srv->token));
+	http_guard_free(srv->guard);
+	explicit_bzero(srv->token, sizeof(srv->token));
+	explicit_bzero(srv->read_token, sizeof(srv->read_token));
 	if (srv->tls_key)
 		explicit_bzero(srv->tls_key, strlen(srv->tls_key));
 	free(srv->tls_key);
