@@ -101,6 +101,7 @@ struct update {
 	bool reboot_due;        /* the worker installed: reboot soon */
 	pthread_t worker;
 	atomic_bool cancel;
+	atomic_bool dirty;      /* the state changed: publish the status */
 	atomic_uint_fast64_t have;
 
 	/* main thread only */
@@ -108,7 +109,6 @@ struct update {
 	bool rs_ok;
 	char *pending;         /* a command waiting for the worker to finish */
 	size_t pending_len;
-	bool dirty;
 	bool checking;
 	int64_t check_deadline;
 	int64_t reboot_at;
@@ -323,6 +323,7 @@ static void set_state(struct update *u, const char *state, const char *error)
 	snprintf(u->s.error, sizeof(u->s.error), "%s", error ? error : "");
 	state_save(u);
 	pthread_mutex_unlock(&u->lock);
+	atomic_store(&u->dirty, true);
 	if (error && error[0])
 		log_warn(LOG, "state=%s version=%s error=\"%s\"", state, u->s.version, error);
 	else
@@ -484,7 +485,7 @@ static void worker_reap(struct update *u)
 		return;
 	pthread_join(u->worker, NULL);
 	u->worker_live = false;
-	u->dirty = true;
+	atomic_store(&u->dirty, true);
 }
 
 /* ---- commands ---- */
@@ -543,7 +544,7 @@ static void refuse_unsigned(struct update *u, const char *why)
 	snprintf(u->s.error, sizeof(u->s.error), "%s", why);
 	pthread_mutex_unlock(&u->lock);
 	log_warn(LOG, "update command refused: %s", why);
-	u->dirty = true;
+	atomic_store(&u->dirty, true);
 }
 
 static void command_apply(struct update *u, const char *msg, size_t len)
@@ -597,7 +598,7 @@ static void command_apply(struct update *u, const char *msg, size_t len)
 	atomic_store(&u->have, 0);
 	unlink(u->part_path);
 	unlink(u->bundle_path);
-	u->dirty = true;
+	atomic_store(&u->dirty, true);
 
 	if (!bundle_name_valid(c.bundle) || !hex64_valid(c.sha256)) {
 		set_state(u, "failed", "command: bundle must be [A-Za-z0-9._-]{1,128}, "
@@ -719,6 +720,7 @@ int update_open(const char *config_path, const struct station_config *cfg,
 		return -ENOMEM;
 	pthread_mutex_init(&u->lock, NULL);
 	atomic_init(&u->cancel, false);
+	atomic_init(&u->dirty, false);
 	atomic_init(&u->have, 0);
 	u->wake = wake;
 	u->wake_ctx = ctx;
@@ -871,10 +873,8 @@ int update_tick(struct update *u, const struct update_health *h)
 		else if (now >= u->reboot_at)
 			reboot_now(u);
 	}
-	if (u->dirty) {
-		u->dirty = false;
+	if (atomic_exchange(&u->dirty, false))
 		out |= UPDATE_DIRTY;
-	}
 	return out;
 }
 
