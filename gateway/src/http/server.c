@@ -100,11 +100,15 @@ static const char *const q_sql[Q_COUNT] = {
 			  " max(se.metric = 'insect_count' AND se.sensor LIKE '%-bph')"
 			  " FROM stations st JOIN series se ON se.station_id = st.id"
 			  " GROUP BY st.id ORDER BY st.name",
-	/* The newest ok salinity of a station, and its series. */
+	/* The newest ok salinity of a station, and its series: each series'
+	 * newest, walked back from its end, then the newest of those (a sort
+	 * of one row a series, not of every reading). */
 	[Q_SAL_NEWEST] = "SELECT se.id, se.sensor, r.ts, r.value FROM stations st"
 			 " JOIN series se ON se.station_id = st.id CROSS JOIN readings r"
-			 " ON r.series_id = se.id WHERE st.name = ?1 AND se.metric = 'salinity'"
-			 " AND r.q = 0 AND r.value IS NOT NULL ORDER BY r.ts DESC LIMIT 1",
+			 " ON r.series_id = se.id AND r.ts = (SELECT ts FROM readings"
+			 " WHERE series_id = se.id AND q = 0 AND value IS NOT NULL"
+			 " ORDER BY ts DESC LIMIT 1)"
+			 " WHERE st.name = ?1 AND se.metric = 'salinity' ORDER BY r.ts DESC LIMIT 1",
 	/* The newest ok reading of series ?1 at or before ?2 ms. */
 	[Q_SAL_BEFORE] = "SELECT ts, value FROM readings WHERE series_id = ?1 AND ts <= ?2"
 			 " AND q = 0 AND value IS NOT NULL ORDER BY ts DESC LIMIT 1",
