@@ -23,6 +23,9 @@
 #define HOUR_MS 3600000LL
 #define DAY_MS 86400000LL
 #define LOCAL_OFFSET_MS (7 * HOUR_MS) /* Vietnam time, no daylight saving */
+/* A trap's night ends at the morning's lamp-off, 06:00 local, as the peak
+ * and rising rules count it by default (docs/alerts.md, night_end_h). */
+#define NIGHT_END_MS (6 * HOUR_MS)
 #define TREND_MS HOUR_MS              /* salinity change measured over */
 #define TREND_GAP_MS (3 * HOUR_MS)    /* ... from a reading no older than */
 #define NIGHTS_DEFAULT 7
@@ -153,13 +156,14 @@ static int water_now(struct agri_buf *b, struct rconn *rc, const char *station)
 }
 
 /* ,"night":"D","nights":[{night, bph, other}] for the n nights up to
- * tonight (the night of today, local, from noon): brown planthoppers and
+ * tonight (the night of today, local, from 06:00 to 06:00 the next
+ * morning, lamp-off to lamp-off): brown planthoppers and
  * the other classes caught; null when the trap sent no count that night. */
 static int trap_nights(struct agri_buf *b, struct rconn *rc, const char *station,
 		       int64_t now_ms, int n)
 {
 	sqlite3_stmt *q = rc->q[Q_BPH_NIGHTS];
-	int64_t tonight = (now_ms + LOCAL_OFFSET_MS - 12 * HOUR_MS) / DAY_MS;
+	int64_t tonight = (now_ms + LOCAL_OFFSET_MS - NIGHT_END_MS) / DAY_MS;
 	int64_t first = tonight - (n - 1);
 	double bph[NIGHTS_MAX], other[NIGHTS_MAX];
 	bool have_bph[NIGHTS_MAX] = {false}, have_other[NIGHTS_MAX] = {false};
@@ -167,7 +171,7 @@ static int trap_nights(struct agri_buf *b, struct rconn *rc, const char *station
 	int r;
 
 	sqlite3_bind_text(q, 1, station, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(q, 2, first * DAY_MS + 12 * HOUR_MS - LOCAL_OFFSET_MS);
+	sqlite3_bind_int64(q, 2, first * DAY_MS + NIGHT_END_MS - LOCAL_OFFSET_MS);
 	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
 		int64_t i = sqlite3_column_int64(q, 0);
 
