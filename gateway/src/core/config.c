@@ -579,14 +579,14 @@ static int check_token(const char *token, const char *file, const char *what,
 	for (const char *p = token; *p; p++) {
 		if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-", *p)) {
 			agri_err_set(err, what, "%s: the token holds '%c': expected base64url or hex "
-				     "(`agrictl token new`)", file, *p > ' ' && *p < 127 ? *p : '?');
+				     "(`agrictl token new`)", file, *p >= ' ' && *p < 127 ? *p : '?');
 			return -EINVAL;
 		}
 		distinct += !seen[(unsigned char)*p];
 		seen[(unsigned char)*p] = true;
 	}
 	if (distinct < 10) {
-		agri_err_set(err, what, "%s: the token uses %zu different characters: not random "
+		agri_err_set(err, what, "%s: the token has only %zu distinct characters: not random "
 			     "(`agrictl token new`)", file, distinct);
 		return -EINVAL;
 	}
