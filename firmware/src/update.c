@@ -413,7 +413,7 @@ static void *worker_main(void *arg)
 {
 	struct update *u = arg;
 	char *argv[] = {u->cfg.rauc, "install", u->bundle_path, NULL};
-	char err[ERROR_MAX], msg[ERROR_MAX + 32], hex[65];
+	char err[ERROR_MAX], msg[ERROR_MAX + 32], hex[65], out[8192];
 	struct rauc_status rs;
 	int rc;
 
@@ -431,8 +431,17 @@ static void *worker_main(void *arg)
 			goto done;
 	}
 	set_state(u, "installing", NULL);
-	rc = rauc_run(argv, INSTALL_TIMEOUT_S, NULL, 0, err, sizeof(err));
+	rc = rauc_run(argv, INSTALL_TIMEOUT_S, out, sizeof(out), err, sizeof(err));
 	if (rc != 0) {
+		/* rauc says why on its standard output: "LastError: ..." */
+		const char *le = strstr(out, "LastError: ");
+
+		if (le) {
+			size_t n = strcspn(le + 11, "\r\n");
+
+			snprintf(err, sizeof(err), "%.*s", (int)(n < sizeof(err) - 1 ? n : sizeof(err) - 1),
+				 le + 11);
+		}
 		snprintf(msg, sizeof(msg), "install: %s", err[0] ? err : "rauc install failed");
 		unlink(u->bundle_path);
 		set_state(u, "failed", msg);

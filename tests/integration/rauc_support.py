@@ -20,6 +20,7 @@ board.dir/reboot; OtaStack.reboot() then does what a reboot does.
 OtaStack puts it together: the shipped broker (TLS, per-station accounts and
 ACL), the real gateway over HTTPS serving bundles to stations, agri-sim, a
 technician's key, and N stations each on its own board."""
+import hashlib
 import json
 import os
 import shutil
@@ -437,16 +438,34 @@ class OtaStack:
         argv = [H.bin_path("agrictl")] + list(args)
         return H.run(argv, timeout=timeout)
 
-    def push_args(self, bundle_path, *rest):
+    def push_args(self, bundle_path, *rest, keyring=True):
         return ["update", "push", bundle_path, "--broker",
                 "tcp://127.0.0.1:%d" % self.broker.loop_port, "--username", "agrictl",
                 "--password-file", os.path.join(self.work, "agrictl.pass"),
-                "--key", self.tech_key, "--bundles-dir", self.bundles,
-                "--keyring", self.pki.ca] + list(rest)
+                "--key", self.tech_key, "--bundles-dir", self.bundles] + \
+            (["--keyring", self.pki.ca] if keyring else []) + list(rest)
 
-    def push_async(self, bundle_path, *rest):
-        return H.Proc([H.bin_path("agrictl")] + self.push_args(bundle_path, *rest),
+    def push_async(self, bundle_path, *rest, keyring=True):
+        return H.Proc([H.bin_path("agrictl")] + self.push_args(bundle_path, *rest,
+                                                               keyring=keyring),
                       os.path.join(self.work, "push-%d.log" % int(time.time() * 1000)))
+
+    def publish_command(self, name, doc, key=None, by="lan", raw=None):
+        """A hand-made update command, signed like agrictl signs it
+        (docs/update.md), published retained with agrictl's account."""
+        import paho.mqtt.client as mqtt
+        msg = raw if raw is not None else S.sign_config(doc, key or self.tech_key, by)
+        c = mqtt.Client(client_id="it-cmd-%d" % os.getpid(), clean_session=True)
+        c.username_pw_set("agrictl", self.tech_pass)
+        c.connect("127.0.0.1", self.broker.loop_port, 10)
+        c.loop_start()
+        c.publish("agri/v1/%s/update" % name, msg, qos=1, retain=True).wait_for_publish(10)
+        c.loop_stop()
+        c.disconnect()
+
+    def served(self):
+        """The gateway's "bundle served" log lines."""
+        return [ln for ln in self.gw.proc.log_text().splitlines() if "bundle served" in ln]
 
     def readings_stored(self):
         rows = gateway_peer.query(self.gw_db,
@@ -463,3 +482,19 @@ class OtaStack:
         self.sim.stop()
         self.gw.stop()
         self.broker.stop()
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def command(station, cmd_id, bundle_path, name, compatible=COMPATIBLE, version="0.2.0"):
+    """An update command's document (docs/update.md) for bundle_path served
+    as name."""
+    return {"v": 1, "station": station, "id": cmd_id, "version": version, "bundle": name,
+            "size": os.path.getsize(bundle_path), "sha256": sha256(bundle_path),
+            "compatible": compatible}
