@@ -15,6 +15,7 @@
 
 #include "agri/exit.h"
 #include "agri/log.h"
+#include "gateway/backup.h"
 #include "gateway/config.h"
 #include "gateway/gateway.h"
 
@@ -33,6 +34,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: agri-gateway --config gateway.json [--log-level error|warn|info|debug]\n"
 		"       agri-gateway --config gateway.json --import history.csv\n"
+		"       agri-gateway backup [--config gateway.json] DEST\n"
+		"       agri-gateway restore [--config gateway.json] [--force|--check] SRC\n"
 		"\n"
 		"Ingests every station's telemetry and status from MQTT into SQLite, exactly\n"
 		"once, acknowledges each batch end to end after it is committed, raises and\n"
@@ -68,6 +71,9 @@ int main(int argc, char **argv)
 	char msg[AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 4];
 	int c, rc;
 
+	/* The hub's backups and their restore (docs/recovery.md). */
+	if (argc >= 2 && (strcmp(argv[1], "backup") == 0 || strcmp(argv[1], "restore") == 0))
+		return backup_main(argc - 1, argv + 1);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":c:i:l:hV", opts, NULL)) != -1) {
 		switch (c) {

@@ -25,6 +25,7 @@
 #include "agri/time.h"
 #include "agri/util.h"
 #include "alerts/alerting.h"
+#include "core/backup.h"
 #include "core/broker.h"
 #include "core/health.h"
 #include "core/import.h"
@@ -60,6 +61,7 @@ struct gateway {
 	struct upstream *up;
 	struct forecasting *fc;
 	struct http_server *http;
+	struct backup_sched *backup; /* scheduled backups; NULL: none */
 	bool started, broker_started, stopped;
 	bool hub_alarm_sent; /* the alarm state last published */
 	int64_t next_hub_status;
@@ -315,6 +317,11 @@ int gateway_start(struct gateway *gw, char *why, size_t why_len)
 		why_set(why, why_len, "cannot start: %s", strerror(-rc));
 		return rc;
 	}
+	/* Scheduled backups (backup.dir): a failure is logged, never fatal. */
+	if ((gw->backup = backup_sched_new(gw->cfg)) && backup_sched_start(gw->backup) < 0) {
+		backup_sched_free(gw->backup);
+		gw->backup = NULL;
+	}
 	if (gw->cfg->http.enabled) {
 		struct http_hooks hooks = {.ctx = gw, .ack_alert = ack_alert, .metrics = metrics,
 					   .forecast = gw->fc ? forecast_doc : NULL};
@@ -443,6 +450,8 @@ void gateway_stop(struct gateway *gw, int64_t budget_ms)
 	if (!gw || gw->stopped)
 		return;
 	gw->stopped = true;
+	backup_sched_free(gw->backup); /* a backup in progress finishes first */
+	gw->backup = NULL;
 	http_stop(gw->http);
 	gw->http = NULL;
 	forecasting_stop(gw->fc);
