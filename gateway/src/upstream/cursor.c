@@ -50,7 +50,7 @@ static const char schema_sql[] =
 
 static const char fetch_sql[] =
 	"SELECT q.seq, st.name, se.sensor, se.metric, q.ts, r.value, r.unit,"
-	" r.q, r.received_at, r.ts IS NOT NULL"
+	" r.q, r.received_at, r.ts IS NOT NULL, r.why"
 	" FROM upstream_queue q JOIN series se ON se.id = q.series_id"
 	" JOIN stations st ON st.id = se.station_id"
 	" LEFT JOIN readings r ON r.series_id = q.series_id AND r.ts = q.ts"
@@ -354,6 +354,7 @@ static int sink_fetch(struct sink *s, int64_t *last_seq)
 		copy_text(r->unit, sizeof(r->unit), q, 6);
 		r->q = sqlite3_column_int(q, 7);
 		r->received_ms = sqlite3_column_int64(q, 8);
+		copy_text(r->why, sizeof(r->why), q, 10);
 		n++;
 	}
 	sqlite3_reset(q);

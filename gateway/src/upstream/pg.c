@@ -43,6 +43,9 @@ static const char schema_sql[] =
 	" station text NOT NULL, sensor text NOT NULL, metric text NOT NULL,"
 	" ts timestamptz NOT NULL, value double precision, unit text, q text,"
 	" received_at timestamptz, PRIMARY KEY (station, sensor, metric, ts));"
+	/* why a reading is suspect (dry, stuck, full_scale, range, map): added
+	 * to tables made before it */
+	"ALTER TABLE agri.readings ADD COLUMN IF NOT EXISTS why text;"
 	"CREATE TABLE IF NOT EXISTS agri.stations("
 	" station text PRIMARY KEY, state text, last_seen timestamptz, last_seq bigint,"
 	" fw text, board text, updated_at timestamptz);"
@@ -57,12 +60,12 @@ static const char check_sql[] =
 	" AND ((table_name = 'readings' AND (column_name, data_type) IN ("
 	"  ('station','text'),('sensor','text'),('metric','text'),"
 	"  ('ts','timestamp with time zone'),('value','double precision'),('unit','text'),"
-	"  ('q','text'),('received_at','timestamp with time zone')))"
+	"  ('q','text'),('received_at','timestamp with time zone'),('why','text')))"
 	" OR (table_name = 'stations' AND column_name IN"
 	"  ('station','state','last_seen','last_seq','fw','board','updated_at'))"
 	" OR (table_name = 'alerts' AND column_name IN ('id','rule','station','sensor',"
 	"  'metric','severity','state','value','threshold','raised_at','updated_at','message')))";
-#define CHECK_COLUMNS (8 + 7 + 12)
+#define CHECK_COLUMNS (9 + 7 + 12)
 
 static const char station_upsert[] =
 	"INSERT INTO agri.stations(station, state, last_seen, last_seq, fw, board, updated_at)"
@@ -344,7 +347,8 @@ static int build_copy(struct pg *p, const struct upstream_row *rows, size_t n)
 
 		/* Worst case: every text byte escaped. */
 		if ((rc = buf_reserve(p, 2 * (sizeof(r->station) + sizeof(r->sensor) +
-					      sizeof(r->metric) + sizeof(r->unit)) + 128)) < 0)
+					      sizeof(r->metric) + sizeof(r->unit) + sizeof(r->why)) +
+					   128)) < 0)
 			return rc;
 		buf_text(p, r->station, '\t');
 		buf_text(p, r->sensor, '\t');
@@ -360,7 +364,13 @@ static int build_copy(struct pg *p, const struct upstream_row *rows, size_t n)
 		buf_text(p, r->unit, '\t');
 		buf_text(p, r->q >= 0 && r->q < 4 ? q_names[r->q] : "error", '\t');
 		upstream_pg_time(r->received_ms, t, sizeof(t));
-		buf_text(p, t, '\n');
+		buf_text(p, t, '\t');
+		if (r->why[0])
+			buf_text(p, r->why, '\n');
+		else {
+			memcpy(p->buf + p->len, "\\N\n", 3);
+			p->len += 3;
+		}
 	}
 	return 0;
 }
@@ -375,7 +385,7 @@ static int copy_into(struct pg *p, const char *table, bool *unique, char *err, s
 
 	*unique = false;
 	snprintf(sql, sizeof(sql), "COPY %s (station, sensor, metric, ts, value, unit, q,"
-		 " received_at) FROM STDIN", table);
+		 " received_at, why) FROM STDIN", table);
 	r = PQexec(p->conn, sql);
 	if (PQresultStatus(r) != PGRES_COPY_IN) {
 		set_err(err, errlen, "COPY refused", p->conn);
@@ -427,8 +437,9 @@ static int pg_send(void *ctx, const struct upstream_row *rows, size_t n,
 	if ((rc = pg_exec(p, "BEGIN", PGRES_COMMAND_OK, err, errlen)) < 0 ||
 	    (rc = copy_into(p, "agri_in", &unique, err, errlen)) < 0)
 		return rc;
-	r = PQexec(p->conn, "INSERT INTO agri.readings SELECT station, sensor, metric, ts, value,"
-		   " unit, q, received_at FROM agri_in ON CONFLICT DO NOTHING");
+	r = PQexec(p->conn, "INSERT INTO agri.readings (station, sensor, metric, ts, value, unit, q,"
+		   " received_at, why) SELECT station, sensor, metric, ts, value, unit, q,"
+		   " received_at, why FROM agri_in ON CONFLICT DO NOTHING");
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		set_err(err, errlen, "INSERT failed", p->conn);
 		PQclear(r);

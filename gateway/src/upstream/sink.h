@@ -30,6 +30,7 @@ struct upstream_row {
 	double value;
 	char unit[AGRI_UNIT_MAX + 1];
 	int q;               /* enum agri_quality as stored: 0 ok 1 suspect 2 error 3 maint */
+	char why[AGRI_WHY_MAX + 1]; /* a suspect reading's reason ("dry"), or "" */
 	int64_t received_ms;
 };
 
