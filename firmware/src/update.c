@@ -776,11 +776,13 @@ int update_open(const char *config_path, const struct station_config *cfg,
 		log_info(LOG, "booted slot=%s system=%s compatible=%s", u->rs.booted,
 			 u->rs.version[0] ? u->rs.version : "-", u->rs.compatible);
 	if (u->rs_ok) {
-		resolve_boot(u);
 		/* A slot the station runs on outside an update's trial is good:
-		 * its boot counter starts again (rauc-mark-good.service's job). */
-		if (!u->checking)
+		 * its boot counter starts again (rauc-mark-good.service's job).
+		 * Before resolve_boot, which may start an install (the rauc
+		 * service takes one method at a time). */
+		if (strcmp(u->s.state, "rebooting") && strcmp(u->s.state, "checking"))
 			mark(u, "mark-good", "booted");
+		resolve_boot(u);
 	}
 	*out = u;
 	return 0;

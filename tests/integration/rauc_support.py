@@ -171,12 +171,13 @@ class Board:
         self.conf = os.path.join(self.dir, "system.conf")
         with open(self.conf, "w") as f:
             f.write("[system]\ncompatible=%s\nbootloader=custom\nstatusfile=%s\n"
-                    "max-bundle-download-size=268435456\n\n"
+                    "mountprefix=%s\n\n"
                     "[keyring]\npath=%s\n\n[handlers]\nbootloader-custom-backend=%s\n\n"
                     "[slot.rootfs.0]\ndevice=%s\ntype=ext4\nbootname=A\n\n"
                     "[slot.rootfs.1]\ndevice=%s\ntype=ext4\nbootname=B\n"
-                    % (compatible, self.statusfile, keyring, backend, self.slots["A"],
-                       self.slots["B"]))
+                    % (compatible, self.statusfile, os.path.join(self.dir, "mnt"), keyring,
+                       backend, self.slots["A"], self.slots["B"]))
+        os.makedirs(os.path.join(self.dir, "mnt"))
         with open(os.path.join(self.dir, "dbus.conf"), "w") as f:
             f.write(DBUS_CONF % self.sock)
         self.bus = None
@@ -235,6 +236,22 @@ class Board:
             else:
                 self.rauc.stop()
             self.rauc = None
+        self.unmount_all()
+
+    def unmount_all(self):
+        """What a power cut does to mounts: rauc's mounts under this board
+        (the bundle, a slot it was writing) are gone, their loop devices
+        detached."""
+        with open("/proc/self/mountinfo") as f:
+            points = [ln.split()[4] for ln in f]
+        for mp in reversed(points):
+            if mp.startswith(self.dir + "/"):
+                subprocess.run(["umount", "-l", mp], capture_output=True)
+        r = subprocess.run(["losetup", "-a"], capture_output=True, text=True)
+        for ln in r.stdout.splitlines():
+            dev, _, rest = ln.partition(":")
+            if self.dir + "/" in rest:
+                subprocess.run(["losetup", "-d", dev], capture_output=True)
 
     def stop(self):
         self.stop_rauc()
