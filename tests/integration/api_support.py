@@ -31,7 +31,7 @@ def iso(ms):
 class Stack:
     """mosquitto + agri-gateway (HTTP on a free port, token file, rules)."""
 
-    def __init__(self, d, rules=True, token=TOKEN, extra=None):
+    def __init__(self, d, rules=True, token=TOKEN, extra=None, http=None):
         self.d = d
         self.mq = harness.Mosquitto(os.path.join(d, "mq")).start()
         self.http_port = harness.free_port()
@@ -41,6 +41,7 @@ class Stack:
         cfg = {"broker": {"url": self.mq.url, "client_id": "gw-api", "keepalive_s": 10},
                "db": {"path": "agri.db"},
                "http": {"listen": "127.0.0.1:%d" % self.http_port, "token_file": "api.token"}}
+        cfg["http"].update(http or {})  # more http keys (issue 24: hosts, read tokens, rates)
         if extra:
             cfg.update(extra)
         self.rules = False
