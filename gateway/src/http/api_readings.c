@@ -15,9 +15,11 @@
  * with it; none is skipped or repeated from one page to the next.
  *
  * Plans: up to MERGE_MAX series are merged in C, each walked on its own
- * primary key (series_id, ts); more are read along the readings_by_ts
- * index with the series filter checked on the index entry. Both stop at
- * the page's end instead of sorting the range.
+ * primary key (series_id, ts); with more, the keys are read along the
+ * readings_by_ts index alone and the rows of the listed series' keys are
+ * read by key (a WITHOUT ROWID table reads a row for every index entry
+ * otherwise, wanted or not). Both stop at the page's end instead of
+ * sorting the range.
  *
  * Threads: everything here runs on the HTTP worker thread that owns the
  * connection (libmicrohttpd calls a response's reader on that thread), so
@@ -253,9 +255,11 @@ static int readings_series(struct rconn *rc, const struct readings_query *q,
 /* --- the walk: a page's rows in key order ----------------------------- */
 
 /*
- * Inside one read transaction. Its statements are the thread's (Q_MERGE_0
- * + i for the merge, Q_READ_TS for the index walk), all returning ts,
- * value, unit, q, received_at, series_id.
+ * Inside one read transaction. Its statements are the thread's: Q_MERGE_0
+ * + i for the merge, each returning ts, value, unit, q, received_at,
+ * series_id; Q_READ_TS for the index walk, returning keys only (the index
+ * covers them: a key of a series not asked for costs no row read), and
+ * Q_READ_ROW for the row of a key that is kept.
  */
 struct walk {
 	const struct series_list *sl;
@@ -263,6 +267,9 @@ struct walk {
 	int state[MERGE_MAX]; /* the statement's last step: SQLITE_ROW = a head row */
 	size_t n;
 	int cur;              /* the statement whose row was handed out, -1 none */
+	bool index;           /* the index walk (else the merge) */
+	sqlite3_stmt *row;    /* the index walk: Q_READ_ROW */
+	bool row_live;        /* row holds a row (to reset) */
 };
 
 /* Opens w at key lo (inclusive), rows before q->to. 0 or an SQLite error. */
@@ -292,24 +299,53 @@ static int walk_open(struct walk *w, struct rconn *rc, const struct readings_que
 		}
 		return 0;
 	}
+	w->index = true;
+	w->row = rc->q[Q_READ_ROW];
 	w->st[0] = rc->q[Q_READ_TS];
 	w->n = 1;
+	w->cur = 0; /* stepped by the first walk_next() */
 	sqlite3_bind_int64(w->st[0], 1, lo.ts);
 	sqlite3_bind_int64(w->st[0], 2, lo.sid);
 	sqlite3_bind_int64(w->st[0], 3, q->to);
-	http_bind_opt(w->st[0], 4, opt(q->station));
-	http_bind_opt(w->st[0], 5, opt(q->metric));
-	http_bind_opt(w->st[0], 6, opt(q->sensor));
-	w->state[0] = sqlite3_step(w->st[0]);
-	return w->state[0] == SQLITE_ROW || w->state[0] == SQLITE_DONE ? 0 : w->state[0];
+	return 0;
 }
 
-/* The next row: SQLITE_ROW with *st positioned on it and its key, or
- * SQLITE_DONE, or an SQLite error. */
-static int walk_next(struct walk *w, sqlite3_stmt **st, struct key *k)
+/* The index walk's next key of a listed series; with need_row, its row in
+ * w->row. SQLITE_ROW, SQLITE_DONE or an SQLite error. */
+static int walk_next_index(struct walk *w, bool need_row, sqlite3_stmt **st, struct key *k)
+{
+	int r;
+
+	if (w->row_live) {
+		sqlite3_reset(w->row);
+		w->row_live = false;
+	}
+	while ((r = sqlite3_step(w->st[0])) == SQLITE_ROW) {
+		k->ts = sqlite3_column_int64(w->st[0], 0);
+		k->sid = sqlite3_column_int64(w->st[0], 1);
+		if (!series_find(w->sl, k->sid))
+			continue;
+		if (!need_row)
+			return SQLITE_ROW;
+		sqlite3_bind_int64(w->row, 1, k->sid);
+		sqlite3_bind_int64(w->row, 2, k->ts);
+		r = sqlite3_step(w->row);
+		w->row_live = true;
+		if (r == SQLITE_ROW)
+			*st = w->row;
+		return r == SQLITE_DONE ? SQLITE_CORRUPT : r; /* a key without its row */
+	}
+	return r;
+}
+
+/* The next row: SQLITE_ROW with its key and, when need_row, *st
+ * positioned on it; or SQLITE_DONE, or an SQLite error. */
+static int walk_next(struct walk *w, bool need_row, sqlite3_stmt **st, struct key *k)
 {
 	int best = -1;
 
+	if (w->index)
+		return walk_next_index(w, need_row, st, k);
 	if (w->cur >= 0) {
 		w->state[w->cur] = sqlite3_step(w->st[w->cur]);
 		if (w->state[w->cur] != SQLITE_ROW && w->state[w->cur] != SQLITE_DONE)
@@ -340,7 +376,12 @@ static void walk_close(struct walk *w)
 		sqlite3_reset(w->st[i]);
 		sqlite3_clear_bindings(w->st[i]);
 	}
+	if (w->row) {
+		sqlite3_reset(w->row);
+		sqlite3_clear_bindings(w->row);
+	}
 	w->n = 0;
+	w->row = NULL;
 }
 
 /* --- a page ----------------------------------------------------------- */
@@ -483,7 +524,7 @@ static ssize_t page_read(void *cls, uint64_t pos, char *buf, size_t max)
 		if (!rc || http_rtx_begin(rc) < 0)
 			goto fail;
 		r = walk_open(&w, rc, &pg->q, &pg->sl, pg->lo);
-		while (r == SQLITE_OK && (r = walk_next(&w, &st, &k)) == SQLITE_ROW) {
+		while (r == SQLITE_OK && (r = walk_next(&w, true, &st, &k)) == SQLITE_ROW) {
 			if (pg->has_end && key_cmp(k, pg->end) >= 0) {
 				r = SQLITE_DONE;
 				break;
@@ -527,7 +568,7 @@ static int page_plan(struct page *pg, struct rconn *rc, char *etag, size_t etag_
 
 	h = agri_hash64_bytes(h, pg->q.csv ? "csv" : "json", pg->q.csv ? 3 : 4);
 	r = walk_open(&w, rc, &pg->q, &pg->sl, pg->lo);
-	while (r == SQLITE_OK && (r = walk_next(&w, &st, &k)) == SQLITE_ROW) {
+	while (r == SQLITE_OK && (r = walk_next(&w, rendering, &st, &k)) == SQLITE_ROW) {
 		if (n == pg->q.limit) {
 			pg->has_end = true;
 			pg->end = k;

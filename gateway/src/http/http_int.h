@@ -52,7 +52,7 @@ enum {
 	Q_VIEW_EXISTS,
 	Q_SERIES_NEWEST, Q_RAISED_VALUE,
 	Q_TODAY_KINDS, Q_SAL_NEWEST, Q_SAL_BEFORE, Q_BPH_NIGHTS,
-	Q_READ_TS,                   /* readings along readings_by_ts */
+	Q_READ_TS, Q_READ_ROW,       /* keys along readings_by_ts, a row by key */
 	Q_MERGE_0,                   /* MERGE_MAX copies: one series' readings */
 	Q_COUNT = Q_MERGE_0 + MERGE_MAX
 };

@@ -63,16 +63,15 @@ static const char *const q_sql[Q_COUNT] = {
 	[Q_SERIES] = "SELECT se.id, st.name, se.sensor, se.metric FROM series se"
 		     " JOIN stations st ON st.id = se.station_id WHERE " SERIES_WHERE
 		     " ORDER BY se.id",
-	/* Readings along the time index from the key (?1 ts, ?2 series id) on,
-	 * before ?3; the series filter is checked on the index entry, before
-	 * the row is read (api_readings.c). */
-	[Q_READ_TS] = "SELECT r.ts, r.value, r.unit, r.q, r.received_at, r.series_id"
-		      " FROM readings r INDEXED BY readings_by_ts"
+	/* The keys of readings along the time index from (?1 ts, ?2 series id)
+	 * on, before ?3: the index alone (it holds the key), no row read; a
+	 * page keeps its series' keys and reads those rows with Q_READ_ROW
+	 * (api_readings.c). */
+	[Q_READ_TS] = "SELECT r.ts, r.series_id FROM readings r INDEXED BY readings_by_ts"
 		      " WHERE (r.ts, r.series_id) >= (?1, ?2) AND r.ts < ?3"
-		      " AND r.series_id IN (SELECT se.id FROM series se"
-		      " JOIN stations st ON st.id = se.station_id WHERE (?4 IS NULL OR st.name = ?4)"
-		      " AND (?5 IS NULL OR se.metric = ?5) AND (?6 IS NULL OR se.sensor = ?6))"
 		      " ORDER BY r.ts, r.series_id",
+	[Q_READ_ROW] = "SELECT ts, value, unit, q, received_at, series_id FROM readings"
+		       " WHERE series_id = ?1 AND ts = ?2",
 	[Q_ALERTS] = "SELECT id, rule, station, sensor, metric, severity, state, value,"
 		     " threshold, raised_at, updated_at, message FROM alerts"
 		     " WHERE (?1 = 'all' OR state = ?1"
