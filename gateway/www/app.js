@@ -60,7 +60,7 @@ const T = {
     al_offline: 'Trạm mất kết nối', al_battery: 'Ắc quy yếu', al_quality: 'Cảm biến đọc lỗi hoặc nghi ngờ',
     al_other: 'Sự cố tại trạm', per_night: 'con/đêm',
     online: 'trực tuyến', offline: 'mất kết nối', unknown: 'chưa rõ', last_seen: 'Lần cuối', never: 'chưa có',
-    tech: 'Kỹ thuật', fw: 'Phần mềm trạm', board: 'Bo mạch', config_version: 'Phiên bản cấu hình',
+    tech: 'Kỹ thuật', fw: 'Phần mềm trạm', system: 'Hệ thống (khe)', update: 'Cập nhật', board: 'Bo mạch', config_version: 'Phiên bản cấu hình',
     spool_depth: 'Bản tin chờ gửi', gaps: 'Bản tin bị thiếu', code: 'Mã trạm', yes: 'có', no: 'không',
     measured: 'Đo', forecast_line: 'Dự báo', band: 'Khoảng tin cậy', thr_key: 'Ngưỡng 0,5 · 1 · 2 · 4 g/L',
     lanes_key: 'Dải dưới trục: cửa sổ lấy nước theo ngưỡng', none_lane: 'không có', bph: 'Rầy nâu', other: 'Côn trùng khác',
@@ -118,7 +118,7 @@ const T = {
     al_offline: 'Station offline', al_battery: 'Battery low', al_quality: 'Sensor reads errors or suspect values',
     al_other: 'Problem at the station', per_night: 'per night',
     online: 'online', offline: 'offline', unknown: 'unknown', last_seen: 'Last seen', never: 'never',
-    tech: 'Technical', fw: 'Station firmware', board: 'Board', config_version: 'Config version',
+    tech: 'Technical', fw: 'Station firmware', system: 'System (slot)', update: 'Update', board: 'Board', config_version: 'Config version',
     spool_depth: 'Messages waiting to send', gaps: 'Messages missing', code: 'Station code', yes: 'yes', no: 'no',
     measured: 'Measured', forecast_line: 'Forecast', band: 'Confidence band', thr_key: 'Limits 0.5 · 1 · 2 · 4 g/L',
     lanes_key: 'Strips under the axis: intake windows per limit', none_lane: 'none', bph: 'Brown planthopper', other: 'Other insects',
@@ -870,6 +870,10 @@ function renderStations() {
     }
     add(t('code'), s.station);
     if (s.fw) add(t('fw'), s.fw);
+    if (s.system) add(t('system'), s.system + (s.slot ? ' (' + s.slot + ')' : ''));
+    if (s.update) add(t('update'), s.update.version + ': ' + s.update.state +
+                      (s.update.error ? ' (' + s.update.error + ')' : ''),
+                      s.update.state === 'rolled-back' || s.update.state === 'failed' ? 'suspect' : null);
     if (s.board) add(t('board'), s.board);
     if (s.config_version !== null) add(t('config_version'), String(s.config_version));
     if (s.spool_depth !== null) add(t('spool_depth'), fmtNum(s.spool_depth, 0));

@@ -584,6 +584,24 @@ static int parse_config_failed(const cJSON *item, void *field, const char *path,
 			     AGRI_ARRAY_SIZE(config_failed_fields), field, true, err);
 }
 
+#define UP struct agri_status
+static const struct agri_cfg_field update_fields[] = {
+	AGRI_FIELD_INT(UP, "id", update_id, 0, SAFE_INT_MAX),
+	AGRI_FIELD_STR(UP, "version", update_version, false),
+	AGRI_FIELD_STR(UP, "state", update_state, true),
+	AGRI_FIELD_STR(UP, "error", update_error, false),
+};
+#undef UP
+
+/* "update": a section over the whole status (docs/update.md); newer
+ * members ("progress") are accepted and ignored. */
+static int parse_update(const cJSON *item, void *field, const char *path,
+			struct agri_err *err)
+{
+	return agri_cfg_read(item, path, update_fields, AGRI_ARRAY_SIZE(update_fields), field,
+			     true, err);
+}
+
 #define BH struct agri_bus_health
 static const struct agri_cfg_field bus_fields[] = {
 	AGRI_FIELD_CUSTOM(BH, "name", name, parse_ident, true),
@@ -641,6 +659,9 @@ static const struct agri_cfg_field status_fields[] = {
 	AGRI_FIELD_INT(struct agri_status, "probation", probation_version, 0, SAFE_INT_MAX),
 	AGRI_FIELD_SECTION("config_failed", parse_config_failed, false),
 	AGRI_FIELD_CUSTOM(struct agri_status, "spool_oldest", spool_oldest_ms, parse_time, false),
+	AGRI_FIELD_STR(struct agri_status, "system", system, false),
+	AGRI_FIELD_STR(struct agri_status, "slot", slot, false),
+	AGRI_FIELD_SECTION("update", parse_update, false),
 	AGRI_FIELD_CUSTOM(struct agri_status, "buses", buses, parse_buses, false),
 	AGRI_FIELD_CUSTOM(struct agri_status, "sensors", sensors, parse_sensors, false),
 };

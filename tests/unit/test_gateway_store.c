@@ -194,14 +194,14 @@ static void test_migrations(void)
 	char p[256];
 	int err = 0;
 
-	CHECK_STR(q1(st, "PRAGMA user_version"), "4");
+	CHECK_STR(q1(st, "PRAGMA user_version"), "5");
 	CHECK_STR(q1(st, "PRAGMA journal_mode"), "wal");
 	CHECK_STR(q1(st, "PRAGMA synchronous"), "2");
 	CHECK_STR(q1(st, "SELECT group_concat(name) FROM pragma_index_xinfo('readings_by_ts')"
 			 " WHERE name IS NOT NULL"), "ts,series_id"); /* schema 4: the readings in time order */
 	store_close(st);
 	st = open_store("m.db", true); /* re-open: nothing to migrate */
-	CHECK_STR(q1(st, "PRAGMA user_version"), "4");
+	CHECK_STR(q1(st, "PRAGMA user_version"), "5");
 	sqlite3_exec(store_db(st), "PRAGMA user_version = 99", NULL, NULL, NULL);
 	store_close(st);
 	path_in(p, sizeof(p), "m.db");
@@ -543,6 +543,11 @@ static void test_migrate_v1(void)
 			       "ALTER TABLE series DROP COLUMN retired;"
 			       "ALTER TABLE stations DROP COLUMN clock_offset_ms;"
 			       "ALTER TABLE stations DROP COLUMN config_signed_by;"
+			       "ALTER TABLE stations DROP COLUMN system;"
+			       "ALTER TABLE stations DROP COLUMN slot;"
+			       "ALTER TABLE stations DROP COLUMN update_version;"
+			       "ALTER TABLE stations DROP COLUMN update_state;"
+			       "ALTER TABLE stations DROP COLUMN update_error;"
 			       "DROP VIEW v_readings; ALTER TABLE readings DROP COLUMN why;"
 			       "DROP INDEX readings_by_ts;"
 			       "CREATE VIEW v_readings AS SELECT 1;"
@@ -560,7 +565,7 @@ static void test_migrate_v1(void)
 	CHECK(st != NULL);
 	if (!st)
 		return;
-	CHECK_STR(q1(st, "PRAGMA user_version"), "4");
+	CHECK_STR(q1(st, "PRAGMA user_version"), "5");
 	CHECK_STR(q1(st, "SELECT group_concat(kind || ':' || size) FROM v_dead_letters"),
 		  "invalid:3,invalid:4");
 	CHECK_STR(q1(st, "SELECT stored FROM dead_letter_counts WHERE kind = 'invalid'"), "2");

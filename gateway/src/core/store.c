@@ -135,6 +135,13 @@ static const char *const migrations[] = {
 	 * series_id): a wide /api/v1/readings page walks it and stops at its
 	 * limit instead of sorting every row in range (docs/api.md, Cost). */
 	"CREATE INDEX readings_by_ts ON readings(ts);",
+	/* 5: over-the-air updates (docs/update.md): the booted system and
+	 * the last update's version, state and error, from the status. */
+	"ALTER TABLE stations ADD COLUMN system TEXT;"
+	"ALTER TABLE stations ADD COLUMN slot TEXT;"
+	"ALTER TABLE stations ADD COLUMN update_version TEXT;"
+	"ALTER TABLE stations ADD COLUMN update_state TEXT;"
+	"ALTER TABLE stations ADD COLUMN update_error TEXT;",
 };
 
 #define N_MIGRATIONS (AGRI_ARRAY_SIZE(migrations))
@@ -229,7 +236,13 @@ static const char *const stmt_sql[S_COUNT] = {
 			  " config_version = coalesce(nullif(?5, 0), config_version),"
 			  " status_at = ?6, uptime_s = ?7, spool_depth = ?8, dropped = ?9,"
 			  " maintenance = ?10,"
-			  " config_signed_by = coalesce(nullif(?11, ''), config_signed_by) WHERE id = ?1",
+			  " config_signed_by = coalesce(nullif(?11, ''), config_signed_by),"
+			  " system = coalesce(nullif(?12, ''), system),"
+			  " slot = coalesce(nullif(?13, ''), slot),"
+			  " update_version = CASE WHEN ?15 = '' THEN update_version ELSE ?14 END,"
+			  " update_state = CASE WHEN ?15 = '' THEN update_state ELSE ?15 END,"
+			  " update_error = CASE WHEN ?15 = '' THEN update_error ELSE nullif(?16, '') END"
+			  " WHERE id = ?1",
 	[S_STATUS_STATE] = "UPDATE stations SET state = ?2, status_at = ?3 WHERE id = ?1",
 	[S_CLOCK] = "UPDATE stations SET clock_offset_ms = ?2 WHERE id = ?1",
 	[S_DEAD_INS] = "INSERT INTO dead_letters(received_at, topic, reason, payload, size,"
@@ -710,6 +723,11 @@ int store_put_status(struct store *st, const struct agri_status *m,
 	sqlite3_bind_int64(q, 9, (int64_t)m->spool_dropped);
 	sqlite3_bind_int(q, 10, m->maintenance);
 	sqlite3_bind_text(q, 11, m->config_signed_by, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 12, m->system, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 13, m->slot, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 14, m->update_version, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 15, m->update_state, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 16, m->update_error, -1, SQLITE_STATIC);
 	if ((rc = st_step_done(q)) < 0)
 		return rc;
 	s->dropped = (int64_t)m->spool_dropped;

@@ -97,6 +97,23 @@ enum MHD_Result http_api_stations(const struct http_call *k)
 			agri_buf_puts(&b, sqlite3_column_int(qs, 10) ? "true" : "false");
 		agri_buf_puts(&b, ",\"status_at\":");
 		http_db_col_time(&b, qs, 11);
+		/* Over-the-air updates (docs/update.md) */
+		agri_buf_puts(&b, ",\"system\":");
+		http_db_col_str(&b, qs, 12);
+		agri_buf_puts(&b, ",\"slot\":");
+		http_db_col_str(&b, qs, 13);
+		agri_buf_puts(&b, ",\"update\":");
+		if (sqlite3_column_type(qs, 15) == SQLITE_NULL) {
+			agri_buf_puts(&b, "null");
+		} else {
+			agri_buf_puts(&b, "{\"version\":");
+			http_db_col_str(&b, qs, 14);
+			agri_buf_puts(&b, ",\"state\":");
+			http_db_col_str(&b, qs, 15);
+			agri_buf_puts(&b, ",\"error\":");
+			http_db_col_str(&b, qs, 16);
+			agri_buf_puts(&b, "}");
+		}
 		agri_buf_puts(&b, ",\"latest\":[");
 		/* Both ordered by name, from one snapshot. */
 		while (have_l && strcmp((const char *)sqlite3_column_text(ql, 0), name) <= 0) {

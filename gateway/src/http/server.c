@@ -48,7 +48,8 @@ static const char *const q_sql[Q_COUNT] = {
 	[Q_COMMIT] = "COMMIT",
 	[Q_ROLLBACK] = "ROLLBACK",
 	[Q_STATIONS] = "SELECT id, name, state, last_seen, last_seq, gaps, fw, board,"
-		       " config_version, spool_depth, maintenance, status_at"
+		       " config_version, spool_depth, maintenance, status_at,"
+		       " system, slot, update_version, update_state, update_error"
 		       " FROM stations ORDER BY name",
 	/* Latest reading of every series: one index seek each (max(ts) on
 	 * the readings primary key). CROSS JOIN fixes the loop order: left

@@ -159,6 +159,15 @@ struct agri_status {
 	char config_failed_error[256];
 	int64_t spool_oldest_ms;       /* "spool_oldest": when the oldest unacked
 					  batch was sealed; 0 when absent */
+	/* Over-the-air updates (docs/update.md): the booted slot's system
+	 * version and bootname, and "update": {id, version, state, error} of
+	 * the last update command ("" / 0 when absent). */
+	char system[65];
+	char slot[9];
+	int64_t update_id;
+	char update_version[65];
+	char update_state[16];
+	char update_error[256];
 	size_t n_buses;
 	struct agri_bus_health buses[AGRI_STATUS_BUSES_MAX];
 	size_t n_sensors;
