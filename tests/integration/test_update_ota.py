@@ -114,6 +114,32 @@ def main():
                           "tcp://127.0.0.1:%d" % stack.broker.loop_port, "--username", "agrictl",
                           "--password-file", os.path.join(work, "agrictl.pass"))
         print(r.stdout)
+        # The gateway's API (over HTTPS, the hub's CA) shows the same.
+        import ssl
+        import urllib.request
+        ctx = ssl.create_default_context(cafile=stack.broker.ca)
+        with urllib.request.urlopen("https://localhost:%d/api/v1/stations" % stack.http_port,
+                                    context=ctx, timeout=10) as resp:
+            api = {e["station"]: e for e in json.loads(resp.read())["stations"]}
+        t.check(all(api[n]["system"] == "0.2.0" and api[n]["slot"] == "B" and
+                    api[n]["update"]["state"] == "good" for n in stack.names),
+                "GET /api/v1/stations shows 0.2.0 on slot B, good, for every station")
+        # Bundles go to stations only: no credentials, or a wrong password: 401.
+        import base64
+        import urllib.error
+        name = os.listdir(stack.bundles)[0]
+        for auth in (None, "OTA-1:wrong", "agrictl:" + stack.tech_pass):
+            req = urllib.request.Request("https://localhost:%d/api/v1/bundles/%s"
+                                         % (stack.http_port, name))
+            if auth:
+                req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+            try:
+                urllib.request.urlopen(req, context=ctx, timeout=10)
+                code = 200
+            except urllib.error.HTTPError as e:
+                code = e.code
+            t.check(code == 401, "a bundle is refused without a station's account (%s): %d"
+                    % (auth.split(":")[0] if auth else "none", code))
 
         # No reading lost: stop the stations (they seal what they hold),
         # let the gateway ack, count.
