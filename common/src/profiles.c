@@ -120,7 +120,7 @@ static size_t edit_distance(const char *a, const char *b)
 	return prev[lb];
 }
 
-void profiles_suggest(const char *dir, const char *name, char *out, size_t len)
+void profiles_suggest(const char *dir, const char *name, bool list_all, char *out, size_t len)
 {
 	static char names[64][AGRI_ID_MAX + 1];
 	size_t best = SIZE_MAX, pos = 0;
@@ -160,7 +160,9 @@ void profiles_suggest(const char *dir, const char *name, char *out, size_t len)
 			first = false;
 		}
 		if (pos < len)
-			pos += (size_t)snprintf(out + pos, len - pos, "? ");
+			pos += (size_t)snprintf(out + pos, len - pos, "?%s", list_all ? " " : "");
+		if (!list_all)
+			return;
 	}
 	if (pos < len)
 		pos += (size_t)snprintf(out + pos, len - pos, "profiles:");

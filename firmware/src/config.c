@@ -250,7 +250,7 @@ static int load_profile(const char *dir, const char *name,
 	if (rc == -ENOENT) {
 		char hint[AGRI_ERR_MSG_MAX];
 
-		profiles_suggest(dir, name, hint, sizeof(hint));
+		profiles_suggest(dir, name, false, hint, sizeof(hint));
 		agri_err_set(err, where, "no profile \"%s\": %s", name, hint);
 		return -EINVAL;
 	}

@@ -865,8 +865,9 @@ static void station_update(struct station *st, int64_t now)
 		st->next_seal = now; /* the health check waits for a spool write */
 }
 
-/* A bus that opened or went down (or failed another way) changes the
- * status: it is published again. */
+/* A bus that opened or went down (or failed another way), a sensor that
+ * started failing or answers again, change the status: it is published
+ * again (a failure that repeats does not). */
 static void station_check_links(struct station *st)
 {
 	uint32_t sig = 2166136261u;
@@ -877,6 +878,13 @@ static void station_check_links(struct station *st)
 		bus_link_health(st->buses[i], &lh);
 		sig = (sig ^ (uint32_t)(lh.open | lh.ever_open << 1)) * 16777619u;
 		sig = (sig ^ (uint32_t)lh.error) * 16777619u;
+	}
+	for (size_t i = 0; i < st->cfg->n_sensors; i++) {
+		const struct bus_sensor_stats *c = &st->stats[i];
+		bool failing = atomic_load(&c->last_error_ms) > atomic_load(&c->last_ok_ms);
+
+		sig = (sig ^ (uint32_t)failing) * 16777619u;
+		sig = (sig ^ (uint32_t)(failing ? atomic_load(&c->last_errno) : 0)) * 16777619u;
 	}
 	if (sig != st->link_sig) {
 		st->link_sig = sig;

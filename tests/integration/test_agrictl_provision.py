@@ -34,12 +34,12 @@ except FileNotFoundError as e:
     sys.exit(77)
 
 
-def provision(work, station, passwd, acl, out=None, umask=None):
+def provision(work, station, passwd, acl, out=None, umask=None, force=False):
     out = out or os.path.join(work, "out-" + station.replace("/", "_")[:40])
     pre = (lambda: os.umask(umask)) if umask is not None else None
     import subprocess
     res = subprocess.run([CTL, "provision", "--station", station, "--out", out, "--passwd", passwd,
-                          "--acl", acl, "--broker", "ssl://hub.local:8883"],
+                          "--acl", acl, "--broker", "ssl://hub.local:8883"] + (["--force"] if force else []),
                          capture_output=True, text=True, timeout=60, preexec_fn=pre)
     return res, out
 
@@ -107,9 +107,15 @@ def main():
     R.check(res.returncode == 0 and got2.count(b"DT-TARGET:") == 1 and b"oldhash" not in got2
             and got2.split(b"\n")[-2].startswith(b"DT-TARGET:$7$101$"),
             "provisioning an existing station replaces its entry (rc=%d)" % res.returncode)
-    res, _ = provision(work, "DT-NEW", passwd, acl)
+    before = (read(passwd), read(acl))
+    res, out = provision(work, "DT-NEW", passwd, acl)
+    R.check(res.returncode == 1 and "--force" in res.stderr and "station.json" in res.stderr
+            and (read(passwd), read(acl)) == before,
+            "provisioning DT-NEW again into the same DIR: exit 1, nothing written without --force (%s)"
+            % res.stderr.strip())
+    res, _ = provision(work, "DT-NEW", passwd, acl, force=True)
     R.check(res.returncode == 0 and read(passwd).count(b"\nDT-NEW:") == 1 and read(acl).count(b"\nuser DT-NEW\n") == 1,
-            "provisioning DT-NEW again: one entry, one ACL block")
+            "provisioning DT-NEW again with --force: one entry, one ACL block")
 
     # A stations' file holding a hub account is refused, nothing written.
     for which, content in (("password file", b"DT-A:$7$x\ngateway:$7$101$s$h\n"),
@@ -205,7 +211,7 @@ def main():
     t.start()
     rcs = []
     for i in range(30):
-        res, _ = provision(work, "DT-W%02d" % i, passwd, acl, out=odir, umask=0)
+        res, _ = provision(work, "DT-W%02d" % i, passwd, acl, out=odir, umask=0, force=True)
         rcs.append(res.returncode)
     stop.set()
     t.join()

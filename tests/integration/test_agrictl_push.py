@@ -13,7 +13,7 @@ mosquitto, agri-sim over Modbus TCP), docs/interfaces.md §11 and docs/station.m
   not trust → exit 1 "rejected" "unknown technician";
 - the next push gets the next version (the broker's retained one + 1);
 - a broken config (a sensor naming a bus that does not exist) is refused
-  locally (exit 78, `FILE: path: reason`); with --force the station gets it
+  locally (exit 78, `FILE:LINE:COLUMN: path: reason`); with --force the station gets it
   and rejects it → exit 1 "rejected" with the station's reason; the station
   keeps running the previous config;
 - a config for another station is refused locally (exit 78);
@@ -202,7 +202,7 @@ def main():
     bad["sensors"][1]["bus"] = "rs485-missing"
     bpath = harness.write_json(os.path.join(work, "bad.json"), bad)
     res = push(mq.url, bpath, "--timeout-s", "10")
-    R.check(res.returncode == 78 and res.stderr.startswith(bpath + ": sensors[1].bus"),
+    R.check(res.returncode == 78 and re.match(re.escape(bpath) + r":\d+:\d+: sensors\[1\]\.bus", res.stderr),
             "a broken config is refused before it is sent: exit 78 (rc=%d %s)" % (res.returncode, res.stderr.strip()))
     res = push(mq.url, bpath, "--force", "--timeout-s", "20")
     R.check(res.returncode == 1 and "version 4 rejected" in res.stdout and "sensors[1].bus" in res.stdout
@@ -231,7 +231,8 @@ def main():
             % (res.returncode, el, res.stderr.strip()))
     # an unreachable broker
     res = push("tcp://127.0.0.1:%d" % harness.free_port(), npath, "--timeout-s", "2")
-    R.check(res.returncode == 1 and "cannot connect" in res.stderr,
+    R.check(res.returncode == 1 and "cannot reach the broker" in res.stderr
+            and "connection refused" in res.stderr,
             "an unreachable broker: exit 1 (rc=%d %s)" % (res.returncode, res.stderr.strip()))
 
     w.close()

@@ -504,8 +504,8 @@ def main():
                            "--acl", acl, "--broker", "ssl://localhost:%d" % tls_port])
         R.check(res.returncode == 0, "agrictl provision %s (rc=%d %s)" % (st, res.returncode, res.stderr.strip()))
     res = harness.run([CTL, "provision", "--station", A, "--out", sdirs[A], "--passwd", passwd, "--acl", acl,
-                       "--broker", "ssl://localhost:%d" % tls_port])
-    R.check(res.returncode == 0, "provisioning A again rotates its password")
+                       "--broker", "ssl://localhost:%d" % tls_port, "--force"])
+    R.check(res.returncode == 0, "provisioning A again (--force) rotates its password")
     with open(passwd) as f:
         entries = [ln for ln in f.read().splitlines() if ln]
     with open(acl) as f:

@@ -16,12 +16,15 @@
 #include "agri/profiles.h"
 #include "agri/util.h"
 #include "agrictl.h"
+#include "cli.h"
+#include "errtext.h"
+#include "msgs.h"
 #include "modbus_probe.h"
 
 
 static int usage_error(const char *msg, const char *arg)
 {
-	fprintf(stderr, "agrictl: level-offset: %s%s%s%s (see agrictl --help)\n", msg,
+	fprintf(stderr, "agrictl: level-offset: %s%s%s%s (see agrictl level-offset --help)\n", msg,
 		arg ? " \"" : "", arg ? arg : "", arg ? "\"" : "");
 	return AGRI_EXIT_USAGE;
 }
@@ -39,20 +42,13 @@ static int device_level(const char *profile, const char *dir, struct probe_link 
 	static struct agri_profile prof;
 	struct probe_value vals[AGRI_PROFILE_REGS_MAX];
 	const struct agri_derived *d = NULL;
-	char file[512], err[256];
-	struct agri_err e;
+	char err[512];
 	double in[2], air = NAN;
 	modbus_t *ctx;
 	int rc;
 
-	rc = profiles_load(dir, profile, &prof, file, sizeof(file), &e);
-	if (rc == -ENOENT) {
-		fprintf(stderr, "agrictl: no profile \"%s\" (%s)\n", profile, file);
-		return AGRI_EXIT_USAGE;
-	} else if (rc < 0) {
-		fprintf(stderr, "%s: %s%s%s\n", file, e.path, *e.path ? ": " : "", e.msg);
-		return AGRI_EXIT_CONFIG;
-	}
+	if ((rc = cli_profile(dir, profile, &prof)) != 0)
+		return rc;
 	for (size_t i = 0; i < prof.n_derived && !d; i++)
 		if (prof.derived[i].fn == AGRI_DERIVED_LEVEL)
 			d = &prof.derived[i];
@@ -73,8 +69,8 @@ static int device_level(const char *profile, const char *dir, struct probe_link 
 	modbus_close(ctx);
 	modbus_free(ctx);
 	if (rc < 0) {
-		fprintf(stderr, "agrictl: slave %d (%s): read failed: %s\n", slave, profile,
-			modbus_strerror(-rc));
+		fprintf(stderr, T("agrictl: slave %d (%s): read failed: %s\n"), slave, profile,
+			errtext_modbus(-rc));
 		return 1;
 	}
 	for (int k = 0; k < 2; k++)
@@ -98,6 +94,7 @@ int agrictl_level_offset(int argc, char **argv)
 		{"rtu", required_argument, 0, 'R'}, {"tcp", required_argument, 0, 'T'},
 		{"baud", required_argument, 0, 'b'}, {"parity", required_argument, 0, 'P'},
 		{"slave", required_argument, 0, 's'}, {"profiles-dir", required_argument, 0, 'D'},
+		{"timeout-ms", required_argument, 0, 'm'},
 		{"help", no_argument, 0, 'h'}, {0}};
 	struct probe_link link = {.timeout_ms = 1000};
 	const char *profile = NULL, *dir = NULL;
@@ -133,6 +130,11 @@ int agrictl_level_offset(int argc, char **argv)
 				return usage_error("--parity: expected N, E or O, got", optarg);
 			link.parity = optarg[0];
 			break;
+		case 'm':
+			if (number(optarg, 10, 60000, &v) || v != floor(v))
+				return usage_error("--timeout-ms: expected 10..60000, got", optarg);
+			link.timeout_ms = (int)v;
+			break;
 		case 's':
 			if (number(optarg, 1, 247, &v) || v != floor(v))
 				return usage_error("--slave: expected 1..247, got", optarg);
@@ -141,7 +143,7 @@ int agrictl_level_offset(int argc, char **argv)
 		case 'h':
 			printf("usage: agrictl level-offset --measured M (--reading R [--offset O] |\n"
 			       "       --profile NAME (--rtu DEV [--baud N] [--parity P] | --tcp HOST:PORT)\n"
-			       "       --slave N [--profiles-dir DIR])\n");
+			       "       --slave N [--timeout-ms 1000] [--profiles-dir DIR])\n");
 			return 0;
 		default:
 			return AGRI_EXIT_USAGE;

@@ -1,15 +1,47 @@
 /*
- * agrictl's Modbus master: one device read by its profile's plan (after
- * the commands its profile says it needs, as the station sends them), and
- * the profile guess behind `agrictl scan`.
+ * agrictl's Modbus master (see modbus_probe.h): a device read by its
+ * profile's plan (after the commands its profile says it needs, as the
+ * station sends them) and its derived metrics, the presence probe and
+ * profile guess behind `agrictl scan`, register writes.
  */
 #include "modbus_probe.h"
 
 #include <errno.h>
+#include <math.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+
+#include "errtext.h"
+#include "msgs.h"
+
+/* "host:port", "[v6]:port": 0 or -EINVAL. */
+static int split_hostport(const char *s, char *host, size_t hlen, char *port, size_t plen)
+{
+	const char *colon, *hs = s, *he;
+
+	if (*s == '[') {
+		he = strchr(s, ']');
+		if (!he || he[1] != ':')
+			return -EINVAL;
+		hs = s + 1;
+		colon = he + 1;
+	} else {
+		colon = strrchr(s, ':');
+		he = colon;
+	}
+	if (!colon || he == hs || (size_t)(he - hs) >= hlen || !colon[1] ||
+	    strlen(colon + 1) >= plen || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+	    atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535)
+		return -EINVAL;
+	memcpy(host, hs, (size_t)(he - hs));
+	host[he - hs] = '\0';
+	snprintf(port, plen, "%s", colon + 1);
+	return 0;
+}
 
 modbus_t *probe_open(const struct probe_link *l, char *errbuf, size_t len)
 {
@@ -18,48 +50,120 @@ modbus_t *probe_open(const struct probe_link *l, char *errbuf, size_t len)
 
 	if (l->rtu_dev) {
 		ctx = modbus_new_rtu(l->rtu_dev, l->baud ? l->baud : 9600,
-				     l->parity ? l->parity : 'N', 8,
-				     1);
+				     l->parity ? l->parity : 'N', 8, 1);
 	} else {
-		char host[256];
-		const char *colon = strrchr(l->tcp, ':');
-		int port;
+		struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+		char host[256], port[16];
+		int rc;
 
-		if (!colon || colon == l->tcp ||
-		    (size_t)(colon - l->tcp) >= sizeof(host) ||
-		    (port = atoi(colon + 1)) <= 0 || port > 65535) {
-			snprintf(errbuf, len, "--tcp: expected HOST:PORT, got \"%s\"", l->tcp);
+		if (split_hostport(l->tcp, host, sizeof(host), port, sizeof(port)) < 0) {
+			snprintf(errbuf, len, T("--tcp: expected HOST:PORT, got \"%s\""), l->tcp);
 			return NULL;
 		}
-		memcpy(host, l->tcp, (size_t)(colon - l->tcp));
-		host[colon - l->tcp] = '\0';
-		ctx = modbus_new_tcp(host, port);
+		/* Host names are resolved here (libmodbus' modbus_new_tcp takes an
+		 * IPv4 address only), so a wrong one says so. */
+		rc = getaddrinfo(host, port, &hints, &res);
+		if (rc) {
+			snprintf(errbuf, len, T("cannot resolve the host name \"%s\": %s (give an IP "
+						"address, or a name in /etc/hosts or the DNS)"),
+				 host, gai_strerror(rc));
+			return NULL;
+		}
+		freeaddrinfo(res);
+		ctx = modbus_new_tcp_pi(host, port);
 	}
 	if (!ctx) {
-		snprintf(errbuf, len, "cannot create Modbus context: %s", modbus_strerror(errno));
+		snprintf(errbuf, len, T("cannot set up %s: %s"), l->rtu_dev ? l->rtu_dev : l->tcp,
+			 errtext_open(errno, !l->rtu_dev));
 		return NULL;
 	}
-	modbus_set_response_timeout(ctx, (uint32_t)(ms / 1000), (uint32_t)(ms % 1000) * 1000);
+	probe_set_timeout(ctx, ms);
+	/* A gap this long between bytes of one reply is no Modbus device. */
+	modbus_set_byte_timeout(ctx, 0, 100000);
+	errno = 0;
 	if (modbus_connect(ctx) < 0) {
-		snprintf(errbuf, len, "cannot open %s: %s", l->rtu_dev ? l->rtu_dev : l->tcp,
-			 modbus_strerror(errno));
+		int e = errno ? errno : EIO;
+
+		snprintf(errbuf, len, T("cannot open %s: %s"), l->rtu_dev ? l->rtu_dev : l->tcp,
+			 errtext_open(e, !l->rtu_dev));
 		modbus_free(ctx);
 		return NULL;
 	}
 	return ctx;
 }
 
+void probe_close(modbus_t *ctx)
+{
+	if (!ctx)
+		return;
+	modbus_close(ctx);
+	modbus_free(ctx);
+}
+
+void probe_set_timeout(modbus_t *ctx, int ms)
+{
+	modbus_set_response_timeout(ctx, (uint32_t)(ms / 1000), (uint32_t)(ms % 1000) * 1000);
+}
+
+long probe_char_us(const struct probe_link *l)
+{
+	int baud = l->baud ? l->baud : 9600;
+	int bits = 1 + 8 + 1 + (l->parity && l->parity != 'N' ? 1 : 0);
+
+	return l->rtu_dev ? (long)bits * 1000000L / baud : 0;
+}
+
+void probe_link_name(const struct probe_link *l, char *buf, size_t len)
+{
+	if (l->rtu_dev)
+		snprintf(buf, len, "%d 8%c1", l->baud ? l->baud : 9600, l->parity ? l->parity : 'N');
+	else
+		snprintf(buf, len, "%s", l->tcp);
+}
+
+bool probe_is_answer(int e)
+{
+	return e >= EMBXILFUN && e <= EMBXMEMPAR;
+}
+
+bool probe_is_garbled(int e)
+{
+	return e == EMBBADCRC || e == EMBBADDATA || e == EMBBADEXC || e == EMBUNKEXC ||
+	       e == EMBMDATA || e == EMBBADSLAVE;
+}
+
+bool probe_is_link_error(int e)
+{
+	return e == ECONNRESET || e == EPIPE || e == EBADF || e == ENOTCONN || e == ECONNREFUSED;
+}
+
 static int read_req(modbus_t *ctx, const struct agri_read_req *r, uint16_t *dst)
 {
 	int n;
 
+	errno = 0;
 	if (r->fc == 4)
 		n = modbus_read_input_registers(ctx, r->addr, r->count, dst);
 	else
 		n = modbus_read_registers(ctx, r->addr, r->count, dst);
 	if (n == r->count)
 		return 0;
-	return n < 0 ? -errno : -EPROTO;
+	return n < 0 ? -(errno ? errno : EIO) : -EMBBADDATA;
+}
+
+int probe_presence(modbus_t *ctx, int slave, const struct agri_read_req *req)
+{
+	uint16_t w[AGRI_MODBUS_MAX_REGS];
+	int rc;
+
+	modbus_set_slave(ctx, slave);
+	rc = read_req(ctx, req, w);
+	if (rc == 0 || probe_is_answer(-rc))
+		return 1;
+	if (rc == -ETIMEDOUT || rc == -EMBXGPATH || rc == -EMBXGTAR)
+		return 0;
+	modbus_flush(ctx);
+	return rc;
 }
 
 /*
@@ -78,10 +182,11 @@ static int send_commands(modbus_t *ctx, int slave, const struct agri_profile *p)
 		int n = 1 + (int)agri_command_pdu(c, req + 1);
 
 		req[0] = (uint8_t)slave;
+		errno = 0;
 		if (modbus_send_raw_request(ctx, req, n) < 0 || modbus_receive_confirmation(ctx, rsp) < 0) {
-			int e = errno;
+			int e = errno ? errno : EIO;
 
-			if (e >= EMBXILFUN && e <= EMBXGTAR)
+			if (probe_is_answer(e))
 				continue;
 			modbus_flush(ctx);
 			return -e;
@@ -135,6 +240,59 @@ int probe_read_device(modbus_t *ctx, int slave, const struct agri_profile *p,
 	return 0;
 }
 
+/* The device's compensation coefficient (%/°C) from its coef_reg; NaN. */
+static double device_coef(modbus_t *ctx, int slave, const struct agri_register *r)
+{
+	const struct agri_reg_ref *c = &r->coef_reg;
+	struct agri_read_req q = {c->fc, c->addr, (uint16_t)agri_regtype_words(c->type)};
+	uint16_t w[4];
+	double raw;
+
+	if (!r->has_coef_reg)
+		return NAN;
+	modbus_set_slave(ctx, slave);
+	if (read_req(ctx, &q, w) < 0 || agri_reg_unpack(c->type, c->order, w, &raw) < 0)
+		return NAN;
+	raw *= c->scale;
+	return raw >= 0 && raw <= 10 ? raw : NAN;
+}
+
+int probe_derive(modbus_t *ctx, int slave, const struct agri_profile *p,
+		 const struct probe_value *vals, struct probe_derived *out)
+{
+	for (size_t i = 0; i < p->n_derived; i++) {
+		const struct agri_derived *d = &p->derived[i];
+		struct probe_derived *o = &out[i];
+		double in[2] = {NAN, NAN}, air = NAN, coef = NAN;
+
+		o->d = d;
+		o->has_value = false;
+		o->q = AGRI_Q_OK;
+		for (int k = 0; k < 2; k++) {
+			const struct probe_value *v = d->from_reg[k] >= 0 ? &vals[d->from_reg[k]] : NULL;
+
+			if (!v)
+				continue;
+			if (v->has_value)
+				in[k] = v->value;
+			if (v->q > o->q)
+				o->q = v->q;
+		}
+		if (d->air_reg >= 0 && vals[d->air_reg].has_value)
+			air = vals[d->air_reg].value;
+		if (d->fn == AGRI_DERIVED_PSS78)
+			coef = device_coef(ctx, slave, &p->regs[d->from_reg[0]]);
+		if (agri_derive(p, d, in, air, coef, 0, &o->value) == 0) {
+			o->has_value = true;
+			if (d->fn == AGRI_DERIVED_PSS78 && o->value > 42 && o->q == AGRI_Q_OK)
+				o->q = AGRI_Q_SUSPECT;
+		} else {
+			o->q = AGRI_Q_ERROR;
+		}
+	}
+	return 0;
+}
+
 /*
  * The profile as scan probes it: without its counter registers, so that a
  * scan does not clear a light trap's clear-on-read insect counts (the
@@ -170,15 +328,12 @@ int probe_guess(modbus_t *ctx, int slave, const struct agri_profile *profiles,
 
 		probe_view(&profiles[i], &view);
 		rc = probe_read_device(ctx, slave, &view, vals);
-		/* A Modbus TCP gateway answers for unit ids it cannot reach with
-		 * exception 0A/0B: nobody there either. */
-		if (rc == -EMBXGPATH || rc == -EMBXGTAR)
-			rc = -ETIMEDOUT;
-		if (rc == -ETIMEDOUT) {
-			if (!answered && i == 0)
-				return -ETIMEDOUT; /* nobody there: don't wait n times */
+		/* Only a well-formed reply says someone is there: a Modbus TCP
+		 * gateway's exception 0A/0B for a unit id says nobody is. */
+		if (rc < 0 && !probe_is_answer(-rc))
 			continue;
-		}
+		if (rc == -EMBXGPATH || rc == -EMBXGTAR)
+			continue;
 		answered = true;
 		if (rc < 0)
 			continue;
@@ -200,4 +355,32 @@ int probe_guess(modbus_t *ctx, int slave, const struct agri_profile *profiles,
 	if (best >= 0)
 		return best;
 	return answered ? -ENOENT : -ETIMEDOUT;
+}
+
+int probe_read_holding(modbus_t *ctx, int slave, uint16_t addr, int n, uint16_t *w)
+{
+	struct agri_read_req q = {3, addr, (uint16_t)n};
+
+	modbus_set_slave(ctx, slave);
+	return read_req(ctx, &q, w);
+}
+
+int probe_write(modbus_t *ctx, int slave, int fc, uint16_t addr, const uint16_t *w, int n)
+{
+	int rc;
+
+	modbus_set_slave(ctx, slave);
+	errno = 0;
+	if (fc == 6 && n == 1)
+		rc = modbus_write_register(ctx, addr, w[0]);
+	else
+		rc = modbus_write_registers(ctx, addr, n, w);
+	if (rc < 0) {
+		int e = errno ? errno : EIO;
+
+		if (!probe_is_answer(e))
+			modbus_flush(ctx);
+		return -e;
+	}
+	return 0;
 }

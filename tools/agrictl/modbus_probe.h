@@ -1,7 +1,11 @@
 /*
- * agrictl's Modbus side: opening a bus (RTU or TCP), reading one device by
- * its profile, and guessing the profile of a slave that answers (scan).
- * Runs in agrictl's single thread.
+ * agrictl's Modbus master: opening a bus (RTU, or TCP with the host name
+ * resolved), telling a slave that answers from a line that only carries
+ * noise (a reply counts only when it is well-formed Modbus: data, or an
+ * exception other than a TCP gateway's 0A/0B), reading one device by its
+ * profile with its derived metrics, guessing the profile of a slave that
+ * answers (scan), and writing registers (write, calibrate). Runs in
+ * agrictl's single thread.
  */
 #ifndef AGRICTL_MODBUS_PROBE_H
 #define AGRICTL_MODBUS_PROBE_H
@@ -22,8 +26,35 @@ struct probe_link {
 	int timeout_ms;
 };
 
-/* Opens and connects; returns NULL with a message in errbuf. */
+/* Opens and connects; returns NULL with a reason a technician can act on
+ * in errbuf (the host name, the port, the device node, its permissions). */
 modbus_t *probe_open(const struct probe_link *l, char *errbuf, size_t len);
+void probe_close(modbus_t *ctx);
+
+/* Sets the response timeout (ms) of an open link. */
+void probe_set_timeout(modbus_t *ctx, int ms);
+
+/* The time one character takes on the wire, µs (0 for TCP). */
+long probe_char_us(const struct probe_link *l);
+
+/* "9600 8N1", "host:port" */
+void probe_link_name(const struct probe_link *l, char *buf, size_t len);
+
+/* True for a libmodbus errno that means a well-formed reply came (an
+ * exception other than a gateway's 0A/0B). */
+bool probe_is_answer(int e);
+/* True for an errno that means bytes came that are not a Modbus reply
+ * for this request (CRC, length, slave id, exception code). */
+bool probe_is_garbled(int e);
+/* True for an errno of a TCP link that is broken (reset, closed). */
+bool probe_is_link_error(int e);
+
+/*
+ * Sends one read request to slave: 1 when a well-formed reply came, 0
+ * when nothing (or a gateway's 0A/0B) did, else -errno of what came
+ * (garbled, or the link broke).
+ */
+int probe_presence(modbus_t *ctx, int slave, const struct agri_read_req *req);
 
 /* One decoded register of a device read. */
 struct probe_value {
@@ -44,6 +75,24 @@ struct probe_value {
 int probe_read_device(modbus_t *ctx, int slave, const struct agri_profile *p,
 		      struct probe_value *vals);
 
+/* A derived metric of a read. */
+struct probe_derived {
+	const struct agri_derived *d;
+	double value;
+	bool has_value;
+	enum agri_quality q; /* its inputs' worst */
+};
+
+/*
+ * The profile's derived metrics from a read's values (out[0..p->n_derived)),
+ * as the station computes them: salinity with the device's compensation
+ * coefficient (read from its coef_reg when the profile has one), water
+ * level without an offset. Returns 0 (a derived value that cannot be
+ * computed has has_value false).
+ */
+int probe_derive(modbus_t *ctx, int slave, const struct agri_profile *p,
+		 const struct probe_value *vals, struct probe_derived *out);
+
 /*
  * Guesses which of profiles[0..n) slave is: a profile fits when every
  * planned read succeeds and every value decodes within its range; among
@@ -54,11 +103,16 @@ int probe_read_device(modbus_t *ctx, int slave, const struct agri_profile *p,
  * apart by reading, only by their values' ranges.
  * Counter registers ("kind": "counter", the light trap's clear-on-read
  * insect counts) are not read, so a scan never steals a station's counts.
- * Returns the index, -ENOENT when the slave answers but fits none,
- * -ETIMEDOUT when it does not answer.
+ * Returns the index, -ENOENT when the slave answers (well-formed) but fits
+ * none, -ETIMEDOUT when it does not answer.
  */
 #define PROBE_ALSO_MAX 8
 int probe_guess(modbus_t *ctx, int slave, const struct agri_profile *profiles,
 		size_t n, int *also, size_t *n_also);
+
+/* Holding registers: reads n words at addr (FC 03), writes words with FC
+ * 06 (n == 1) or 16. 0 or -errno. */
+int probe_read_holding(modbus_t *ctx, int slave, uint16_t addr, int n, uint16_t *w);
+int probe_write(modbus_t *ctx, int slave, int fc, uint16_t addr, const uint16_t *w, int n);
 
 #endif

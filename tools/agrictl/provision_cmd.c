@@ -20,6 +20,7 @@
 #include "agri/exit.h"
 #include "agri/util.h"
 #include "agrictl.h"
+#include "msgs.h"
 #include "provision.h"
 
 #define PBKDF2_ITERATIONS 101 /* mosquitto_passwd 2.0's default; the password is 192 random bits */
@@ -114,6 +115,24 @@ int agrictl_provision_check_id(const char *station)
 			"alerts, forecast, advisory, hub, and ids starting agri-, agrictl-, gateway-, "
 			"hub-: the hub's client ids and topics)\n", station);
 	return rc < 0 ? AGRI_EXIT_USAGE : 0;
+}
+
+int agrictl_provision_check_out(const char *out_dir, bool force)
+{
+	static const char *const files[] = {"station.json", "station.pass"};
+	char path[4096];
+
+	for (size_t i = 0; i < 2 && !force; i++) {
+		snprintf(path, sizeof(path), "%s/%s", out_dir, files[i]);
+		if (access(path, F_OK) == 0) {
+			fprintf(stderr, T("agrictl: %s exists: provisioning again makes a new password "
+					  "(the old one stops working) and a new station.json (your edits "
+					  "are lost); nothing written. Give --force to do so (copy "
+					  "station.json first)\n"), path);
+			return AGRI_EXIT_FAIL;
+		}
+	}
+	return 0;
 }
 
 int agrictl_provision(const char *station, const char *out_dir,

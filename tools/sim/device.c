@@ -58,6 +58,18 @@ void device_init(struct device *d, int slave, const struct agri_profile *prof,
 		}
 	if (!isnan(params->coef_pct))
 		d->coef_pct = params->coef_pct;
+	d->plugged = params->plugged != 0;
+	d->cal_slope = 1;
+	d->cal_metric = -1;
+	for (size_t i = 0; i < prof->n_settings && d->cal_metric < 0; i++) {
+		const struct agri_register *r = prof->settings[i].metric[0] ?
+			agri_profile_find(prof, prof->settings[i].metric) : NULL;
+
+		if (r)
+			d->cal_metric = (int)(r - prof->regs);
+	}
+	for (size_t i = 0; i < prof->n_settings; i++)
+		device_setting_words(d, i, d->setting_words[i]);
 }
 
 int device_add_fault(struct device *d, const struct fault *f)
@@ -156,6 +168,9 @@ double device_value(const struct device *d, size_t i, int64_t sim_ms,
 		double f = 1.0 - drift->arg / 100.0 * days;
 		v *= f < 0 ? 0 : f;
 	}
+	/* The probe's calibration: its error, and the device's correction. */
+	if ((int)i == d->cal_metric)
+		v = d->cal_slope * (v + d->params.cal_error) + d->cal_offset;
 	/* A real sensor saturates at the ends of its range. */
 	if (r->has_min && v < r->min)
 		v = r->min;
@@ -164,8 +179,31 @@ double device_value(const struct device *d, size_t i, int64_t sim_ms,
 	return v;
 }
 
+void device_setting_words(const struct device *d, size_t i, uint16_t *w)
+{
+	const struct agri_setting *s = &d->prof.settings[i];
+	double v = s->has_standard ? 0 : !strcmp(s->name, "slave_id") ? d->slave :
+		   !strcmp(s->name, "cal_slope") ? d->cal_slope :
+		   !strcmp(s->name, "cal_offset") ? d->cal_offset : NAN;
+
+	if (isnan(v)) { /* as written last (a baud code: the profile's serial) */
+		if (!strcmp(s->name, "baud") && s->n_codes) {
+			memset(w, 0, 4 * sizeof(*w));
+			for (size_t k = 0; k < s->n_codes; k++)
+				if (s->codes[k] == d->prof.serial.baud)
+					w[0] = (uint16_t)k;
+		}
+		return;
+	}
+	memset(w, 0, 4 * sizeof(*w));
+	if (agri_setting_encode(s, v, w) < 0)
+		(void)agri_reg_pack(s->type, s->order, v * s->scale, w);
+}
+
 static int fc_present(const struct agri_profile *p, uint8_t fc)
 {
+	if (fc == 3 && p->n_settings)
+		return 1;
 	for (size_t i = 0; i < p->n_regs; i++)
 		if (p->regs[i].fc == fc || (p->regs[i].has_coef_reg && p->regs[i].coef_reg.fc == fc))
 			return 1;
@@ -213,6 +251,21 @@ static bool device_extras(const struct device *d, uint8_t fc, uint16_t addr, uin
 		covered[x->addr - addr] = 1;
 		if (words)
 			words[x->addr - addr] = x->value;
+	}
+	/* The settings read back with FC 03 (slave id, calibration). */
+	for (size_t i = 0; fc == 3 && i < p->n_settings; i++) {
+		const struct agri_setting *s = &p->settings[i];
+		uint32_t n = agri_regtype_words(s->type);
+
+		if (!s->readable || s->addr + n <= addr || s->addr >= end)
+			continue;
+		any = true;
+		for (uint32_t k = 0; k < n; k++)
+			if (s->addr + k >= addr && s->addr + k < end) {
+				covered[s->addr + k - addr] = 1;
+				if (words)
+					words[s->addr + k - addr] = d->setting_words[i][k];
+			}
 	}
 	return any;
 }
@@ -299,13 +352,63 @@ static void device_command(struct device *d, const struct agri_command *c)
  * written to coef_reg (FC 06, 16-bit). Writes anywhere else: exception
  * 02, or 01 on a device that takes none. Returns 0 or the exception.
  */
-static int device_write(struct device *d, const uint8_t *pdu, size_t len)
+/*
+ * A write to one of the profile's settings (FC 06, or 16 with all its
+ * words): a new slave id (taken after the reply), a calibration point (the
+ * device corrects its reading to the standard: one point, an offset) or
+ * coefficient, a baud code (kept; a pty has no speed). Returns 0, -1 when
+ * addr is no setting, or the exception.
+ */
+static int device_write_setting(struct device *d, uint8_t fc, uint16_t addr,
+				const uint8_t *data, unsigned nwords, int64_t sim_ms)
+{
+	const struct agri_profile *p = &d->prof;
+
+	for (size_t i = 0; i < p->n_settings; i++) {
+		const struct agri_setting *s = &p->settings[i];
+		unsigned n = agri_regtype_words(s->type);
+		uint16_t w[4] = {0};
+		double v;
+
+		if (s->addr != addr || (fc == 0x06) != (s->fc == 6))
+			continue;
+		if (nwords != n)
+			return MB_EX_ILLEGAL_VALUE;
+		for (unsigned k = 0; k < n; k++)
+			w[k] = (uint16_t)(data[2 * k] << 8 | data[2 * k + 1]);
+		if (agri_setting_decode(s, w, &v) < 0 || (s->has_min && v < s->min) ||
+		    (s->has_max && v > s->max))
+			return MB_EX_ILLEGAL_VALUE;
+		if (!strcmp(s->name, "slave_id")) {
+			d->new_slave = (int)v;
+		} else if (!strcmp(s->name, "cal_slope")) {
+			d->cal_slope = v;
+		} else if (!strcmp(s->name, "cal_offset")) {
+			d->cal_offset = v;
+		} else if (s->has_standard && d->cal_metric >= 0) {
+			/* In the standard now: what it reads becomes v. */
+			double now;
+
+			d->cal_offset = 0;
+			now = device_value(d, (size_t)d->cal_metric, sim_ms, 0, true);
+			d->cal_offset = v - now;
+		}
+		memcpy(d->setting_words[i], w, sizeof(w));
+		if (strcmp(s->name, "baud"))
+			device_setting_words(d, i, d->setting_words[i]);
+		return 0;
+	}
+	return -1;
+}
+
+static int device_write(struct device *d, const uint8_t *pdu, size_t len, int64_t sim_ms)
 {
 	const struct agri_profile *p = &d->prof;
 	uint8_t fc = pdu[0];
 	uint16_t addr = (uint16_t)(pdu[1] << 8 | pdu[2]);
 	const struct agri_command *c = find_command(p, fc, addr);
-	bool writable = false;
+	bool writable = p->n_settings > 0;
+	int ex;
 
 	if (fc == 0x10 && (len < 6 || len != 6u + pdu[5] || pdu[5] != 2 * (pdu[3] << 8 | pdu[4])))
 		return MB_EX_ILLEGAL_VALUE;
@@ -315,6 +418,10 @@ static int device_write(struct device *d, const uint8_t *pdu, size_t len)
 		device_command(d, c);
 		return 0;
 	}
+	ex = fc == 0x06 ? device_write_setting(d, fc, addr, pdu + 3, 1, sim_ms)
+			: device_write_setting(d, fc, addr, pdu + 6, pdu[5] / 2u, sim_ms);
+	if (ex >= 0)
+		return ex;
 	for (size_t i = 0; i < p->n_regs; i++) {
 		const struct agri_register *r = &p->regs[i];
 
@@ -377,7 +484,7 @@ size_t device_request(struct device *d, const uint8_t *pdu, size_t len,
 		goto corrupt;
 	}
 	if (fc == 0x06 || fc == 0x10) {
-		ex = len >= 5 ? device_write(d, pdu, len) : MB_EX_ILLEGAL_VALUE;
+		ex = len >= 5 ? device_write(d, pdu, len, sim_ms) : MB_EX_ILLEGAL_VALUE;
 		if (ex) {
 			d->n_exceptions++;
 			out = exception(fc, (uint8_t)ex, resp);

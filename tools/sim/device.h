@@ -45,6 +45,12 @@ struct device {
 	bool started;      /* measuring (always, unless the profile has a start) */
 	double coef_pct;   /* the EC compensation it applies, %/°C */
 	uint64_t n_commands, n_wipes;
+	/* What a technician writes (the profile's settings, issue 22). */
+	bool plugged;          /* on the line (agri-sim SIGUSR1 plugs the next) */
+	int new_slave;         /* a slave id written: taken after the reply */
+	int cal_metric;        /* the register calibration corrects, or -1 */
+	double cal_slope, cal_offset; /* reported = slope x (true + cal_error) + offset */
+	uint16_t setting_words[AGRI_PROFILE_SETTINGS_MAX][4]; /* as written, read back */
 	/* Statistics, for the log at exit. */
 	uint64_t n_replies, n_exceptions, n_silent, n_corrupt;
 };
@@ -55,6 +61,9 @@ void device_init(struct device *d, int slave, const struct agri_profile *prof,
 
 /* Adds a fault; returns 0 or -ENOSPC. */
 int device_add_fault(struct device *d, const struct fault *f);
+
+/* The words setting i reads back now (the id, the calibration, ...). */
+void device_setting_words(const struct device *d, size_t i, uint16_t *w);
 
 /*
  * The value register r_index holds at sim_ms, in the profile's unit,

@@ -19,8 +19,10 @@ static volatile sig_atomic_t stop_flag;
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	stop_flag = 1;
+	if (sig == SIGUSR1)
+		sim_plug_requests++;
+	else
+		stop_flag = 1;
 }
 
 int main(int argc, char **argv)
@@ -51,6 +53,7 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	rc = server_run(&s, &stop_flag);
 	sim_free(&s);

@@ -57,6 +57,7 @@ void model_params_default(struct model_params *p)
 	p->fixed_temp = NAN;
 	p->fixed_ec = NAN;
 	p->coef_pct = NAN;
+	p->plugged = 1;
 }
 
 int model_params_set(struct model_params *p, const char *key,
@@ -81,6 +82,8 @@ int model_params_set(struct model_params *p, const char *key,
 		{"temperature", offsetof(struct model_params, fixed_temp), -5, 40},
 		{"conductivity", offsetof(struct model_params, fixed_ec), 0, 100},
 		{"coef_pct", offsetof(struct model_params, coef_pct), 0, 10},
+		{"cal_error", offsetof(struct model_params, cal_error), -1e6, 1e6},
+		{"plugged", offsetof(struct model_params, plugged), 0, 1},
 	};
 
 	if (strcmp(key, "scenario") == 0) {

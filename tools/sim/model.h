@@ -42,6 +42,9 @@ struct model_params {
 	double fixed_temp;          /* water temperature, °C */
 	double fixed_ec;            /* in-situ conductivity, mS/cm (wins over salinity) */
 	double coef_pct;            /* the device's EC compensation, %/°C (NaN: its profile's) */
+	/* The device, not the water (issue 22): */
+	double cal_error;           /* what its calibrated metric reads too high, in its unit */
+	double plugged;             /* 0: not on the line until agri-sim gets SIGUSR1 */
 };
 
 /* Fills p with the defaults (seed 1, 18 km, ...). */
@@ -51,7 +54,8 @@ void model_params_default(struct model_params *p);
  * Sets one parameter from "key=value" text. Keys: distance_km,
  * tide_phase_h (alias phase_h), depth_m, period_d, phase_d, peak,
  * baseline, rain, pv_w, scenario (salinity-intrusion|freshwater), and
- * salinity, temperature, conductivity (fixed water), coef_pct.
+ * salinity, temperature, conductivity (fixed water), coef_pct, cal_error
+ * (a probe that needs calibrating), plugged (0: connected later, SIGUSR1).
  * Returns 0, -ENOENT for an unknown key, -EINVAL for a bad value.
  */
 int model_params_set(struct model_params *p, const char *key,

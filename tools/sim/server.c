@@ -96,10 +96,25 @@ static void rtu_frame(struct sim *s, struct rtu_line *l, const uint8_t *f,
 		log_debug("sim", "rtu frame dropped reason=crc len=%zu", len);
 		return;
 	}
-	d = sim_device(s, f[0]);
-	if (!d) /* another slave's request, or a broadcast: stay quiet */
-		return;
-	n = answer(s, d, f + 1, len - 3, out + 1, &act);
+	{
+		struct device *at[4];
+		size_t k = sim_devices_at(s, f[0], at, 4);
+
+		if (!k) /* another slave's request, or a broadcast: stay quiet */
+			return;
+		d = at[0];
+		n = answer(s, d, f + 1, len - 3, out + 1, &act);
+		/* Two devices with one id both take the request and answer at
+		 * once: the master gets a garbled frame. */
+		for (size_t i = 1; i < k; i++) {
+			uint8_t other[RTU_FRAME_MAX];
+			enum device_action a2;
+
+			(void)answer(s, at[i], f + 1, len - 3, other + 1, &a2);
+			act = DEVICE_CORRUPT;
+		}
+		sim_take_new_ids(s);
+	}
 	if (act == DEVICE_SILENT || n == 0)
 		return;
 	out[0] = f[0];
@@ -184,6 +199,7 @@ static int rtu_serve(struct sim *s, volatile sig_atomic_t *stop)
 		if (l.n > 0)
 			timeout = (int)(l.silence_us / 1000) + 1;
 		int rc = poll(&p, 1, timeout);
+		sim_plug_pending(s);
 		if (rc < 0 && errno != EINTR)
 			break;
 		if (rc > 0 && (p.revents & POLLIN)) {
@@ -263,6 +279,7 @@ static int tcp_frames(struct sim *s, struct tcp_client *c)
 			d = &s->devs[0];
 		if (d) {
 			n = answer(s, d, c->buf + MBAP_LEN, len - 1, out + MBAP_LEN, &act);
+			sim_take_new_ids(s);
 		} else {
 			out[MBAP_LEN] = c->buf[MBAP_LEN] | 0x80;
 			out[MBAP_LEN + 1] = MB_EX_GATEWAY_NO_RESPONSE;
@@ -309,6 +326,7 @@ static int tcp_serve(struct sim *s, volatile sig_atomic_t *stop)
 			pfd[i + 1].events = POLLIN;
 		}
 		int rc = poll(pfd, nc + 1, 200);
+		sim_plug_pending(s);
 		if (rc < 0 && errno != EINTR)
 			break;
 		if (rc <= 0)

@@ -99,9 +99,6 @@ static int parse_slave(struct sim *s, const char *arg, char *why, size_t len)
 	id = strtol(arg, &end, 10);
 	if (errno || end == arg || id < 1 || id > 247 || (*end && *end != ':'))
 		return set_why(why, len, "--slave %s: expected N[:PROFILE[,key=value...]] with N 1..247", arg);
-	for (size_t i = 0; i < s->n_slaves; i++)
-		if (s->slaves[i].id == id)
-			return set_why(why, len, "--slave %s: slave id given twice", arg);
 	sp = &s->slaves[s->n_slaves];
 	memset(sp, 0, sizeof(*sp));
 	sp->id = (int)id;
@@ -510,12 +507,49 @@ void sim_free(struct sim *s)
 	s->devs = NULL;
 }
 
+volatile sig_atomic_t sim_plug_requests;
+
 struct device *sim_device(struct sim *s, int id)
 {
 	for (size_t i = 0; s->devs && i < s->n_slaves; i++)
-		if (s->devs[i].slave == id)
+		if (s->devs[i].slave == id && s->devs[i].plugged)
 			return &s->devs[i];
 	return NULL;
+}
+
+size_t sim_devices_at(struct sim *s, int id, struct device **out, size_t cap)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; s->devs && i < s->n_slaves; i++)
+		if (s->devs[i].slave == id && s->devs[i].plugged && n < cap)
+			out[n++] = &s->devs[i];
+	return n;
+}
+
+void sim_plug_pending(struct sim *s)
+{
+	while (sim_plug_requests > 0) {
+		sim_plug_requests--;
+		for (size_t i = 0; s->devs && i < s->n_slaves; i++)
+			if (!s->devs[i].plugged) {
+				s->devs[i].plugged = true;
+				log_info("sim", "plugged in slave=%d profile=%s", s->devs[i].slave,
+					 s->devs[i].prof.name);
+				break;
+			}
+	}
+}
+
+void sim_take_new_ids(struct sim *s)
+{
+	for (size_t i = 0; s->devs && i < s->n_slaves; i++)
+		if (s->devs[i].new_slave) {
+			log_info("sim", "slave id changed from=%d to=%d profile=%s", s->devs[i].slave,
+				 s->devs[i].new_slave, s->devs[i].prof.name);
+			s->devs[i].slave = s->devs[i].new_slave;
+			s->devs[i].new_slave = 0;
+		}
 }
 
 int64_t sim_time(const struct sim *s, int64_t mono_ms)

@@ -80,8 +80,17 @@ int sim_load(struct sim *s, char *err, size_t err_len);
 /* Frees what sim_load allocated. */
 void sim_free(struct sim *s);
 
-/* The device answering slave id, or NULL. */
+/* The device answering slave id (plugged in), or NULL. */
 struct device *sim_device(struct sim *s, int id);
+/* Every plugged device at slave id (two: they collide on a line). */
+size_t sim_devices_at(struct sim *s, int id, struct device **out, size_t cap);
+
+/* SIGUSR1 ("a technician connects the next sensor"): main.c counts, the
+ * serving loop plugs in the next device given plugged=0. */
+extern volatile sig_atomic_t sim_plug_requests;
+void sim_plug_pending(struct sim *s);
+/* Devices that were written a new slave id take it (after their reply). */
+void sim_take_new_ids(struct sim *s);
 
 /* Simulated time (UTC ms) at monotonic time mono_ms. */
 int64_t sim_time(const struct sim *s, int64_t mono_ms);

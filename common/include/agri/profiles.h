@@ -32,10 +32,11 @@ int profiles_list(const char *dir, char (*names)[AGRI_ID_MAX + 1], size_t cap);
 
 /*
  * For a profile name that is not in dir (NULL = default): writes into out
- * what a technician can act on: "did you mean \"sensecap-s-ec-01\"? " for
- * the nearest names (edit distance, or a name containing it), then
- * "profiles: a, b, c" (those in dir). Always NUL-terminates out.
+ * what a technician can act on: "did you mean \"sensecap-s-ec-01\"?" for
+ * the nearest names (edit distance, or a name containing it), then (with
+ * list_all, or when none is near) "profiles: a, b, c", those in dir.
+ * Always NUL-terminates out.
  */
-void profiles_suggest(const char *dir, const char *name, char *out, size_t len);
+void profiles_suggest(const char *dir, const char *name, bool list_all, char *out, size_t len);
 
 #endif

@@ -1,0 +1,2 @@
+/* Vietnamese messages of agrictl (msgs.c): {English, Vietnamese}. */
+{NULL, NULL},
