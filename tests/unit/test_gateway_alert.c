@@ -1028,9 +1028,9 @@ static void test_import_rejects(void)
 		CHECK_INT(alert_engine_import(b, bl.key[k], bl.blob[k], len), -EBADMSG);
 	CHECK_INT(alert_engine_import(b, bl.key[k], junk, sizeof(junk)), 0); /* unknown fingerprint: nothing kept */
 	CHECK(alert_engine_get(b, "salinity/DT-W01/sonde1", &al) == -ENOENT);
-	bl.blob[k][21] = 9; /* the alert's state byte */
+	bl.blob[k][22] = 9; /* the alert's state byte (blob version 2) */
 	CHECK_INT(alert_engine_import(b, bl.key[k], bl.blob[k], bl.len[k]), -EBADMSG);
-	bl.blob[k][21] = AGRI_ALERT_ACTIVE;
+	bl.blob[k][22] = AGRI_ALERT_ACTIVE;
 	alert_engine_free(b);
 	/* A changed rule keeps the open alert: no duplicate raise. */
 	b = alert_engine_new(r2);

@@ -75,6 +75,9 @@ static void test_kinds(void)
 	CHECK_INT(rules_find(r, "hub-storage")->severity, ALERT_SEV_CRITICAL);
 	CHECK_INT(rules_find(r, "clock")->after_s, 900);
 	CHECK_INT(r->utc_offset_min, 420);
+	CHECK_INT(r->late_after_s, 900); /* late and out-of-order readings */
+	CHECK_INT(r->late_settle_s, 10);
+	CHECK_INT(r->replay_max_s, 48 * 3600);
 	x = rules_find(r, "salinity-high");
 	CHECK_INT(x->kind, RULE_THRESHOLD);
 	CHECK_INT(x->n_levels, 1);
@@ -143,6 +146,9 @@ static const struct {
 	{"{'rules':[],'x':1}", "x: unknown key"},
 	{"{'rules':[],'lang':'fr'}", "lang: expected \"en\" or \"vi\""},
 	{"{'rules':[],'utc_offset_min':900}", "utc_offset_min: must be between"},
+	{"{'rules':[],'late_after_s':10}", "late_after_s: must be between"},
+	{"{'rules':[],'late_settle_s':0}", "late_settle_s: must be between"},
+	{"{'rules':[],'replay_max_s':99999999}", "replay_max_s: must be between"},
 	{"{'rules':[1]}", "rules[0]: expected an object"},
 	{"{'rules':[{'metric':'salinity','above':1}]}", "rules[0].id: is required"},
 	{"{'rules':[{'id':'a b','metric':'salinity','above':1}]}", "rules[0].id: expected a rule id"},

@@ -29,6 +29,9 @@
 #define RULE_TEMPLATE_MAX 256   /* bytes of a message template, one language */
 #define RULE_PEAK_NIGHTS_MAX 31
 #define RULE_POINTS_MAX 65536   /* window/rate ring buffer cap (per key) */
+#define RULES_LATE_AFTER_S 900  /* defaults of the top-level late keys */
+#define RULES_LATE_SETTLE_S 10
+#define RULES_REPLAY_MAX_S (48 * 3600)
 
 enum rule_kind {
 	RULE_THRESHOLD = 0, /* above/below (+ "or" conditions) */
@@ -139,6 +142,12 @@ struct rules {
 	struct rule *v;          /* n rules, in file order */
 	int64_t utc_offset_min;  /* local time for nights and seasons; +420 */
 	bool lang_vi;            /* "lang": "vi" puts Vietnamese in alert.message */
+	/* Late and out-of-order readings (docs/alerts.md, Reading order): */
+	int64_t late_after_s;    /* a transition whose evidence is older is late (900) */
+	int64_t late_settle_s;   /* a station's late data is summarised once it has
+				  * sent none for this long (10) */
+	int64_t replay_max_s;    /* how far back a late reading can still be
+				  * evaluated in order (172800 = 48 h) */
 };
 
 /*

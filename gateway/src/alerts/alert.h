@@ -41,7 +41,16 @@ enum alert_event {
 	ALERT_EV_CLOSED,     /* a cleared alert was acknowledged: empty the topic */
 	ALERT_EV_RENOTIFY,   /* reminder of an unacknowledged active alert */
 	ALERT_EV_ESCALATED,  /* still unacknowledged after escalate.after_s */
+	/* Late and out-of-order readings (docs/alerts.md, Reading order): */
+	ALERT_EV_REVISED,    /* an episode's start or end moved: stored, not notified */
+	ALERT_EV_RETRACTED,  /* an episode did not happen after all (stored;
+			      * notified when it had been told as active) */
+	ALERT_EV_PAST,       /* late news of one alert, its episodes over: notify only */
+	ALERT_EV_LATE,       /* late news of one alert, still active: notify only */
 };
+
+/* A time not set (an episode still open). */
+#define ALERT_TS_NONE INT64_MIN
 
 const char *alert_event_name(enum alert_event ev);
 
@@ -71,6 +80,19 @@ struct alert_transition {
 	int64_t night_day;   /* RAISED by a peak rule: the local day number (days
 			      * since 1970-01-01, UTC+offset) of the peak night;
 			      * -1 otherwise */
+	/* Event time: */
+	bool late;           /* its evidence is older than late_after_s (notified
+			      * later, summarised: PAST/LATE) */
+	bool history;        /* RAISED/CLEARED of an episode older than the
+			      * alert's current one (found in late readings):
+			      * stored in its history and episodes, not as its
+			      * current state; not published */
+	int64_t event_ms;    /* the reading time it happened at (the episode's
+			      * start for REVISED, RETRACTED, PAST, LATE) */
+	int64_t end_ms;      /* REVISED/RETRACTED/PAST: the episode's end
+			      * (ALERT_TS_NONE: still open) */
+	int64_t old_start_ms, old_end_ms; /* REVISED: the episode as stored */
+	int64_t arrived_ms;  /* now: when the gateway learned it */
 };
 
 /*
@@ -101,8 +123,9 @@ void alert_engine_start(struct alert_engine *eng, int64_t now_ms);
 /*
  * Feeds one stored reading of station (r->ts_ms is when it was measured,
  * now_ms when it was received). Feed readings only once (the store's
- * "fresh" ones), oldest first per sensor; a reading not newer than the
- * last one a key has seen is ignored by that key, so a replay is harmless.
+ * "fresh" ones), in any order: with a source, a reading older than what a
+ * key has seen is evaluated in reading order (held and replayed, see
+ * docs/alerts.md "Reading order"); without one it is ignored by that key.
  * Returns the number of transitions emitted, or a negative errno
  * (-EINVAL for a bad argument; -ENOMEM leaves the engine unchanged
  * for the keys it could not create).
@@ -110,6 +133,62 @@ void alert_engine_start(struct alert_engine *eng, int64_t now_ms);
 int alert_engine_reading(struct alert_engine *eng, const char *station,
 			 const struct agri_reading *r, int64_t now_ms,
 			 alert_emit_fn emit, void *ctx);
+
+/*
+ * Where the engine reads a station's stored readings back (the gateway's
+ * store; tests give their own), to evaluate late readings in reading
+ * order. Every function returns a count or a negative errno; rows come
+ * oldest first.
+ *   metrics: the metrics stored for (station, sensor), into out[max].
+ *   rows:    up to max readings of (station, sensor, metric) with ts >
+ *            after_ms.
+ *   holes:   the gaps longer than min_gap_ms between the station's
+ *            readings (any series) in [from_ms, to_ms] (from_ms itself
+ *            counts as a reading), as [start, end] pairs, up to max.
+ * Called on the engine's thread, inside the caller's transaction.
+ */
+struct alert_row {
+	int64_t ts;
+	double value;
+	bool has_value;
+	enum agri_quality q;
+	char why[AGRI_WHY_MAX + 1];
+};
+
+struct alert_source {
+	void *ctx;
+	int (*metrics)(void *ctx, const char *station, const char *sensor,
+		       char (*out)[AGRI_ID_MAX + 1], size_t max);
+	int (*rows)(void *ctx, const char *station, const char *sensor, const char *metric,
+		    int64_t after_ms, struct alert_row *out, size_t max);
+	int (*holes)(void *ctx, const char *station, int64_t from_ms, int64_t to_ms,
+		     int64_t min_gap_ms, int64_t (*out)[2], size_t max);
+};
+
+/* Gives the engine its source (borrowed). Without one, a reading older
+ * than the newest a key has seen is ignored by that key (late_readings). */
+void alert_engine_set_source(struct alert_engine *eng, const struct alert_source *src);
+
+/* The real (monotonic) clock, ms: a station's late data settles after
+ * late_settle_s of it. Set before each transaction. */
+void alert_engine_set_mono(struct alert_engine *eng, int64_t mono_ms);
+
+/* Quiet: late news is not summarised for notification (history import). */
+void alert_engine_set_quiet(struct alert_engine *eng, bool quiet);
+
+/*
+ * Evaluates what must not wait for the next tick: stations with a fresh
+ * reading out of order, or that held HOLD_MAX late readings (bounded per
+ * station and per call). Call once per transaction before exporting.
+ * Returns the number of transitions or a negative errno.
+ */
+int alert_engine_flush(struct alert_engine *eng, int64_t now_ms, alert_emit_fn emit,
+		       void *ctx);
+
+/* A station's online status announced depth batches in its spool: its
+ * no_data alerts clear once that backlog has settled, with the true
+ * extent of the gap. */
+void alert_engine_backlog(struct alert_engine *eng, const char *station, uint64_t depth);
 
 /* Feeds every reading of t for which fresh[i] (NULL: all). Returns the
  * number of transitions or the first negative errno. */
@@ -124,8 +203,10 @@ int alert_engine_status(struct alert_engine *eng, const char *station,
 			bool online, int64_t now_ms, alert_emit_fn emit,
 			void *ctx);
 
-/* Timers: no_data silence, renotify, escalation. Call every few seconds.
- * Returns the number of transitions or a negative errno. */
+/* Timers: no_data silence, renotify, escalation; stations whose late data
+ * settled (late_settle_s without any): their held readings replayed, their
+ * late news summarised, their no_data alerts closed. Call every few
+ * seconds. Returns the number of transitions or a negative errno. */
 int alert_engine_tick(struct alert_engine *eng, int64_t now_ms,
 		      alert_emit_fn emit, void *ctx);
 
@@ -216,6 +297,11 @@ struct alert_engine_stats {
 	uint64_t keys_refused; /* keys not created: ALERT_KEYS_MAX reached */
 	uint64_t late_readings; /* readings ignored as not newer than a key's last */
 	uint64_t raises_refused; /* raises waiting: the station's open-alert budget */
+	uint64_t held;        /* late readings held for a replay in reading order */
+	uint64_t replays;     /* keys replayed */
+	uint64_t replayed_rows; /* rows read back for replays */
+	uint64_t late_dropped; /* readings too late to replay (past replay_max_s
+				* or a budget): ignored by a key */
 };
 void alert_engine_stats(const struct alert_engine *eng,
 			struct alert_engine_stats *out);

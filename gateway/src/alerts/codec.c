@@ -158,11 +158,51 @@ void ae_ring_point(const struct lvl_state *lv, size_t i, struct pt *out)
 	*out = lv->pts[(lv->phead + i) % lv->pcap];
 }
 
-/* Encodes k. evidence false writes 0 for what only records the latest
- * data (newest reading ts and value per level, seen_ms): what is left is
- * the decision state, hashed to tell whether a key must be written now. */
-static void key_encode_ev(const struct alert_engine *eng, const struct akey *k,
-			  struct wbuf *w, bool evidence)
+static void w_news(struct wbuf *w, const struct news *nw)
+{
+	w_u32(w, nw->n);
+	w_u8(w, nw->cleared);
+	w_i64(w, nw->end);
+	w_str(w, nw->en ? nw->en : "");
+	w_str(w, nw->vi ? nw->vi : "");
+}
+
+/* A key's past (P_LED: told episodes, held readings, late news; P_CK:
+ * checkpoints). */
+static void w_kx(struct wbuf *w, const struct kx *x, unsigned parts)
+{
+	if (parts & P_LED) {
+		w_u8(w, x ? x->n_led : 0);
+		for (unsigned i = 0; x && i < x->n_led; i++) {
+			w_i64(w, x->led[i].start);
+			w_i64(w, x->led[i].end);
+			w_u8(w, x->led[i].flags);
+		}
+		w_i64(w, x ? x->hold_from : NONE);
+		w_i64(w, x ? x->led_floor : NONE);
+		if (x && (x->nw.n || x->nw.cleared)) {
+			w_u8(w, 1);
+			w_news(w, &x->nw);
+		} else {
+			w_u8(w, 0);
+		}
+	}
+	if (parts & P_CK) {
+		w_u8(w, x ? x->n_ck : 0);
+		for (unsigned i = 0; x && i < x->n_ck; i++) {
+			w_i64(w, x->ck[i]->ts);
+			w_u32(w, x->ck[i]->len);
+			w_bytes(w, x->ck[i]->blob, x->ck[i]->len);
+		}
+	}
+}
+
+/* Encodes the parts of k (P_*): everything for export and undo; the
+ * decision state (no evidence, no checkpoints) to tell whether a key must
+ * be written now; a checkpoint (condition and alert, no messages, ring
+ * points or past). */
+static void key_encode_parts(const struct alert_engine *eng, const struct akey *k,
+			     struct wbuf *w, unsigned parts)
 {
 	const struct rule *R = ae_key_rule(eng, k);
 	const struct arec *rec = k->rec;
@@ -171,14 +211,22 @@ static void key_encode_ev(const struct alert_engine *eng, const struct akey *k,
 	w_u8(w, BLOB_VERSION);
 	w_u8(w, R ? 1 : 0);
 	w_i64(w, (int64_t)(R ? eng->fp[k->rule] : 0));
-	w_i64(w, evidence ? k->seen_ms : 0);
+	w_u8(w, parts);
+	w_i64(w, parts & P_EV ? k->seen_ms : 0);
 	w_u8(w, k->offline);
-	if (!R) { /* a station record: its rain hours (a blob without them is older) */
+	if (!R) { /* a station record: its rain hours, its held readings */
 		const struct station_state *st = &k->u.st;
 
 		w_u8(w, st->n);
 		for (unsigned i = 0; i < st->n; i++)
 			w_i64(w, st->rain[(st->pos + STATION_RAIN_MAX - st->n + i) % STATION_RAIN_MAX]);
+		if (parts & P_LED) {
+			w_u8(w, st->holding);
+			w_u8(w, st->backlog);
+			w_u32(w, st->held);
+		}
+		if (parts & P_EV)
+			w_i64(w, k->ev_ts);
 		return;
 	}
 	w_u8(w, rec != NULL);
@@ -197,23 +245,35 @@ static void key_encode_ev(const struct alert_engine *eng, const struct akey *k,
 		w_i64(w, rec->active_since_ms);
 		w_i64(w, rec->last_notify_ms);
 		w_str(w, rec->a.metric);
-		w_str(w, rec->a.message);
-		w_str(w, rec->msg_en);
-		w_str(w, rec->msg_vi);
-		w_str(w, rec->who);
+		if (parts & P_MSGS) {
+			w_str(w, rec->a.message);
+			w_str(w, rec->msg_en);
+			w_str(w, rec->msg_vi);
+			w_str(w, rec->who);
+		}
+		w_u8(w, rec->late);
+		w_i64(w, rec->arrived_ms);
+		w_i64(w, rec->gap_from);
+		w_u8(w, rec->back);
 	}
-	w_i64(w, evidence ? k->last_ts : 0);
+	if (parts & P_EV) {
+		w_i64(w, k->last_ts);
+		w_i64(w, k->ev_ts);
+		w_i64(w, k->first_ts);
+	}
 	if (level_kind(R->kind)) {
 		const struct lvl_state *lv = &k->u.lv;
 
 		w_u8(w, lv->on);
 		for (size_t i = 0; i < R->n_levels; i++) {
 			w_i64(w, lv->s[i].held_since);
-			w_i64(w, evidence ? lv->s[i].lts : 0);
-			w_f64(w, evidence ? lv->s[i].lval : 0.0);
+			if (parts & P_EV) {
+				w_i64(w, lv->s[i].lts);
+				w_f64(w, lv->s[i].lval);
+			}
 		}
-		w_u32(w, evidence ? (uint32_t)lv->pn : 0);
-		for (size_t i = 0; evidence && i < lv->pn; i++) {
+		w_u32(w, parts & P_PTS ? (uint32_t)lv->pn : 0);
+		for (size_t i = 0; parts & P_PTS && i < lv->pn; i++) {
 			struct pt p;
 
 			ae_ring_point(lv, i, &p);
@@ -247,12 +307,19 @@ static void key_encode_ev(const struct alert_engine *eng, const struct akey *k,
 			w_i64(w, k->u.q.m[i].last_ts);
 		}
 	}
+	w_kx(w, k->x, parts & (P_LED | P_CK));
 }
 
 void ae_key_encode(const struct alert_engine *eng, const struct akey *k,
 		   struct wbuf *w)
 {
-	key_encode_ev(eng, k, w, true);
+	key_encode_parts(eng, k, w, P_FULL);
+}
+
+void ae_key_encode_ck(const struct alert_engine *eng, const struct akey *k,
+		      struct wbuf *w)
+{
+	key_encode_parts(eng, k, w, P_CKPT);
 }
 
 /* Keys whose evidence may wait (docs/alerts.md "Persistence"): levels
@@ -274,7 +341,7 @@ uint64_t ae_major_hash(const struct alert_engine *eng, const struct akey *k,
 	uint64_t h;
 
 	w->n = 0;
-	key_encode_ev(eng, k, w, false);
+	key_encode_parts(eng, k, w, P_MAJOR);
 	h = agri_hash64_bytes(AGRI_HASH64_INIT, w->p, w->n);
 	return h ? h : 1;
 }
@@ -312,9 +379,12 @@ void ae_open_add(struct alert_engine *eng, const struct akey *k, int d)
 		st->st_open += (uint32_t)d;
 }
 
-void ae_state_reset(struct alert_engine *eng, struct akey *k)
+/* Resets k's condition and alert (not its past, nor its place in its
+ * station's list). */
+void ae_cond_reset(struct alert_engine *eng, struct akey *k)
 {
 	const struct rule *R = ae_key_rule(eng, k);
+	struct akey *keys = R ? NULL : k->u.st.keys;
 
 	if (k->rec) {
 		free(k->rec);
@@ -325,19 +395,30 @@ void ae_state_reset(struct alert_engine *eng, struct akey *k)
 		free(k->u.lv.pts);
 	memset(&k->u, 0, ae_state_size(eng, k->rule));
 	k->last_ts = NONE;
+	k->ev_ts = NONE;
+	k->first_ts = NONE;
 	k->seen_ms = NONE;
 	k->offline = false;
-	if (R && level_kind(R->kind)) {
+	if (!R) {
+		k->u.st.keys = keys;
+		k->u.st.late_mono = k->u.st.news_mono = NONE;
+	} else if (level_kind(R->kind)) {
 		k->u.lv.s = (struct lvl_slot *)((char *)&k->u + sizeof(struct lvl_state));
 		for (size_t i = 0; i < R->n_levels; i++)
 			k->u.lv.s[i].held_since = k->u.lv.s[i].lts = NONE;
-	} else if (R && nights_kind(R->kind)) {
+	} else if (nights_kind(R->kind)) {
 		k->u.pk.night = k->u.pk.prev_night = k->u.pk.run_night = NONE;
 		k->u.pk.raised_night = NONE;
-	} else if (R && (R->kind == RULE_QUALITY || R->kind == RULE_SENSOR)) {
+	} else if (R->kind == RULE_QUALITY || R->kind == RULE_SENSOR) {
 		for (size_t i = 0; i < QUAL_METRICS_MAX; i++)
 			k->u.q.m[i].last_ts = NONE;
 	}
+}
+
+void ae_state_reset(struct alert_engine *eng, struct akey *k)
+{
+	ae_cond_reset(eng, k);
+	ae_kx_free(k);
 }
 
 void ae_rec_fill_ids(struct arec *rec, const struct rule *R,
@@ -353,10 +434,10 @@ void ae_rec_fill_ids(struct arec *rec, const struct rule *R,
 		snprintf(rec->a.id, sizeof(rec->a.id), "%s/%s", R->id, k->station);
 }
 
-/* The open alert record of a blob, into *out (NULL when it has none).
- * Returns 0, -EBADMSG or -ENOMEM. */
-static int decode_rec(struct rbuf *r, const struct rule *R, const struct akey *k,
-		      struct arec **out)
+/* The open alert record of a blob (version v, parts), into *out (NULL
+ * when it has none). Returns 0, -EBADMSG or -ENOMEM. */
+static int decode_rec(struct rbuf *r, unsigned v, unsigned parts, const struct rule *R,
+		      const struct akey *k, struct arec **out)
 {
 	enum alert_severity sev;
 	struct arec *rec;
@@ -382,10 +463,19 @@ static int decode_rec(struct rbuf *r, const struct rule *R, const struct akey *k
 	rec->active_since_ms = r_i64(r);
 	rec->last_notify_ms = r_i64(r);
 	r_str(r, rec->a.metric, sizeof(rec->a.metric));
-	r_str(r, rec->a.message, sizeof(rec->a.message));
-	r_str(r, rec->msg_en, sizeof(rec->msg_en));
-	r_str(r, rec->msg_vi, sizeof(rec->msg_vi));
-	r_str(r, rec->who, sizeof(rec->who));
+	if (parts & P_MSGS) {
+		r_str(r, rec->a.message, sizeof(rec->a.message));
+		r_str(r, rec->msg_en, sizeof(rec->msg_en));
+		r_str(r, rec->msg_vi, sizeof(rec->msg_vi));
+		r_str(r, rec->who, sizeof(rec->who));
+	}
+	rec->gap_from = NONE;
+	if (v >= 2) {
+		rec->late = r_bool(r);
+		rec->arrived_ms = r_i64(r);
+		rec->gap_from = r_i64(r);
+		rec->back = r_bool(r);
+	}
 	if (r->bad || st > AGRI_ALERT_CLEARED || alert_severity_parse(rec->a.severity, &sev) < 0 ||
 	    rec->level >= (int)RULE_LEVELS_MAX) {
 		free(rec);
@@ -398,7 +488,8 @@ static int decode_rec(struct rbuf *r, const struct rule *R, const struct akey *k
 	return 0;
 }
 
-static int decode_levels(struct rbuf *r, const struct rule *R, struct lvl_state *lv)
+static int decode_levels(struct rbuf *r, unsigned parts, const struct rule *R,
+			 struct lvl_state *lv)
 {
 	uint32_t n;
 
@@ -407,8 +498,10 @@ static int decode_levels(struct rbuf *r, const struct rule *R, struct lvl_state 
 		return -EBADMSG;
 	for (size_t i = 0; i < R->n_levels; i++) {
 		lv->s[i].held_since = r_i64(r);
-		lv->s[i].lts = r_i64(r);
-		lv->s[i].lval = r_f64(r);
+		if (parts & P_EV) {
+			lv->s[i].lts = r_i64(r);
+			lv->s[i].lval = r_f64(r);
+		}
 	}
 	n = r_u32(r);
 	if (r->bad || (n && R->kind != RULE_WINDOW && R->kind != RULE_RATE) ||
@@ -462,22 +555,107 @@ static int decode_quality(struct rbuf *r, struct qual_state *q)
 	return 0;
 }
 
-/* Decodes a blob into k (fresh: state_reset done). Returns 0, -EBADMSG,
- * -ENOMEM. A fingerprint mismatch keeps the alert record only. */
-int ae_key_decode(struct alert_engine *eng, struct akey *k, const void *blob, size_t len)
+static char *r_strdup(struct rbuf *r)
+{
+	char tmp[sizeof(((struct arec *)0)->msg_en)];
+
+	r_str(r, tmp, sizeof(tmp));
+	return !r->bad && tmp[0] ? strdup(tmp) : NULL;
+}
+
+/* A key's past (see w_kx) into k->x (allocated when it has any). */
+static int decode_kx(struct rbuf *r, unsigned parts, struct akey *k)
+{
+	unsigned n;
+
+	if (parts & P_LED) {
+		struct kx *x;
+		struct ep led[LED_MAX];
+		int64_t hold, floor_;
+		bool news;
+
+		n = r_u8(r);
+		if (n > LED_MAX)
+			return -EBADMSG;
+		for (unsigned i = 0; i < n; i++) {
+			led[i].start = r_i64(r);
+			led[i].end = r_i64(r);
+			led[i].flags = (uint8_t)r_u8(r);
+		}
+		hold = r_i64(r);
+		floor_ = r_i64(r);
+		news = r_bool(r);
+		if (r->bad)
+			return -EBADMSG;
+		if (n || hold != NONE || news || floor_ != NONE) {
+			if (!(x = ae_kx(k)))
+				return -ENOMEM;
+			if (n && !(x->led = malloc(n * sizeof(led[0]))))
+				return -ENOMEM;
+			if (n)
+				memcpy(x->led, led, n * sizeof(led[0]));
+			x->n_led = x->cap_led = (uint8_t)n;
+			x->hold_from = hold;
+			x->led_floor = floor_;
+			if (news) {
+				x->nw.n = (uint16_t)r_u32(r);
+				x->nw.cleared = r_bool(r);
+				x->nw.end = r_i64(r);
+				x->nw.en = r_strdup(r);
+				x->nw.vi = r_strdup(r);
+			}
+		}
+	}
+	if (parts & P_CK) {
+		n = r_u8(r);
+		if (n > CK_MAX)
+			return -EBADMSG;
+		for (unsigned i = 0; i < n && !r->bad; i++) {
+			int64_t ts = r_i64(r);
+			uint32_t len = r_u32(r);
+			struct ck *c;
+			struct kx *x;
+
+			if (r->bad || len > r->n - r->pos)
+				return -EBADMSG;
+			if (!(x = ae_kx(k)) || !(c = malloc(sizeof(*c) + len)))
+				return -ENOMEM;
+			c->ts = ts;
+			c->len = len;
+			r_bytes(r, c->blob, len);
+			x->ck[x->n_ck++] = c;
+		}
+	}
+	return r->bad ? -EBADMSG : 0;
+}
+
+/* Decodes a blob into k (its condition reset). ck: a checkpoint, whose
+ * past is not touched. Returns 0, -EBADMSG, -ENOMEM. A fingerprint
+ * mismatch keeps the alert record only. */
+static int key_decode(struct alert_engine *eng, struct akey *k, const void *blob, size_t len,
+		      bool ck)
 {
 	const struct rule *R = ae_key_rule(eng, k);
 	struct rbuf r = {.p = blob, .n = len};
 	struct arec *rec = NULL;
+	unsigned v, parts;
 	bool same;
-	int rc;
+	int rc = 0;
 
-	if (r_u8(&r) != BLOB_MAGIC || r_u8(&r) != BLOB_VERSION || r_u8(&r) != (R ? 1u : 0u))
+	if (r_u8(&r) != BLOB_MAGIC)
+		return -EBADMSG;
+	v = r_u8(&r);
+	if ((v != 1 && v != 2) || r_u8(&r) != (R ? 1u : 0u))
 		return -EBADMSG;
 	same = R && (uint64_t)r_i64(&r) == eng->fp[k->rule];
 	if (!R)
 		(void)r_i64(&r);
+	parts = v >= 2 ? r_u8(&r) : P_EV | P_PTS | P_MSGS;
+	if (parts & ~(unsigned)P_FULL || (ck && parts & (P_LED | P_CK)))
+		return -EBADMSG;
 	k->seen_ms = r_i64(&r);
+	if (!(parts & P_EV))
+		k->seen_ms = NONE;
 	k->offline = r_bool(&r);
 	if (!R) {
 		struct station_state *st = &k->u.st;
@@ -490,9 +668,16 @@ int ae_key_decode(struct alert_engine *eng, struct akey *k, const void *blob, si
 				st->rain[i] = r_i64(&r);
 			st->pos = (uint8_t)(st->n % STATION_RAIN_MAX);
 		}
+		if (v >= 2 && parts & P_LED) {
+			st->holding = r_bool(&r);
+			st->backlog = r_bool(&r);
+			st->held = r_u32(&r);
+		}
+		if (v >= 2 && parts & P_EV)
+			k->ev_ts = r_i64(&r);
 		return r.bad || r.pos != r.n ? -EBADMSG : 0;
 	}
-	if ((rc = decode_rec(&r, R, k, &rec)) < 0)
+	if ((rc = decode_rec(&r, v, parts, R, k, &rec)) < 0)
 		return rc;
 	if (!same) {
 		/* The rule changed: keep the alert, restart the condition. An
@@ -501,13 +686,31 @@ int ae_key_decode(struct alert_engine *eng, struct akey *k, const void *blob, si
 			for (int i = 0; i <= rec->level; i++)
 				k->u.lv.on |= (uint8_t)(1u << i);
 	} else {
-		k->last_ts = r_i64(&r);
+		if (parts & P_EV) {
+			k->last_ts = r_i64(&r);
+			if (v >= 2) {
+				k->ev_ts = r_i64(&r);
+				k->first_ts = r_i64(&r);
+			}
+		}
 		if (level_kind(R->kind))
-			rc = decode_levels(&r, R, &k->u.lv);
+			rc = decode_levels(&r, parts, R, &k->u.lv);
 		else if (nights_kind(R->kind))
 			rc = decode_peak(&r, &k->u.pk);
 		else if (R->kind == RULE_QUALITY || R->kind == RULE_SENSOR)
 			rc = decode_quality(&r, &k->u.q);
+		if (v == 1 && k->ev_ts == NONE) { /* the newest reading it applied */
+			k->ev_ts = k->last_ts;
+			for (size_t i = 0; level_kind(R->kind) && i < R->n_levels; i++)
+				if (k->u.lv.s[i].lts > k->ev_ts)
+					k->ev_ts = k->u.lv.s[i].lts;
+			for (unsigned i = 0; (R->kind == RULE_QUALITY || R->kind == RULE_SENSOR) &&
+					     i < k->u.q.n; i++)
+				if (k->u.q.m[i].last_ts > k->ev_ts)
+					k->ev_ts = k->u.q.m[i].last_ts;
+		}
+		if (rc == 0 && v >= 2 && !ck)
+			rc = decode_kx(&r, parts, k);
 		if (rc == 0 && (r.bad || r.pos != r.n))
 			rc = -EBADMSG;
 	}
@@ -515,7 +718,10 @@ int ae_key_decode(struct alert_engine *eng, struct akey *k, const void *blob, si
 		rc = -EBADMSG;
 	if (rc < 0) {
 		free(rec);
-		ae_state_reset(eng, k);
+		if (ck)
+			ae_cond_reset(eng, k);
+		else
+			ae_state_reset(eng, k);
 		return rc;
 	}
 	if (rec) {
@@ -523,4 +729,14 @@ int ae_key_decode(struct alert_engine *eng, struct akey *k, const void *blob, si
 		ae_open_add(eng, k, +1);
 	}
 	return 0;
+}
+
+int ae_key_decode(struct alert_engine *eng, struct akey *k, const void *blob, size_t len)
+{
+	return key_decode(eng, k, blob, len, false);
+}
+
+int ae_ck_decode(struct alert_engine *eng, struct akey *k, const void *blob, size_t len)
+{
+	return key_decode(eng, k, blob, len, true);
 }

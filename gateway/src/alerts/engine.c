@@ -27,6 +27,7 @@
 
 static const char *const event_names[] = {
 	"raised", "severity", "acknowledged", "cleared", "closed", "renotify", "escalated",
+	"revised", "retracted", "past", "late",
 };
 
 size_t alert_transition_channels(const struct alert_transition *t, const char **names,
@@ -199,6 +200,7 @@ void alert_engine_free(struct alert_engine *eng)
 		free(k->rec);
 		if (R && level_kind(R->kind))
 			free(k->u.lv.pts);
+		ae_kx_free(k);
 		free(k);
 	}
 	undo_clear(eng);
@@ -209,6 +211,9 @@ void alert_engine_free(struct alert_engine *eng)
 	for (size_t i = 0; i < eng->n_by_metric; i++)
 		free(eng->by_metric[i].rule);
 	free(eng->by_metric);
+	free(eng->hq);
+	free(eng->rowbuf);
+	free(eng->rpbuf);
 	free(eng->tab);
 	free(eng->fp);
 	free(eng->buf);
@@ -218,6 +223,39 @@ void alert_engine_free(struct alert_engine *eng)
 void alert_engine_start(struct alert_engine *eng, int64_t now_ms)
 {
 	eng->start_ms = now_ms;
+	ae_queue_rebuild(eng); /* held readings and late news from before */
+}
+
+void alert_engine_set_source(struct alert_engine *eng, const struct alert_source *src)
+{
+	eng->src = src && src->rows && src->metrics ? src : NULL;
+}
+
+void alert_engine_set_mono(struct alert_engine *eng, int64_t mono_ms)
+{
+	eng->mono_ms = mono_ms;
+}
+
+void alert_engine_set_quiet(struct alert_engine *eng, bool quiet)
+{
+	eng->quiet = quiet;
+}
+
+int alert_engine_flush(struct alert_engine *eng, int64_t now_ms, alert_emit_fn fn, void *ctx)
+{
+	if (!eng->n_hq)
+		return 0;
+	return ae_replay_due(eng, now_ms, false, fn, ctx);
+}
+
+void alert_engine_backlog(struct alert_engine *eng, const char *station, uint64_t depth)
+{
+	struct akey *st;
+
+	if (!depth || !station || !agri_station_id_valid(station) ||
+	    !(st = ae_key_find(eng, -1, station, "")) || ae_touch(eng, st) < 0)
+		return;
+	st->u.st.backlog = true;
 }
 
 
@@ -227,10 +265,11 @@ int alert_engine_reading(struct alert_engine *eng, const char *station,
 			 const struct agri_reading *r, int64_t now_ms,
 			 alert_emit_fn fn, void *ctx)
 {
-	struct out o = {.fn = fn, .ctx = ctx};
+	struct out o = {.fn = fn, .ctx = ctx, .ev_ms = NONE, .now_ms = now_ms};
 	const struct metric_rules *mr;
 	struct akey *st, *k;
 	uint64_t at_station, at_sensor;
+	bool late;
 	int rc;
 
 	if (!eng || !station || !r || !agri_station_id_valid(station) ||
@@ -245,6 +284,10 @@ int alert_engine_reading(struct alert_engine *eng, const char *station,
 		return rc;
 	st->seen_ms = now_ms;
 	st->offline = false;
+	if (r->ts_ms > st->ev_ts)
+		st->ev_ts = r->ts_ms;
+	late = r->ts_ms < now_ms - eng->rules->late_after_s * 1000;
+	ae_late_note(eng, st, late);
 	if (r->q == AGRI_Q_OK && r->has_value && r->value > 0 && !strcmp(r->metric, "rain"))
 		ae_rain_note(st, r->ts_ms);
 	mr = rules_for(eng, r->metric);
@@ -257,23 +300,23 @@ int alert_engine_reading(struct alert_engine *eng, const char *station,
 			continue;
 		if (whole) {
 			k = ae_key_find_h(eng, ae_rule_hash(at_station, i), i, station, "");
-			if (!k || !ae_rec_open_active(k))
+			if (!k || !ae_rec_open_active(k) || (k->rec->back && late))
 				continue;
-			if ((rc = ae_touch(eng, k)) < 0)
+			if ((rc = ae_touch(eng, k)) < 0 ||
+			    (rc = ae_nodata_back(eng, &o, st, k, R, r, late, now_ms)) < 0)
 				return rc;
-			ae_nodata_clear(eng, &o, k, R, now_ms);
 			continue;
 		}
-		if (R->kind == RULE_QUALITY || R->kind == RULE_SENSOR ? r->q == AGRI_Q_MAINT
-					    : (R->kind != RULE_NO_DATA &&
-					       (r->q != AGRI_Q_OK || !r->has_value)))
+		if (!ae_rule_takes(R, r))
 			continue;
 		if (R->kind == RULE_SENSOR && !(r->q == AGRI_Q_SUSPECT && r->why[0])) {
 			/* A sensor check costs nothing on a good probe: its key
 			 * exists only once a reading was suspect with a reason,
-			 * and a good reading changes it only while it counts. */
+			 * and a good reading changes it only while it counts
+			 * (or while it has readings waiting: a replay decides). */
 			k = ae_key_find_h(eng, ae_rule_hash(at_sensor, i), i, station, r->sensor);
-			if (!k || !ae_sensor_counting(k, r->metric))
+			if (!k || (!ae_sensor_counting(k, r->metric) &&
+				   !(k->x && k->x->hold_from != NONE) && r->ts_ms >= k->ev_ts))
 				continue;
 		} else {
 			k = ae_key_get_h(eng, ae_rule_hash(at_sensor, i), i, station, r->sensor);
@@ -282,33 +325,29 @@ int alert_engine_reading(struct alert_engine *eng, const char *station,
 			continue; /* counted in keys_refused, or ENOMEM */
 		if ((rc = ae_touch(eng, k)) < 0)
 			return rc;
-		switch (R->kind) {
-		case RULE_THRESHOLD:
-		case RULE_LADDER:
-			rc = ae_levels_feed(eng, &o, k, R, r->metric, r->value, r->ts_ms, now_ms);
-			break;
-		case RULE_WINDOW:
-		case RULE_RATE:
-			rc = ae_series_feed(eng, &o, k, R, r->value, r->ts_ms, now_ms);
-			break;
-		case RULE_PEAK:
-		case RULE_RISING:
-			rc = ae_peak_feed(eng, &o, k, R, r->value, r->ts_ms, now_ms);
-			break;
-		case RULE_QUALITY:
-		case RULE_SENSOR:
-			rc = ae_quality_feed(eng, &o, k, R, r, now_ms);
-			break;
-		case RULE_NO_DATA:
+		if (R->kind == RULE_NO_DATA) {
 			k->seen_ms = now_ms;
 			if (ae_rec_open_active(k))
 				ae_nodata_clear(eng, &o, k, R, now_ms);
-			rc = 0;
-			break;
-		default:
-			rc = 0;
+			continue;
 		}
-		if (rc < 0)
+		if (eng->src && ae_replayable(R) &&
+		    (r->ts_ms < k->ev_ts || (late && st->u.st.holding))) {
+			/* Out of order, or its station holds its late readings:
+			 * evaluated in reading order by a replay (replay.c). */
+			if (k->ev_ts != NONE && r->ts_ms < k->ev_ts - eng->rules->replay_max_s * 1000) {
+				eng->late_dropped++;
+				continue;
+			}
+			if ((rc = ae_hold(eng, st, k, r->ts_ms, late || st->u.st.holding)) < 0)
+				return rc;
+			continue;
+		}
+		if (r->ts_ms < k->ev_ts) {
+			eng->late++; /* no source: ignored by this key */
+			continue;
+		}
+		if ((rc = ae_apply(eng, &o, k, R, r, now_ms)) < 0)
 			return rc;
 	}
 	return o.count;
@@ -334,7 +373,7 @@ int alert_engine_batch(struct alert_engine *eng, const struct agri_telemetry *t,
 int alert_engine_status(struct alert_engine *eng, const char *station,
 			bool online, int64_t now_ms, alert_emit_fn fn, void *ctx)
 {
-	struct out o = {.fn = fn, .ctx = ctx};
+	struct out o = {.fn = fn, .ctx = ctx, .ev_ms = NONE, .now_ms = now_ms};
 	struct akey *st, *k;
 	int rc;
 
@@ -374,10 +413,15 @@ static int64_t since(const struct alert_engine *eng, int64_t seen_ms)
 int alert_engine_tick(struct alert_engine *eng, int64_t now_ms,
 		      alert_emit_fn fn, void *ctx)
 {
-	struct out o = {.fn = fn, .ctx = ctx};
+	struct out o = {.fn = fn, .ctx = ctx, .ev_ms = NONE, .now_ms = now_ms};
 	size_t n = eng->n;
 	int rc;
 
+	if (eng->n_hq) { /* settled stations: replays, late news, no_data closes */
+		if ((rc = ae_replay_due(eng, now_ms, true, fn, ctx)) < 0)
+			return rc;
+		o.count += rc;
+	}
 	for (size_t ki = 0; ki < n; ki++) {
 		struct akey *k = eng->keys[ki];
 		const struct rule *R = ae_key_rule(eng, k);
@@ -518,7 +562,7 @@ static void who_copy(char *dst, size_t len, const char *who)
 int alert_engine_ack(struct alert_engine *eng, const char *id, const char *who,
 		     int64_t now_ms, alert_emit_fn fn, void *ctx)
 {
-	struct out o = {.fn = fn, .ctx = ctx};
+	struct out o = {.fn = fn, .ctx = ctx, .ev_ms = NONE, .now_ms = now_ms};
 	char station[AGRI_ID_MAX + 1], sensor[AGRI_ID_MAX + 1];
 	struct akey *k;
 	struct arec *rec;
@@ -820,6 +864,7 @@ void alert_engine_rollback(struct alert_engine *eng)
 		ae_key_free(eng, k);
 	}
 	ae_dirty_rebuild(eng); /* drops the freed keys */
+	ae_queue_rebuild(eng);
 	undo_clear(eng);
 	eng->in_txn = false;
 }
@@ -832,6 +877,10 @@ void alert_engine_stats(const struct alert_engine *eng,
 	out->keys_refused = eng->keys_refused;
 	out->late_readings = eng->late;
 	out->raises_refused = eng->raises_refused;
+	out->held = eng->held;
+	out->replays = eng->replays;
+	out->replayed_rows = eng->replayed_rows;
+	out->late_dropped = eng->late_dropped;
 }
 
 void alert_engine_set_limits(struct alert_engine *eng, size_t keys_per_station,
@@ -845,7 +894,7 @@ int alert_engine_event(struct alert_engine *eng, enum rule_kind kind, const char
 		       double value, const char *detail_en, const char *detail_vi,
 		       int64_t now_ms, alert_emit_fn fn, void *ctx)
 {
-	struct out o = {.fn = fn, .ctx = ctx};
+	struct out o = {.fn = fn, .ctx = ctx, .ev_ms = NONE, .now_ms = now_ms};
 	int rc;
 
 	if (!eng || !station || !agri_station_id_valid(station) || !rule_kind_is_event(kind))
@@ -912,7 +961,9 @@ int alert_engine_forget(struct alert_engine *eng, const char *station, const cha
 		ae_key_free(eng, k);
 		n++;
 	}
-	if (n)
+	if (n) {
 		ae_dirty_rebuild(eng); /* the lists may name a freed key */
+		ae_queue_rebuild(eng);
+	}
 	return n;
 }

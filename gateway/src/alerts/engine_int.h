@@ -18,9 +18,34 @@
 #define NONE INT64_MIN
 #define QUAL_METRICS_MAX 6
 #define BLOB_MAGIC 0xa1
-#define BLOB_VERSION 1
+#define BLOB_VERSION 2
 #define DAY_MS 86400000LL
 #define HOUR_MS 3600000LL
+
+/* Event time (replay.c, docs/alerts.md "Reading order"). */
+#define CK_MAX 3                /* checkpoints a key keeps */
+#define CK_EVERY_MS (3 * HOUR_MS) /* one at least this often in reading time */
+#define CK_GAP_MS (15 * 60000LL) /* ... and one before a gap this long */
+#define LED_MAX 16              /* episodes a key remembers as told */
+#define CAP_MAX 8               /* transitions of one episode held during a replay */
+#define HOLD_MAX 4096           /* readings a station holds before a release */
+#define NEWS_HOLD_MS 60000      /* late news waits at most this long (mono) */
+#define REPLAY_ROWS_MAX 200000  /* rows a key may replay; past it: dropped */
+#define FLUSH_ROWS_MAX 400000   /* rows one flush replays, all stations */
+#define FLUSH_STATION_ROWS_MAX 100000 /* ... one station */
+#define ROWS_CHUNK 512          /* rows read from the source at a time */
+
+/* Which parts of a key a blob holds (blob version 2). */
+enum {
+	P_EV = 1,     /* evidence: last seen, newest ts, last level values */
+	P_PTS = 2,    /* window/rate ring points */
+	P_MSGS = 4,   /* the open alert's messages */
+	P_LED = 8,    /* told episodes, held readings, late news */
+	P_CK = 16,    /* checkpoints */
+	P_FULL = 31,
+	P_MAJOR = P_MSGS | P_LED, /* the decision state (deferred evidence) */
+	P_CKPT = P_EV,            /* a checkpoint: no points, messages or history */
+};
 
 struct arec {
 	struct agri_alert a;        /* id, rule, station, sensor fixed at creation */
@@ -31,6 +56,11 @@ struct arec {
 	int64_t active_since_ms;    /* now-time it last became active */
 	int64_t last_notify_ms;     /* now-time of its last notification */
 	char who[64];
+	bool late;                  /* its episode's evidence came late */
+	int64_t arrived_ms;         /* now-time its last transition was known */
+	int64_t gap_from;           /* no_data: the station's newest reading ts at raise */
+	bool back;                  /* no_data: data came back, the clear waits for the
+				     * station's backlog (its true extent) */
 };
 
 struct pt {
@@ -75,12 +105,58 @@ struct qual_state {
 
 #define STATION_RAIN_MAX 16
 
+struct akey;
+
 /* A station record's own state: when it rained (a light trap's rain
  * register, hours of rain readings), so that peak and rising rules can set
- * a rain night aside. */
+ * a rain night aside; and its late readings (replay.c). */
 struct station_state {
 	int64_t rain[STATION_RAIN_MAX]; /* ms, whole hours, a ring */
 	uint8_t n, pos;
+	bool holding;          /* its late readings wait for a release */
+	bool flush_now;        /* a fresh reading came out of order: replay now */
+	bool backlog;          /* its online status announced a spool backlog */
+	bool queued;           /* on eng->hq */
+	uint32_t held;         /* readings held since the last release */
+	int64_t late_mono;     /* mono ms of its last late reading (NONE) */
+	int64_t news_mono;     /* mono ms its oldest unsent late news waits since */
+	struct akey *keys;     /* its rule keys, through akey->st_next (not saved) */
+};
+
+/* A checkpoint: a key's condition and alert (no messages, no ring
+ * points) as they were once its readings up to ts were applied. */
+struct ck {
+	int64_t ts;
+	uint32_t len;
+	uint8_t blob[];
+};
+
+enum { EP_PENDING = 1, EP_LIVE = 2, EP_LATE = 4 };
+
+/* An episode as stored and told (start and end in reading time; end NONE
+ * while open). */
+struct ep {
+	int64_t start, end;
+	uint8_t flags;
+};
+
+/* Late news of one alert not notified yet (a summary at the station's
+ * settle: one notification per alert). */
+struct news {
+	uint16_t n;            /* late episodes told (which: EP_PENDING in led) */
+	bool cleared;          /* an episode told live ended in the late data ... */
+	int64_t end;           /* ... at this reading time */
+	char *en, *vi;         /* the first one's message (NULL: none yet) */
+};
+
+/* What a key keeps about its past (allocated on first use). */
+struct kx {
+	struct ck *ck[CK_MAX]; /* oldest first */
+	uint8_t n_ck, n_led, cap_led;
+	int64_t hold_from;     /* its readings from this ts wait for a replay (NONE) */
+	struct ep *led;        /* told episodes, oldest first (grown to LED_MAX) */
+	int64_t led_floor;     /* episodes ending before this were forgotten (NONE) */
+	struct news nw;
 };
 
 struct akey {
@@ -95,6 +171,10 @@ struct akey {
 	uint64_t saved_major;       /* hash of the decision state last written (0: unknown) */
 	int64_t queued_ms;          /* when it joined eng->defv (export's now) */
 	struct arec *rec;
+	struct akey *st_next;       /* its station's next key */
+	struct kx *x;               /* checkpoints, episodes, held readings */
+	int64_t ev_ts;              /* newest reading ts applied (event time) */
+	int64_t first_ts;           /* the first one (NONE once past replay_max_s) */
 	int64_t last_ts;            /* newest reading ts (window/rate/peak) */
 	int64_t seen_ms;            /* now-time of the last data (no_data, station) */
 	bool offline;               /* station record: status offline */
@@ -148,7 +228,16 @@ struct alert_engine {
 	uint8_t *buf;               /* export scratch */
 	size_t buf_cap;
 	uint64_t keys_refused, late, raises_refused;
+	uint64_t held, replays, replayed_rows, late_dropped;
 	size_t open;
+	const struct alert_source *src; /* the store's readings (replay.c) */
+	int64_t mono_ms;            /* the real clock (alert_engine_set_mono) */
+	bool quiet;                 /* late news is not summarised (imports) */
+	struct replay *rp;          /* the replay in progress (captures emits) */
+	struct akey **hq;           /* station records with work (held, news) */
+	size_t n_hq, cap_hq;
+	struct alert_row *rowbuf;   /* replay.c's read buffers */
+	struct replay *rpbuf;
 	size_t keys_per_station, open_per_station; /* 0: no limit */
 	bool refused;               /* the last ae_key_get_h() hit a cap (not ENOMEM) */
 };
@@ -160,6 +249,8 @@ struct out {
 	int count;
 	bool has_night;   /* the RAISED being emitted is a peak (night_day) */
 	int64_t night_day;
+	int64_t ev_ms;    /* the evidence of what is emitted (reading ts) */
+	int64_t now_ms;
 };
 
 static inline int64_t floor_div(int64_t a, int64_t b)
@@ -194,6 +285,10 @@ const struct rule *ae_key_rule(const struct alert_engine *eng,
 void ae_ring_point(const struct lvl_state *lv, size_t i, struct pt *out);
 void ae_key_encode(const struct alert_engine *eng, const struct akey *k,
 		   struct wbuf *w);
+void ae_key_encode_ck(const struct alert_engine *eng, const struct akey *k,
+		      struct wbuf *w);
+int ae_ck_decode(struct alert_engine *eng, struct akey *k, const void *blob, size_t len);
+void ae_cond_reset(struct alert_engine *eng, struct akey *k);
 bool ae_deferrable(const struct alert_engine *eng, const struct akey *k);
 uint64_t ae_major_hash(const struct alert_engine *eng, const struct akey *k,
 		       struct wbuf *w);
@@ -245,6 +340,28 @@ int ae_nodata_raise(struct alert_engine *eng, struct out *o, struct akey *k,
 		    const struct rule *R, bool offline, int64_t now_ms);
 void ae_nodata_clear(struct alert_engine *eng, struct out *o, struct akey *k,
 		     const struct rule *R, int64_t now_ms);
+
+/* replay.c: event time */
+bool ae_replayable(const struct rule *R);
+void ae_ck_maybe(struct alert_engine *eng, struct akey *k, int64_t ts);
+int ae_hold(struct alert_engine *eng, struct akey *st, struct akey *k, int64_t ts, bool late);
+void ae_late_note(struct alert_engine *eng, struct akey *st, bool late);
+bool ae_capture(struct alert_engine *eng, const struct akey *k,
+		const struct alert_transition *t);
+void ae_told(struct alert_engine *eng, struct out *o, struct akey *k,
+	     const struct alert_transition *t);
+void ae_kx_free(struct akey *k);
+struct kx *ae_kx(struct akey *k);
+void ae_station_unlink(struct alert_engine *eng, struct akey *k);
+int ae_apply(struct alert_engine *eng, struct out *o, struct akey *k, const struct rule *R,
+	     const struct agri_reading *r, int64_t now_ms);
+bool ae_rule_takes(const struct rule *R, const struct agri_reading *r);
+int ae_replay_due(struct alert_engine *eng, int64_t now_ms, bool settle, alert_emit_fn fn,
+		  void *ctx);
+void ae_queue_rebuild(struct alert_engine *eng);
+int ae_ring_push(struct lvl_state *lv, size_t max_points, int64_t ts, double v);
+int ae_nodata_back(struct alert_engine *eng, struct out *o, struct akey *st, struct akey *k,
+		   const struct rule *R, const struct agri_reading *r, bool late, int64_t now_ms);
 
 /* kinds.c: the conditions of each rule kind */
 int ae_levels_feed(struct alert_engine *eng, struct out *o, struct akey *k,

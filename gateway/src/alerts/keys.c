@@ -167,8 +167,11 @@ struct akey *ae_key_get_h(struct alert_engine *eng, uint64_t h, int rule,
 	k->hnext = eng->tab[k->hash & (eng->tab_n - 1)];
 	eng->tab[k->hash & (eng->tab_n - 1)] = k;
 	eng->keys[eng->n++] = k;
-	if (st)
+	if (st) {
 		st->st_keys++;
+		k->st_next = st->u.st.keys; /* its station's list (replay.c) */
+		st->u.st.keys = k;
+	}
 	mark_dirty(eng, k);
 	k->txn_touched = eng->in_txn; /* rollback deletes it: no undo image */
 	return k;
@@ -197,6 +200,7 @@ void ae_key_free(struct alert_engine *eng, struct akey *k)
 	if (!k)
 		return;
 	ae_state_reset(eng, k);
+	ae_station_unlink(eng, k);
 	if (k->rule >= 0 && (st = ae_key_find(eng, -1, k->station, "")) && st->st_keys > 0)
 		st->st_keys--;
 	free(k);

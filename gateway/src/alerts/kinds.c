@@ -122,7 +122,7 @@ int ae_levels_feed(struct alert_engine *eng, struct out *o, struct akey *k,
 	return levels_apply(eng, o, k, R, ts, now_ms);
 }
 
-static int ring_push(struct lvl_state *lv, size_t max_points, int64_t ts, double v)
+int ae_ring_push(struct lvl_state *lv, size_t max_points, int64_t ts, double v)
 {
 	if (lv->pn == lv->pcap) {
 		if (lv->pcap < max_points) {
@@ -214,7 +214,7 @@ int ae_series_feed(struct alert_engine *eng, struct out *o, struct akey *k,
 		eng->late++;
 		return 0;
 	}
-	if (ring_push(lv, (size_t)R->max_points, ts, v) < 0)
+	if (ae_ring_push(lv, (size_t)R->max_points, ts, v) < 0)
 		return -ENOMEM;
 	k->last_ts = ts;
 	for (;;) {

@@ -811,6 +811,7 @@ struct doc_tmp {
 	const cJSON *rules;
 	int64_t utc_offset_min;
 	bool lang_vi;
+	int64_t late_after_s, late_settle_s, replay_max_s;
 };
 
 static int parse_rules_array(const cJSON *item, void *field, const char *path,
@@ -832,6 +833,12 @@ static const struct agri_cfg_field doc_fields[] = {
 	{.key = "lang", .type = AGRI_CFG_CUSTOM, .offset = offsetof(struct doc_tmp, lang_vi),
 	 .parse = parse_lang},
 	{.key = "description", .type = AGRI_CFG_CUSTOM, .offset = 0, .parse = ignore_value},
+	{.key = "late_after_s", .type = AGRI_CFG_INT,
+	 .offset = offsetof(struct doc_tmp, late_after_s), .min = 60, .max = 30 * 86400},
+	{.key = "late_settle_s", .type = AGRI_CFG_INT,
+	 .offset = offsetof(struct doc_tmp, late_settle_s), .min = 1, .max = 3600},
+	{.key = "replay_max_s", .type = AGRI_CFG_INT,
+	 .offset = offsetof(struct doc_tmp, replay_max_s), .min = 3600, .max = 60 * 86400},
 };
 
 /* The rules every gateway has, unless rules.json gives one of the kind
@@ -881,7 +888,8 @@ static struct rules *parse(const char *json, size_t len, bool check_channels,
 			   const char *const *channels, size_t n_channels,
 			   struct agri_err *err)
 {
-	struct doc_tmp doc = {.utc_offset_min = 420};
+	struct doc_tmp doc = {.utc_offset_min = 420, .late_after_s = RULES_LATE_AFTER_S,
+			      .late_settle_s = RULES_LATE_SETTLE_S, .replay_max_s = RULES_REPLAY_MAX_S};
 	struct rule_tmp *t = NULL;
 	struct rules *out = NULL;
 	char path[AGRI_ERR_PATH_MAX];
@@ -907,6 +915,9 @@ static struct rules *parse(const char *json, size_t len, bool check_channels,
 	}
 	out->utc_offset_min = doc.utc_offset_min;
 	out->lang_vi = doc.lang_vi;
+	out->late_after_s = doc.late_after_s;
+	out->late_settle_s = doc.late_settle_s;
+	out->replay_max_s = doc.replay_max_s;
 	cJSON_ArrayForEach(e, doc.rules) {
 		agri_path_index(path, sizeof(path), "rules", (int)i);
 		if (rule_read(e, path, t, err) < 0)

@@ -306,8 +306,9 @@ static void builtin(const struct alert_text_args *a, enum alert_lang lang,
 		break;
 	case ALERT_TEXT_OFFLINE:
 		if (a->cleared)
-			put(buf, len, &pos, vi ? "Trạm %s đã gửi dữ liệu trở lại"
-					       : "Station %s is sending data again", a->station);
+			put(buf, len, &pos, vi ? "Trạm %s đã gửi dữ liệu trở lại%s"
+					       : "Station %s is sending data again%s", a->station,
+			    (vi ? a->detail_vi : a->detail_en) ? (vi ? a->detail_vi : a->detail_en) : "");
 		else
 			put(buf, len, &pos, vi ? "Trạm %s mất kết nối" : "Station %s is offline",
 			    a->station);
@@ -453,6 +454,66 @@ void alert_text_build(const struct alert_text_args *a, enum alert_lang lang,
 		expand(tpl, a, lang, buf, len);
 	else
 		builtin(a, lang, buf, len);
+}
+
+void alert_text_time(char *buf, size_t len, int64_t ms, int64_t ref_ms, int64_t utc_offset_min)
+{
+	int64_t off = utc_offset_min * 60000, l = ms + off, day = l / 86400000, ref_day;
+	int64_t min_of_day;
+	int y, m, d;
+
+	if (l < 0 && l % 86400000)
+		day--;
+	ref_day = (ref_ms + off) / 86400000 - ((ref_ms + off) < 0 && (ref_ms + off) % 86400000);
+	min_of_day = (l - day * 86400000) / 60000;
+	if (day == ref_day) {
+		snprintf(buf, len, "%02d:%02d", (int)(min_of_day / 60), (int)(min_of_day % 60));
+		return;
+	}
+	rules_civil_from_days(day, &y, &m, &d);
+	snprintf(buf, len, "%02d/%02d %02d:%02d", d, m, (int)(min_of_day / 60),
+		 (int)(min_of_day % 60));
+}
+
+void alert_text_late(char *buf, size_t len, const char *base, unsigned n, bool open,
+		     bool cleared, int64_t first, int64_t last, int64_t end, int64_t now_ms,
+		     int64_t utc_offset_min, enum alert_lang lang)
+{
+	bool vi = lang == ALERT_LANG_VI;
+	char f[32], l[32], e[32], now[32], tmp[1024];
+	size_t pos = 0;
+
+	if (!len)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s", base ? base : "");
+	alert_text_time(f, sizeof(f), first, now_ms, utc_offset_min);
+	alert_text_time(l, sizeof(l), last, now_ms, utc_offset_min);
+	alert_text_time(e, sizeof(e), end, now_ms, utc_offset_min);
+	alert_text_time(now, sizeof(now), now_ms, now_ms, utc_offset_min);
+	buf[0] = '\0';
+	put(buf, len, &pos, "%s", tmp);
+	if (n == 0 && cleared) {
+		put(buf, len, &pos, vi ? ", lúc %s" : ", at %s", e);
+	} else if (n <= 1) {
+		if (open)
+			put(buf, len, &pos, vi ? ", lúc %s (vẫn còn)" : ", at %s (still on)", f);
+		else if (end != INT64_MIN)
+			put(buf, len, &pos, vi ? ", từ %s đến %s" : ", from %s to %s", f, e);
+		else
+			put(buf, len, &pos, vi ? ", lúc %s" : ", at %s", f);
+	} else {
+		put(buf, len, &pos, vi ? ", %u lần từ %s" : ", %u times from %s", n, f);
+		if (open)
+			put(buf, len, &pos, vi ? ", lần cuối từ %s vẫn còn" : ", the last since %s still on",
+			    l);
+		else if (end != INT64_MIN)
+			put(buf, len, &pos, vi ? " đến %s" : " to %s", e);
+		if (cleared)
+			put(buf, len, &pos, "%s", vi ? " (sau khi đã báo)" : " (after one reported before)");
+	}
+	put(buf, len, &pos, vi ? ", báo lúc %s sau khi trạm mất kết nối"
+			       : ", reported at %s after the station was offline", now);
+	alert_text_utf8_trim(buf);
 }
 
 void alert_text_prefix(char *buf, size_t len, int kind, const char *who,

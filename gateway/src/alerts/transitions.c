@@ -62,6 +62,12 @@ void ae_emit(struct alert_engine *eng, struct out *o, const struct akey *k,
 	if (ev == ALERT_EV_RAISED && o->has_night)
 		t.night_day = o->night_day;
 	o->has_night = false;
+	t.event_ms = o->ev_ms != NONE ? o->ev_ms : o->now_ms;
+	t.end_ms = t.old_start_ms = t.old_end_ms = ALERT_TS_NONE;
+	t.arrived_ms = o->now_ms;
+	if (ae_capture(eng, k, &t))
+		return; /* a replay: compared with what was told first */
+	ae_told(eng, o, (struct akey *)k, &t);
 	o->count++;
 	if (o->fn)
 		o->fn(o->ctx, &t);
@@ -203,9 +209,17 @@ int ae_nodata_raise(struct alert_engine *eng, struct out *o, struct akey *k,
 	struct alert_text_args a = ae_text_args(R, k, offline ? ALERT_TEXT_OFFLINE
 						: ALERT_TEXT_SILENT);
 
+	struct akey *st = ae_key_find(eng, -1, k->station, "");
+	int rc;
+
 	a.metric = R->metric;
 	a.aux = R->after_s;
-	return ae_raise_alert(eng, o, k, &a, -1, R->severity, now_ms, now_ms);
+	rc = ae_raise_alert(eng, o, k, &a, -1, R->severity, now_ms, now_ms);
+	if (rc == 0 && k->rec) {
+		k->rec->gap_from = st ? st->ev_ts : NONE;
+		k->rec->back = false;
+	}
+	return rc;
 }
 
 void ae_nodata_clear(struct alert_engine *eng, struct out *o, struct akey *k,
