@@ -27,6 +27,7 @@
 #include "alerts/alerting.h"
 #include "core/backup.h"
 #include "core/broker.h"
+#include "core/calibration.h"
 #include "core/health.h"
 #include "core/import.h"
 #include "core/ingest.h"
@@ -60,6 +61,7 @@ struct gateway {
 	struct ingest_hook outbox_hook;
 	struct upstream *up;
 	struct forecasting *fc;
+	struct calibration *cal; /* "calibration due" (live only) */
 	struct http_server *http;
 	struct backup_sched *backup; /* scheduled backups; NULL: none */
 	bool started, broker_started, stopped;
@@ -227,6 +229,20 @@ static int build_forecast(struct gateway *gw, char *why, size_t why_len)
 	return ingest_add_hook(gw->ingest, forecasting_hook(gw->fc));
 }
 
+/* The calibrations table and the "calibration due" check (live only: an
+ * import must not raise today's alerts). */
+static int build_calibration(struct gateway *gw, char *why, size_t why_len)
+{
+	int rc = 0;
+
+	gw->cal = calibration_new(gw->cfg, gw->store, gw->ingest, &rc);
+	if (!gw->cal) {
+		why_set(why, why_len, "cannot set up the calibrations table: %s", strerror(-rc));
+		return rc;
+	}
+	return ingest_add_hook(gw->ingest, calibration_hook(gw->cal));
+}
+
 struct gateway *gateway_new(const struct gateway_config *cfg, enum gateway_mode mode, int *err,
 			    char *why, size_t why_len)
 {
@@ -242,7 +258,8 @@ struct gateway *gateway_new(const struct gateway_config *cfg, enum gateway_mode 
 	gw->mode = mode;
 	if ((rc = build_core(gw, why, why_len)) < 0 || (rc = build_alerts(gw, why, why_len)) < 0 ||
 	    (mode == GATEWAY_LIVE && ((rc = build_notify(gw, why, why_len)) < 0 ||
-				      (rc = build_upstream(gw, why, why_len)) < 0)) ||
+				      (rc = build_upstream(gw, why, why_len)) < 0 ||
+				      (rc = build_calibration(gw, why, why_len)) < 0)) ||
 	    (rc = build_forecast(gw, why, why_len)) < 0) {
 		*err = rc;
 		gateway_free(gw);
@@ -474,6 +491,7 @@ void gateway_free(struct gateway *gw)
 	ingest_free(gw->ingest);
 	store_close(gw->store);
 	forecasting_free(gw->fc);
+	calibration_free(gw->cal);
 	upstream_free(gw->up);
 	outbox_free(gw->outbox);
 	for (size_t i = 0; i < gw->n_chans; i++)

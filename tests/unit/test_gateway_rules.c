@@ -66,7 +66,8 @@ static void test_kinds(void)
 		fprintf(stderr, "  %s: %s\n", err.path, err.msg);
 		return;
 	}
-	CHECK_INT(r->n, 10 + 4); /* + the built-in misbehaving, clock, hub-storage, sensor-check */
+	CHECK_INT(r->n, 10 + 5); /* + the built-in misbehaving, clock, hub-storage, sensor-check,
+				  * calibration-due */
 	CHECK_INT(rules_find(r, "sensor-check")->kind, RULE_SENSOR);
 	CHECK_INT(rules_find(r, "sensor-check")->n_bad, 3);
 	CHECK_INT(rules_find(r, "misbehaving")->kind, RULE_MISBEHAVING);

@@ -189,6 +189,12 @@ struct gateway_config {
 		int64_t every_h; /* default 24 */
 		int64_t keep;    /* default 7 */
 	} backup;
+	/* "Calibration due" (docs/gateway.md "Calibration"): a sensor's last
+	 * recorded calibration older than this raises its station's built-in
+	 * calibration-due alert. 0: off. */
+	struct {
+		double interval_days; /* default 180 */
+	} calibration;
 };
 
 /* Fills *cfg with the defaults (what an absent key means). */

@@ -48,6 +48,8 @@ enum rule_kind {
 	RULE_HUB,           /* the hub could not store (station = the hub's id) */
 	RULE_SENSOR,        /* n suspect readings in a row with the station's reason */
 	RULE_RISING,        /* nightly totals rising night after night (a brood coming) */
+	RULE_CALIBRATION,   /* an event: a sensor's last calibration is too old
+			     * (gateway/src/core/calibration.c) */
 	RULE_KIND_COUNT
 };
 

@@ -32,13 +32,14 @@
 #define K_RATE (1u << RULE_RATE)
 #define K_NOD (1u << RULE_NO_DATA)
 #define K_QUAL ((1u << RULE_QUALITY) | (1u << RULE_SENSOR))
-#define K_EVT ((1u << RULE_MISBEHAVING) | (1u << RULE_CLOCK) | (1u << RULE_HUB))
+#define K_EVT ((1u << RULE_MISBEHAVING) | (1u << RULE_CLOCK) | (1u << RULE_HUB) | \
+	       (1u << RULE_CALIBRATION))
 #define K_ALL ((1u << RULE_KIND_COUNT) - 1)
 #define K_LEVELS (K_THR | K_LAD | K_WIN | K_RATE)
 
 static const char *const kind_names[RULE_KIND_COUNT] = {
 	"threshold", "ladder", "window", "peak", "rate", "no_data", "quality",
-	"misbehaving", "clock", "hub", "sensor", "rising",
+	"misbehaving", "clock", "hub", "sensor", "rising", "calibration",
 };
 static const char *const severity_names[] = {"info", "warning", "alarm", "critical"};
 static const char *const agg_names[] = {"sum", "mean", "max", "min", "count"};
@@ -63,7 +64,7 @@ static const struct {
 
 bool rule_kind_is_event(enum rule_kind k)
 {
-	return k == RULE_MISBEHAVING || k == RULE_CLOCK || k == RULE_HUB;
+	return k == RULE_MISBEHAVING || k == RULE_CLOCK || k == RULE_HUB || k == RULE_CALIBRATION;
 }
 
 const char *rule_kind_name(enum rule_kind k)
@@ -682,7 +683,8 @@ static int rule_check(struct rule_tmp *t, const cJSON *obj, const char *path,
 			return -EINVAL;
 		}
 		if (!t->has_after)
-			r->after_s = r->kind == RULE_MISBEHAVING ? 3600 : r->kind == RULE_CLOCK ? 900 : 600;
+			r->after_s = r->kind == RULE_MISBEHAVING ? 3600 : r->kind == RULE_CLOCK ||
+				     r->kind == RULE_CALIBRATION ? 900 : 600;
 		return 0;
 	}
 	if (r->kind == RULE_SENSOR && !t->has_n)
@@ -854,6 +856,8 @@ static const struct {
 	{"misbehaving", RULE_MISBEHAVING, ALERT_SEV_WARNING, 3600, false},
 	{"clock", RULE_CLOCK, ALERT_SEV_WARNING, 900, false},
 	{"hub-storage", RULE_HUB, ALERT_SEV_CRITICAL, 600, true},
+	/* raised every minute while due: cleared 15 min after a calibration */
+	{"calibration-due", RULE_CALIBRATION, ALERT_SEV_WARNING, 900, false},
 	{"sensor-check", RULE_SENSOR, ALERT_SEV_WARNING, 0, false},
 };
 

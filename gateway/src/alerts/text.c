@@ -368,6 +368,8 @@ static void builtin(const struct alert_text_args *a, enum alert_lang lang,
 								: "storing normally for %s")
 				     : k == RULE_CLOCK ? (vi ? "đồng hồ đúng trong %s"
 							     : "clock in the window for %s")
+				     : k == RULE_CALIBRATION ? (vi ? "đã hiệu chuẩn (%s trước)"
+								   : "calibrated (%s ago)")
 						       : (vi ? "trong hạn mức trong %s"
 							     : "within its budgets for %s"), d);
 		} else {

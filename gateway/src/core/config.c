@@ -75,6 +75,7 @@ void gateway_config_defaults(struct gateway_config *c)
 	c->forecast.hatch_from_d = 10;
 	c->forecast.hatch_to_d = 12;
 	c->forecast.margin = 0.05;
+	c->calibration.interval_days = 180;
 }
 
 static const struct agri_cfg_field broker_fields[] = {
@@ -506,6 +507,17 @@ static int parse_backup(const cJSON *item, void *cfg, const char *path, struct a
 	return read_section(item, cfg, path, err, backup_fields, AGRI_ARRAY_SIZE(backup_fields));
 }
 
+static const struct agri_cfg_field calibration_fields[] = {
+	AGRI_FIELD_DOUBLE(GW, "interval_days", calibration.interval_days, 0, 3650),
+};
+
+static int parse_calibration(const cJSON *item, void *cfg, const char *path,
+			     struct agri_err *err)
+{
+	return read_section(item, cfg, path, err, calibration_fields,
+			    AGRI_ARRAY_SIZE(calibration_fields));
+}
+
 static const struct agri_cfg_field top_fields[] = {
 	SECTION("broker", parse_broker, true),
 	SECTION("db", parse_db, true),
@@ -518,6 +530,7 @@ static const struct agri_cfg_field top_fields[] = {
 	SECTION("dead_letters", parse_dead_letters, false),
 	SECTION("sites", parse_sites, false),
 	SECTION("backup", parse_backup, false),
+	SECTION("calibration", parse_calibration, false),
 };
 
 /* --- cross-field checks ----------------------------------------------- */

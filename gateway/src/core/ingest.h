@@ -52,12 +52,14 @@ enum ingest_event_kind {
 	INGEST_EV_QUOTA, /* past one of its budgets: "misbehaving" */
 	INGEST_EV_CLOCK, /* readings or status outside the clock window */
 	INGEST_EV_HUB,   /* the hub could not store (station = the hub's id) */
+	INGEST_EV_CALIBRATION, /* a sensor's last calibration is too old (calibration.c) */
 };
 
 struct ingest_event {
 	enum ingest_event_kind kind;
 	const char *station;
-	double value;        /* QUOTA: items over budget; CLOCK: offset, s; HUB: outage, s */
+	double value;        /* QUOTA: items over budget; CLOCK: offset, s; HUB: outage, s;
+			      * CALIBRATION: days overdue */
 	char detail_en[256]; /* one line with the figures */
 	char detail_vi[256];
 	int64_t at_ms;       /* gateway clock */
@@ -170,6 +172,12 @@ int ingest_call(struct ingest *in, ingest_call_fn fn, void *ctx,
  */
 int ingest_put_readings(struct ingest *in, const struct agri_telemetry *t,
 			int64_t received_ms);
+
+/* From a hook's on_tick (writer thread, inside the tick's transaction):
+ * tells every hook's on_event about ev, as the ingest does for its own
+ * events (the alert engine raises the built-in rule of its kind).
+ * Returns 0 or a hook's negative errno (the transaction rolls back). */
+int ingest_raise_event(struct ingest *in, const struct ingest_event *ev);
 
 /* Queues a QoS 1 publication for the publisher thread (the writer must
  * never call paho itself). Any thread. Returns 0 or -ENOSPC/-ENOMEM. */

@@ -70,6 +70,11 @@ int in_run_event_hooks(struct ingest *in, const struct ingest_event *ev)
 	return 0;
 }
 
+int ingest_raise_event(struct ingest *in, const struct ingest_event *ev)
+{
+	return in_run_event_hooks(in, ev);
+}
+
 /* Tells the hooks about the series the store retired in this transaction. */
 static int run_retired_hooks(struct ingest *in)
 {
