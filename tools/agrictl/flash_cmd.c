@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/blkpg.h>
 #include <linux/fs.h>
 #include <openssl/evp.h>
 
@@ -242,18 +243,43 @@ static int copy_file(const char *src, const char *dst, mode_t mode)
 }
 
 /* The data partition's device node (DEVICEpN or DEVICEN). */
-static int data_partition(const char *dev, char *out, size_t len)
+static int data_partition(const char *dev, char *out, size_t len, int tries_max)
 {
 	size_t n = strlen(dev);
 	bool digit = n && dev[n - 1] >= '0' && dev[n - 1] <= '9';
 
-	for (int tries = 0; tries < 50; tries++) {
+	for (int tries = 0; tries < tries_max; tries++) {
 		snprintf(out, len, "%s%s%d", dev, digit ? "p" : "", DATA_PART);
 		if (access(out, F_OK) == 0)
 			return 0;
 		util_sleep_ms(100);
 	}
 	return -ENOENT;
+}
+
+/* Tells the kernel about partition n of the MBR on fd (what partx -a
+ * does), for a kernel that did not re-read the table (a loop device
+ * without partition scanning). An existing partition is fine. */
+static void add_partition(int fd, int n)
+{
+	unsigned char mbr[512];
+	struct blkpg_partition p = {0};
+	struct blkpg_ioctl_arg a = {.op = BLKPG_ADD_PARTITION, .datalen = sizeof(p), .data = &p};
+	const unsigned char *e = mbr + 446 + 16 * (n - 1);
+	uint32_t start, sectors;
+
+	if (pread(fd, mbr, sizeof(mbr), 0) != (ssize_t)sizeof(mbr) || mbr[510] != 0x55 ||
+	    mbr[511] != 0xaa)
+		return;
+	start = (uint32_t)e[8] | (uint32_t)e[9] << 8 | (uint32_t)e[10] << 16 | (uint32_t)e[11] << 24;
+	sectors = (uint32_t)e[12] | (uint32_t)e[13] << 8 | (uint32_t)e[14] << 16 |
+		  (uint32_t)e[15] << 24;
+	if (!e[4] || !sectors)
+		return;
+	p.pno = n;
+	p.start = (long long)start * 512;
+	p.length = (long long)sectors * 512;
+	(void)ioctl(fd, BLKPG, &a);
 }
 
 /* Puts the station's files from dir on the data partition. */
@@ -276,7 +302,12 @@ static int write_station(const char *dev, int fd, const char *station, const cha
 	if (ioctl(fd, BLKRRPART, 0) < 0 && errno != EINVAL)
 		fprintf(stderr, "agrictl: re-reading the partition table of %s: %s\n", dev,
 			strerror(errno));
-	if (data_partition(dev, part, sizeof(part)) < 0) {
+	if (data_partition(dev, part, sizeof(part), 10) < 0) {
+		add_partition(fd, DATA_PART);
+		if (data_partition(dev, part, sizeof(part), 50) < 0)
+			part[0] = '\0';
+	}
+	if (!part[0]) {
 		fprintf(stderr, "agrictl: %s has no partition %d after writing: cannot add the "
 			"station's files\n", dev, DATA_PART);
 		return AGRI_EXIT_FAIL;
