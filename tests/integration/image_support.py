@@ -38,18 +38,27 @@ def partitions(path):
     return json.loads(r.stdout)["partitiontable"]
 
 
-def loop_attach(path):
+def loop_attach(path, parts=True):
     """A loop device over path, its partitions scanned (/dev/loopNpM)."""
     r = subprocess.run(["losetup", "-P", "-f", "--show", path], capture_output=True, text=True,
                        check=True)
     dev = r.stdout.strip()
     _loops.append(dev)
+    if not parts:
+        return dev
     try:
         H.wait_for(lambda: os.path.exists(dev + "p1"), 2, what="partitions of " + dev)
     except TimeoutError:  # some kernels scan only when asked again
         subprocess.run(["partx", "-a", dev], capture_output=True)
         H.wait_for(lambda: os.path.exists(dev + "p1"), 10, what="partitions of " + dev)
     return dev
+
+
+def rescan(dev):
+    """The kernel's view of dev's partitions, anew (partx)."""
+    subprocess.run(["partx", "-d", dev], capture_output=True)
+    subprocess.run(["partx", "-a", dev], capture_output=True)
+    H.wait_for(lambda: os.path.exists(dev + "p1"), 10, what="partitions of " + dev)
 
 
 def loop_detach(dev):

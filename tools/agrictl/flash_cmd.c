@@ -282,8 +282,25 @@ static void add_partition(int fd, int n)
 	(void)ioctl(fd, BLKPG, &a);
 }
 
-/* Puts the station's files from dir on the data partition. */
-static int write_station(const char *dev, int fd, const char *station, const char *dir)
+/* The data partition of the disk just written (fd, dev) into part. */
+static int find_data_partition(const char *dev, int fd, char *part, size_t len)
+{
+	if (ioctl(fd, BLKRRPART, 0) < 0 && errno != EINVAL)
+		fprintf(stderr, "agrictl: re-reading the partition table of %s: %s\n", dev,
+			strerror(errno));
+	if (data_partition(dev, part, len, 10) == 0)
+		return 0;
+	add_partition(fd, DATA_PART);
+	if (data_partition(dev, part, len, 50) == 0)
+		return 0;
+	fprintf(stderr, "agrictl: %s has no partition %d after writing: cannot add the "
+		"station's files\n", dev, DATA_PART);
+	return AGRI_EXIT_FAIL;
+}
+
+/* Puts the station's files from dir on the data partition part (the disk
+ * is closed: its exclusive open would keep the partition from mounting). */
+static int write_station(const char *part, const char *station, const char *dir)
 {
 	static const struct {
 		const char *name;
@@ -293,25 +310,12 @@ static int write_station(const char *dev, int fd, const char *station, const cha
 		{"station.json", 0640, true}, {"station.pass", 0640, true},
 		{"ca.crt", 0644, false}, {"update.json", 0644, false},
 	};
-	char part[PATH_MAX], mnt[] = "/tmp/agrictl-flash-XXXXXX", src[PATH_MAX], dst[PATH_MAX + 64];
+	char mnt[] = "/tmp/agrictl-flash-XXXXXX", src[PATH_MAX], dst[PATH_MAX + 64];
 	char label[17] = "";
 	struct dirent *e;
 	DIR *d;
 	int rc = AGRI_EXIT_FAIL, pfd;
 
-	if (ioctl(fd, BLKRRPART, 0) < 0 && errno != EINVAL)
-		fprintf(stderr, "agrictl: re-reading the partition table of %s: %s\n", dev,
-			strerror(errno));
-	if (data_partition(dev, part, sizeof(part), 10) < 0) {
-		add_partition(fd, DATA_PART);
-		if (data_partition(dev, part, sizeof(part), 50) < 0)
-			part[0] = '\0';
-	}
-	if (!part[0]) {
-		fprintf(stderr, "agrictl: %s has no partition %d after writing: cannot add the "
-			"station's files\n", dev, DATA_PART);
-		return AGRI_EXIT_FAIL;
-	}
 	pfd = open(part, O_RDONLY | O_CLOEXEC);
 	if (pfd < 0 || pread(pfd, label, 16, 1024 + 0x78) != 16 || strcmp(label, DATA_LABEL)) {
 		fprintf(stderr, "agrictl: %s is not the image's data partition (label \"%s\", expected "
@@ -375,7 +379,7 @@ int agrictl_flash(int argc, char **argv)
 		{"station", required_argument, 0, 's'}, {"from", required_argument, 0, 'f'},
 		{"yes", no_argument, 0, 'y'}, {"help", no_argument, 0, 'h'}, {0}};
 	const char *station = NULL, *from = NULL, *image, *dev;
-	char hex[65], why[600], cfg[PATH_MAX + 16];
+	char hex[65], why[600], cfg[PATH_MAX + 16], part[PATH_MAX];
 	struct stat ist, dst;
 	uint64_t dev_size = 0;
 	bool yes = false;
@@ -460,8 +464,10 @@ int agrictl_flash(int argc, char **argv)
 	}
 	rc = write_and_verify(image, dev, fd, (uint64_t)ist.st_size, hex);
 	if (rc == 0 && station)
-		rc = write_station(dev, fd, station, from);
+		rc = find_data_partition(dev, fd, part, sizeof(part));
 	close(fd);
+	if (rc == 0 && station)
+		rc = write_station(part, station, from);
 	if (rc == 0)
 		fprintf(stderr, "%s: flashed and verified%s%s\n", dev, station ? " for station " : "",
 			station ? station : "");
