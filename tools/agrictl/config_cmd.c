@@ -240,8 +240,12 @@ static void report(struct validation *v, const char *path, const char *msg)
 
 	jsonpos_of_offset(v->text, v->len, off, &line, &col);
 	fprintf(stderr, "%s:%d:%d: %s%s%s\n", v->file, line, col, path, *path ? ": " : "", msg);
-	if (v->n_errors < ERRORS_MAX)
-		snprintf(v->reported[v->n_errors], AGRI_ERR_PATH_MAX, "%s", path);
+	if (v->n_errors < ERRORS_MAX) {
+		size_t n = strnlen(path, AGRI_ERR_PATH_MAX - 1);
+
+		memcpy(v->reported[v->n_errors], path, n);
+		v->reported[v->n_errors][n] = '\0';
+	}
 	v->n_errors++;
 }
 
@@ -519,7 +523,7 @@ int agrictl_push_doc(const struct push_target *p, MQTTClient c, cJSON *doc, cons
 		return AGRI_EXIT_FAIL;
 	}
 	if (MQTTClient_subscribe(c, ack_topic, 1) != MQTTCLIENT_SUCCESS) {
-		fprintf(stderr, T("agrictl: cannot subscribe to %s: does this account may read it? "
+		fprintf(stderr, T("agrictl: cannot subscribe to %s: may this account read it? "
 				  "(the broker's ACL)\n"), ack_topic);
 		result = AGRI_EXIT_FAIL;
 		goto out;

@@ -137,7 +137,7 @@ static void state_bits(double v, char *buf, size_t len)
 void agrictl_print_read(FILE *f, const struct agri_profile *p, int slave, const char *ts,
 			const struct probe_value *vals, const struct probe_derived *der, bool json)
 {
-	char label[64], value[96], bits[160];
+	char label[AGRI_ID_MAX * 2 + 4], value[96], bits[160];
 
 	if (json) {
 		print_json(f, p, slave, ts, vals, der);
