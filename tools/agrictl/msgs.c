@@ -5,6 +5,7 @@
  */
 #include "msgs.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 

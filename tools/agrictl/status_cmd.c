@@ -213,11 +213,11 @@ static const char *span(int64_t s, char *buf, size_t len)
 	if (s < 0)
 		s = -s;
 	if (s < 120)
-		snprintf(buf, len, "%" PRId64 " s", s);
+		snprintf(buf, len, T("%" PRId64 " s"), s);
 	else if (s < 2 * 3600)
-		snprintf(buf, len, "%" PRId64 " min", s / 60);
+		snprintf(buf, len, T("%" PRId64 " min"), s / 60);
 	else if (s < 2 * 86400)
-		snprintf(buf, len, "%" PRId64 " h %" PRId64 " min", s / 3600, s % 3600 / 60);
+		snprintf(buf, len, T("%" PRId64 " h %" PRId64 " min"), s / 3600, s % 3600 / 60);
 	else
 		snprintf(buf, len, T("%" PRId64 " days %" PRId64 " h"), s / 86400, s % 86400 / 3600);
 	return buf;
