@@ -79,6 +79,26 @@ def main():
         t.check(label == b"agri-data", "data: label agri-data")
     finally:
         I._cleanup()
+    # The board's update bundle (scripts/bundle, what scripts/package makes
+    # with a release key), here signed with a test PKI.
+    t1 = time.time()
+    r = H.run([os.path.join(H.SRC, "scripts", "bundle"), "host", "--out", os.path.join(work, "b"),
+               "--version", "9.9.9"], timeout=300,
+              env={"AGRI_STATION_BIN": H.bin_path("agri-station"), "AGRI_RELEASE_TEST": "1"})
+    bundle = r.stdout.strip().splitlines()[-1] if r.returncode == 0 else ""
+    t.check(r.returncode == 0 and bundle.endswith("agri-host-9.9.9.raucb") and
+            "TEST key" in r.stderr, "scripts/bundle host makes a bundle, saying it is a test key")
+    if bundle:
+        info = H.run(["rauc", "info", "--output-format=json", "--keyring",
+                      os.path.join(work, "b", "test-pki", "ca.pem"), bundle])
+        doc = __import__("json").loads(info.stdout) if info.returncode == 0 else {}
+        t.check(doc.get("compatible") == "agri-host" and doc.get("version") == "9.9.9",
+                "  ...which verifies, for compatible agri-host, version 9.9.9")
+        print("bundle: %d bytes in %.1f s" % (os.path.getsize(bundle), time.time() - t1))
+        r = H.run([os.path.join(H.SRC, "scripts", "bundle"), "host", "--out",
+                   os.path.join(work, "b2")], env={"AGRI_RELEASE_TEST": ""})
+        t.check(r.returncode == 2 and "AGRI_RELEASE_KEY" in r.stderr,
+                "without a release key (or AGRI_RELEASE_TEST) no bundle is made")
     print("small image: %d MiB apparent, built in %.1f s; test %.1f s"
           % (os.path.getsize(img) // MIB, t_build, time.time() - t0))
     return t.done()
