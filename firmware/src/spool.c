@@ -10,6 +10,13 @@
  * Every put is one transaction (drop oldest + insert + next_seq) with
  * journal_mode=WAL and synchronous=FULL: once spool_put returns, the batch
  * survives a process kill and a power cut. Statements are prepared once.
+ *
+ * Schema versions (PRAGMA user_version, docs/update.md "Spool schema
+ * changes"): spool_migrations[i] takes a spool from version i to i+1, all
+ * of them in one transaction at open, so the first boot of a new release
+ * migrates the spool it finds on the data partition. A spool newer than
+ * this firmware (after an update rolled back) is used as it is: migrations
+ * only add, so an older release still reads what it knows.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -49,6 +56,15 @@ static const char *const spool_sql[ST_COUNT] = {
 	[ST_OUTSTANDING] = "SELECT count(*) FROM mem.sent WHERE next_try > ?1",
 	[ST_NEXT_DUE] = "SELECT min(next_try) FROM mem.sent WHERE next_try > ?1",
 };
+
+static const char *const spool_migrations[] = {
+	/* 1: the tables of the first spool (a spool from before versions
+	 * has them already) */
+	"CREATE TABLE IF NOT EXISTS batches(seq INTEGER PRIMARY KEY, payload BLOB NOT NULL, "
+	"created INTEGER NOT NULL, bytes INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+};
+#define SPOOL_SCHEMA ((int64_t)(sizeof(spool_migrations) / sizeof(spool_migrations[0])))
 
 struct spool {
 	sqlite3 *db;
@@ -97,6 +113,38 @@ static int64_t query_int(struct spool *s, const char *sql, int64_t dflt)
 	return v;
 }
 
+/* Brings the spool's schema to SPOOL_SCHEMA in one transaction (see the
+ * top of the file). Returns 0 or -errno. */
+static int spool_migrate(struct spool *s)
+{
+	int64_t v = query_int(s, "PRAGMA user_version", 0);
+	char sql[64];
+	int rc;
+
+	if (v >= SPOOL_SCHEMA) {
+		if (v > SPOOL_SCHEMA)
+			log_info("spool", "schema version=%lld is newer than this firmware's %lld"
+				 " (an update rolled back): used as it is", (long long)v,
+				 (long long)SPOOL_SCHEMA);
+		return 0;
+	}
+	if ((rc = spool_exec(s, "BEGIN IMMEDIATE")) < 0)
+		return rc;
+	for (int64_t i = v; i < SPOOL_SCHEMA; i++)
+		if ((rc = spool_exec(s, spool_migrations[i])) < 0)
+			goto fail;
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %lld", (long long)SPOOL_SCHEMA);
+	if ((rc = spool_exec(s, sql)) < 0 || (rc = spool_exec(s, "COMMIT")) < 0)
+		goto fail;
+	if (v > 0)
+		log_info("spool", "schema migrated from=%lld to=%lld", (long long)v,
+			 (long long)SPOOL_SCHEMA);
+	return 0;
+fail:
+	spool_exec(s, "ROLLBACK");
+	return rc;
+}
+
 static int set_meta(struct spool *s, const char *key, uint64_t v)
 {
 	sqlite3_stmt *st = s->st[ST_SET_META];
@@ -128,11 +176,7 @@ int spool_open(const char *path, uint64_t max_bytes, struct spool **out)
 	if ((rc = spool_exec(s, "PRAGMA journal_mode=WAL")) ||
 	    (rc = spool_exec(s, "PRAGMA synchronous=FULL")) ||
 	    (rc = spool_exec(s, "PRAGMA cache_size=-512")) ||
-	    (rc = spool_exec(s, "CREATE TABLE IF NOT EXISTS batches("
-				"seq INTEGER PRIMARY KEY, payload BLOB NOT NULL, "
-				"created INTEGER NOT NULL, bytes INTEGER NOT NULL)")) ||
-	    (rc = spool_exec(s, "CREATE TABLE IF NOT EXISTS meta("
-				"key TEXT PRIMARY KEY, value INTEGER NOT NULL)")) ||
+	    (rc = spool_migrate(s)) ||
 	    (rc = spool_exec(s, "ATTACH DATABASE ':memory:' AS mem")) ||
 	    (rc = spool_exec(s, "CREATE TABLE mem.sent(seq INTEGER PRIMARY KEY, "
 				"attempts INTEGER NOT NULL, next_try INTEGER NOT NULL)")) ||
