@@ -14,7 +14,10 @@ agrictl, and published as any account allowed to write the config topic.
   the reason;
 - a good config is acked "applied" as soon as every sensor answered (well
   before its probation_s), persisted, and the status carries the sensors'
-  health.
+  health;
+- `agrictl maint ID on|off [--sensor S]` puts the station, then one sensor,
+  into maintenance through a signed config: their readings are q "maint",
+  the status says so, and off puts them back to "ok".
 """
 import json
 import os
@@ -39,7 +42,8 @@ class Watcher:
         self.lock = threading.Lock()
         self.statuses = []
         self.acks = []
-        self.readings = []  # (monotonic, sensor)
+        self.readings = []  # (monotonic, sensor) of ok readings
+        self.quality = []   # (monotonic, sensor, q)
         self.c = mqtt.Client(client_id="prb-watcher", clean_session=True)
         self.c.on_connect = lambda c, u, f, rc: c.subscribe(
             [("agri/v1/%s/status" % ST, 1), ("agri/v1/%s/telemetry" % ST, 1),
@@ -63,6 +67,7 @@ class Watcher:
                 for r in doc["readings"]:
                     if r["q"] == "ok":
                         self.readings.append((now, r["sensor"]))
+                    self.quality.append((now, r["sensor"], r["q"]))
                 c.publish("agri/v1/%s/ack" % ST, json.dumps(
                     {"v": 1, "station": ST, "seqs": [[doc["seq"], doc["seq"]]]}), qos=1)
 
@@ -81,6 +86,10 @@ class Watcher:
             return H.wait_for(find, timeout, what="config/ack %d" % version)
         except TimeoutError:
             return None, None
+
+    def qualities_since(self, t0, sensor):
+        with self.lock:
+            return {q for t, s, q in self.quality if t >= t0 and s == sensor}
 
     def readings_since(self, t0, sensor):
         with self.lock:
@@ -201,6 +210,41 @@ def main():
     R.check(set(sens) == {"sonde1", "solar"} and all(x.get("last_ok") for x in sens.values())
             and [b["state"] for b in s.get("buses", [])] == ["open"],
             "the status carries each sensor's last good read and the bus open: %s" % s.get("buses"))
+    # 5. maintenance from the laptop, through a signed config
+    try:
+        ctl = H.bin_path("agrictl")
+    except FileNotFoundError:
+        ctl = None
+    if ctl:
+        def maint(*args):
+            return H.run([ctl, "maint", ST] + list(args) + ["--key", key, "--broker", mq.url], timeout=60)
+
+        def settled(sensor, want):
+            t = time.monotonic() + 0.5
+            try:
+                H.wait_for(lambda: w.qualities_since(t, sensor) == {want}
+                           and len([1 for x in w.quality if x[0] >= t and x[1] == sensor]) >= 2,
+                           10, what="%s readings q %s" % (sensor, want))
+                return True
+            except TimeoutError:
+                return False
+
+        res = maint("on")
+        R.check(res.returncode == 0 and "version 4 applied" in res.stdout and "maintenance on" in res.stdout,
+                "agrictl maint ID on: a signed config, applied (%s%s)" % (res.stdout, res.stderr))
+        R.check(settled("sonde1", "maint") and settled("solar", "maint"),
+                "in maintenance every reading is q \"maint\" (no alert fires on them)")
+        H.wait_for(lambda: w.status().get("maintenance") is True, 10, what="status maintenance")
+        res = maint("off")
+        R.check(res.returncode == 0 and "maintenance off" in res.stdout and settled("sonde1", "ok"),
+                "agrictl maint ID off: readings ok again (%s)" % res.stdout.strip().splitlines()[-1:])
+        res = maint("on", "--sensor", "solar")
+        R.check(res.returncode == 0 and settled("solar", "maint") and settled("sonde1", "ok"),
+                "agrictl maint ID on --sensor solar: only solar's readings are q \"maint\"")
+        s = w.status()
+        R.check([x.get("maintenance", False) for x in s.get("sensors", [])] == [False, True],
+                "the status marks the sensor in maintenance: %s" % [(x["name"], x.get("maintenance"))
+                                                                    for x in s.get("sensors", [])])
     rc = st.stop()
     R.check(rc == 0, "agri-station exits 0")
     w.close()
