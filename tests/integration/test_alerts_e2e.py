@@ -254,7 +254,9 @@ def part_salinity(mq):
     rcv = Receiver().start()
     sink, mail_port = smtp_sink()
     mails0 = len(sink.msgs)
-    rules = {"utc_offset_min": 420, "lang": "vi", "rules": [
+    # late_after_s: at 2,880 times real time a batch's readings are up to
+    # an hour (of simulated time) old when they arrive; they are live here.
+    rules = {"utc_offset_min": 420, "lang": "vi", "late_after_s": 6 * 3600, "rules": [
         {"id": "salinity-critical", "metric": "salinity", "above": 4.0, "hysteresis": 0.3,
          "severity": "critical", "stations": ["DT-W03"], "notify": ["hook", "mail"]}]}
     cfg = gateway_config(d, mq, rules, rcv.url, mail_port)
@@ -397,6 +399,7 @@ def part_bph(mq):
     rule = [r for r in default["rules"] if r["id"] == "bph-peak"][0]
     rule["notify"] = ["hook"]
     default["rules"] = [rule]
+    default["late_after_s"] = 30 * 86400  # 4 simulated hours a second: live
     floor = rule["floor"]
     cfg = gateway_config(d, mq, default, rcv.url, forecast=True)
     db = os.path.join(d, "agri.db")
@@ -516,7 +519,7 @@ def part_outage(mq):
     station.connected.wait(10)
     # Ten minutes of readings, every 10 s, three probes on different tides:
     # each crosses 4.0 up and down every 50 s of reading time.
-    base = (int(time.time()) - 900) * 1000
+    base = (int(time.time()) - 600) * 1000  # live: within late_after_s (15 min)
     sensors = ["p1", "p2", "p3"]
 
     def value(i, k):

@@ -194,14 +194,14 @@ static void test_migrations(void)
 	char p[256];
 	int err = 0;
 
-	CHECK_STR(q1(st, "PRAGMA user_version"), "5");
+	CHECK_STR(q1(st, "PRAGMA user_version"), "6");
 	CHECK_STR(q1(st, "PRAGMA journal_mode"), "wal");
 	CHECK_STR(q1(st, "PRAGMA synchronous"), "2");
 	CHECK_STR(q1(st, "SELECT group_concat(name) FROM pragma_index_xinfo('readings_by_ts')"
 			 " WHERE name IS NOT NULL"), "ts,series_id"); /* schema 4: the readings in time order */
 	store_close(st);
 	st = open_store("m.db", true); /* re-open: nothing to migrate */
-	CHECK_STR(q1(st, "PRAGMA user_version"), "5");
+	CHECK_STR(q1(st, "PRAGMA user_version"), "6");
 	sqlite3_exec(store_db(st), "PRAGMA user_version = 99", NULL, NULL, NULL);
 	store_close(st);
 	path_in(p, sizeof(p), "m.db");
@@ -518,6 +518,78 @@ static void test_dead_letter_bounds(void)
 	store_close(st);
 }
 
+/* What migration 6 adds (alerts in event time), taken away again. */
+#define UNDO_ALERTS_V6                                                            \
+	"DROP VIEW v_alert_episodes; DROP TABLE alert_episodes;"                  \
+	"DROP VIEW v_alerts; DROP VIEW v_alert_events;"                           \
+	"ALTER TABLE alerts DROP COLUMN acked_by;"                                \
+	"ALTER TABLE alerts DROP COLUMN message_en;"                              \
+	"ALTER TABLE alerts DROP COLUMN message_vi;"                              \
+	"ALTER TABLE alerts DROP COLUMN late;"                                    \
+	"ALTER TABLE alerts DROP COLUMN event_at;"                                \
+	"ALTER TABLE alerts DROP COLUMN arrived_at;"                              \
+	"ALTER TABLE alert_events DROP COLUMN late;"                              \
+	"ALTER TABLE alert_events DROP COLUMN arrived_at;"                        \
+	"CREATE VIEW v_alerts AS SELECT id, message FROM alerts;"                 \
+	"CREATE VIEW v_alert_events AS SELECT alert_id AS id FROM alert_events;"
+
+/* A database of schema 5 with acknowledged alerts: migration 6 gives them
+ * their acknowledger's column (read from the message once), both
+ * messages' columns, late flags and an episode table (issue 21). */
+static void test_migrate_alerts_v6(void)
+{
+	char p[256];
+	sqlite3 *db;
+	int err = 0;
+	struct store *st;
+
+	path_in(p, sizeof(p), "v5.db");
+	st = open_store("v5.db", true);
+	store_close(st);
+	CHECK_INT(sqlite3_open(p, &db), SQLITE_OK);
+	CHECK_INT(sqlite3_exec(db, UNDO_ALERTS_V6
+			       "INSERT INTO alerts(id, rule, station, severity, state, raised_at,"
+			       " updated_at, message) VALUES"
+			       " ('a/DT-W01', 'a', 'DT-W01', 'warning', 'acknowledged', 1, 2,"
+			       "  'Acknowledged by lan: Salinity 4.3 g/L >= 4.0 g/L'),"
+			       " ('b/DT-W01', 'b', 'DT-W01', 'warning', 'acknowledged', 1, 2,"
+			       "  'Đã xác nhận bởi Nguyễn Thị Lan: Độ mặn 4,3‰'),"
+			       " ('c/DT-W01', 'c', 'DT-W01', 'warning', 'active', 1, 2,"
+			       "  'Acknowledged by x: an active alert keeps no acknowledger'),"
+			       " ('d/DT-W01', 'd', 'DT-W01', 'warning', 'acknowledged', 1, 2,"
+			       "  'Acknowledged: by nobody named');"
+			       "INSERT INTO alert_events(alert_id, state, severity, at)"
+			       " VALUES ('a/DT-W01', 'active', 'warning', 1);"
+			       "PRAGMA user_version = 5;",
+			       NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	{
+		struct store_options o = {.sync_full = true};
+
+		st = store_open(p, &o, &err);
+	}
+	CHECK(st != NULL);
+	if (!st)
+		return;
+	CHECK_STR(q1(st, "PRAGMA user_version"), "6");
+	CHECK_STR(q1(st, "SELECT group_concat(id || '=' || coalesce(acked_by, '-'), ' ') FROM"
+			 " (SELECT * FROM alerts ORDER BY id)"),
+		  "a/DT-W01=lan b/DT-W01=Nguyễn Thị Lan c/DT-W01=- d/DT-W01=-");
+	CHECK_STR(q1(st, "SELECT count(*) FROM pragma_table_info('v_alerts') WHERE name IN"
+			 " ('acked_by', 'message_en', 'message_vi', 'late', 'event_at', 'arrived_at')"),
+		  "6");
+	CHECK_STR(q1(st, "SELECT late || ',' || coalesce(arrived_at, '-') FROM v_alert_events"),
+		  "0,-");
+	CHECK_STR(q1(st, "SELECT count(*) FROM pragma_table_info('v_alert_episodes')"), "7");
+	CHECK(sqlite3_exec(store_db(st), "INSERT INTO alert_episodes(alert_id, start, severity,"
+			   " arrived_at) VALUES ('a/DT-W01', 1000, 'warning', 2000)", NULL, NULL,
+			   NULL) == SQLITE_OK);
+	CHECK_STR(q1(st, "SELECT start || ' ' || coalesce(end, 'open') || ' ' || arrived_at"
+			 " FROM v_alert_episodes"),
+		  "1970-01-01T00:00:01.000Z open 1970-01-01T00:00:02.000Z");
+	store_close(st);
+}
+
 /* A database written by schema 1 (before budgets): its dead letters are
  * counted and shown with kind "invalid", its stations get a clock column. */
 static void test_migrate_v1(void)
@@ -550,6 +622,7 @@ static void test_migrate_v1(void)
 			       "ALTER TABLE stations DROP COLUMN update_error;"
 			       "DROP VIEW v_readings; ALTER TABLE readings DROP COLUMN why;"
 			       "DROP INDEX readings_by_ts;"
+			       UNDO_ALERTS_V6
 			       "CREATE VIEW v_readings AS SELECT 1;"
 			       "CREATE VIEW v_stations AS SELECT name AS station FROM stations;"
 			       "INSERT INTO dead_letters(received_at, topic, reason, payload)"
@@ -565,7 +638,7 @@ static void test_migrate_v1(void)
 	CHECK(st != NULL);
 	if (!st)
 		return;
-	CHECK_STR(q1(st, "PRAGMA user_version"), "5");
+	CHECK_STR(q1(st, "PRAGMA user_version"), "6");
 	CHECK_STR(q1(st, "SELECT group_concat(kind || ':' || size) FROM v_dead_letters"),
 		  "invalid:3,invalid:4");
 	CHECK_STR(q1(st, "SELECT stored FROM dead_letter_counts WHERE kind = 'invalid'"), "2");
@@ -591,6 +664,7 @@ int main(void)
 	test_series_budget();
 	test_dead_letter_bounds();
 	test_migrate_v1();
+	test_migrate_alerts_v6();
 	test_config();
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)

@@ -40,9 +40,10 @@ void alerting_set_quiet(struct alerting *a, bool quiet);
 const struct ingest_hook *alerting_hook(struct alerting *a);
 /* A peak rule confirmed a light-trap peak (writer thread, inside the
  * transaction that raises the alert: what fn writes through store_db()
- * commits with it). night_day: local day number of the peak night. */
+ * commits with it). night_day: local day number of the peak night; late:
+ * the peak was found in late readings (older than late_after_s). */
 typedef int (*alerting_peak_fn)(void *ctx, const char *station, int64_t night_day,
-				double count);
+				double count, bool late);
 void alerting_on_peak(struct alerting *a, alerting_peak_fn fn, void *ctx);
 /* Republishes every open alert's retained state (after a reconnect).
  * Any thread. */

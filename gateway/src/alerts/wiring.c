@@ -48,6 +48,9 @@ struct alerting {
 	bool in_txn;
 	int emit_err; /* first error inside an emit callback */
 	sqlite3_stmt *upsert_alert, *insert_event, *put_state, *del_state;
+	sqlite3_stmt *ep_insert, *ep_close, *ep_revise, *ep_retract, *ep_severity;
+	sqlite3_stmt *src_metrics, *src_rows, *src_holes; /* the engine's source */
+	struct alert_source src;
 	struct pending *pending;
 	size_t n_pending;
 	atomic_size_t keys, open_alerts;
@@ -113,11 +116,20 @@ static int step_reset(sqlite3_stmt *q)
 	return rc == SQLITE_DONE ? 0 : agri_sqlite_errno(rc);
 }
 
-static int store_transition(struct alerting *a, const struct alert_transition *t)
+static void bind_time(sqlite3_stmt *q, int i, int64_t ms)
+{
+	if (ms == ALERT_TS_NONE)
+		sqlite3_bind_null(q, i);
+	else
+		sqlite3_bind_int64(q, i, ms);
+}
+
+/* The alert's row: its current state (not for an older episode's
+ * transitions, which only go to its history). */
+static int store_alert_row(struct alerting *a, const struct alert_transition *t)
 {
 	const struct agri_alert *al = &t->alert;
 	sqlite3_stmt *q = a->upsert_alert;
-	int rc;
 
 	sqlite3_bind_text(q, 1, al->id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(q, 2, al->rule, -1, SQLITE_TRANSIENT);
@@ -133,7 +145,77 @@ static int store_transition(struct alerting *a, const struct alert_transition *t
 	sqlite3_bind_int64(q, 10, al->raised_at_ms);
 	sqlite3_bind_int64(q, 11, al->updated_at_ms);
 	sqlite3_bind_text(q, 12, al->message, -1, SQLITE_TRANSIENT);
-	if ((rc = step_reset(q)) < 0)
+	if (t->acked)
+		bind_text_or_null(q, 13, t->who);
+	bind_text_or_null(q, 14, t->message_en);
+	bind_text_or_null(q, 15, t->message_vi);
+	sqlite3_bind_int(q, 16, t->late);
+	bind_time(q, 17, t->event_ms);
+	bind_time(q, 18, t->arrived_ms);
+	return step_reset(q);
+}
+
+/* The episode table (v_alert_episodes): one row per episode, revised as
+ * late readings move it, retracted when it did not happen. */
+static int store_episode(struct alerting *a, const struct alert_transition *t)
+{
+	const struct agri_alert *al = &t->alert;
+	sqlite3_stmt *q;
+
+	switch (t->event) {
+	case ALERT_EV_RAISED:
+		q = a->ep_insert;
+		sqlite3_bind_text(q, 1, al->id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(q, 2, t->event_ms);
+		sqlite3_bind_text(q, 3, al->severity, -1, SQLITE_TRANSIENT);
+		if (al->has_value)
+			sqlite3_bind_double(q, 4, al->value);
+		sqlite3_bind_int(q, 5, t->late);
+		sqlite3_bind_int64(q, 6, t->arrived_ms);
+		return step_reset(q);
+	case ALERT_EV_CLEARED:
+		q = a->ep_close;
+		sqlite3_bind_text(q, 1, al->id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(q, 2, al->raised_at_ms);
+		sqlite3_bind_int64(q, 3, t->event_ms);
+		return step_reset(q);
+	case ALERT_EV_SEVERITY:
+		q = a->ep_severity;
+		sqlite3_bind_text(q, 1, al->id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(q, 2, al->raised_at_ms);
+		sqlite3_bind_text(q, 3, al->severity, -1, SQLITE_TRANSIENT);
+		return step_reset(q);
+	case ALERT_EV_REVISED:
+		q = a->ep_revise;
+		sqlite3_bind_text(q, 1, al->id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(q, 2, t->old_start_ms);
+		sqlite3_bind_int64(q, 3, t->event_ms);
+		bind_time(q, 4, t->end_ms);
+		return step_reset(q);
+	case ALERT_EV_RETRACTED:
+		q = a->ep_retract;
+		sqlite3_bind_text(q, 1, al->id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(q, 2, t->event_ms);
+		return step_reset(q);
+	default:
+		return 0;
+	}
+}
+
+static int store_transition(struct alerting *a, const struct alert_transition *t)
+{
+	const struct agri_alert *al = &t->alert;
+	bool episode_only = t->event == ALERT_EV_REVISED || t->event == ALERT_EV_RETRACTED;
+	sqlite3_stmt *q;
+	int rc;
+
+	/* an older episode's transitions, and revisions of any but the
+	 * current one, leave the alert's row as it is */
+	if ((!t->history && !episode_only) || (episode_only && (t->publish || t->retain_empty))) {
+		if ((rc = store_alert_row(a, t)) < 0)
+			return rc;
+	}
+	if ((rc = store_episode(a, t)) < 0 || episode_only)
 		return rc;
 	q = a->insert_event;
 	sqlite3_bind_text(q, 1, al->id, -1, SQLITE_TRANSIENT);
@@ -142,8 +224,82 @@ static int store_transition(struct alerting *a, const struct alert_transition *t
 	sqlite3_bind_text(q, 3, al->severity, -1, SQLITE_TRANSIENT);
 	if (al->has_value)
 		sqlite3_bind_double(q, 4, al->value);
-	sqlite3_bind_int64(q, 5, al->updated_at_ms);
+	sqlite3_bind_int64(q, 5, t->history && t->event_ms != ALERT_TS_NONE ? t->event_ms
+									      : al->updated_at_ms);
+	sqlite3_bind_int(q, 6, t->late);
+	bind_time(q, 7, t->arrived_ms);
 	return step_reset(q);
+}
+
+/* ---- the engine's source: the stored readings, on the writer's
+ * connection (inside the transaction: what it just stored is there) ---- */
+
+static int src_metrics(void *ctx, const char *station, const char *sensor,
+		       char (*out)[AGRI_ID_MAX + 1], size_t max)
+{
+	struct alerting *a = ctx;
+	sqlite3_stmt *q = a->src_metrics;
+	size_t n = 0;
+	int rc;
+
+	sqlite3_bind_text(q, 1, station, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q, 2, sensor, -1, SQLITE_TRANSIENT);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < max)
+		snprintf(out[n++], AGRI_ID_MAX + 1, "%s", (const char *)sqlite3_column_text(q, 0));
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? (int)n : agri_sqlite_errno(rc);
+}
+
+static int src_rows(void *ctx, const char *station, const char *sensor, const char *metric,
+		    int64_t after_ms, struct alert_row *out, size_t max)
+{
+	struct alerting *a = ctx;
+	sqlite3_stmt *q = a->src_rows;
+	size_t n = 0;
+	int rc;
+
+	sqlite3_bind_text(q, 1, station, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q, 2, sensor, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q, 3, metric, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(q, 4, after_ms);
+	sqlite3_bind_int64(q, 5, (int64_t)max);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < max) {
+		struct alert_row *r = &out[n++];
+		const char *why = (const char *)sqlite3_column_text(q, 3);
+
+		r->ts = sqlite3_column_int64(q, 0);
+		r->has_value = sqlite3_column_type(q, 1) != SQLITE_NULL;
+		r->value = r->has_value ? sqlite3_column_double(q, 1) : 0;
+		r->q = (enum agri_quality)sqlite3_column_int(q, 2);
+		snprintf(r->why, sizeof(r->why), "%s", why ? why : "");
+	}
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? (int)n : agri_sqlite_errno(rc);
+}
+
+static int src_holes(void *ctx, const char *station, int64_t from_ms, int64_t to_ms,
+		     int64_t min_gap_ms, int64_t (*out)[2], size_t max)
+{
+	struct alerting *a = ctx;
+	sqlite3_stmt *q = a->src_holes;
+	size_t n = 0;
+	int rc;
+
+	sqlite3_bind_text(q, 1, station, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(q, 2, from_ms);
+	sqlite3_bind_int64(q, 3, to_ms);
+	sqlite3_bind_int64(q, 4, min_gap_ms);
+	sqlite3_bind_int64(q, 5, (int64_t)max);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < max) {
+		out[n][0] = sqlite3_column_int64(q, 0);
+		out[n][1] = sqlite3_column_int64(q, 1);
+		n++;
+	}
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? (int)n : agri_sqlite_errno(rc);
 }
 
 /* The engine's emit callback (writer thread). */
@@ -155,9 +311,9 @@ static void on_transition(void *ctx, const struct alert_transition *t)
 	if (a->emit_err)
 		return;
 	atomic_fetch_add(&a->transitions, 1);
-	log_info(LOG, "%s id=%s severity=%s state=%s value=%g", alert_event_name(t->event),
+	log_info(LOG, "%s id=%s severity=%s state=%s value=%g%s", alert_event_name(t->event),
 		 t->alert.id, t->alert.severity, agri_alert_state_name(t->alert.state),
-		 t->alert.has_value ? t->alert.value : 0.0);
+		 t->alert.has_value ? t->alert.value : 0.0, t->late ? " late=1" : "");
 	if (t->store && (rc = store_transition(a, t)) < 0) {
 		a->emit_err = rc;
 		return;
@@ -176,13 +332,15 @@ static void on_transition(void *ctx, const struct alert_transition *t)
 		}
 	}
 	if (t->event == ALERT_EV_RAISED && t->night_day >= 0 && a->on_peak &&
-	    (rc = a->on_peak(a->peak_ctx, t->alert.station, t->night_day, t->alert.value)) < 0)
+	    (rc = a->on_peak(a->peak_ctx, t->alert.station, t->night_day, t->alert.value,
+			     t->late)) < 0)
 		a->emit_err = rc;
 }
 
 void alerting_set_quiet(struct alerting *a, bool quiet)
 {
 	a->quiet = quiet;
+	alert_engine_set_quiet(a->eng, quiet);
 }
 
 void alerting_on_peak(struct alerting *a, alerting_peak_fn fn, void *ctx)
@@ -211,6 +369,7 @@ static int enter(struct alerting *a)
 		return 0;
 	if ((rc = alert_engine_begin(a->eng)) < 0)
 		return rc;
+	alert_engine_set_mono(a->eng, util_mono_ms());
 	a->in_txn = true;
 	a->emit_err = 0;
 	return 0;
@@ -231,9 +390,15 @@ static int before_commit(void *ctx, struct store *st)
 {
 	struct alerting *a = ctx;
 
+	int rc;
+
 	(void)st;
 	if (!a->in_txn)
 		return 0;
+	/* fresh readings out of order, full holds: replayed before the commit */
+	if ((rc = alert_engine_flush(a->eng, util_now_ms(), on_transition, a)) < 0 ||
+	    (rc = a->emit_err) < 0)
+		return rc;
 	return alert_engine_export_due(a->eng, util_mono_ms(),
 				       ingest_stopping(a->in) ? 0 : STATE_DEFER_MS,
 				       save_state, a);
@@ -260,6 +425,8 @@ static int on_status(void *ctx, struct store *st, const struct agri_status *s,
 	(void)st;
 	if ((rc = enter(a)) < 0)
 		return rc;
+	if (s->online && s->spool_depth > 0)
+		alert_engine_backlog(a->eng, s->station, (uint64_t)s->spool_depth);
 	return leave(a, alert_engine_status(a->eng, s->station, s->online, received_ms,
 					    on_transition, a));
 }
@@ -360,7 +527,8 @@ static void reload(struct alerting *a)
 	}
 	alert_engine_set_undo(eng, false);
 	alert_engine_set_limits(eng, a->keys_per_station, a->open_per_station);
-	alert_engine_start(eng, alert_engine_started(old));
+	alert_engine_set_source(eng, &a->src);
+	alert_engine_set_quiet(eng, a->quiet);
 	a->eng = eng;
 	if (import_state(a, store_db(a->st)) < 0) {
 		log_error(LOG, "cannot reload alert state after a rollback: keeping the engine's state");
@@ -368,6 +536,7 @@ static void reload(struct alerting *a)
 		alert_engine_free(eng);
 		return;
 	}
+	alert_engine_start(eng, alert_engine_started(old));
 	alert_engine_free(old);
 	update_stats(a);
 	log_complain(&a->reload_note, LOG_LVL_INFO, LOG,
@@ -554,13 +723,48 @@ struct alerting *alerting_new(const struct gateway_config *cfg, struct store *st
 	}
 	PREP(upsert_alert,
 	     "INSERT INTO alerts(id, rule, station, sensor, metric, severity, state, value,"
-	     " threshold, raised_at, updated_at, message) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)"
+	     " threshold, raised_at, updated_at, message, acked_by, message_en, message_vi,"
+	     " late, event_at, arrived_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 	     " ON CONFLICT(id) DO UPDATE SET severity=excluded.severity, state=excluded.state,"
 	     " value=excluded.value, threshold=excluded.threshold, raised_at=excluded.raised_at,"
 	     " updated_at=excluded.updated_at, message=excluded.message,"
-	     " sensor=excluded.sensor, metric=excluded.metric");
+	     " sensor=excluded.sensor, metric=excluded.metric, acked_by=excluded.acked_by,"
+	     " message_en=excluded.message_en, message_vi=excluded.message_vi,"
+	     " late=excluded.late, event_at=excluded.event_at, arrived_at=excluded.arrived_at");
 	PREP(insert_event,
-	     "INSERT INTO alert_events(alert_id, state, severity, value, at) VALUES(?,?,?,?,?)");
+	     "INSERT INTO alert_events(alert_id, state, severity, value, at, late, arrived_at)"
+	     " VALUES(?,?,?,?,?,?,?)");
+	PREP(ep_insert,
+	     "INSERT INTO alert_episodes(alert_id, start, severity, value, late, arrived_at)"
+	     " VALUES(?,?,?,?,?,?)");
+	PREP(ep_close,
+	     "UPDATE alert_episodes SET end = ?3 WHERE alert_id = ?1 AND start = ?2"
+	     " AND end IS NULL AND retracted = 0");
+	PREP(ep_severity,
+	     "UPDATE alert_episodes SET severity = ?3 WHERE alert_id = ?1 AND start = ?2"
+	     " AND retracted = 0");
+	PREP(ep_revise,
+	     "UPDATE alert_episodes SET start = ?3, end = ?4 WHERE id = (SELECT id FROM"
+	     " alert_episodes WHERE alert_id = ?1 AND start = ?2 AND retracted = 0"
+	     " ORDER BY id DESC LIMIT 1)");
+	PREP(ep_retract,
+	     "UPDATE alert_episodes SET retracted = 1 WHERE id = (SELECT id FROM"
+	     " alert_episodes WHERE alert_id = ?1 AND start = ?2 AND retracted = 0"
+	     " ORDER BY id DESC LIMIT 1)");
+	PREP(src_metrics,
+	     "SELECT se.metric FROM series se JOIN stations st ON st.id = se.station_id"
+	     " WHERE st.name = ?1 AND se.sensor = ?2 ORDER BY se.metric");
+	PREP(src_rows,
+	     "SELECT r.ts, r.value, r.q, r.why FROM readings r WHERE r.series_id ="
+	     " (SELECT se.id FROM series se JOIN stations st ON st.id = se.station_id"
+	     " WHERE st.name = ?1 AND se.sensor = ?2 AND se.metric = ?3)"
+	     " AND r.ts > ?4 ORDER BY r.ts LIMIT ?5");
+	PREP(src_holes,
+	     "WITH t(ts) AS (SELECT ?2 UNION ALL SELECT r.ts FROM readings r"
+	     " JOIN series se ON se.id = r.series_id JOIN stations st ON st.id = se.station_id"
+	     " WHERE st.name = ?1 AND r.ts > ?2 AND r.ts <= ?3),"
+	     " d(a, b) AS (SELECT lag(ts) OVER (ORDER BY ts), ts FROM t)"
+	     " SELECT a, b FROM d WHERE b - a > ?4 ORDER BY a LIMIT ?5");
 	PREP(put_state, "INSERT OR REPLACE INTO alert_state(key, blob) VALUES(?, ?)");
 	PREP(del_state, "DELETE FROM alert_state WHERE key = ?");
 #undef PREP
@@ -570,6 +774,9 @@ struct alerting *alerting_new(const struct gateway_config *cfg, struct store *st
 		goto fail;
 	}
 	alert_engine_set_undo(a->eng, false);
+	a->src = (struct alert_source){.ctx = a, .metrics = src_metrics, .rows = src_rows,
+				       .holes = src_holes};
+	alert_engine_set_source(a->eng, &a->src);
 	alert_engine_start(a->eng, util_now_ms());
 	update_stats(a);
 	a->hook = (struct ingest_hook){
@@ -605,6 +812,14 @@ void alerting_free(struct alerting *a)
 	sqlite3_finalize(a->insert_event);
 	sqlite3_finalize(a->put_state);
 	sqlite3_finalize(a->del_state);
+	sqlite3_finalize(a->ep_insert);
+	sqlite3_finalize(a->ep_close);
+	sqlite3_finalize(a->ep_revise);
+	sqlite3_finalize(a->ep_retract);
+	sqlite3_finalize(a->ep_severity);
+	sqlite3_finalize(a->src_metrics);
+	sqlite3_finalize(a->src_rows);
+	sqlite3_finalize(a->src_holes);
 	alert_engine_free(a->eng);
 	rules_free(a->rules);
 	free(a);

@@ -142,6 +142,41 @@ static const char *const migrations[] = {
 	"ALTER TABLE stations ADD COLUMN update_version TEXT;"
 	"ALTER TABLE stations ADD COLUMN update_state TEXT;"
 	"ALTER TABLE stations ADD COLUMN update_error TEXT;",
+	/* 6: alerts in event time (docs/alerts.md, Reading order): who
+	 * acknowledged (a column, not a parse of the message), both languages
+	 * of the message, late alerts (evidence older than late_after_s: when
+	 * it happened, when it arrived), and every episode (start, end) as
+	 * later readings revised it. Acknowledgers before this version are
+	 * read from their message once, here. */
+	"ALTER TABLE alerts ADD COLUMN acked_by TEXT;"
+	"ALTER TABLE alerts ADD COLUMN message_en TEXT;"
+	"ALTER TABLE alerts ADD COLUMN message_vi TEXT;"
+	"ALTER TABLE alerts ADD COLUMN late INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE alerts ADD COLUMN event_at INTEGER;"
+	"ALTER TABLE alerts ADD COLUMN arrived_at INTEGER;"
+	"UPDATE alerts SET acked_by = substr(message, 17, instr(substr(message, 17), ': ') - 1)"
+	" WHERE state = 'acknowledged' AND (message LIKE 'Acknowledged by %: %'"
+	" OR message LIKE 'Đã xác nhận bởi %: %') AND instr(substr(message, 17), ': ') > 1;"
+	"ALTER TABLE alert_events ADD COLUMN late INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE alert_events ADD COLUMN arrived_at INTEGER;"
+	"CREATE TABLE alert_episodes("
+	" id INTEGER PRIMARY KEY, alert_id TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER,"
+	" severity TEXT NOT NULL, value REAL, late INTEGER NOT NULL DEFAULT 0,"
+	" arrived_at INTEGER NOT NULL, retracted INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX alert_episodes_by_alert ON alert_episodes(alert_id, start);"
+	"DROP VIEW v_alerts;"
+	"CREATE VIEW v_alerts AS SELECT id, rule, station, sensor, metric,"
+	" severity, state, value, threshold, " RFC3339("raised_at") " AS raised_at,"
+	" " RFC3339("updated_at") " AS updated_at, message, acked_by, message_en, message_vi,"
+	" late, " RFC3339("event_at") " AS event_at, " RFC3339("arrived_at") " AS arrived_at"
+	" FROM alerts;"
+	"DROP VIEW v_alert_events;"
+	"CREATE VIEW v_alert_events AS SELECT alert_id AS id, state, severity,"
+	" value, " RFC3339("at") " AS at, late, " RFC3339("arrived_at") " AS arrived_at"
+	" FROM alert_events ORDER BY seq;"
+	"CREATE VIEW v_alert_episodes AS SELECT alert_id AS id, " RFC3339("start") " AS start,"
+	" " RFC3339("end") " AS end, severity, value, late, " RFC3339("arrived_at") " AS arrived_at"
+	" FROM alert_episodes WHERE retracted = 0 ORDER BY alert_id, start;",
 };
 
 #define N_MIGRATIONS (AGRI_ARRAY_SIZE(migrations))

@@ -27,7 +27,7 @@
 struct sqlite3;
 struct store;
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 6
 
 struct store_options {
 	bool sync_full;     /* synchronous=FULL (power-safe) vs NORMAL */

@@ -48,8 +48,12 @@ void forecasting_republish(struct forecasting *f);
 /* http_hooks.forecast: the interfaces.md §13 document, or -ENODATA with the reason. */
 int forecasting_http(void *f, const char *station, const char *metric, char *buf,
 		     size_t len);
-/* alerting_peak_fn: makes the advisory of a confirmed light-trap peak. */
-int forecasting_on_peak(void *f, const char *station, int64_t night_day, double count);
+/* alerting_peak_fn: makes the advisory of a confirmed light-trap peak.
+ * late: the peak came in a station's late data (docs/alerts.md, Reading
+ * order): the advisory is marked so, and when its sowing window has
+ * already passed it is only recorded (not notified nor published). */
+int forecasting_on_peak(void *f, const char *station, int64_t night_day, double count,
+			bool late);
 void forecasting_stop(struct forecasting *f);
 void forecasting_free(struct forecasting *f);
 

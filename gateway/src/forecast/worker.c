@@ -104,7 +104,7 @@ static const char *const schema =
 	" id TEXT PRIMARY KEY, station TEXT NOT NULL, kind TEXT NOT NULL,"
 	" peak_at INTEGER NOT NULL, sow_from INTEGER NOT NULL, sow_to INTEGER NOT NULL,"
 	" hatch_from INTEGER NOT NULL, hatch_to INTEGER NOT NULL, count REAL,"
-	" message TEXT NOT NULL, created_at INTEGER NOT NULL);"
+	" message TEXT NOT NULL, created_at INTEGER NOT NULL, late INTEGER NOT NULL DEFAULT 0);"
 	"DROP VIEW IF EXISTS v_forecasts;"
 	"CREATE VIEW v_forecasts AS SELECT station, metric,"
 	" strftime('%Y-%m-%dT%H:%M:%fZ', made_at / 1000.0, 'unixepoch') AS made_at, doc, why"
@@ -121,7 +121,7 @@ static const char *const schema =
 	" strftime('%Y-%m-%dT%H:%M:%fZ', sow_to / 1000.0, 'unixepoch') AS sow_to,"
 	" strftime('%Y-%m-%dT%H:%M:%fZ', hatch_from / 1000.0, 'unixepoch') AS hatch_from,"
 	" strftime('%Y-%m-%dT%H:%M:%fZ', hatch_to / 1000.0, 'unixepoch') AS hatch_to,"
-	" message FROM advisories;";
+	" message, late FROM advisories;";
 
 /* Finds or adds a station (mu held). NULL when the table is full. */
 static struct fc_station *station_get(struct forecasting *f, const char *name, bool add)
@@ -248,7 +248,8 @@ static void on_rollback(void *ctx)
 	pending_clear(ctx);
 }
 
-int forecasting_on_peak(void *ctx, const char *station, int64_t night_day, double count)
+int forecasting_on_peak(void *ctx, const char *station, int64_t night_day, double count,
+			bool late)
 {
 	struct forecasting *f = ctx;
 	struct advisory a;
@@ -263,8 +264,8 @@ int forecasting_on_peak(void *ctx, const char *station, int64_t night_day, doubl
 		return 0; /* not an advisory we can express: keep the alert */
 	rc = sqlite3_prepare_v2(db,
 				"INSERT OR IGNORE INTO advisories(id, station, kind, peak_at, sow_from,"
-				" sow_to, hatch_from, hatch_to, count, message, created_at)"
-				" VALUES(?,?,?,?,?,?,?,?,?,?,?)", -1, &q, NULL);
+				" sow_to, hatch_from, hatch_to, count, message, created_at, late)"
+				" VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", -1, &q, NULL);
 	if (rc != SQLITE_OK)
 		return agri_sqlite_errno(rc);
 	sqlite3_bind_text(q, 1, a.id, -1, SQLITE_STATIC);
@@ -278,14 +279,22 @@ int forecasting_on_peak(void *ctx, const char *station, int64_t night_day, doubl
 	sqlite3_bind_double(q, 9, count);
 	sqlite3_bind_text(q, 10, a.message, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 11, util_now_ms());
+	sqlite3_bind_int(q, 12, late);
 	rc = sqlite3_step(q);
 	sqlite3_finalize(q);
 	if (rc != SQLITE_DONE)
 		return agri_sqlite_errno(rc);
 	if (sqlite3_changes(db) == 0)
 		return 0; /* the same peak again: one advisory */
-	log_info(LOG, "advisory id=%s sow_from=%lld hatch_from=%lld", a.id,
-		 (long long)a.sow_from_ms, (long long)a.hatch_from_ms);
+	log_info(LOG, "advisory id=%s sow_from=%lld hatch_from=%lld%s", a.id,
+		 (long long)a.sow_from_ms, (long long)a.hatch_from_ms, late ? " late=1" : "");
+	if (late && a.sow_to_ms <= util_now_ms()) {
+		/* A peak found in a station's late data whose sowing window has
+		 * passed: recorded (state expired, late), not a call to action. */
+		log_info(LOG, "advisory id=%s arrived after its sowing window: recorded, not sent",
+			 a.id);
+		return 0;
+	}
 	{
 		char from[32], to[32], hf[32], ht[32], en[512], vi[512];
 
@@ -717,6 +726,13 @@ int forecasting_attach(struct forecasting *f, struct store *st)
 	char *msg = NULL;
 
 	f->st = st;
+	/* advisories from before late peaks (docs/forecast.md): their column */
+	if (sqlite3_exec(store_db(st), "SELECT late FROM advisories LIMIT 0", NULL, NULL,
+			 NULL) != SQLITE_OK &&
+	    sqlite3_exec(store_db(st), "SELECT 1 FROM advisories LIMIT 0", NULL, NULL,
+			 NULL) == SQLITE_OK)
+		sqlite3_exec(store_db(st), "ALTER TABLE advisories ADD COLUMN late INTEGER NOT NULL"
+			     " DEFAULT 0", NULL, NULL, NULL);
 	if (outbox_init(store_db(st)) < 0 ||
 	    sqlite3_exec(store_db(st), schema, NULL, NULL, &msg) != SQLITE_OK) {
 		log_error(LOG, "cannot create the forecast tables: %s", msg ? msg : "?");

@@ -16,35 +16,34 @@
 
 /* --- GET /api/v1/alerts ---------------------------------------------- */
 
-/*
- * Who acknowledged an open alert, read from the message the alert engine
- * wrote ("Đã xác nhận bởi NAME: ..." or "Acknowledged by NAME: ..."): the
- * store keeps no column for it yet. Writes null when it names nobody.
- */
-static void json_acked_by(struct agri_buf *b, const char *state, const char *msg)
+/* Who acknowledged an acknowledged alert (the alert's acked_by column,
+ * as given in the acknowledgement); null otherwise. */
+static void json_acked_by(struct agri_buf *b, const char *state, sqlite3_stmt *qa)
 {
-	static const char *const prefixes[] = {"Đã xác nhận bởi ", "Acknowledged by "};
+	agri_buf_puts(b, ",\"acknowledged_by\":");
+	if (strcmp(state, "acknowledged") == 0 && sqlite3_column_type(qa, 12) == SQLITE_TEXT)
+		http_db_col_str(b, qa, 12);
+	else
+		agri_buf_puts(b, "null");
+}
 
-	for (size_t i = 0; msg && strcmp(state, "acknowledged") == 0 &&
-			   i < AGRI_ARRAY_SIZE(prefixes); i++) {
-		size_t n = strlen(prefixes[i]);
-		const char *end;
+/* ,"message_en","message_vi" (null when the alert predates them);
+ * ,"late" and, for a late alert, "event_at" (when it happened) and
+ * "arrived_at" (when the gateway learned it): docs/alerts.md, Reading
+ * order. */
+static void json_alert_late(struct agri_buf *b, sqlite3_stmt *qa)
+{
+	bool late = sqlite3_column_int(qa, 15) != 0;
 
-		if (strncmp(msg, prefixes[i], n) != 0 || !(end = strstr(msg + n, ": ")) ||
-		    end == msg + n || end - (msg + n) > 63)
-			continue;
-		agri_buf_puts(b, ",\"acknowledged_by\":\"");
-		{
-			char who[64];
-
-			memcpy(who, msg + n, (size_t)(end - (msg + n)));
-			who[end - (msg + n)] = '\0';
-			agri_buf_json_inner(b, who);
-		}
-		agri_buf_puts(b, "\"");
-		return;
-	}
-	agri_buf_puts(b, ",\"acknowledged_by\":null");
+	agri_buf_puts(b, ",\"message_en\":");
+	http_db_col_str(b, qa, 13);
+	agri_buf_puts(b, ",\"message_vi\":");
+	http_db_col_str(b, qa, 14);
+	agri_buf_printf(b, ",\"late\":%s", late ? "true" : "false");
+	agri_buf_puts(b, ",\"event_at\":");
+	http_db_col_time(b, qa, 16);
+	agri_buf_puts(b, ",\"arrived_at\":");
+	http_db_col_time(b, qa, 17);
 }
 
 /* ,"current":{value, ts, unit, q} (the newest reading of the alert's
@@ -160,8 +159,8 @@ enum MHD_Result http_api_alerts(const struct http_call *k)
 		agri_buf_puts(&b, ",\"message\":");
 		http_db_col_str(&b, qa, 11);
 		http_json_site(&b, srv, (const char *)sqlite3_column_text(qa, 2));
-		json_acked_by(&b, (const char *)sqlite3_column_text(qa, 6),
-			      (const char *)sqlite3_column_text(qa, 11));
+		json_acked_by(&b, (const char *)sqlite3_column_text(qa, 6), qa);
+		json_alert_late(&b, qa);
 		if ((re = json_alert_values(&b, rc, qa)) != SQLITE_DONE) {
 			r = re;
 			break;

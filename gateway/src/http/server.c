@@ -74,7 +74,8 @@ static const char *const q_sql[Q_COUNT] = {
 	[Q_READ_ROW] = "SELECT ts, value, unit, q, received_at, series_id FROM readings"
 		       " WHERE series_id = ?1 AND ts = ?2",
 	[Q_ALERTS] = "SELECT id, rule, station, sensor, metric, severity, state, value,"
-		     " threshold, raised_at, updated_at, message FROM alerts"
+		     " threshold, raised_at, updated_at, message, acked_by, message_en,"
+		     " message_vi, late, event_at, arrived_at FROM alerts"
 		     " WHERE (?1 = 'all' OR state = ?1"
 		     " OR (?1 = 'open' AND state IN ('active', 'acknowledged')))"
 		     " AND (?2 IS NULL OR station = ?2)"
