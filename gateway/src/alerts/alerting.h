@@ -45,6 +45,12 @@ const struct ingest_hook *alerting_hook(struct alerting *a);
 typedef int (*alerting_peak_fn)(void *ctx, const char *station, int64_t night_day,
 				double count, bool late);
 void alerting_on_peak(struct alerting *a, alerting_peak_fn fn, void *ctx);
+/* A transition to notify (t->notify, not quiet), handed on in its
+ * transaction after the rules' channels are staged (writer thread): the
+ * people's policy (notify/people.h). A negative errno rolls back. */
+struct alert_transition;
+typedef int (*alerting_notice_fn)(void *ctx, const struct alert_transition *t);
+void alerting_on_notice(struct alerting *a, alerting_notice_fn fn, void *ctx);
 /* Republishes every open alert's retained state (after a reconnect).
  * Any thread. */
 int alerting_republish(struct alerting *a);

@@ -57,6 +57,8 @@ struct alerting {
 	atomic_uint_fast64_t transitions;
 	alerting_peak_fn on_peak;
 	void *peak_ctx;
+	alerting_notice_fn on_notice; /* the people's policy (notify/people.h) */
+	void *notice_ctx;
 	bool quiet;
 	struct log_complaint reload_note; /* logged once until a commit */
 	size_t keys_per_station, open_per_station;
@@ -331,6 +333,12 @@ static void on_transition(void *ctx, const struct alert_transition *t)
 			return;
 		}
 	}
+	/* Every transition worth telling goes to the people's policy too, in
+	 * this transaction (rules' channels above stay for machines). */
+	if (t->notify && !a->quiet && a->on_notice && (rc = a->on_notice(a->notice_ctx, t)) < 0) {
+		a->emit_err = rc;
+		return;
+	}
 	if (t->event == ALERT_EV_RAISED && t->night_day >= 0 && a->on_peak &&
 	    (rc = a->on_peak(a->peak_ctx, t->alert.station, t->night_day, t->alert.value,
 			     t->late)) < 0)
@@ -347,6 +355,12 @@ void alerting_on_peak(struct alerting *a, alerting_peak_fn fn, void *ctx)
 {
 	a->on_peak = fn;
 	a->peak_ctx = ctx;
+}
+
+void alerting_on_notice(struct alerting *a, alerting_notice_fn fn, void *ctx)
+{
+	a->on_notice = fn;
+	a->notice_ctx = ctx;
 }
 
 static int save_state(void *ctx, const char *key, const void *blob, size_t len)
