@@ -7,11 +7,12 @@
  * limit + 1, which gives the next page's first key (the `next` link and
  * the Link header) and the ETag (a hash of the page's keys: readings never
  * change once stored), while the first chunk is rendered. A page that fits
- * in one chunk is sent as it is; a longer one is streamed: libmicrohttpd
+ * in one chunk (most: a day of a station) is sent as it is, with its length;
+ * a longer one is streamed: libmicrohttpd
  * asks for more when the socket takes it, and each refill is its own short
  * read transaction that walks on from the last key sent. A response thus
- * holds CHUNK bytes however many rows it carries and a slow reader holds no
- * snapshot. Rows that arrive late inside a page while it is sent are sent
+ * holds CHUNK (256 KiB) however many rows it carries and a slow reader
+ * holds no snapshot. Rows that arrive late inside a page while it is sent are sent
  * with it; none is skipped or repeated from one page to the next.
  *
  * Plans: up to MERGE_MAX series are merged in C, each walked on its own
@@ -38,7 +39,7 @@
 #include "agri/util.h"
 #include "http/http_int.h"
 
-#define CHUNK (64 * 1024)  /* rows rendered per refill, bytes */
+#define CHUNK (256 * 1024) /* rows rendered per fill, bytes */
 #define TAIL_ROOM 1024     /* kept free for the JSON tail */
 #define LINK_MAX 512
 
@@ -397,9 +398,8 @@ struct page {
 	long count;              /* rows rendered */
 	bool finished;           /* every row and the tail are in the chunk */
 	char link[LINK_MAX];     /* the next page, "" = none */
-	struct agri_buf b;       /* the chunk being sent */
+	struct agri_buf b;       /* the chunk being sent (heap, up to CHUNK + TAIL_ROOM) */
 	size_t off;              /* bytes of b already handed to libmicrohttpd */
-	char chunk[CHUNK + TAIL_ROOM];
 };
 
 static void page_free(void *p)
@@ -409,6 +409,7 @@ static void page_free(void *p)
 	if (!pg)
 		return;
 	series_free(&pg->sl);
+	agri_buf_free(&pg->b);
 	free(pg);
 }
 
@@ -518,7 +519,7 @@ static ssize_t page_read(void *cls, uint64_t pos, char *buf, size_t max)
 	if (pg->off == pg->b.len) {
 		if (pg->finished)
 			return MHD_CONTENT_READER_END_OF_STREAM;
-		agri_buf_init(&pg->b, pg->chunk, sizeof(pg->chunk));
+		pg->b.len = 0; /* the same storage again */
 		pg->off = 0;
 		rc = http_rconn(pg->srv);
 		if (!rc || http_rtx_begin(rc) < 0)
@@ -623,7 +624,7 @@ enum MHD_Result http_api_readings(const struct http_call *k)
 		return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST, "%s", why);
 	}
 	pg->lo = pg->q.has_cursor ? pg->q.cursor : (struct key){pg->q.from, INT64_MIN};
-	agri_buf_init(&pg->b, pg->chunk, sizeof(pg->chunk));
+	agri_buf_init_heap(&pg->b, CHUNK + TAIL_ROOM);
 	agri_buf_puts(&pg->b, pg->q.csv ? "station,sensor,metric,ts,value,unit,q,received_at\r\n"
 				     : "{\"readings\":[");
 	if (http_rtx_begin(rc) < 0) {
@@ -661,10 +662,17 @@ enum MHD_Result http_api_readings(const struct http_call *k)
 	link[0] = '\0';
 	if (pg->has_end)
 		snprintf(link, sizeof(link), "<%s>; rel=\"next\"", pg->link);
-	if (pg->finished || http_etag_matches(c, etag)) { /* one chunk, or a 304 */
-		ret = http_send_page(srv, c, type, etag, link, pg->b.p, pg->b.len, NULL, NULL, NULL);
+	if (pg->b.err) { /* the header did not fit: out of memory */
 		page_free(pg);
-		return ret;
+		return http_send_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
 	}
-	return http_send_page(srv, c, type, etag, link, NULL, 0, page_read, pg, page_free);
+	if (pg->finished || http_etag_matches(c, etag)) { /* one chunk (given away), or a 304 */
+		char *body = pg->b.p;
+		size_t len = pg->b.len;
+
+		pg->b.p = NULL;
+		page_free(pg);
+		return http_send_page(srv, c, type, etag, link, body, len, true, NULL, NULL, NULL);
+	}
+	return http_send_page(srv, c, type, etag, link, NULL, 0, false, page_read, pg, page_free);
 }

@@ -166,13 +166,14 @@ enum MHD_Result http_send_dbuf(struct http_server *srv, struct MHD_Connection *c
 bool http_etag_matches(struct MHD_Connection *c, const char *etag);
 /*
  * A 200 with etag and, unless "", a Link header; or a 304 when the request
- * holds etag already. The body: body[0..len) (copied), or, when crc is not
- * NULL, read from crc(cls) as the client takes it (chunked; crfc(cls) frees
- * cls when the response is done, or at once if it cannot be made).
+ * holds etag already. The body: body[0..len) (must_free: malloc'd, given
+ * away, freed whatever happens; else copied), or, when crc is not NULL,
+ * read from crc(cls) as the client takes it (chunked; crfc(cls) frees cls
+ * when the response is done, or at once if it cannot be made).
  */
 enum MHD_Result http_send_page(struct http_server *srv, struct MHD_Connection *c,
 			       const char *type, const char *etag, const char *link,
-			       const char *body, size_t len, MHD_ContentReaderCallback crc,
+			       char *body, size_t len, bool must_free, MHD_ContentReaderCallback crc,
 			       void *cls, MHD_ContentReaderFreeCallback crfc);
 
 /* The gateway's now to the minute: what answers say in "now" and compute

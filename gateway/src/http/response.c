@@ -267,7 +267,7 @@ bool http_etag_matches(struct MHD_Connection *c, const char *etag)
 
 enum MHD_Result http_send_page(struct http_server *srv, struct MHD_Connection *c,
 			       const char *type, const char *etag, const char *link,
-			       const char *body, size_t len, MHD_ContentReaderCallback crc,
+			       char *body, size_t len, bool must_free, MHD_ContentReaderCallback crc,
 			       void *cls, MHD_ContentReaderFreeCallback crfc)
 {
 	unsigned code = MHD_HTTP_OK;
@@ -276,14 +276,19 @@ enum MHD_Result http_send_page(struct http_server *srv, struct MHD_Connection *c
 	if (http_etag_matches(c, etag)) {
 		if (crfc)
 			crfc(cls);
+		if (must_free)
+			free(body);
 		r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 		code = MHD_HTTP_NOT_MODIFIED;
 	} else if (crc) {
-		r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, crc, cls, crfc);
+		r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, crc, cls, crfc);
 		if (!r && crfc)
 			crfc(cls);
 	} else {
-		r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+		r = MHD_create_response_from_buffer(len, body, must_free ? MHD_RESPMEM_MUST_FREE
+									 : MHD_RESPMEM_MUST_COPY);
+		if (!r && must_free)
+			free(body);
 	}
 	if (!r)
 		return MHD_NO;
