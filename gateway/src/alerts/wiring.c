@@ -451,7 +451,8 @@ static int on_event(void *ctx, struct store *st, const struct ingest_event *ev)
 {
 	struct alerting *a = ctx;
 	enum rule_kind kind = ev->kind == INGEST_EV_QUOTA ? RULE_MISBEHAVING
-			      : ev->kind == INGEST_EV_CLOCK ? RULE_CLOCK : RULE_HUB;
+			      : ev->kind == INGEST_EV_CLOCK ? RULE_CLOCK
+			      : ev->kind == INGEST_EV_CALIBRATION ? RULE_CALIBRATION : RULE_HUB;
 	char id[AGRI_ID_MAX + 1];
 	int rc;
 
