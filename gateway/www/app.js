@@ -5,6 +5,9 @@
  * sees what is salty now and when to pump within a few seconds. Charts
  * and the stations' technical telemetry load when scrolled into view.
  * Polls every REFRESH_MS with If-None-Match: an unchanged answer is a 304.
+ * A gateway whose reads need a token (http.public_reads off) gets it from
+ * the link's #token=... (dropped from the address bar at once) or asks for
+ * it when a read answers 401; it is kept for the browser session.
  * Times are Vietnam time and "now" is the gateway's clock (the demo runs
  * a simulated one). */
 'use strict';
@@ -52,6 +55,8 @@ const T = {
     critical: 'nghiêm trọng', alarm: 'báo động', warning: 'cảnh báo', info: 'thông tin',
     acked: 'đã xác nhận', acked_by: (w) => `đã xác nhận: ${w}`, ack: 'Xác nhận', ack_title: 'Xác nhận cảnh báo',
     ack_name: 'Tên người xác nhận', token_prompt: 'Mã truy cập (hỏi một lần)', cancel: 'Hủy',
+    login_title: 'Cần mã truy cập', login_why: 'Cổng này chỉ cho xem số liệu khi có mã. Hỏi người quản trị cổng.',
+    login_ok: 'Mở', read_only: 'Mã này chỉ để xem, không xác nhận được.',
     bad_token: 'Mã truy cập sai.', ack_failed: 'Không xác nhận được', ack_busy: 'Hệ thống cảnh báo đang bận hoặc chưa chạy',
     val_now: 'Bây giờ', val_raised: 'lúc báo', since: 'từ',
     al_sal: (lv) => `Độ mặn vượt ${lv} g/L`, al_peak: (c) => `Đỉnh ${c} vào đèn: gieo sạ né rầy ngay sau đỉnh`,
@@ -110,6 +115,8 @@ const T = {
     critical: 'critical', alarm: 'alarm', warning: 'warning', info: 'info',
     acked: 'acknowledged', acked_by: (w) => `acknowledged by ${w}`, ack: 'Acknowledge', ack_title: 'Acknowledge alert',
     ack_name: 'Your name', token_prompt: 'Access token (asked once)', cancel: 'Cancel',
+    login_title: 'Access token needed', login_why: 'This gateway shows its data only with a token. Ask its operator.',
+    login_ok: 'Open', read_only: 'This token can only read, not acknowledge.',
     bad_token: 'Wrong access token.', ack_failed: 'Could not acknowledge', ack_busy: 'The alert engine is busy or not running',
     val_now: 'Now', val_raised: 'when raised', since: 'since',
     al_sal: (lv) => `Salinity above ${lv} g/L`, al_peak: (c) => `${c} light-trap peak: sow right after the peak`,
@@ -222,10 +229,44 @@ function siteOf(code) {
   return all.find((s) => s.station === code) || { station: code, name: null, district: null };
 }
 
+/* The token reads are sent with: the acknowledging one, else a reading one. */
+function readToken() {
+  return sessionStorage.getItem('agri-token') || sessionStorage.getItem('agri-read-token');
+}
+
+/* A link's #token=... becomes the session's reading token, and leaves the
+ * address bar and the history at once. */
+function takeLinkToken() {
+  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (!m) return;
+  sessionStorage.setItem('agri-read-token', decodeURIComponent(m[1]));
+  history.replaceState(null, '', location.pathname + location.search);
+}
+
+/* Asks for the reading token (a read answered 401). Resolves true when one
+ * was given. */
+function askReadToken() {
+  return new Promise((resolve) => {
+    const dlg = $('login'), tok = $('read-token');
+    tok.value = '';
+    dlg.hidden = false;
+    tok.focus();
+    $('login-form').onsubmit = (ev) => {
+      ev.preventDefault();
+      if (!tok.value.trim()) return;
+      sessionStorage.setItem('agri-read-token', tok.value.trim());
+      dlg.hidden = true;
+      $('login-form').onsubmit = null;
+      resolve(true);
+    };
+  });
+}
+
 /* GET with the last ETag: a 304 keeps the last body. Returns {status, ok, body}. */
 async function api(path, opts) {
   const o = Object.assign({ cache: 'no-store' }, opts || {});
   const get = !o.method || o.method === 'GET';
+  if (get && readToken()) o.headers = Object.assign({ Authorization: 'Bearer ' + readToken() }, o.headers || {});
   if (get && state.etags[path]) o.headers = Object.assign({ 'If-None-Match': state.etags[path] }, o.headers || {});
   const r = await fetch(path, o);
   if (get && r.status === 304 && state.bodies[path] !== undefined)
@@ -593,6 +634,9 @@ async function ack(a, button) {
   if (r.status === 401) {
     sessionStorage.removeItem('agri-token');
     showError(t('bad_token'));
+  } else if (r.status === 403 && r.body && /only reads/.test(r.body.error || '')) {
+    sessionStorage.removeItem('agri-token');
+    showError(t('read_only'));
   } else if (r.status === 503) {
     showError(t('ack_busy') + (r.body && r.body.error ? ' (' + r.body.error + ')' : ''));
   } else if (r.status !== 200) {
@@ -760,10 +804,15 @@ async function loadSalinity(w, refetch) {
   const latest = w.salinity ? w.salinity.ts : null;
   if (refetch && latest && c.latest !== latest) {
     const from = new Date(Date.parse(latest) - SAL_WINDOW_MS).toISOString();
-    const r = await api(`/api/v1/readings?station=${encodeURIComponent(w.station)}&metric=salinity&from=${from}&limit=100000`);
+    let r = await api(`/api/v1/readings?station=${encodeURIComponent(w.station)}&metric=salinity&from=${from}&limit=100000`);
+    const rows = r.ok ? r.body.readings.slice() : [];
+    for (let n = 0; r.ok && r.body.next && n < 10; n++) { /* more pages (docs/api.md) */
+      r = await api(r.body.next);
+      if (r.ok) rows.push(...r.body.readings);
+    }
     if (r.ok) {
       const series = {};
-      for (const p of r.body.readings) {
+      for (const p of rows) {
         if (p.value === null || p.q === 'error') continue;
         (series[p.sensor] = series[p.sensor] || []).push({ t: Date.parse(p.ts), v: p.value });
       }
@@ -921,6 +970,10 @@ async function refresh() {
   clearTimeout(timer);
   try {
     const [td, al] = await Promise.all([api('/api/v1/today'), api('/api/v1/alerts?state=open&history=0')]);
+    if (td.status === 401) { /* reads need a token here: ask, then again */
+      sessionStorage.removeItem('agri-read-token');
+      if (await askReadToken()) { refresh(); return; }
+    }
     if (!td.ok) throw new Error(td.body && td.body.error ? td.body.error : 'HTTP ' + td.status);
     state.today = td.body;
     state.now = Date.parse(td.body.now);
@@ -963,6 +1016,7 @@ function watchLazy() {
 }
 
 document.addEventListener('DOMContentLoaded', () => {
+  takeLinkToken();
   applyLang();
   $('lang').addEventListener('click', () => {
     lang = lang === 'vi' ? 'en' : 'vi';
