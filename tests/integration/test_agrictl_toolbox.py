@@ -19,7 +19,9 @@ status` against a station: test_station_probation.py.)
    (connected one at a time: agri-sim's plugged=0 and SIGUSR1), then found by
    scan at their new ids; a dangerous register (baud) and a taken id are
    refused without --yes; calibrate writes the SenseCAP's 1413 µS/cm point and
-   records who and when in the gateway's database.
+   records who and when in the gateway's database; the gateway raises
+   "calibration due" after calibration.interval_days and clears it after the
+   next calibration.
 6. read shows the derived salinity, the light trap's species, status words
    as integers with their bits, --watch --count, --timeout-ms on
    level-offset.
@@ -342,6 +344,57 @@ def part_cli(work):
     R.check(res.returncode == 1 and "--timeout-ms" not in res.stderr, "level-offset takes --timeout-ms")
 
 
+def part_calibration_due(work):
+    """The gateway raises calibration-due once a sensor's last recorded
+    calibration is older than calibration.interval_days, and clears it after
+    the next one (gateway and agrictl on one accelerated clock: an hour a
+    second)."""
+    d = os.path.join(work, "gw-cal")
+    os.makedirs(d)
+    mq = H.Mosquitto(os.path.join(d, "mq")).start()
+    db = os.path.join(d, "agri.db")
+    rules = H.write_json(os.path.join(d, "rules.json"), {"rules": []})
+    cfg = H.write_json(os.path.join(d, "gateway.json"), {
+        "broker": {"url": mq.url, "client_id": "gw-cal"}, "db": {"path": db},
+        "rules_file": rules, "calibration": {"interval_days": 0.05}})
+    clock = {"AGRI_CLOCK": "2026-01-01T00:00:00.000Z@3600"}
+    gw = H.Proc([H.bin_path("agri-gateway"), "--config", cfg], os.path.join(d, "gateway.log"), env=clock)
+    alerts = []
+    c = H.mqtt_client(mq.port, "cal-watcher")
+    c.on_message = lambda cl, u, m: alerts.append(json.loads(m.payload)) if m.payload else None
+    c.subscribe("agri/v1/alerts/DT-CAL/#", 1)
+    H.wait_for(lambda: os.path.exists(db), 10, what="the gateway's database")
+    time.sleep(1)
+
+    def calibrate():
+        return ctl("calibrate", "--station", "DT-CAL", "--sensor", "sonde1", "--metric", "specific_conductance",
+                   "--standard", "1.413", "--before", "1.52", "--after", "1.413", "--by", "lan", "--db", db,
+                   env=clock)
+
+    res = calibrate()
+    R.check(res.returncode == 0 and "recorded" in res.stdout, "a calibration made with the vendor's tool is recorded")
+
+    def state(s):
+        return [a for a in alerts if a.get("rule") == "calibration-due" and a.get("state") == s]
+    try:
+        H.wait_for(lambda: state("active"), 20, what="calibration-due active")
+    except TimeoutError:
+        pass
+    act = state("active")
+    R.check(act and "sonde1" in act[-1]["message"] and "needs calibrating" in act[-1]["message"],
+            "once 0.05 days have passed, the station's calibration-due alert is raised: %s"
+            % (act[-1]["message"] if act else gw.log_tail(5)))
+    calibrate()
+    try:
+        H.wait_for(lambda: state("cleared"), 20, what="calibration-due cleared")
+    except TimeoutError:
+        pass
+    R.check(state("cleared"), "calibrated again, the alert clears")
+    c.loop_stop()
+    R.check(gw.stop() == 0, "agri-gateway exits 0")
+    mq.stop()
+
+
 def main():
     work = H.tmpdir("agri-toolbox-")
     t0 = time.monotonic()
@@ -349,6 +402,7 @@ def main():
     part_scan_truth()
     part_rtu(work)
     part_tcp(work)
+    part_calibration_due(work)
     print("test_agrictl_toolbox: %.1f s" % (time.monotonic() - t0))
     R.done()
 

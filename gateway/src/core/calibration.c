@@ -78,9 +78,10 @@ static int raise_due(struct calibration *c, struct due_station *d, int64_t now_m
 	struct ingest_event ev = {.kind = INGEST_EV_CALIBRATION, .station = d->station,
 				  .value = d->worst_days, .at_ms = now_ms};
 
-	snprintf(ev.detail_en, sizeof(ev.detail_en), "calibration due (every %g days): %.200s",
+	/* The engine prefixes "Station X " / "Trạm X ". */
+	snprintf(ev.detail_en, sizeof(ev.detail_en), "needs calibrating (every %g days): %.200s",
 		 c->interval_days, d->detail_en);
-	snprintf(ev.detail_vi, sizeof(ev.detail_vi), "đến hạn hiệu chuẩn (mỗi %g ngày): %.190s",
+	snprintf(ev.detail_vi, sizeof(ev.detail_vi), "cần hiệu chuẩn (mỗi %g ngày): %.190s",
 		 c->interval_days, d->detail_vi);
 	return ingest_raise_event(c->in, &ev);
 }
