@@ -183,6 +183,11 @@ def setup_broker(args):
     with open(os.path.join(RUN, "gateway", "gateway.pass"), "w") as f:
         f.write(gw_pass + "\n")
     subprocess.run(["mosquitto_passwd", "-b", hub_passwd, "gateway", gw_pass], check=True)
+    # The technicians' account (agrictl status, config push), as on a hub.
+    ctl_pass = os.urandom(18).hex()
+    with open(os.path.join(RUN, "agrictl.pass"), "w") as f:
+        f.write(ctl_pass + "\n")
+    subprocess.run(["mosquitto_passwd", "-b", hub_passwd, "agrictl", ctl_pass], check=True)
     return bdir, loop_port, tls_port, passwd
 
 
@@ -283,12 +288,16 @@ def main():
     gw_cfg = os.path.join(gdir, "gateway.json")
     db = os.path.join(gdir, "agri.db")
     token_file = os.path.join(gdir, "api.token")
+    health = [os.path.join(BIN, "agrictl"), "status", "--all", "--broker", "tcp://127.0.0.1:%d" % loop_port,
+              "--username", "agrictl", "--password-file", os.path.join(RUN, "agrictl.pass"), "--db", db]
     where = ("  database      sqlite3 %s 'select * from v_stations'\n"
              "  live MQTT     mosquitto_sub -p %d -u gateway -P $(cat %s) -t 'agri/v1/#' -v\n"
              "  dashboard     http://127.0.0.1:%d/   (API token in %s)\n"
+             "  health        AGRI_CLOCK=%s %s\n"
              "  notifications %s\n"
              "  logs          %s/") % (db, loop_port, os.path.join(gdir, "gateway.pass"), http_port,
-                                      token_file, Notifications.path_log, os.path.join(RUN, "logs"))
+                                      token_file, clock, " ".join(health), Notifications.path_log,
+                                      os.path.join(RUN, "logs"))
     # Where to look, before the history import: also when the output is a
     # log (headless), not only on the interactive screen.
     log("where to look:\n" + where)
@@ -373,6 +382,15 @@ def main():
             else:
                 log(text.splitlines()[0] if text else "")
     dead = [name for name, p in procs if p.poll() is not None]
+    # Every station's health as a technician sees it (agrictl status), kept
+    # in run/status.txt and run/status.json.
+    for ext, extra in (("txt", []), ("json", ["--json"])):
+        r = subprocess.run(health + extra, capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, **env))
+        with open(os.path.join(RUN, "status." + ext), "w") as f:
+            f.write(r.stdout)
+        if r.returncode != 0:
+            log("agrictl status: exit %d: %s" % (r.returncode, r.stderr.strip()[-300:]))
     final = summary(db, args, t0, where)
     stop_all()
     hook_srv.shutdown()

@@ -8,6 +8,7 @@ the field-truth parts show: water levels with tides and a sluice, a dry
 probe marked suspect with a sensor alert, a rising planthopper warning."""
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -81,6 +82,35 @@ R.check("suspect readings: DT-W01 dry" in p.stdout, "the summary shows the suspe
 R.check(con.execute("SELECT count(*) FROM alerts WHERE rule='bph-rising'").fetchone()[0] >= 1,
         "a rising planthopper catch raised a warning")
 con.close()
+
+# `agrictl status --all` against the demo (issue 22): every station's health.
+try:
+    with open(os.path.join(run_dir, "status.json")) as f:
+        health = {h["station"]: h for h in json.load(f)}
+except (OSError, ValueError):
+    health = {}
+bad = []
+for s in stations:
+    h = health.get(s, {})
+    st = h.get("status") or {}
+    hub = h.get("hub") or {}
+    sensors = {x["name"]: x for x in st.get("sensors", [])}
+    want = ["sonde1", "solar"] if s.startswith("DT-W") else ["trap1", "solar"]
+    if not (st.get("state") == "online" and st.get("fw") and st.get("ts") and "uptime_s" in st
+            and [b["state"] for b in st.get("buses", [])] == ["open"]
+            and set(want) <= set(sensors) and all(x.get("last_ok") and x.get("reads_ok", 0) > 0
+                                                       for x in sensors.values())
+            and isinstance(h.get("alerts"), list) and hub.get("last_seen") and "clock_offset_s" in hub
+            and "battery_voltage" in hub):
+        bad.append((s, st.get("state"), st.get("buses"), sorted(sensors), sorted(hub)))
+R.check(len(health) == len(stations) and not bad,
+        "agrictl status --all --json: every station online, its bus open, each sensor's last good read, "
+        "alerts, the hub's last seen, clock offset and battery (bad: %s)" % bad[:3])
+with open(os.path.join(run_dir, "status.txt")) as f:
+    text = f.read()
+R.check(all(re.search(r"^%s: online since " % s, text, re.M) for s in stations)
+        and text.count("  bus ") == len(stations) and "alerts:" in text,
+        "agrictl status --all prints every station's health (%d lines)" % len(text.splitlines()))
 
 ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
 left = [line for line in ps.splitlines() if run_dir in line]
