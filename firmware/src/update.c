@@ -187,7 +187,8 @@ static int config_load(const char *config_path, const struct station_config *scf
 	if (rc == 0)
 		rc = agri_cfg_read(doc, "", config_fields, AGRI_ARRAY_SIZE(config_fields), c,
 				   false, err);
-	if (rc == 0 && strncmp(c->hub_url, "https://", 8) && strncmp(c->hub_url, "http://", 7)) {
+	if (rc == 0 && strncmp(c->hub_url, "https://", 8)) {
+		/* The station's password goes with every request: never in clear. */
 		agri_err_set(err, "hub_url", "expected an https:// URL");
 		rc = -EINVAL;
 	}
@@ -431,7 +432,17 @@ static void *worker_main(void *arg)
 			goto done;
 	}
 	set_state(u, "installing", NULL);
-	rc = rauc_run(argv, INSTALL_TIMEOUT_S, out, sizeof(out), err, sizeof(err));
+	for (int tries = 0;; tries++) {
+		rc = rauc_run(argv, INSTALL_TIMEOUT_S, out, sizeof(out), err, sizeof(err));
+		/* The rauc service may still be busy with an install this
+		 * station started before it was stopped: let it finish. */
+		if (rc == 0 || tries >= 120 || (!strstr(out, "lready processing") &&
+						!strstr(err, "lready processing")))
+			break;
+		log_info(LOG, "rauc is busy; trying the install again in 5 s");
+		if (!sleep_cancellable(u, 5000))
+			goto done;
+	}
 	if (rc != 0) {
 		/* rauc says why on its standard output: "LastError: ..." */
 		const char *le = strstr(out, "LastError: ");
@@ -615,6 +626,11 @@ static void command_apply(struct update *u, const char *msg, size_t len)
 		return;
 	}
 	if (!u->rs_ok) {
+		char rerr[ERROR_MAX];
+
+		u->rs_ok = rauc_status(u->cfg.rauc, &u->rs, rerr, sizeof(rerr)) == 0;
+	}
+	if (!u->rs_ok) {
 		set_state(u, "failed", "rauc: cannot tell which slot booted (is the rauc service "
 			  "running?)");
 		return;
@@ -635,6 +651,17 @@ static void command_apply(struct update *u, const char *msg, size_t len)
 	worker_start(u);
 }
 
+/* True while an update is under way: the worker, a reboot due, a trial. */
+static bool update_busy(struct update *u)
+{
+	bool reboot;
+
+	pthread_mutex_lock(&u->lock);
+	reboot = u->reboot_due;
+	pthread_mutex_unlock(&u->lock);
+	return u->worker_live || u->checking || reboot;
+}
+
 void update_command(struct update *u, const char *msg, size_t len)
 {
 	if (len == 0)
@@ -643,9 +670,10 @@ void update_command(struct update *u, const char *msg, size_t len)
 		refuse_unsigned(u, "command: larger than 4 KiB");
 		return;
 	}
-	if (u->worker_live) {
+	if (update_busy(u)) {
 		/* One update at a time: a command that arrives meanwhile waits
-		 * for the current one to end (the newest one waiting wins). */
+		 * for the current one to end, its reboot and health check
+		 * included (the newest one waiting wins). */
 		memcpy(u->pending, msg, len);
 		u->pending_len = len;
 		return;
@@ -864,7 +892,7 @@ int update_tick(struct update *u, const struct update_health *h)
 	int out = 0;
 
 	worker_reap(u);
-	if (!u->worker_live && u->pending_len) {
+	if (u->pending_len && !update_busy(u)) {
 		size_t len = u->pending_len;
 
 		u->pending_len = 0;
