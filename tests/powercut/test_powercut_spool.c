@@ -39,7 +39,7 @@ enum { S_NONE, S_MAYBE, S_COMMITTED, S_ACK_MAYBE, S_ACKED };
 
 static unsigned char state[MAX_SEQ];
 static uint64_t max_committed; /* highest seq ever committed */
-static char dir[] = "/tmp/agri-powercut-spool-XXXXXX";
+static char dir[64] = "/tmp/agri-powercut-spool-XXXXXX";
 static char path[256];
 static uint64_t n_points, n_put, n_ack, n_maybe_put, n_maybe_ack, n_lost, n_changed,
 	n_resurrected, n_reused, n_corrupt;
@@ -308,6 +308,10 @@ int main(int argc, char **argv)
 	double secs;
 	int saved_err = dup(2), null_fd = open("/dev/null", O_WRONLY);
 
+	/* In memory when there is a tmpfs: the files are rewritten at every
+	 * crash point, and the disk's durability is simulated anyway. */
+	if (access("/dev/shm", W_OK) == 0)
+		snprintf(dir, sizeof(dir), "/dev/shm/agri-powercut-spool-XXXXXX");
 	if (!mkdtemp(dir)) {
 		perror("mkdtemp");
 		return 1;
