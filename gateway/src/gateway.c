@@ -36,6 +36,7 @@
 #include "http/http.h"
 #include "notify/notify.h"
 #include "notify/outbox.h"
+#include "notify/people.h"
 #include "upstream/upstream.h"
 
 #define LOG "gateway"
@@ -59,6 +60,7 @@ struct gateway {
 	size_t n_chans;
 	struct outbox *outbox;
 	struct ingest_hook outbox_hook;
+	struct people *people; /* the recipients file's policy (live only) */
 	struct upstream *up;
 	struct forecasting *fc;
 	struct calibration *cal; /* "calibration due" (live only) */
@@ -243,6 +245,26 @@ static int build_calibration(struct gateway *gw, char *why, size_t why_len)
 	return ingest_add_hook(gw->ingest, calibration_hook(gw->cal));
 }
 
+/* The people and their policy (live only): after the forecaster, whose
+ * tables it reads. */
+static int build_people(struct gateway *gw, char *why, size_t why_len)
+{
+	struct agri_err e = {0};
+	char msg[AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 4];
+	int rc = 0;
+
+	gw->people = people_new(gw->cfg, gw->store, &e, &rc);
+	if (!gw->people) {
+		agri_err_format(&e, msg, sizeof(msg));
+		why_set(why, why_len, "%s: %s", gw->cfg->recipients_file[0] ? gw->cfg->recipients_file
+					      : "recipients", msg);
+		return rc < 0 ? rc : -EINVAL;
+	}
+	if (gw->alerts)
+		alerting_on_notice(gw->alerts, people_on_transition, gw->people);
+	return ingest_add_hook(gw->ingest, people_hook(gw->people));
+}
+
 struct gateway *gateway_new(const struct gateway_config *cfg, enum gateway_mode mode, int *err,
 			    char *why, size_t why_len)
 {
@@ -260,7 +282,8 @@ struct gateway *gateway_new(const struct gateway_config *cfg, enum gateway_mode 
 	    (mode == GATEWAY_LIVE && ((rc = build_notify(gw, why, why_len)) < 0 ||
 				      (rc = build_upstream(gw, why, why_len)) < 0 ||
 				      (rc = build_calibration(gw, why, why_len)) < 0)) ||
-	    (rc = build_forecast(gw, why, why_len)) < 0) {
+	    (rc = build_forecast(gw, why, why_len)) < 0 ||
+	    (mode == GATEWAY_LIVE && (rc = build_people(gw, why, why_len)) < 0)) {
 		*err = rc;
 		gateway_free(gw);
 		return NULL;
@@ -287,6 +310,8 @@ static int metrics(void *ctx, char *buf, size_t len)
 	if (gw->alerts && (n = alerting_metrics_text(gw->alerts, buf + pos, len - pos)) > 0)
 		pos += (size_t)n;
 	if (gw->outbox && (n = outbox_metrics_text(gw->outbox, buf + pos, len - pos)) > 0)
+		pos += (size_t)n;
+	if (gw->people && (n = people_metrics_text(gw->people, buf + pos, len - pos)) > 0)
 		pos += (size_t)n;
 	if (gw->up && (n = upstream_metrics_text(gw->up, buf + pos, len - pos)) > 0 &&
 	    (size_t)n < len - pos)
@@ -497,5 +522,6 @@ void gateway_free(struct gateway *gw)
 	for (size_t i = 0; i < gw->n_chans; i++)
 		notify_channel_free(gw->chans[i]);
 	alerting_free(gw->alerts);
+	people_free(gw->people);
 	free(gw);
 }

@@ -98,6 +98,7 @@ struct gateway_config {
 		int64_t payload_max_kib; /* a payload is kept up to this prefix */
 	} dead_letters;
 	char rules_file[PATH_MAX]; /* "" = no rules */
+	char recipients_file[PATH_MAX]; /* people and the policy (docs/notify.md); "" = none */
 	struct {
 		size_t n_webhooks;
 		struct gateway_webhook webhooks[GW_WEBHOOKS_MAX];

@@ -522,6 +522,7 @@ static const struct agri_cfg_field top_fields[] = {
 	SECTION("broker", parse_broker, true),
 	SECTION("db", parse_db, true),
 	STR("rules_file", rules_file, false),
+	STR("recipients_file", recipients_file, false),
 	SECTION("notify", parse_notify, false),
 	SECTION("upstream", parse_upstream, false),
 	SECTION("http", parse_http, false),
@@ -969,6 +970,8 @@ static int resolve_paths(struct gateway_config *cfg, struct agri_err *err)
 	    (rc = resolve(cfg, cfg->broker.key_file, sizeof(cfg->broker.key_file), "broker.key_file", err)) ||
 	    (rc = resolve(cfg, cfg->db.path, sizeof(cfg->db.path), "db.path", err)) ||
 	    (rc = resolve(cfg, cfg->rules_file, sizeof(cfg->rules_file), "rules_file", err)) ||
+	    (rc = resolve(cfg, cfg->recipients_file, sizeof(cfg->recipients_file),
+			  "recipients_file", err)) ||
 	    (rc = resolve(cfg, cfg->notify.smtp.password_file, sizeof(cfg->notify.smtp.password_file), "notify.smtp.password_file", err)) ||
 	    (rc = resolve(cfg, cfg->notify.smtp.ca_file, sizeof(cfg->notify.smtp.ca_file), "notify.smtp.ca_file", err)) ||
 	    (rc = resolve(cfg, cfg->notify.sms.password_file, sizeof(cfg->notify.sms.password_file), "notify.sms.password_file", err)) ||

@@ -302,6 +302,69 @@ static void mail_domain(const char *from, char *buf, size_t len)
 		snprintf(buf, len, "agri-gateway");
 }
 
+/* A person's message: the payload says their language. */
+static bool person_lang_en(const struct notify_message *m)
+{
+	return m->payload && strstr(m->payload, "\"lang\":\"en\"") != NULL;
+}
+
+/* The e-mail of a person's message (docs/notify.md "People"): the
+ * subject is the first line of their language's text, the body that text
+ * then the other language's. */
+static int format_person_email(const char *from, const char *const *to, size_t n_to,
+			       const struct notify_message *m, char *out, size_t len)
+{
+	struct agri_buf b;
+	struct agri_buf body = AGRI_BUF_HEAP(BODY_MAX);
+	bool en = person_lang_en(m);
+	const char *first = en ? m->text_en : m->text_vi, *second = en ? m->text_vi : m->text_en;
+	char date[64], dom[128], subject[400];
+	size_t line = strcspn(first, "\n"), cut = utf8_cut(first, line < 200 ? line : 200);
+
+	agri_buf_init(&b, out, len);
+	snprintf(subject, sizeof(subject), "[agri] %.*s", (int)(cut < line ? cut : line), first);
+	rfc5322_date(m->created_at_ms, date, sizeof(date));
+	mail_domain(from, dom, sizeof(dom));
+	agri_buf_puts(&b, "Date: ");
+	agri_buf_puts(&b, date);
+	agri_buf_puts(&b, "\r\nFrom: ");
+	sb_header(&b, from);
+	agri_buf_puts(&b, "\r\nTo: ");
+	for (size_t i = 0; i < n_to; i++) {
+		if (i)
+			agri_buf_puts(&b, ",\r\n ");
+		sb_header(&b, to[i]);
+	}
+	agri_buf_puts(&b, "\r\nSubject: ");
+	sb_encoded_words(&b, subject);
+	/* the message's stable id: the same mail from a resend or another hub */
+	agri_buf_puts(&b, "\r\nMessage-ID: <agri.");
+	for (const char *c = m->alert_id; *c; c++)
+		agri_buf_put(&b, (*c == '/' || *c == ':' || *c == '<' || *c == '>' ||
+				  (unsigned char)*c < 0x21) ? "." : c, 1);
+	agri_buf_printf(&b, "@%s>\r\n", dom);
+	agri_buf_puts(&b, "MIME-Version: 1.0\r\n"
+		   "Content-Type: text/plain; charset=utf-8\r\n"
+		   "Content-Transfer-Encoding: base64\r\n"
+		   "X-Agri-Message: ");
+	sb_header(&b, m->alert_id);
+	agri_buf_puts(&b, "\r\nX-Agri-Event: ");
+	sb_header(&b, m->event);
+	agri_buf_puts(&b, "\r\n\r\n");
+	agri_buf_puts(&body, first);
+	agri_buf_puts(&body, "\n\n--\n");
+	agri_buf_puts(&body, second);
+	agri_buf_puts(&body, "\n");
+	for (size_t i = 0; !body.err && i < body.len; i += 57) {
+		size_t k = body.len - i < 57 ? body.len - i : 57;
+
+		sb_base64(&b, (const unsigned char *)body.p + i, k);
+		agri_buf_puts(&b, "\r\n");
+	}
+	agri_buf_free(&body);
+	return body.err ? body.err : agri_buf_end(&b);
+}
+
 int notify_format_email(const char *from, const char *const *to, size_t n_to,
 			const struct notify_message *m, char *out, size_t len)
 {
@@ -315,6 +378,8 @@ int notify_format_email(const char *from, const char *const *to, size_t n_to,
 
 	if (!len)
 		return -ENOSPC;
+	if (m->person && m->person[0])
+		return format_person_email(from, to, n_to, m, out, len);
 	agri_buf_init(&b, out, len);
 
 	upper(sev, sizeof(sev), have ? a.severity : "alert");
@@ -456,6 +521,17 @@ int notify_format_sms_text(const struct notify_message *m, char *buf, size_t len
 
 	if (!len)
 		return -ENOSPC;
+	if (m->person && m->person[0] && m->sms && m->sms[0]) {
+		/* a person's message brings its own SMS form (two segments) */
+		w = snprintf(buf, len, "%s", m->sms);
+		if (w < 0)
+			return -ENOSPC;
+		cut = utf16_cut(buf, NOTIFY_SMS_UNITS_MAX);
+		if (cut >= len)
+			cut = utf8_cut(buf, len - 1);
+		buf[cut] = '\0';
+		return (int)cut;
+	}
 	if (agri_alert_decode(m->payload, m->payload_len, &a, &err) == 0)
 		for (size_t i = 0; i < AGRI_ARRAY_SIZE(sev); i++)
 			if (!strcmp(a.severity, sev[i][0]))
@@ -622,6 +698,15 @@ static int deliver_webhook(struct notify_channel *ch, const struct notify_messag
 	snprintf(hdr, sizeof(hdr), "X-Agri-Event: %s", m->event);
 	if (h && (t = curl_slist_append(h, hdr)))
 		h = t;
+	if (m->person && m->person[0]) {
+		/* a person's message: its stable id, the same from any hub */
+		snprintf(hdr, sizeof(hdr), "X-Agri-Message: %s", m->alert_id);
+		if (h && (t = curl_slist_append(h, hdr)))
+			h = t;
+		snprintf(hdr, sizeof(hdr), "X-Agri-Person: %s", m->person);
+		if (h && (t = curl_slist_append(h, hdr)))
+			h = t;
+	}
 	if (h && (t = curl_slist_append(h, "Expect:")))
 		h = t;
 	if (!h) {
@@ -662,6 +747,7 @@ static int deliver_smtp(struct notify_channel *ch, const struct notify_message *
 	struct upload up = {0};
 	char addr[GW_NAME_MAX * 2 + 4];
 	char *msg = malloc(EMAIL_MAX);
+	size_t n_to = ch->u.smtp.n_to;
 	long code = 0;
 	CURLcode rc;
 	int ret;
@@ -670,9 +756,13 @@ static int deliver_smtp(struct notify_channel *ch, const struct notify_message *
 		snprintf(err, err_len, "out of memory");
 		return -ENOMEM;
 	}
-	for (size_t i = 0; i < ch->u.smtp.n_to; i++)
+	for (size_t i = 0; i < n_to; i++)
 		to[i] = ch->u.smtp.to[i];
-	ret = notify_format_email(ch->u.smtp.from, to, ch->u.smtp.n_to, m, msg, EMAIL_MAX);
+	if (m->address && m->address[0]) { /* a person's own address */
+		to[0] = m->address;
+		n_to = 1;
+	}
+	ret = notify_format_email(ch->u.smtp.from, to, n_to, m, msg, EMAIL_MAX);
 	if (ret < 0) {
 		snprintf(err, err_len, "message too large");
 		free(msg);
@@ -680,8 +770,8 @@ static int deliver_smtp(struct notify_channel *ch, const struct notify_message *
 	}
 	up.p = msg;
 	up.len = (size_t)ret;
-	for (size_t i = 0; i < ch->u.smtp.n_to; i++) {
-		snprintf(addr, sizeof(addr), "<%s>", ch->u.smtp.to[i]);
+	for (size_t i = 0; i < n_to; i++) {
+		snprintf(addr, sizeof(addr), "<%s>", to[i]);
 		t = curl_slist_append(rcpt, addr);
 		if (!t) {
 			curl_slist_free_all(rcpt);
@@ -760,13 +850,13 @@ static int deliver_sms(struct notify_channel *ch, const struct notify_message *m
 	}
 	/* One request a recipient; a failure retries the whole row (the
 	 * recipients before it may get the text twice). */
-	for (size_t i = 0; i < ch->u.sms.n_to; i++) {
+	for (size_t i = 0; i < (m->address && m->address[0] ? 1 : ch->u.sms.n_to); i++) {
+		const char *num = m->address && m->address[0] ? m->address : ch->u.sms.to[i];
 		CURLcode rc;
 
-		if (notify_expand_template(ch->url, NULL, ch->u.sms.to[i], text, url,
-					   SMS_REQ_MAX) < 0 ||
-		    notify_expand_template(ch->u.sms.body, ch->u.sms.content_type,
-					   ch->u.sms.to[i], text, body, SMS_REQ_MAX) < 0) {
+		if (notify_expand_template(ch->url, NULL, num, text, url, SMS_REQ_MAX) < 0 ||
+		    notify_expand_template(ch->u.sms.body, ch->u.sms.content_type, num, text, body,
+					   SMS_REQ_MAX) < 0) {
 			snprintf(err, err_len, "request too long");
 			ret = -EPERM;
 			goto out;
@@ -824,6 +914,9 @@ int notify_outbox_deliver(void *ctx, const struct outbox_item *it, char *err,
 		.payload_len = it->payload_len,
 		.text_en = it->text_en,
 		.text_vi = it->text_vi,
+		.person = it->person,
+		.address = it->address,
+		.sms = it->sms,
 	};
 
 	return notify_deliver(ctx, &m, err, err_len);

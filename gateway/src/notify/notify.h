@@ -34,6 +34,10 @@ struct notify_message {
 	const char *payload;    /* the alert JSON (§5) */
 	size_t payload_len;
 	const char *text_en, *text_vi; /* the transition's messages */
+	/* A person's message (the policy's): their name, their own address
+	 * (e-mail, SMS number; "" = the channel's recipients) and the SMS
+	 * form; alert_id is then the message's stable id. NULL/"" otherwise. */
+	const char *person, *address, *sms;
 };
 
 struct notify_channel;
@@ -80,7 +84,8 @@ int notify_outbox_deliver(void *ch, const struct outbox_item *it, char *err,
  *    base64 UTF-8 body);
  *  - SMS text: "[MỨC ĐỘ] <vi>" (the severity in Vietnamese), cut on a
  *    character boundary to two UCS-2 segments (NOTIFY_SMS_UNITS_MAX UTF-16
- *    units: a phone shows one message, and the province pays two);
+ *    units: a phone shows one message, and the province pays two); a
+ *    person's message: its own SMS form, cut the same way;
  *  - a template with {to} and {text} substituted and escaped for
  *    content_type (JSON when it contains "json", else percent-encoding).
  */

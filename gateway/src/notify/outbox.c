@@ -47,7 +47,8 @@ static const char schema[] =
 	" next_at INTEGER NOT NULL DEFAULT 0," /* ms: not before */
 	" delivered_at INTEGER,"
 	" dropped_at INTEGER,"               /* refused for good */
-	" error TEXT);"
+	" error TEXT,"
+	" person TEXT, address TEXT, sms TEXT);" /* a person's message */
 	"CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(channel, id)"
 	" WHERE delivered_at IS NULL AND dropped_at IS NULL;";
 
@@ -57,7 +58,8 @@ enum {
 
 static const char *const sql[Q_N] = {
 	[Q_HEAD] = "SELECT id, alert_id, event, payload, text_en, text_vi, created_at,"
-		   " attempts, next_at FROM outbox WHERE channel = ?1"
+		   " attempts, next_at, coalesce(person, ''), coalesce(address, ''),"
+		   " coalesce(sms, '') FROM outbox WHERE channel = ?1"
 		   " AND delivered_at IS NULL AND dropped_at IS NULL ORDER BY id LIMIT 1",
 	[Q_DELIVERED] = "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1,"
 			" error = NULL WHERE id = ?1",
@@ -116,10 +118,29 @@ static int64_t now_ms(const struct outbox *ob)
 	return ob->opt.now_ms(ob->opt.clock_ctx);
 }
 
+/* An outbox made before people's messages gets their columns. */
+static int upgrade(sqlite3 *db)
+{
+	static const char *const cols[] = {"person", "address", "sms"};
+	char stmt[96];
+	int rc = SQLITE_OK;
+
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(cols) && rc == SQLITE_OK; i++) {
+		snprintf(stmt, sizeof(stmt), "SELECT %s FROM outbox LIMIT 0", cols[i]);
+		if (sqlite3_exec(db, stmt, NULL, NULL, NULL) == SQLITE_OK)
+			continue;
+		snprintf(stmt, sizeof(stmt), "ALTER TABLE outbox ADD COLUMN %s TEXT", cols[i]);
+		rc = sqlite3_exec(db, stmt, NULL, NULL, NULL);
+	}
+	return rc;
+}
+
 int outbox_init(sqlite3 *db)
 {
 	int rc = sqlite3_exec(db, schema, NULL, NULL, NULL);
 
+	if (rc == SQLITE_OK)
+		rc = upgrade(db);
 	return rc == SQLITE_OK ? 0 : agri_sqlite_errno(rc);
 }
 
@@ -180,6 +201,66 @@ out:
 	return rc;
 }
 
+int outbox_stage_message(sqlite3 *db, const struct outbox_message *m,
+			 const struct outbox_route *routes, size_t n)
+{
+	static const char ins[] =
+		"INSERT INTO outbox(channel, alert_id, event, payload, text_en, text_vi,"
+		" created_at, person, address, sms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+	sqlite3_stmt *q = NULL;
+	int64_t now = real_now_ms(NULL);
+	int rc, rows = 0;
+
+	if (!db || !m || !m->id || !m->payload || (n && !routes))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!routes[i].channel || !routes[i].channel[0])
+			return -EINVAL;
+	if (n == 0)
+		return 0;
+	rc = sqlite3_prepare_v2(db, ins, -1, &q, NULL);
+	if (rc != SQLITE_OK) {
+		rc = agri_sqlite_errno(rc);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *addr = routes[i].address ? routes[i].address : "";
+		bool dup = false;
+
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(routes[i].channel, routes[j].channel) == 0 &&
+			    strcmp(addr, routes[j].address ? routes[j].address : "") == 0)
+				dup = true;
+		if (dup)
+			continue;
+		sqlite3_bind_text(q, 1, routes[i].channel, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 2, m->id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 3, m->kind ? m->kind : "alert", -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 4, m->payload, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 5, m->text_en ? m->text_en : "", -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 6, m->text_vi ? m->text_vi : "", -1, SQLITE_STATIC);
+		sqlite3_bind_int64(q, 7, now);
+		sqlite3_bind_text(q, 8, m->person ? m->person : "", -1, SQLITE_STATIC);
+		if (addr[0])
+			sqlite3_bind_text(q, 9, addr, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(q, 9);
+		sqlite3_bind_text(q, 10, m->sms ? m->sms : "", -1, SQLITE_STATIC);
+		rc = sqlite3_step(q);
+		sqlite3_reset(q);
+		sqlite3_clear_bindings(q);
+		if (rc != SQLITE_DONE) {
+			rc = agri_sqlite_errno(rc);
+			goto out;
+		}
+		rows++;
+	}
+	rc = rows;
+out:
+	sqlite3_finalize(q);
+	return rc;
+}
+
 /* --- the outbox ------------------------------------------------------------ */
 
 static void chan_close(struct chan *c)
@@ -207,6 +288,8 @@ static int chan_open(struct outbox *ob, struct chan *c, const char *path)
 	rc = sqlite3_exec(c->db, pragma, NULL, NULL, NULL);
 	if (rc == SQLITE_OK && c->idx == 0)
 		rc = sqlite3_exec(c->db, schema, NULL, NULL, NULL);
+	if (rc == SQLITE_OK && c->idx == 0)
+		rc = upgrade(c->db);
 	for (int i = 0; rc == SQLITE_OK && i < Q_N; i++)
 		rc = sqlite3_prepare_v3(c->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT,
 					&c->q[i], NULL);
@@ -354,6 +437,7 @@ int outbox_step(struct outbox *ob, size_t idx, int64_t *next_ms)
 	sqlite3_stmt *q;
 	struct outbox_item it = {0};
 	char *alert_id = NULL, *event = NULL, *payload = NULL, *en = NULL, *vi = NULL;
+	char *person = NULL, *address = NULL, *sms = NULL;
 	char err[ERR_MAX] = "";
 	int64_t now, next_at, backoff;
 	int rc;
@@ -397,9 +481,12 @@ int outbox_step(struct outbox *ob, size_t idx, int64_t *next_ms)
 	it.text_vi = vi = dup_col(q, 5);
 	it.created_at_ms = sqlite3_column_int64(q, 6);
 	it.attempts = sqlite3_column_int(q, 7);
+	it.person = person = dup_col(q, 9);
+	it.address = address = dup_col(q, 10);
+	it.sms = sms = dup_col(q, 11);
 	sqlite3_reset(q); /* no read transaction held during the delivery */
 	refresh_stats(c, false);
-	if (!alert_id || !event || !payload || !en || !vi) {
+	if (!alert_id || !event || !payload || !en || !vi || !person || !address || !sms) {
 		rc = -ENOMEM;
 		*next_ms = now + ob->opt.backoff_base_ms;
 		goto out;
@@ -445,6 +532,9 @@ out:
 	free(payload);
 	free(en);
 	free(vi);
+	free(person);
+	free(address);
+	free(sms);
 	return rc;
 }
 

@@ -49,15 +49,39 @@ struct outbox_notice {
 	const char *text_en, *text_vi;
 };
 
+/*
+ * A message for one person (the policy's, docs/notify.md "People"): its
+ * stable id, the person's name, its kind ("alert", "bulletin"), the
+ * payload a webhook gets, both long texts and the SMS form.
+ */
+struct outbox_message {
+	const char *id;
+	const char *person;
+	const char *kind;
+	const char *payload;
+	const char *text_en, *text_vi;
+	const char *sms;
+};
+
+/* Where a person's message goes: a channel and, for e-mail and SMS, the
+ * person's own address instead of the channel's "to" list. */
+struct outbox_route {
+	const char *channel;
+	const char *address;   /* NULL or "": the channel's own recipients */
+};
+
 /* One pending row as handed to a channel. Valid during the call. */
 struct outbox_item {
 	int64_t id;
 	const char *channel;
-	const char *alert_id;
-	const char *event;      /* "raised", "cleared", "renotify"... */
-	const char *payload;    /* the alert JSON (agri_alert_encode) */
+	const char *alert_id;   /* a person's message: its stable id */
+	const char *event;      /* "raised", "cleared", "renotify"...; "alert", "bulletin" */
+	const char *payload;    /* the alert JSON (agri_alert_encode), or the message's */
 	size_t payload_len;
 	const char *text_en, *text_vi;
+	const char *person;     /* "" for an alert to a channel */
+	const char *address;    /* "" = the channel's recipients */
+	const char *sms;        /* a person's SMS form ("" = rendered from the texts) */
 	int64_t created_at_ms;  /* wall clock when staged */
 	int attempts;           /* failed attempts before this one */
 };
@@ -106,6 +130,16 @@ int outbox_init(struct sqlite3 *db);
  */
 int outbox_stage(struct sqlite3 *db, const struct outbox_notice *n,
 		 const char *const *channels, size_t n_channels);
+
+/*
+ * Stages a person's message m on routes[0..n) (a channel named twice with
+ * the same address once), in the caller's transaction like
+ * outbox_stage(). The rows carry m->id as their alert_id (the stable id a
+ * receiver or another hub deduplicates on), m->kind as their event.
+ * Writer thread. Returns the number of rows or a negative errno.
+ */
+int outbox_stage_message(struct sqlite3 *db, const struct outbox_message *m,
+			 const struct outbox_route *routes, size_t n);
 
 struct outbox;
 

@@ -1,0 +1,130 @@
+/*
+ * The policy's rooms (policy.h): policy.c decides (inputs, per-key state,
+ * items, timers), compose.c writes (the texts of items, group messages
+ * and bulletins, their SMS forms). Shared here, nowhere else.
+ */
+#ifndef GATEWAY_POLICY_INT_H
+#define GATEWAY_POLICY_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "agri/buf.h"
+#include "gateway/policy.h"
+
+#define POLICY_TEXT_MAX (16 * 1024)  /* a message's long form, one language */
+#define POLICY_PAYLOAD_MAX (64 * 1024)
+
+struct policy {
+	struct recipients people;
+	struct policy_site *sites;
+	size_t n_sites;
+	bool journal;
+	int64_t keep_ms;
+	policy_message_fn on_message;
+	void *ctx;
+	/* Counters (mu): committed, and staged in the open transaction. */
+	pthread_mutex_t mu;
+	uint64_t total[RECIPIENTS_MAX][2];   /* [person][0 alert, 1 bulletin] */
+	uint64_t staged[RECIPIENTS_MAX][2];
+	int64_t day[RECIPIENTS_MAX];         /* local day of today_n */
+	uint64_t today_n[RECIPIENTS_MAX];    /* messages besides bulletins that day */
+	int64_t staged_day[RECIPIENTS_MAX];
+	uint64_t staged_today[RECIPIENTS_MAX];
+};
+
+/* An item as compose.c reads it: its JSON document (notify_item.doc). */
+struct policy_item {
+	int64_t id;
+	int64_t at_ms;
+	bool urgent;
+	cJSON *doc;   /* owned by the caller */
+};
+
+/* What a bulletin says, gathered by policy.c (the data and the state),
+ * written by compose.c. */
+struct bulletin_station {
+	char station[33];
+	const char *place;     /* borrowed from the sites, or the code */
+	bool has_range;
+	double min, max;
+	int recross;           /* damped re-crossings of the person's level */
+	int n_windows;         /* windows at the person's level overlapping today */
+	int64_t win[8][2];
+	int n_sluice;
+	int64_t sluice[4][2];
+	bool has_forecast;     /* a forecast made at or before the bulletin */
+	double level;          /* the person's crop level */
+};
+
+struct bulletin_trap {
+	char station[33];
+	const char *place;
+	double count;
+};
+
+struct bulletin_advice {
+	char station[33];
+	const char *place;
+	int64_t sow_from, sow_to, hatch_from;
+};
+
+#define BULLETIN_STATIONS_MAX 64
+#define BULLETIN_TRAPS_MAX 32
+#define BULLETIN_ADVICE_MAX 8
+
+struct bulletin {
+	int64_t at_ms;
+	const struct recipient *person;
+	size_t n_stations;
+	struct bulletin_station st[BULLETIN_STATIONS_MAX];
+	size_t n_traps;
+	struct bulletin_trap traps[BULLETIN_TRAPS_MAX];
+	size_t n_advice;
+	struct bulletin_advice advice[BULLETIN_ADVICE_MAX];
+	struct policy_item *notes;   /* bulletin-only and held items */
+	size_t n_notes;
+	int more;                    /* items left out (the person's cap) */
+};
+
+/* Texts of one message, written by compose_*(): long forms, SMS form
+ * (<= 2 segments in the person's language), webhook payload. */
+struct composed {
+	struct agri_buf vi, en, sms, payload;
+};
+
+void composed_init(struct composed *c);
+void composed_free(struct composed *c);
+
+/* Adds an item's texts to its facts (policy.c's item_new and the kind's
+ * own keys): "vi", "en" (long), "svi", "sen" (SMS), "pvi", "pen" (its part
+ * in a group line) and "grp" (items with the same grp share one line). */
+int compose_item(const struct policy *pol, const struct recipient *r, cJSON *it);
+
+/* The group message of items[0..n) for p at at_ms (id: the message's). */
+int compose_group(const struct policy *pol, const struct recipient *p, const char *id,
+		  int64_t at_ms, struct policy_item *items, size_t n, int more,
+		  struct composed *out);
+/* The bulletin b. */
+int compose_bulletin(const struct policy *pol, const char *id, const struct bulletin *b,
+		     struct composed *out);
+
+/* Helpers shared by both rooms. */
+const char *policy_place(const struct policy *p, const char *station);
+const char *policy_district(const struct policy *p, const char *station);
+/* "0,5" / "0.5": at most 2 decimals (1 from 10 up), zeros trimmed. */
+void policy_fmt_num(char *buf, size_t len, double v, bool en);
+/* Local "HH:MM" and "dd/mm". */
+void policy_fmt_clock(char *buf, size_t len, int64_t ms, int64_t utc_offset_min);
+void policy_fmt_date(char *buf, size_t len, int64_t ms, int64_t utc_offset_min);
+/* The place's short form for SMS: its name up to " (", else the code. */
+void policy_short_place(char *buf, size_t len, const char *place);
+/* s cut to at most max UTF-16 units on a character boundary, with "…"
+ * when cut. */
+void policy_sms_fit(char *s, size_t max_units);
+size_t policy_utf16_units(const char *s);
+
+#endif
