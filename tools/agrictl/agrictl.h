@@ -89,5 +89,10 @@ int agrictl_token(int argc, char **argv);
 int agrictl_update(int argc, char **argv);
 /* `agrictl flash` (flash_cmd.c): argv[0] is "flash". */
 int agrictl_flash(int argc, char **argv);
+/* `agrictl recipients list|validate|add|remove` (recipients_cmd.c): argv[0]
+ * is "recipients". */
+int agrictl_recipients(int argc, char **argv);
+/* `agrictl notify preview` (notify_cmd.c): argv[0] is "notify". */
+int agrictl_notify(int argc, char **argv);
 
 #endif

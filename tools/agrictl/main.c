@@ -80,6 +80,10 @@ static void usage(FILE *f)
 	      "  token new [--out FILE [--group GROUP] [--force]]\n"
 	      "      a token for the gateway's HTTP API (32 random bytes, base64url): printed, or\n"
 	      "      written to FILE (0600; 0640 with GROUP), never replacing one without --force\n"
+	      "  recipients list|validate|add|remove FILE ...\n"
+	      "      the people the gateway notifies: who hears what, how and when (docs/notify.md)\n"
+	      "  notify preview --db GATEWAY.db --recipients FILE --person NAME [--from T] [--to T]\n"
+	      "      what NAME would have received: the gateway's journal replayed through FILE\n"
 	      "\n"
 	      "  --help     this text\n"
 	      "  --version  agrictl's version\n"
@@ -238,5 +242,9 @@ int main(int argc, char **argv)
 		return agrictl_flash(argc, argv);
 	if (strcmp(cmd, "config") == 0)
 		return agrictl_config(argc, argv);
+	if (strcmp(cmd, "recipients") == 0)
+		return agrictl_recipients(argc, argv);
+	if (strcmp(cmd, "notify") == 0)
+		return agrictl_notify(argc, argv);
 	return cli_usage(NULL, T("unknown command \"%s\""), cmd);
 }
