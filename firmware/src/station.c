@@ -117,6 +117,9 @@ struct station {
 		char *msg; /* the signed message, persisted once it passes */
 		size_t len;
 		uint64_t base_ok[STATION_SENSORS_MAX]; /* reads_ok when it began */
+		/* Already failing, unchanged, under the previous config: the
+		 * new one did not break them, so they do not hold it back. */
+		bool old_sensor[STATION_SENSORS_MAX], old_bus[STATION_BUSES_MAX];
 	} prob;
 	uint32_t link_sig;      /* the buses' states last published (status) */
 	int64_t failed_version; /* newest pushed version that failed probation */
@@ -504,6 +507,7 @@ static void station_carry_stats(struct station *st, const struct station_config 
  * Accepted: persisted (the message as signed), applied, acked. Main thread.
  */
 static void station_swap_config(struct station *st);
+static void station_probation_known_failures(struct station *st);
 
 static void station_apply_config(struct station *st, const char *json, size_t len)
 {
@@ -571,6 +575,7 @@ static void station_apply_config(struct station *st, const char *json, size_t le
 	st->prob.len = len;
 	st->prob.version = version;
 	snprintf(st->prob.by, sizeof(st->prob.by), "%s", by);
+	station_probation_known_failures(st);
 	station_swap_config(st);
 	for (size_t i = 0; i < st->cfg->n_sensors; i++)
 		st->prob.base_ok[i] = atomic_load(&st->stats[i].reads_ok);
@@ -579,6 +584,55 @@ static void station_apply_config(struct station *st, const char *json, size_t le
 	st->prob.on = true;
 	log_info("station", "config on probation version=%" PRId64 " signed_by=%s sensors=%zu "
 		 "probation_s=%g", version, by, st->cfg->n_sensors, st->cfg->probation_s);
+}
+
+/* The same link: an RTU port at the same settings, or the same TCP peer. */
+static bool same_link(const struct station_bus *a, const struct station_bus *b)
+{
+	if (a->is_tcp != b->is_tcp)
+		return false;
+	if (a->is_tcp)
+		return !strcmp(a->host, b->host) && a->port == b->port;
+	return !strcmp(a->device, b->device) && a->baud == b->baud &&
+	       !strcmp(a->parity_s, b->parity_s) && a->data_bits == b->data_bits &&
+	       a->stop_bits == b->stop_bits;
+}
+
+/*
+ * Before a pushed config (st->cand) replaces the running one: the buses and
+ * sensors it keeps as they are that fail under the running config (a bus
+ * down, a sensor whose last poll failed). A config that changes an
+ * interval must not be rolled back for a probe that was dead before it.
+ */
+static void station_probation_known_failures(struct station *st)
+{
+	const struct station_config *old = st->cfg, *neu = st->cand;
+
+	memset(st->prob.old_sensor, 0, sizeof(st->prob.old_sensor));
+	memset(st->prob.old_bus, 0, sizeof(st->prob.old_bus));
+	for (size_t k = 0; k < neu->n_buses; k++)
+		for (size_t j = 0; j < old->n_buses && j < st->n_buses; j++) {
+			struct bus_link_health lh;
+
+			bus_link_health(st->buses[j], &lh);
+			if (same_link(&neu->buses[k], &old->buses[j]) && !lh.open && lh.error)
+				st->prob.old_bus[k] = true;
+		}
+	for (size_t i = 0; i < neu->n_sensors; i++) {
+		const struct station_sensor *n = &neu->sensors[i];
+
+		for (size_t j = 0; j < old->n_sensors; j++) {
+			const struct station_sensor *o = &old->sensors[j];
+			const struct bus_sensor_stats *c = &st->stats[j];
+
+			if (strcmp(n->name, o->name) || n->slave != o->slave ||
+			    strcmp(n->profile, o->profile) ||
+			    !same_link(&neu->buses[n->bus_index], &old->buses[o->bus_index]))
+				continue;
+			st->prob.old_sensor[i] = atomic_load(&c->last_error_ms) >
+						 atomic_load(&c->last_ok_ms);
+		}
+	}
 }
 
 /*
@@ -618,7 +672,7 @@ static void station_probation_failure(struct station *st, char *buf, size_t len)
 		struct bus_link_health lh;
 
 		bus_link_health(st->buses[i], &lh);
-		if (lh.ever_open)
+		if (lh.ever_open || st->prob.old_bus[i])
 			continue;
 		if (bad++ == 0) {
 			health_bus_reason(&st->cfg->buses[i], lh.error, why, sizeof(why));
@@ -632,7 +686,7 @@ static void station_probation_failure(struct station *st, char *buf, size_t len)
 		if (s->bus_index >= 0 && (size_t)s->bus_index < st->n_buses)
 			bus_link_health(st->buses[s->bus_index], &lh);
 		/* A sensor on a bus that never opened: the bus is the reason. */
-		if (s->maintenance || !lh.ever_open ||
+		if (s->maintenance || !lh.ever_open || st->prob.old_sensor[i] ||
 		    atomic_load(&st->stats[i].reads_ok) > st->prob.base_ok[i])
 			continue;
 		if (bad++ == 0) {
