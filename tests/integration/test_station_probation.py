@@ -245,6 +245,20 @@ def main():
         R.check([x.get("maintenance", False) for x in s.get("sensors", [])] == [False, True],
                 "the status marks the sensor in maintenance: %s" % [(x["name"], x.get("maintenance"))
                                                                     for x in s.get("sensors", [])])
+    # 6. A probe already dead under the running config does not hold back a
+    # config that keeps it unchanged (here: only an interval changes).
+    v = w.status().get("config_version", 3) + 1
+    dead = {"name": "sonde9", "bus": "lan", "slave": 9, "profile": "sensecap-s-ec-01",
+            "interval_s": 0.5}
+    solar = {"name": "solar", "bus": "lan", "slave": 2, "profile": "epever-tracer", "interval_s": 1}
+    push(config(v, probation_s=0, sensors=[sonde1, solar, dead]))
+    t, a = w.ack(v, 10)
+    H.wait_for(lambda: any(x["name"] == "sonde9" and x.get("last_error")
+                           for x in w.status().get("sensors", [])), 10, what="sonde9 failing")
+    push(config(v + 1, probation_s=3, sensors=[sonde1, dict(solar, interval_s=2), dead]))
+    t, a = w.ack(v + 1, 10)
+    R.check(a is not None and a["result"] == "applied",
+            "a config keeping an already dead probe unchanged is applied: %s" % (a,))
     rc = st.stop()
     R.check(rc == 0, "agri-station exits 0")
     w.close()
