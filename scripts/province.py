@@ -273,6 +273,11 @@ def main():
     rules = json.load(open(os.path.join(ROOT, "gateway", "rules.demo.json")))
     for r in rules["rules"]:
         r["notify"] = ["agronomists"]
+    # "Late" is reading time behind arrival (docs/alerts.md, "Reading
+    # order"). At a day a minute the default 15 minutes is 0.6 real
+    # seconds, less than a loaded machine's scheduling: live readings
+    # would be told as late news. Ten real seconds, in simulated time.
+    rules["late_after_s"] = max(900, int(10 * args.speed))
     write_json(os.path.join(gdir, "rules.json"), rules)
     http_port = free_port(args.http_port)
     write_json(os.path.join(gdir, "gateway.json"), {
