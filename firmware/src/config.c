@@ -24,6 +24,7 @@ static void config_defaults(struct station_config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->broker.keepalive_s = 30;
+	c->broker.home_holddown_s = 300;
 	snprintf(c->broker.topic_prefix, sizeof(c->broker.topic_prefix), "%s",
 		 AGRI_TOPIC_PREFIX_DEFAULT);
 	c->spool_max_mb = 64;
@@ -73,22 +74,65 @@ static int parse_site(const cJSON *item, void *cfg, const char *path,
 			     false, err);
 }
 
-static const struct agri_cfg_field broker_fields[] = {
-	AGRI_FIELD_STR(struct station_broker, "url", url, true),
-	AGRI_FIELD_STR(struct station_broker, "username", username, false),
-	AGRI_FIELD_STR(struct station_broker, "password_file", password_file, false),
-	AGRI_FIELD_STR(struct station_broker, "ca_file", ca_file, false),
-	AGRI_FIELD_STR(struct station_broker, "cert_file", cert_file, false),
-	AGRI_FIELD_STR(struct station_broker, "key_file", key_file, false),
-	AGRI_FIELD_INT(struct station_broker, "keepalive_s", keepalive_s, 5, 3600),
-	AGRI_FIELD_STR(struct station_broker, "topic_prefix", topic_prefix, false),
+#define SBR struct station_broker
+
+static const struct agri_cfg_array urls_array = {
+	.value = &(const struct agri_cfg_field){.type = AGRI_CFG_STR, .size = STATION_URL_MAX},
+	.elem_size = STATION_URL_MAX, .min = 1, .max = STATION_BROKER_URLS_MAX,
+	.what = "broker URLs",
 };
 
+static const struct agri_cfg_field broker_fields[] = {
+	AGRI_FIELD_STR(SBR, "url", url, false),
+	AGRI_FIELD_ARRAY(SBR, "urls", urls, n_urls, &urls_array, false),
+	AGRI_FIELD_STR(SBR, "username", username, false),
+	AGRI_FIELD_STR(SBR, "password_file", password_file, false),
+	AGRI_FIELD_STR(SBR, "ca_file", ca_file, false),
+	AGRI_FIELD_STR(SBR, "cert_file", cert_file, false),
+	AGRI_FIELD_STR(SBR, "key_file", key_file, false),
+	AGRI_FIELD_INT(SBR, "keepalive_s", keepalive_s, 5, 3600),
+	AGRI_FIELD_INT(SBR, "home_holddown_s", home_holddown_s, 1, 86400),
+	AGRI_FIELD_STR(SBR, "topic_prefix", topic_prefix, false),
+};
+
+#undef SBR
+
+/* broker.url (one hub) or broker.urls (several, the home hub first): one
+ * of them, never both, so nobody has to guess which one wins. Afterwards
+ * urls[] holds every hub and url the home hub, whichever was given. */
 static int parse_broker(const cJSON *item, void *field, const char *path,
 			struct agri_err *err)
 {
-	return agri_cfg_read(item, path, broker_fields, AGRI_ARRAY_SIZE(broker_fields),
-			     field, false, err);
+	struct station_broker *b = field;
+	const cJSON *u;
+	bool has_url, has_urls;
+	char sub[AGRI_ERR_PATH_MAX];
+	int rc;
+
+	rc = agri_cfg_read(item, path, broker_fields, AGRI_ARRAY_SIZE(broker_fields),
+			   field, false, err);
+	if (rc)
+		return rc;
+	u = cJSON_GetObjectItemCaseSensitive(item, "url");
+	has_url = u && !cJSON_IsNull(u);
+	has_urls = cJSON_GetObjectItemCaseSensitive(item, "urls") != NULL;
+	if (has_url && has_urls) {
+		agri_path_key(sub, sizeof(sub), path, "urls");
+		agri_err_set(err, sub, "give either url (one hub) or urls (a list), not both");
+		return -EINVAL;
+	}
+	if (!has_url && !has_urls) {
+		agri_path_key(sub, sizeof(sub), path, "url");
+		agri_err_set(err, sub, "is required (or urls: a list of hubs, the home hub first)");
+		return -EINVAL;
+	}
+	if (has_url) {
+		memcpy(b->urls[0], b->url, sizeof(b->url));
+		b->n_urls = 1;
+	} else {
+		memcpy(b->url, b->urls[0], sizeof(b->url));
+	}
+	return 0;
 }
 
 static const struct agri_cfg_field watchdog_fields[] = {
@@ -276,6 +320,46 @@ static bool watchdog_device_valid(const char *p)
 	return true;
 }
 
+static bool url_is_tls(const char *u)
+{
+	return !strncmp(u, "ssl://", 6) || !strncmp(u, "mqtts://", 8);
+}
+
+/* Each hub's URL as broker.url always was; all with TLS or none (paho
+ * keeps TLS on once one URL used it, and a station that falls back to
+ * plain MQTT when its TLS hub is away would be a downgrade), no twice. */
+static int check_broker_urls(const struct station_broker *b, struct agri_err *err)
+{
+	char where[AGRI_ERR_PATH_MAX];
+
+	for (size_t i = 0; i < b->n_urls; i++) {
+		const char *u = b->urls[i];
+
+		if (b->n_urls == 1)
+			snprintf(where, sizeof(where), "broker.url");
+		else
+			agri_path_index(where, sizeof(where), "broker.urls", (int)i);
+		if (strncmp(u, "tcp://", 6) && strncmp(u, "mqtt://", 7) && !url_is_tls(u)) {
+			agri_err_set(err, where, "expected tcp://, mqtt://, ssl:// or mqtts://HOST:PORT");
+			return -EINVAL;
+		}
+		if ((b->ca_file[0] || b->cert_file[0]) && !url_is_tls(u)) {
+			agri_err_set(err, where, "TLS files are set: expected ssl:// or mqtts://");
+			return -EINVAL;
+		}
+		if (url_is_tls(u) != url_is_tls(b->urls[0])) {
+			agri_err_set(err, where, "every hub with TLS (ssl://, mqtts://) or none");
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(b->urls[j], u)) {
+				agri_err_set(err, where, "the same hub as broker.urls[%zu]", j);
+				return -EINVAL;
+			}
+	}
+	return 0;
+}
+
 /* The station, its broker and its watchdog, each on its own. */
 static int check_station(const struct station_config *c, struct agri_err *err)
 {
@@ -287,16 +371,8 @@ static int check_station(const struct station_config *c, struct agri_err *err)
 		agri_err_set(err, "broker.topic_prefix", "not a valid topic prefix");
 		return -EINVAL;
 	}
-	if (strncmp(c->broker.url, "tcp://", 6) && strncmp(c->broker.url, "ssl://", 6) &&
-	    strncmp(c->broker.url, "mqtt://", 7) && strncmp(c->broker.url, "mqtts://", 8)) {
-		agri_err_set(err, "broker.url", "expected tcp://, mqtt://, ssl:// or mqtts://HOST:PORT");
+	if (check_broker_urls(&c->broker, err))
 		return -EINVAL;
-	}
-	if ((c->broker.ca_file[0] || c->broker.cert_file[0]) &&
-	    strncmp(c->broker.url, "ssl://", 6) && strncmp(c->broker.url, "mqtts://", 8)) {
-		agri_err_set(err, "broker.url", "TLS files are set: expected ssl:// or mqtts://");
-		return -EINVAL;
-	}
 	if (!c->broker.cert_file[0] != !c->broker.key_file[0]) {
 		agri_err_set(err, c->broker.cert_file[0] ? "broker.key_file" : "broker.cert_file",
 			     "cert_file and key_file go together");

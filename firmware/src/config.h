@@ -21,6 +21,8 @@
 #define STATION_SENSORS_MAX 32 /* = AGRI_STATUS_SENSORS_MAX */
 #define STATION_PATH_MAX 256
 #define STATION_CONFIG_MAX_BYTES (64 * 1024)
+#define STATION_BROKER_URLS_MAX 8 /* broker.urls: the hubs a station may use */
+#define STATION_URL_MAX 256
 
 struct station_bus {
 	char name[AGRI_ID_MAX + 1];
@@ -57,7 +59,15 @@ struct station_sensor {
 };
 
 struct station_broker {
-	char url[256];
+	/* The home hub: broker.url, or broker.urls[0]. */
+	char url[STATION_URL_MAX];
+	/* Every hub in the order they are tried (docs/station.md "Hubs"):
+	 * broker.urls, or the one broker.url. */
+	char urls[STATION_BROKER_URLS_MAX][STATION_URL_MAX];
+	size_t n_urls;
+	/* How long the home hub must have answered before a station on
+	 * another hub goes back to it. */
+	int64_t home_holddown_s;
 	char username[128];
 	char password_file[STATION_PATH_MAX];
 	char ca_file[STATION_PATH_MAX];

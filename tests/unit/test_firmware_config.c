@@ -124,6 +124,79 @@ static void test_restart_keys(void)
 	CHECK_STR(what, "broker");
 }
 
+/* A config whose broker object is exactly `broker`. */
+static int parse_broker(const char *broker, char *msg, size_t len)
+{
+	static char json[4096];
+	struct agri_err err = {{0}, {0}};
+	int rc;
+
+	snprintf(json, sizeof(json), "{\"station\":\"DT-W01\",\"broker\":{%s},"
+		 "\"profiles_dir\":\"" AGRI_SOURCE_DIR "/protocols/profiles\","
+		 "\"buses\":[{\"name\":\"b\",\"tcp\":{\"host\":\"h\"}}],"
+		 "\"sensors\":[{\"name\":\"s\",\"bus\":\"b\",\"slave\":1,"
+		 "\"profile\":\"sensecap-s-ec-01\"}]}", broker);
+	rc = station_config_parse(json, strlen(json), "/etc/agri/station.json", &cfg, &err);
+	msg[0] = '\0';
+	if (rc < 0)
+		agri_err_format(&err, msg, len);
+	return rc;
+}
+
+/* broker.urls (docs/station.md "Hubs"): the hubs in order, the first the
+ * home hub; broker.url stays one hub; never both. */
+static void test_broker_urls(void)
+{
+	static const struct {
+		const char *broker, *want;
+	} bad[] = {
+		{"\"url\":\"tcp://a:1883\",\"urls\":[\"tcp://b:1883\"]",
+		 "broker.urls: give either url (one hub) or urls (a list), not both"},
+		{"\"keepalive_s\":30", "broker.url: is required"},
+		{"\"urls\":[]", "broker.urls: expected an array of 1 to 8 broker URLs"},
+		{"\"urls\":\"tcp://a:1883\"", "broker.urls: expected an array"},
+		{"\"urls\":[\"tcp://a:1\",\"tcp://b:1\",\"tcp://c:1\",\"tcp://d:1\",\"tcp://e:1\","
+		 "\"tcp://f:1\",\"tcp://g:1\",\"tcp://h:1\",\"tcp://i:1\"]", "broker.urls: expected"},
+		{"\"urls\":[\"tcp://a:1883\",\"http://b\"]", "broker.urls[1]: expected tcp://"},
+		{"\"urls\":[\"tcp://a:1883\",7]", "broker.urls[1]: expected a string"},
+		{"\"urls\":[\"ssl://a:8883\",\"tcp://b:1883\"]",
+		 "broker.urls[1]: every hub with TLS"},
+		{"\"urls\":[\"ssl://a:8883\",\"tcp://b:1883\"],\"ca_file\":\"ca.pem\"",
+		 "broker.urls[1]: TLS files are set"},
+		{"\"urls\":[\"tcp://a:1883\",\"tcp://a:1883\"]",
+		 "broker.urls[1]: the same hub as broker.urls[0]"},
+		{"\"url\":\"tcp://a:1883\",\"home_holddown_s\":0", "broker.home_holddown_s:"},
+	};
+	static struct station_config a;
+	const char *what = NULL;
+	char msg[300];
+
+	CHECK_INT(parse_broker("\"url\":\"tcp://a:1883\"", msg, sizeof(msg)), 0);
+	CHECK_INT(cfg.broker.n_urls, 1);
+	CHECK_STR(cfg.broker.urls[0], "tcp://a:1883");
+	CHECK_INT(cfg.broker.home_holddown_s, 300);
+	a = cfg;
+	CHECK_INT(parse_broker("\"urls\":[\"mqtts://a:8883\",\"ssl://b:8883\"],"
+			       "\"home_holddown_s\":5,\"url\":null", msg, sizeof(msg)), 0);
+	CHECK_STR(msg, "");
+	CHECK_INT(cfg.broker.n_urls, 2);
+	CHECK_STR(cfg.broker.url, "mqtts://a:8883");
+	CHECK_STR(cfg.broker.urls[1], "ssl://b:8883");
+	CHECK_INT(cfg.broker.home_holddown_s, 5);
+	CHECK(station_config_needs_restart(&a, &cfg, &what));
+	CHECK_STR(what, "broker");
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(bad); i++) {
+		CHECK(parse_broker(bad[i].broker, msg, sizeof(msg)) < 0);
+		if (strncmp(msg, bad[i].want, strlen(bad[i].want))) {
+			test_failed++;
+			fprintf(stderr, "broker case %zu: got \"%s\", want prefix \"%s\"\n", i, msg,
+				bad[i].want);
+		} else {
+			test_passed++;
+		}
+	}
+}
+
 /* watchdog.device: /dev/watchdog or /dev/watchdogN only, in every config. */
 static void test_watchdog_device(void)
 {
@@ -260,6 +333,7 @@ int main(void)
 	test_defaults();
 	test_errors();
 	test_restart_keys();
+	test_broker_urls();
 	test_watchdog_device();
 	test_remote_check();
 	return test_main("test_firmware_config");
