@@ -551,7 +551,7 @@ static void add_tides(struct forecasting *f, const char *station)
 		return;
 	if (!isnan(sl->min_level_m) && !level) {
 		snprintf(f->fc.note, sizeof(f->fc.note),
-			 "no sluice windows: they need a water-level forecast (%s)", why);
+			 "no sluice windows: they need a water-level forecast (%.100s)", why);
 		return;
 	}
 	if (forecast_sluice_windows(&f->fc, level ? &f->level_fc : NULL, sl->below_g_l,
