@@ -458,12 +458,23 @@ void alert_text_build(const struct alert_text_args *a, enum alert_lang lang,
 		builtin(a, lang, buf, len);
 }
 
+/* Years 1..9999 in ms around the epoch, with room for the UTC offset. */
+#define AGRI_TEXT_TIME_MAX 253402300799999LL
+
 void alert_text_time(char *buf, size_t len, int64_t ms, int64_t ref_ms, int64_t utc_offset_min)
 {
-	int64_t off = utc_offset_min * 60000, l = ms + off, day = l / 86400000, ref_day;
+	int64_t off = utc_offset_min * 60000, l, day, ref_day;
 	int64_t min_of_day;
 	int y, m, d;
 
+	/* No time (INT64_MIN) or none a calendar holds: nothing to say. */
+	if (ms < -AGRI_TEXT_TIME_MAX || ms > AGRI_TEXT_TIME_MAX ||
+	    ref_ms < -AGRI_TEXT_TIME_MAX || ref_ms > AGRI_TEXT_TIME_MAX) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	l = ms + off;
+	day = l / 86400000;
 	if (l < 0 && l % 86400000)
 		day--;
 	ref_day = (ref_ms + off) / 86400000 - ((ref_ms + off) < 0 && (ref_ms + off) % 86400000);
