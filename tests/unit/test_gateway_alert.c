@@ -1028,7 +1028,7 @@ static void test_import_rejects(void)
 		CHECK_INT(alert_engine_import(b, bl.key[k], bl.blob[k], len), -EBADMSG);
 	CHECK_INT(alert_engine_import(b, bl.key[k], junk, sizeof(junk)), 0); /* unknown fingerprint: nothing kept */
 	CHECK(alert_engine_get(b, "salinity/DT-W01/sonde1", &al) == -ENOENT);
-	bl.blob[k][22] = 9; /* the alert's state byte (blob version 2) */
+	bl.blob[k][22] = 9; /* the alert's state byte (blob versions 2, 3) */
 	CHECK_INT(alert_engine_import(b, bl.key[k], bl.blob[k], bl.len[k]), -EBADMSG);
 	bl.blob[k][22] = AGRI_ALERT_ACTIVE;
 	alert_engine_free(b);

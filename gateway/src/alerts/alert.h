@@ -185,9 +185,11 @@ void alert_engine_set_quiet(struct alert_engine *eng, bool quiet);
 int alert_engine_flush(struct alert_engine *eng, int64_t now_ms, alert_emit_fn emit,
 		       void *ctx);
 
-/* A station's online status announced depth batches in its spool: its
- * no_data alerts clear once that backlog has settled, with the true
- * extent of the gap. */
+/* A station's online status says depth batches wait in its spool. Over
+ * one, a backlog comes: the station's no_data alerts clear and its late
+ * news goes out once that backlog has come and settled (or after
+ * BACKLOG_WAIT_MS, or a status with depth <= 1), with the true extent of
+ * the gap. */
 void alert_engine_backlog(struct alert_engine *eng, const char *station, uint64_t depth);
 
 /* Feeds every reading of t for which fresh[i] (NULL: all). Returns the

@@ -165,6 +165,8 @@ static void w_news(struct wbuf *w, const struct news *nw)
 	w_i64(w, nw->end);
 	w_str(w, nw->en ? nw->en : "");
 	w_str(w, nw->vi ? nw->vi : "");
+	w_str(w, nw->cen ? nw->cen : "");
+	w_str(w, nw->cvi ? nw->cvi : "");
 }
 
 /* A key's past (P_LED: told episodes, held readings, late news; P_CK:
@@ -401,7 +403,7 @@ void ae_cond_reset(struct alert_engine *eng, struct akey *k)
 	k->offline = false;
 	if (!R) {
 		k->u.st.keys = keys;
-		k->u.st.late_mono = k->u.st.news_mono = NONE;
+		k->u.st.late_mono = k->u.st.news_mono = k->u.st.backlog_mono = NONE;
 	} else if (level_kind(R->kind)) {
 		k->u.lv.s = (struct lvl_slot *)((char *)&k->u + sizeof(struct lvl_state));
 		for (size_t i = 0; i < R->n_levels; i++)
@@ -564,7 +566,7 @@ static char *r_strdup(struct rbuf *r)
 }
 
 /* A key's past (see w_kx) into k->x (allocated when it has any). */
-static int decode_kx(struct rbuf *r, unsigned parts, struct akey *k)
+static int decode_kx(struct rbuf *r, unsigned v, unsigned parts, struct akey *k)
 {
 	unsigned n;
 
@@ -603,6 +605,10 @@ static int decode_kx(struct rbuf *r, unsigned parts, struct akey *k)
 				x->nw.end = r_i64(r);
 				x->nw.en = r_strdup(r);
 				x->nw.vi = r_strdup(r);
+				if (v >= 3) { /* (version 2: no clear's message) */
+					x->nw.cen = r_strdup(r);
+					x->nw.cvi = r_strdup(r);
+				}
 			}
 		}
 	}
@@ -645,7 +651,7 @@ static int key_decode(struct alert_engine *eng, struct akey *k, const void *blob
 	if (r_u8(&r) != BLOB_MAGIC)
 		return -EBADMSG;
 	v = r_u8(&r);
-	if ((v != 1 && v != 2) || r_u8(&r) != (R ? 1u : 0u))
+	if (v < 1 || v > BLOB_VERSION || r_u8(&r) != (R ? 1u : 0u))
 		return -EBADMSG;
 	same = R && (uint64_t)r_i64(&r) == eng->fp[k->rule];
 	if (!R)
@@ -710,7 +716,7 @@ static int key_decode(struct alert_engine *eng, struct akey *k, const void *blob
 					k->ev_ts = k->u.q.m[i].last_ts;
 		}
 		if (rc == 0 && v >= 2 && !ck)
-			rc = decode_kx(&r, parts, k);
+			rc = decode_kx(&r, v, parts, k);
 		if (rc == 0 && (r.bad || r.pos != r.n))
 			rc = -EBADMSG;
 	}

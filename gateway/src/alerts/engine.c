@@ -252,10 +252,16 @@ void alert_engine_backlog(struct alert_engine *eng, const char *station, uint64_
 {
 	struct akey *st;
 
-	if (!depth || !station || !agri_station_id_valid(station) ||
-	    !(st = ae_key_find(eng, -1, station, "")) || ae_touch(eng, st) < 0)
+	if (!station || !agri_station_id_valid(station) ||
+	    !(st = ae_key_find(eng, -1, station, "")))
 		return;
-	st->u.st.backlog = true;
+	if (depth > 1 && !st->u.st.backlog && ae_touch(eng, st) == 0) {
+		st->u.st.backlog = true;
+		st->u.st.backlog_late = false;
+		st->u.st.backlog_mono = eng->mono_ms;
+	} else if (depth <= 1 && st->u.st.backlog && ae_touch(eng, st) == 0) {
+		st->u.st.backlog = false; /* drained (at most the batch being sealed) */
+	}
 }
 
 
@@ -332,14 +338,17 @@ int alert_engine_reading(struct alert_engine *eng, const char *station,
 			continue;
 		}
 		if (eng->src && ae_replayable(R) &&
-		    (r->ts_ms < k->ev_ts || (late && st->u.st.holding))) {
-			/* Out of order, or its station holds its late readings:
-			 * evaluated in reading order by a replay (replay.c). */
+		    (r->ts_ms < k->ev_ts || (late && st->u.st.holding) || ae_gap_waits(st, k, R, r))) {
+			/* Out of order, or its station holds its late readings,
+			 * or a night's total or a window would be reckoned with
+			 * the station's backlog still to come: evaluated in
+			 * reading order by a replay (replay.c). */
 			if (k->ev_ts != NONE && r->ts_ms < k->ev_ts - eng->rules->replay_max_s * 1000) {
 				eng->late_dropped++;
 				continue;
 			}
-			if ((rc = ae_hold(eng, st, k, r->ts_ms, late || st->u.st.holding)) < 0)
+			if ((rc = ae_hold(eng, st, k, r->ts_ms,
+					  late || st->u.st.holding || st->u.st.backlog)) < 0)
 				return rc;
 			continue;
 		}

@@ -18,7 +18,7 @@
 #define NONE INT64_MIN
 #define QUAL_METRICS_MAX 6
 #define BLOB_MAGIC 0xa1
-#define BLOB_VERSION 2
+#define BLOB_VERSION 3
 #define DAY_MS 86400000LL
 #define HOUR_MS 3600000LL
 
@@ -30,6 +30,7 @@
 #define CAP_MAX 8               /* transitions of one episode held during a replay */
 #define HOLD_MAX 4096           /* readings a station holds before a release */
 #define NEWS_HOLD_MS 60000      /* late news waits at most this long (mono) */
+#define BACKLOG_WAIT_MS 120000  /* an announced backlog is waited for this long */
 #define REPLAY_ROWS_MAX 200000  /* rows a key may replay; past it: dropped */
 #define FLUSH_ROWS_MAX 400000   /* rows one flush replays, all stations */
 #define FLUSH_STATION_ROWS_MAX 100000 /* ... one station */
@@ -115,11 +116,13 @@ struct station_state {
 	uint8_t n, pos;
 	bool holding;          /* its late readings wait for a release */
 	bool flush_now;        /* a fresh reading came out of order: replay now */
-	bool backlog;          /* its online status announced a spool backlog */
+	bool backlog;          /* its online status announced a spool backlog ... */
+	bool backlog_late;     /* ... and late readings came since */
 	bool queued;           /* on eng->hq */
 	uint32_t held;         /* readings held since the last release */
 	int64_t late_mono;     /* mono ms of its last late reading (NONE) */
 	int64_t news_mono;     /* mono ms its oldest unsent late news waits since */
+	int64_t backlog_mono;  /* mono ms of the announcement (NONE: before a restart) */
 	struct akey *keys;     /* its rule keys, through akey->st_next (not saved) */
 };
 
@@ -146,7 +149,8 @@ struct news {
 	uint16_t n;            /* late episodes told (which: EP_PENDING in led) */
 	bool cleared;          /* an episode told live ended in the late data ... */
 	int64_t end;           /* ... at this reading time */
-	char *en, *vi;         /* the first one's message (NULL: none yet) */
+	char *en, *vi;         /* the first late episode's message (NULL: none) */
+	char *cen, *cvi;       /* the clear's message (cleared) */
 };
 
 /* What a key keeps about its past (allocated on first use). */
@@ -345,6 +349,8 @@ void ae_nodata_clear(struct alert_engine *eng, struct out *o, struct akey *k,
 bool ae_replayable(const struct rule *R);
 void ae_ck_maybe(struct alert_engine *eng, struct akey *k, int64_t ts);
 int ae_hold(struct alert_engine *eng, struct akey *st, struct akey *k, int64_t ts, bool late);
+bool ae_gap_waits(const struct akey *st, const struct akey *k, const struct rule *R,
+		  const struct agri_reading *r);
 void ae_late_note(struct alert_engine *eng, struct akey *st, bool late);
 bool ae_capture(struct alert_engine *eng, const struct akey *k,
 		const struct alert_transition *t);

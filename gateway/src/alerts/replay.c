@@ -130,6 +130,8 @@ static void news_clear(struct news *nw)
 {
 	free(nw->en);
 	free(nw->vi);
+	free(nw->cen);
+	free(nw->cvi);
 	memset(nw, 0, sizeof(*nw));
 	nw->end = NONE;
 }
@@ -175,6 +177,7 @@ void ae_late_note(struct alert_engine *eng, struct akey *st, bool late)
 	if (!late)
 		return;
 	st->u.st.late_mono = eng->mono_ms;
+	st->u.st.backlog_late = true;
 	queue(eng, st);
 }
 
@@ -249,6 +252,24 @@ int ae_apply(struct alert_engine *eng, struct out *o, struct akey *k, const stru
 	default:
 		return 0;
 	}
+}
+
+/*
+ * A fresh reading that should wait for its station's backlog: the station
+ * announced one (its status), and k sums or averages over time (peak,
+ * rising, window, rate) and has a gap before this reading, or readings
+ * already waiting. A partial night's total would confirm or miss a peak;
+ * levels (threshold, ladder, quality) are evaluated at once: the canal is
+ * salty now, whatever came before.
+ */
+bool ae_gap_waits(const struct akey *st, const struct akey *k, const struct rule *R,
+		  const struct agri_reading *r)
+{
+	if (!st->u.st.backlog || !(nights_kind(R->kind) || R->kind == RULE_WINDOW ||
+				   R->kind == RULE_RATE))
+		return false;
+	return (k->x && k->x->hold_from != NONE) ||
+	       (k->ev_ts != NONE && r->ts_ms - k->ev_ts >= CK_GAP_MS);
 }
 
 int ae_hold(struct alert_engine *eng, struct akey *st, struct akey *k, int64_t ts, bool late)
@@ -332,12 +353,16 @@ static void led_remove(struct kx *x, struct ep *e)
 	x->n_led--;
 }
 
-static void news_text(struct news *nw, const char *en, const char *vi)
+/* The message news quotes: the first late episode's (or, clear, the
+ * clear's of an episode told before). */
+static void news_text(struct news *nw, const char *en, const char *vi, bool clear)
 {
-	if (nw->en)
+	char **e = clear ? &nw->cen : &nw->en, **v = clear ? &nw->cvi : &nw->vi;
+
+	if (*e)
 		return;
-	nw->en = strdup(en);
-	nw->vi = strdup(vi);
+	*e = strdup(en);
+	*v = strdup(vi);
 }
 
 static void news_wait(struct alert_engine *eng, const struct akey *k)
@@ -384,7 +409,7 @@ void ae_told(struct alert_engine *eng, struct out *o, struct akey *k,
 		led_push(x, t->event_ms, NONE, t->late && !eng->quiet ? EP_LATE | EP_PENDING : EP_LIVE);
 		if (t->late && !eng->quiet) {
 			x->nw.n++;
-			news_text(&x->nw, t->message_en, t->message_vi);
+			news_text(&x->nw, t->message_en, t->message_vi, false);
 			news_wait(eng, k);
 		}
 		break;
@@ -399,7 +424,7 @@ void ae_told(struct alert_engine *eng, struct out *o, struct akey *k,
 			x->nw.cleared = true;
 			if (x->nw.end == NONE || t->event_ms > x->nw.end)
 				x->nw.end = t->event_ms;
-			news_text(&x->nw, t->message_en, t->message_vi);
+			news_text(&x->nw, t->message_en, t->message_vi, true);
 			news_wait(eng, k);
 		}
 		break;
@@ -413,7 +438,7 @@ void ae_told(struct alert_engine *eng, struct out *o, struct akey *k,
 				/* told over, on again: news */
 				e->flags |= EP_PENDING;
 				x->nw.n++;
-				news_text(&x->nw, t->message_en, t->message_vi);
+				news_text(&x->nw, t->message_en, t->message_vi, false);
 				news_wait(eng, k);
 			}
 		}
@@ -1151,12 +1176,32 @@ static void news_send(struct alert_engine *eng, struct out *o, struct akey *k)
 	t.end_ms = open || end == NONE ? ALERT_TS_NONE : end;
 	t.notify = true;
 	t.notify_escalation = k->rec && k->rec->escalated;
-	alert_text_late(t.message_en, sizeof(t.message_en), nw->en ? nw->en : t.message_en, n,
-			open, nw->cleared, first, last, end, o->now_ms,
-			eng->rules->utc_offset_min, ALERT_LANG_EN);
-	alert_text_late(t.message_vi, sizeof(t.message_vi), nw->vi ? nw->vi : t.message_vi, n,
-			open, nw->cleared, first, last, end, o->now_ms,
-			eng->rules->utc_offset_min, ALERT_LANG_VI);
+	if (n && nw->cleared) {
+		/* an episode told before ended, later ones came: both said */
+		char ce[sizeof(t.message_en)], cv[sizeof(t.message_vi)];
+
+		alert_text_late(ce, sizeof(ce), nw->cen ? nw->cen : "", 0, false, true, NONE, NONE,
+				nw->end, o->now_ms, true, eng->rules->utc_offset_min, ALERT_LANG_EN);
+		alert_text_late(cv, sizeof(cv), nw->cvi ? nw->cvi : "", 0, false, true, NONE, NONE,
+				nw->end, o->now_ms, true, eng->rules->utc_offset_min, ALERT_LANG_VI);
+		alert_text_late(t.message_en, sizeof(t.message_en), nw->en ? nw->en : t.message_en,
+				n, open, false, first, last, end, o->now_ms, false,
+				eng->rules->utc_offset_min, ALERT_LANG_EN);
+		alert_text_late(t.message_vi, sizeof(t.message_vi), nw->vi ? nw->vi : t.message_vi,
+				n, open, false, first, last, end, o->now_ms, false,
+				eng->rules->utc_offset_min, ALERT_LANG_VI);
+		alert_text_join(t.message_en, sizeof(t.message_en), ce);
+		alert_text_join(t.message_vi, sizeof(t.message_vi), cv);
+	} else {
+		const char *be = n ? nw->en : nw->cen, *bv = n ? nw->vi : nw->cvi;
+
+		alert_text_late(t.message_en, sizeof(t.message_en), be ? be : t.message_en, n, open,
+				nw->cleared, first, last, end, o->now_ms, true,
+				eng->rules->utc_offset_min, ALERT_LANG_EN);
+		alert_text_late(t.message_vi, sizeof(t.message_vi), bv ? bv : t.message_vi, n, open,
+				nw->cleared, first, last, end, o->now_ms, true,
+				eng->rules->utc_offset_min, ALERT_LANG_VI);
+	}
 	memcpy(t.alert.message, ae_primary(eng) == ALERT_LANG_VI ? t.message_vi : t.message_en,
 	       sizeof(t.alert.message));
 	for (unsigned i = 0; i < x->n_led; i++)
@@ -1172,10 +1217,18 @@ static void news_send(struct alert_engine *eng, struct out *o, struct akey *k)
 
 /* ---- the queue: releases, late news, no_data closes ------------------------- */
 
+/* No late readings for late_settle_s, and a backlog the station announced
+ * has begun to come (or was waited for long enough). */
 static bool settled(const struct alert_engine *eng, const struct akey *st)
 {
-	return st->u.st.late_mono == NONE || eng->mono_ms == 0 || /* (no clock given) */
-	       eng->mono_ms - st->u.st.late_mono >= eng->rules->late_settle_s * 1000;
+	const struct station_state *s = &st->u.st;
+
+	if (eng->mono_ms == 0) /* (no clock given) */
+		return true;
+	if (s->late_mono != NONE && eng->mono_ms - s->late_mono < eng->rules->late_settle_s * 1000)
+		return false;
+	return !s->backlog || s->backlog_late || s->backlog_mono == NONE ||
+	       eng->mono_ms - s->backlog_mono >= BACKLOG_WAIT_MS;
 }
 
 /* Replays st's held keys, within budget. Returns rows read, or a negative

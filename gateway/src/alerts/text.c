@@ -490,7 +490,7 @@ void alert_text_time(char *buf, size_t len, int64_t ms, int64_t ref_ms, int64_t 
 
 void alert_text_late(char *buf, size_t len, const char *base, unsigned n, bool open,
 		     bool cleared, int64_t first, int64_t last, int64_t end, int64_t now_ms,
-		     int64_t utc_offset_min, enum alert_lang lang)
+		     bool reported, int64_t utc_offset_min, enum alert_lang lang)
 {
 	bool vi = lang == ALERT_LANG_VI;
 	char f[32], l[32], e[32], now[32], tmp[1024];
@@ -524,8 +524,17 @@ void alert_text_late(char *buf, size_t len, const char *base, unsigned n, bool o
 		if (cleared)
 			put(buf, len, &pos, "%s", vi ? " (sau khi đã báo)" : " (after one reported before)");
 	}
-	put(buf, len, &pos, vi ? ", báo lúc %s sau khi trạm mất kết nối"
-			       : ", reported at %s after the station was offline", now);
+	if (reported)
+		put(buf, len, &pos, vi ? ", báo lúc %s sau khi trạm mất kết nối"
+				       : ", reported at %s after the station was offline", now);
+	alert_text_utf8_trim(buf);
+}
+
+void alert_text_join(char *buf, size_t len, const char *after)
+{
+	size_t pos = strlen(buf);
+
+	put(buf, len, &pos, "; %s", after);
 	alert_text_utf8_trim(buf);
 }
 

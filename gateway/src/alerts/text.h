@@ -79,13 +79,17 @@ void alert_text_time(char *buf, size_t len, int64_t ms, int64_t ref_ms, int64_t 
  * message of its first late episode, or of its clear) followed by when it
  * happened and when it was reported: n episodes, the first starting at
  * first, the last at last, over at end (open: the last is still on;
- * cleared: an episode told before ended at end), reported at now_ms.
+ * cleared: an episode told before ended at end), reported at now_ms
+ * (when reported: else the times only).
  *   "Salinity 4.6 g/L >= 4.0 g/L at DT-W01 (sonde1), at 03:10, reported at
  *    09:42 after the station was offline"
  */
 void alert_text_late(char *buf, size_t len, const char *base, unsigned n, bool open,
 		     bool cleared, int64_t first, int64_t last, int64_t end, int64_t now_ms,
-		     int64_t utc_offset_min, enum alert_lang lang);
+		     bool reported, int64_t utc_offset_min, enum alert_lang lang);
+
+/* Appends "; after" to buf (late news that says two things). */
+void alert_text_join(char *buf, size_t len, const char *after);
 
 /* Cuts s (in place) so it does not end in a partial UTF-8 sequence. */
 void alert_text_utf8_trim(char *s);

@@ -439,7 +439,7 @@ static int on_status(void *ctx, struct store *st, const struct agri_status *s,
 	(void)st;
 	if ((rc = enter(a)) < 0)
 		return rc;
-	if (s->online && s->spool_depth > 0)
+	if (s->online)
 		alert_engine_backlog(a->eng, s->station, (uint64_t)s->spool_depth);
 	return leave(a, alert_engine_status(a->eng, s->station, s->online, received_ms,
 					    on_transition, a));
