@@ -218,6 +218,9 @@ enum MHD_Result http_api_advisories(const struct http_call *k);
 /* api_today.c */
 enum MHD_Result http_api_today(const struct http_call *k);
 
+/* api_recipients.c: who receives what (the notification policy's people) */
+enum MHD_Result http_api_recipients(const struct http_call *k);
+
 /* api_bundles.c: update bundles for authenticated stations (docs/update.md) */
 enum MHD_Result http_api_bundle(const struct http_call *k);
 

@@ -1722,6 +1722,9 @@ int policy_publish_people(struct policy *p, sqlite3 *db)
 	int rc = 0;
 
 	rc = run(prep(db, &rc, "DELETE FROM notify_people", NULL), &rc);
+	/* the local day of notify_message.day, for GET /api/v1/recipients */
+	if (rc >= 0)
+		rc = meta_set(db, "utc_offset_min", p->people.utc_offset_min);
 	for (size_t i = 0; i < p->people.n && rc >= 0; i++) {
 		const struct recipient *r = &p->people.v[i];
 		cJSON *o = cJSON_CreateObject(), *a;
