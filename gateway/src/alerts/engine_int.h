@@ -31,12 +31,11 @@
 #define HOLD_MAX 4096           /* readings a station holds before a release */
 #define NEWS_HOLD_MS 60000      /* late news waits at most this long (mono) */
 #define BACKLOG_WAIT_MS 120000  /* an announced backlog is waited for this long */
-#define REPLAY_ROWS_MAX 200000  /* rows a key may replay; past it: dropped */
 #define FLUSH_ROWS_MAX 400000   /* rows one flush replays, all stations */
 #define FLUSH_STATION_ROWS_MAX 100000 /* ... one station */
 #define ROWS_CHUNK 512          /* rows read from the source at a time */
 
-/* Which parts of a key a blob holds (blob version 2). */
+/* Which parts of a key a blob holds (blob version 2 and after). */
 enum {
 	P_EV = 1,     /* evidence: last seen, newest ts, last level values */
 	P_PTS = 2,    /* window/rate ring points */

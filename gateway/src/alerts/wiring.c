@@ -55,6 +55,7 @@ struct alerting {
 	size_t n_pending;
 	atomic_size_t keys, open_alerts;
 	atomic_uint_fast64_t transitions;
+	atomic_uint_fast64_t held, replayed_rows, late_dropped; /* event time */
 	alerting_peak_fn on_peak;
 	void *peak_ctx;
 	alerting_notice_fn on_notice; /* the people's policy (notify/people.h) */
@@ -507,6 +508,9 @@ static void update_stats(struct alerting *a)
 	alert_engine_stats(a->eng, &s);
 	atomic_store(&a->keys, s.keys);
 	atomic_store(&a->open_alerts, s.open_alerts);
+	atomic_store(&a->held, s.held);
+	atomic_store(&a->replayed_rows, s.replayed_rows);
+	atomic_store(&a->late_dropped, s.late_dropped);
 }
 
 static void on_commit(void *ctx)
@@ -641,9 +645,24 @@ int alerting_metrics_text(void *ctx, char *buf, size_t len)
 			 "agri_gateway_alerts_open %zu\n"
 			 "# HELP agri_gateway_alert_transitions_total Alert transitions since start.\n"
 			 "# TYPE agri_gateway_alert_transitions_total counter\n"
-			 "agri_gateway_alert_transitions_total %llu\n",
+			 "agri_gateway_alert_transitions_total %llu\n"
+			 "# HELP agri_gateway_alert_late_held_total Readings older than what their"
+			 " rule had seen, held to be evaluated in reading order.\n"
+			 "# TYPE agri_gateway_alert_late_held_total counter\n"
+			 "agri_gateway_alert_late_held_total %llu\n"
+			 "# HELP agri_gateway_alert_replayed_rows_total Stored readings read back to"
+			 " evaluate late ones in reading order.\n"
+			 "# TYPE agri_gateway_alert_replayed_rows_total counter\n"
+			 "agri_gateway_alert_replayed_rows_total %llu\n"
+			 "# HELP agri_gateway_alert_late_dropped_total Late readings no rule evaluated"
+			 " (older than replay_max_s or than their key's checkpoints).\n"
+			 "# TYPE agri_gateway_alert_late_dropped_total counter\n"
+			 "agri_gateway_alert_late_dropped_total %llu\n",
 			 atomic_load(&a->keys), atomic_load(&a->open_alerts),
-			 (unsigned long long)atomic_load(&a->transitions));
+			 (unsigned long long)atomic_load(&a->transitions),
+			 (unsigned long long)atomic_load(&a->held),
+			 (unsigned long long)atomic_load(&a->replayed_rows),
+			 (unsigned long long)atomic_load(&a->late_dropped));
 
 	return (n < 0 || (size_t)n >= len) ? -ENOSPC : n;
 }
