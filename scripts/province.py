@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BUILD = os.environ.get("AGRI_BUILD_DIR", os.path.join(ROOT, "build"))
@@ -134,20 +135,31 @@ def write_json(path, obj):
 
 
 class Notifications(http.server.BaseHTTPRequestHandler):
-    """The agronomists' webhook, standing in for a phone: appends every
-    notification to run/notifications.log."""
+    """The receivers, standing in for phones and machines: the people's
+    webhook (/hook: each person's messages and bulletins, as the
+    notification policy decided them; docs/notify.md) appends to
+    run/notifications.log, the SMS gateway (/sms) to run/sms.log, and the
+    rules' machine channel (/ops: every alert transition and forecast, the
+    stream everyone used to get) to run/alerts.log."""
     path_log = None
     lock = threading.Lock()
     count = 0
+    logs = {"/hook": "notifications.log", "/sms": "sms.log", "/ops": "alerts.log"}
 
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(n).decode("utf-8", "replace")
+        name = Notifications.logs.get(self.path.split("?")[0])
+        if self.path.startswith("/sms"):
+            f = urllib.parse.parse_qs(body)
+            body = "%s %s" % (f.get("to", ["?"])[0], f.get("text", [""])[0])
         with Notifications.lock:
-            Notifications.count += 1
-            with open(Notifications.path_log, "a") as f:
-                f.write(body.strip() + "\n")
-        self.send_response(200)
+            if name == "notifications.log":
+                Notifications.count += 1
+            if name:
+                with open(os.path.join(os.path.dirname(Notifications.path_log), name), "a") as f:
+                    f.write(body.strip() + "\n")
+        self.send_response(200 if name else 404)
         self.end_headers()
 
     def log_message(self, *a):
@@ -254,7 +266,8 @@ def main():
     open(Notifications.path_log, "w").close()
     hook_srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Notifications)
     threading.Thread(target=hook_srv.serve_forever, daemon=True).start()
-    hook_url = "http://127.0.0.1:%d/hook" % hook_srv.server_address[1]
+    hook_base = "http://127.0.0.1:%d" % hook_srv.server_address[1]
+    hook_url = hook_base + "/hook"
 
     bdir, loop_port, tls_port, passwd = setup_broker(args)
     acl = os.path.join(bdir, "acl")
@@ -271,8 +284,10 @@ def main():
     subprocess.run([os.path.join(BIN, "agrictl"), "token", "new", "--force", "--out",
                     os.path.join(gdir, "api.token")], check=True, stdout=subprocess.DEVNULL)
     rules = json.load(open(os.path.join(ROOT, "gateway", "rules.demo.json")))
+    # The rules name the machines' channel; people hear what the policy
+    # decides for them (gateway/recipients.demo.json, docs/notify.md).
     for r in rules["rules"]:
-        r["notify"] = ["agronomists"]
+        r["notify"] = ["ops"]
     # "Late" is reading time behind arrival (docs/alerts.md, "Reading
     # order"). At a day a minute the default 15 minutes is 0.6 real
     # seconds, less than a loaded machine's scheduling: live readings
@@ -285,8 +300,11 @@ def main():
                    "password_file": "gateway.pass", "client_id": "agri-gateway-demo"},
         "db": {"path": "agri.db", "retention_days": 400},
         "rules_file": "rules.json",
-        "notify": {"webhooks": [{"name": "agronomists", "url": hook_url}]},
-        "forecast": {"notify": ["agronomists"]},
+        "recipients_file": os.path.join(ROOT, "gateway", "recipients.demo.json"),
+        "notify": {"webhooks": [{"name": "agronomists", "url": hook_url},
+                                {"name": "ops", "url": hook_base + "/ops"}],
+                   "sms": {"name": "sms", "url": hook_base + "/sms", "to": ["+84900000000"]}},
+        "forecast": {"notify": ["ops"]},
         "http": {"listen": "127.0.0.1:%d" % http_port, "token_file": "api.token"},
         "sites": sites(),
     })
@@ -299,9 +317,12 @@ def main():
              "  live MQTT     mosquitto_sub -p %d -u gateway -P $(cat %s) -t 'agri/v1/#' -v\n"
              "  dashboard     http://127.0.0.1:%d/   (API token in %s)\n"
              "  health        AGRI_CLOCK=%s %s\n"
-             "  notifications %s\n"
+             "  notifications %s (people; SMS in sms.log, the rules' channel in alerts.log)\n"
+             "  preview       %s notify preview --db %s --recipients %s --person hoa\n"
              "  logs          %s/") % (db, loop_port, os.path.join(gdir, "gateway.pass"), http_port,
                                       token_file, clock, " ".join(health), Notifications.path_log,
+                                      os.path.join(BIN, "agrictl"), db,
+                                      os.path.join(ROOT, "gateway", "recipients.demo.json"),
                                       os.path.join(RUN, "logs"))
     # Where to look, before the history import: also when the output is a
     # log (headless), not only on the interactive screen.
@@ -315,6 +336,7 @@ def main():
         log("loading %d days of simulated history..." % args.history_days)
         load_history(args, start_dt, gw_cfg, env)
 
+    args.gw_real_ms = int(time.time() * 1000)  # the gateway's clock starts at --start now
     gateway = start("agri-gateway", [os.path.join(BIN, "agri-gateway"), "--config", gw_cfg], "gateway.log", env)
     wait_port(http_port, gateway, 30)
     log("dashboard ready: http://127.0.0.1:%d/" % http_port)
@@ -540,9 +562,40 @@ def summary(db, args, t0, where):
     for a in adv[:6]:
         lines.append("    %s: sow %s → %s, next generation hatches from %s" % (a[0], a[1][:10], a[2][:10], a[3][:10]))
     lines.append("")
+    lines.extend(notification_lines(db, args))
+    lines.append("")
     lines.append("  where to look:")
     lines.append(where)
     return "\n".join(lines)
+
+
+def notification_lines(db, args):
+    """Messages per person per local day (the notification policy's
+    notify_message), beside what the rules' channel got: every alert
+    transition and forecast, which everyone received before people had a
+    policy (docs/notify.md, "The policy")."""
+    start = dt.datetime.strptime(args.start, "%Y-%m-%d").replace(tzinfo=dt.timezone.utc)
+    start_ms = int(start.timestamp() * 1000)
+    off = 7 * 3600  # recipients.demo.json: utc_offset_min 420
+    # the outbox stamps rows with real time: onto the gateway's clock
+    real0 = getattr(args, "gw_real_ms", 0)
+    old = dict(q(db, "SELECT date((? + (created_at - ?) * ?) / 1000 + ?, 'unixepoch'), count(*)"
+                     " FROM outbox WHERE channel = 'ops' AND person IS NULL AND created_at >= ?"
+                     " GROUP BY 1", start_ms, real0, args.speed, off, real0))
+    people = q(db, "SELECT person, json_extract(doc, '$.display') FROM notify_people ORDER BY person")
+    per = q(db, "SELECT person, date(day * 86400, 'unixepoch'), sum(kind != 'bulletin'), sum(kind = 'bulletin')"
+                " FROM notify_message WHERE at >= ? GROUP BY person, day ORDER BY person, day", start_ms)
+    days = sorted(set(old) | set(r[1] for r in per))
+    out = ["  notifications per person per local day: messages + bulletins (before: every alert"
+           " transition and forecast to everyone)"]
+    out.append("    %-8s %-24s %s" % ("", "", "   ".join("%-9s" % d[5:] for d in days)))
+    out.append("    %-8s %-24s %s" % ("before", "(the rules' channel)", "   ".join(
+        "%-9s" % old.get(d, 0) for d in days)))
+    for person, display in people:
+        cells = {r[1]: "%d + %d" % (r[2], r[3]) for r in per if r[0] == person}
+        out.append("    %-8s %-24s %s" % (person, (display or "")[:24], "   ".join(
+            "%-9s" % cells.get(d, "0 + 0") for d in days)))
+    return out
 
 
 def verdict(db, stations, dead):
