@@ -647,6 +647,7 @@ static const struct agri_cfg_field status_fields[] = {
 	AGRI_FIELD_CUSTOM(struct agri_status, "state", online, parse_online, true),
 	AGRI_FIELD_STR(struct agri_status, "fw", fw, false),
 	AGRI_FIELD_STR(struct agri_status, "board", board, false),
+	AGRI_FIELD_STR(struct agri_status, "broker", broker, false),
 	AGRI_FIELD_INT(struct agri_status, "config_version", config_version, 0, SAFE_INT_MAX),
 	AGRI_FIELD_CUSTOM(struct agri_status, "ts", ts_ms, parse_time, false),
 	AGRI_FIELD(struct agri_status, "uptime_s", AGRI_CFG_UINT, uptime_s, false),
@@ -714,8 +715,13 @@ int agri_status_encode(const struct agri_status *s, char *buf, size_t len)
 		w_key(&w, "board");
 		agri_buf_json_str(&w, s->board);
 	}
+	if (str_fits(s->broker, sizeof(s->broker)) && s->broker[0]) {
+		w_key(&w, "broker");
+		agri_buf_json_str(&w, s->broker);
+	}
 	w_check(&w, str_fits(s->fw, sizeof(s->fw)) &&
-		str_fits(s->board, sizeof(s->board)) && s->config_version >= 0 &&
+		str_fits(s->board, sizeof(s->board)) &&
+		str_fits(s->broker, sizeof(s->broker)) && s->config_version >= 0 &&
 		s->n_sensors <= AGRI_STATUS_SENSORS_MAX);
 	if (s->config_version) {
 		w_key(&w, "config_version");

@@ -122,6 +122,9 @@ static const struct {
 	{K_STATUS, "{'v':1,'station':'DT-W01','state':'online','config_version':7,"
 		   "'config_signed_by':'alice'}"},
 	{K_CACK, "{'v':1,'station':'DT-W01','version':7,'result':'applied','signed_by':'alice'}"},
+	/* issue 27: the hub a station with broker.urls is on */
+	{K_STATUS, "{'v':1,'station':'DT-W01','state':'online','fw':'0.1.0',"
+		   "'broker':'ssl://hub-b.agri.local:8883','config_version':7}"},
 	/* issue 22: a config on probation, the oldest unacked batch, bus and sensor health */
 	{K_STATUS, "{'v':1,'station':'DT-W01','state':'online','config_version':7,"
 		   "'probation':8,'config_failed':{'version':6,'at':'2026-11-22T15:00:00.000Z',"

@@ -143,6 +143,8 @@ struct agri_status {
 	bool online;                   /* "state": "online" | "offline" */
 	char fw[AGRI_ID_MAX + 1];      /* "" when absent */
 	char board[AGRI_ID_MAX + 1];   /* "" when absent */
+	char broker[256];              /* the hub's URL the station is on
+					  (broker.urls); "" when absent */
 	int64_t config_version;        /* 0 when absent */
 	int64_t ts_ms;                 /* "ts"; 0 when absent */
 	uint64_t uptime_s;
@@ -175,7 +177,7 @@ struct agri_status {
 };
 
 /*
- * Status: required v, station, state. Optional: fw, board, config_version,
+ * Status: required v, station, state. Optional: fw, board, broker, config_version,
  * config_signed_by, probation, config_failed ({version, at, error}), ts,
  * uptime_s, spool_depth, spool_oldest,
  * spool_dropped, last_seq, maintenance, buses ([{name, state, since,
