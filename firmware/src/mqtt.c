@@ -9,12 +9,23 @@
  * in-flight unit; when the link is lost the epoch changes and in-flight
  * drops to 0 (paho may still redeliver those messages on the next
  * session: harmless, the gateway stores a batch once).
+ *
+ * Hubs: one paho client for every URL of broker.urls; each connect names
+ * the one hub to try (connectOptions.serverURIs with one entry), so paho
+ * never walks the list itself (it would stop at the last URI, see
+ * docs/station.md "Hubs"). The home hub's probe is a plain TCP connect
+ * on a thread of its own (no MQTT session, no credentials).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <MQTTAsync.h>
 
@@ -26,6 +37,7 @@
 #include "agri/util.h"
 
 #define MQTT_TICKETS 1024
+#define PROBE_TIMEOUT_MS 3000 /* a hub that takes longer to accept is not up */
 
 struct mqtt;
 
@@ -39,7 +51,10 @@ struct mqtt {
 	MQTTAsync client;
 	struct station_broker broker;
 	char station[AGRI_ID_MAX + 1];
-	char uri[256];
+	/* broker.urls in paho's spelling; uri: the one last connected to */
+	char uris[STATION_BROKER_URLS_MAX][STATION_URL_MAX];
+	char *uri;
+	size_t hub;
 	char topic_status[AGRI_TOPIC_MAX], topic_ack[AGRI_TOPIC_MAX];
 	char topic_config[AGRI_TOPIC_MAX];
 	char topic_update[AGRI_TOPIC_MAX]; /* update commands (update.h) */
@@ -53,6 +68,10 @@ struct mqtt {
 	int inflight;
 	unsigned next_ticket;
 	struct mqtt_ticket tickets[MQTT_TICKETS];
+
+	/* The home hub's probe: its thread, joined before the next one. */
+	pthread_t probe;
+	bool probe_started;
 };
 
 static void on_lost(void *ctx, char *cause)
@@ -107,7 +126,8 @@ static void on_connect_ok(void *ctx, MQTTAsync_successData *r)
 	char *topics[3] = {m->topic_ack, m->topic_config, m->topic_update};
 	int qos[3] = {1, 1, 1}, rc;
 
-	(void)r;
+	log_debug("mqtt", "CONNACK from %s", r && r->alt.connect.serverURI ?
+		  r->alt.connect.serverURI : "?");
 	util_tcp_nodelay_to(m->uri); /* batches and acks: no Nagle delay */
 	ro.onSuccess = on_sub_ok;
 	ro.onFailure = on_sub_fail;
@@ -160,7 +180,6 @@ static void on_pub_fail(void *ctx, MQTTAsync_failureData *r)
 struct mqtt *mqtt_new(const struct station_config *cfg, const struct mqtt_handlers *h)
 {
 	MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer;
-	const char *url = cfg->broker.url;
 	struct mqtt *m;
 	int rc;
 
@@ -172,12 +191,17 @@ struct mqtt *mqtt_new(const struct station_config *cfg, const struct mqtt_handle
 	m->h = *h;
 	snprintf(m->station, sizeof(m->station), "%s", cfg->station);
 	/* paho knows tcp:// and ssl://; accept the mqtt(s):// spellings too */
-	if (!strncmp(url, "mqtt://", 7))
-		snprintf(m->uri, sizeof(m->uri), "tcp://%s", url + 7);
-	else if (!strncmp(url, "mqtts://", 8))
-		snprintf(m->uri, sizeof(m->uri), "ssl://%s", url + 8);
-	else
-		snprintf(m->uri, sizeof(m->uri), "%s", url);
+	for (size_t i = 0; i < cfg->broker.n_urls; i++) {
+		const char *url = cfg->broker.urls[i];
+
+		if (!strncmp(url, "mqtt://", 7))
+			snprintf(m->uris[i], sizeof(m->uris[i]), "tcp://%s", url + 7);
+		else if (!strncmp(url, "mqtts://", 8))
+			snprintf(m->uris[i], sizeof(m->uris[i]), "ssl://%s", url + 8);
+		else
+			snprintf(m->uris[i], sizeof(m->uris[i]), "%s", url);
+	}
+	m->uri = m->uris[0];
 	agri_topic_build(m->topic_status, sizeof(m->topic_status), cfg->broker.topic_prefix,
 			 AGRI_TOPIC_STATUS, cfg->station);
 	agri_topic_build(m->topic_ack, sizeof(m->topic_ack), cfg->broker.topic_prefix,
@@ -226,21 +250,42 @@ void mqtt_free(struct mqtt *m)
 {
 	if (!m)
 		return;
+	if (m->probe_started)
+		pthread_join(m->probe, NULL);
 	MQTTAsync_destroy(&m->client);
 	pthread_mutex_destroy(&m->lock);
 	memset(m->password, 0, sizeof(m->password));
 	free(m);
 }
 
-int mqtt_connect(struct mqtt *m)
+int mqtt_connect(struct mqtt *m, size_t hub)
 {
 	MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer;
 	MQTTAsync_willOptions w = MQTTAsync_willOptions_initializer;
 	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+	char *one[1];
 	int rc;
 
-	o.keepAliveInterval = (int)m->broker.keepalive_s;
+	if (hub >= m->broker.n_urls)
+		return -EINVAL;
+	m->hub = hub;
+	m->uri = m->uris[hub];
+	one[0] = m->uri;
+	o.serverURIs = one;
+	o.serverURIcount = 1;
+	/*
+	 * paho pings once nothing came for keepAliveInterval and gives up
+	 * 1.5 intervals after the ping: a hub that vanished without closing
+	 * the connection is noticed 2.5 intervals after its last packet.
+	 * Half of keepalive_s makes that 1.25 x keepalive_s, within the
+	 * 1.5 x keepalive_s the station promises (docs/station.md "Hubs").
+	 */
+	o.keepAliveInterval = (int)(m->broker.keepalive_s / 2);
 	o.cleansession = 0; /* keep acks/configs queued while we are away */
+	/* Not MQTTVERSION_DEFAULT: with it, paho answers a lost link or a
+	 * failed connect by trying MQTT 3.1 on its own, to the last hub,
+	 * behind the station's back (and ignores the station's connect). */
+	o.MQTTVersion = MQTTVERSION_3_1_1;
 	o.connectTimeout = 10;
 	o.automaticReconnect = 0;
 	o.onSuccess = on_connect_ok;
@@ -271,10 +316,115 @@ int mqtt_connect(struct mqtt *m)
 		o.ssl = &ssl;
 	}
 	rc = MQTTAsync_connect(m->client, &o);
+	/* paho still has a connect or disconnect queued (just after a lost
+	 * link): it runs that one, with the hub just given. */
+	if (rc == MQTTASYNC_COMMAND_IGNORED)
+		return -EBUSY;
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_debug("mqtt", "connect call failed rc=%d", rc);
 		return -EIO;
 	}
+	return 0;
+}
+
+const char *mqtt_url(const struct mqtt *m)
+{
+	return m->broker.urls[m->hub];
+}
+
+/* "tcp://host:port", "ssl://[::1]:8883" -> host and port. */
+static int split_hostport(const char *uri, char *host, size_t hlen, char *port, size_t plen)
+{
+	const char *hp = strstr(uri, "://"), *colon, *end;
+	bool tls = !strncmp(uri, "ssl://", 6);
+
+	hp = hp ? hp + 3 : uri;
+	end = hp + strcspn(hp, "/");
+	if (*hp == '[') {
+		const char *rb = memchr(hp, ']', (size_t)(end - hp));
+
+		if (!rb)
+			return -EINVAL;
+		colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+		snprintf(host, hlen, "%.*s", (int)(rb - hp - 1), hp + 1);
+	} else {
+		colon = memchr(hp, ':', (size_t)(end - hp));
+		snprintf(host, hlen, "%.*s", (int)((colon ? colon : end) - hp), hp);
+	}
+	if (colon)
+		snprintf(port, plen, "%.*s", (int)(end - colon - 1), colon + 1);
+	else
+		snprintf(port, plen, "%s", tls ? "8883" : "1883");
+	return host[0] && port[0] ? 0 : -EINVAL;
+}
+
+/* One non-blocking TCP connect to addr, at most timeout_ms. */
+static bool tcp_answers(const struct addrinfo *ai, int timeout_ms)
+{
+	struct pollfd p = {.events = POLLOUT};
+	int err = 0, ok = 0;
+	socklen_t el = sizeof(err);
+
+	p.fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		      ai->ai_protocol);
+	if (p.fd < 0)
+		return false;
+	if (connect(p.fd, ai->ai_addr, ai->ai_addrlen) == 0)
+		ok = 1;
+	else if (errno == EINPROGRESS && poll(&p, 1, timeout_ms) == 1 &&
+		 getsockopt(p.fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0)
+		ok = 1;
+	close(p.fd);
+	return ok;
+}
+
+struct probe_job {
+	struct mqtt *m;
+	size_t hub;
+};
+
+static void *probe_main(void *arg)
+{
+	struct probe_job *j = arg;
+	struct mqtt *m = j->m;
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
+	char host[STATION_URL_MAX], port[16];
+	bool up = false;
+
+	if (split_hostport(m->uris[j->hub], host, sizeof(host), port, sizeof(port)) == 0 &&
+	    getaddrinfo(host, port, &hints, &res) == 0) {
+		for (ai = res; ai && !up; ai = ai->ai_next)
+			up = tcp_answers(ai, PROBE_TIMEOUT_MS);
+		freeaddrinfo(res);
+	}
+	if (m->h.probed)
+		m->h.probed(m->h.ctx, j->hub, up);
+	free(j);
+	return NULL;
+}
+
+int mqtt_probe(struct mqtt *m, size_t hub)
+{
+	struct probe_job *j;
+	int rc;
+
+	if (hub >= m->broker.n_urls)
+		return -EINVAL;
+	if (m->probe_started) {
+		pthread_join(m->probe, NULL);
+		m->probe_started = false;
+	}
+	j = malloc(sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->m = m;
+	j->hub = hub;
+	rc = pthread_create(&m->probe, NULL, probe_main, j);
+	if (rc) {
+		free(j);
+		return -rc;
+	}
+	m->probe_started = true;
 	return 0;
 }
 

@@ -4,7 +4,8 @@
  * while the link was briefly down still arrive; QoS 1; a retained
  * "offline" Last Will on the status topic; username + password file; TLS
  * when CA/cert files are configured. Reconnects are driven by the caller
- * (mqtt_connect again after the backoff it chooses).
+ * (mqtt_connect again, to the hub and after the backoff it chooses: paho
+ * never picks a hub of broker.urls by itself).
  *
  * Threads: callbacks in struct mqtt_handlers run on paho's threads; they
  * must only queue work and wake the station. Every mqtt_* function may be
@@ -23,6 +24,8 @@ struct mqtt_handlers {
 	void (*lost)(void *ctx, const char *why); /* connect failed or link lost */
 	void (*message)(void *ctx, const char *topic, const void *payload, size_t len);
 	void (*delivered)(void *ctx);           /* a tracked publish was PUBACKed */
+	/* The outcome of mqtt_probe (on the probe's thread). */
+	void (*probed)(void *ctx, size_t hub, bool up);
 	void *ctx;
 };
 
@@ -32,9 +35,21 @@ struct mqtt;
 struct mqtt *mqtt_new(const struct station_config *cfg, const struct mqtt_handlers *h);
 void mqtt_free(struct mqtt *m);
 
-/* Starts a connection attempt; the outcome arrives via connected/lost.
- * Returns 0 or -errno (-EINVAL: cannot read the password file). */
-int mqtt_connect(struct mqtt *m);
+/* Starts a connection attempt to broker.urls[hub]; the outcome arrives
+ * via connected/lost. Returns 0 or -errno (-EINVAL: cannot read the
+ * password file, or no such hub; -EBUSY: paho is still busy with the last
+ * link, try the same hub again shortly). */
+int mqtt_connect(struct mqtt *m, size_t hub);
+/* The configured URL of the hub last connected to (or being tried). */
+const char *mqtt_url(const struct mqtt *m);
+/*
+ * Asks whether broker.urls[hub] accepts a TCP connection (within 3 s)
+ * without an MQTT session: the station's own session stays where it is,
+ * and a hub's broker may take the station's client id from its user
+ * name. The answer arrives via probed. One probe at a time: a new one
+ * waits for the last to finish. Returns 0 or -errno.
+ */
+int mqtt_probe(struct mqtt *m, size_t hub);
 bool mqtt_is_connected(struct mqtt *m);
 
 /*

@@ -51,6 +51,9 @@
 #define STATUS_EVERY_MS 60000
 #define RECONNECT_BASE_MS 1000
 #define RECONNECT_CAP_MS 30000
+#define SETTLE_MS 250      /* after a lost link: 250..500 ms before the next hub */
+#define PROBE_MIN_MS 1000   /* the home hub's probe: holddown / 5 within these */
+#define PROBE_MAX_MS 60000
 #define RESEND_CAP_FACTOR 8 /* resend backoff caps at 8 x ack_timeout_s */
 #define RESEND_CAP_MAX_MS (3600 * 1000)
 #define STATUS_BUF 32768
@@ -83,6 +86,7 @@ struct station {
 	bool cfg_pending;
 	bool ev_connected, ev_lost;
 	char lost_why[160];
+	int probe_result; /* the home hub's last probe: 0 none, 1 up, -1 down */
 	char *upd_msg;      /* an update command from paho (update.h) */
 	size_t upd_len;
 	bool upd_pending, ev_update;
@@ -98,8 +102,15 @@ struct station {
 	char topic_telemetry[AGRI_TOPIC_MAX], topic_status[AGRI_TOPIC_MAX];
 	char topic_cfg_ack[AGRI_TOPIC_MAX];
 	enum link_state link;
-	int reconnect_attempt;
+	int reconnect_attempt;  /* passes over the whole list that failed */
 	int64_t reconnect_at;
+	/* Hubs (docs/station.md "Hubs"): the one tried or in use, the
+	 * failed attempts of this pass over the list, and the home hub's
+	 * probes while on another: answering since (0: not), next probe. */
+	size_t hub;
+	size_t pass_fails;
+	bool probing;
+	int64_t home_since, next_probe;
 	uint32_t rng;
 	struct log_complaint link_complaint;
 	uint64_t fresh_floor;
@@ -245,6 +256,17 @@ static void on_lost(void *ctx, const char *why)
 	pthread_mutex_lock(&st->lock);
 	st->ev_lost = true;
 	snprintf(st->lost_why, sizeof(st->lost_why), "%s", why);
+	pthread_cond_signal(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+}
+
+static void on_probed(void *ctx, size_t hub, bool up)
+{
+	struct station *st = ctx;
+
+	(void)hub;
+	pthread_mutex_lock(&st->lock);
+	st->probe_result = up ? 1 : -1;
 	pthread_cond_signal(&st->cond);
 	pthread_mutex_unlock(&st->lock);
 }
@@ -403,6 +425,7 @@ static void station_publish_status(struct station *st, bool online)
 	s->online = online;
 	snprintf(s->fw, sizeof(s->fw), "%s", AGRI_VERSION);
 	snprintf(s->board, sizeof(s->board), "%s", AGRI_BOARD);
+	snprintf(s->broker, sizeof(s->broker), "%s", mqtt_url(st->mqtt));
 	s->config_version = st->cfg->version;
 	snprintf(s->config_signed_by, sizeof(s->config_signed_by), "%s", st->cfg->signed_by);
 	s->ts_ms = util_now_ms();
@@ -753,48 +776,135 @@ static void station_probation(struct station *st, int64_t now)
 
 /* ---- link and publishing ---- */
 
+/* The hub after st->hub was tried and failed (connect failed or link
+ * lost): the next one at once, or, once every hub of the list failed in
+ * this pass, the first again after a backoff. The list is never narrowed:
+ * each pass tries every hub, the home hub first. After a lost link the
+ * next hub waits a short random settle time: paho finishes with the old
+ * link, and a hub's stations do not all arrive at the other in the same
+ * millisecond. */
+static void station_next_hub(struct station *st, int64_t now, bool lost)
+{
+	size_t n = st->cfg->broker.n_urls;
+
+	st->hub = (st->hub + 1) % n;
+	if (++st->pass_fails < n) {
+		st->reconnect_at = now + (lost ? SETTLE_MS + (int64_t)(util_rand32(&st->rng) %
+								      SETTLE_MS) : 0);
+		return;
+	}
+	st->pass_fails = 0;
+	st->hub = 0;
+	st->reconnect_at = now + util_backoff_ms(st->reconnect_attempt++, RECONNECT_BASE_MS,
+						 RECONNECT_CAP_MS, &st->rng);
+}
+
+static int64_t station_probe_every(const struct station *st)
+{
+	int64_t ms = st->cfg->broker.home_holddown_s * 1000 / 5;
+
+	return ms < PROBE_MIN_MS ? PROBE_MIN_MS : ms > PROBE_MAX_MS ? PROBE_MAX_MS : ms;
+}
+
+/*
+ * On another hub than the home hub: probe the home hub every
+ * home_holddown_s / 5; once it has answered every probe for
+ * home_holddown_s, leave this hub cleanly and connect to the home hub. If
+ * that connect fails, the next hub is tried at once as after any failed
+ * connect, and the home hub has to answer for a whole hold-down again.
+ */
+static void station_home(struct station *st, int64_t now, int result)
+{
+	int64_t hold = st->cfg->broker.home_holddown_s * 1000;
+
+	if (result) {
+		st->probing = false;
+		st->next_probe = now + station_probe_every(st);
+	}
+	if (st->link != LINK_UP || st->hub == 0) {
+		st->home_since = 0;
+		return;
+	}
+	if (result < 0)
+		st->home_since = 0;
+	else if (result > 0 && !st->home_since)
+		st->home_since = now;
+	if (st->home_since && now - st->home_since >= hold) {
+		log_info("mqtt", "home hub url=%s answered for %" PRId64 " s: leaving url=%s",
+			 st->cfg->broker.urls[0], (now - st->home_since) / 1000,
+			 mqtt_url(st->mqtt));
+		mqtt_disconnect(st->mqtt, 1000);
+		st->link = LINK_DOWN;
+		st->home_since = 0;
+		st->hub = 0;
+		st->pass_fails = 0;
+		st->reconnect_at = now;
+		return;
+	}
+	if (!st->probing && now >= st->next_probe) {
+		if (mqtt_probe(st->mqtt, 0) == 0)
+			st->probing = true;
+		else
+			st->next_probe = now + station_probe_every(st);
+	}
+}
+
 static void station_link_events(struct station *st, int64_t now)
 {
 	bool connected, lost;
+	int probe;
 	char why[160];
 
 	pthread_mutex_lock(&st->lock);
 	connected = st->ev_connected;
 	lost = st->ev_lost;
+	probe = st->probe_result;
 	st->ev_connected = st->ev_lost = false;
+	st->probe_result = 0;
 	snprintf(why, sizeof(why), "%s", st->lost_why);
 	pthread_mutex_unlock(&st->lock);
 
 	if (lost && st->link != LINK_DOWN && !(connected && mqtt_is_connected(st->mqtt))) {
-		st->link = LINK_DOWN;
-		st->reconnect_at = now + util_backoff_ms(st->reconnect_attempt++, RECONNECT_BASE_MS,
-							 RECONNECT_CAP_MS, &st->rng);
+		bool was_up = st->link == LINK_UP;
+
 		log_complain(&st->link_complaint, LOG_LVL_WARN, "mqtt", "broker unreachable: %s",
 			     why);
+		if (st->cfg->broker.n_urls > 1)
+			log_warn("mqtt", "hub url=%s %s: %s", mqtt_url(st->mqtt),
+				 was_up ? "lost" : "unreachable", why);
+		st->link = LINK_DOWN;
+		station_next_hub(st, now, was_up);
 	}
 	if (connected && mqtt_is_connected(st->mqtt) && st->link != LINK_UP) {
+		bool complained = st->link_complaint.complained;
+
 		st->link = LINK_UP;
 		st->reconnect_attempt = 0;
-		log_release(&st->link_complaint, "mqtt", "connected url=%s", st->cfg->broker.url);
-		if (!st->link_complaint.complained)
-			log_info("mqtt", "connected url=%s", st->cfg->broker.url);
-		spool_resend_all(st->spool); /* unacked batches go again */
+		st->pass_fails = 0;
+		st->home_since = 0;
+		st->next_probe = now + station_probe_every(st);
+		if (complained)
+			log_release(&st->link_complaint, "mqtt", "connected url=%s",
+				    mqtt_url(st->mqtt));
+		else
+			log_info("mqtt", "connected url=%s", mqtt_url(st->mqtt));
+		spool_resend_all(st->spool); /* unacked batches go again, on this hub */
 		st->fresh_floor = spool_next_seq(st->spool);
 		st->status_dirty = true;
 	}
-	if (st->link == LINK_UP && !mqtt_is_connected(st->mqtt)) {
-		st->link = LINK_DOWN;
-		st->reconnect_at = now + util_backoff_ms(st->reconnect_attempt++, RECONNECT_BASE_MS,
-							 RECONNECT_CAP_MS, &st->rng);
-	}
+	/* (A link that went down always says so through lost: acting on
+	 * mqtt_is_connected() alone here could take its late lost event for
+	 * the failure of the next hub's attempt.) */
+	station_home(st, now, probe);
 	if (st->link == LINK_DOWN && now >= st->reconnect_at) {
-		if (mqtt_connect(st->mqtt) == 0) {
+		int rc = mqtt_connect(st->mqtt, st->hub);
+
+		if (rc == 0)
 			st->link = LINK_CONNECTING;
-		} else {
-			st->reconnect_at = now + util_backoff_ms(st->reconnect_attempt++,
-								 RECONNECT_BASE_MS,
-								 RECONNECT_CAP_MS, &st->rng);
-		}
+		else if (rc == -EBUSY)
+			st->reconnect_at = now + SETTLE_MS;
+		else
+			station_next_hub(st, now, false);
 	}
 }
 
@@ -1014,7 +1124,8 @@ static void station_wait(struct station *st, int64_t until)
 		return;
 	util_deadline(&ts, CLOCK_MONOTONIC, wait);
 	pthread_mutex_lock(&st->lock);
-	if (!atomic_load(&st->stop) && !st->ev_connected && !st->ev_lost && !st->cfg_pending &&
+	if (!atomic_load(&st->stop) && !st->ev_connected && !st->ev_lost && !st->probe_result &&
+	    !st->cfg_pending &&
 	    !st->upd_pending && !st->ev_update && st->n_ackq == 0 &&
 	    st->ring_n < AGRI_BATCH_MAX_READINGS)
 		pthread_cond_timedwait(&st->cond, &st->lock, &ts);
@@ -1077,6 +1188,11 @@ int station_run(struct station *st)
 			until = now + update_next_ms(st->update, until - now);
 		if (st->link == LINK_DOWN && st->reconnect_at < until)
 			until = st->reconnect_at;
+		if (st->link == LINK_UP && st->hub != 0 && !st->probing && st->next_probe < until)
+			until = st->next_probe;
+		if (st->link == LINK_UP && st->home_since &&
+		    st->home_since + st->cfg->broker.home_holddown_s * 1000 < until)
+			until = st->home_since + st->cfg->broker.home_holddown_s * 1000;
 		if (st->link == LINK_UP) {
 			int64_t due = spool_next_due(st->spool);
 
@@ -1183,7 +1299,8 @@ int station_new(struct station_config *cfg, const char *config_path, struct stat
 			 AGRI_TOPIC_STATUS, cfg->station);
 	agri_topic_build(st->topic_cfg_ack, sizeof(st->topic_cfg_ack), cfg->broker.topic_prefix,
 			 AGRI_TOPIC_CONFIG_ACK, cfg->station);
-	h = (struct mqtt_handlers){on_connected, on_lost, on_message, on_delivered, st};
+	h = (struct mqtt_handlers){on_connected, on_lost, on_message, on_delivered, on_probed,
+				   st};
 	st->mqtt = mqtt_new(cfg, &h);
 	if (!st->mqtt) {
 		rc = -EINVAL;
