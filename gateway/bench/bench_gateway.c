@@ -6,6 +6,8 @@
  * publish rate, the time until every batch was acked, and the
  * publish->ack latency percentiles (an upper bound of publish->commit: the
  * gateway acks right after its commit). One line of key=value results.
+ * --disorder PCT sends that share of each station's batches late: each held
+ * back 1-20 places behind later ones (docs/alerts.md, "Reading order").
  */
 #include <errno.h>
 #include <getopt.h>
@@ -33,6 +35,9 @@ struct bench {
 	int64_t *pub_us;  /* [station * max_seq + seq] publish time, 0 = none */
 	int64_t *lat_us;  /* ack latencies */
 	long max_seq;
+	double disorder;  /* share of batches held back (0..1) */
+	long *order;      /* [station * max_seq + k]: the k-th seq it sends */
+	long n_out;       /* batches sent after a later one */
 	atomic_bool connected;
 	pthread_mutex_t mu;
 };
@@ -151,12 +156,13 @@ static int bench_parse_args(int argc, char **argv, struct bench *b, struct bench
 		{"rate", required_argument, NULL, 'R'},
 		{"window", required_argument, NULL, 'w'},
 		{"ack-timeout", required_argument, NULL, 't'},
+		{"disorder", required_argument, NULL, 'd'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "u:s:n:r:R:w:t:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "u:s:n:r:R:w:t:d:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'u': o->url = optarg; break;
 		case 's': b->stations = atoi(optarg); break;
@@ -165,15 +171,18 @@ static int bench_parse_args(int argc, char **argv, struct bench *b, struct bench
 		case 'R': b->rate = atof(optarg); break;
 		case 'w': b->window = atoi(optarg); break;
 		case 't': o->ack_timeout_s = atof(optarg); break;
+		case 'd': b->disorder = atof(optarg) / 100.0; break;
 		case 'h':
 			printf("usage: agri-bench-gateway [--url U] [--stations N] [--batches N]"
-			       " [--readings N] [--rate BATCHES_PER_S] [--window N] [--ack-timeout S]\n");
+			       " [--readings N] [--rate BATCHES_PER_S] [--window N] [--ack-timeout S]"
+			       " [--disorder PCT]\n");
 			return 0;
 		default:
 			return 2;
 		}
 	}
-	if (b->stations < 1 || b->per < 1 || b->per > 1000 || b->total < 1 || b->window < 1)
+	if (b->stations < 1 || b->per < 1 || b->per > 1000 || b->total < 1 || b->window < 1 ||
+	    b->disorder < 0 || b->disorder > 1)
 		return 2;
 	return -1;
 }
@@ -207,6 +216,45 @@ static int bench_connect(struct bench *b, const char *url)
 	return 0;
 }
 
+/* Each station's sending order: seq 1.. in order, but --disorder of them
+ * held back 1-20 places (a fixed seed: the same plan every run). Counts
+ * the batches that then arrive after a later one. */
+static int bench_order(struct bench *b)
+{
+	unsigned long long x = 0x9e3779b97f4a7c15ull;
+	long n = b->total / b->stations + 1;
+
+	if (!(b->order = calloc((size_t)b->stations * (size_t)b->max_seq, sizeof(long))))
+		return -1;
+	for (int st = 0; st < b->stations; st++) {
+		long *o = b->order + (long)st * b->max_seq, hi = 0;
+
+		for (long k = 0; k < n; k++)
+			o[k] = k + 1;
+		for (long k = 0; k < n && b->disorder > 0; k++) {
+			long j, v;
+
+			x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+			if ((double)((x * 0x2545f4914f6cdd1dull) >> 11) / 9007199254740992.0 >= b->disorder)
+				continue;
+			x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+			j = k + 1 + (long)((x * 0x2545f4914f6cdd1dull) % 20);
+			if (j >= n)
+				j = n - 1;
+			v = o[k];
+			memmove(&o[k], &o[k + 1], (size_t)(j - k) * sizeof(long));
+			o[j] = v;
+		}
+		for (long k = 0; k < n; k++) {
+			if (o[k] < hi)
+				b->n_out++;
+			else
+				hi = o[k];
+		}
+	}
+	return 0;
+}
+
 /* Publishes every batch, at --rate and within --window, from t0. Returns
  * 0 or 1 (a batch that cannot be encoded). */
 static int bench_publish(struct bench *b, int64_t t0)
@@ -216,7 +264,7 @@ static int bench_publish(struct bench *b, int64_t t0)
 
 	for (long i = 0; i < b->total; i++) {
 		int st = (int)(i % b->stations);
-		long seq = i / b->stations + 1;
+		long seq = b->order[(long)st * b->max_seq + i / b->stations];
 		MQTTAsync_message m = MQTTAsync_message_initializer;
 		MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
 		int n;
@@ -258,7 +306,8 @@ static void bench_report(struct bench *b, long acked, int64_t t0, int64_t t_pub_
 {
 	qsort(b->lat_us, (size_t)acked, sizeof(int64_t), cmp64);
 	printf("batches=%ld readings=%ld acked=%ld pub_start_us=%lld pub_end_us=%lld ack_end_us=%lld"
-	       " pub_rate=%.0f e2e_rate=%.0f readings_per_s=%.0f ack_p50_ms=%.2f ack_p99_ms=%.2f ack_max_ms=%.2f\n",
+	       " pub_rate=%.0f e2e_rate=%.0f readings_per_s=%.0f ack_p50_ms=%.2f ack_p99_ms=%.2f ack_max_ms=%.2f"
+	       " out_of_order=%ld\n",
 	       b->total, b->total * b->per, acked, (long long)t0, (long long)t_pub_end,
 	       (long long)t_ack_end,
 	       (double)b->total / ((double)(t_pub_end - t0) / 1e6),
@@ -266,7 +315,7 @@ static void bench_report(struct bench *b, long acked, int64_t t0, int64_t t_pub_
 	       (double)acked * b->per / ((double)(t_ack_end - t0) / 1e6),
 	       acked ? (double)b->lat_us[acked / 2] / 1000.0 : -1,
 	       acked ? (double)b->lat_us[acked * 99 / 100] / 1000.0 : -1,
-	       acked ? (double)b->lat_us[acked - 1] / 1000.0 : -1);
+	       acked ? (double)b->lat_us[acked - 1] / 1000.0 : -1, b->n_out);
 }
 
 int main(int argc, char **argv)
@@ -285,6 +334,8 @@ int main(int argc, char **argv)
 	b.pub_us = calloc((size_t)b.stations * (size_t)b.max_seq, sizeof(int64_t));
 	b.lat_us = calloc((size_t)b.total + 1, sizeof(int64_t));
 	pthread_mutex_init(&b.mu, NULL);
+	if (!b.pub_us || !b.lat_us || bench_order(&b) < 0)
+		return 1;
 	if (bench_connect(&b, o.url))
 		return 1;
 	t0 = now_us();
