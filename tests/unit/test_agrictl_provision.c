@@ -184,6 +184,60 @@ static void test_secret_file(void)
 	umask(old_umask);
 }
 
+/* --peer-hub: what is a peer's URL, what is a bridge account, and what the
+ * bridge config says (the lines the two-hub test relies on). */
+static void test_peer(void)
+{
+	static const char *const bad[] = {"", "hub-b:8883", "http://hub-b:80", "mqtts://",
+					  "mqtts://:8883", "mqtts://a b:1", "mqtts://h:0",
+					  "mqtts://h:65536", "mqtts://h:12x", "mqtts://h:", "tcp://u@h:1",
+					  "mqtts://[::1]:8883", "mqtts://h:1/x", "tcp://-h:1", "tcp://h-:1",
+					  "tcp://a..b:1", "mqtts://h:+1"};
+	struct bridge_params bp = {.user = "bridge-a", .password = "pw", .prefix = "agri/v1",
+				   .ca_file = "/etc/mosquitto/agri/certs/ca.crt"};
+	struct peer_url u;
+	char why[160], conf[4096], acl[256];
+
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(bad); i++)
+		CHECK_INT(provision_peer_url(bad[i], &u, why, sizeof(why)), -EINVAL);
+	CHECK_INT(provision_peer_url("mqtts://hub-b.local:18883", &u, why, sizeof(why)), 0);
+	CHECK(u.tls && u.port == 18883 && strcmp(u.host, "hub-b.local") == 0);
+	CHECK_INT(provision_peer_url("ssl://10.0.0.2", &u, why, sizeof(why)), 0);
+	CHECK(u.tls && u.port == 8883 && strcmp(u.host, "10.0.0.2") == 0);
+	CHECK_INT(provision_peer_url("tcp://hub-b", &u, why, sizeof(why)), 0);
+	CHECK(!u.tls && u.port == 1883);
+
+	CHECK_INT(provision_bridge_user_check("bridge-a"), 0);
+	CHECK_INT(provision_bridge_user_check("bridge-"), -EINVAL);
+	CHECK_INT(provision_bridge_user_check("gateway"), -EINVAL);
+	CHECK_INT(provision_bridge_user_check("bridge-a b"), -EINVAL);
+	CHECK_INT(provision_bridge_user_check("bridge-12345678901234567890123456"), -EINVAL);
+	/* No station may take a bridge's session. */
+	CHECK_INT(provision_station_id_check("bridge-a"), -EPERM);
+	CHECK_INT(provision_station_id_check("Bridge-A"), -EPERM);
+	CHECK_INT(provision_station_id_check("bridges"), 0);
+
+	CHECK_INT(provision_peer_url("mqtts://hub-b.local:8883", &u, why, sizeof(why)), 0);
+	bp.peer = &u;
+	CHECK_INT(provision_bridge_conf(&bp, conf, sizeof(conf)), 0);
+	CHECK(strstr(conf, "\naddress hub-b.local:8883\n") != NULL);
+	CHECK(strstr(conf, "\ntopic agri/v1/# both 1\n") != NULL);
+	CHECK(strstr(conf, "\ncleansession false\n") != NULL);
+	CHECK(strstr(conf, "\ntry_private true\n") != NULL);
+	CHECK(strstr(conf, "\nremote_clientid bridge-a\nremote_username bridge-a\n"
+			   "remote_password pw\n") != NULL);
+	CHECK(strstr(conf, "\nbridge_cafile /etc/mosquitto/agri/certs/ca.crt\n") != NULL);
+	CHECK_INT(provision_bridge_conf(&bp, conf, 200), -ENOSPC);
+	CHECK_INT(provision_peer_url("tcp://hub-b:1883", &u, why, sizeof(why)), 0);
+	CHECK_INT(provision_bridge_conf(&bp, conf, sizeof(conf)), 0);
+	CHECK(strstr(conf, "bridge_cafile") == NULL);
+	CHECK_INT(provision_bridge_acl("bridge-a", "agri/v1", acl, sizeof(acl)), 0);
+	CHECK(strstr(acl, "\nuser bridge-a\ntopic readwrite agri/v1/#\n") != NULL);
+	CHECK(provision_acl_has_user(acl, strlen(acl), "bridge-a"));
+	/* The bridge account is not one of the hub's: station files may hold it. */
+	CHECK_INT(provision_acl_reserved(acl, strlen(acl), why, sizeof(why)), 0);
+}
+
 int main(void)
 {
 	test_passwd_put();
@@ -191,5 +245,6 @@ int main(void)
 	test_reserved();
 	test_acl_has_user();
 	test_secret_file();
+	test_peer();
 	return test_main("test_agrictl_provision");
 }

@@ -41,6 +41,20 @@ int agrictl_provision_check_id(const char *station);
 /* 0 when out_dir holds no station.json nor station.pass (or force); else
  * prints why and returns 1. */
 int agrictl_provision_check_out(const char *out_dir, bool force);
+/* `agrictl provision --peer-hub` (provision_cmd.c): the bridge to the
+ * province's other hub (docs/ha.md). NULL members take their defaults. */
+struct peer_opts {
+	const char *peer;         /* mqtts://HOST:PORT or tcp://HOST:PORT */
+	const char *passwd_file;  /* the station listener's: the account goes here */
+	const char *acl_file;
+	const char *conf_file;    /* default: conf.d/agri-bridge.conf beside passwd_file */
+	const char *user;         /* default: bridge-<this host's name> */
+	const char *ca_file;      /* default: certs/ca.crt beside passwd_file (TLS) */
+	const char *prefix;
+	bool force;               /* replace an existing bridge config */
+};
+/* Writes the bridge config and its account; returns the exit code. */
+int agrictl_provision_peer(const struct peer_opts *o);
 /* `agrictl config validate|push|--help`: argv[0] is "config". */
 int agrictl_config(int argc, char **argv);
 int agrictl_config_validate(int argc, char **argv);

@@ -61,6 +61,10 @@ static void usage(FILE *f)
 	      "      signed configs the station applies (none installed: it refuses every pushed config)\n"
 	      "  provision --technician NAME --out DIR\n"
 	      "      make a technician's signing key pair: DIR/NAME.key (private, 0600) and DIR/NAME.pub\n"
+	      "  provision --peer-hub URL --passwd FILE --acl FILE [--bridge-conf FILE]\n"
+	      "       [--bridge-user NAME] [--ca-file CA] [--topic-prefix P] [--force]\n"
+	      "      bridge this hub's broker to the province's other hub (mqtts://HOST:PORT): the\n"
+	      "      bridge config (conf.d/agri-bridge.conf beside FILE) and its account and ACL\n"
 	      "  salinity --ec MS_PER_CM --temp C [--pressure DBAR]\n"
 	      "      practical salinity (PSS-78 with the low-salinity extension)\n"
 	      "  level-offset --measured M (--reading R [--offset O] | --profile NAME\n"
@@ -148,11 +152,14 @@ static int cmd_provision(int argc, char **argv)
 		{"passwd", required_argument, 0, 'p'}, {"acl", required_argument, 0, 'a'},
 		{"broker", required_argument, 0, 'b'}, {"topic-prefix", required_argument, 0, 't'},
 		{"technician", required_argument, 0, 'T'}, {"technicians", required_argument, 0, 'K'},
+		{"peer-hub", required_argument, 0, 'P'}, {"bridge-conf", required_argument, 0, 'C'},
+		{"bridge-user", required_argument, 0, 'U'}, {"ca-file", required_argument, 0, 'A'},
 		{"force", no_argument, 0, 'f'}, {"help", no_argument, 0, 'h'}, {0}};
 	static const char *const cmd = "provision";
 	const char *station = NULL, *out = NULL, *passwd = NULL, *acl = NULL;
 	const char *technician = NULL, *technicians = NULL;
-	const char *broker = "ssl://gateway.local:8883", *prefix = AGRI_TOPIC_PREFIX_DEFAULT;
+	const char *broker = NULL, *prefix = AGRI_TOPIC_PREFIX_DEFAULT;
+	struct peer_opts peer = {0};
 	bool force = false;
 	int c;
 
@@ -167,22 +174,57 @@ static int cmd_provision(int argc, char **argv)
 		case 't': prefix = optarg; break;
 		case 'T': technician = optarg; break;
 		case 'K': technicians = optarg; break;
+		case 'P': peer.peer = optarg; break;
+		case 'C': peer.conf_file = optarg; break;
+		case 'U': peer.user = optarg; break;
+		case 'A': peer.ca_file = optarg; break;
 		case 'f': force = true; break;
 		case 'h':
 			puts("usage: agrictl provision --station ID --out DIR --passwd FILE --acl FILE\n"
 			     "       [--broker URL] [--topic-prefix P] [--technicians KEYDIR] [--force]\n"
 			     "       agrictl provision --technician NAME --out DIR\n"
+			     "       agrictl provision --peer-hub URL --passwd FILE --acl FILE\n"
+			     "       [--bridge-conf FILE] [--bridge-user NAME] [--ca-file CA]\n"
+			     "       [--topic-prefix P] [--force]\n"
 			     "  a station's credentials (DIR/station.pass, its entry in the broker's password\n"
 			     "  file, its ACL block) and a station.json to start from; --technicians copies\n"
 			     "  KEYDIR/NAME.pub to DIR/technicians/. A DIR that holds a station.json or\n"
 			     "  station.pass already is refused unless --force (a new password: the old one\n"
 			     "  stops working; the station.json is written anew).\n"
 			     "  --technician NAME: a technician's signing key pair, DIR/NAME.key (0600) and\n"
-			     "  DIR/NAME.pub; an existing key is never replaced");
+			     "  DIR/NAME.pub; an existing key is never replaced\n"
+			     "  --peer-hub URL (mqtts://HOST:PORT, or tcp://HOST:PORT): bridge this hub's\n"
+			     "  broker to the province's other hub (docs/ha.md). Writes the bridge config,\n"
+			     "  --bridge-conf (default conf.d/agri-bridge.conf beside --passwd; 0640, it holds\n"
+			     "  the bridge's password), and the bridge account's entry and ACL block in\n"
+			     "  --passwd and --acl, which the peer hub needs too. --bridge-user: bridge-NAME\n"
+			     "  (default bridge-<host name>); --ca-file: the CA of the peer's certificate\n"
+			     "  (default certs/ca.crt beside --passwd). Run it on one hub only. An existing\n"
+			     "  bridge config is replaced only with --force");
 			return 0;
 		default: return AGRI_EXIT_USAGE;
 		}
 	}
+	if (peer.peer) {
+		if (station || out || technician || technicians || broker)
+			return cli_usage(cmd, "%s", T("provision --peer-hub URL takes --passwd, --acl, "
+						      "--bridge-conf, --bridge-user, --ca-file, "
+						      "--topic-prefix and --force only"));
+		if (!passwd || !acl)
+			return cli_usage(cmd, "%s", T("provision --peer-hub needs --passwd and --acl"));
+		if (!agri_topic_prefix_valid(prefix))
+			return cli_usage(cmd, T("--topic-prefix: invalid prefix \"%s\""), prefix);
+		peer.passwd_file = passwd;
+		peer.acl_file = acl;
+		peer.prefix = prefix;
+		peer.force = force;
+		return agrictl_provision_peer(&peer);
+	}
+	if (peer.conf_file || peer.user || peer.ca_file)
+		return cli_usage(cmd, "%s", T("--bridge-conf, --bridge-user and --ca-file go with "
+					      "--peer-hub URL"));
+	if (!broker)
+		broker = "ssl://gateway.local:8883";
 	if (technician) {
 		if (station || passwd || acl || technicians || !out)
 			return cli_usage(cmd, "%s", T("provision --technician NAME takes --out DIR only"));

@@ -98,13 +98,174 @@ bool provision_name_reserved(const char *name, size_t n)
 	return false;
 }
 
+/* The bridge accounts' namespace: no station may log in under it. */
+#define BRIDGE_PREFIX "bridge-"
+
 int provision_station_id_check(const char *id)
 {
 	if (!agri_ident_valid(id))
 		return -EINVAL;
-	if (!agri_station_id_valid(id) || provision_name_reserved(id, strlen(id)))
+	if (!agri_station_id_valid(id) || provision_name_reserved(id, strlen(id)) ||
+	    strncasecmp(id, BRIDGE_PREFIX, strlen(BRIDGE_PREFIX)) == 0)
 		return -EPERM;
 	return 0;
+}
+
+int provision_bridge_user_check(const char *user)
+{
+	size_t pn = strlen(BRIDGE_PREFIX);
+
+	if (!agri_ident_valid(user) || strlen(user) <= pn || strncmp(user, BRIDGE_PREFIX, pn) != 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* A DNS name as mosquitto and getaddrinfo take it: labels of letters,
+ * digits and '-', not starting or ending with '-', dots between. An IPv4
+ * address is such a name too. */
+static bool dns_name_valid(const char *h, size_t n)
+{
+	size_t label = 0;
+
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = h[i];
+
+		if (c == '.') {
+			if (label == 0 || h[i - 1] == '-')
+				return false;
+			label = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			   (c == '-' && label > 0)) {
+			if (++label > 63)
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return label > 0 && h[n - 1] != '-';
+}
+
+static int url_fail(char *why, size_t why_len, const char *text)
+{
+	snprintf(why, why_len, "%s", text);
+	return -EINVAL;
+}
+
+int provision_peer_url(const char *url, struct peer_url *out, char *why, size_t why_len)
+{
+	static const struct {
+		const char *scheme;
+		bool tls;
+	} schemes[] = {{"mqtts://", true}, {"ssl://", true}, {"tcp://", false}, {"mqtt://", false}};
+	const char *h = NULL, *colon;
+	size_t hn;
+
+	memset(out, 0, sizeof(*out));
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(schemes) && !h; i++) {
+		if (strncmp(url, schemes[i].scheme, strlen(schemes[i].scheme)) == 0) {
+			h = url + strlen(schemes[i].scheme);
+			out->tls = schemes[i].tls;
+		}
+	}
+	if (!h)
+		return url_fail(why, why_len, "expected mqtts://HOST:PORT (TLS, the peer's station "
+				"listener) or tcp://HOST:PORT");
+	/* mosquitto 2.0's bridge address splits HOST:PORT at the first ':', so
+	 * an IPv6 literal cannot be given: a name that resolves to it can. */
+	if (*h == '[')
+		return url_fail(why, why_len, "an IPv6 address cannot be a bridge's address in "
+				"mosquitto 2.0: give a DNS name that resolves to it");
+	colon = h + strcspn(h, ":");
+	hn = (size_t)(colon - h);
+	if (!dns_name_valid(h, hn))
+		return url_fail(why, why_len, hn ? "the host is not a DNS name or IPv4 address "
+				"(no user@, path or spaces)" : "no host");
+	memcpy(out->host, h, hn);
+	out->port = out->tls ? 8883 : 1883;
+	if (*colon == ':') {
+		char *e;
+		long port;
+
+		errno = 0;
+		port = strtol(colon + 1, &e, 10);
+		if (colon[1] < '0' || colon[1] > '9' || errno || *e || port < 1 || port > 65535)
+			return url_fail(why, why_len, "the port is not a number in 1..65535 "
+					"(nothing may follow it)");
+		out->port = (int)port;
+	}
+	return 0;
+}
+
+int provision_bridge_conf(const struct bridge_params *p, char *out, size_t len)
+{
+	const struct peer_url *u = p->peer;
+	int n, m = 0;
+
+	/*
+	 * The comments are for whoever opens the file on a hub; mosquitto
+	 * skips them. Nothing from the command line reaches the file
+	 * unchecked: host, user and prefix were validated, the password is
+	 * base64url and the caller refuses a CA path with a newline.
+	 */
+	n = snprintf(out, len,
+		     "# The bridge to the province's other hub (docs/ha.md), written by\n"
+		     "# `agrictl provision --peer-hub`. mosquitto reads it at start (include_dir in\n"
+		     "# mosquitto.conf): restart it after a change. This hub connects; the peer\n"
+		     "# only has the account. One bridge between two hubs, never one each way:\n"
+		     "# two would hand every message back and forth for ever.\n"
+		     "# It holds the bridge's password (mosquitto reads it from nowhere else):\n"
+		     "# 0640, the broker's group, like the password files.\n"
+		     "connection agri-peer\n"
+		     "address %s:%d\n"
+		     "# Everything under the prefix, both ways, QoS 1: each gateway, subscribed\n"
+		     "# to its own broker only, sees every station's telemetry and status, and an\n"
+		     "# ack from either gateway reaches the station on either hub.\n"
+		     "topic %s/# both 1\n"
+		     "# A persistent session on both sides: while the link is down each broker\n"
+		     "# queues for the other, up to max_queued_messages / max_queued_bytes (per\n"
+		     "# session, mosquitto.conf), sized for a day's cut (docs/ha.md, Sizing).\n"
+		     "cleansession false\n"
+		     "# The peer knows this client is a bridge and never sends a message back\n"
+		     "# the way it came.\n"
+		     "try_private true\n"
+		     "bridge_protocol_version mqttv311\n"
+		     "# The peer's station listener makes the user name the client id.\n"
+		     "remote_clientid %s\n"
+		     "remote_username %s\n"
+		     "remote_password %s\n"
+		     "# Link state on this hub only ($SYS/broker/connection/%s/state: 1 up,\n"
+		     "# 0 down): the peer's ACL gives the account the prefix and nothing else.\n"
+		     "notifications true\n"
+		     "notifications_local_only true\n"
+		     "keepalive_interval 30\n"
+		     "# Reconnect 2 s after a cut, backing off to a minute.\n"
+		     "restart_timeout 2 60\n",
+		     u->host, u->port, p->prefix, p->user, p->user, p->password, p->user);
+	if (n < 0 || (size_t)n >= len)
+		return -ENOSPC;
+	if (u->tls)
+		m = snprintf(out + n, len - (size_t)n,
+			     "# TLS: the peer's certificate must be signed by the province's CA and\n"
+			     "# name the host above.\n"
+			     "bridge_cafile %s\n"
+			     "bridge_insecure false\n"
+			     "bridge_tls_version tlsv1.2\n",
+			     p->ca_file);
+	return (m < 0 || (size_t)m >= len - (size_t)n) ? -ENOSPC : 0;
+}
+
+int provision_bridge_acl(const char *user, const char *prefix, char *out, size_t len)
+{
+	int n = snprintf(out, len,
+			 "\n# bridge %s: the other hub's broker (agrictl provision --peer-hub), "
+			 "everything under the prefix both ways\n"
+			 "user %s\n"
+			 "topic readwrite %s/#\n",
+			 user, user, prefix);
+
+	return (n < 0 || (size_t)n >= len) ? -ENOSPC : 0;
 }
 
 /* isspace() of the C locale, as mosquitto's misc__trimblanks() trims. */

@@ -42,10 +42,51 @@ bool provision_name_reserved(const char *name, size_t n);
 
 /*
  * 0 when id may be a station's: [A-Za-z0-9_-]{1,32}, not a reserved topic
- * level (docs/interfaces.md §2) and not reserved for the hub (above); -EINVAL when
- * malformed, -EPERM when reserved.
+ * level (docs/interfaces.md §2), not reserved for the hub (above) and not
+ * a bridge account's (below); -EINVAL when malformed, -EPERM when reserved.
  */
 int provision_station_id_check(const char *id);
+
+/*
+ * The bridge from one hub's broker to its peer's (docs/ha.md) logs in on
+ * the peer's station listener, whose client id is the user name, under an
+ * account named "bridge-..." that no station may have (a station with it
+ * could take over the bridge's session). 0 when user is such a name
+ * ("bridge-" and [A-Za-z0-9_-], at most 32 in all), else -EINVAL.
+ */
+int provision_bridge_user_check(const char *user);
+
+/* A peer hub's address, from --peer-hub. */
+struct peer_url {
+	char host[254];  /* a DNS name or an IPv4 address */
+	int port;
+	bool tls;
+};
+
+/*
+ * Parses "mqtts://HOST:PORT" (or ssl://, TLS) or "tcp://HOST:PORT" (or
+ * mqtt://, plain); the port may be left out (8883 with TLS, 1883 without).
+ * HOST is a DNS name or an IPv4 address (mosquitto 2.0's bridge cannot
+ * take an IPv6 literal); nothing may follow the port. Returns 0, or -EINVAL with why[why_len] saying what
+ * is wrong.
+ */
+int provision_peer_url(const char *url, struct peer_url *out, char *why, size_t why_len);
+
+/* What a bridge configuration names. */
+struct bridge_params {
+	const struct peer_url *peer;
+	const char *user;      /* the bridge's account on the peer */
+	const char *password;  /* its password: mosquitto reads it only from here */
+	const char *prefix;    /* the topic prefix bridged, both ways */
+	const char *ca_file;   /* the CA of the peer's certificate (TLS only) */
+};
+
+/* The mosquitto bridge configuration (conf.d/agri-bridge.conf) into out[len].
+ * Returns 0 or -ENOSPC. */
+int provision_bridge_conf(const struct bridge_params *p, char *out, size_t len);
+
+/* The ACL block of the bridge account on the station listener. */
+int provision_bridge_acl(const char *user, const char *prefix, char *out, size_t len);
 
 /*
  * A mosquitto password file's text (in, len bytes; lines of any length,

@@ -113,7 +113,8 @@ int agrictl_provision_check_id(const char *station)
 	else if (rc == -EPERM)
 		fprintf(stderr, "agrictl: --station: \"%s\" is reserved for the hub (gateway, agrictl, "
 			"alerts, forecast, advisory, hub, and ids starting agri-, agrictl-, gateway-, "
-			"hub-: the hub's client ids and topics)\n", station);
+			"hub-: the hub's client ids and topics; bridge-: the accounts of bridges "
+			"between hubs)\n", station);
 	return rc < 0 ? AGRI_EXIT_USAGE : 0;
 }
 
@@ -232,5 +233,178 @@ out:
 	free(ac_new);
 	free(pw.text);
 	free(ac.text);
+	return status;
+}
+
+/* dir of path (its parent; "." for a bare name) into out[len]. */
+static void dir_of(const char *path, char *out, size_t len)
+{
+	char *slash;
+
+	snprintf(out, len, "%s", path);
+	slash = strrchr(out, '/');
+	if (slash == out)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		snprintf(out, len, ".");
+}
+
+/* "bridge-" and this host's name up to its first dot, in the characters
+ * an account may have, into out[len] (at most 32). */
+static void default_bridge_user(char *out, size_t len)
+{
+	char host[256] = "";
+	size_t n = strlen("bridge-");
+
+	if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+		snprintf(host, sizeof(host), "hub");
+	snprintf(out, len, "bridge-");
+	for (const char *c = host; *c && *c != '.' && n < 32 && n + 1 < len; c++)
+		out[n++] = (char)(((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+				   (*c >= '0' && *c <= '9') || *c == '-' || *c == '_') ? *c : '-');
+	out[n] = '\0';
+}
+
+int agrictl_provision_peer(const struct peer_opts *o)
+{
+	char why[160], user[40], conf_path[PATH_MAX], ca[PATH_MAX], dir[PATH_MAX], real[PATH_MAX];
+	char password[64], entry[512], acl[512], conf[4096];
+	struct peer_url url;
+	struct broker_file pw = {0}, ac = {0}, bc = {0};
+	char *pw_new = NULL, *ac_new = NULL;
+	size_t pw_new_len = 0, ac_new_len = 0;
+	bool acl_there;
+	int rc, status = 1;
+
+	if (provision_peer_url(o->peer, &url, why, sizeof(why)) < 0) {
+		fprintf(stderr, "agrictl: --peer-hub: \"%s\": %s\n", o->peer, why);
+		return AGRI_EXIT_USAGE;
+	}
+	if (o->user)
+		snprintf(user, sizeof(user), "%s", o->user);
+	else
+		default_bridge_user(user, sizeof(user));
+	if (provision_bridge_user_check(user) < 0) {
+		fprintf(stderr, "agrictl: --bridge-user: \"%s\" is not a bridge account: \"bridge-\" "
+			"and [A-Za-z0-9_-], at most 32 characters (no station may have such a name)\n",
+			user);
+		return AGRI_EXIT_USAGE;
+	}
+	dir_of(o->passwd_file, dir, sizeof(dir));
+	if (o->conf_file)
+		snprintf(conf_path, sizeof(conf_path), "%s", o->conf_file);
+	else if (snprintf(conf_path, sizeof(conf_path), "%s/conf.d/agri-bridge.conf", dir) >=
+		 (int)sizeof(conf_path))
+		return AGRI_EXIT_USAGE;
+	if (o->ca_file && !url.tls) {
+		fprintf(stderr, "agrictl: --ca-file: the peer hub's URL \"%s\" is not TLS "
+			"(mqtts://)\n", o->peer);
+		return AGRI_EXIT_USAGE;
+	}
+	if (url.tls) {
+		int n = o->ca_file ? snprintf(ca, sizeof(ca), "%s", o->ca_file)
+				   : snprintf(ca, sizeof(ca), "%s/certs/ca.crt", dir);
+
+		if (n < 0 || n >= (int)sizeof(ca))
+			return AGRI_EXIT_USAGE;
+		/* mosquitto would refuse to start on a CA it cannot read: say so now. */
+		if (strpbrk(ca, "\n\r") || access(ca, R_OK) < 0) {
+			fprintf(stderr, "agrictl: %s: %s (the province's CA, which signed the peer "
+				"hub's certificate: --ca-file)\n", ca,
+				strpbrk(ca, "\n\r") ? "a path with a newline" : strerror(errno));
+			return AGRI_EXIT_USAGE;
+		}
+		/* Absolute: the broker's working directory is not ours. */
+		if (realpath(ca, real))
+			snprintf(ca, sizeof(ca), "%s", real);
+	}
+
+	if ((rc = broker_file_read(&pw, o->passwd_file)) < 0) {
+		fprintf(stderr, "agrictl: %s: %s\n", o->passwd_file, strerror(-rc));
+		goto out;
+	}
+	if ((rc = broker_file_read(&ac, o->acl_file)) < 0) {
+		fprintf(stderr, "agrictl: %s: %s\n", o->acl_file, strerror(-rc));
+		goto out;
+	}
+	if ((rc = broker_file_read(&bc, conf_path)) < 0) {
+		fprintf(stderr, "agrictl: %s: %s%s\n", conf_path, strerror(-rc),
+			rc == -ENOENT ? " (its directory: mosquitto.conf's include_dir, "
+			"docs/broker.md)" : "");
+		goto out;
+	}
+	if (bc.len && !o->force) {
+		fprintf(stderr, "agrictl: %s exists: provisioning the bridge again makes a new "
+			"password (the peer must get the new password file); nothing written. "
+			"Give --force to do so\n", bc.path);
+		goto out;
+	}
+	if (broker_file_has_hub_account(&pw, false) || broker_file_has_hub_account(&ac, true))
+		goto out;
+	if (provision_password(password, sizeof(password)) < 0 ||
+	    provision_passwd_entry(user, password, PBKDF2_ITERATIONS, entry, sizeof(entry)) < 0 ||
+	    provision_bridge_acl(user, o->prefix, acl, sizeof(acl)) < 0 ||
+	    provision_passwd_put(pw.text, pw.len, user, entry, &pw_new, &pw_new_len) < 0) {
+		fprintf(stderr, "agrictl: cannot make credentials\n");
+		goto out;
+	}
+	{
+		struct bridge_params bp = {.peer = &url, .user = user, .password = password,
+					   .prefix = o->prefix, .ca_file = ca};
+
+		if (provision_bridge_conf(&bp, conf, sizeof(conf)) < 0) {
+			fprintf(stderr, "agrictl: %s: too long\n", conf_path);
+			goto out;
+		}
+	}
+	acl_there = provision_acl_has_user(ac.text, ac.len, user);
+	if (!acl_there) {
+		ac_new_len = ac.len + strlen(acl);
+		ac_new = malloc(ac_new_len + 1);
+		if (!ac_new) {
+			fprintf(stderr, "agrictl: %s: %s\n", o->acl_file, strerror(ENOMEM));
+			goto out;
+		}
+		memcpy(ac_new, ac.text, ac.len);
+		memcpy(ac_new + ac.len, acl, strlen(acl) + 1);
+	}
+	/* The password file first: a bridge config whose account the peer does
+	 * not know yet only fails to connect; the reverse would leave a
+	 * password nobody has. */
+	if ((rc = broker_file_write(&pw, pw_new, pw_new_len)) < 0) {
+		fprintf(stderr, "agrictl: %s: %s%s\n", o->passwd_file, strerror(-rc),
+			rc == -EPERM ? " (cannot keep its owner and group)" : "");
+		goto out;
+	}
+	if (!acl_there && (rc = broker_file_write(&ac, ac_new, ac_new_len)) < 0) {
+		fprintf(stderr, "agrictl: %s: %s%s\n", o->acl_file, strerror(-rc),
+			rc == -EPERM ? " (cannot keep its owner and group)" : "");
+		goto out;
+	}
+	if ((rc = broker_file_write(&bc, conf, strlen(conf))) < 0) {
+		fprintf(stderr, "agrictl: %s: %s%s\n", conf_path, strerror(-rc),
+			rc == -EPERM ? " (cannot keep its owner and group)" : "");
+		goto out;
+	}
+	printf("bridge to %s:%d%s as %s: %s (0%o); its account in %s and %s: copy both to "
+	       "the peer hub (they are the province's station accounts), reload it "
+	       "(kill -HUP), restart this hub's mosquitto\n",
+	       url.host, url.port, url.tls ? " (TLS)" : "", user, bc.path, (unsigned)bc.mode,
+	       pw.path, ac.path);
+	status = 0;
+out:
+	memset(password, 0, sizeof(password));
+	memset(conf, 0, sizeof(conf));
+	if (pw_new)
+		memset(pw_new, 0, pw_new_len);
+	free(pw_new);
+	free(ac_new);
+	free(pw.text);
+	free(ac.text);
+	if (bc.text)
+		memset(bc.text, 0, bc.len);
+	free(bc.text);
 	return status;
 }
