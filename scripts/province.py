@@ -169,6 +169,7 @@ class Notifications(http.server.BaseHTTPRequestHandler):
 def setup_broker(args):
     bdir = os.path.join(RUN, "broker")
     os.makedirs(os.path.join(bdir, "data"), exist_ok=True)
+    os.makedirs(os.path.join(bdir, "conf.d"), exist_ok=True)  # include_dir (a peer hub's bridge)
     certs = os.path.join(bdir, "certs")
     subprocess.run([os.path.join(ROOT, "broker", "make-certs"), certs, "localhost"],
                    check=True, stdout=subprocess.DEVNULL)

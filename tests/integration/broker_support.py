@@ -38,6 +38,7 @@ class ShippedBroker:
     def __init__(self, work, server_name="localhost"):
         self.dir = os.path.join(work, "broker")
         os.makedirs(os.path.join(self.dir, "data"))
+        os.makedirs(os.path.join(self.dir, "conf.d"))  # include_dir: a peer hub's bridge
         self.certs = os.path.join(self.dir, "certs")
         subprocess.run([os.path.join(BROKER, "make-certs"), self.certs, server_name], check=True,
                        stdout=subprocess.DEVNULL)

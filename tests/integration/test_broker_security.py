@@ -79,6 +79,7 @@ def render_broker(work):
     hub_passwd, certs)."""
     bdir = os.path.join(work, "broker")
     os.makedirs(os.path.join(bdir, "data"))
+    os.makedirs(os.path.join(bdir, "conf.d"))  # include_dir: a peer hub's bridge
     certs = os.path.join(bdir, "certs")
     subprocess.run([os.path.join(BROKER, "make-certs"), certs, "localhost"], check=True,
                    stdout=subprocess.DEVNULL)
