@@ -207,9 +207,8 @@ static int cmd_provision(int argc, char **argv)
 	}
 	if (peer.peer) {
 		if (station || out || technician || technicians || broker)
-			return cli_usage(cmd, "%s", T("provision --peer-hub URL takes --passwd, --acl, "
-						      "--bridge-conf, --bridge-user, --ca-file, "
-						      "--topic-prefix and --force only"));
+			return cli_usage(cmd, "%s",
+					 T("provision --peer-hub takes no --station, --out, --broker, --technician(s)"));
 		if (!passwd || !acl)
 			return cli_usage(cmd, "%s", T("provision --peer-hub needs --passwd and --acl"));
 		if (!agri_topic_prefix_valid(prefix))
@@ -221,8 +220,7 @@ static int cmd_provision(int argc, char **argv)
 		return agrictl_provision_peer(&peer);
 	}
 	if (peer.conf_file || peer.user || peer.ca_file)
-		return cli_usage(cmd, "%s", T("--bridge-conf, --bridge-user and --ca-file go with "
-					      "--peer-hub URL"));
+		return cli_usage(cmd, "%s", T("--bridge-conf, --bridge-user, --ca-file need --peer-hub"));
 	if (!broker)
 		broker = "ssl://gateway.local:8883";
 	if (technician) {
