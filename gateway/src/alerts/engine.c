@@ -275,7 +275,7 @@ int alert_engine_reading(struct alert_engine *eng, const char *station,
 	const struct metric_rules *mr;
 	struct akey *st, *k;
 	uint64_t at_station, at_sensor;
-	bool late;
+	bool late, held = false;
 	int rc;
 
 	if (!eng || !station || !r || !agri_station_id_valid(station) ||
@@ -350,6 +350,7 @@ int alert_engine_reading(struct alert_engine *eng, const char *station,
 			if ((rc = ae_hold(eng, st, k, r->ts_ms,
 					  late || st->u.st.holding || st->u.st.backlog)) < 0)
 				return rc;
+			held = true;
 			continue;
 		}
 		if (r->ts_ms < k->ev_ts) {
@@ -359,6 +360,8 @@ int alert_engine_reading(struct alert_engine *eng, const char *station,
 		if ((rc = ae_apply(eng, &o, k, R, r, now_ms)) < 0)
 			return rc;
 	}
+	if (held)
+		ae_held_note(eng, st);
 	return o.count;
 }
 

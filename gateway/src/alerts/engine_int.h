@@ -348,6 +348,7 @@ void ae_nodata_clear(struct alert_engine *eng, struct out *o, struct akey *k,
 bool ae_replayable(const struct rule *R);
 void ae_ck_maybe(struct alert_engine *eng, struct akey *k, int64_t ts);
 int ae_hold(struct alert_engine *eng, struct akey *st, struct akey *k, int64_t ts, bool late);
+void ae_held_note(struct alert_engine *eng, struct akey *st);
 bool ae_gap_waits(const struct akey *st, const struct akey *k, const struct rule *R,
 		  const struct agri_reading *r);
 void ae_late_note(struct alert_engine *eng, struct akey *st, bool late);
