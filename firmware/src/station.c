@@ -52,6 +52,10 @@
 #define RECONNECT_BASE_MS 1000
 #define RECONNECT_CAP_MS 30000
 #define SETTLE_MS 250      /* after a lost link: 250..500 ms before the next hub */
+/* A connect with no answer at all (neither success nor failure from paho)
+ * after its own 10 s timeout and this margin is taken as failed: seen
+ * once under load right after a voluntary disconnect from another hub. */
+#define CONNECT_GIVEUP_MS 15000
 #define PROBE_MIN_MS 1000   /* the home hub's probe: holddown / 5 within these */
 #define PROBE_MAX_MS 60000
 #define RESEND_CAP_FACTOR 8 /* resend backoff caps at 8 x ack_timeout_s */
@@ -104,6 +108,7 @@ struct station {
 	enum link_state link;
 	int reconnect_attempt;  /* passes over the whole list that failed */
 	int64_t reconnect_at;
+	int64_t connect_deadline; /* LINK_CONNECTING: no answer by then = failed */
 	/* Hubs (docs/station.md "Hubs"): the one tried or in use, the
 	 * failed attempts of this pass over the list, and the home hub's
 	 * probes while on another: answering since (0: not), next probe. */
@@ -838,7 +843,7 @@ static void station_home(struct station *st, int64_t now, int result)
 		st->home_since = 0;
 		st->hub = 0;
 		st->pass_fails = 0;
-		st->reconnect_at = now;
+		st->reconnect_at = now + SETTLE_MS; /* paho finishes the disconnect */
 		return;
 	}
 	if (!st->probing && now >= st->next_probe) {
@@ -896,11 +901,20 @@ static void station_link_events(struct station *st, int64_t now)
 	 * mqtt_is_connected() alone here could take its late lost event for
 	 * the failure of the next hub's attempt.) */
 	station_home(st, now, probe);
+	if (st->link == LINK_CONNECTING && now >= st->connect_deadline) {
+		log_warn("mqtt", "hub url=%s: no answer to the connect in %d s", mqtt_url(st->mqtt),
+			 CONNECT_GIVEUP_MS / 1000);
+		mqtt_disconnect(st->mqtt, 0);
+		st->link = LINK_DOWN;
+		station_next_hub(st, now, false);
+	}
 	if (st->link == LINK_DOWN && now >= st->reconnect_at) {
 		int rc = mqtt_connect(st->mqtt, st->hub);
 
-		if (rc == 0)
+		if (rc == 0) {
 			st->link = LINK_CONNECTING;
+			st->connect_deadline = now + CONNECT_GIVEUP_MS;
+		}
 		else if (rc == -EBUSY)
 			st->reconnect_at = now + SETTLE_MS;
 		else
@@ -1188,6 +1202,8 @@ int station_run(struct station *st)
 			until = now + update_next_ms(st->update, until - now);
 		if (st->link == LINK_DOWN && st->reconnect_at < until)
 			until = st->reconnect_at;
+		if (st->link == LINK_CONNECTING && st->connect_deadline < until)
+			until = st->connect_deadline;
 		if (st->link == LINK_UP && st->hub != 0 && !st->probing && st->next_probe < until)
 			until = st->next_probe;
 		if (st->link == LINK_UP && st->home_since &&
