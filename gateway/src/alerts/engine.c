@@ -214,6 +214,7 @@ void alert_engine_free(struct alert_engine *eng)
 	free(eng->hq);
 	free(eng->rowbuf);
 	free(eng->rpbuf);
+	ae_rowcache_free(eng);
 	free(eng->tab);
 	free(eng->fp);
 	free(eng->buf);

@@ -241,6 +241,7 @@ struct alert_engine {
 	size_t n_hq, cap_hq;
 	struct alert_row *rowbuf;   /* replay.c's read buffers */
 	struct replay *rpbuf;
+	struct rowcache *rcache;    /* ... the rows of a release (replay.c) */
 	size_t keys_per_station, open_per_station; /* 0: no limit */
 	bool refused;               /* the last ae_key_get_h() hit a cap (not ENOMEM) */
 };
@@ -349,6 +350,7 @@ bool ae_replayable(const struct rule *R);
 void ae_ck_maybe(struct alert_engine *eng, struct akey *k, int64_t ts);
 int ae_hold(struct alert_engine *eng, struct akey *st, struct akey *k, int64_t ts, bool late);
 void ae_held_note(struct alert_engine *eng, struct akey *st);
+void ae_rowcache_free(struct alert_engine *eng);
 bool ae_gap_waits(const struct akey *st, const struct akey *k, const struct rule *R,
 		  const struct agri_reading *r);
 void ae_late_note(struct alert_engine *eng, struct akey *st, bool late);

@@ -47,6 +47,7 @@
 #include "alerts/engine_int.h"
 
 #define MERGE_MAX 16 /* metrics of one sensor a replay reads */
+#define CACHE_ROWS_MAX 8192 /* rows of one metric a release keeps in memory */
 
 /* The replay in progress (eng->rp): the key, what it had told, and the
  * truth episode being captured. */
@@ -76,6 +77,28 @@ struct cursor {
 	int n, pos;
 	int64_t after;
 	bool done;
+};
+
+/*
+ * The rows of one station's sensor that its release has read, per metric:
+ * the ~17 keys of a metric (one per rule) replay over the same rows, and
+ * each reading them through its own queries made the store's reads most
+ * of a replay. Valid for one release (the store does not change under
+ * it); the keys' different checkpoints extend a metric's rows back.
+ */
+struct rowcache_m {
+	char metric[AGRI_ID_MAX + 1];
+	struct alert_row *rows;
+	int n, cap;
+	int64_t from;              /* rows cached: those after from ... */
+	bool complete;             /* ... to the newest stored (else up to rows[n - 1]) */
+};
+
+struct rowcache {
+	bool valid;
+	char station[AGRI_ID_MAX + 1], sensor[AGRI_ID_MAX + 1];
+	struct rowcache_m m[MERGE_MAX];
+	int n;
 };
 
 /* Readings of several metrics of one sensor, merged in (ts, metric)
@@ -832,6 +855,149 @@ static int merge_open(struct alert_engine *eng, struct merge *m, const struct ak
 	return 0;
 }
 
+void ae_rowcache_free(struct alert_engine *eng)
+{
+	struct rowcache *rc = eng->rcache;
+
+	if (!rc)
+		return;
+	for (int i = 0; i < MERGE_MAX; i++)
+		free(rc->m[i].rows);
+	free(rc);
+	eng->rcache = NULL;
+}
+
+static void rowcache_drop(struct alert_engine *eng)
+{
+	if (eng->rcache)
+		eng->rcache->valid = false;
+}
+
+/* Appends the rows of e's metric after `after` to e, up to its cap.
+ * Returns 0 or a negative errno; e->complete once the newest is in. */
+static int rowcache_read(struct alert_engine *eng, const struct rowcache *rc,
+			 struct rowcache_m *e, int64_t after)
+{
+	e->complete = false;
+	while (e->n < CACHE_ROWS_MAX) {
+		int want = CACHE_ROWS_MAX - e->n < ROWS_CHUNK ? CACHE_ROWS_MAX - e->n : ROWS_CHUNK;
+		int n;
+
+		if (e->cap - e->n < want) {
+			int cap = e->cap ? e->cap * 2 : 2 * ROWS_CHUNK;
+			struct alert_row *p;
+
+			if (cap > CACHE_ROWS_MAX)
+				cap = CACHE_ROWS_MAX;
+			if (!(p = realloc(e->rows, (size_t)cap * sizeof(*p))))
+				return 0; /* what it has: the rest is read from the store */
+			e->rows = p;
+			e->cap = cap;
+		}
+		n = eng->src->rows(eng->src->ctx, rc->station, rc->sensor, e->metric, after,
+				   e->rows + e->n, (size_t)want);
+		if (n < 0)
+			return n;
+		e->n += n;
+		if (n < want) {
+			e->complete = true;
+			break;
+		}
+		after = e->rows[e->n - 1].ts;
+	}
+	return 0;
+}
+
+/* The cached rows of metric for m's sensor, holding those after `after`
+ * (NULL: read them from the store, e.g. more than CACHE_ROWS_MAX). */
+static struct rowcache_m *rowcache_get(struct merge *m, const char *metric, int64_t after,
+				       int *err)
+{
+	struct alert_engine *eng = m->eng;
+	struct rowcache *rc = eng->rcache;
+	struct rowcache_m *e = NULL;
+
+	*err = 0;
+	if (!rc && !(rc = eng->rcache = calloc(1, sizeof(*rc))))
+		return NULL; /* (read from the store instead) */
+	if (!rc->valid || strcmp(rc->station, m->station) || strcmp(rc->sensor, m->sensor)) {
+		snprintf(rc->station, sizeof(rc->station), "%s", m->station);
+		snprintf(rc->sensor, sizeof(rc->sensor), "%s", m->sensor);
+		rc->n = 0;
+		rc->valid = true;
+	}
+	for (int i = 0; i < rc->n && !e; i++)
+		if (!strcmp(rc->m[i].metric, metric))
+			e = &rc->m[i];
+	if (!e) {
+		if (rc->n == MERGE_MAX)
+			return NULL;
+		e = &rc->m[rc->n++];
+		snprintf(e->metric, sizeof(e->metric), "%s", metric);
+		e->n = 0;
+		e->from = after;
+		if ((*err = rowcache_read(eng, rc, e, after)) < 0) {
+			rc->n--;
+			return NULL;
+		}
+		return e;
+	}
+	if (after < e->from) {
+		/* a key with an older checkpoint than the keys before it: read
+		 * again from there (rare: a metric's keys checkpoint together) */
+		e->n = 0;
+		e->from = after;
+		if ((*err = rowcache_read(eng, rc, e, after)) < 0) {
+			e->n = 0;
+			e->complete = false;
+			return NULL;
+		}
+	}
+	return e;
+}
+
+/* Fills cursor c (its metric's rows after c->after): from the release's
+ * cache, else from the store. Returns the rows or a negative errno. */
+static int cursor_fill(struct merge *m, struct cursor *c)
+{
+	struct rowcache_m *e = rowcache_get(m, c->metric, c->after, &m->err);
+	int lo, hi, n;
+
+	if (m->err < 0)
+		return m->err;
+	if (e) {
+		lo = 0;
+		hi = e->n;
+		while (lo < hi) { /* the first row after c->after */
+			int mid = lo + (hi - lo) / 2;
+
+			if (e->rows[mid].ts > c->after)
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+		if (lo < e->n || e->complete) {
+			n = e->n - lo < ROWS_CHUNK ? e->n - lo : ROWS_CHUNK;
+			memcpy(c->rows, e->rows + lo, (size_t)n * sizeof(*c->rows));
+			c->done = lo + n == e->n && e->complete;
+			return n;
+		}
+	}
+	n = m->eng->src->rows(m->eng->src->ctx, m->station, m->sensor, c->metric, c->after,
+			      c->rows, ROWS_CHUNK);
+	if (n >= 0)
+		c->done = n < ROWS_CHUNK;
+	return n;
+}
+
+static void copy_id(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 /* The next row in (ts, metric) order into *r; false at the end or on an
  * error (m->err). */
 static bool merge_next(struct merge *m, struct agri_reading *r)
@@ -842,8 +1008,7 @@ static bool merge_next(struct merge *m, struct agri_reading *r)
 		struct cursor *c = &m->c[i];
 
 		if (c->pos == c->n && !c->done) {
-			int n = m->eng->src->rows(m->eng->src->ctx, m->station, m->sensor, c->metric,
-						  c->after, c->rows, ROWS_CHUNK);
+			int n = cursor_fill(m, c);
 
 			if (n < 0) {
 				m->err = n;
@@ -851,7 +1016,6 @@ static bool merge_next(struct merge *m, struct agri_reading *r)
 			}
 			c->n = n;
 			c->pos = 0;
-			c->done = n < ROWS_CHUNK;
 			if (n)
 				c->after = c->rows[n - 1].ts;
 		}
@@ -867,14 +1031,15 @@ static bool merge_next(struct merge *m, struct agri_reading *r)
 	{
 		const struct alert_row *w = &best->rows[best->pos++];
 
+		/* (no snprintf: a replay copies tens of millions of rows) */
 		memset(r, 0, sizeof(*r));
 		r->ts_ms = w->ts;
 		r->value = w->value;
 		r->has_value = w->has_value;
 		r->q = w->q;
-		snprintf(r->sensor, sizeof(r->sensor), "%s", m->sensor);
-		snprintf(r->metric, sizeof(r->metric), "%s", best->metric);
-		snprintf(r->why, sizeof(r->why), "%s", w->why);
+		copy_id(r->sensor, sizeof(r->sensor), m->sensor);
+		copy_id(r->metric, sizeof(r->metric), best->metric);
+		copy_id(r->why, sizeof(r->why), w->why);
 	}
 	m->rows++;
 	return true;
@@ -1247,10 +1412,11 @@ static bool settled(const struct alert_engine *eng, const struct akey *st)
 static int64_t release(struct alert_engine *eng, struct out *o, struct akey *st, int64_t budget,
 		       bool *done)
 {
-	int64_t rows = 0, n;
-	int rc;
+	int64_t rows = 0, n = 0;
+	int rc = 0;
 
 	*done = true;
+	rowcache_drop(eng); /* rows stored since the last release */
 	for (struct akey *k = st->u.st.keys; k; k = k->st_next) {
 		if (!k->x || k->x->hold_from == NONE)
 			continue;
@@ -1259,16 +1425,17 @@ static int64_t release(struct alert_engine *eng, struct out *o, struct akey *st,
 			break;
 		}
 		if ((rc = ae_touch(eng, k)) < 0)
-			return rc;
+			break;
 		if (!eng->src) {
 			k->x->hold_from = NONE;
 			continue;
 		}
 		if ((n = replay_key(eng, o, k)) < 0)
-			return n;
+			break;
 		rows += n;
 	}
-	return rows;
+	rowcache_drop(eng);
+	return rc < 0 ? rc : n < 0 ? n : rows;
 }
 
 static bool has_news(const struct akey *st)
