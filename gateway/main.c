@@ -9,12 +9,15 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agri/exit.h"
 #include "agri/log.h"
+#include "agri/util.h"
 #include "gateway/backup.h"
 #include "gateway/config.h"
 #include "gateway/gateway.h"
@@ -27,6 +30,36 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	stop_flag = 1;
+}
+
+/*
+ * The database cannot be opened for now: the disk is full, or it answered
+ * with an I/O error (a USB disk settling, a full tmpfs), or another
+ * process holds it. Exiting would hand the retry to systemd, whose start
+ * limit (five starts in ten seconds) stops the unit for good long before
+ * an operator frees the disk; the gateway waits instead, with backoff,
+ * and says so (docs/gateway.md, "Start").
+ */
+static bool storage_waits(int rc)
+{
+	return rc == -EIO || rc == -ENOSPC || rc == -EDQUOT || rc == -EBUSY || rc == -EAGAIN;
+}
+
+#define STORAGE_WAIT_MAX_MS 30000
+
+/* Sleeps the attempt's backoff (1 s doubling to 30 s); -EINTR on SIGTERM. */
+static int wait_storage(int attempt, const char *why)
+{
+	int64_t ms = attempt >= 5 ? STORAGE_WAIT_MAX_MS : 1000LL << attempt;
+
+	if (attempt < 5 || attempt % 10 == 0)
+		log_warn("gateway", "%s: trying again in %lld s", why, (long long)(ms / 1000));
+	for (int64_t t = 0; t < ms; t += 100) {
+		if (stop_flag)
+			return -EINTR;
+		util_sleep_ms(100);
+	}
+	return stop_flag ? -EINTR : 0;
 }
 
 static void usage(FILE *f)
@@ -129,7 +162,13 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	gw = gateway_new(&cfg, import ? GATEWAY_IMPORT : GATEWAY_LIVE, &rc, why, sizeof(why));
+	for (int attempt = 0;; attempt++) {
+		gw = gateway_new(&cfg, import ? GATEWAY_IMPORT : GATEWAY_LIVE, &rc, why, sizeof(why));
+		if (gw || import || !storage_waits(rc))
+			break;
+		if (wait_storage(attempt, why) < 0)
+			return 0; /* SIGTERM while waiting: nothing started, nothing lost */
+	}
 	if (!gw) { /* a bad rules file is a bad config: FILE: path: reason, 78 */
 		if (rc == -EINVAL)
 			fprintf(stderr, "%s\n", why);
