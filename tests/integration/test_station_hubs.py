@@ -106,6 +106,10 @@ def main():
     res.check(s1 is not None and s1 <= 1.5 * KEEPALIVE_S + 1.5,
               "a hub that vanishes is noticed and left within 1.5 x keepalive_s")
     H.wait_for(lambda: b.status_broker() == b.url, 5, what="status on B says B")
+    out = H.run([H.bin_path("agrictl"), "status", STATION, "--broker", b.url], timeout=30)
+    res.check("connected to hub %s" % b.url in out.stdout,
+              "agrictl status on B names the hub the station is on: %r"
+              % [ln for ln in out.stdout.splitlines() if "hub" in ln])
     res.check(True, "the status on B says the station is on B")
     H.wait_for(lambda: any(e[2] == str(b.mq.port) for e in paho_connected_since(paho, t)),
                15, what="paho client on B")

@@ -406,6 +406,8 @@
  "; hub thấy lần cuối lúc "},
 {"  firmware %s on %s; config version %" PRId64 "%s%s\n",
  "  phần mềm %s trên %s; cấu hình phiên bản %" PRId64 "%s%s\n"},
+{"  connected to hub %s\n",
+ "  đang nối với hub %s\n"},
 {", signed by ",
  ", ký bởi "},
 {" (the local file)",

@@ -278,6 +278,8 @@ static void print_view(const struct station_view *sv)
 		       s->board[0] ? s->board : "?", s->config_version,
 		       s->config_signed_by[0] ? T(", signed by ") : T(" (the local file)"),
 		       s->config_signed_by);
+	if (s->broker[0]) /* a station with broker.urls says which hub it is on */
+		printf(T("  connected to hub %s\n"), s->broker);
 	if (s->probation_version)
 		printf(T("  config version %" PRId64 " on probation: applied once every bus opens "
 			 "and every sensor answers\n"), s->probation_version);
