@@ -33,6 +33,9 @@ const T = {
     h_ins_charts: 'Côn trùng vào đèn theo đêm', h_stations: 'Các trạm', loading: 'Đang tải…',
     no_alerts: 'Không có cảnh báo.', no_data: 'Chưa có dữ liệu.', no_water: 'Chưa có trạm đo mặn.',
     no_traps: 'Chưa có bẫy đèn.', old_advice: 'Khuyến cáo đã hết hạn', no_old_advice: 'Không có.',
+    people: 'Ai nhận tin gì', no_people: 'Chưa có danh sách người nhận (recipients_file).',
+    p_all: 'mọi trạm', p_levels: 'mức mặn', p_quiet: 'giờ yên lặng', p_bulletin: 'bản tin lúc',
+    p_today: (n) => `hôm nay ${n} tin`,
     footer: 'Tự làm mới mỗi 10 giây. Giờ Việt Nam.', updated: 'Cập nhật', lang_btn: 'EN', lang_name: 'English',
     load_failed: 'Không tải được dữ liệu từ trạm chủ', stale: 'số đo cũ',
     meaning: ['Tưới được mọi cây trồng', 'Lúa, cây ăn trái được; không tưới sầu riêng',
@@ -93,6 +96,9 @@ const T = {
     h_ins_charts: 'Light-trap catch per night', h_stations: 'Stations', loading: 'Loading…',
     no_alerts: 'No alerts.', no_data: 'No data yet.', no_water: 'No salinity stations yet.',
     no_traps: 'No light traps yet.', old_advice: 'Expired advice', no_old_advice: 'None.',
+    people: 'Who receives what', no_people: 'No recipients file yet (recipients_file).',
+    p_all: 'every station', p_levels: 'salinity levels', p_quiet: 'quiet hours', p_bulletin: 'bulletin at',
+    p_today: (n) => `${n} message${n === 1 ? '' : 's'} today`,
     footer: 'Refreshes every 10 seconds. Vietnam time.', updated: 'Updated', lang_btn: 'VI', lang_name: 'Tiếng Việt',
     load_failed: 'Cannot load data from the hub', stale: 'old reading',
     meaning: ['Fine for all crops', 'Rice and fruit trees OK; not for durian',
@@ -484,6 +490,35 @@ async function loadOldAdvice() {
     ul.appendChild(li);
   }
   if (!old.length) ul.appendChild(el('li', null, t('no_old_advice')));
+}
+
+/* Who receives what (GET /api/v1/recipients), loaded when opened: names,
+ * roles, districts and masked addresses are the people's own words
+ * (lang="vi"); what they follow, in the page's language. */
+async function loadPeople() {
+  const r = await api('/api/v1/recipients').catch(() => ({ ok: false }));
+  const ul = $('people-list');
+  ul.textContent = '';
+  const people = r.ok ? r.body.recipients : [];
+  for (const p of people) {
+    const li = el('li');
+    li.dataset.person = p.name;
+    li.appendChild(named('strong', null, p.display || p.name));
+    if (p.role) li.appendChild(named('span', 'muted', ' · ' + p.role));
+    const where = [].concat(p.stations || [], p.districts || []);
+    const line = el('div');
+    line.appendChild(named('span', null, where.length ? where.join(', ') : ''));
+    if (!where.length) line.appendChild(el('span', null, t('p_all')));
+    line.appendChild(el('span', null, ' · ' + t('p_levels') + ' ' +
+      (p.salinity_g_l || []).map((v) => fmtNum(v, 1)).join(' / ') + ' g/L'));
+    if (p.quiet) line.appendChild(el('span', null, ' · ' + t('p_quiet') + ' ' + p.quiet));
+    if (p.bulletin) line.appendChild(el('span', null, ' · ' + t('p_bulletin') + ' ' + p.bulletin));
+    line.appendChild(el('span', null, ' · ' + t('p_today')(p.today || 0)));
+    li.appendChild(line);
+    li.appendChild(named('div', 'muted', (p.channels || []).join(', ')));
+    ul.appendChild(li);
+  }
+  if (!people.length) ul.appendChild(el('li', null, t('no_people')));
 }
 
 /* --- alerts: grouped per station, in a stable order --------------------- */
@@ -1025,6 +1060,7 @@ document.addEventListener('DOMContentLoaded', () => {
     renderAll();
     refreshCharts();
     if ($('old-advice').open) loadOldAdvice();
+    if ($('people').open) loadPeople();
     if (state.today) $('updated').textContent = t('updated') + ' ' + hhmm(state.now);
   });
   document.addEventListener('visibilitychange', () => { if (!document.hidden) refresh(); });
@@ -1035,5 +1071,6 @@ document.addEventListener('DOMContentLoaded', () => {
     if (at && Date.now() - at > 60e3) $('updated').className = 'updated stale';
   }, 5000);
   $('old-advice').addEventListener('toggle', () => { if ($('old-advice').open) loadOldAdvice(); });
+  $('people').addEventListener('toggle', () => { if ($('people').open) loadPeople(); });
   refresh();
 });

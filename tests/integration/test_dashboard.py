@@ -20,7 +20,8 @@ browser for every check, to keep the default test run short.
   acknowledgement elsewhere) keep; acknowledging through the page names
   the alert, asks the person's name once and records it;
 - English mode: no Vietnamese outside place names, no model strings;
-- telemetry folded under "Kỹ thuật"; desktop grid; refreshes by itself.
+- telemetry folded under "Kỹ thuật"; desktop grid; refreshes by itself;
+- who receives what: the recipients file's person, when opened.
 
 Screenshots go to $AGRI_ARTIFACTS_DIR or <build>/artifacts/dashboard/ (kept
 after the run; their paths are printed). Exits 77 (skip) without chromium."""
@@ -161,13 +162,19 @@ class Check:
 # --- one gateway for everything ------------------------------------------------
 d = harness.tmpdir()
 harness.write_json(os.path.join(d, "rules.json"), RULES)
+# One person (docs/notify.md, "People"), for "who receives what".
+harness.write_json(os.path.join(d, "recipients.json"), {"utc_offset_min": 420, "recipients": [
+    {"name": "lan", "display": "Lê Thị Lan", "role": "Khuyến nông Gò Công Đông", "webhook": "ops",
+     "districts": ["Gò Công Đông"], "crops": ["rice"], "quiet": {"from": "22:00", "to": "05:00"}}]})
+PEOPLE = {"recipients_file": "recipients.json",
+          "notify": {"webhooks": [{"name": "ops", "url": "http://127.0.0.1:9/hook"}]}}
 try:
-    st = A.Stack(d, rules=False, extra={"rules_file": "rules.json", "sites": SITES})
+    st = A.Stack(d, rules=False, extra=dict(PEOPLE, rules_file="rules.json", sites=SITES))
 except RuntimeError:
     # A gateway without the "sites" section (AGRI_GATEWAY_BIN, an older
     # build): run it unnamed, so each check says what it lacks.
     print("NOTE: this gateway refuses gateway.json 'sites': running without names")
-    st = A.Stack(d, rules=False, extra={"rules_file": "rules.json"})
+    st = A.Stack(d, rules=False, extra=dict(PEOPLE, rules_file="rules.json"))
 end_ms = (int(time.time() * 1000) // STEP) * STEP
 sent = seed(st, end_ms)
 adv_ids = advisories(st, int(time.time() * 1000))
@@ -444,6 +451,17 @@ def contrast(label):
     R.check(items and not low, "%s: every text >= 4.5:1 (%d below)" % (label, len(low)))
     R.check(items and not small, "%s: no text under 14 px (%d)" % (label, len(small)))
 
+
+with Check("who receives what"):
+    b.js("document.getElementById('people').open = true")
+    b.wait_js("!!document.querySelector('#people-list li[data-person=\"lan\"]')", 10, "the person")
+    li = b.js("""(() => { const li = document.querySelector('#people-list li[data-person="lan"]');
+        const n = li.querySelector('strong');
+        return {text: li.textContent, name: n.textContent, vi: !!n.closest('[lang="vi"]')}; })()""")
+    R.check(li["name"] == "Lê Thị Lan" and li["vi"] and "Gò Công Đông" in li["text"]
+            and "webhook ops" in li["text"] and "22:00-05:00" in li["text"] and "hôm nay 0 tin" in li["text"],
+            "who receives what: the person, her district, channel, quiet hours and today's count (%r)"
+            % li["text"])
 
 with Check("contrast"):
     b.wait_js("document.querySelectorAll('#insect-charts svg.chart').length >= 2", 20, "light-trap charts")
