@@ -28,6 +28,7 @@
 #include "core/backup.h"
 #include "core/broker.h"
 #include "core/calibration.h"
+#include "core/drift.h"
 #include "core/health.h"
 #include "core/import.h"
 #include "core/ingest.h"
@@ -64,6 +65,7 @@ struct gateway {
 	struct upstream *up;
 	struct forecasting *fc;
 	struct calibration *cal; /* "calibration due" (live only) */
+	struct drift *drift;     /* probes that drift against their neighbours (live only) */
 	struct http_server *http;
 	struct backup_sched *backup; /* scheduled backups; NULL: none */
 	bool started, broker_started, stopped;
@@ -245,6 +247,20 @@ static int build_calibration(struct gateway *gw, char *why, size_t why_len)
 	return ingest_add_hook(gw->ingest, calibration_hook(gw->cal));
 }
 
+/* Probes that drift against their neighbours (live only: after the
+ * calibrations table, which ends a flag). */
+static int build_drift(struct gateway *gw, char *why, size_t why_len)
+{
+	int rc = 0;
+
+	gw->drift = drift_new(gw->cfg, gw->store, &rc);
+	if (!gw->drift) {
+		why_set(why, why_len, "cannot set up the drift_flags table: %s", strerror(-rc));
+		return rc;
+	}
+	return ingest_add_hook(gw->ingest, drift_hook(gw->drift));
+}
+
 /* The people and their policy (live only): after the forecaster, whose
  * tables it reads. */
 static int build_people(struct gateway *gw, char *why, size_t why_len)
@@ -281,7 +297,8 @@ struct gateway *gateway_new(const struct gateway_config *cfg, enum gateway_mode 
 	if ((rc = build_core(gw, why, why_len)) < 0 || (rc = build_alerts(gw, why, why_len)) < 0 ||
 	    (mode == GATEWAY_LIVE && ((rc = build_notify(gw, why, why_len)) < 0 ||
 				      (rc = build_upstream(gw, why, why_len)) < 0 ||
-				      (rc = build_calibration(gw, why, why_len)) < 0)) ||
+				      (rc = build_calibration(gw, why, why_len)) < 0 ||
+				      (rc = build_drift(gw, why, why_len)) < 0)) ||
 	    (rc = build_forecast(gw, why, why_len)) < 0 ||
 	    (mode == GATEWAY_LIVE && (rc = build_people(gw, why, why_len)) < 0)) {
 		*err = rc;
@@ -517,6 +534,7 @@ void gateway_free(struct gateway *gw)
 	store_close(gw->store);
 	forecasting_free(gw->fc);
 	calibration_free(gw->cal);
+	drift_free(gw->drift);
 	upstream_free(gw->up);
 	outbox_free(gw->outbox);
 	for (size_t i = 0; i < gw->n_chans; i++)

@@ -73,6 +73,10 @@ static void test_lists(struct gateway_config *cfg)
 		{"\"notify\":{\"smtp\":{\"name\":\"m\",\"url\":\"smtp://127.0.0.1:25\",\"from\":\"a@b\","
 		 "\"tls\":\"none\",\"to\":[7]}}", "notify.smtp.to[0]: expected a string"},
 		{"\"forecast\":{\"notify\":[\"Ops Room\"]}", "forecast.notify[0]: expected a name"},
+		{"\"drift\":{\"window_days\":14,\"fall_pct\":8,\"min_g_l\":0.5}", NULL},
+		{"\"drift\":{\"window_days\":2}", "drift.window_days"},
+		{"\"drift\":{\"fall_pct\":95}", "drift.fall_pct"},
+		{"\"drift\":{\"days\":7}", "drift.days"},
 	};
 	char msg[512];
 
@@ -106,6 +110,11 @@ static void test_good(struct gateway_config *cfg)
 	CHECK_STR(cfg->sites.site[0].crops[1], "durian");
 	CHECK_STR(cfg->sites.site[1].district, "");
 	CHECK_INT((int)cfg->sites.site[1].n_crops, 0);
+	CHECK_INT((int)cfg->sites.site[0].n_neighbours, 0);
+	CHECK_INT(load("{\"DT-W02\":{\"name\":\"Vàm Kênh\",\"neighbours\":[\"DT-W01\",\"DT-W03\"]}}",
+		       cfg, msg, sizeof(msg)), 0);
+	CHECK_INT((int)cfg->sites.site[0].n_neighbours, 2);
+	CHECK_STR(cfg->sites.site[0].neighbours[1], "DT-W03");
 	CHECK(!cfg->sites.site[0].has_sluice);
 	/* A sluice: its own limit, and the level gravity intake needs. */
 	CHECK_INT(load("{\"DT-W03\":{\"name\":\"Hòa Bình\",\"sluice\":{\"below_g_l\":0.7,"
@@ -146,6 +155,15 @@ static void test_bad(struct gateway_config *cfg)
 		{"{\"DT-W01\":{\"name\":\"x\",\"sluice\":{\"below_g_l\":1}}}", "is on the ladder"},
 		{"{\"DT-W01\":{\"name\":\"x\",\"sluice\":{\"below_g_l\":0.7,\"min_level_m\":\"1\"}}}",
 		 "sites.DT-W01.sluice.min_level_m"},
+		/* neighbours: station ids, not itself, not twice, at most 4 */
+		{"{\"DT-W01\":{\"name\":\"x\",\"neighbours\":[\"DT W02\"]}}",
+		 "sites.DT-W01.neighbours[0]: expected a station id"},
+		{"{\"DT-W01\":{\"name\":\"x\",\"neighbours\":[\"DT-W01\"]}}",
+		 "sites.DT-W01: neighbours: DT-W01 is the station itself"},
+		{"{\"DT-W01\":{\"name\":\"x\",\"neighbours\":[\"A\",\"A\"]}}",
+		 "sites.DT-W01: neighbours: A given twice"},
+		{"{\"DT-W01\":{\"name\":\"x\",\"neighbours\":[\"A\",\"B\",\"C\",\"D\",\"E\"]}}",
+		 "sites.DT-W01.neighbours: expected an array of at most 4 stations"},
 	};
 	char msg[512];
 

@@ -25,6 +25,7 @@
 #define GW_SITES_MAX 256
 #define GW_SITE_TEXT_MAX 80  /* a place or district name, UTF-8 bytes + NUL */
 #define GW_SITE_CROPS_MAX 6
+#define GW_SITE_NEIGHBOURS_MAX 4 /* stations a site's probes are compared with */
 #define GW_SITE_CROP_MAX 16  /* a crop key ("durian", "rice"), + NUL */
 #define GW_HTTP_HOSTS_MAX 16
 #define GW_HOST_MAX 128
@@ -51,6 +52,10 @@ struct gateway_site {
 	bool has_sluice, has_min_level;
 	double sluice_below_g_l;
 	double sluice_min_level_m;
+	/* Stations on the same water whose salinity this one's is compared
+	 * with, to catch a probe that drifts low (docs/gateway.md "Drift"). */
+	size_t n_neighbours;
+	char neighbours[GW_SITE_NEIGHBOURS_MAX][33];
 };
 
 struct gateway_config {
@@ -196,6 +201,15 @@ struct gateway_config {
 	struct {
 		double interval_days; /* default 180 */
 	} calibration;
+	/* A probe that drifts low against its neighbours (sites[].neighbours;
+	 * docs/gateway.md "Drift"): over window_days of daily medians, the
+	 * ratio to every neighbour falls by fall_pct or more, on days when
+	 * both medians are at least min_g_l. */
+	struct {
+		double window_days; /* default 7 */
+		double fall_pct;    /* default 10 */
+		double min_g_l;     /* default 0.2 */
+	} drift;
 };
 
 /* Fills *cfg with the defaults (what an absent key means). */

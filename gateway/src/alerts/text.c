@@ -224,6 +224,11 @@ static const struct sensor_reason sensor_reasons[] = {
 	 "ngoài thang đo", "hiệu chuẩn và đơn vị của thiết bị"},
 	{"map", "does not match its profile", "the device's profile and units in station.json",
 	 "không khớp với hồ sơ thiết bị", "hồ sơ thiết bị và đơn vị trong station.json"},
+	/* the gateway's own reason (core/drift.h) */
+	{"drift", "reads lower and lower against its neighbouring stations (fouling?)",
+	 "clean the conductivity cell, then check it in a standard solution (agrictl calibrate)",
+	 "đọc thấp dần so với các trạm lân cận (bám bẩn?)",
+	 "vệ sinh điện cực đo độ dẫn, rồi kiểm tra trong dung dịch chuẩn (agrictl calibrate)"},
 };
 
 static const struct sensor_reason *sensor_reason(const char *why)

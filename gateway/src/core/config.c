@@ -76,6 +76,9 @@ void gateway_config_defaults(struct gateway_config *c)
 	c->forecast.hatch_to_d = 12;
 	c->forecast.margin = 0.05;
 	c->calibration.interval_days = 180;
+	c->drift.window_days = 7;
+	c->drift.fall_pct = 10;
+	c->drift.min_g_l = 0.2;
 }
 
 static const struct agri_cfg_field broker_fields[] = {
@@ -442,12 +445,42 @@ static int parse_sluice(const cJSON *item, void *sitep, const char *path,
 	return 0;
 }
 
+static int check_neighbour(const cJSON *it, void *elem, const char *path, struct agri_err *err)
+{
+	(void)it;
+	return want(elem, agri_station_id_valid, "a station id", path, err);
+}
+
+static const struct agri_cfg_array neighbours_array = {
+	.value = STRING_VALUE(33), .elem_size = 33,
+	.max = GW_SITE_NEIGHBOURS_MAX, .what = "stations", .check = check_neighbour,
+};
+
 static const struct agri_cfg_field site_fields[] = {
 	AGRI_FIELD_STR(struct gateway_site, "name", name, true),
 	AGRI_FIELD_STR(struct gateway_site, "district", district, false),
 	AGRI_FIELD_ARRAY(struct gateway_site, "crops", crops, n_crops, &crops_array, false),
 	AGRI_FIELD_SECTION("sluice", parse_sluice, false),
+	AGRI_FIELD_ARRAY(struct gateway_site, "neighbours", neighbours, n_neighbours,
+			 &neighbours_array, false),
 };
+
+/* A station is not its own neighbour, nor anyone's twice. */
+static int check_neighbours(const struct gateway_site *s, const char *path, struct agri_err *err)
+{
+	for (size_t i = 0; i < s->n_neighbours; i++) {
+		if (!strcmp(s->neighbours[i], s->station)) {
+			agri_err_set(err, path, "neighbours: %s is the station itself", s->station);
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(s->neighbours[i], s->neighbours[j])) {
+				agri_err_set(err, path, "neighbours: %s given twice", s->neighbours[i]);
+				return -EINVAL;
+			}
+	}
+	return 0;
+}
 
 static int parse_sites(const cJSON *item, void *cfgp, const char *path,
 		       struct agri_err *err)
@@ -489,6 +522,8 @@ static int parse_sites(const cJSON *item, void *cfgp, const char *path,
 			agri_err_set(err, sub, "name and district: text without control characters");
 			return -EINVAL;
 		}
+		if ((rc = check_neighbours(s, sub, err)) < 0)
+			return rc;
 		cfg->sites.n++;
 	}
 	return 0;
@@ -518,6 +553,17 @@ static int parse_calibration(const cJSON *item, void *cfg, const char *path,
 			    AGRI_ARRAY_SIZE(calibration_fields));
 }
 
+static const struct agri_cfg_field drift_fields[] = {
+	AGRI_FIELD_DOUBLE(GW, "window_days", drift.window_days, 3, 60),
+	AGRI_FIELD_DOUBLE(GW, "fall_pct", drift.fall_pct, 2, 90),
+	AGRI_FIELD_DOUBLE(GW, "min_g_l", drift.min_g_l, 0, 40),
+};
+
+static int parse_drift(const cJSON *item, void *cfg, const char *path, struct agri_err *err)
+{
+	return read_section(item, cfg, path, err, drift_fields, AGRI_ARRAY_SIZE(drift_fields));
+}
+
 static const struct agri_cfg_field top_fields[] = {
 	SECTION("broker", parse_broker, true),
 	SECTION("db", parse_db, true),
@@ -532,6 +578,7 @@ static const struct agri_cfg_field top_fields[] = {
 	SECTION("sites", parse_sites, false),
 	SECTION("backup", parse_backup, false),
 	SECTION("calibration", parse_calibration, false),
+	SECTION("drift", parse_drift, false),
 };
 
 /* --- cross-field checks ----------------------------------------------- */

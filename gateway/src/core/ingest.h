@@ -83,6 +83,10 @@ struct ingest_hook {
 			    int64_t received_ms);
 	int (*on_status)(void *ctx, struct store *st,
 			 const struct agri_status *s, int64_t received_ms);
+	/* Before a live telemetry batch's readings are stored: may mark a
+	 * reading suspect with a reason of the gateway's own (drift.c:
+	 * a probe that drifts against its neighbours). Not for imports. */
+	int (*on_readings)(void *ctx, struct store *st, struct agri_telemetry *t);
 	/* Last in every transaction (batch, tick, ingest_call), just before
 	 * the COMMIT: write what the transaction's events staged (once per
 	 * transaction, not per message). A negative errno rolls back. */
@@ -104,7 +108,7 @@ struct ingest_hook {
 	int64_t (*retention_floor_ms)(void *ctx);
 };
 
-#define INGEST_HOOKS_MAX 8
+#define INGEST_HOOKS_MAX 12
 
 struct ingest_options {
 	const char *topic_prefix;  /* default agri/v1 */

@@ -275,6 +275,10 @@ static int put_telemetry(struct ingest *in, const struct msg *m,
 	}
 	n_all = tel.n;
 	off_clock = clock_filter(in, &tel, m->received_ms, &first_off);
+	for (size_t h = 0; h < in->n_hooks; h++)
+		if (in->hooks[h].on_readings &&
+		    (rc = in->hooks[h].on_readings(in->hooks[h].ctx, in->st, &tel)) < 0)
+			return rc;
 	if ((rc = store_readings(in, &tel, m->received_ms, &refused)) < 0)
 		return rc;
 	if (drc == 1) { /* valid readings kept; the batch as a whole kept too */
