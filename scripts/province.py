@@ -62,6 +62,15 @@ SLUICES = {"DT-W03": {"below_g_l": 0.7, "min_level_m": 1.2},
 # A probe that falls dry (hours into the live run): its conductivity reads 0,
 # the station marks it suspect ("dry") and technicians get a sensor alert.
 DRY = {"DT-W01": 18}
+# A conductivity cell fouling since five days before the live run, 3 % a
+# day: no single reading shows it; against its neighbours upstream and
+# downstream it does, and the gateway marks its readings suspect ("drift",
+# docs/gateway.md "Drift"). (% per day, days before the start)
+DRIFT = {"DT-W02": (3.0, 5.0)}
+# The brackish stations' neighbours along the river (gateway.json sites[]
+# "neighbours"): each probe is compared with those on either side.
+NEIGHBOURS = {"DT-W01": ["DT-W02"], "DT-W02": ["DT-W01", "DT-W03"],
+              "DT-W03": ["DT-W02", "DT-W04"], "DT-W04": ["DT-W03"]}
 # Fifteen light traps across the rice districts; pulses offset by district.
 TRAPS = [
     ("DT-T%02d" % (i + 1), name, phase)
@@ -236,6 +245,8 @@ def sites():
         out[sid] = {"name": name, "district": district, "crops": crops}
         if sid in SLUICES:
             out[sid]["sluice"] = SLUICES[sid]
+        if sid in NEIGHBOURS:
+            out[sid]["neighbours"] = NEIGHBOURS[sid]
     for sid, name, phase in TRAPS:
         out[sid] = {"name": "Bẫy đèn " + name, "district": name, "crops": ["rice"]}
     return out
@@ -365,6 +376,8 @@ def main():
                             "interval_s": 2, "level_offset_m": LEVEL[sid]})
         if sid in DRY:
             sim_argv += ["--fault", "1:dry:%g" % DRY[sid]]
+        if sid in DRIFT:
+            sim_argv += ["--fault", "1:drift:%g/%g" % DRIFT[sid]]
         start("sim-" + sid, sim_argv + sim_common, "sim-%s.log" % sid, env)
         cfg = station_config(sid, sdir, name,
                              {"name": "rs485", "rtu": {"device": a, "baud": 9600}, "timeout_ms": 300, "gap_ms": 5},
@@ -460,7 +473,10 @@ def load_history(args, start_dt, gw_cfg, env):
                             "--hours", str(args.history_days * 24), "--step-s", str(step),
                             "--seed", str(args.seed)],
                            capture_output=True, text=True, env=dict(os.environ, **env), check=True)
-        for line in r.stdout.splitlines()[1:]:
+        lines = r.stdout.splitlines()[1:]
+        if sid in DRIFT and sensor == "sonde1":
+            lines = fouled_history(lines, DRIFT[sid], start_dt)
+        for line in lines:
             ts, metric, value = line.split(",")
             unit = units.get(metric, "")
             if metric == "water_level":  # the station adds its sensor's offset
@@ -479,6 +495,35 @@ def load_history(args, start_dt, gw_cfg, env):
     if r.returncode != 0:
         raise RuntimeError("history import failed: " + r.stderr.strip())
     log(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "history imported")
+
+
+def fouled_history(lines, drift, start_dt):
+    """The series (true values) as the fouling sonde read them: its
+    conductivity registers low by drift[0] % a day from drift[1] days before
+    the start (as agri-sim --fault 1:drift:PCT/DAYS serves them live), and
+    the salinity the station derives from that conductivity (PSS-78, the
+    independent tests/integration/pss78_ref.py)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+    import pss78_ref
+    pct, days = drift
+    onset = start_dt - dt.timedelta(days=days)
+    temp = {}
+    for line in lines:
+        ts, metric, value = line.split(",")
+        if metric == "water_temperature":
+            temp[ts] = float(value)
+    out = []
+    for line in lines:
+        ts, metric, value = line.split(",")
+        t = dt.datetime.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
+        f = max(0.0, 1 - pct / 100 * (t - onset).total_seconds() / 86400) if t > onset else 1.0
+        if f < 1 and metric in ("specific_conductance", "conductivity", "salinity_probe", "tds"):
+            value = "%.6g" % (float(value) * f)
+        elif f < 1 and metric == "salinity" and ts in temp:
+            c = pss78_ref.c_from_sp(float(value), temp[ts])
+            value = "%.6g" % pss78_ref.sp_from_c(c * f, temp[ts])
+        out.append("%s,%s,%s" % (ts, metric, value))
+    return out
 
 
 def q(db, sql, *params):
@@ -505,12 +550,15 @@ def summary(db, args, t0, where):
     lines.append("")
     lines.append("  salinity now (g/L)          next intake window (< 1 g/L)")
     for sid, name, km, scen, profile in WATER:
-        v = q(db, "SELECT value, ts FROM v_readings WHERE station=? AND metric='salinity' "
-                  "AND q='ok' ORDER BY ts DESC LIMIT 1", sid)
+        # the newest reading, whatever its quality: a suspect one says why
+        v = q(db, "SELECT value, ts, q, why FROM v_readings WHERE station=? AND metric='salinity' "
+                  "AND value IS NOT NULL ORDER BY ts DESC LIMIT 1", sid)
         win = q(db, "SELECT window_from, window_to FROM v_forecast_windows WHERE station=? AND below=1.0 "
                     "AND window_to > ? ORDER BY window_from LIMIT 1", sid, sim_now)
         val = "%6.2f" % v[0][0] if v else "     -"
         w = ("%s → %s" % (win[0][0][5:16].replace("T", " "), win[0][1][5:16].replace("T", " "))) if win else "-"
+        if v and v[0][2] != "ok":
+            w = "(suspect: %s)%s" % (v[0][3] or v[0][2], "" if w == "-" else "   " + w)
         lines.append("  %-7s %-22s %3d km %s   %s" % (sid, name[:22], km, val, w))
     levels = []
     for sid in sorted(LEVEL):

@@ -5,7 +5,8 @@ salinity alert at an estuary station and one planthopper peak alert were
 raised and notified, no inland (fresh) station raised a salinity alert,
 the run reported itself healthy (exit 0) and left no process behind; and
 the field-truth parts show: water levels with tides and a sluice, a dry
-probe marked suspect with a sensor alert, a rising planthopper warning; and
+probe marked suspect with a sensor alert, a fouling probe caught drifting
+against its neighbours, a rising planthopper warning; and
 the notification policy: the demo's people got their bulletins in the
 notification log, the summary prints their messages per day."""
 import json
@@ -104,6 +105,16 @@ R.check(dry > 0, "the probe that fell dry is marked suspect, dry (%d readings)" 
 R.check(con.execute("SELECT count(*) FROM alerts WHERE rule='sensor-check' AND station='DT-W01'").fetchone()[0] >= 1,
         "a sensor-check alert tells technicians about the dry probe")
 R.check("suspect readings: DT-W01 dry" in p.stdout, "the summary shows the suspect reasons")
+# DT-W02's cell fouls (scripts/province.py DRIFT): caught against its
+# neighbours, never anyone else (docs/gateway.md "Drift").
+drift = con.execute("SELECT station, count(*) FROM v_readings WHERE why='drift' GROUP BY 1").fetchall()
+R.check([d[0] for d in drift] == ["DT-W02"],
+        "the fouling probe's readings, and only its, are suspect (drift): %s" % drift)
+R.check(con.execute("SELECT count(*) FROM alerts WHERE rule='sensor-check' AND station='DT-W02'"
+                    " AND message LIKE '%trạm lân cận%'").fetchone()[0] == 1,
+        "a sensor-check alert tells technicians to clean DT-W02's cell")
+R.check("DT-W02 drift" in p.stdout and "(suspect: drift)" in p.stdout,
+        "the summary shows the drift and that DT-W02's newest salinity is suspect")
 R.check(con.execute("SELECT count(*) FROM alerts WHERE rule='bph-rising'").fetchone()[0] >= 1,
         "a rising planthopper catch raised a warning")
 con.close()

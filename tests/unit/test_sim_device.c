@@ -232,6 +232,20 @@ static void test_commands_and_probe_faults(void)
 		CHECK_NEAR(device_value(&s, 0, later, T0, true),
 			   device_value(&s, 0, later, T0, false), 0);
 	}
+	/* drift:3/5: fouling that began five days before the start reads
+	 * 15 % low at the start, 24 % three days on. */
+	if (load(&s, "sensecap-s-ec-01", 1) == 0) {
+		s.params.fixed_salinity = 4;
+		CHECK_INT(fault_parse("1:drift:3/5", &f, &why), 0);
+		device_add_fault(&s, &f);
+		CHECK_NEAR(device_value(&s, 1, T0, T0, true), 0.85 * device_value(&s, 1, T0, T0, false),
+			   1e-9);
+		int64_t later = T0 + 3 * 86400000LL;
+		CHECK_NEAR(device_value(&s, 1, later, T0, true),
+			   0.76 * device_value(&s, 1, later, T0, false), 1e-9);
+		CHECK_INT(fault_parse("1:drift:3/x", &f, &why), -EINVAL);
+		CHECK_INT(fault_parse("1:drift:3/-1", &f, &why), -EINVAL);
+	}
 }
 
 static void test_word_orders(void)

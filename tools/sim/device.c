@@ -164,7 +164,8 @@ double device_value(const struct device *d, size_t i, int64_t sim_ms,
 	    sim_ms >= d->sim_start_ms + (int64_t)(dry->arg * 3600000.0))
 		v = 0; /* an open cell: nothing conducts */
 	if (with_faults && !r->stable && !drift_free(r) && (drift = find_fault(d, FAULT_DRIFT))) {
-		double days = (double)(sim_ms - d->sim_start_ms) / 86400000.0;
+		/* fouling that began arg2 days before the start */
+		double days = (double)(sim_ms - d->sim_start_ms) / 86400000.0 + drift->arg2;
 		double f = 1.0 - drift->arg / 100.0 * days;
 		v *= f < 0 ? 0 : f;
 	}

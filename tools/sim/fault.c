@@ -78,9 +78,16 @@ int fault_parse(const char *spec, struct fault *out, const char **why)
 		break;
 	case FAULT_DRIFT:
 		f.arg = 2;
-		if (arg && util_parse_double(arg, -100, 100, &f.arg)) {
-			*why = "drift takes percent per day";
-			return -EINVAL;
+		f.arg2 = 0;
+		if (arg) {
+			char *slash = strchr(arg, '/');
+			if (slash)
+				*slash++ = '\0';
+			if (util_parse_double(arg, -100, 100, &f.arg) ||
+			    (slash && util_parse_double(slash, 0, 3650, &f.arg2))) {
+				*why = "drift takes PCT_PER_DAY[/DAYS_BEFORE_START]";
+				return -EINVAL;
+			}
 		}
 		break;
 	case FAULT_DROPOUT:

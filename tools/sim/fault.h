@@ -18,7 +18,7 @@ enum fault_mode {
 	FAULT_CRC,       /* ARG: rate */
 	FAULT_EXCEPTION, /* ARG: rate; replies exception 04 */
 	FAULT_STUCK,     /* ARG: simulated hours after start (default 0) */
-	FAULT_DRIFT,     /* ARG: percent per simulated day (default 2) */
+	FAULT_DRIFT,     /* ARG: percent per simulated day (default 2) [/days it began before the start] */
 	FAULT_DROPOUT,   /* ARG: EVERY_S[/FOR_S] wall seconds (default 120/30) */
 	FAULT_DRY,       /* ARG: simulated hours after start (default 0); the probe is
 			    out of the water: conductivity reads 0 */
@@ -29,7 +29,7 @@ struct fault {
 	enum fault_mode mode;
 	double rate;   /* timeout, crc, exception */
 	double arg;    /* stuck, dry: hours; drift: %/day; dropout: period s */
-	double arg2;   /* dropout: duration s */
+	double arg2;   /* dropout: duration s; drift: days it began before the start */
 };
 
 /* Parses "SLAVE:MODE[:ARG]". Returns 0, or -EINVAL with a reason in why. */

@@ -37,7 +37,7 @@ void sim_usage(FILE *out)
 "  --seed N                 reproducible noise (default 1)\n"
 "  --start DATE             simulated start, UTC (default now)\n"
 "  --fault SLAVE:MODE[:ARG] timeout|crc|exception[:RATE|always], stuck[:HOURS],\n"
-"                           drift[:PCT_PER_DAY], dropout[:EVERY_S[/FOR_S]], dry[:HOURS]\n"
+"                           drift[:PCT_PER_DAY[/DAYS]], dropout[:EVERY_S[/FOR_S]], dry[:HOURS]\n"
 "  --series                 print CSV ts,metric,value of the true values and exit\n"
 "See docs/sim.md.\n", out);
 }
