@@ -147,6 +147,8 @@ with open(os.path.join(run_dir, "status.txt")) as f:
 R.check(all(re.search(r"^%s: online since " % s, text, re.M) for s in stations)
         and text.count("  bus ") == len(stations) and "alerts:" in text,
         "agrictl status --all prints every station's health (%d lines)" % len(text.splitlines()))
+R.check(text.startswith("hubs: 1\n") and re.search(r"^  hub agri-gateway-demo: online, heard .* ago", text, re.M),
+        "agrictl status --all starts with the hub, heard from: %r" % text[:160])
 
 ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
 left = [line for line in ps.splitlines() if run_dir in line]

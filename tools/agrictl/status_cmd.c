@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
 
+#include "agri/buf.h"
 #include "agri/exit.h"
 #include "agri/json.h"
 #include "agri/msg.h"
@@ -54,12 +55,26 @@ struct station_view {
 	} batt[4];
 };
 
+/* A gateway's retained status, <prefix>/hub/<client id>/status (published
+ * every minute; with two hubs bridged, both reach either broker). */
+#define HUBS_MAX 8
+#define HUB_SILENT_MS (3 * 60000) /* three missed statuses */
+
+struct hub_view {
+	char id[AGRI_ID_MAX + 1], state[16], fw[32], alarm[96];
+	int64_t ts_ms;
+	bool db_writable;
+	double queue_depth, readings_stored;
+};
+
 struct status_run {
 	struct hub_opts hub;
 	const char *db;
 	bool all, json;
 	struct station_view *v;
 	size_t n;
+	struct hub_view hubs[HUBS_MAX];
+	size_t n_hubs;
 };
 
 static void usage(FILE *f)
@@ -70,7 +85,9 @@ static void usage(FILE *f)
 	      "  (on probation, or the last one rolled back and why), maintenance, the spool and\n"
 	      "  its oldest unacked batch, each bus and sensor with its last error, open alerts;\n"
 	      "  from the broker's retained status and alerts (the agrictl account reads them)\n"
-	      "  --all          every station with a retained status\n"
+	      "  --all          every station with a retained status, and first the hubs: each\n"
+	      "                 gateway's own status (with two hubs both), and which stations\n"
+	      "                 are on which hub\n"
 	      "  --db FILE      also the hub's database (read-only): last seen, clock offset,\n"
 	      "                 the newest battery readings\n"
 	      "exit 0, 1 when a station has no status (never connected, or another prefix)\n", f);
@@ -112,6 +129,50 @@ static void on_status(void *ctx, const char *topic, const void *payload, size_t 
 		sv->raw = raw;
 	}
 	free(s);
+}
+
+static void copy_text(char *dst, size_t len, const cJSON *o, const char *key)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+	size_t i = 0;
+
+	if (cJSON_IsString(it))
+		for (const char *p = it->valuestring; *p && i + 1 < len; p++)
+			dst[i++] = (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p;
+	dst[i] = '\0';
+}
+
+/* <prefix>/hub/<client id>/status: what the broker holds, untrusted. */
+static void on_hub(void *ctx, const char *topic, const void *payload, size_t len)
+{
+	struct status_run *r = ctx;
+	struct hub_view h = {0};
+	const cJSON *it;
+	struct agri_err e;
+	cJSON *o = NULL;
+
+	(void)topic;
+	if (!len || r->n_hubs == HUBS_MAX ||
+	    agri_json_parse(payload, len, 16 * 1024, AGRI_JSON_DEPTH_MAX, &o, &e) < 0)
+		return;
+	copy_text(h.id, sizeof(h.id), o, "hub");
+	copy_text(h.state, sizeof(h.state), o, "state");
+	copy_text(h.fw, sizeof(h.fw), o, "fw");
+	it = cJSON_GetObjectItemCaseSensitive(o, "ts");
+	if (!h.id[0] || !cJSON_IsString(it) || agri_time_parse(it->valuestring, &h.ts_ms) < 0) {
+		cJSON_Delete(o);
+		return;
+	}
+	h.db_writable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "db_writable"));
+	it = cJSON_GetObjectItemCaseSensitive(o, "alarm");
+	if (cJSON_IsObject(it))
+		copy_text(h.alarm, sizeof(h.alarm), it, "error");
+	it = cJSON_GetObjectItemCaseSensitive(o, "queue_depth");
+	h.queue_depth = cJSON_IsNumber(it) ? it->valuedouble : -1;
+	it = cJSON_GetObjectItemCaseSensitive(o, "readings_stored");
+	h.readings_stored = cJSON_IsNumber(it) ? it->valuedouble : -1;
+	r->hubs[r->n_hubs++] = h;
+	cJSON_Delete(o);
 }
 
 /* <prefix>/alerts/<station>/<rule>[/<sensor>] */
@@ -332,6 +393,68 @@ static void print_view(const struct station_view *sv)
 	}
 }
 
+/* The hubs, and which stations are on which (with two hubs, docs/ha.md):
+ * a hub whose status has not been refreshed for three minutes is down, or
+ * its broker is, or the link between the hubs. */
+static void print_hubs(const struct status_run *r)
+{
+	struct {
+		const char *url;
+		size_t n;
+	} on[HUBS_MAX * 2];
+	size_t n_on = 0, other = 0;
+	int64_t now = util_now_ms();
+	char a[40], b[40];
+
+	printf(T("hubs: %zu\n"), r->n_hubs);
+	for (size_t i = 0; i < r->n_hubs; i++) {
+		const struct hub_view *h = &r->hubs[i];
+		int64_t age = (now - h->ts_ms) / 1000;
+
+		if (now - h->ts_ms > HUB_SILENT_MS)
+			printf(T("  hub %s: NOT HEARD for %s (last status %s): down, or its broker, or the"
+				 " link between the hubs\n"),
+			       h->id, span(age, a, sizeof(a)), when(h->ts_ms, b, sizeof(b)));
+		else
+			printf(T("  hub %s: %s, heard %s ago (%s); database %s; %.0f message(s) waiting;"
+				 " %.0f readings stored since it started\n"),
+			       h->id, h->state, span(age, a, sizeof(a)), h->fw[0] ? h->fw : "?",
+			       h->db_writable ? T("writable") : T("NOT WRITABLE"), h->queue_depth,
+			       h->readings_stored);
+		if (h->alarm[0])
+			printf(T("    hub alarm: %s\n"), h->alarm);
+	}
+	for (size_t i = 0; i < r->n; i++) {
+		const char *url = r->v[i].have_status ? r->v[i].s.broker : "";
+		size_t k;
+
+		if (!url[0]) {
+			other++;
+			continue;
+		}
+		for (k = 0; k < n_on && strcmp(on[k].url, url); k++)
+			;
+		if (k == n_on) {
+			if (n_on == AGRI_ARRAY_SIZE(on)) {
+				other++;
+				continue;
+			}
+			on[n_on].url = url;
+			on[n_on++].n = 0;
+		}
+		on[k].n++;
+	}
+	if (n_on) {
+		printf("%s", T("stations by the hub they are on:"));
+		for (size_t k = 0; k < n_on; k++)
+			printf(" %s %zu%s", on[k].url, on[k].n, k + 1 < n_on ? "," : "");
+		if (other)
+			printf(T(", not saying %zu"), other);
+		putchar('\n');
+	}
+	putchar('\n');
+}
+
 static void print_json(const struct status_run *r)
 {
 	cJSON *out = cJSON_CreateArray();
@@ -432,6 +555,8 @@ int agrictl_status(int argc, char **argv)
 		hub_collect(c, topic, 700, 5000, on_status, &r);
 		snprintf(topic, sizeof(topic), "%s/alerts/#", r.hub.prefix);
 		hub_collect(c, topic, 500, 5000, on_alert, &r);
+		snprintf(topic, sizeof(topic), "%s/hub/+/status", r.hub.prefix);
+		hub_collect(c, topic, 300, 3000, on_hub, &r);
 	} else {
 		for (size_t i = 0; i < r.n; i++) {
 			snprintf(topic, sizeof(topic), "%s/%s/status", r.hub.prefix, r.v[i].name);
@@ -449,6 +574,8 @@ int agrictl_status(int argc, char **argv)
 	if (r.json) {
 		print_json(&r);
 	} else {
+		if (r.all)
+			print_hubs(&r);
 		for (size_t i = 0; i < r.n; i++) {
 			print_view(&r.v[i]);
 			if (i + 1 < r.n)
