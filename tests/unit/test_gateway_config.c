@@ -95,6 +95,56 @@ static void test_lists(struct gateway_config *cfg)
 	CHECK_INT((int)cfg->forecast.n_notify, 1);
 }
 
+/* "ha" (docs/ha.md): the hub's name, the claims database, its priority;
+ * every refusal names the field. No "ha": the gateway is the only hub. */
+static void test_ha(struct gateway_config *cfg)
+{
+	static const struct {
+		const char *members;
+		const char *err; /* part of the refusal, NULL: accepted */
+	} t[] = {
+		{"\"ha\":{\"hub_id\":\"hub-a\",\"claims\":\"host=127.0.0.1 dbname=agri\",\"priority\":1}",
+		 NULL},
+		{"\"ha\":null", NULL},
+		{"\"ha\":{\"claims\":\"host=127.0.0.1\",\"priority\":1}", "ha.hub_id: is required"},
+		{"\"ha\":{\"hub_id\":\"a\",\"priority\":1}", "ha.claims: is required"},
+		{"\"ha\":{\"hub_id\":\"a\",\"claims\":\"host=127.0.0.1\"}", "ha.priority: is required"},
+		{"\"ha\":{\"hub_id\":\"a\",\"claims\":\"host=127.0.0.1\",\"priority\":3}", "ha.priority"},
+		{"\"ha\":{\"hub_id\":\"a\",\"claims\":\"host=127.0.0.1\",\"priority\":\"1\"}", "ha.priority"},
+		{"\"ha\":{\"hub_id\":\"a\",\"claims\":\"host=127.0.0.1\",\"priority\":2,"
+		 "\"takeover_s\":0}", "ha.takeover_s"},
+		{"\"ha\":{\"hub_id\":\"hub a\",\"claims\":\"host=127.0.0.1\",\"priority\":1}",
+		 "ha.hub_id: expected 1-32 of"},
+		{"\"ha\":{\"hub_id\":\"a\",\"claims\":\"\",\"priority\":1}", "ha.claims: must not be empty"},
+		{"\"ha\":{\"hub_id\":\"a\",\"claims\":\"host=127.0.0.1 nonsense\",\"priority\":1}",
+		 "ha.claims: "},
+		{"\"ha\":{\"hub_id\":\"a\",\"claims\":\"host=pg.province.vn sslmode=require\","
+		 "\"priority\":1}", "ha.claims: sslmode=require to a host that is not this machine"},
+		{"\"ha\":{\"hub_id\":\"a\",\"claims\":\"host=127.0.0.1\",\"priority\":1,\"leader\":true}",
+		 "ha.leader"},
+		{"\"ha\":[]", "ha"},
+	};
+	char msg[512];
+
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(t); i++) {
+		int rc = load_members(t[i].members, cfg, msg, sizeof(msg));
+
+		if (t[i].err ? (rc == 0 || !strstr(msg, t[i].err)) : rc != 0)
+			fprintf(stderr, "ha case %zu: %s\n", i, msg);
+		CHECK(t[i].err ? rc < 0 && strstr(msg, t[i].err) : rc == 0);
+	}
+	CHECK_INT(load_members(t[0].members, cfg, msg, sizeof(msg)), 0);
+	CHECK(cfg->ha.enabled);
+	CHECK_STR(cfg->ha.hub_id, "hub-a");
+	CHECK_INT((int)cfg->ha.priority, 1);
+	CHECK_INT((int)cfg->ha.takeover_s, 120); /* the default */
+	CHECK_STR(cfg->ha.claims_sslmode, "prefer");
+	CHECK_INT(load_members("\"ha\":null", cfg, msg, sizeof(msg)), 0);
+	CHECK(!cfg->ha.enabled);
+	CHECK_INT(load_members("\"rules_file\":\"\"", cfg, msg, sizeof(msg)), 0);
+	CHECK(!cfg->ha.enabled);
+}
+
 static void test_good(struct gateway_config *cfg)
 {
 	char msg[512];
@@ -203,6 +253,7 @@ int main(void)
 	if (!cfg || !mkdtemp(dir))
 		return 1;
 	test_lists(cfg);
+	test_ha(cfg);
 	test_good(cfg);
 	test_bad(cfg);
 	test_too_many(cfg);

@@ -195,6 +195,18 @@ struct gateway_config {
 		int64_t every_h; /* default 24 */
 		int64_t keep;    /* default 7 */
 	} backup;
+	/* Two hubs, one province (docs/ha.md): notification claims in the
+	 * province's PostgreSQL, so that one hub sends each transition.
+	 * enabled false (no "ha" section): the gateway is the only hub. */
+	struct {
+		bool enabled;
+		char hub_id[GW_NAME_MAX];  /* [A-Za-z0-9_-], 1-32 */
+		char claims[GW_URL_MAX];   /* a libpq conninfo */
+		/* Derived, not a key: claims' sslmode, as upstream.postgres's. */
+		char claims_sslmode[16];
+		int64_t priority;          /* 1: sends at once without PostgreSQL */
+		int64_t takeover_s;        /* 2: after the 1's status said offline this long */
+	} ha;
 	/* "Calibration due" (docs/gateway.md "Calibration"): a sensor's last
 	 * recorded calibration older than this raises its station's built-in
 	 * calibration-due alert. 0: off. */

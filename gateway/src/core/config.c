@@ -79,6 +79,7 @@ void gateway_config_defaults(struct gateway_config *c)
 	c->drift.window_days = 7;
 	c->drift.fall_pct = 10;
 	c->drift.min_g_l = 0.2;
+	c->ha.takeover_s = 120;
 }
 
 static const struct agri_cfg_field broker_fields[] = {
@@ -564,6 +565,23 @@ static int parse_drift(const cJSON *item, void *cfg, const char *path, struct ag
 	return read_section(item, cfg, path, err, drift_fields, AGRI_ARRAY_SIZE(drift_fields));
 }
 
+static const struct agri_cfg_field ha_fields[] = {
+	STR("hub_id", ha.hub_id, true),
+	STR("claims", ha.claims, true),
+	AGRI_FIELD(GW, "priority", AGRI_CFG_INT, ha.priority, true, AGRI_RANGE(1, 2)),
+	INT("takeover_s", ha.takeover_s, 1, 86400),
+};
+
+static int parse_ha(const cJSON *item, void *cfgp, const char *path, struct agri_err *err)
+{
+	struct gateway_config *cfg = cfgp;
+
+	if (cJSON_IsNull(item))
+		return 0;
+	cfg->ha.enabled = true;
+	return read_section(item, cfg, path, err, ha_fields, AGRI_ARRAY_SIZE(ha_fields));
+}
+
 static const struct agri_cfg_field top_fields[] = {
 	SECTION("broker", parse_broker, true),
 	SECTION("db", parse_db, true),
@@ -579,6 +597,7 @@ static const struct agri_cfg_field top_fields[] = {
 	SECTION("backup", parse_backup, false),
 	SECTION("calibration", parse_calibration, false),
 	SECTION("drift", parse_drift, false),
+	SECTION("ha", parse_ha, false),
 };
 
 /* --- cross-field checks ----------------------------------------------- */
@@ -706,19 +725,19 @@ static bool host_local(const char *hosts)
 	return true;
 }
 
-/* upstream.postgres.conninfo: parsed as libpq will (keywords or a URI),
- * its hosts (or PGHOST/PGHOSTADDR where it names none) and the sslmode
+/* A libpq conninfo at path (upstream.postgres.conninfo, ha.claims):
+ * parsed as libpq will (keywords or a URI), its hosts (or PGHOST/PGHOSTADDR where it names none) and the sslmode
  * that follows: a weak one only where the connection stays on this
  * machine. */
-static int check_postgres(struct gateway_config *cfg, struct agri_err *err)
+static int check_conninfo(const char *conninfo, const char *path, char *sslmode,
+			  size_t sslmode_len, struct agri_err *err)
 {
 	/* libpq's, weakest first: the last two verify the server. */
 	static const char *const modes[] = {"disable", "allow", "prefer", "require",
 					    "verify-ca", "verify-full"};
-	const char *path = "upstream.postgres.conninfo";
 	const char *host = NULL, *hostaddr = NULL, *mode = NULL;
 	char *msg = NULL;
-	PQconninfoOption *opts = PQconninfoParse(cfg->upstream.postgres_conninfo, &msg);
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &msg);
 	bool local;
 	size_t m;
 	int rc = -EINVAL;
@@ -763,8 +782,7 @@ static int check_postgres(struct gateway_config *cfg, struct agri_err *err)
 			     host && !host_local(host) ? host : hostaddr ? hostaddr : "?");
 		goto out;
 	}
-	snprintf(cfg->upstream.postgres_sslmode, sizeof(cfg->upstream.postgres_sslmode), "%s",
-		 mode);
+	snprintf(sslmode, sslmode_len, "%s", mode);
 	rc = 0;
 out:
 	PQconninfoFree(opts);
@@ -960,7 +978,10 @@ static int check_forecast_upstream(struct gateway_config *cfg, struct agri_err *
 		agri_err_set(err, "upstream.postgres.conninfo", "must not be empty");
 		return -EINVAL;
 	}
-	if (cfg->upstream.has_postgres && check_postgres(cfg, err) < 0)
+	if (cfg->upstream.has_postgres &&
+	    check_conninfo(cfg->upstream.postgres_conninfo, "upstream.postgres.conninfo",
+			   cfg->upstream.postgres_sslmode, sizeof(cfg->upstream.postgres_sslmode),
+			   err) < 0)
 		return -EINVAL;
 	if (cfg->upstream.has_sensorthings &&
 	    !has_scheme(cfg->upstream.sensorthings_url, http_schemes)) {
@@ -968,6 +989,25 @@ static int check_forecast_upstream(struct gateway_config *cfg, struct agri_err *
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* ha: the hub's name, the claims database (checked as upstream.postgres's
+ * conninfo is: a weak sslmode only on this machine). */
+static int check_ha(struct gateway_config *cfg, struct agri_err *err)
+{
+	if (!cfg->ha.enabled)
+		return 0;
+	if (!agri_ident_valid(cfg->ha.hub_id)) {
+		agri_err_set(err, "ha.hub_id", "expected 1-32 of [A-Za-z0-9_-]");
+		return -EINVAL;
+	}
+	if (!cfg->ha.claims[0]) {
+		agri_err_set(err, "ha.claims", "must not be empty (a libpq conninfo: the"
+			     " province's PostgreSQL)");
+		return -EINVAL;
+	}
+	return check_conninfo(cfg->ha.claims, "ha.claims", cfg->ha.claims_sslmode,
+			      sizeof(cfg->ha.claims_sslmode), err);
 }
 
 /* http.listen into host and port */
@@ -1082,7 +1122,8 @@ static int check(struct gateway_config *cfg, struct agri_err *err)
 	int rc;
 
 	if ((rc = check_broker_db(cfg, err)) < 0 || (rc = check_notify(cfg, err)) < 0 ||
-	    (rc = check_forecast_upstream(cfg, err)) < 0 || (rc = check_http(cfg, err)) < 0 ||
+	    (rc = check_forecast_upstream(cfg, err)) < 0 || (rc = check_ha(cfg, err)) < 0 ||
+	    (rc = check_http(cfg, err)) < 0 ||
 	    (rc = resolve_paths(cfg, err)) < 0 || (rc = read_secrets(cfg, err)) < 0)
 		return rc;
 	return 0;
