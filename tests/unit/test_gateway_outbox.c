@@ -141,6 +141,24 @@ static void test_stage_tx(void)
 	CHECK_INT(count_rows(db, "channel='ops' AND delivered_at IS NULL AND next_at=0"), 1);
 	CHECK_INT(count_rows(db, "channel='mail' AND event='raised' AND text_vi LIKE 'Độ mặn%'"), 1);
 	CHECK_INT(count_rows(db, "payload LIKE '{\"v\":1,\"id\":\"salinity/DT-W01/s1\"%'"), 2);
+	/* The episode key both hubs derive alike (docs/ha.md): the alert id
+	 * and its reading-time start; the transition; a severity change
+	 * names its new level and when. */
+	CHECK_INT(count_rows(db, "episode='salinity/DT-W01/s1@1750000000000' AND"
+			     " transition='raised' AND claim IS NULL"), 2);
+	sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	tr.no.event = "severity";
+	tr.alert.updated_at_ms += 60000;
+	CHECK_INT(outbox_stage(db, &tr.no, chans, 1), 1);
+	tr.no.event = "renotify";
+	tr.no.transition = "renotify#2";
+	CHECK_INT(outbox_stage(db, &tr.no, chans, 1), 1);
+	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	CHECK_INT(count_rows(db, "transition='severity:critical@1750000060000' AND"
+			     " episode='salinity/DT-W01/s1@1750000000000'"), 1);
+	CHECK_INT(count_rows(db, "transition='renotify#2'"), 1);
+	tr.no.event = "raised";
+	tr.no.transition = NULL;
 	/* Bad names. */
 	{
 		const char *bad[] = {"ops", ""};

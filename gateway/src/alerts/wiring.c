@@ -326,8 +326,17 @@ static void on_transition(void *ctx, const struct alert_transition *t)
 	if ((t->notify || t->notify_escalation) && !a->quiet) {
 		const char *names[2 * RULE_CHANNELS_MAX];
 		size_t n = alert_transition_channels(t, names, 2 * RULE_CHANNELS_MAX);
+		char remind[32] = "";
 		struct outbox_notice no = {.alert = &t->alert, .event = alert_event_name(t->event),
-					   .text_en = t->message_en, .text_vi = t->message_vi};
+					   .text_en = t->message_en, .text_vi = t->message_vi,
+					   .transition = remind};
+
+		/* Reminders repeat within an episode: the n-th one, counted from
+		 * the episode's start as both hubs see it (docs/ha.md). */
+		if (t->event == ALERT_EV_RENOTIFY && t->rule && t->rule->renotify_s > 0)
+			snprintf(remind, sizeof(remind), "renotify#%lld",
+				 (long long)((t->arrived_ms - t->alert.raised_at_ms +
+					      t->rule->renotify_s * 500) / (t->rule->renotify_s * 1000)));
 
 		if (n && (rc = outbox_stage(store_db(a->st), &no, names, n)) < 0) {
 			a->emit_err = rc;

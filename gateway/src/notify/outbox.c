@@ -23,6 +23,7 @@
 #include "agri/util.h"
 #include "core/ingest.h"
 #include "core/store.h"
+#include "notify/claims.h"
 
 #define LOG "outbox"
 #define PAYLOAD_MAX 4096
@@ -32,6 +33,7 @@
 #define PRUNE_ROWS 1000
 #define MARK_TRIES 50
 #define BUSY_TIMEOUT_MS 5000
+#define HUB_ID_MAX 72
 
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS outbox("
@@ -48,21 +50,25 @@ static const char schema[] =
 	" delivered_at INTEGER,"
 	" dropped_at INTEGER,"               /* refused for good */
 	" error TEXT,"
-	" person TEXT, address TEXT, sms TEXT);" /* a person's message */
+	" person TEXT, address TEXT, sms TEXT," /* a person's message */
+	" episode TEXT, transition TEXT," /* its claim key (docs/ha.md) */
+	" claim TEXT);" /* NULL (no claims), won, peer:<hub>, unclaimed, reconciled, duplicate:<hub> */
 	"CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(channel, id)"
 	" WHERE delivered_at IS NULL AND dropped_at IS NULL;";
 
 enum {
-	Q_HEAD, Q_DELIVERED, Q_DROPPED, Q_RETRY, Q_COUNT, Q_PRUNE, Q_N
+	Q_HEAD, Q_DELIVERED, Q_DROPPED, Q_RETRY, Q_COUNT, Q_PRUNE, Q_WAIT, Q_PEER,
+	Q_UNCLAIMED, Q_SETCLAIM, Q_N
 };
 
 static const char *const sql[Q_N] = {
 	[Q_HEAD] = "SELECT id, alert_id, event, payload, text_en, text_vi, created_at,"
 		   " attempts, next_at, coalesce(person, ''), coalesce(address, ''),"
-		   " coalesce(sms, '') FROM outbox WHERE channel = ?1"
+		   " coalesce(sms, ''), coalesce(episode, ''), coalesce(transition, '')"
+		   " FROM outbox WHERE channel = ?1"
 		   " AND delivered_at IS NULL AND dropped_at IS NULL ORDER BY id LIMIT 1",
 	[Q_DELIVERED] = "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1,"
-			" error = NULL WHERE id = ?1",
+			" error = NULL, claim = ?3 WHERE id = ?1",
 	[Q_DROPPED] = "UPDATE outbox SET dropped_at = ?2, attempts = attempts + 1,"
 		      " error = ?3 WHERE id = ?1",
 	[Q_RETRY] = "UPDATE outbox SET next_at = ?2, attempts = attempts + 1,"
@@ -72,6 +78,14 @@ static const char *const sql[Q_N] = {
 	[Q_PRUNE] = "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
 		    " WHERE channel = ?1 AND coalesce(delivered_at, dropped_at) < ?2"
 		    " LIMIT 1000)",
+	/* claims (docs/ha.md): a row that waits for the claims database or
+	 * the peer hub, without counting an attempt; a row the peer claimed */
+	[Q_WAIT] = "UPDATE outbox SET next_at = ?2, error = ?3 WHERE id = ?1",
+	[Q_PEER] = "UPDATE outbox SET delivered_at = ?2, error = NULL, claim = ?3 WHERE id = ?1",
+	[Q_UNCLAIMED] = "SELECT id, episode, transition, coalesce(person, ''),"
+			" coalesce(address, '') FROM outbox WHERE channel = ?1"
+			" AND claim = 'unclaimed' ORDER BY id LIMIT 64",
+	[Q_SETCLAIM] = "UPDATE outbox SET claim = ?3 WHERE id = ?1 AND ?2 IS NOT NULL",
 };
 
 struct chan {
@@ -86,12 +100,14 @@ struct chan {
 	uint32_t rng;
 	struct log_complaint down;
 	int64_t stats_mono_ms, prune_mono_ms;
+	bool reconcile_due;   /* rows sent unclaimed may wait for their claim */
 	pthread_t thread;
 	bool running;
 	/* any thread */
 	atomic_uint_least64_t delivered, failed, dropped, pending;
 	atomic_int_least64_t oldest_ms;
 	atomic_bool up;
+	atomic_uint_least64_t peer; /* rows another hub claimed */
 };
 
 struct outbox {
@@ -121,7 +137,8 @@ static int64_t now_ms(const struct outbox *ob)
 /* An outbox made before people's messages gets their columns. */
 static int upgrade(sqlite3 *db)
 {
-	static const char *const cols[] = {"person", "address", "sms"};
+	static const char *const cols[] = {"person", "address", "sms", "episode", "transition",
+					   "claim"};
 	char stmt[96];
 	int rc = SQLITE_OK;
 
@@ -146,13 +163,36 @@ int outbox_init(sqlite3 *db)
 
 /* --- staging (writer thread) -------------------------------------------- */
 
+int outbox_episode_key(const struct agri_alert *a, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s@%" PRId64, a->id, a->raised_at_ms);
+
+	return n < 0 || (size_t)n >= len ? -ENOSPC : n;
+}
+
+/* The transition part of a notice's claim key (see outbox_notice). */
+static int transition_key(const struct outbox_notice *no, char *buf, size_t len)
+{
+	int n;
+
+	if (no->transition && no->transition[0])
+		n = snprintf(buf, len, "%s", no->transition);
+	else if (strcmp(no->event, "severity") == 0)
+		n = snprintf(buf, len, "severity:%s@%" PRId64, no->alert->severity,
+			     no->alert->updated_at_ms);
+	else
+		n = snprintf(buf, len, "%s", no->event);
+	return n < 0 || (size_t)n >= len ? -ENOSPC : n;
+}
+
 int outbox_stage(sqlite3 *db, const struct outbox_notice *no,
 		 const char *const *channels, size_t n)
 {
 	static const char ins[] =
 		"INSERT INTO outbox(channel, alert_id, event, payload, text_en,"
-		" text_vi, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-	char payload[PAYLOAD_MAX];
+		" text_vi, created_at, episode, transition) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+		" ?8, ?9)";
+	char payload[PAYLOAD_MAX], episode[224], transition[96];
 	sqlite3_stmt *q = NULL;
 	int64_t now = real_now_ms(NULL);
 	int rc, rows = 0, len;
@@ -167,6 +207,9 @@ int outbox_stage(sqlite3 *db, const struct outbox_notice *no,
 	len = agri_alert_encode(no->alert, payload, sizeof(payload));
 	if (len < 0)
 		return len;
+	if (!no->event || (rc = outbox_episode_key(no->alert, episode, sizeof(episode))) < 0 ||
+	    (rc = transition_key(no, transition, sizeof(transition))) < 0)
+		return no->event ? rc : -EINVAL;
 	rc = sqlite3_prepare_v2(db, ins, -1, &q, NULL);
 	if (rc != SQLITE_OK) {
 		rc = agri_sqlite_errno(rc);
@@ -187,6 +230,8 @@ int outbox_stage(sqlite3 *db, const struct outbox_notice *no,
 		sqlite3_bind_text(q, 5, no->text_en, -1, SQLITE_STATIC);
 		sqlite3_bind_text(q, 6, no->text_vi, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(q, 7, now);
+		sqlite3_bind_text(q, 8, episode, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 9, transition, -1, SQLITE_STATIC);
 		rc = sqlite3_step(q);
 		sqlite3_reset(q);
 		if (rc != SQLITE_DONE) {
@@ -206,7 +251,8 @@ int outbox_stage_message(sqlite3 *db, const struct outbox_message *m,
 {
 	static const char ins[] =
 		"INSERT INTO outbox(channel, alert_id, event, payload, text_en, text_vi,"
-		" created_at, person, address, sms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+		" created_at, person, address, sms, episode, transition)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?2, ?3)";
 	sqlite3_stmt *q = NULL;
 	int64_t now = real_now_ms(NULL);
 	int rc, rows = 0;
@@ -348,6 +394,7 @@ struct outbox *outbox_new(const char *db_path, const struct outbox_channel *chan
 		if (!c->rng)
 			c->rng = 1;
 		atomic_init(&c->up, true);
+		c->reconcile_due = true; /* rows a previous run sent unclaimed */
 		ob->n = i + 1;
 		rc = chan_open(ob, c, db_path);
 		if (rc < 0)
@@ -393,7 +440,8 @@ static void prune(struct chan *c, int64_t now)
 }
 
 /* Runs an UPDATE of row id, retrying while the database is busy: the
- * delivered mark is what keeps a notification from going out twice. */
+ * delivered mark is what keeps a notification from going out twice.
+ * error: the error column, or the claim column for Q_DELIVERED/Q_PEER. */
 static int mark(struct chan *c, int which, int64_t id, int64_t at, const char *error)
 {
 	sqlite3_stmt *q = c->q[which];
@@ -402,8 +450,7 @@ static int mark(struct chan *c, int which, int64_t id, int64_t at, const char *e
 	for (int i = 0; i < MARK_TRIES; i++) {
 		sqlite3_bind_int64(q, 1, id);
 		sqlite3_bind_int64(q, 2, at);
-		if (which != Q_DELIVERED)
-			sqlite3_bind_text(q, 3, error, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 3, error, -1, SQLITE_STATIC); /* Q_DELIVERED, Q_PEER: the claim */
 		rc = sqlite3_step(q);
 		sqlite3_reset(q);
 		if (rc == SQLITE_DONE)
@@ -431,14 +478,85 @@ static char *dup_col(sqlite3_stmt *q, int col)
 	return d;
 }
 
+/* The recipient part of a row's claim key. */
+static void claim_recipient(const char *person, const char *address, char *buf, size_t len)
+{
+	if (person[0] || address[0])
+		snprintf(buf, len, "%s:%s", person, address);
+	else
+		buf[0] = '\0';
+}
+
+/*
+ * Rows this channel sent unclaimed (the claims database was away) are
+ * recorded as claims once it answers (docs/ha.md), a few dozen a step;
+ * each gets claim "reconciled", or "duplicate:<hub>" when the other hub
+ * had claimed and sent it too. Notifier thread.
+ */
+static void reconcile(struct chan *c)
+{
+	struct {
+		int64_t id;
+		char claim[16 + HUB_ID_MAX];
+	} done[64];
+	sqlite3_stmt *q = c->q[Q_UNCLAIMED];
+	size_t n = 0;
+	bool stopped = false;
+	int rc;
+
+	sqlite3_bind_text(q, 1, c->name, -1, SQLITE_STATIC);
+	while (n < AGRI_ARRAY_SIZE(done) && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		char recipient[256], winner[HUB_ID_MAX];
+		struct claim_key k = {.episode = (const char *)sqlite3_column_text(q, 1),
+				      .transition = (const char *)sqlite3_column_text(q, 2),
+				      .channel = c->name, .recipient = recipient};
+
+		claim_recipient((const char *)sqlite3_column_text(q, 3),
+				(const char *)sqlite3_column_text(q, 4), recipient, sizeof(recipient));
+		if (!k.episode || !k.transition)
+			continue;
+		rc = claims_record(c->ob->opt.claims, &k, winner, sizeof(winner));
+		if (rc < 0) {
+			stopped = true;
+			break;
+		}
+		done[n].id = sqlite3_column_int64(q, 0);
+		if (rc == 1)
+			snprintf(done[n].claim, sizeof(done[n].claim), "reconciled");
+		else
+			snprintf(done[n].claim, sizeof(done[n].claim), "duplicate:%s", winner);
+		if (rc == 0)
+			log_warn(LOG, "sent by both hubs while the claims database was away channel=%s"
+				 " episode=%s transition=%s peer=%s", c->name, k.episode, k.transition,
+				 winner);
+		n++;
+	}
+	sqlite3_reset(q);
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_stmt *u = c->q[Q_SETCLAIM];
+
+		sqlite3_bind_int64(u, 1, done[i].id);
+		sqlite3_bind_int(u, 2, 1);
+		sqlite3_bind_text(u, 3, done[i].claim, -1, SQLITE_STATIC);
+		if (sqlite3_step(u) != SQLITE_DONE)
+			stopped = true;
+		sqlite3_reset(u);
+	}
+	if (n)
+		log_info(LOG, "claims recorded for unclaimed sends channel=%s rows=%zu", c->name, n);
+	if (!stopped && n < AGRI_ARRAY_SIZE(done))
+		c->reconcile_due = false;
+}
+
 int outbox_step(struct outbox *ob, size_t idx, int64_t *next_ms)
 {
 	struct chan *c;
 	sqlite3_stmt *q;
 	struct outbox_item it = {0};
 	char *alert_id = NULL, *event = NULL, *payload = NULL, *en = NULL, *vi = NULL;
-	char *person = NULL, *address = NULL, *sms = NULL;
-	char err[ERR_MAX] = "";
+	char *person = NULL, *address = NULL, *sms = NULL, *episode = NULL, *transition = NULL;
+	char err[ERR_MAX] = "", winner[HUB_ID_MAX] = "", claim[16 + HUB_ID_MAX];
+	const char *claimed = NULL; /* the claim column once delivered */
 	int64_t now, next_at, backoff;
 	int rc;
 
@@ -449,6 +567,8 @@ int outbox_step(struct outbox *ob, size_t idx, int64_t *next_ms)
 	now = now_ms(ob);
 	*next_ms = INT64_MAX;
 	prune(c, now);
+	if (ob->opt.claims && c->reconcile_due)
+		reconcile(c);
 	sqlite3_bind_text(q, 1, c->name, -1, SQLITE_STATIC);
 	rc = sqlite3_step(q);
 	if (rc == SQLITE_DONE) {
@@ -484,18 +604,62 @@ int outbox_step(struct outbox *ob, size_t idx, int64_t *next_ms)
 	it.person = person = dup_col(q, 9);
 	it.address = address = dup_col(q, 10);
 	it.sms = sms = dup_col(q, 11);
+	it.episode = episode = dup_col(q, 12);
+	it.transition = transition = dup_col(q, 13);
 	sqlite3_reset(q); /* no read transaction held during the delivery */
 	refresh_stats(c, false);
-	if (!alert_id || !event || !payload || !en || !vi || !person || !address || !sms) {
+	if (!alert_id || !event || !payload || !en || !vi || !person || !address || !sms ||
+	    !episode || !transition) {
 		rc = -ENOMEM;
 		*next_ms = now + ob->opt.backoff_base_ms;
 		goto out;
+	}
+	if (ob->opt.claims && episode[0]) {
+		char recipient[256];
+		struct claim_key k = {.episode = episode, .transition = transition,
+				      .channel = c->name, .recipient = recipient};
+		int64_t wait_ms;
+
+		claim_recipient(person, address, recipient, sizeof(recipient));
+		switch (claims_take(ob->opt.claims, &k, winner, sizeof(winner), &wait_ms)) {
+		case CLAIM_WON:
+			claimed = "won";
+			break;
+		case CLAIM_UNCLAIMED:
+			claimed = "unclaimed";
+			break;
+		case CLAIM_PEER:
+			now = now_ms(ob);
+			snprintf(claim, sizeof(claim), "peer:%s", winner);
+			mark(c, Q_PEER, it.id, now, claim);
+			atomic_fetch_add(&c->peer, 1);
+			if (atomic_load(&c->pending) > 0)
+				atomic_fetch_sub(&c->pending, 1);
+			log_info(LOG, "sent by the other hub channel=%s id=%" PRId64 " episode=%s"
+				 " transition=%s hub=%s", c->name, it.id, episode, transition, winner);
+			*next_ms = now;
+			rc = 1;
+			goto out;
+		case CLAIM_WAIT:
+			now = now_ms(ob);
+			*next_ms = now + (wait_ms > 0 ? wait_ms : 1000);
+			mark(c, Q_WAIT, it.id, *next_ms, "waiting: claims database away, the"
+			     " priority-1 hub online");
+			rc = 0;
+			goto out;
+		}
 	}
 
 	rc = c->deliver(c->ctx, &it, err, sizeof(err));
 	now = now_ms(ob);
 	if (rc == 0) {
-		mark(c, Q_DELIVERED, it.id, now, NULL);
+		mark(c, Q_DELIVERED, it.id, now, claimed);
+		if (claimed && strcmp(claimed, "unclaimed") == 0) {
+			claims_sent_unclaimed(ob->opt.claims);
+			c->reconcile_due = true;
+			log_warn(LOG, "sent without a claim channel=%s id=%" PRId64 " episode=%s"
+				 " transition=%s", c->name, it.id, episode, transition);
+		}
 		atomic_fetch_add(&c->delivered, 1);
 		if (atomic_load(&c->pending) > 0)
 			atomic_fetch_sub(&c->pending, 1);
@@ -535,6 +699,8 @@ out:
 	free(person);
 	free(address);
 	free(sms);
+	free(episode);
+	free(transition);
 	return rc;
 }
 
@@ -669,6 +835,7 @@ int outbox_stats(struct outbox *ob, size_t idx, struct outbox_stats *out)
 	out->pending = atomic_load(&c->pending);
 	out->oldest_pending_ms = atomic_load(&c->oldest_ms);
 	out->up = atomic_load(&c->up);
+	out->peer = atomic_load(&c->peer);
 	return 0;
 }
 

@@ -47,6 +47,11 @@ struct outbox_notice {
 	const struct agri_alert *alert;
 	const char *event;            /* "raised", "cleared", "renotify"... */
 	const char *text_en, *text_vi;
+	/* Which transition of the episode this is, for the episode key (see
+	 * outbox_episode_key): NULL = the event, or for "severity" the event,
+	 * the new severity and updated_at. Repeated events (reminders) name
+	 * their own: "renotify#3". */
+	const char *transition;
 };
 
 /*
@@ -74,6 +79,8 @@ struct outbox_route {
 struct outbox_item {
 	int64_t id;
 	const char *channel;
+	const char *episode;    /* the episode key; "" for rows staged before it */
+	const char *transition; /* "raised", "cleared", "severity:alarm@..."... */
 	const char *alert_id;   /* a person's message: its stable id */
 	const char *event;      /* "raised", "cleared", "renotify"...; "alert", "bulletin" */
 	const char *payload;    /* the alert JSON (agri_alert_encode), or the message's */
@@ -112,9 +119,24 @@ struct outbox_options {
 	int64_t (*now_ms)(void *ctx);
 	void *clock_ctx;
 	uint32_t seed;            /* backoff jitter; 0: from the clock */
+	/* Notification claims (claims.h, docs/ha.md): NULL = none, every
+	 * row is sent. Otherwise a row with an episode key is claimed before
+	 * it is sent; a row the other hub claimed is marked done by it
+	 * (delivered_at set, claim "peer:<hub>"), without a delivery.
+	 * Borrowed: must outlive the outbox. */
+	struct claims *claims;
 };
 
 #define OUTBOX_CHANNELS_MAX 32
+
+/*
+ * The episode key of alert a: "<alert id>@<raised_at ms>". raised_at is
+ * the reading time the episode started at, so two gateways that stored
+ * the same readings derive the same key, whatever order they arrived in
+ * (docs/alerts.md "Reading order"; docs/ha.md). Returns the length or
+ * -ENOSPC.
+ */
+int outbox_episode_key(const struct agri_alert *a, char *buf, size_t len);
 
 /* Creates the outbox table and index if missing (CREATE ... IF NOT
  * EXISTS). Any connection, e.g. the writer's at start-up. Returns 0 or a
@@ -185,6 +207,7 @@ struct outbox_stats {
 	uint64_t pending;          /* rows waiting (refreshed at most 1/s) */
 	int64_t oldest_pending_ms; /* created_at of the oldest, 0 when none */
 	bool up;                   /* the last attempt succeeded (or none yet) */
+	uint64_t peer;             /* rows the other hub claimed since start */
 };
 /* Counters of channel ch. Any thread. Returns 0 or -ENOENT. */
 int outbox_stats(struct outbox *ob, size_t ch, struct outbox_stats *out);
