@@ -35,6 +35,7 @@
 #include "core/store.h"
 #include "forecast/forecasting.h"
 #include "http/http.h"
+#include "notify/claims.h"
 #include "notify/notify.h"
 #include "notify/outbox.h"
 #include "notify/people.h"
@@ -61,6 +62,7 @@ struct gateway {
 	size_t n_chans;
 	struct outbox *outbox;
 	struct ingest_hook outbox_hook;
+	struct claims *claims; /* ha: notification claims; NULL = none */
 	struct people *people; /* the recipients file's policy (live only) */
 	struct upstream *up;
 	struct forecasting *fc;
@@ -98,10 +100,25 @@ static int publish(void *ctx, const char *topic, const void *payload, size_t len
 			  : -ENOTCONN;
 }
 
+/* paho's thread: a hub's status (ha) goes to the claims, the rest to the
+ * ingest. */
 static int offer(void *ctx, const char *topic, size_t topic_len,
 		 const void *payload, size_t len)
 {
-	return ingest_offer(ctx, topic, topic_len, payload, len);
+	struct gateway *gw = ctx;
+
+	if (gw->claims) {
+		const char *prefix = gw->cfg->broker.topic_prefix;
+		size_t pl = strlen(prefix);
+
+		if (topic_len > pl + 12 && strncmp(topic, prefix, pl) == 0 &&
+		    strncmp(topic + pl, "/hub/", 5) == 0 &&
+		    strncmp(topic + topic_len - 7, "/status", 7) == 0) {
+			claims_hub_status(gw->claims, payload, len);
+			return 1;
+		}
+	}
+	return ingest_offer(gw->ingest, topic, topic_len, payload, len);
 }
 
 static int build_core(struct gateway *gw, char *why, size_t why_len)
@@ -142,7 +159,7 @@ static int build_core(struct gateway *gw, char *why, size_t why_len)
 	}
 	gw->ingest = ingest_new(gw->store, &io, &pub, &gw->health);
 	if (gw->ingest && gw->mode == GATEWAY_LIVE)
-		gw->broker = broker_new(cfg, &gw->health, offer, gw->ingest);
+		gw->broker = broker_new(cfg, &gw->health, offer, gw);
 	if (!gw->ingest || (gw->mode == GATEWAY_LIVE && !gw->broker)) {
 		why_set(why, why_len, "out of memory");
 		return -ENOMEM;
@@ -176,8 +193,18 @@ static int build_notify(struct gateway *gw, char *why, size_t why_len)
 {
 	struct outbox_channel oc[NOTIFY_CHANNELS_MAX];
 	struct outbox_options oo = {.sync_full = gw->cfg->db.sync_full};
-	int n = notify_channels_new(gw->cfg, NOTIFY_TIMEOUT_MS_DEFAULT, gw->chans,
-				    NOTIFY_CHANNELS_MAX), rc = 0;
+	int n, rc = 0;
+
+	/* ha: claims before sending (docs/ha.md); made even without channels,
+	 * the hub status carries its fields */
+	gw->claims = claims_new(gw->cfg, &rc);
+	if (!gw->claims && rc < 0) {
+		why_set(why, why_len, "cannot set up notification claims: %s", strerror(-rc));
+		return rc;
+	}
+	oo.claims = gw->claims;
+	n = notify_channels_new(gw->cfg, NOTIFY_TIMEOUT_MS_DEFAULT, gw->chans,
+				NOTIFY_CHANNELS_MAX);
 
 	if (n < 0) {
 		why_set(why, why_len, "cannot set up the notification channels: %s", strerror(-n));
@@ -328,6 +355,8 @@ static int metrics(void *ctx, char *buf, size_t len)
 		pos += (size_t)n;
 	if (gw->outbox && (n = outbox_metrics_text(gw->outbox, buf + pos, len - pos)) > 0)
 		pos += (size_t)n;
+	if (gw->claims && (n = claims_metrics_text(gw->claims, buf + pos, len - pos)) > 0)
+		pos += (size_t)n;
 	if (gw->people && (n = people_metrics_text(gw->people, buf + pos, len - pos)) > 0)
 		pos += (size_t)n;
 	if (gw->up && (n = upstream_metrics_text(gw->up, buf + pos, len - pos)) > 0 &&
@@ -439,7 +468,7 @@ static void hub_status(struct gateway *gw, bool force)
 	struct gateway_health *h = &gw->health;
 	bool alarm = atomic_load(&h->hub_alarm);
 	int64_t now = util_mono_ms();
-	char topic[AGRI_TOPIC_MAX + 80], since[32] = "", ts[32], body[1024];
+	char topic[AGRI_TOPIC_MAX + 80], since[32] = "", ts[32], body[1024], ha[160] = "";
 	int n;
 
 	if (!force && alarm == gw->hub_alarm_sent && now < gw->next_hub_status)
@@ -451,11 +480,13 @@ static void hub_status(struct gateway *gw, bool force)
 		agri_time_format(atomic_load(&h->hub_alarm_since_ms), since, sizeof(since));
 	snprintf(topic, sizeof(topic), "%s/hub/%s/status", gw->cfg->broker.topic_prefix,
 		 gw->cfg->broker.client_id);
+	if (gw->claims && claims_status_fields(gw->claims, ha, sizeof(ha)) < 0)
+		ha[0] = '\0';
 	n = snprintf(body, sizeof(body),
 		     "{\"v\":1,\"hub\":\"%s\",\"state\":\"online\",\"fw\":\"%s\",\"ts\":\"%s\","
 		     "\"db_writable\":%s,\"alarm\":%s%s%s%s%s%s,"
 		     "\"received\":%llu,\"readings_stored\":%llu,\"dead_letters\":%llu,"
-		     "\"quota_messages\":%llu,\"clock_readings\":%llu,\"queue_depth\":%llu}",
+		     "\"quota_messages\":%llu,\"clock_readings\":%llu,\"queue_depth\":%llu%s}",
 		     gw->cfg->broker.client_id, AGRI_VERSION, ts,
 		     atomic_load(&h->db_writable) ? "true" : "false",
 		     alarm ? "{\"kind\":\"storage\",\"since\":\"" : "null", alarm ? since : "",
@@ -467,7 +498,7 @@ static void hub_status(struct gateway *gw, bool force)
 		     (unsigned long long)atomic_load(&h->dead_letters),
 		     (unsigned long long)atomic_load(&h->quota_messages),
 		     (unsigned long long)atomic_load(&h->clock_readings),
-		     (unsigned long long)atomic_load(&h->queue_depth));
+		     (unsigned long long)atomic_load(&h->queue_depth), ha);
 	if (n > 0 && (size_t)n < sizeof(body) &&
 	    broker_publish(gw->broker, topic, body, (size_t)n, true, NULL) == 0) {
 		gw->hub_alarm_sent = alarm;
@@ -521,6 +552,7 @@ void gateway_stop(struct gateway *gw, int64_t budget_ms)
 		log_stats(gw);
 	}
 	upstream_stop(gw->up);
+	claims_cancel(gw->claims); /* a claim in flight gives up: the row stays */
 	outbox_stop(gw->outbox);
 }
 
@@ -537,6 +569,7 @@ void gateway_free(struct gateway *gw)
 	drift_free(gw->drift);
 	upstream_free(gw->up);
 	outbox_free(gw->outbox);
+	claims_free(gw->claims);
 	for (size_t i = 0; i < gw->n_chans; i++)
 		notify_channel_free(gw->chans[i]);
 	alerting_free(gw->alerts);

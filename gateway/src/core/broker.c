@@ -29,7 +29,11 @@ struct broker {
 	void *ctx;
 	MQTTAsync client;
 	char uri[GW_URL_MAX];
-	char topics[2][AGRI_TOPIC_MAX + 80];
+	/* telemetry, status; with ha also the hubs' statuses (docs/ha.md) */
+	char topics[3][AGRI_TOPIC_MAX + 80];
+	int n_topics;
+	char will_topic[AGRI_TOPIC_MAX + 80];
+	char will[256];  /* ha: the hub's Last Will, "offline"; "" = none */
 	atomic_int state;
 	atomic_bool disconnected;
 	pthread_mutex_t mu;
@@ -96,10 +100,12 @@ static void on_subscribed(void *ctx, MQTTAsync_successData5 *r)
 		if (r->alt.sub.reasonCodes[i] >= 0x80)
 			bad++;
 	if (bad)
-		log_error(LOG, "subscription refused by the broker topics=%s,%s",
-			  b->topics[0], b->topics[1]);
+		log_error(LOG, "subscription refused by the broker topics=%s,%s%s%s",
+			  b->topics[0], b->topics[1], b->n_topics > 2 ? "," : "",
+			  b->n_topics > 2 ? b->topics[2] : "");
 	else
-		log_info(LOG, "subscribed topics=%s,%s", b->topics[0], b->topics[1]);
+		log_info(LOG, "subscribed topics=%s,%s%s%s", b->topics[0], b->topics[1],
+			 b->n_topics > 2 ? "," : "", b->n_topics > 2 ? b->topics[2] : "");
 }
 
 static void on_subscribe_failure(void *ctx, MQTTAsync_failureData5 *r)
@@ -119,8 +125,8 @@ static void on_connected(void *ctx, char *cause)
 {
 	struct broker *b = ctx;
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-	char *topics[2] = {b->topics[0], b->topics[1]};
-	int qos[2] = {1, 1};
+	char *topics[3] = {b->topics[0], b->topics[1], b->topics[2]};
+	int qos[3] = {1, 1, 1};
 	int rc;
 
 	atomic_store(&b->state, ST_UP);
@@ -135,7 +141,7 @@ static void on_connected(void *ctx, char *cause)
 	ro.onSuccess5 = on_subscribed;
 	ro.onFailure5 = on_subscribe_failure;
 	ro.context = b;
-	rc = MQTTAsync_subscribeMany(b->client, 2, topics, qos, &ro);
+	rc = MQTTAsync_subscribeMany(b->client, b->n_topics, topics, qos, &ro);
 	if (rc != MQTTASYNC_SUCCESS)
 		log_error(LOG, "subscribe not sent rc=%d", rc);
 }
@@ -170,6 +176,18 @@ struct broker *broker_new(const struct gateway_config *cfg,
 			snprintf(b->topics[i], sizeof(b->topics[i]), "%s/+/%s",
 				 cfg->broker.topic_prefix, kinds[i]);
 	}
+	b->n_topics = 2;
+	if (cfg->ha.enabled) {
+		/* The other hub's status, and our own Last Will (docs/ha.md). */
+		snprintf(b->topics[2], sizeof(b->topics[2]), "%s/hub/+/status",
+			 cfg->broker.topic_prefix);
+		b->n_topics = 3;
+		snprintf(b->will_topic, sizeof(b->will_topic), "%s/hub/%s/status",
+			 cfg->broker.topic_prefix, cfg->broker.client_id);
+		snprintf(b->will, sizeof(b->will), "{\"v\":1,\"hub\":\"%s\",\"state\":\"offline\","
+			 "\"ha\":{\"hub_id\":\"%s\",\"priority\":%d}}", cfg->broker.client_id,
+			 cfg->ha.hub_id, (int)cfg->ha.priority);
+	}
 	return b;
 }
 
@@ -177,6 +195,7 @@ static int connect_now(struct broker *b)
 {
 	MQTTAsync_connectOptions co = MQTTAsync_connectOptions_initializer5;
 	MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+	MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
 	MQTTProperties props = MQTTProperties_initializer;
 	MQTTProperty p = {.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL};
 	int rc;
@@ -189,6 +208,13 @@ static int connect_now(struct broker *b)
 	co.connectTimeout = 10;
 	co.automaticReconnect = 0; /* broker_tick() reconnects, with jitter */
 	co.onFailure5 = on_connect_failure;
+	if (b->will[0]) {
+		will.topicName = b->will_topic;
+		will.message = b->will;
+		will.retained = 1;
+		will.qos = 1;
+		co.will = &will;
+	}
 	co.context = b;
 	if (b->cfg->broker.username[0])
 		co.username = b->cfg->broker.username;
@@ -323,6 +349,10 @@ void broker_disconnect(struct broker *b, int timeout_ms)
 	d.onSuccess5 = on_disconnected;
 	d.onFailure5 = on_disconnect_failed;
 	d.context = b;
+	/* ha: a hub that stops says so (its Last Will, "offline", retained):
+	 * the other hub's takeover starts now, not after a keepalive. */
+	if (b->will[0])
+		d.reasonCode = MQTTREASONCODE_DISCONNECT_WITH_WILL_MESSAGE;
 	/* Keep the session: messages queued while we are away wait for us. */
 	if (MQTTAsync_isConnected(b->client) &&
 	    MQTTAsync_disconnect(b->client, &d) == MQTTASYNC_SUCCESS)
