@@ -44,7 +44,8 @@ class Sink(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode("utf-8")
         with Sink.lock:
-            Sink.got.append((time.time(), self.path, json.loads(body)))
+            Sink.got.append((time.time(), self.path, json.loads(body),
+                             self.headers.get("X-Agri-Episode")))
         self.send_response(200)
         self.end_headers()
 
@@ -55,7 +56,7 @@ class Sink(BaseHTTPRequestHandler):
 def deliveries(station, hub=None):
     """(hub path, alert id, raised_at, state, time) of station's alerts."""
     with Sink.lock:
-        return [(p.strip("/"), a["id"], a["raised_at"], a["state"], t) for t, p, a in Sink.got
+        return [(p.strip("/"), a["id"], a["raised_at"], a["state"], t) for t, p, a, e in Sink.got
                 if a.get("station") == station and (hub is None or p == "/" + hub)]
 
 
@@ -142,8 +143,11 @@ def main():
     res.check(len(pt) == 2 and all(n == 2 for n in pt.values()),
               "without ha: each transition notified twice, once by each hub (%s)"
               % sorted(pt.values()))
-    res.check(a.outbox("episode IS NOT NULL")[0][2] == b.outbox("episode IS NOT NULL")[0][2],
-              "both hubs derive the same episode key (%s)" % a.outbox()[0][2])
+    with Sink.lock:
+        eps = set(e for t, p, al, e in Sink.got if al.get("station") == "CL-01")
+    res.check(a.outbox("episode IS NOT NULL")[0][2] == b.outbox("episode IS NOT NULL")[0][2] and
+              eps == {a.outbox()[0][2]},
+              "both hubs derive the same episode key, in X-Agri-Episode (%s)" % sorted(eps))
     a.gw.stop()
     b.gw.stop()
     st.close()

@@ -698,6 +698,12 @@ static int deliver_webhook(struct notify_channel *ch, const struct notify_messag
 	snprintf(hdr, sizeof(hdr), "X-Agri-Event: %s", m->event);
 	if (h && (t = curl_slist_append(h, hdr)))
 		h = t;
+	if (m->episode && m->episode[0] && !(m->person && m->person[0])) {
+		/* the alert's episode key, the same from either hub (docs/ha.md) */
+		snprintf(hdr, sizeof(hdr), "X-Agri-Episode: %s", m->episode);
+		if (h && (t = curl_slist_append(h, hdr)))
+			h = t;
+	}
 	if (m->person && m->person[0]) {
 		/* a person's message: its stable id, the same from any hub */
 		snprintf(hdr, sizeof(hdr), "X-Agri-Message: %s", m->alert_id);
@@ -917,6 +923,7 @@ int notify_outbox_deliver(void *ctx, const struct outbox_item *it, char *err,
 		.person = it->person,
 		.address = it->address,
 		.sms = it->sms,
+		.episode = it->episode,
 	};
 
 	return notify_deliver(ctx, &m, err, err_len);

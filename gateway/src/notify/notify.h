@@ -38,6 +38,9 @@ struct notify_message {
 	 * (e-mail, SMS number; "" = the channel's recipients) and the SMS
 	 * form; alert_id is then the message's stable id. NULL/"" otherwise. */
 	const char *person, *address, *sms;
+	/* The episode key (outbox_episode_key; docs/ha.md), "" or NULL when
+	 * none: a webhook's X-Agri-Episode header. */
+	const char *episode;
 };
 
 struct notify_channel;
