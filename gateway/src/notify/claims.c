@@ -46,6 +46,28 @@ static const char claim_sql[] =
 	" SELECT hub_id, false FROM agri_notify_claims WHERE episode = $1 AND transition = $2"
 	" AND channel = $3 AND recipient = $4";
 
+/* Late news (transitions "past", "late": a hub that missed an episode
+ * tells it afterwards) of an episode the other hub has told already, on
+ * any transition, is not news: that hub's claim wins. */
+static const char late_sql[] =
+	"WITH told AS (SELECT hub_id FROM agri_notify_claims WHERE episode = $1 AND channel = $3"
+	" AND recipient = $4 AND hub_id <> $5 LIMIT 1),"
+	" ins AS (INSERT INTO agri_notify_claims(episode, transition, channel, recipient, hub_id,"
+	" unclaimed) SELECT $1, $2, $3, $4, $5, $6::boolean WHERE NOT EXISTS (SELECT 1 FROM told)"
+	" ON CONFLICT DO NOTHING RETURNING hub_id)"
+	" SELECT hub_id, true FROM ins UNION ALL SELECT hub_id, false FROM told UNION ALL"
+	" SELECT hub_id, false FROM agri_notify_claims WHERE episode = $1 AND transition = $2"
+	" AND channel = $3 AND recipient = $4";
+
+static const char who_sql[] =
+	"SELECT hub_id FROM agri_notify_claims WHERE episode = $1 AND transition = $2"
+	" AND channel = $3 AND recipient = $4";
+
+static bool late_news(const char *transition)
+{
+	return strcmp(transition, "past") == 0 || strcmp(transition, "late") == 0;
+}
+
 struct claims {
 	char hub_id[GW_NAME_MAX];
 	char conninfo[GW_URL_MAX];
@@ -317,12 +339,18 @@ static int insert(struct claims *c, const struct claim_key *k, bool unclaimed, c
 
 	if ((rc = ensure(c)) < 0)
 		return rc;
-	if ((rc = query(c, claim_sql, 6, v, &r, err, sizeof(err))) < 0) {
+	if ((rc = query(c, late_news(k->transition) ? late_sql : claim_sql, 6, v, &r, err,
+			sizeof(err))) < 0) {
 		failed(c, err);
 		return rc;
 	}
 	if (PQntuples(r) == 0) {
+		/* The other hub's insert committed during ours: not in our
+		 * statement's snapshot, in the next one. Lost either way. */
+		PQclear(r);
 		snprintf(winner, winner_len, "?");
+		if (query(c, who_sql, 4, v, &r, err, sizeof(err)) == 0 && PQntuples(r) > 0)
+			snprintf(winner, winner_len, "%s", PQgetvalue(r, 0, 0));
 		rc = 0;
 	} else {
 		snprintf(winner, winner_len, "%s", PQgetvalue(r, 0, 0));
