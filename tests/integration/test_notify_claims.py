@@ -11,14 +11,16 @@ raise (4.6 g/L >= 4.0) then a clear (0.5 g/L).
    failure the claims remove, and proof this test can fail).
 2. With ha (A priority 1, B priority 2): each transition arrives exactly
    once; agri_notify_claims holds one row each, and the hub that lost
-   marked its outbox row done by its peer.
+   marked its outbox row done by its peer. Hub B SIGKILLed during a
+   crossing: A sends it; B, restarted, catches up from its broker session,
+   derives the same episode keys and sends nothing.
 3. PostgreSQL stopped, then a crossing: hub A sends at once, counted in
    agri_gateway_notifications_unclaimed_total; hub B does not send while A
    is online. PostgreSQL back: A records its claim (reconcile), B, after its
    grace, finds it and never sends.
 4. PostgreSQL still away and hub A SIGKILLed: B sends only once A's Last
    Will has said offline for takeover_s.
-About 45 s."""
+About 55 s."""
 import json
 import os
 import re
@@ -179,6 +181,28 @@ def main():
     res.check(sorted(c.split(":")[0] for c in claims) == ["peer", "peer", "won", "won"],
               "each transition won by one hub, marked done by its peer on the other (%s)" % claims)
 
+    # 2b. hub B down during a crossing: A claims and sends; B, back, catches
+    # up from its broker session, derives the same episode and sends nothing
+    b.gw.kill9()
+    st5 = gp.Station(mq.port, "CL-05", ack_timeout=2.0)
+    st5.connected.wait(10)
+    crossing(st5, 1, 0.5)
+    crossing(st5, 2, 4.6)
+    crossing(st5, 3, 0.5)
+    harness.wait_for(lambda: len(deliveries("CL-05")) >= 2, 20, 0.1, what="hub A's sends")
+    t_back = time.time()
+    b.gw.start()
+    harness.wait_for(lambda: len(b.outbox("alert_id LIKE 'salinity-high/CL-05/%' AND"
+                                          " delivered_at IS NOT NULL")) == 2, 30, 0.2,
+                     what="hub B's catch-up settled")
+    time.sleep(2)
+    pt = per_transition("CL-05")
+    res.check(len(pt) == 2 and all(n == 1 for n in pt.values()) and
+              all(r[4] == "peer:hub-a" for r in b.outbox("alert_id LIKE 'salinity-high/CL-05/%'")),
+              "hub B down during a crossing: A sent each transition once; B, back, derived the same"
+              " episodes from its queue and found A's claims (%s, %.1f s)"
+              % (sorted(pt.values()), time.time() - t_back))
+
     # 3. PostgreSQL away during a crossing
     pg.stop()
     st2 = gp.Station(mq.port, "CL-03", ack_timeout=2.0)
@@ -228,7 +252,7 @@ def main():
               % (t_b, TAKEOVER_S))
     res.check(b.unclaimed() == 1, "counted on B: notifications_unclaimed=%s" % b.unclaimed())
 
-    for s in (st, st2, st3):
+    for s in (st, st2, st3, st5):
         s.close()
     b.gw.stop()
     pg.stop()
