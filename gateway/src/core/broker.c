@@ -15,6 +15,7 @@
 #include <MQTTAsync.h>
 
 #include "agri/log.h"
+#include "agri/time.h"
 #include "agri/topic.h"
 #include "agri/util.h"
 
@@ -33,7 +34,7 @@ struct broker {
 	char topics[3][AGRI_TOPIC_MAX + 80];
 	int n_topics;
 	char will_topic[AGRI_TOPIC_MAX + 80];
-	char will[256];  /* ha: the hub's Last Will, "offline"; "" = none */
+	char will[384];  /* ha: the hub's Last Will, "offline"; "" = none */
 	atomic_int state;
 	atomic_bool disconnected;
 	pthread_mutex_t mu;
@@ -184,9 +185,7 @@ struct broker *broker_new(const struct gateway_config *cfg,
 		b->n_topics = 3;
 		snprintf(b->will_topic, sizeof(b->will_topic), "%s/hub/%s/status",
 			 cfg->broker.topic_prefix, cfg->broker.client_id);
-		snprintf(b->will, sizeof(b->will), "{\"v\":1,\"hub\":\"%s\",\"state\":\"offline\","
-			 "\"ha\":{\"hub_id\":\"%s\",\"priority\":%d}}", cfg->broker.client_id,
-			 cfg->ha.hub_id, (int)cfg->ha.priority);
+		b->will[0] = '.'; /* made at each connect (its ts) */
 	}
 	return b;
 }
@@ -209,6 +208,15 @@ static int connect_now(struct broker *b)
 	co.automaticReconnect = 0; /* broker_tick() reconnects, with jitter */
 	co.onFailure5 = on_connect_failure;
 	if (b->will[0]) {
+		char ts[32];
+
+		/* ts: when it was written, the connect (agrictl status --all
+		 * says how long ago a hub was heard) */
+		agri_time_format(util_now_ms(), ts, sizeof(ts));
+		snprintf(b->will, sizeof(b->will), "{\"v\":1,\"hub\":\"%s\",\"state\":\"offline\","
+			 "\"fw\":\"%s\",\"ts\":\"%s\",\"ha\":{\"hub_id\":\"%s\",\"priority\":%d}}",
+			 b->cfg->broker.client_id, AGRI_VERSION, ts, b->cfg->ha.hub_id,
+			 (int)b->cfg->ha.priority);
 		will.topicName = b->will_topic;
 		will.message = b->will;
 		will.retained = 1;
