@@ -15,6 +15,7 @@ At the end both gateways hold the same (station, seq) sets, every sealed
 batch 1..last of each station once (v_readings: the same count, no
 duplicate), and nothing is lost."""
 import os
+import re
 import shutil
 import signal
 import sys
@@ -165,6 +166,25 @@ def main():
     res.check(True, "both gateways store batches of every station (ST-1, ST-2 on A, ST-3 on B)")
     res.check(a.on_since("ST-3", b.url, 0) is not None and a.on_since("ST-1", a.url, 0) is not None,
               "gateway A's hub sees ST-3's status (on B) through the bridge, and ST-1's (on A)")
+
+    # agrictl status --all on hub A names both hubs (each gateway's retained
+    # status crosses the bridge) and which stations are on which.
+    def status_a():
+        pf = os.path.join(wd, "ctl-a.pass")
+        with open(pf, "w") as f:
+            f.write(a.ctl_pass)
+        return H.run([H.bin_path("agrictl"), "status", "--all", "--broker",
+                      "tcp://127.0.0.1:%d" % a.br.loop_port, "--username", "agrictl",
+                      "--password-file", pf], timeout=30).stdout
+    H.wait_for(lambda: "hubs: 2" in status_a(), 15, 1.0, what="both hubs in agrictl status --all")
+    out = status_a()
+    res.check(re.search(r"^  hub agri-gateway-a: online, heard ", out, re.M)
+              and re.search(r"^  hub agri-gateway-b: online, heard ", out, re.M)
+              and re.search(r"stations by the hub they are on:.*%s 2.*%s 1|stations by the hub they"
+                            r" are on:.*%s 1.*%s 2" % (re.escape(a.url), re.escape(b.url),
+                                                      re.escape(b.url), re.escape(a.url)), out),
+              "agrictl status --all on hub A: both hubs online, 2 stations on A, 1 on B:\n%s"
+              % "\n".join(out.splitlines()[:4]))
 
     # 2. Gateway B dies: ST-3's acks come from gateway A, across the bridge.
     st3 = cfgs["ST-3"]["state_dir"]

@@ -408,6 +408,8 @@
  "  phần mềm %s trên %s; cấu hình phiên bản %" PRId64 "%s%s\n"},
 {"hubs: %zu\n",
  "các hub: %zu\n"},
+{"  hub %s: OFFLINE (%s, from its broker: the gateway stopped or lost" " its connection; set at its connect of %s)\n",
+ "  hub %s: MẤT KẾT NỐI (%s, theo broker của nó: gateway đã dừng hoặc mất kết nối; ghi lúc nó kết nối %s)\n"},
 {"  hub %s: NOT HEARD for %s (last status %s): down, or its broker, or the" " link between the hubs\n",
  "  hub %s: KHÔNG NGHE THẤY đã %s (trạng thái cuối %s): hub đã tắt, hoặc broker của nó, hoặc đường nối giữa hai hub\n"},
 {"  hub %s: %s, heard %s ago (%s); database %s; %.0f message(s) waiting;" " %.0f readings stored since it started\n",

@@ -411,7 +411,11 @@ static void print_hubs(const struct status_run *r)
 		const struct hub_view *h = &r->hubs[i];
 		int64_t age = (now - h->ts_ms) / 1000;
 
-		if (now - h->ts_ms > HUB_SILENT_MS)
+		if (strcmp(h->state, "online") != 0) /* its Last Will (ha), or a clean stop */
+			printf(T("  hub %s: OFFLINE (%s, from its broker: the gateway stopped or lost"
+				 " its connection; set at its connect of %s)\n"),
+			       h->id, h->state[0] ? h->state : "?", when(h->ts_ms, b, sizeof(b)));
+		else if (now - h->ts_ms > HUB_SILENT_MS)
 			printf(T("  hub %s: NOT HEARD for %s (last status %s): down, or its broker, or the"
 				 " link between the hubs\n"),
 			       h->id, span(age, a, sizeof(a)), when(h->ts_ms, b, sizeof(b)));
