@@ -338,17 +338,34 @@ int alert_engine_reading(struct alert_engine *eng, const char *station,
 				ae_nodata_clear(eng, &o, k, R, now_ms);
 			continue;
 		}
+		if (k->ev_stale && eng->src && r->ts_ms > k->ev_ts) {
+			/* Its first reading since it was imported: with
+			 * nothing stored after its saved evidence but r, it
+			 * goes on as before; else a replay from ev_ts. */
+			if ((rc = ae_unseen_rows(eng, k, R, r)) < 0)
+				return rc;
+			k->ev_stale = rc > 0;
+		}
 		if (eng->src && ae_replayable(R) &&
-		    (r->ts_ms < k->ev_ts || (late && st->u.st.holding) || ae_gap_waits(st, k, R, r))) {
+		    (r->ts_ms < k->ev_ts || k->ev_stale || (late && st->u.st.holding) ||
+		     ae_gap_waits(st, k, R, r))) {
 			/* Out of order, or its station holds its late readings,
 			 * or a night's total or a window would be reckoned with
-			 * the station's backlog still to come: evaluated in
-			 * reading order by a replay (replay.c). */
+			 * the station's backlog still to come, or readings it
+			 * applied before a restart are stored but newer than
+			 * its saved evidence (ev_stale, docs/alerts.md
+			 * "Persistence"): evaluated in reading order by a
+			 * replay (replay.c). */
+			int64_t from = r->ts_ms;
+
 			if (k->ev_ts != NONE && r->ts_ms < k->ev_ts - eng->rules->replay_max_s * 1000) {
 				eng->late_dropped++;
 				continue;
 			}
-			if ((rc = ae_hold(eng, st, k, r->ts_ms,
+			if (k->ev_stale && k->ev_ts != NONE && k->ev_ts < from)
+				from = k->ev_ts + 1; /* on from ev_ts: no rewind */
+			k->ev_stale = false;
+			if ((rc = ae_hold(eng, st, k, from,
 					  late || st->u.st.holding || st->u.st.backlog)) < 0)
 				return rc;
 			held = true;
@@ -815,6 +832,11 @@ int alert_engine_import(struct alert_engine *eng, const char *key,
 	if (rc == 0 && ae_deferrable(eng, k)) {
 		struct wbuf w = {.p = eng->buf, .cap = eng->buf_cap};
 
+		/* Its evidence may have waited (not written when the gateway
+		 * stopped): readings it applied after ev_ts can be in the
+		 * store, and a resent older one must be evaluated with them. */
+		k->ev_stale = k->rule >= 0 && ae_replayable(ae_key_rule(eng, k)) &&
+			      k->ev_ts != NONE;
 		k->saved_major = ae_major_hash(eng, k, &w);
 		eng->buf = w.p;
 		eng->buf_cap = w.cap;
@@ -867,6 +889,7 @@ void alert_engine_rollback(struct alert_engine *eng)
 		if (ae_key_decode(eng, u->k, u->blob, u->len) < 0)
 			ae_state_reset(eng, u->k); /* cannot happen: our own blob */
 		u->k->dirty = u->dirty;
+		u->k->ev_stale = u->ev_stale;
 		u->k->txn_touched = false;
 		u->k->saved_major = 0; /* what the rolled-back export wrote is gone */
 	}

@@ -169,6 +169,8 @@ struct akey {
 	char station[AGRI_ID_MAX + 1];
 	char sensor[AGRI_ID_MAX + 1];
 	bool dirty, txn_touched;
+	bool ev_stale;              /* imported: the store may hold readings it applied
+				     * after its evidence was last written (replayed) */
 	bool in_new;                /* on eng->dirtyv */
 	bool deferred;              /* on eng->defv */
 	uint64_t saved_major;       /* hash of the decision state last written (0: unknown) */
@@ -192,7 +194,7 @@ struct akey {
 
 struct undo {
 	struct akey *k;
-	bool dirty;
+	bool dirty, ev_stale;
 	uint8_t *blob;
 	size_t len;
 };
@@ -349,6 +351,8 @@ void ae_nodata_clear(struct alert_engine *eng, struct out *o, struct akey *k,
 bool ae_replayable(const struct rule *R);
 void ae_ck_maybe(struct alert_engine *eng, struct akey *k, int64_t ts);
 int ae_hold(struct alert_engine *eng, struct akey *st, struct akey *k, int64_t ts, bool late);
+int ae_unseen_rows(struct alert_engine *eng, const struct akey *k, const struct rule *R,
+		   const struct agri_reading *r);
 void ae_held_note(struct alert_engine *eng, struct akey *st);
 void ae_rowcache_free(struct alert_engine *eng);
 bool ae_gap_waits(const struct akey *st, const struct akey *k, const struct rule *R,

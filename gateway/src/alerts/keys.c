@@ -229,7 +229,7 @@ int ae_touch(struct alert_engine *eng, struct akey *k)
 			return -ENOMEM;
 		}
 		eng->undo[eng->n_undo++] = (struct undo){
-			.k = k, .dirty = k->dirty, .blob = w.p, .len = w.n};
+			.k = k, .dirty = k->dirty, .ev_stale = k->ev_stale, .blob = w.p, .len = w.n};
 		k->txn_touched = true;
 	}
 	mark_dirty(eng, k);

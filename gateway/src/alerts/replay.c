@@ -17,6 +17,12 @@
  *   without late data on the real clock) or HOLD_MAX readings wait. A fresh
  *   reading out of order is noted the same way and replayed before its
  *   transaction commits. Fresh readings are never held.
+ * - Restart. A key's evidence (ev_ts, checkpoints) may wait to be written
+ *   (docs/alerts.md "Deferred evidence"), so after a crash the store can
+ *   hold readings the key applied but its saved state has not seen. An
+ *   imported key is ev_stale until its first reading: if the store holds
+ *   others after ev_ts (ae_unseen_rows), that reading is noted from
+ *   ev_ts and the replay applies them with it, in reading order.
  * - Replay. A noted key goes back to its newest checkpoint before
  *   hold_from (dropping the newer ones) and applies the store's readings
  *   from there, in (ts, metric) order, read through the engine's source.
@@ -293,6 +299,43 @@ bool ae_gap_waits(const struct akey *st, const struct akey *k, const struct rule
 		return false;
 	return (k->x && k->x->hold_from != NONE) ||
 	       (k->ev_ts != NONE && r->ts_ms - k->ev_ts >= CK_GAP_MS);
+}
+
+/*
+ * Whether the store holds readings of k's metrics after k->ev_ts other
+ * than r itself (stored just before it is fed): a key imported with
+ * evidence that waited to be written (ev_stale) applied them before the
+ * restart, and r must be evaluated with them, by a replay. 1, 0, or a
+ * negative errno.
+ */
+int ae_unseen_rows(struct alert_engine *eng, const struct akey *k, const struct rule *R,
+		   const struct agri_reading *r)
+{
+	char names[MERGE_MAX][AGRI_ID_MAX + 1];
+	struct alert_row rows[2];
+	int n = 0;
+
+	if (R->kind == RULE_THRESHOLD) {
+		for (size_t i = 0; i < R->n_levels && n < MERGE_MAX; i++)
+			snprintf(names[n++], sizeof(names[0]), "%s", R->levels[i].metric);
+	} else if (R->metric[0]) {
+		snprintf(names[n++], sizeof(names[0]), "%s", R->metric);
+	} else if ((n = eng->src->metrics(eng->src->ctx, k->station, k->sensor, names,
+					  MERGE_MAX)) < 0) {
+		return n;
+	}
+	for (int i = 0; i < n; i++) {
+		bool own = strcmp(names[i], r->metric) == 0;
+		int got = eng->src->rows(eng->src->ctx, k->station, k->sensor, names[i], k->ev_ts,
+					 rows, 2);
+
+		if (got < 0)
+			return got;
+		for (int j = 0; j < got; j++)
+			if (!own || rows[j].ts != r->ts_ms)
+				return 1;
+	}
+	return 0;
 }
 
 int ae_hold(struct alert_engine *eng, struct akey *st, struct akey *k, int64_t ts, bool late)
