@@ -125,6 +125,11 @@ static void test_tide_stage(void)
 	CHECK_INT(forecast_tide_stage(&lvl, (lvl.points[hi].ts_ms + lvl.points[lo].ts_ms) / 2 / (15 * MIN_MS) * (15 * MIN_MS)),
 		  hi < lo ? FORECAST_TIDE_FALLING : FORECAST_TIDE_RISING);
 	CHECK_INT(forecast_tide_stage(&lvl, lvl.points[0].ts_ms - DAY_MS), FORECAST_TIDE_UNKNOWN);
+	/* a window opening minutes before a level forecast made just after it */
+	CHECK(forecast_tide_stage(&lvl, lvl.points[0].ts_ms - 20 * MIN_MS) != FORECAST_TIDE_UNKNOWN);
+	CHECK_INT(forecast_tide_stage(&lvl, lvl.points[0].ts_ms - 20 * MIN_MS),
+		  forecast_tide_stage(&lvl, lvl.points[0].ts_ms));
+	CHECK_INT(forecast_tide_stage(&lvl, lvl.points[0].ts_ms - 61 * MIN_MS), FORECAST_TIDE_UNKNOWN);
 	CHECK_INT(forecast_tide_stage(NULL, lvl.points[0].ts_ms), FORECAST_TIDE_UNKNOWN);
 	CHECK_STR(forecast_tide_name(FORECAST_TIDE_HIGH), "high");
 	CHECK(forecast_tide_name(FORECAST_TIDE_UNKNOWN) == NULL);

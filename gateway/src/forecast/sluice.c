@@ -39,17 +39,20 @@ static long level_index(const struct forecast *level, int64_t ts)
 	return (long)k;
 }
 
-/* The nearest point index at or after ts, or -1. */
+/* The nearest point index to ts, or -1. A ts up to an hour before the
+ * first point is the first point's: the level and salinity forecasts are
+ * refitted apart, and a salinity window that opens "now" can start a few
+ * minutes before a level forecast made just after it. */
 static long level_index_near(const struct forecast *level, int64_t ts)
 {
 	int64_t k;
 
-	if (!level || level->n_points == 0)
+	if (!level || level->n_points == 0 || ts < level->points[0].ts_ms - TURN_MS)
 		return -1;
+	if (ts < level->points[0].ts_ms)
+		return 0;
 	k = (ts - level->points[0].ts_ms + FORECAST_STEP_MS / 2) / FORECAST_STEP_MS;
-	if (ts < level->points[0].ts_ms - FORECAST_STEP_MS / 2 || k >= (int64_t)level->n_points)
-		return -1;
-	return (long)k;
+	return k >= (int64_t)level->n_points ? -1 : (long)k;
 }
 
 enum forecast_tide forecast_tide_stage(const struct forecast *level, int64_t ts_ms)
