@@ -158,7 +158,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					      "GET", "POST"};
 	static char req[70000], resp[4096];
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	struct timeval tv = {.tv_sec = 5};
+	/* The handlers answer a small database within milliseconds; silence
+	 * past this is a request still waiting for its body. */
+	struct timeval tv = {.tv_usec = 300000};
+	struct linger rst = {.l_onoff = 1, .l_linger = 0};
 	const uint8_t *nl;
 	size_t len = 0, first;
 	ssize_t got, total = 0;
@@ -199,8 +202,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if ((size_t)total == sizeof(resp) - 1)
 			total = 16; /* keep the status line, drain the rest */
 	}
+	/* Not answered: libmicrohttpd keeps a request that waits for the
+	 * rest of its body (Content-Length: 15 with 14 bytes) until its
+	 * connection timeout, half-close or not. A reset frees it at once:
+	 * each such input cost 5-10 s and the campaign ran at 8 inputs/s. */
+	if (got < 0)
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
 	close(fd);
-	/* An answer, if any, is HTTP. (None within 5 s is a request still
+	/* An answer, if any, is HTTP. (None within 0.3 s is a request still
 	 * waiting for a body that never comes: not a failure of ours.) */
 	if (total)
 		REQUIRE(total >= 8 && memcmp(resp, "HTTP/1.", 7) == 0);
