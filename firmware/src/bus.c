@@ -645,8 +645,10 @@ static enum poll_result bus_poll(struct bus *b, struct bus_slot *sl, bool force)
 		e = bus_read_plan(b, sl);
 	if (e == 0) {
 		n = bus_decode(b, sl, util_now_ms());
-		atomic_fetch_add(&sl->stats->reads_ok, 1);
+		/* last_ok first: the main thread takes reads_ok rising as
+		 * "answered" (probation) and then reports last_ok. */
 		atomic_store(&sl->stats->last_ok_ms, util_now_ms());
+		atomic_fetch_add(&sl->stats->reads_ok, 1);
 		if (sl->fails)
 			log_release(&sl->complaint, "bus", "sensor=%s answers again bus=%s",
 				    sl->cfg->name, b->bcfg->name);

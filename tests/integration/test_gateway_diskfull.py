@@ -1,5 +1,6 @@
 """agri-gateway with its database on a full filesystem (a small tmpfs): no
-crash, no end-to-end ack without a commit, the failure logged once, and
+crash, no end-to-end ack without a commit, the failure logged once per
+outage (not per retry), and
 recovery by itself once space frees; every reading then stored once.
 With alert rules loaded whose thresholds are crossed only by batches sent
 while the disk is full: after the rollbacks the alert engine (which keeps
@@ -80,8 +81,16 @@ for (v,) in gp.query(db, "SELECT DISTINCT value FROM v_readings WHERE sensor LIK
     stored_seqs.add(int(v))
 R.check(acked <= stored_seqs | acked_before, "no ack without commit (%d acked, %d stored)" % (len(acked), len(stored_seqs)))
 R.check(st.pending() > 0, "batches wait unacked while the disk is full (%d)" % st.pending())
-R.check(gw.proc.log_text().count("cannot store") == 1, "logged once")
-R.check(gw.proc.log_text().count("HUB ALARM") == 1, "the hub alarm logged once")
+# Logged once per outage, not once per retry. A rollback can free a little
+# space (SQLite gives back what the failed transaction took), so the hub may
+# really store a batch or two and fill the disk again: a second outage, its
+# end logged between them, is the truth, not a repeat.
+log = gw.proc.log_text()
+outages = log.count("HUB ALARM")
+R.check(1 <= outages <= 3 and log.count("cannot store") == outages
+        and log.count("hub alarm over") == outages - 1,
+        "logged once per outage, not per retry (%d outages, %d batches retried)"
+        % (outages, st.pending()))
 harness.wait_for(lambda: hub_status and hub_status[-1] and hub_status[-1]["alarm"], 10,
                  what="the hub alarm on the hub's status topic")
 R.check(hub_status[-1]["alarm"]["kind"] == "storage" and not hub_status[-1]["db_writable"] and
@@ -96,10 +105,22 @@ R.check("storing again" in gw.proc.log_text(), "recovery logged")
 n, distinct = gp.query(db, "SELECT count(*), count(DISTINCT station||sensor||metric||ts) FROM v_readings")[0]
 want = 50 * 6 + (last - 50) * 20
 R.check(n == distinct == want, "every reading stored exactly once (%d of %d)" % (n, want))
-raised = gp.query(db, "SELECT a.rule, a.sensor, count(*) FROM alert_events e JOIN alerts a ON a.id = e.alert_id "
-                      "WHERE e.state = 'active' AND a.rule != 'hub-storage' GROUP BY a.id"
-                      " ORDER BY a.rule, a.sensor")
+
+def crossings():
+    return gp.query(db, "SELECT a.rule, a.sensor, count(*) FROM alert_events e JOIN alerts a"
+                        " ON a.id = e.alert_id WHERE e.state = 'active' AND a.rule != 'hub-storage'"
+                        " GROUP BY a.id ORDER BY a.rule, a.sensor")
+
+
+# A crossing whose transaction was rolled back is evaluated again from the
+# store: its resent readings are late (their timestamps are old), so the
+# rebuilt keys hold them until the station settles (late_settle_s, 10 s;
+# docs/alerts.md "Reading order"). Wait for all 14, then a little longer
+# for a double to show.
 want_raised = [(r, "big%d" % k, 1) for r in ("hi", "wmax") for k in range(7)]
+harness.wait_for(lambda: len(crossings()) >= len(want_raised), 40, 0.5, what="the crossings")
+time.sleep(1)
+raised = crossings()
 R.check(raised == want_raised,
         "each sensor's crossing recorded once across the rollbacks (%s)" % raised)
 log = gw.proc.log_text()
