@@ -83,6 +83,7 @@ struct claims {
 	int64_t next_try_ms;   /* monotonic */
 	int64_t grace_until_ms; /* monotonic: priority 2 after an outage */
 	bool was_down;
+	char sqlstate[6];      /* of the last failed query */
 	uint32_t rng;
 	struct log_complaint down;
 
@@ -228,6 +229,9 @@ static int query(struct claims *c, const char *sql, int n, const char *const *v,
 	}
 	if (!*out || (PQresultStatus(*out) != PGRES_TUPLES_OK &&
 		      PQresultStatus(*out) != PGRES_COMMAND_OK)) {
+		const char *state = *out ? PQresultErrorField(*out, PG_DIAG_SQLSTATE) : NULL;
+
+		snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", state ? state : "");
 		set_err(err, errlen, "query failed", c->conn);
 		PQclear(*out);
 		*out = NULL;
@@ -237,6 +241,15 @@ static int query(struct claims *c, const char *sql, int n, const char *const *v,
 timeout:
 	snprintf(err, errlen, "no answer within %d ms", CLAIMS_IO_MS);
 	return -ETIMEDOUT;
+}
+
+/* A CREATE ... IF NOT EXISTS that lost to another session's: unique
+ * violation on the catalogue (23505), or the object there already (42P07
+ * table, 42710 object). */
+static bool concurrent_create(const char *sqlstate)
+{
+	return !strcmp(sqlstate, "23505") || !strcmp(sqlstate, "42P07") ||
+	       !strcmp(sqlstate, "42710");
 }
 
 /* Connects and creates the table, at most CLAIMS_IO_MS each. mu held. */
@@ -276,6 +289,15 @@ static int connect_now(struct claims *c, char *err, size_t errlen)
 	}
 	rc = query(c, schema_sql, 0, NULL, &r, err, errlen);
 	PQclear(r);
+	if (rc < 0 && concurrent_create(c->sqlstate)) {
+		/* Both hubs started together (after a power cut, say) and
+		 * created the table at once: one of them loses the race inside
+		 * PostgreSQL's catalogue even with IF NOT EXISTS. The table is
+		 * there now; failing here would make the priority-1 hub send
+		 * its first notifications unclaimed, the other hub too. */
+		rc = query(c, schema_sql, 0, NULL, &r, err, errlen);
+		PQclear(r);
+	}
 	return rc;
 }
 
