@@ -1,7 +1,9 @@
 """agri-gateway: two gateways in one MQTT v5 shared subscription group, each
 with its own database, split one province's load: every reading is stored
 once across both, both get a share, every batch is acked by the gateway
-that committed it."""
+that committed it. Storage only: a group gateway with alert rules or
+forecasts is refused at start, naming the field (each would judge half of
+every series; docs/gateway.md)."""
 import os
 import sys
 import time
@@ -14,8 +16,20 @@ R = harness.Result("test_gateway_shared")
 STATIONS, BATCHES, PER = 4, 300, 6
 d = harness.tmpdir()
 mq = harness.Mosquitto(os.path.join(d, "mq")).start()
+
+# With forecasts on (the default): refused, nothing started.
+bad = gp.write_config(d, mq.port, db="bad.db", client_id="gw-bad", shared_group="province")
+p = harness.Proc([harness.bin_path("agri-gateway"), "--config", bad], os.path.join(d, "bad.log"))
+rc = p.p.wait(10)
+R.check(rc != 0 and "broker.shared_group: storage only" in p.log_text()
+        and "forecast.enabled" in p.log_text() and not os.path.exists(os.path.join(d, "bad.db")),
+        "a shared-group gateway with forecasts is refused, naming the field (%s)"
+        % p.log_text().strip()[-160:])
+
 gws = [gp.Gateway(d, gp.write_config(d, mq.port, db="gw%d.db" % i, client_id="gw%d" % i,
-                                     shared_group="province"), name="gw%d" % i).start()
+                                     shared_group="province",
+                                     extra={"forecast": {"enabled": False}}),
+                  name="gw%d" % i).start()
        for i in range(2)]
 stations = [gp.Station(mq.port, "SH%02d" % i, ack_timeout=15.0) for i in range(STATIONS)]
 for s in stations:

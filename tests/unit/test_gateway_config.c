@@ -18,9 +18,9 @@
 
 static char dir[] = "/tmp/gw-config-XXXXXX";
 
-/* Loads a config with extra members (JSON text). Returns 0 or the error
+/* Loads a config: the whole document (JSON text). Returns 0 or the error
  * "path: reason" in msg. */
-static int load_members(const char *members, struct gateway_config *cfg, char *msg, size_t len)
+static int load_json(const char *json, struct gateway_config *cfg, char *msg, size_t len)
 {
 	char path[256];
 	struct agri_err err;
@@ -31,8 +31,7 @@ static int load_members(const char *members, struct gateway_config *cfg, char *m
 	f = fopen(path, "w");
 	if (!f)
 		return -1;
-	fprintf(f, "{\"broker\":{\"url\":\"tcp://127.0.0.1:1883\"},\"db\":{\"path\":\"x.db\"},%s}",
-		members);
+	fputs(json, f);
 	fclose(f);
 	memset(&err, 0, sizeof(err));
 	rc = gateway_config_load(path, cfg, &err);
@@ -40,6 +39,16 @@ static int load_members(const char *members, struct gateway_config *cfg, char *m
 	if (rc < 0)
 		agri_err_format(&err, msg, len);
 	return rc;
+}
+
+/* Loads a config with extra members (JSON text) beside broker and db. */
+static int load_members(const char *members, struct gateway_config *cfg, char *msg, size_t len)
+{
+	char json[20000];
+
+	snprintf(json, sizeof(json), "{\"broker\":{\"url\":\"tcp://127.0.0.1:1883\"},"
+		 "\"db\":{\"path\":\"x.db\"},%s}", members);
+	return load_json(json, cfg, msg, len);
 }
 
 /* Loads a config whose "sites" member is the JSON text given. */
@@ -143,6 +152,44 @@ static void test_ha(struct gateway_config *cfg)
 	CHECK(!cfg->ha.enabled);
 	CHECK_INT(load_members("\"rules_file\":\"\"", cfg, msg, sizeof(msg)), 0);
 	CHECK(!cfg->ha.enabled);
+}
+
+/* A shared group splits each station's messages between its gateways:
+ * storage only. Rules and forecasts would judge half of every series. */
+static void test_shared_group(struct gateway_config *cfg)
+{
+	static const struct {
+		const char *rest;
+		const char *err; /* part of the refusal, NULL: accepted */
+	} t[] = {
+		{",\"forecast\":{\"enabled\":false}", NULL},
+		{",\"forecast\":{\"enabled\":false},\"rules_file\":\"\"", NULL},
+		{"", "broker.shared_group: "},
+		{",\"forecast\":{\"enabled\":false},\"rules_file\":\"/etc/agri/rules.json\"",
+		 "broker.shared_group: "},
+	};
+	char json[512], msg[512];
+
+	for (size_t i = 0; i < AGRI_ARRAY_SIZE(t); i++) {
+		int rc;
+
+		snprintf(json, sizeof(json), "{\"broker\":{\"url\":\"tcp://127.0.0.1:1883\","
+			 "\"shared_group\":\"province\"},\"db\":{\"path\":\"x.db\"}%s}", t[i].rest);
+		rc = load_json(json, cfg, msg, sizeof(msg));
+		if (t[i].err ? (rc == 0 || !strstr(msg, t[i].err)) : rc != 0)
+			fprintf(stderr, "shared_group case %zu: %s\n", i, msg);
+		CHECK(t[i].err ? rc < 0 && strstr(msg, t[i].err) : rc == 0);
+	}
+	/* each refusal says which of the two and what to do instead */
+	snprintf(json, sizeof(json), "{\"broker\":{\"url\":\"tcp://127.0.0.1:1883\","
+		 "\"shared_group\":\"p\"},\"db\":{\"path\":\"x.db\"}}");
+	CHECK(load_json(json, cfg, msg, sizeof(msg)) < 0 && strstr(msg, "forecast") &&
+	      strstr(msg, "docs/ha.md"));
+	snprintf(json, sizeof(json), "{\"broker\":{\"url\":\"tcp://127.0.0.1:1883\","
+		 "\"shared_group\":\"p\"},\"db\":{\"path\":\"x.db\"},\"forecast\":"
+		 "{\"enabled\":false},\"rules_file\":\"r.json\"}");
+	CHECK(load_json(json, cfg, msg, sizeof(msg)) < 0 && strstr(msg, "rules_file") &&
+	      strstr(msg, "docs/ha.md"));
 }
 
 static void test_good(struct gateway_config *cfg)
@@ -254,6 +301,7 @@ int main(void)
 		return 1;
 	test_lists(cfg);
 	test_ha(cfg);
+	test_shared_group(cfg);
 	test_good(cfg);
 	test_bad(cfg);
 	test_too_many(cfg);

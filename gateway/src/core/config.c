@@ -838,6 +838,20 @@ static int check_broker_db(struct gateway_config *cfg, struct agri_err *err)
 		agri_err_set(err, "broker.shared_group", "expected 1-32 of [A-Za-z0-9_-]");
 		return -EINVAL;
 	}
+	/* Storage-only load splitting: each gateway of the group gets part of
+	 * every station's messages, round robin. */
+	if (cfg->broker.shared_group[0] && cfg->rules_file[0]) {
+		agri_err_set(err, "broker.shared_group", "storage only (each gateway gets part of"
+			     " every series): leave out rules_file, or bridge a second hub"
+			     " (docs/ha.md)");
+		return -EINVAL;
+	}
+	if (cfg->broker.shared_group[0] && cfg->forecast.enabled) {
+		agri_err_set(err, "broker.shared_group", "storage only (each gateway gets part of"
+			     " every series): set forecast.enabled false, or bridge a second hub"
+			     " (docs/ha.md)");
+		return -EINVAL;
+	}
 	if (!agri_topic_prefix_valid(cfg->broker.topic_prefix)) {
 		agri_err_set(err, "broker.topic_prefix", "not a valid topic prefix");
 		return -EINVAL;
