@@ -221,6 +221,10 @@ int alert_engine_tick(struct alert_engine *eng, int64_t now_ms,
 int alert_engine_ack(struct alert_engine *eng, const char *id, const char *who,
 		     int64_t now_ms, alert_emit_fn emit, void *ctx);
 
+/* True when id names a key of these rules: the rule exists here and
+ * covers that station (and sensor), whether or not an alert is open. */
+bool alert_engine_covers(const struct alert_engine *eng, const char *id);
+
 /* Copies the open alert id (active, acknowledged or cleared-unacked) into
  * *out. Returns 0 or -ENOENT. */
 int alert_engine_get(const struct alert_engine *eng, const char *id,

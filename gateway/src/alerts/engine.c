@@ -628,6 +628,14 @@ int alert_engine_ack(struct alert_engine *eng, const char *id, const char *who,
 	return 1;
 }
 
+bool alert_engine_covers(const struct alert_engine *eng, const char *id)
+{
+	char station[AGRI_ID_MAX + 1], sensor[AGRI_ID_MAX + 1];
+	int rule;
+
+	return id && parse_key(eng, id, &rule, station, sensor) == 0 && rule >= 0;
+}
+
 int alert_engine_get(const struct alert_engine *eng, const char *id,
 		     struct agri_alert *out)
 {

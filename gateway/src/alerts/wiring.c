@@ -18,9 +18,11 @@
 #include "agri/sqlite_errno.h"
 #include "agri/buf.h"
 #include "agri/log.h"
+#include "agri/time.h"
 #include "agri/topic.h"
 #include "agri/util.h"
 #include "alerts/alert.h"
+#include "alerts/hub_ack.h"
 #include "notify/notify.h"
 #include "notify/outbox.h"
 #include "gateway/rules.h"
@@ -30,12 +32,19 @@
 #define LOG "alerts"
 #define PENDING_MAX 4096
 #define ALERT_JSON_MAX 2048
+/* Acknowledgements shared with another hub (docs/ha.md, "Acknowledgements") */
+#define HUB_ACK_KEEP_MS (24 * 3600 * 1000LL) /* an own one is sent again on a
+					      * reconnect, another's waits: a day */
+#define HUB_ACK_WAIT_MAX 1000   /* another hub's waiting for their episode */
+#define HUB_ACK_RESEND_MAX 256  /* own ones sent again on a reconnect */
+#define HUB_ACK_EXPIRE_EVERY_MS 60000
 
 /* A publication staged in the transaction, sent after its commit. */
 struct pending {
 	char topic[AGRI_TOPIC_MAX];
 	size_t len;
 	char *payload; /* NULL when len == 0 (the empty retained message) */
+	bool retained; /* alert states are; acknowledgements for the other hub not */
 };
 
 struct alerting {
@@ -63,17 +72,59 @@ struct alerting {
 	bool quiet;
 	struct log_complaint reload_note; /* logged once until a commit */
 	size_t keys_per_station, open_per_station;
+	/* Acknowledgements shared with another hub (hub_ack.h) */
+	char hub[GW_NAME_MAX + 1];        /* this gateway's client id */
+	char ack_topic[AGRI_TOPIC_MAX];   /* <prefix>/hub/<client id>/ack */
+	sqlite3_stmt *ack_sent_put, *ack_sent_recent, *ack_sent_expire;
+	sqlite3_stmt *ack_wait_put, *ack_wait_all, *ack_wait_del, *ack_wait_expire,
+		*ack_wait_trim, *ack_wait_count, *ep_known;
+	size_t n_waiting;                 /* rows of hub_acks_waiting */
+	bool raised;                      /* an episode began or moved in this
+					   * transaction: check the waiting ones */
+	int64_t next_ack_expiry_ms;       /* monotonic */
+	atomic_uint_fast64_t acks_sent, acks_own, acks_refused, acks_expired;
+	atomic_uint_fast64_t acks_judged[HUB_ACK_UNKNOWN + 1];
+	atomic_size_t acks_waiting;
 };
 
 static const char *const schema =
 	"CREATE TABLE IF NOT EXISTS alert_state(key TEXT PRIMARY KEY, blob BLOB NOT NULL)"
-	" WITHOUT ROWID;";
+	" WITHOUT ROWID;"
+	/* acknowledgements this hub's API took, as published (sent again on a
+	 * reconnect for a day: the other hub ignores a duplicate) */
+	"CREATE TABLE IF NOT EXISTS hub_acks_sent(episode TEXT PRIMARY KEY,"
+	" at INTEGER NOT NULL, payload TEXT NOT NULL) WITHOUT ROWID;"
+	/* another hub's, for an episode this hub has not had yet */
+	"CREATE TABLE IF NOT EXISTS hub_acks_waiting(episode TEXT PRIMARY KEY,"
+	" hub TEXT NOT NULL, alert_id TEXT NOT NULL, raised_at INTEGER NOT NULL,"
+	" severity TEXT NOT NULL, by TEXT NOT NULL, at INTEGER NOT NULL,"
+	" received_at INTEGER NOT NULL) WITHOUT ROWID;";
 
 static void pending_clear(struct alerting *a)
 {
 	for (size_t i = 0; i < a->n_pending; i++)
 		free(a->pending[i].payload);
 	a->n_pending = 0;
+}
+
+/* Stages a publication of topic (a copy of payload[0..len)). */
+static void stage_raw(struct alerting *a, const char *topic, const char *payload, size_t len,
+		      bool retained)
+{
+	struct pending *p;
+
+	if (a->n_pending == PENDING_MAX) {
+		log_warn(LOG, "too many publications in one batch; topic=%s not published now", topic);
+		return;
+	}
+	p = &a->pending[a->n_pending];
+	if (snprintf(p->topic, sizeof(p->topic), "%s", topic) >= (int)sizeof(p->topic) ||
+	    !(p->payload = malloc(len ? len : 1)))
+		return;
+	memcpy(p->payload, payload, len);
+	p->len = len;
+	p->retained = retained;
+	a->n_pending++;
 }
 
 static void stage_publish(struct alerting *a, const struct agri_alert *al, bool empty)
@@ -102,6 +153,7 @@ static void stage_publish(struct alerting *a, const struct agri_alert *al, bool 
 		memcpy(p->payload, buf, (size_t)n);
 	}
 	p->len = (size_t)n;
+	p->retained = true;
 	a->n_pending++;
 }
 
@@ -314,6 +366,8 @@ static void on_transition(void *ctx, const struct alert_transition *t)
 	if (a->emit_err)
 		return;
 	atomic_fetch_add(&a->transitions, 1);
+	if (t->event == ALERT_EV_RAISED || t->event == ALERT_EV_REVISED)
+		a->raised = true; /* an acknowledgement may have waited for it */
 	log_info(LOG, "%s id=%s severity=%s state=%s value=%g%s", alert_event_name(t->event),
 		 t->alert.id, t->alert.severity, agri_alert_state_name(t->alert.state),
 		 t->alert.has_value ? t->alert.value : 0.0, t->late ? " late=1" : "");
@@ -396,6 +450,7 @@ static int enter(struct alerting *a)
 	alert_engine_set_mono(a->eng, util_mono_ms());
 	a->in_txn = true;
 	a->emit_err = 0;
+	a->raised = false;
 	return 0;
 }
 
@@ -406,6 +461,8 @@ static int leave(struct alerting *a, int rc)
 		return rc;
 	return a->emit_err;
 }
+
+static int hub_acks_check_waiting(struct alerting *a);
 
 /* The keys the transaction changed, written once just before its COMMIT;
  * a key whose only change is its evidence (newest reading, last seen)
@@ -422,6 +479,9 @@ static int before_commit(void *ctx, struct store *st)
 	/* fresh readings out of order, full holds: replayed before the commit */
 	if ((rc = alert_engine_flush(a->eng, util_now_ms(), on_transition, a)) < 0 ||
 	    (rc = a->emit_err) < 0)
+		return rc;
+	/* another hub's acknowledgements whose episode has just begun here */
+	if (a->raised && a->n_waiting && (rc = hub_acks_check_waiting(a)) < 0)
 		return rc;
 	return alert_engine_export_due(a->eng, util_mono_ms(),
 				       ingest_stopping(a->in) ? 0 : STATE_DEFER_MS,
@@ -499,6 +559,8 @@ static int on_series_retired(void *ctx, struct store *st, const char *station,
 	return rc < 0 ? rc : 0;
 }
 
+static int hub_acks_expire(struct alerting *a, int64_t now_ms);
+
 static int on_tick(void *ctx, struct store *st, int64_t now_ms)
 {
 	struct alerting *a = ctx;
@@ -506,6 +568,8 @@ static int on_tick(void *ctx, struct store *st, int64_t now_ms)
 
 	(void)st;
 	if ((rc = enter(a)) < 0)
+		return rc;
+	if ((rc = hub_acks_expire(a, now_ms)) < 0)
 		return rc;
 	return leave(a, alert_engine_tick(a->eng, now_ms, on_transition, a));
 }
@@ -520,6 +584,7 @@ static void update_stats(struct alerting *a)
 	atomic_store(&a->held, s.held);
 	atomic_store(&a->replayed_rows, s.replayed_rows);
 	atomic_store(&a->late_dropped, s.late_dropped);
+	atomic_store(&a->acks_waiting, a->n_waiting);
 }
 
 static void on_commit(void *ctx)
@@ -534,13 +599,15 @@ static void on_commit(void *ctx)
 	for (size_t i = 0; i < a->n_pending; i++) {
 		struct pending *p = &a->pending[i];
 
-		ingest_publish_later(a->in, p->topic, p->payload ? p->payload : "", p->len, true);
+		ingest_publish_later(a->in, p->topic, p->payload ? p->payload : "", p->len,
+				     p->retained);
 	}
 	pending_clear(a);
 	update_stats(a);
 }
 
 static int import_state(struct alerting *a, sqlite3 *db);
+static void hub_acks_count(struct alerting *a);
 
 /* After a rollback: the engine (which keeps no undo images) is rebuilt from
  * alert_state, i.e. from the last commit. Evidence that was waiting to be
@@ -566,6 +633,7 @@ static void reload(struct alerting *a)
 	}
 	alert_engine_start(eng, alert_engine_started(old));
 	alert_engine_free(old);
+	hub_acks_count(a); /* a rolled-back insert or delete */
 	update_stats(a);
 	log_complain(&a->reload_note, LOG_LVL_INFO, LOG,
 		     "alert engine rebuilt from the database after a rollback keys=%zu",
@@ -584,6 +652,256 @@ static void on_rollback(void *ctx)
 	reload(a);
 }
 
+/* ---- acknowledgements shared with another hub (docs/ha.md) ---------------
+ *
+ * An acknowledgement this hub's API took is published for the other hub
+ * (after the commit, QoS 1, not retained) and kept a day in hub_acks_sent,
+ * to be published again after every reconnect: a publication lost with a
+ * broker that restarted is not lost for the other hub, to which a second
+ * copy is a duplicate. Another hub's acknowledgement comes through the
+ * ingest's queue, in the order of the messages before it, and is judged
+ * (hub_ack_judge) and applied here in the writer's transaction, as the API
+ * would apply it, but never published again. One whose episode this hub
+ * has not had yet waits in hub_acks_waiting (at most HUB_ACK_WAIT_MAX, a
+ * day) and is applied in the transaction that raises that episode. */
+
+static void hub_acks_count(struct alerting *a)
+{
+	sqlite3_stmt *q = a->ack_wait_count;
+
+	a->n_waiting = sqlite3_step(q) == SQLITE_ROW ? (size_t)sqlite3_column_int64(q, 0) : 0;
+	sqlite3_reset(q);
+	atomic_store(&a->acks_waiting, a->n_waiting);
+}
+
+/* Whether this hub has ever had k's episode (its history, not retracted). */
+static int episode_known(struct alerting *a, const struct hub_ack *k, bool *known)
+{
+	sqlite3_stmt *q = a->ep_known;
+	int rc;
+
+	sqlite3_bind_text(q, 1, k->id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(q, 2, k->raised_at_ms);
+	rc = sqlite3_step(q);
+	*known = rc == SQLITE_ROW;
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : agri_sqlite_errno(rc);
+}
+
+static int wait_put(struct alerting *a, const struct hub_ack *k, const char *episode,
+		    int64_t received_ms)
+{
+	sqlite3_stmt *q = a->ack_wait_put;
+	int rc;
+
+	if (a->n_waiting >= HUB_ACK_WAIT_MAX) { /* the oldest make room */
+		sqlite3_bind_int64(a->ack_wait_trim, 1, (int64_t)(a->n_waiting - HUB_ACK_WAIT_MAX + 1));
+		if ((rc = step_reset(a->ack_wait_trim)) < 0)
+			return rc;
+		log_warn(LOG, "hub acks: %d waiting for their episode, the oldest dropped",
+			 HUB_ACK_WAIT_MAX);
+		atomic_fetch_add(&a->acks_expired, (uint64_t)sqlite3_changes(store_db(a->st)));
+		a->n_waiting -= (size_t)sqlite3_changes(store_db(a->st));
+	}
+	sqlite3_bind_text(q, 1, episode, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q, 2, k->hub, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q, 3, k->id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(q, 4, k->raised_at_ms);
+	sqlite3_bind_text(q, 5, k->severity, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(q, 6, k->by, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(q, 7, k->at_ms);
+	sqlite3_bind_int64(q, 8, received_ms);
+	if ((rc = step_reset(q)) < 0)
+		return rc;
+	a->n_waiting += (size_t)sqlite3_changes(store_db(a->st));
+	return 0;
+}
+
+/*
+ * Judges another hub's acknowledgement k and applies it (writer thread,
+ * inside the transaction). waited: it comes from hub_acks_waiting (it is
+ * not put there again, nor logged as new). Returns the verdict or a
+ * negative errno.
+ */
+static int hub_ack_take(struct alerting *a, const struct hub_ack *k, int64_t received_ms,
+			bool waited)
+{
+	struct agri_alert cur;
+	char episode[HUB_ACK_ID_MAX + 24], at[32] = "";
+	bool covered = alert_engine_covers(a->eng, k->id), has = false, known = false;
+	enum hub_ack_verdict v;
+	int rc;
+
+	if (hub_ack_episode(k, episode, sizeof(episode)) < 0)
+		return -EINVAL;
+	if (covered)
+		has = alert_engine_get(a->eng, k->id, &cur) == 0;
+	if (covered && !(has && cur.raised_at_ms >= k->raised_at_ms) &&
+	    (rc = episode_known(a, k, &known)) < 0)
+		return rc;
+	v = hub_ack_judge(k, covered, has ? &cur : NULL, known);
+	agri_time_format(k->at_ms, at, sizeof(at));
+	switch (v) {
+	case HUB_ACK_APPLY:
+		rc = alert_engine_ack(a->eng, k->id, k->by, util_now_ms(), on_transition, a);
+		if (rc < 0 || (rc = a->emit_err) < 0)
+			return rc;
+		log_info(LOG, "acknowledged on hub %s id=%s episode=%s by=%s at=%s%s", k->hub, k->id,
+			 episode, k->by, at, waited ? " (it waited for its episode)" : "");
+		break;
+	case HUB_ACK_WAIT:
+		if (waited)
+			return v;
+		if ((rc = wait_put(a, k, episode, received_ms)) < 0)
+			return rc;
+		log_info(LOG, "hub ack from %s waits for its episode id=%s episode=%s by=%s"
+			 " (this hub has %s)", k->hub, k->id, episode, k->by,
+			 has ? "an older one open" : "none open");
+		break;
+	case HUB_ACK_DUPLICATE:
+	case HUB_ACK_OVER:
+		log_debug(LOG, "hub ack from %s: %s id=%s episode=%s", k->hub, hub_ack_verdict_name(v),
+			  k->id, episode);
+		break;
+	default:
+		log_info(LOG, "hub ack from %s ignored: %s id=%s episode=%s by=%s", k->hub,
+			 v == HUB_ACK_STALE ? "this hub's open alert is a later episode"
+			 : v == HUB_ACK_WORSE ? "the alert has risen since to a severity not acknowledged"
+			 : "no such alert in this hub's rules",
+			 k->id, episode, k->by);
+		break;
+	}
+	atomic_fetch_add(&a->acks_judged[v], 1);
+	return v;
+}
+
+/* The waiting acknowledgements whose episode this transaction raised. */
+static int hub_acks_check_waiting(struct alerting *a)
+{
+	sqlite3_stmt *q = a->ack_wait_all;
+	struct hub_ack *v = calloc(a->n_waiting < HUB_ACK_WAIT_MAX ? a->n_waiting : HUB_ACK_WAIT_MAX,
+				   sizeof(*v));
+	int64_t *recv;
+	size_t n = 0, cap = a->n_waiting < HUB_ACK_WAIT_MAX ? a->n_waiting : HUB_ACK_WAIT_MAX;
+	int rc = 0;
+
+	a->raised = false;
+	recv = v ? calloc(cap, sizeof(*recv)) : NULL;
+	if (!v || !recv) {
+		free(v);
+		return -ENOMEM;
+	}
+	while (n < cap && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		struct hub_ack *k = &v[n];
+
+		snprintf(k->hub, sizeof(k->hub), "%s", (const char *)sqlite3_column_text(q, 0));
+		snprintf(k->id, sizeof(k->id), "%s", (const char *)sqlite3_column_text(q, 1));
+		k->raised_at_ms = sqlite3_column_int64(q, 2);
+		snprintf(k->severity, sizeof(k->severity), "%s",
+			 (const char *)sqlite3_column_text(q, 3));
+		snprintf(k->by, sizeof(k->by), "%s", (const char *)sqlite3_column_text(q, 4));
+		k->at_ms = sqlite3_column_int64(q, 5);
+		recv[n++] = sqlite3_column_int64(q, 6);
+	}
+	sqlite3_reset(q);
+	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : agri_sqlite_errno(rc);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		char episode[HUB_ACK_ID_MAX + 24];
+		int r = hub_ack_take(a, &v[i], recv[i], true);
+
+		if (r < 0) {
+			rc = r;
+		} else if (r != HUB_ACK_WAIT && hub_ack_episode(&v[i], episode, sizeof(episode)) > 0) {
+			sqlite3_bind_text(a->ack_wait_del, 1, episode, -1, SQLITE_TRANSIENT);
+			if ((rc = step_reset(a->ack_wait_del)) == 0 && a->n_waiting)
+				a->n_waiting--;
+		}
+	}
+	free(v);
+	free(recv);
+	return rc;
+}
+
+/* A day on: another hub's that never found their episode, and this hub's
+ * own (no longer sent again on a reconnect). */
+static int hub_acks_expire(struct alerting *a, int64_t now_ms)
+{
+	int64_t mono = util_mono_ms();
+	int rc, n;
+
+	if (mono < a->next_ack_expiry_ms)
+		return 0;
+	a->next_ack_expiry_ms = mono + HUB_ACK_EXPIRE_EVERY_MS;
+	sqlite3_bind_int64(a->ack_sent_expire, 1, now_ms - HUB_ACK_KEEP_MS);
+	if ((rc = step_reset(a->ack_sent_expire)) < 0)
+		return rc;
+	if (!a->n_waiting)
+		return 0;
+	sqlite3_bind_int64(a->ack_wait_expire, 1, now_ms - HUB_ACK_KEEP_MS);
+	if ((rc = step_reset(a->ack_wait_expire)) < 0)
+		return rc;
+	if ((n = sqlite3_changes(store_db(a->st))) > 0) {
+		log_info(LOG, "hub acks: %d never found their episode here within a day: dropped", n);
+		atomic_fetch_add(&a->acks_expired, (uint64_t)n);
+		a->n_waiting = a->n_waiting > (size_t)n ? a->n_waiting - (size_t)n : 0;
+	}
+	return 0;
+}
+
+/* This hub's API acknowledged before (the alert as it was): published for
+ * the other hub after the commit, and kept for a day. */
+static int hub_ack_share(struct alerting *a, const struct agri_alert *before, const char *who,
+			 int64_t now_ms)
+{
+	struct hub_ack k = {.raised_at_ms = before->raised_at_ms, .at_ms = now_ms};
+	char buf[HUB_ACK_MSG_MAX], episode[HUB_ACK_ID_MAX + 24];
+	int n, rc;
+
+	snprintf(k.hub, sizeof(k.hub), "%s", a->hub);
+	snprintf(k.id, sizeof(k.id), "%s", before->id);
+	snprintf(k.severity, sizeof(k.severity), "%s", before->severity);
+	snprintf(k.by, sizeof(k.by), "%s", who && who[0] ? who : "api");
+	if ((n = hub_ack_encode(&k, buf, sizeof(buf))) < 0 ||
+	    hub_ack_episode(&k, episode, sizeof(episode)) < 0) {
+		log_warn(LOG, "cannot encode the acknowledgement of id=%s for the other hub", k.id);
+		return 0; /* this hub's acknowledgement stands */
+	}
+	sqlite3_bind_text(a->ack_sent_put, 1, episode, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(a->ack_sent_put, 2, now_ms);
+	sqlite3_bind_text(a->ack_sent_put, 3, buf, n, SQLITE_TRANSIENT);
+	if ((rc = step_reset(a->ack_sent_put)) < 0)
+		return rc;
+	stage_raw(a, a->ack_topic, buf, (size_t)n, false);
+	atomic_fetch_add(&a->acks_sent, 1);
+	return 0;
+}
+
+/* The ingest's on_message: <prefix>/hub/<client id>/ack of another hub. */
+static int on_message(void *ctx, struct store *st, const char *topic, const void *payload,
+		      size_t len, int64_t received_ms, char *why, size_t why_len)
+{
+	struct alerting *a = ctx;
+	char hub[HUB_ACK_HUB_MAX + 2]; /* one more: a longer one is never ours */
+	struct hub_ack k;
+	int rc;
+
+	(void)st;
+	if (!hub_ack_topic_match(topic, a->prefix, hub, sizeof(hub)))
+		return 0;
+	if (strcmp(hub, a->hub) == 0) { /* our own, back from the broker */
+		atomic_fetch_add(&a->acks_own, 1);
+		return 1;
+	}
+	if (hub_ack_decode(payload, len, hub, &k, why, why_len) < 0) {
+		atomic_fetch_add(&a->acks_refused, 1);
+		return -EBADMSG;
+	}
+	if ((rc = enter(a)) < 0 || (rc = hub_ack_take(a, &k, received_ms, false)) < 0)
+		return rc;
+	return 1;
+}
+
 struct ack_req {
 	struct alerting *a;
 	const char *id, *who;
@@ -593,17 +911,23 @@ struct ack_req {
 static int ack_fn(void *ctx, struct ingest *in, struct store *st)
 {
 	struct ack_req *r = ctx;
-	struct agri_alert al;
+	struct agri_alert al, before;
+	int64_t now = util_now_ms();
+	bool had;
 	int rc;
 
 	(void)in;
 	(void)st;
 	if ((rc = enter(r->a)) < 0)
 		return rc;
-	rc = alert_engine_ack(r->a->eng, r->id, r->who, util_now_ms(), on_transition, r->a);
+	had = alert_engine_get(r->a->eng, r->id, &before) == 0;
+	rc = alert_engine_ack(r->a->eng, r->id, r->who, now, on_transition, r->a);
 	if (rc < 0)
 		return rc;
 	r->res->changed = rc > 0;
+	/* made here: the other hub is told (it never tells it back) */
+	if (rc > 0 && had && (rc = hub_ack_share(r->a, &before, r->who, now)) < 0)
+		return rc;
 	if (alert_engine_get(r->a->eng, r->id, &al) == 0)
 		snprintf(r->res->state, sizeof(r->res->state), "%s", agri_alert_state_name(al.state));
 	else
@@ -627,6 +951,7 @@ static void republish_one(void *ctx, const struct agri_alert *al)
 static int republish_fn(void *ctx, struct ingest *in, struct store *st)
 {
 	struct alerting *a = ctx;
+	sqlite3_stmt *q = a->ack_sent_recent;
 	int rc;
 
 	(void)in;
@@ -634,7 +959,16 @@ static int republish_fn(void *ctx, struct ingest *in, struct store *st)
 	if ((rc = enter(a)) < 0)
 		return rc;
 	alert_engine_foreach(a->eng, republish_one, a);
-	return 0;
+	/* this hub's acknowledgements of the last day, for the other hub: one
+	 * lost with a broker that restarted is not lost (a duplicate there) */
+	sqlite3_bind_int64(q, 1, util_now_ms() - HUB_ACK_KEEP_MS);
+	sqlite3_bind_int(q, 2, HUB_ACK_RESEND_MAX);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+		stage_raw(a, a->ack_topic, (const char *)sqlite3_column_text(q, 0),
+			  (size_t)sqlite3_column_bytes(q, 0), false);
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc == SQLITE_DONE ? 0 : agri_sqlite_errno(rc);
 }
 
 int alerting_republish(struct alerting *a)
@@ -666,12 +1000,44 @@ int alerting_metrics_text(void *ctx, char *buf, size_t len)
 			 "# HELP agri_gateway_alert_late_dropped_total Late readings no rule evaluated"
 			 " (older than replay_max_s or than their key's checkpoints).\n"
 			 "# TYPE agri_gateway_alert_late_dropped_total counter\n"
-			 "agri_gateway_alert_late_dropped_total %llu\n",
+			 "agri_gateway_alert_late_dropped_total %llu\n"
+			 "# HELP agri_gateway_hub_acks_total Acknowledgements shared with another hub:"
+			 " sent (taken by this hub's API), own (this hub's, back from the broker),"
+			 " refused (malformed: dead letters), expired (never found their episode),"
+			 " and another hub's by what was done with them.\n"
+			 "# TYPE agri_gateway_hub_acks_total counter\n"
+			 "agri_gateway_hub_acks_total{result=\"sent\"} %llu\n"
+			 "agri_gateway_hub_acks_total{result=\"own\"} %llu\n"
+			 "agri_gateway_hub_acks_total{result=\"refused\"} %llu\n"
+			 "agri_gateway_hub_acks_total{result=\"expired\"} %llu\n"
+			 "agri_gateway_hub_acks_total{result=\"applied\"} %llu\n"
+			 "agri_gateway_hub_acks_total{result=\"duplicate\"} %llu\n"
+			 "agri_gateway_hub_acks_total{result=\"stale\"} %llu\n"
+			 "agri_gateway_hub_acks_total{result=\"worse\"} %llu\n"
+			 "agri_gateway_hub_acks_total{result=\"over\"} %llu\n"
+			 "agri_gateway_hub_acks_total{result=\"waiting\"} %llu\n"
+			 "agri_gateway_hub_acks_total{result=\"unknown\"} %llu\n"
+			 "# HELP agri_gateway_hub_acks_waiting Another hub's acknowledgements"
+			 " waiting for their episode to begin here.\n"
+			 "# TYPE agri_gateway_hub_acks_waiting gauge\n"
+			 "agri_gateway_hub_acks_waiting %zu\n",
 			 atomic_load(&a->keys), atomic_load(&a->open_alerts),
 			 (unsigned long long)atomic_load(&a->transitions),
 			 (unsigned long long)atomic_load(&a->held),
 			 (unsigned long long)atomic_load(&a->replayed_rows),
-			 (unsigned long long)atomic_load(&a->late_dropped));
+			 (unsigned long long)atomic_load(&a->late_dropped),
+			 (unsigned long long)atomic_load(&a->acks_sent),
+			 (unsigned long long)atomic_load(&a->acks_own),
+			 (unsigned long long)atomic_load(&a->acks_refused),
+			 (unsigned long long)atomic_load(&a->acks_expired),
+			 (unsigned long long)atomic_load(&a->acks_judged[HUB_ACK_APPLY]),
+			 (unsigned long long)atomic_load(&a->acks_judged[HUB_ACK_DUPLICATE]),
+			 (unsigned long long)atomic_load(&a->acks_judged[HUB_ACK_STALE]),
+			 (unsigned long long)atomic_load(&a->acks_judged[HUB_ACK_WORSE]),
+			 (unsigned long long)atomic_load(&a->acks_judged[HUB_ACK_OVER]),
+			 (unsigned long long)atomic_load(&a->acks_judged[HUB_ACK_WAIT]),
+			 (unsigned long long)atomic_load(&a->acks_judged[HUB_ACK_UNKNOWN]),
+			 atomic_load(&a->acks_waiting));
 
 	return (n < 0 || (size_t)n >= len) ? -ENOSPC : n;
 }
@@ -737,6 +1103,12 @@ struct alerting *alerting_new(const struct gateway_config *cfg, struct store *st
 	a->in = in;
 	a->st = st;
 	snprintf(a->prefix, sizeof(a->prefix), "%s", cfg->broker.topic_prefix);
+	snprintf(a->hub, sizeof(a->hub), "%s", cfg->broker.client_id);
+	if (hub_ack_topic(a->ack_topic, sizeof(a->ack_topic), a->prefix, a->hub) < 0) {
+		*err = -EINVAL;
+		agri_err_set(e, "broker.client_id", "too long for a topic");
+		goto fail;
+	}
 	a->rules = rules_load(cfg->rules_file, channels, n_ch, e);
 	if (!a->rules) {
 		*err = -EINVAL;
@@ -808,6 +1180,23 @@ struct alerting *alerting_new(const struct gateway_config *cfg, struct store *st
 	     " WHERE st.name = ?1 AND r.ts > ?2 AND r.ts <= ?3),"
 	     " d(a, b) AS (SELECT lag(ts) OVER (ORDER BY ts), ts FROM t)"
 	     " SELECT a, b FROM d WHERE b - a > ?4 ORDER BY a LIMIT ?5");
+	PREP(ack_sent_put, "INSERT OR REPLACE INTO hub_acks_sent(episode, at, payload) VALUES(?,?,?)");
+	PREP(ack_sent_recent, "SELECT payload FROM hub_acks_sent WHERE at >= ?1 ORDER BY at LIMIT ?2");
+	PREP(ack_sent_expire, "DELETE FROM hub_acks_sent WHERE at < ?1");
+	PREP(ack_wait_put,
+	     "INSERT OR IGNORE INTO hub_acks_waiting(episode, hub, alert_id, raised_at, severity,"
+	     " by, at, received_at) VALUES(?,?,?,?,?,?,?,?)");
+	PREP(ack_wait_all,
+	     "SELECT hub, alert_id, raised_at, severity, by, at, received_at FROM hub_acks_waiting");
+	PREP(ack_wait_del, "DELETE FROM hub_acks_waiting WHERE episode = ?1");
+	PREP(ack_wait_expire, "DELETE FROM hub_acks_waiting WHERE received_at < ?1");
+	PREP(ack_wait_trim,
+	     "DELETE FROM hub_acks_waiting WHERE episode IN (SELECT episode FROM hub_acks_waiting"
+	     " ORDER BY received_at LIMIT ?1)");
+	PREP(ack_wait_count, "SELECT count(*) FROM hub_acks_waiting");
+	PREP(ep_known,
+	     "SELECT 1 FROM alert_episodes WHERE alert_id = ?1 AND start = ?2 AND retracted = 0"
+	     " LIMIT 1");
 	PREP(put_state, "INSERT OR REPLACE INTO alert_state(key, blob) VALUES(?, ?)");
 	PREP(del_state, "DELETE FROM alert_state WHERE key = ?");
 #undef PREP
@@ -816,6 +1205,7 @@ struct alerting *alerting_new(const struct gateway_config *cfg, struct store *st
 		agri_err_set(e, "", "cannot read the saved alert state");
 		goto fail;
 	}
+	hub_acks_count(a);
 	alert_engine_set_undo(a->eng, false);
 	a->src = (struct alert_source){.ctx = a, .metrics = src_metrics, .rows = src_rows,
 				       .holes = src_holes};
@@ -833,6 +1223,7 @@ struct alerting *alerting_new(const struct gateway_config *cfg, struct store *st
 		.on_tick = on_tick,
 		.on_event = on_event,
 		.on_series_retired = on_series_retired,
+		.on_message = on_message,
 	};
 	return a;
 fail:
@@ -863,6 +1254,16 @@ void alerting_free(struct alerting *a)
 	sqlite3_finalize(a->src_metrics);
 	sqlite3_finalize(a->src_rows);
 	sqlite3_finalize(a->src_holes);
+	sqlite3_finalize(a->ack_sent_put);
+	sqlite3_finalize(a->ack_sent_recent);
+	sqlite3_finalize(a->ack_sent_expire);
+	sqlite3_finalize(a->ack_wait_put);
+	sqlite3_finalize(a->ack_wait_all);
+	sqlite3_finalize(a->ack_wait_del);
+	sqlite3_finalize(a->ack_wait_expire);
+	sqlite3_finalize(a->ack_wait_trim);
+	sqlite3_finalize(a->ack_wait_count);
+	sqlite3_finalize(a->ep_known);
 	alert_engine_free(a->eng);
 	rules_free(a->rules);
 	free(a);

@@ -30,8 +30,9 @@ struct broker {
 	void *ctx;
 	MQTTAsync client;
 	char uri[GW_URL_MAX];
-	/* telemetry, status; with ha also the hubs' statuses (docs/ha.md) */
-	char topics[3][AGRI_TOPIC_MAX + 80];
+	/* telemetry, status; with an alert engine the hubs' acknowledgements,
+	 * with ha the hubs' statuses (docs/ha.md) */
+	char topics[4][AGRI_TOPIC_MAX + 80];
 	int n_topics;
 	char will_topic[AGRI_TOPIC_MAX + 80];
 	char will[384];  /* ha: the hub's Last Will, "offline"; "" = none */
@@ -95,18 +96,20 @@ static void on_connect_failure(void *ctx, MQTTAsync_failureData5 *r)
 static void on_subscribed(void *ctx, MQTTAsync_successData5 *r)
 {
 	struct broker *b = ctx;
+	char list[sizeof(b->topics) + 8];
+	size_t pos = 0;
 	int bad = 0;
 
+	for (int i = 0; i < b->n_topics && pos < sizeof(list); i++)
+		pos += (size_t)snprintf(list + pos, sizeof(list) - pos, "%s%s", i ? "," : "",
+					b->topics[i]);
 	for (int i = 0; r && i < r->alt.sub.reasonCodeCount; i++)
 		if (r->alt.sub.reasonCodes[i] >= 0x80)
 			bad++;
 	if (bad)
-		log_error(LOG, "subscription refused by the broker topics=%s,%s%s%s",
-			  b->topics[0], b->topics[1], b->n_topics > 2 ? "," : "",
-			  b->n_topics > 2 ? b->topics[2] : "");
+		log_error(LOG, "subscription refused by the broker topics=%s", list);
 	else
-		log_info(LOG, "subscribed topics=%s,%s%s%s", b->topics[0], b->topics[1],
-			 b->n_topics > 2 ? "," : "", b->n_topics > 2 ? b->topics[2] : "");
+		log_info(LOG, "subscribed topics=%s", list);
 }
 
 static void on_subscribe_failure(void *ctx, MQTTAsync_failureData5 *r)
@@ -126,8 +129,8 @@ static void on_connected(void *ctx, char *cause)
 {
 	struct broker *b = ctx;
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-	char *topics[3] = {b->topics[0], b->topics[1], b->topics[2]};
-	int qos[3] = {1, 1, 1};
+	char *topics[4] = {b->topics[0], b->topics[1], b->topics[2], b->topics[3]};
+	int qos[4] = {1, 1, 1, 1};
 	int rc;
 
 	atomic_store(&b->state, ST_UP);
@@ -178,11 +181,16 @@ struct broker *broker_new(const struct gateway_config *cfg,
 				 cfg->broker.topic_prefix, kinds[i]);
 	}
 	b->n_topics = 2;
+	if (cfg->rules_file[0]) {
+		/* Acknowledgements made on another hub (docs/ha.md): never a
+		 * shared subscription, every gateway with alerts needs them. */
+		snprintf(b->topics[b->n_topics++], sizeof(b->topics[0]), "%s/hub/+/ack",
+			 cfg->broker.topic_prefix);
+	}
 	if (cfg->ha.enabled) {
 		/* The other hub's status, and our own Last Will (docs/ha.md). */
-		snprintf(b->topics[2], sizeof(b->topics[2]), "%s/hub/+/status",
+		snprintf(b->topics[b->n_topics++], sizeof(b->topics[0]), "%s/hub/+/status",
 			 cfg->broker.topic_prefix);
-		b->n_topics = 3;
 		snprintf(b->will_topic, sizeof(b->will_topic), "%s/hub/%s/status",
 			 cfg->broker.topic_prefix, cfg->broker.client_id);
 		b->will[0] = '.'; /* made at each connect (its ts) */

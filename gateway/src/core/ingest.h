@@ -100,6 +100,16 @@ struct ingest_hook {
 	 * budget to make room (forget its per-series state). */
 	int (*on_series_retired)(void *ctx, struct store *st, const char *station,
 				 const char *sensor, const char *metric);
+	/* A message on a topic the ingest does not own (neither a station's
+	 * telemetry nor its status), inside its batch's transaction, in the
+	 * order it came: 1 when the hook took it, 0 when it is not the
+	 * hook's; -EBADMSG when it is the hook's but refused (why, a line
+	 * of at most why_len, says why: the ingest keeps it as an "invalid"
+	 * dead letter); another negative errno rolls the batch back. The
+	 * acknowledgements of another hub (alerts/hub_ack.h). */
+	int (*on_message)(void *ctx, struct store *st, const char *topic,
+			  const void *payload, size_t len, int64_t received_ms,
+			  char *why, size_t why_len);
 	/* Periodic work on the writer thread (timers: silence, renotify),
 	 * about once a second, inside its own transaction like a batch. */
 	int (*on_tick)(void *ctx, struct store *st, int64_t now_ms);

@@ -415,6 +415,36 @@ static int put_poison(struct ingest *in, const struct msg *m, const struct agri_
 	return 0;
 }
 
+/* A topic the ingest does not own: a hook's (another hub's
+ * acknowledgements), else a dead letter. */
+static int put_other(struct ingest *in, const struct msg *m)
+{
+	char why[REASON_MAX];
+	int rc;
+
+	for (size_t h = 0; h < in->n_hooks; h++) {
+		if (!in->hooks[h].on_message)
+			continue;
+		why[0] = '\0';
+		rc = in->hooks[h].on_message(in->hooks[h].ctx, in->st, m->topic, m->payload, m->len,
+					     m->received_ms, why, sizeof(why));
+		if (rc == -EBADMSG) {
+			/* a line each, but not a flood of them: one a second */
+			int64_t now = util_mono_ms();
+
+			if (now - in->refused_log_ms >= 1000) {
+				in->refused_log_ms = now;
+				log_warn(LOG, "refused topic=%s reason=\"%s\" (dead letter)", m->topic,
+					 why);
+			}
+			return dead_letter(in, m, "", "invalid", why[0] ? why : "refused");
+		}
+		if (rc != 0)
+			return rc < 0 ? rc : 0;
+	}
+	return dead_letter(in, m, "", "topic", "topic: not a telemetry or status topic");
+}
+
 int in_before_commit(struct ingest *in)
 {
 	int rc;
@@ -435,7 +465,7 @@ static int put_one(struct ingest *in, const struct msg *m)
 	if (in->poison)
 		return put_poison(in, m, &t, has_topic);
 	if (!has_topic)
-		return dead_letter(in, m, "", "topic", "topic: not a telemetry or status topic");
+		return put_other(in, m);
 	if (m->flags & MSG_QUOTA)
 		return put_quota_sample(in, m, &t);
 	if (t.kind == AGRI_TOPIC_TELEMETRY)

@@ -165,6 +165,7 @@ struct ingest {
 	bool hub_event_due;        /* tell the hooks at the next tick */
 	int64_t hub_down_ms;       /* ... how long it lasted */
 	int64_t next_dead_expiry_ms;
+	int64_t refused_log_ms;    /* monotonic: a hook's refusal last logged */
 	struct msg **batch;
 	struct agri_reading *readings;
 	bool *fresh;
