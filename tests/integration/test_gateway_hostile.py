@@ -53,8 +53,27 @@ def evil_main(port, ca, password, seconds, out):
              "takeover_connacks": [], "disconnects": 0}
     connected = threading.Event()
 
+    class Client(mqtt.Client):
+        """paho 1.6 lets an SSL error on a socket the broker closed (an
+        SSLEOFError mid-write: the 10 MiB connection below takes over this
+        one's client id, the listener's user name) escape its network
+        thread, which dies: the flood then stops without a word. As a
+        connection lost: paho reconnects."""
+
+        def _sock_send(self, buf):
+            try:
+                return super()._sock_send(buf)
+            except ssl.SSLError as e:  # want-read/write: BlockingIOError already
+                raise ConnectionResetError(str(e))
+
+        def _sock_recv(self, bufsize):
+            try:
+                return super()._sock_recv(bufsize)
+            except ssl.SSLError as e:  # want-read/write: BlockingIOError already
+                raise ConnectionResetError(str(e))
+
     def client(cid):
-        c = mqtt.Client(client_id=cid, clean_session=True)
+        c = Client(client_id=cid, clean_session=True)
         c.username_pw_set(EVIL, password)
         c.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         return c
