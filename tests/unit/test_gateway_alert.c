@@ -648,6 +648,33 @@ static void test_no_data_offline_message_and_start(void)
 	rules_free(r);
 }
 
+/* Two hubs (docs/ha.md) get a station's readings and its Last Will in the
+ * same order but at their own times: the offline episode starts at its
+ * newest reading on both, so its key, and its claim, are one. */
+static void test_no_data_offline_two_hubs(void)
+{
+	struct rules *r = rules_of("{'rules':[{'id':'station-offline','kind':'no_data','after_s':900}]}");
+	struct alert_engine *hub[2] = {alert_engine_new(r), alert_engine_new(r)};
+
+	for (int h = 0; h < 2; h++) {
+		feed(hub[h], "DT-W01", "s", "ph", T0, 7, AGRI_Q_OK, T0 + 40 + h);
+		feed(hub[h], "DT-W01", "s", "ph", T0 + 1000, 7, AGRI_Q_OK, T0 + 1040 + h);
+		n_rec = 0;
+		CHECK_INT(alert_engine_status(hub[h], "DT-W01", false, T0 + 31 * S + h * 3, record,
+					      NULL), 1);
+		CHECK_STR(rec[0].alert.id, "station-offline/DT-W01");
+		CHECK(rec[0].alert.raised_at_ms == T0 + 1000 && rec[0].event_ms == T0 + 1000);
+	}
+	/* Silent longer than after_s before its Last Will: the hub's clock. */
+	feed(hub[0], "DT-W02", "s", "ph", T0, 7, AGRI_Q_OK, T0);
+	n_rec = 0;
+	CHECK_INT(alert_engine_status(hub[0], "DT-W02", false, T0 + 900 * S, record, NULL), 1);
+	CHECK(rec[0].alert.raised_at_ms == T0 + 900 * S);
+	for (int h = 0; h < 2; h++)
+		alert_engine_free(hub[h]);
+	rules_free(r);
+}
+
 /* ---- quality -------------------------------------------------------------------- */
 
 static void test_quality(void)
@@ -1364,6 +1391,7 @@ int main(void)
 	test_no_data_station();
 	test_no_data_sensor();
 	test_no_data_offline_message_and_start();
+	test_no_data_offline_two_hubs();
 	test_quality();
 	test_quality_message();
 	test_ack_orders();

@@ -210,11 +210,27 @@ int ae_nodata_raise(struct alert_engine *eng, struct out *o, struct akey *k,
 						: ALERT_TEXT_SILENT);
 
 	struct akey *st = ae_key_find(eng, -1, k->station, "");
+	int64_t at = now_ms, ev = o->ev_ms;
 	int rc;
 
+	/*
+	 * An offline station's gap began after its newest reading: that is
+	 * the episode's start, not this hub's clock. Two hubs get the same
+	 * readings and the same Last Will in the same order over the bridge,
+	 * so they derive the same episode key and claim its notification once
+	 * (docs/ha.md); by the clock they were a millisecond apart and both
+	 * sent it. A newest reading older than after_s is another story (the
+	 * station was silent first): the hub's clock, as for silence. The
+	 * episode row starts there too (the transition's event time), where
+	 * its clear will look for it.
+	 */
+	if (offline && st && st->ev_ts != NONE && st->ev_ts <= now_ms &&
+	    now_ms - st->ev_ts < R->after_s * 1000)
+		o->ev_ms = at = st->ev_ts;
 	a.metric = R->metric;
 	a.aux = R->after_s;
-	rc = ae_raise_alert(eng, o, k, &a, -1, R->severity, now_ms, now_ms);
+	rc = ae_raise_alert(eng, o, k, &a, -1, R->severity, at, now_ms);
+	o->ev_ms = ev;
 	if (rc == 0 && k->rec) {
 		k->rec->gap_from = st ? st->ev_ts : NONE;
 		k->rec->back = false;
