@@ -236,6 +236,8 @@ static int build_upstream(struct gateway *gw, char *why, size_t why_len)
 		why_set(why, why_len, "cannot start the upstream forwarders: %s", strerror(-rc));
 		return rc;
 	}
+	/* ha: SensorThings forwarding is claimed like notifications */
+	upstream_set_claims(gw->up, gw->claims);
 	return 0;
 }
 
@@ -468,7 +470,7 @@ static void hub_status(struct gateway *gw, bool force)
 	struct gateway_health *h = &gw->health;
 	bool alarm = atomic_load(&h->hub_alarm);
 	int64_t now = util_mono_ms();
-	char topic[AGRI_TOPIC_MAX + 80], since[32] = "", ts[32], body[1024], ha[160] = "";
+	char topic[AGRI_TOPIC_MAX + 80], since[32] = "", ts[32], body[1024], ha[224] = "";
 	int n;
 
 	if (!force && alarm == gw->hub_alarm_sent && now < gw->next_hub_status)
@@ -551,8 +553,10 @@ void gateway_stop(struct gateway *gw, int64_t budget_ms)
 			broker_disconnect(gw->broker, 300);
 		log_stats(gw);
 	}
+	/* a claim in flight gives up (the row stays), before the forwarders
+	 * stop: their shutdown is bounded by about a second */
+	claims_cancel(gw->claims);
 	upstream_stop(gw->up);
-	claims_cancel(gw->claims); /* a claim in flight gives up: the row stays */
 	outbox_stop(gw->outbox);
 }
 

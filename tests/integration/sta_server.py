@@ -8,7 +8,13 @@ and "arrived once". Faults: `down` (503 to everything) and
 without an answer: the client cannot know it was stored). Paging:
 `page_max` caps a listing's $top (more pages, each with an @iot.nextLink on
 this server); a hostile server sets `next_link` to the link it hands out
-instead (another host, port or scheme, a file:// URL)."""
+instead (another host, port or scheme, a file:// URL). Two hubs, told apart
+by the Host they name the server with (one "localhost", the other
+"127.0.0.1"): `refuse_host` answers that Host's CreateObservations 503
+without storing (its link is down), `drop_host` limits `drop_after_commit`
+to it, and `drop_hold_s` keeps the dropped connection open that long
+first (the client is still waiting when its hub is killed); `obs_hosts`
+says which Host sent each observation."""
 import calendar
 import json
 import re
@@ -55,6 +61,11 @@ class State:
         self.page_max = None                        # cap on $top: forces paging
         self.next_link = None                       # the nextLink handed out instead
         self.pages_served = 0                       # Observations listings answered
+        self.obs_hosts = []                         # the Host of each observation
+        self.refuse_host = None                     # its CreateObservations: 503
+        self.drop_host = None                       # drop_after_commit for it only
+        self.drop_hold_s = 0                        # a dropped answer's connection, held
+        self.refused = 0
 
     def violate(self, what):
         self.violations.append(what)
@@ -178,7 +189,14 @@ class Handler(BaseHTTPRequestHandler):
         if m and m.group(1) in REQUIRED:
             return self.create(m.group(1), body)
         if path == "/CreateObservations":
-            return self.create_observations(body)
+            host = (self.headers.get("Host") or "").split(":")[0]
+            with self.st.lock:
+                refuse = self.st.refuse_host is not None and host == self.st.refuse_host
+                if refuse:
+                    self.st.refused += 1
+            if refuse:
+                return self.reply(503, {"error": "link down for %s" % host})
+            return self.create_observations(body, host)
         return self.reply(404, {"error": "unknown path"})
 
     def create(self, coll, ent):
@@ -212,7 +230,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.reply(201, dict(ent, **{"@iot.id": i}),
                           {"Location": "%s/%s(%d)" % (self.base(), coll, i)})
 
-    def create_observations(self, body):
+    def create_observations(self, body, host=""):
         out = []
         with self.st.lock:
             self.st.create_obs_requests += 1
@@ -253,12 +271,16 @@ class Handler(BaseHTTPRequestHandler):
                         continue
                     self.st.observations.append((ds, iso_ms(pt), o["result"],
                                                  o.get("resultQuality")))
+                    self.st.obs_hosts.append(host)
                     out.append("%s/Observations(%d)" % (self.base(), len(self.st.observations)))
-            drop = self.st.drop_after_commit > 0
+            drop = self.st.drop_after_commit > 0 and self.st.drop_host in (None, host)
             if drop:
                 self.st.drop_after_commit -= 1
                 self.st.dropped += 1
+            hold = self.st.drop_hold_s
         if drop:  # committed, but the client never hears about it
+            if hold:
+                time.sleep(hold)
             self.close_connection = True
             self.connection.close()
             return

@@ -2,7 +2,7 @@
 metrics stay clean as they grow.
 
 A gateway with every part that adds metrics (ingest, store, alert engine,
-notification outbox, upstream forwarder, forecasts) is seeded through MQTT
+notification outbox, upstream forwarder, claims, forecasts) is seeded through MQTT
 with three days of readings (api_support.seed) and raises alerts; its
 /metrics is then piped to `promtool check metrics` (Debian's prometheus
 package), which must print nothing and exit 0: every family has HELP and
@@ -46,6 +46,9 @@ def main():
     st = A.Stack(d, extra={
         "notify": {"webhooks": [{"name": "ops", "url": "http://127.0.0.1:%d/hook" % closed}]},
         "upstream": {"sensorthings": {"url": "http://127.0.0.1:%d/FROST-Server/v1.1" % closed}},
+        # claims without their database: the notifications' and forwarding's families
+        "ha": {"hub_id": "hub-a", "claims": "host=127.0.0.1 port=%d dbname=agri sslmode=disable"
+               % closed, "priority": 1},
     })
     try:
         end_ms, sent = A.seed(st)

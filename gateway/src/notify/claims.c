@@ -1,8 +1,9 @@
 /*
- * Notification claims in the province's PostgreSQL (see claims.h,
- * docs/ha.md): one connection, asynchronous connect and queries each
- * bounded by CLAIMS_IO_MS, retried with jittered backoff; the priority-1
- * hub's status as the fallback when the database is away.
+ * Notification and forwarding claims in the province's PostgreSQL (see
+ * claims.h, docs/ha.md, docs/upstream.md): one connection, asynchronous
+ * connect and queries each bounded by CLAIMS_IO_MS, retried with jittered
+ * backoff; the priority-1 hub's status as the fallback when the database
+ * is away.
  */
 #include "notify/claims.h"
 
@@ -17,8 +18,10 @@
 
 #include <libpq-fe.h>
 
+#include "agri/buf.h"
 #include "agri/json.h"
 #include "agri/log.h"
+#include "agri/time.h"
 #include "agri/util.h"
 #include "gateway/config.h"
 
@@ -27,6 +30,10 @@
 #define BACKOFF_CAP_MS 5000
 #define WAIT_MS 1000      /* priority 2, waiting: ask again this often */
 #define HUB_MAX 64
+#define CONFLICT_WAIT_MS 200 /* a lock conflict between the hubs: again soon */
+#define PRUNE_EVERY_MS (5 * 60 * 1000)
+#define PRUNE_CHUNK 20000
+#define OBS_ARRAYS_MAX (4 * 1024 * 1024) /* a batch's keys as array literals */
 
 static const char schema_sql[] =
 	"CREATE TABLE IF NOT EXISTS agri_notify_claims ("
@@ -58,6 +65,68 @@ static const char late_sql[] =
 	" SELECT hub_id, true FROM ins UNION ALL SELECT hub_id, false FROM told UNION ALL"
 	" SELECT hub_id, false FROM agri_notify_claims WHERE episode = $1 AND transition = $2"
 	" AND channel = $3 AND recipient = $4";
+
+/* Forwarding claims: one row an observation (docs/upstream.md, "Two
+ * hubs"). claims counts how often the row was claimed (1: never taken
+ * over); sent_at is set once the observation is on the server. */
+static const char obs_schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS agri_sta_claims ("
+	" datastream text NOT NULL, phenomenon_time timestamptz NOT NULL,"
+	" hub_id text NOT NULL, claimed_at timestamptz NOT NULL DEFAULT now(),"
+	" claims integer NOT NULL DEFAULT 1, sent_at timestamptz,"
+	" unclaimed boolean NOT NULL DEFAULT false,"  /* sent without a claim, recorded after */
+	" PRIMARY KEY (datastream, phenomenon_time))";
+
+/*
+ * Claims a batch: $1 Datastream names, $2 phenomenonTimes, $3 this hub,
+ * $4 the lease (ms). A row nobody holds is inserted; one held unsent past
+ * the lease is taken over (by either hub, the claimer too). Rows are
+ * locked in key order, so two hubs claiming overlapping batches never
+ * deadlock. The answer, a row a distinct key (i: its first ordinal):
+ * claims when this statement holds it now, and the row as it was before
+ * (invisible when the other hub inserted it during this statement).
+ */
+static const char obs_take_sql[] =
+	"WITH k AS (SELECT d, t, min(i) AS i FROM unnest($1::text[], $2::timestamptz[])"
+	"  WITH ORDINALITY AS u(d, t, i) GROUP BY d, t),"
+	" ins AS (INSERT INTO agri_sta_claims AS c (datastream, phenomenon_time, hub_id)"
+	"  SELECT d, t, $3 FROM k ORDER BY d, t"
+	"  ON CONFLICT (datastream, phenomenon_time) DO UPDATE SET hub_id = excluded.hub_id,"
+	"  claimed_at = now(), claims = c.claims + 1"
+	"  WHERE c.sent_at IS NULL AND c.claimed_at < now() - $4::bigint * interval '1 millisecond'"
+	"  RETURNING c.datastream, c.phenomenon_time, c.claims)"
+	" SELECT k.i, ins.claims, o.hub_id, o.sent_at IS NOT NULL,"
+	"  (extract(epoch FROM now() - o.claimed_at) * 1000)::bigint"
+	" FROM k LEFT JOIN ins ON ins.datastream = k.d AND ins.phenomenon_time = k.t"
+	" LEFT JOIN agri_sta_claims o ON o.datastream = k.d AND o.phenomenon_time = k.t";
+
+/* This hub's claims of $1/$2 are sent (locked in key order). */
+static const char obs_sent_sql[] =
+	"WITH l AS (SELECT datastream, phenomenon_time FROM agri_sta_claims"
+	"  WHERE (datastream, phenomenon_time) IN"
+	"  (SELECT * FROM unnest($1::text[], $2::timestamptz[])) AND hub_id = $3"
+	"  AND sent_at IS NULL ORDER BY datastream, phenomenon_time FOR UPDATE)"
+	" UPDATE agri_sta_claims c SET sent_at = now() FROM l"
+	" WHERE c.datastream = l.datastream AND c.phenomenon_time = l.phenomenon_time";
+
+/* Sends already made ($4: without a claim) as this hub's sent claims; a
+ * key the other hub holds is not returned. */
+static const char obs_record_sql[] =
+	"WITH k AS (SELECT d, t, bool_or(u) AS u, min(i) AS i FROM"
+	"  unnest($1::text[], $2::timestamptz[], $4::boolean[]) WITH ORDINALITY AS x(d, t, u, i)"
+	"  GROUP BY d, t),"
+	" ins AS (INSERT INTO agri_sta_claims AS c (datastream, phenomenon_time, hub_id, unclaimed,"
+	"  sent_at) SELECT d, t, $3, u, now() FROM k ORDER BY d, t"
+	"  ON CONFLICT (datastream, phenomenon_time) DO UPDATE SET"
+	"  sent_at = coalesce(c.sent_at, now()), unclaimed = c.unclaimed OR excluded.unclaimed"
+	"  WHERE c.hub_id = excluded.hub_id"
+	"  RETURNING c.datastream, c.phenomenon_time)"
+	" SELECT k.i, ins.datastream IS NOT NULL FROM k"
+	" LEFT JOIN ins ON ins.datastream = k.d AND ins.phenomenon_time = k.t";
+
+static const char obs_prune_sql[] =
+	"DELETE FROM agri_sta_claims WHERE ctid = ANY (ARRAY(SELECT ctid FROM agri_sta_claims"
+	" WHERE sent_at < now() - $1::bigint * interval '1 millisecond' LIMIT $2::integer))";
 
 static const char who_sql[] =
 	"SELECT hub_id FROM agri_notify_claims WHERE episode = $1 AND transition = $2"
@@ -96,6 +165,13 @@ struct claims {
 
 	atomic_uint_least64_t won, lost, unclaimed, reconciled, duplicates;
 	atomic_bool up;
+
+	/* forwarding claims (the SensorThings sink's thread; back_ms any) */
+	bool want_obs;
+	int64_t next_prune_ms;  /* monotonic */
+	atomic_int_least64_t back_ms; /* wall clock: the database back after an outage */
+	atomic_uint_least64_t obs_won, obs_taken, obs_peer, obs_unclaimed, obs_reconciled,
+		obs_duplicates;
 };
 
 struct claims *claims_new(const struct gateway_config *cfg, int *err)
@@ -217,7 +293,8 @@ static int query(struct claims *c, const char *sql, int n, const char *const *v,
 				goto timeout;
 			if (!PQconsumeInput(c->conn)) {
 				set_err(err, errlen, "connection lost", c->conn);
-				return -EIO;
+				rc = -EIO;
+				goto fail; /* a first result (the server's FATAL) may be in */
 			}
 		}
 		if (!(r = PQgetResult(c->conn)))
@@ -233,14 +310,28 @@ static int query(struct claims *c, const char *sql, int n, const char *const *v,
 
 		snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", state ? state : "");
 		set_err(err, errlen, "query failed", c->conn);
+		/* A deadlock or serialization failure (class 40) between the two
+		 * hubs on a live connection: the database is there, try again. */
+		rc = state && strncmp(state, "40", 2) == 0 &&
+		     PQstatus(c->conn) == CONNECTION_OK ? -EAGAIN : -EIO;
 		PQclear(*out);
 		*out = NULL;
-		return -EIO;
+		return rc;
 	}
 	return 0;
 timeout:
 	snprintf(err, errlen, "no answer within %d ms", CLAIMS_IO_MS);
-	return -ETIMEDOUT;
+	rc = -ETIMEDOUT;
+fail:
+	PQclear(*out);
+	*out = NULL;
+	return rc;
+}
+
+static void no_notices(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message; /* an unlock of a lock a new session never took: harmless */
 }
 
 /* A CREATE ... IF NOT EXISTS that lost to another session's: unique
@@ -287,6 +378,7 @@ static int connect_now(struct claims *c, char *err, size_t errlen)
 		set_err(err, errlen, "cannot connect", c->conn);
 		return -EIO;
 	}
+	PQsetNoticeProcessor(c->conn, no_notices, NULL);
 	rc = query(c, schema_sql, 0, NULL, &r, err, errlen);
 	PQclear(r);
 	if (rc < 0 && concurrent_create(c->sqlstate)) {
@@ -297,6 +389,14 @@ static int connect_now(struct claims *c, char *err, size_t errlen)
 		 * its first notifications unclaimed, the other hub too. */
 		rc = query(c, schema_sql, 0, NULL, &r, err, errlen);
 		PQclear(r);
+	}
+	if (rc == 0 && c->want_obs) { /* forwarding claims: the same race */
+		rc = query(c, obs_schema_sql, 0, NULL, &r, err, errlen);
+		PQclear(r);
+		if (rc < 0 && concurrent_create(c->sqlstate)) {
+			rc = query(c, obs_schema_sql, 0, NULL, &r, err, errlen);
+			PQclear(r);
+		}
 	}
 	return rc;
 }
@@ -321,13 +421,15 @@ static int ensure(struct claims *c)
 								  &c->rng);
 		c->attempt++;
 		c->was_down = true;
-		log_complain(&c->down, LOG_LVL_WARN, LOG, "claims database away, notifying %s"
+		log_complain(&c->down, LOG_LVL_WARN, LOG, "claims database away, sending %s"
 			     " error=\"%s\"", c->priority == 1 ? "unclaimed (priority 1)"
 			     : "only after the priority-1 hub is offline", err);
 		return rc;
 	}
 	c->attempt = 0;
 	atomic_store(&c->up, true);
+	if (c->was_down)
+		atomic_store(&c->back_ms, util_now_ms());
 	if (c->was_down && c->priority != 1)
 		c->grace_until_ms = util_mono_ms() + CLAIMS_GRACE_MS;
 	c->was_down = false;
@@ -343,7 +445,7 @@ static void failed(struct claims *c, const char *err)
 							  &c->rng);
 	c->attempt = 1;
 	c->was_down = true;
-	log_complain(&c->down, LOG_LVL_WARN, LOG, "claims database away, notifying %s"
+	log_complain(&c->down, LOG_LVL_WARN, LOG, "claims database away, sending %s"
 		     " error=\"%s\"", c->priority == 1 ? "unclaimed (priority 1)"
 		     : "only after the priority-1 hub is offline", err);
 }
@@ -363,7 +465,8 @@ static int insert(struct claims *c, const struct claim_key *k, bool unclaimed, c
 		return rc;
 	if ((rc = query(c, late_news(k->transition) ? late_sql : claim_sql, 6, v, &r, err,
 			sizeof(err))) < 0) {
-		failed(c, err);
+		if (rc != -EAGAIN)
+			failed(c, err);
 		return rc;
 	}
 	if (PQntuples(r) == 0) {
@@ -393,29 +496,17 @@ static int64_t peer_offline_ms(struct claims *c)
 	return d;
 }
 
-enum claim_verdict claims_take(struct claims *c, const struct claim_key *k, char *winner,
-			       size_t winner_len, int64_t *wait_ms)
+/* The database cannot be reached (rc): what this hub does without a
+ * claim. The priority-1 hub goes ahead; the other waits while the
+ * priority-1 hub's status says online, and goes ahead once it has said
+ * offline for takeover_s. */
+static enum claim_verdict away(struct claims *c, int rc, int64_t *wait_ms)
 {
 	int64_t off;
-	int rc;
 
-	*wait_ms = 0;
-	winner[0] = '\0';
-	if (atomic_load(&c->cancelled)) { /* stopping: the row stays for the next run */
-		*wait_ms = WAIT_MS;
+	if (rc == -EAGAIN) { /* a conflict, not an outage */
+		*wait_ms = CONFLICT_WAIT_MS;
 		return CLAIM_WAIT;
-	}
-	pthread_mutex_lock(&c->mu);
-	if (ensure(c) == 0 && util_mono_ms() < c->grace_until_ms) {
-		*wait_ms = c->grace_until_ms - util_mono_ms();
-		pthread_mutex_unlock(&c->mu);
-		return CLAIM_WAIT;
-	}
-	rc = insert(c, k, false, winner, winner_len);
-	pthread_mutex_unlock(&c->mu);
-	if (rc >= 0) {
-		atomic_fetch_add(rc ? &c->won : &c->lost, 1);
-		return rc ? CLAIM_WON : CLAIM_PEER;
 	}
 	if (c->priority == 1)
 		return CLAIM_UNCLAIMED;
@@ -425,6 +516,42 @@ enum claim_verdict claims_take(struct claims *c, const struct claim_key *k, char
 	*wait_ms = off ? (c->takeover_ms - off < WAIT_MS ? c->takeover_ms - off : WAIT_MS)
 		       : WAIT_MS;
 	return CLAIM_WAIT;
+}
+
+/* Whether a claim may be made now: 0, or CLAIM_WAIT (stopping; the grace
+ * of a priority-2 hub after an outage). mu held. */
+static int may_claim(struct claims *c, int64_t *wait_ms)
+{
+	if (atomic_load(&c->cancelled)) { /* stopping: the row stays for the next run */
+		*wait_ms = WAIT_MS;
+		return -EAGAIN;
+	}
+	if (ensure(c) == 0 && util_mono_ms() < c->grace_until_ms) {
+		*wait_ms = c->grace_until_ms - util_mono_ms();
+		return -EAGAIN;
+	}
+	return 0;
+}
+
+enum claim_verdict claims_take(struct claims *c, const struct claim_key *k, char *winner,
+			       size_t winner_len, int64_t *wait_ms)
+{
+	int rc;
+
+	*wait_ms = 0;
+	winner[0] = '\0';
+	pthread_mutex_lock(&c->mu);
+	if (may_claim(c, wait_ms) < 0) {
+		pthread_mutex_unlock(&c->mu);
+		return CLAIM_WAIT;
+	}
+	rc = insert(c, k, false, winner, winner_len);
+	pthread_mutex_unlock(&c->mu);
+	if (rc >= 0) {
+		atomic_fetch_add(rc ? &c->won : &c->lost, 1);
+		return rc ? CLAIM_WON : CLAIM_PEER;
+	}
+	return away(c, rc, wait_ms);
 }
 
 void claims_sent_unclaimed(struct claims *c)
@@ -445,6 +572,318 @@ int claims_record(struct claims *c, const struct claim_key *k, char *winner,
 	else if (rc == 0)
 		atomic_fetch_add(&c->duplicates, 1);
 	return rc;
+}
+
+/* --- forwarding claims ---------------------------------------------------- */
+
+void claims_want_observations(struct claims *c)
+{
+	c->want_obs = true;
+}
+
+int64_t claims_lease_ms(const struct claims *c)
+{
+	return c->takeover_ms;
+}
+
+int64_t claims_back_ms(struct claims *c)
+{
+	return atomic_load(&c->back_ms);
+}
+
+static void pg_elem(struct agri_buf *b, const char *s, bool first)
+{
+	agri_buf_puts(b, first ? "\"" : ",\"");
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			agri_buf_put(b, "\\", 1);
+		agri_buf_put(b, s, 1);
+	}
+	agri_buf_put(b, "\"", 1);
+}
+
+void claims_pg_array(struct agri_buf *b, const char *const *v, size_t n)
+{
+	agri_buf_put(b, "{", 1);
+	for (size_t i = 0; i < n; i++)
+		pg_elem(b, v[i], i == 0);
+	agri_buf_put(b, "}", 1);
+}
+
+static bool sending(const struct claim_obs *o)
+{
+	return o->verdict == OBS_SEND || o->verdict == OBS_SEND_CHECK;
+}
+
+/* o's Datastream names and times as array literals (only those being
+ * sent when sent_only), and their flags when u. The number of keys, or a
+ * negative errno. */
+static int obs_arrays(const struct claim_obs *o, size_t n, bool sent_only, const bool *flags,
+		      struct agri_buf *d, struct agri_buf *t, struct agri_buf *u)
+{
+	char ts[AGRI_TIME_LEN + 1];
+	size_t k = 0;
+	int rc;
+
+	agri_buf_put(d, "{", 1);
+	agri_buf_put(t, "{", 1);
+	if (u)
+		agri_buf_put(u, "{", 1);
+	for (size_t i = 0; i < n; i++) {
+		if (sent_only && !sending(&o[i]))
+			continue;
+		if (agri_time_format(o[i].ts_ms, ts, sizeof(ts)) < 0)
+			return -EINVAL;
+		pg_elem(d, o[i].datastream, k == 0);
+		pg_elem(t, ts, k == 0);
+		if (u)
+			agri_buf_puts(u, k == 0 ? (flags[i] ? "t" : "f") : (flags[i] ? ",t" : ",f"));
+		k++;
+	}
+	agri_buf_put(d, "}", 1);
+	agri_buf_put(t, "}", 1);
+	if (u)
+		agri_buf_put(u, "}", 1);
+	if ((rc = agri_buf_end(d)) < 0 || (rc = agri_buf_end(t)) < 0 ||
+	    (u && (rc = agri_buf_end(u)) < 0))
+		return rc;
+	return (int)k;
+}
+
+/* Runs sql on the claims connection (connecting first). A failure other
+ * than a conflict drops the connection (failed: backoff, logged once).
+ * mu held. */
+static int run(struct claims *c, const char *sql, int n, const char *const *v, PGresult **r)
+{
+	char err[256];
+	int rc;
+
+	*r = NULL;
+	if ((rc = ensure(c)) < 0)
+		return rc;
+	if ((rc = query(c, sql, n, v, r, err, sizeof(err))) < 0 && rc != -EAGAIN)
+		failed(c, err);
+	return rc;
+}
+
+enum claim_verdict claims_obs_take(struct claims *c, struct claim_obs *o, size_t n,
+				   int64_t *wait_ms)
+{
+	struct agri_buf d = AGRI_BUF_HEAP(OBS_ARRAYS_MAX), t = AGRI_BUF_HEAP(OBS_ARRAYS_MAX);
+	char lease[24];
+	const char *v[4];
+	PGresult *r = NULL;
+	uint64_t won = 0, taken = 0;
+	int rc;
+
+	*wait_ms = 0;
+	for (size_t i = 0; i < n; i++) /* a key twice in a batch: its first one decides */
+		o[i] = (struct claim_obs){.datastream = o[i].datastream, .ts_ms = o[i].ts_ms,
+					  .verdict = OBS_DONE};
+	if ((rc = obs_arrays(o, n, false, NULL, &d, &t, NULL)) < 0) {
+		agri_buf_free(&d);
+		agri_buf_free(&t);
+		*wait_ms = WAIT_MS;
+		return CLAIM_WAIT;
+	}
+	snprintf(lease, sizeof(lease), "%" PRId64, c->takeover_ms);
+	v[0] = d.p;
+	v[1] = t.p;
+	v[2] = c->hub_id;
+	v[3] = lease;
+	pthread_mutex_lock(&c->mu);
+	if (may_claim(c, wait_ms) < 0) {
+		pthread_mutex_unlock(&c->mu);
+		agri_buf_free(&d);
+		agri_buf_free(&t);
+		return CLAIM_WAIT;
+	}
+	rc = run(c, obs_take_sql, 4, v, &r);
+	pthread_mutex_unlock(&c->mu);
+	agri_buf_free(&d);
+	agri_buf_free(&t);
+	if (rc < 0)
+		return away(c, rc, wait_ms);
+	for (int j = 0; j < PQntuples(r); j++) {
+		long long i = strtoll(PQgetvalue(r, j, 0), NULL, 10) - 1;
+		bool ours = !PQgetisnull(r, j, 1), had = !PQgetisnull(r, j, 2);
+		bool mine = had && strcmp(PQgetvalue(r, j, 2), c->hub_id) == 0;
+		bool sent = had && PQgetvalue(r, j, 3)[0] == 't';
+		int64_t age = had && !PQgetisnull(r, j, 4) ? strtoll(PQgetvalue(r, j, 4), NULL, 10)
+							    : 0;
+		struct claim_obs *x;
+
+		if (i < 0 || (size_t)i >= n)
+			continue;
+		x = &o[i];
+		if (ours) { /* inserted now (1), or taken over past its lease */
+			bool again = strtol(PQgetvalue(r, j, 1), NULL, 10) > 1;
+
+			x->verdict = again ? OBS_SEND_CHECK : OBS_SEND;
+			x->taken_over = again && !mine;
+			x->lease_left_ms = c->takeover_ms;
+			won++;
+			taken += x->taken_over;
+		} else if (!had) { /* the other hub's insert, during ours */
+			x->verdict = OBS_WAIT;
+			x->peer = true;
+			x->lease_left_ms = CONFLICT_WAIT_MS;
+		} else if (sent) {
+			x->verdict = OBS_DONE;
+			x->peer = !mine;
+		} else if (mine) { /* our own earlier claim, still within its lease */
+			x->verdict = OBS_SEND_CHECK;
+			x->lease_left_ms = c->takeover_ms - age;
+		} else {
+			x->verdict = OBS_WAIT;
+			x->peer = true;
+			x->lease_left_ms = c->takeover_ms - age > CONFLICT_WAIT_MS
+						   ? c->takeover_ms - age : CONFLICT_WAIT_MS;
+		}
+	}
+	PQclear(r);
+	atomic_fetch_add(&c->obs_won, won);
+	atomic_fetch_add(&c->obs_taken, taken);
+	return CLAIM_WON;
+}
+
+int claims_obs_sent(struct claims *c, const struct claim_obs *o, size_t n)
+{
+	struct agri_buf d = AGRI_BUF_HEAP(OBS_ARRAYS_MAX), t = AGRI_BUF_HEAP(OBS_ARRAYS_MAX);
+	const char *v[3];
+	PGresult *r = NULL;
+	int rc = obs_arrays(o, n, true, NULL, &d, &t, NULL);
+
+	if (rc > 0) {
+		v[0] = d.p;
+		v[1] = t.p;
+		v[2] = c->hub_id;
+		pthread_mutex_lock(&c->mu);
+		rc = run(c, obs_sent_sql, 3, v, &r);
+		pthread_mutex_unlock(&c->mu);
+		PQclear(r);
+	}
+	agri_buf_free(&d);
+	agri_buf_free(&t);
+	return rc < 0 ? rc : 0;
+}
+
+void claims_obs_unclaimed(struct claims *c, size_t n)
+{
+	atomic_fetch_add(&c->obs_unclaimed, n);
+}
+
+void claims_obs_peer(struct claims *c, size_t n)
+{
+	atomic_fetch_add(&c->obs_peer, n);
+}
+
+int claims_obs_record(struct claims *c, const struct claim_obs *o, const bool *unclaimed,
+		      size_t n)
+{
+	struct agri_buf d = AGRI_BUF_HEAP(OBS_ARRAYS_MAX), t = AGRI_BUF_HEAP(OBS_ARRAYS_MAX),
+			u = AGRI_BUF_HEAP(OBS_ARRAYS_MAX);
+	const char *v[4];
+	PGresult *r = NULL;
+	uint64_t rec = 0, dup = 0;
+	int rc = obs_arrays(o, n, false, unclaimed, &d, &t, &u);
+
+	if (rc > 0) {
+		v[0] = d.p;
+		v[1] = t.p;
+		v[2] = c->hub_id;
+		v[3] = u.p;
+		pthread_mutex_lock(&c->mu);
+		rc = run(c, obs_record_sql, 4, v, &r);
+		pthread_mutex_unlock(&c->mu);
+	}
+	agri_buf_free(&d);
+	agri_buf_free(&t);
+	agri_buf_free(&u);
+	if (rc < 0)
+		return rc;
+	for (int j = 0; r && j < PQntuples(r); j++) {
+		long long i = strtoll(PQgetvalue(r, j, 0), NULL, 10) - 1;
+
+		if (i < 0 || (size_t)i >= n || !unclaimed[i])
+			continue;
+		if (PQgetvalue(r, j, 1)[0] == 't')
+			rec++;
+		else
+			dup++; /* the other hub holds it too: both sent it */
+	}
+	PQclear(r);
+	atomic_fetch_add(&c->obs_reconciled, rec);
+	atomic_fetch_add(&c->obs_duplicates, dup);
+	return 0;
+}
+
+void claims_obs_prune(struct claims *c)
+{
+	char keep[24], chunk[16];
+	const char *v[2] = {keep, chunk};
+	int64_t now = util_mono_ms();
+	PGresult *r = NULL;
+	char err[256];
+
+	snprintf(keep, sizeof(keep), "%lld", (long long)CLAIMS_OBS_KEEP_MS);
+	snprintf(chunk, sizeof(chunk), "%d", PRUNE_CHUNK);
+	pthread_mutex_lock(&c->mu);
+	if (now >= c->next_prune_ms && !atomic_load(&c->cancelled) && c->conn &&
+	    PQstatus(c->conn) == CONNECTION_OK) {
+		/* A prune that fails is no outage: the connection is made again
+		 * at the next claim, without the priority fallback. */
+		if (query(c, obs_prune_sql, 2, v, &r, err, sizeof(err)) < 0) {
+			log_warn(LOG, "cannot prune agri_sta_claims error=\"%s\"", err);
+			disconnect(c);
+			c->next_prune_ms = now + PRUNE_EVERY_MS;
+		} else {
+			/* a whole chunk: there is more, go on at the next call */
+			c->next_prune_ms = strtol(PQcmdTuples(r), NULL, 10) >= PRUNE_CHUNK
+						   ? now : now + PRUNE_EVERY_MS;
+		}
+		PQclear(r);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+enum claim_verdict claims_entity_lock(struct claims *c, const char *key, int64_t *wait_ms)
+{
+	PGresult *r = NULL;
+	bool got;
+	int rc;
+
+	*wait_ms = 0;
+	pthread_mutex_lock(&c->mu);
+	if (may_claim(c, wait_ms) < 0) {
+		pthread_mutex_unlock(&c->mu);
+		return CLAIM_WAIT;
+	}
+	rc = run(c, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", 1, &key, &r);
+	pthread_mutex_unlock(&c->mu);
+	if (rc < 0)
+		return away(c, rc, wait_ms);
+	got = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	if (got)
+		return CLAIM_WON;
+	*wait_ms = CONFLICT_WAIT_MS; /* the other hub is making it: then look it up */
+	return CLAIM_WAIT;
+}
+
+void claims_entity_unlock(struct claims *c, const char *key)
+{
+	PGresult *r = NULL;
+	char err[256];
+
+	pthread_mutex_lock(&c->mu);
+	/* A connection lost since took the lock with it. */
+	if (c->conn && PQstatus(c->conn) == CONNECTION_OK &&
+	    query(c, "SELECT pg_advisory_unlock(hashtextextended($1, 0))", 1, &key, &r, err,
+		  sizeof(err)) < 0)
+		disconnect(c); /* the lock goes with the session */
+	PQclear(r);
+	pthread_mutex_unlock(&c->mu);
 }
 
 void claims_hub_status(struct claims *c, const void *payload, size_t len)
@@ -483,9 +922,15 @@ out:
 
 int claims_status_fields(struct claims *c, char *buf, size_t len)
 {
-	int n = snprintf(buf, len, ",\"ha\":{\"hub_id\":\"%s\",\"priority\":%d},"
-			 "\"notifications_unclaimed\":%llu", c->hub_id, c->priority,
-			 (unsigned long long)atomic_load(&c->unclaimed));
+	char obs[64] = "";
+	int n;
+
+	if (c->want_obs)
+		snprintf(obs, sizeof(obs), ",\"observations_unclaimed\":%llu",
+			 (unsigned long long)atomic_load(&c->obs_unclaimed));
+	n = snprintf(buf, len, ",\"ha\":{\"hub_id\":\"%s\",\"priority\":%d},"
+		     "\"notifications_unclaimed\":%llu%s", c->hub_id, c->priority,
+		     (unsigned long long)atomic_load(&c->unclaimed), obs);
 
 	return n < 0 || (size_t)n >= len ? -ENOSPC : n;
 }
@@ -524,5 +969,44 @@ int claims_metrics_text(struct claims *c, char *buf, size_t len)
 		     (unsigned long long)atomic_load(&c->lost),
 		     (unsigned long long)atomic_load(&c->reconciled),
 		     (unsigned long long)atomic_load(&c->duplicates), atomic_load(&c->up) ? 1 : 0);
-	return n < 0 || (size_t)n >= len ? -ENOSPC : n;
+	if (n < 0 || (size_t)n >= len)
+		return -ENOSPC;
+	if (c->want_obs) {
+		int m = snprintf(buf + n, len - (size_t)n,
+			"# HELP agri_gateway_sta_claims_won_total observations this hub claimed"
+			" for SensorThings (taken over included)\n"
+			"# TYPE agri_gateway_sta_claims_won_total counter\n"
+			"agri_gateway_sta_claims_won_total %llu\n"
+			"# HELP agri_gateway_sta_claims_taken_over_total observations whose claim"
+			" by the other hub lapsed unsent (its lease) and this hub took over\n"
+			"# TYPE agri_gateway_sta_claims_taken_over_total counter\n"
+			"agri_gateway_sta_claims_taken_over_total %llu\n"
+			"# HELP agri_gateway_sta_claims_peer_total observations the other hub sent"
+			" (skipped here)\n"
+			"# TYPE agri_gateway_sta_claims_peer_total counter\n"
+			"agri_gateway_sta_claims_peer_total %llu\n"
+			"# HELP agri_gateway_sta_unclaimed_total observations sent to SensorThings"
+			" without a claim (the claims database away)\n"
+			"# TYPE agri_gateway_sta_unclaimed_total counter\n"
+			"agri_gateway_sta_unclaimed_total %llu\n"
+			"# HELP agri_gateway_sta_claims_reconciled_total unclaimed observations"
+			" recorded as claims afterwards\n"
+			"# TYPE agri_gateway_sta_claims_reconciled_total counter\n"
+			"agri_gateway_sta_claims_reconciled_total %llu\n"
+			"# HELP agri_gateway_sta_claims_duplicates_total unclaimed observations the"
+			" other hub had claimed too\n"
+			"# TYPE agri_gateway_sta_claims_duplicates_total counter\n"
+			"agri_gateway_sta_claims_duplicates_total %llu\n",
+			(unsigned long long)atomic_load(&c->obs_won),
+			(unsigned long long)atomic_load(&c->obs_taken),
+			(unsigned long long)atomic_load(&c->obs_peer),
+			(unsigned long long)atomic_load(&c->obs_unclaimed),
+			(unsigned long long)atomic_load(&c->obs_reconciled),
+			(unsigned long long)atomic_load(&c->obs_duplicates));
+
+		if (m < 0 || (size_t)m >= len - (size_t)n)
+			return -ENOSPC;
+		n += m;
+	}
+	return n;
 }

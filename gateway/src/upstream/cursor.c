@@ -46,7 +46,11 @@ static const char schema_sql[] =
 	" sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS upstream_sta_ids("
 	" url TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL,"
-	" PRIMARY KEY(url, key)) WITHOUT ROWID;";
+	" PRIMARY KEY(url, key)) WITHOUT ROWID;"
+	/* two hubs: SensorThings sends the claims database has not taken yet */
+	"CREATE TABLE IF NOT EXISTS upstream_sta_unrecorded("
+	" datastream TEXT NOT NULL, ts INTEGER NOT NULL, unclaimed INTEGER NOT NULL,"
+	" PRIMARY KEY(datastream, ts)) WITHOUT ROWID;";
 
 static const char fetch_sql[] =
 	"SELECT q.seq, st.name, se.sensor, se.metric, q.ts, r.value, r.unit,"
@@ -400,6 +404,17 @@ static void sink_wait(struct sink *s, int64_t ms)
 	pthread_mutex_unlock(&up->mu);
 }
 
+/* Sleeps up to ms (at most 5 s), or until stopping: a sink waiting for
+ * another hub's claim, which no commit here would end. */
+static void sink_pause(struct sink *s, int64_t ms)
+{
+	if (ms > 5000)
+		ms = 5000;
+	for (int64_t end = util_mono_ms() + ms;
+	     !atomic_load(&s->up->stopping) && util_mono_ms() < end;)
+		util_sleep_ms(end - util_mono_ms() < 100 ? end - util_mono_ms() : 100);
+}
+
 static void sink_failed(struct sink *s, const char *what, const char *err)
 {
 	int64_t delay;
@@ -499,15 +514,25 @@ static void *sink_main(void *arg)
 		}
 		s->attempt = 0;
 		atomic_store(&s->connected, true);
-		atomic_fetch_add(&s->rows_total, (uint64_t)n - res.rejected - res.duplicates);
+		if (res.partial && res.taken < (size_t)n) {
+			/* the rest waits for another hub's claim: after it next */
+			last = s->rows[res.taken].seq - 1;
+			n = (int)res.taken;
+		}
+		atomic_fetch_add(&s->rows_total, (uint64_t)n - res.rejected - res.duplicates -
+						 res.skipped);
 		atomic_fetch_add(&s->rejected, res.rejected);
 		atomic_fetch_add(&s->dups, res.duplicates);
 		if (s->complaint.complained)
 			caught_up_rows += n;
-		s->cursor_mem = last;
-		atomic_store(&s->taken, last);
-		s->cursor_dirty = true;
-		sink_save_cursor(s); /* retried at the top of the loop */
+		if (last != s->cursor_mem) {
+			s->cursor_mem = last;
+			atomic_store(&s->taken, last);
+			s->cursor_dirty = true;
+			sink_save_cursor(s); /* retried at the top of the loop */
+		}
+		if (res.partial)
+			sink_pause(s, res.wait_ms);
 	}
 	if (s->cursor_dirty)
 		sink_save_cursor(s);
@@ -640,6 +665,13 @@ fail:
 	*err = rc;
 	upstream_free(up);
 	return NULL;
+}
+
+void upstream_set_claims(struct upstream *up, struct claims *c)
+{
+	for (size_t i = 0; up && c && i < up->n_sinks; i++)
+		if (up->sinks[i].ops->set_claims && up->sinks[i].impl)
+			up->sinks[i].ops->set_claims(up->sinks[i].impl, c);
 }
 
 const struct ingest_hook *upstream_hook(struct upstream *up)

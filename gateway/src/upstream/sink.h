@@ -16,6 +16,7 @@
 #include "gateway/config.h"
 
 struct sqlite3;
+struct claims;
 
 #define UPSTREAM_ERR_MAX 256
 
@@ -34,10 +35,18 @@ struct upstream_row {
 	int64_t received_ms;
 };
 
-/* What a sink reports back for one send(). */
+/* What a sink reports back for one send(). The counts are of the rows the
+ * cursor passes (all n, or the first `taken` when partial). */
 struct upstream_send_result {
 	uint64_t rejected;   /* rows the target refused for good */
 	uint64_t duplicates; /* rows found already in the target */
+	uint64_t skipped;    /* rows another hub sends (forwarding claims) */
+	/* Partial progress, not a failure: the cursor passes rows[0..taken)
+	 * only, and the sink is asked again after wait_ms (another hub holds
+	 * the next row's claim; the claims database says wait). */
+	bool partial;
+	size_t taken;
+	int64_t wait_ms;
 };
 
 struct upstream_sink_ops {
@@ -61,6 +70,10 @@ struct upstream_sink_ops {
 	/* Any thread: aborts blocking I/O as soon as possible. */
 	void (*cancel)(void *s);
 	void (*close)(void *s);
+	/* Forwarding claims between two hubs (optional; NULL: the sink needs
+	 * none, as PostgreSQL's idempotent inserts). Main thread, before
+	 * the sink's thread starts. */
+	void (*set_claims)(void *s, struct claims *c);
 };
 
 extern const struct upstream_sink_ops upstream_pg_ops;

@@ -12,6 +12,15 @@
  * is first reconciled: for each of its Datastreams the observations in
  * the batch's time range are listed and rows already there are skipped.
  *
+ * With two hubs (ha, docs/upstream.md "Two hubs") every observation is
+ * claimed in the province's PostgreSQL before it is POSTed, by its
+ * Datastream name and phenomenonTime (notify/claims.h): the other hub's
+ * observations are skipped, one it holds unsent waits (the cursor stops
+ * there) until it is sent or its lease lapses, and what this hub sent
+ * without a claim is kept in upstream_sta_unrecorded until the claims
+ * database takes it. Entities are made under the database's lock, so the
+ * two hubs never create the same one twice.
+ *
  * The server is not trusted with where the gateway connects: a listing's
  * @iot.nextLink is followed only on the configured server's scheme, host
  * and port (upstream_sta_link_allowed); any other makes the reconciliation
@@ -31,12 +40,19 @@
 #include "agri/json.h"
 #include "agri/log.h"
 #include "agri/time.h"
+#include "agri/util.h"
+#include "notify/claims.h"
 #include "upstream/sink.h"
 
 #define RESP_MAX (16 * 1024 * 1024)
 #define ID_MAX 96
 #define PAGES_MAX 64
 #define LOG "upstream"
+#define TIMEOUT_MS 30000L       /* one request */
+#define LEASE_MARGIN_MS 1000    /* a claimed POST ends this long before its lease */
+#define RECORD_BUDGET_MS 2000   /* recording unclaimed sends, each sync */
+#define WAIT_POLL_MS 1000       /* a row the other hub holds unsent: look again */
+#define KEY_MAX (3 * AGRI_ID_MAX + 3)
 
 static const char *const q_names[] = {"ok", "suspect", "error", "maint"};
 
@@ -53,9 +69,21 @@ struct sta {
 	bool resp_too_big;
 	char location[GW_URL_MAX];
 	struct log_complaint foreign_link; /* a nextLink off the server was refused */
+	long post_timeout_ms;       /* the next POST's bound */
+	/* forwarding claims (NULL: one hub) */
+	struct claims *claims;
+	int64_t wait_ms;            /* an entity the other hub is making: ask again */
+	sqlite3_stmt *unrec_ins, *unrec_sel, *unrec_del;
+	struct log_complaint unrec_fail;
 	/* per batch */
 	int *grp;                   /* row -> group */
 	bool *skip;
+	bool *check;                /* group -> reconcile it */
+	char (*keys)[KEY_MAX];      /* row -> its Datastream name */
+	struct claim_obs *obs;
+	size_t *obs_row;            /* obs -> row */
+	size_t n_obs;
+	bool *flags;
 	size_t cap;
 };
 
@@ -123,6 +151,7 @@ static long http(struct sta *s, const char *url, const char *body, char *err, si
 	 * and the server may have stored it the first time (a duplicate that
 	 * nobody sees). GETs reuse the connection. */
 	curl_easy_setopt(s->c, CURLOPT_FRESH_CONNECT, body ? 1L : 0L);
+	curl_easy_setopt(s->c, CURLOPT_TIMEOUT_MS, body ? s->post_timeout_ms : TIMEOUT_MS);
 	if (body) {
 		curl_easy_setopt(s->c, CURLOPT_POST, 1L);
 		curl_easy_setopt(s->c, CURLOPT_POSTFIELDS, body);
@@ -227,7 +256,8 @@ static void id_put(struct sta *s, const char *key, const char *id)
 static int ensure(struct sta *s, const char *key, const char *collection, const char *name,
 		  cJSON *body, char *id, size_t idlen, char *err, size_t errlen)
 {
-	char url[GW_URL_MAX * 2], filter[256], *esc = NULL, *text = NULL;
+	char url[GW_URL_MAX * 2], filter[256], lock[GW_URL_MAX], *esc = NULL, *text = NULL;
+	bool locked = false;
 	cJSON *j = NULL;
 	long st;
 	int rc;
@@ -235,6 +265,17 @@ static int ensure(struct sta *s, const char *key, const char *collection, const 
 	if (id_get(s, key, id, idlen)) {
 		cJSON_Delete(body);
 		return 0;
+	}
+	/* Two hubs: one looks up and creates at a time, the other finds it. */
+	snprintf(lock, sizeof(lock), "sta:%s/%s", collection, name);
+	if (s->claims) {
+		enum claim_verdict v = claims_entity_lock(s->claims, lock, &s->wait_ms);
+
+		if (v == CLAIM_WAIT) {
+			cJSON_Delete(body);
+			return -EAGAIN;
+		}
+		locked = v == CLAIM_WON;
 	}
 	snprintf(filter, sizeof(filter), "name eq '%s'", name); /* names are [A-Za-z0-9_/-] */
 	esc = curl_easy_escape(s->c, filter, 0);
@@ -298,6 +339,8 @@ static int ensure(struct sta *s, const char *key, const char *collection, const 
 	}
 	id_put(s, key, id);
 out:
+	if (locked)
+		claims_entity_unlock(s->claims, lock);
 	cJSON_Delete(body);
 	cJSON_Delete(j);
 	curl_free(esc);
@@ -501,7 +544,8 @@ static int cmp_i64(const void *a, const void *b)
 
 /* Marks skip[i] for the rows of group g already on the server. */
 static int reconcile(struct sta *s, const char *ds, const struct upstream_row *rows, size_t n,
-		     int g, struct upstream_send_result *res, char *err, size_t errlen)
+		     size_t taken, int g, struct upstream_send_result *res, char *err,
+		     size_t errlen)
 {
 	char t1[AGRI_TIME_LEN + 1], t2[AGRI_TIME_LEN + 1], filter[128], path[ID_MAX + 4];
 	char url[GW_URL_MAX * 2], *esc;
@@ -586,7 +630,8 @@ static int reconcile(struct sta *s, const char *ds, const struct upstream_row *r
 			continue;
 		if (bsearch(&rows[i].ts_ms, have, n_have, sizeof(*have), cmp_i64)) {
 			s->skip[i] = true;
-			res->duplicates++;
+			if (i < taken) /* the rest is counted when the cursor passes it */
+				res->duplicates++;
 		}
 	}
 out:
@@ -632,10 +677,21 @@ static void *sta_open(const struct gateway_config *cfg, sqlite3 *db)
 	curl_easy_setopt(s->c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
 	curl_easy_setopt(s->c, CURLOPT_TIMEOUT_MS, 30000L);
 	curl_easy_setopt(s->c, CURLOPT_USERAGENT, "agri-gateway/" AGRI_VERSION);
+	s->post_timeout_ms = TIMEOUT_MS;
 	if (sqlite3_prepare_v3(db, "SELECT id FROM upstream_sta_ids WHERE url = ?1 AND key = ?2", -1,
 			       SQLITE_PREPARE_PERSISTENT, &s->id_sel, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(db, "INSERT OR REPLACE INTO upstream_sta_ids(url, key, id)"
 			       " VALUES (?1, ?2, ?3)", -1, SQLITE_PREPARE_PERSISTENT, &s->id_ins,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(db, "INSERT INTO upstream_sta_unrecorded(datastream, ts, unclaimed)"
+			       " VALUES (?1, ?2, ?3) ON CONFLICT DO UPDATE SET"
+			       " unclaimed = unclaimed OR excluded.unclaimed", -1,
+			       SQLITE_PREPARE_PERSISTENT, &s->unrec_ins, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(db, "SELECT datastream, ts, unclaimed FROM upstream_sta_unrecorded"
+			       " LIMIT ?1", -1, SQLITE_PREPARE_PERSISTENT, &s->unrec_sel,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(db, "DELETE FROM upstream_sta_unrecorded WHERE datastream = ?1"
+			       " AND ts = ?2", -1, SQLITE_PREPARE_PERSISTENT, &s->unrec_del,
 			       NULL) != SQLITE_OK)
 		goto fail;
 	return s;
@@ -645,6 +701,9 @@ fail:
 	curl_slist_free_all(s->hdrs);
 	sqlite3_finalize(s->id_sel);
 	sqlite3_finalize(s->id_ins);
+	sqlite3_finalize(s->unrec_ins);
+	sqlite3_finalize(s->unrec_sel);
+	sqlite3_finalize(s->unrec_del);
 	free(s);
 	return NULL;
 }
@@ -664,23 +723,141 @@ static int sta_connect(void *ctx, char *err, size_t errlen)
 	return 0;
 }
 
+/* Per-batch arrays for n rows (kept between batches). */
 static int reserve_rows(struct sta *s, size_t n)
 {
-	int *g;
-	bool *k;
+	void *p;
 
 	if (n <= s->cap)
 		return 0;
-	g = realloc(s->grp, n * sizeof(*g));
-	if (g)
-		s->grp = g;
-	k = realloc(s->skip, n * sizeof(*k));
-	if (k)
-		s->skip = k;
-	if (!g || !k)
-		return -ENOMEM;
+#define GROW(f)                                                   \
+	do {                                                      \
+		if (!(p = realloc(s->f, n * sizeof(*s->f))))      \
+			return -ENOMEM;                           \
+		s->f = p;                                         \
+	} while (0)
+	GROW(grp);
+	GROW(skip);
+	GROW(check);
+	GROW(keys);
+	GROW(obs);
+	GROW(obs_row);
+	GROW(flags);
+#undef GROW
 	s->cap = n;
 	return 0;
+}
+
+/* Whether row r may already be on the server for a reason the claims do
+ * not cover: its claim may have been pruned (an observation older than
+ * half the claims' keeping), or it was stored before the claims database
+ * came back, and the other hub may have sent it unclaimed meanwhile. */
+static bool in_doubt(struct sta *s, const struct upstream_row *r, int64_t now)
+{
+	int64_t back = claims_back_ms(s->claims);
+
+	return r->ts_ms < now - CLAIMS_OBS_KEEP_MS / 2 ||
+	       (back > 0 && r->received_ms < back + CLAIMS_GRACE_MS);
+}
+
+/* Sends made that the claims database does not know yet (unclaimed[i],
+ * or a sent mark that failed): kept until sta_sync records them. */
+static void keep_unrecorded(struct sta *s, const struct upstream_row *rows, size_t n,
+			    bool unclaimed)
+{
+	int rc = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL);
+
+	for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+		if (s->skip[i])
+			continue;
+		sqlite3_bind_text(s->unrec_ins, 1, s->keys[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s->unrec_ins, 2, rows[i].ts_ms);
+		sqlite3_bind_int(s->unrec_ins, 3, unclaimed);
+		rc = sqlite3_step(s->unrec_ins) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+		sqlite3_reset(s->unrec_ins);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		log_complain(&s->unrec_fail, LOG_LVL_WARN, LOG, "cannot keep sends to record as"
+			     " claims sink=sensorthings error=\"%s\" (the other hub may send them"
+			     " again; logged once)", sqlite3_errmsg(s->db));
+	} else {
+		log_release(&s->unrec_fail, LOG, "sends to record kept again sink=sensorthings");
+	}
+}
+
+/*
+ * The claims of rows[0..upto): fills skip, check (per group), and returns
+ * the claims' verdict; *taken is how far the cursor may pass (the first
+ * row another hub holds unsent), *lease_ms how long the rows to send stay
+ * ours (from before the claim), *wait_ms when to ask again, *peer how many
+ * rows before *taken the other hub sent.
+ */
+static enum claim_verdict claim_rows(struct sta *s, const struct upstream_row *rows, size_t upto,
+				     size_t *taken, int64_t *lease_ms, int64_t *wait_ms,
+				     uint64_t *peer)
+{
+	enum claim_verdict v;
+	int64_t now = util_now_ms();
+	size_t k = 0;
+
+	*taken = upto;
+	*lease_ms = INT64_MAX;
+	*peer = 0;
+	s->n_obs = 0;
+	for (size_t i = 0; i < upto; i++) {
+		snprintf(s->keys[i], KEY_MAX, "%s/%s/%s", rows[i].station, rows[i].sensor,
+			 rows[i].metric);
+		if (s->skip[i])
+			continue;
+		s->obs[k] = (struct claim_obs){.datastream = s->keys[i], .ts_ms = rows[i].ts_ms};
+		s->obs_row[k++] = i;
+	}
+	if (!k)
+		return CLAIM_WON;
+	v = claims_obs_take(s->claims, s->obs, k, wait_ms);
+	if (v == CLAIM_UNCLAIMED) /* the other hub may have sent some: check */
+		for (size_t i = 0; i < upto; i++)
+			s->check[s->grp[i]] = true;
+	if (v != CLAIM_WON)
+		return v;
+	s->n_obs = k;
+	for (size_t j = 0; j < k; j++) {
+		const struct claim_obs *o = &s->obs[j];
+		size_t i = s->obs_row[j];
+
+		switch (o->verdict) {
+		case OBS_WAIT: {
+			/* the other hub is most likely posting it now: look again
+			 * soon, until it is sent or its lease lapses */
+			int64_t w = o->lease_left_ms < WAIT_POLL_MS ? o->lease_left_ms : WAIT_POLL_MS;
+
+			if (i < *taken)
+				*taken = i;
+			if (w < *wait_ms || *wait_ms == 0)
+				*wait_ms = w;
+		}
+			/* fall through */
+		case OBS_DONE:
+			s->skip[i] = true;
+			break;
+		case OBS_SEND_CHECK:
+			s->check[s->grp[i]] = true;
+			/* fall through */
+		default:
+			if (in_doubt(s, &rows[i], now))
+				s->check[s->grp[i]] = true;
+			if (o->lease_left_ms < *lease_ms)
+				*lease_ms = o->lease_left_ms;
+			break;
+		}
+	}
+	for (size_t j = 0; j < k; j++)
+		if (s->obs[j].verdict == OBS_DONE && s->obs[j].peer && s->obs_row[j] < *taken)
+			(*peer)++;
+	return CLAIM_WON;
 }
 
 static int sta_send(void *ctx, const struct upstream_row *rows, size_t n,
@@ -688,16 +865,19 @@ static int sta_send(void *ctx, const struct upstream_row *rows, size_t n,
 {
 	struct sta *s = ctx;
 	char (*ids)[ID_MAX] = NULL, url[GW_URL_MAX + 32], t[AGRI_TIME_LEN + 1], *text = NULL;
+	enum claim_verdict cv = CLAIM_WON;
+	int64_t t0 = 0, lease_ms = INT64_MAX, wait_ms = 0;
 	int n_groups = 0, rc = 0;
 	cJSON *body = NULL, *j = NULL, **arrays = NULL;
+	size_t sent = 0, upto = n, taken = n, *order = NULL;
 	long st;
-	size_t sent = 0;
 
 	if ((rc = reserve_rows(s, n)) < 0)
 		return rc;
 	ids = calloc(n, sizeof(*ids));
 	arrays = calloc(n, sizeof(*arrays));
-	if (!ids || !arrays) {
+	order = calloc(n, sizeof(*order));
+	if (!ids || !arrays || !order) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -706,20 +886,44 @@ static int sta_send(void *ctx, const struct upstream_row *rows, size_t n,
 		char id[ID_MAX];
 		int g;
 
-		s->skip[i] = !rows[i].has_value; /* an Observation needs a result */
-		if (s->skip[i])
-			res->rejected++;
-		if ((rc = datastream(s, &rows[i], id, sizeof(id), err, errlen)) < 0)
+		rc = datastream(s, &rows[i], id, sizeof(id), err, errlen);
+		if (rc == -EAGAIN) { /* the other hub is making it: the rows before now */
+			upto = taken = i;
+			wait_ms = s->wait_ms;
+			rc = 0;
+			break;
+		}
+		if (rc < 0)
 			goto out;
 		for (g = 0; g < n_groups && strcmp(ids[g], id) != 0; g++)
 			;
-		if (g == n_groups)
-			snprintf(ids[n_groups++], ID_MAX, "%s", id);
+		if (g == n_groups) {
+			snprintf(ids[n_groups], ID_MAX, "%s", id);
+			s->check[n_groups++] = false;
+		}
 		s->grp[i] = g;
+		s->skip[i] = !rows[i].has_value; /* an Observation needs a result */
 	}
-	if (s->uncertain)
-		for (int g = 0; g < n_groups; g++)
-			if ((rc = reconcile(s, ids[g], rows, n, g, res, err, errlen)) < 0)
+	/* Two hubs: claim them; skip what the other hub sends. */
+	s->n_obs = 0;
+	if (s->claims && upto) {
+		t0 = util_mono_ms();
+		cv = claim_rows(s, rows, upto, &taken, &lease_ms, &wait_ms, &res->skipped);
+		if (cv == CLAIM_WAIT)
+			upto = taken = 0;
+		claims_obs_peer(s->claims, res->skipped);
+	}
+	res->partial = taken < n;
+	res->taken = taken;
+	res->wait_ms = wait_ms;
+	if (!upto)
+		goto out;
+	for (size_t i = 0; i < taken; i++)
+		if (!rows[i].has_value)
+			res->rejected++;
+	for (int g = 0; g < n_groups; g++)
+		if (s->uncertain || s->check[g])
+			if ((rc = reconcile(s, ids[g], rows, upto, taken, g, res, err, errlen)) < 0)
 				goto out;
 	body = cJSON_CreateArray();
 	for (int g = 0; g < n_groups; g++) {
@@ -734,7 +938,7 @@ static int sta_send(void *ctx, const struct upstream_row *rows, size_t n,
 		arrays[g] = cJSON_AddArrayToObject(o, "dataArray");
 		cJSON_AddItemToArray(body, o);
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < upto; i++) {
 		cJSON *row;
 
 		if (s->skip[i])
@@ -748,6 +952,11 @@ static int sta_send(void *ctx, const struct upstream_row *rows, size_t n,
 		cJSON_AddItemToArray(arrays[s->grp[i]], row);
 		sent++;
 	}
+	/* The order of the server's answer: group by group, rows in order. */
+	for (int g = 0, k = 0; g < n_groups; g++)
+		for (size_t i = 0; i < upto; i++)
+			if (s->grp[i] == g && !s->skip[i])
+				order[k++] = i;
 	/* Drop empty groups; set the counts. */
 	for (int g = n_groups - 1; g >= 0; g--) {
 		cJSON *o = cJSON_GetArrayItem(body, g);
@@ -760,6 +969,26 @@ static int sta_send(void *ctx, const struct upstream_row *rows, size_t n,
 	}
 	if (sent == 0)
 		goto done;
+	/* A claimed POST ends before its lease does: past it, the other hub
+	 * may take the rows over. Too little left: let the claims lapse and
+	 * take them again (this hub or the other). */
+	s->post_timeout_ms = TIMEOUT_MS;
+	if (lease_ms != INT64_MAX) {
+		int64_t left = t0 + lease_ms - LEASE_MARGIN_MS - util_mono_ms();
+
+		if (left < LEASE_MARGIN_MS) {
+			for (size_t i = 0; i < taken; i++)
+				if (!s->skip[i]) {
+					res->taken = taken = i;
+					break;
+				}
+			res->partial = true;
+			res->wait_ms = 2 * LEASE_MARGIN_MS;
+			goto out;
+		}
+		if (left < s->post_timeout_ms)
+			s->post_timeout_ms = (long)left;
+	}
 	text = cJSON_PrintUnformatted(body);
 	if (!text) {
 		rc = -ENOMEM;
@@ -767,6 +996,7 @@ static int sta_send(void *ctx, const struct upstream_row *rows, size_t n,
 	}
 	snprintf(url, sizeof(url), "%s/CreateObservations", s->url);
 	st = http(s, url, text, err, errlen);
+	s->post_timeout_ms = TIMEOUT_MS;
 	if (st < 0) {
 		rc = (int)st;
 		goto out;
@@ -782,13 +1012,33 @@ static int sta_send(void *ctx, const struct upstream_row *rows, size_t n,
 	j = parse_resp(s);
 	if (cJSON_IsArray(j)) {
 		cJSON *e;
+		size_t k = 0;
 
-		cJSON_ArrayForEach(e, j)
-			if (cJSON_IsString(e) && strcmp(e->valuestring, "error") == 0)
+		/* rows after taken are counted when the cursor passes them */
+		cJSON_ArrayForEach(e, j) {
+			if (cJSON_IsString(e) && strcmp(e->valuestring, "error") == 0 && k < sent &&
+			    order[k] < taken)
 				res->rejected++;
+			k++;
+		}
 	}
 done:
-	s->uncertain = false;
+	/* Two hubs: the claims are sent (those the server had too); what the
+	 * database did not take yet is recorded later (sta_sync). */
+	if (s->claims && cv == CLAIM_UNCLAIMED && sent) {
+		claims_obs_unclaimed(s->claims, sent);
+		keep_unrecorded(s, rows, upto, true);
+	} else if (s->claims && cv == CLAIM_WON && s->n_obs &&
+		   claims_obs_sent(s->claims, s->obs, s->n_obs) < 0) {
+		for (size_t i = 0; i < upto; i++) /* the rows this hub holds */
+			s->skip[i] = true;
+		for (size_t k = 0; k < s->n_obs; k++)
+			if (s->obs[k].verdict == OBS_SEND || s->obs[k].verdict == OBS_SEND_CHECK)
+				s->skip[s->obs_row[k]] = false;
+		keep_unrecorded(s, rows, upto, false);
+	}
+	if (upto == n) /* every row in doubt was reconciled, or is another hub's */
+		s->uncertain = false;
 out:
 	if (rc < 0 && rc != -EPROTO && rc != -ECONNREFUSED)
 		s->uncertain = true; /* the server may have committed some of it */
@@ -797,7 +1047,66 @@ out:
 	cJSON_free(text);
 	free(ids);
 	free(arrays);
+	free(order);
 	return rc;
+}
+
+/*
+ * Two hubs: records what was sent without a claim (or whose sent mark
+ * failed) in the claims database, a batch at a time for at most
+ * RECORD_BUDGET_MS, and prunes old claims. Never fails the sink: the
+ * claims database being away is not the server being away.
+ */
+static int sta_sync(void *ctx, char *err, size_t errlen)
+{
+	struct sta *s = ctx;
+	const size_t chunk = upstream_sta_ops.batch_rows;
+	int64_t end = util_mono_ms() + RECORD_BUDGET_MS;
+
+	(void)err;
+	(void)errlen;
+	if (!s->claims || reserve_rows(s, chunk) < 0)
+		return 0;
+	while (util_mono_ms() < end) {
+		size_t n = 0;
+
+		sqlite3_bind_int64(s->unrec_sel, 1, (int64_t)chunk);
+		while (n < chunk && sqlite3_step(s->unrec_sel) == SQLITE_ROW) {
+			const unsigned char *d = sqlite3_column_text(s->unrec_sel, 0);
+
+			snprintf(s->keys[n], KEY_MAX, "%s", d ? (const char *)d : "");
+			s->obs[n] = (struct claim_obs){.datastream = s->keys[n],
+						       .ts_ms = sqlite3_column_int64(s->unrec_sel, 1)};
+			s->flags[n++] = sqlite3_column_int(s->unrec_sel, 2) != 0;
+		}
+		sqlite3_reset(s->unrec_sel);
+		if (!n || claims_obs_record(s->claims, s->obs, s->flags, n) < 0)
+			break;
+		if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			sqlite3_bind_text(s->unrec_del, 1, s->keys[i], -1, SQLITE_STATIC);
+			sqlite3_bind_int64(s->unrec_del, 2, s->obs[i].ts_ms);
+			sqlite3_step(s->unrec_del);
+			sqlite3_reset(s->unrec_del);
+		}
+		if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			break; /* recorded again next time: harmless */
+		}
+		if (n < chunk)
+			break;
+	}
+	claims_obs_prune(s->claims);
+	return 0;
+}
+
+static void sta_set_claims(void *ctx, struct claims *c)
+{
+	struct sta *s = ctx;
+
+	s->claims = c;
+	claims_want_observations(c);
 }
 
 static void sta_disconnect(void *ctx)
@@ -822,9 +1131,17 @@ static void sta_close(void *ctx)
 	curl_slist_free_all(s->hdrs);
 	sqlite3_finalize(s->id_sel);
 	sqlite3_finalize(s->id_ins);
+	sqlite3_finalize(s->unrec_ins);
+	sqlite3_finalize(s->unrec_sel);
+	sqlite3_finalize(s->unrec_del);
 	free(s->resp);
 	free(s->grp);
 	free(s->skip);
+	free(s->check);
+	free(s->keys);
+	free(s->obs);
+	free(s->obs_row);
+	free(s->flags);
 	free(s);
 }
 
@@ -834,8 +1151,9 @@ const struct upstream_sink_ops upstream_sta_ops = {
 	.open = sta_open,
 	.connect = sta_connect,
 	.send = sta_send,
-	.sync = NULL,
+	.sync = sta_sync,
 	.disconnect = sta_disconnect,
 	.cancel = sta_cancel,
 	.close = sta_close,
+	.set_claims = sta_set_claims,
 };

@@ -29,6 +29,7 @@
 #include "core/ingest.h"
 
 struct upstream;
+struct claims;
 
 #define UPSTREAM_SINKS_MAX 2
 
@@ -61,6 +62,11 @@ struct upstream_metrics {
  * *err = 0 when no upstream is configured, or NULL with a negative errno.
  */
 struct upstream *upstream_new(const struct gateway_config *cfg, int *err);
+
+/* With ha (docs/ha.md): the sinks that need it claim what they send in
+ * the claims database (the SensorThings sink; docs/upstream.md, "Two
+ * hubs"). Main thread, before upstream_start(); c outlives up. */
+void upstream_set_claims(struct upstream *up, struct claims *c);
 
 /* The ingest hook to attach with gateway_add_hook(); valid as long as up. */
 const struct ingest_hook *upstream_hook(struct upstream *up);
