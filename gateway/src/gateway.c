@@ -28,6 +28,7 @@
 #include "core/backup.h"
 #include "core/broker.h"
 #include "core/calibration.h"
+#include "core/catchup.h"
 #include "core/drift.h"
 #include "core/health.h"
 #include "core/import.h"
@@ -63,6 +64,7 @@ struct gateway {
 	struct outbox *outbox;
 	struct ingest_hook outbox_hook;
 	struct claims *claims; /* ha: notification claims; NULL = none */
+	struct catchup *catchup; /* ha: catch-up with the other hub; NULL = none */
 	struct people *people; /* the recipients file's policy (live only) */
 	struct upstream *up;
 	struct forecasting *fc;
@@ -100,13 +102,15 @@ static int publish(void *ctx, const char *topic, const void *payload, size_t len
 			  : -ENOTCONN;
 }
 
-/* paho's thread: a hub's status (ha) goes to the claims, the rest to the
- * ingest. */
+/* paho's thread: the other hub's catch-up (ha) to its thread, a hub's
+ * status (ha) to the claims, the rest to the ingest. */
 static int offer(void *ctx, const char *topic, size_t topic_len,
 		 const void *payload, size_t len)
 {
 	struct gateway *gw = ctx;
 
+	if (gw->catchup && catchup_offer(gw->catchup, topic, topic_len, payload, len))
+		return 1;
 	if (gw->claims) {
 		const char *prefix = gw->cfg->broker.topic_prefix;
 		size_t pl = strlen(prefix);
@@ -163,6 +167,11 @@ static int build_core(struct gateway *gw, char *why, size_t why_len)
 	if (!gw->ingest || (gw->mode == GATEWAY_LIVE && !gw->broker)) {
 		why_set(why, why_len, "out of memory");
 		return -ENOMEM;
+	}
+	if (gw->mode == GATEWAY_LIVE && !(gw->catchup = catchup_new(cfg, gw->ingest, &pub, &err)) &&
+	    err < 0) {
+		why_set(why, why_len, "cannot set up the catch-up: %s", strerror(-err));
+		return err;
 	}
 	return 0;
 }
@@ -359,6 +368,8 @@ static int metrics(void *ctx, char *buf, size_t len)
 		pos += (size_t)n;
 	if (gw->claims && (n = claims_metrics_text(gw->claims, buf + pos, len - pos)) > 0)
 		pos += (size_t)n;
+	if (gw->catchup && (n = catchup_metrics_text(gw->catchup, buf + pos, len - pos)) > 0)
+		pos += (size_t)n;
 	if (gw->people && (n = people_metrics_text(gw->people, buf + pos, len - pos)) > 0)
 		pos += (size_t)n;
 	if (gw->up && (n = upstream_metrics_text(gw->up, buf + pos, len - pos)) > 0 &&
@@ -403,7 +414,8 @@ int gateway_start(struct gateway *gw, char *why, size_t why_len)
 		 gw->cfg->broker.shared_group[0] ? gw->cfg->broker.shared_group : "-");
 	if ((rc = broker_start(gw->broker)) < 0 ||
 	    (gw->outbox && (rc = outbox_start(gw->outbox)) < 0) ||
-	    (rc = upstream_start(gw->up)) < 0 || (gw->fc && (rc = forecasting_start(gw->fc)) < 0)) {
+	    (rc = upstream_start(gw->up)) < 0 || (gw->fc && (rc = forecasting_start(gw->fc)) < 0) ||
+	    (rc = catchup_start(gw->catchup)) < 0) {
 		why_set(why, why_len, "cannot start: %s", strerror(-rc));
 		return rc;
 	}
@@ -470,7 +482,7 @@ static void hub_status(struct gateway *gw, bool force)
 	struct gateway_health *h = &gw->health;
 	bool alarm = atomic_load(&h->hub_alarm);
 	int64_t now = util_mono_ms();
-	char topic[AGRI_TOPIC_MAX + 80], since[32] = "", ts[32], body[1024], ha[224] = "";
+	char topic[AGRI_TOPIC_MAX + 80], since[32] = "", ts[32], body[1280], ha[384] = "";
 	int n;
 
 	if (!force && alarm == gw->hub_alarm_sent && now < gw->next_hub_status)
@@ -484,6 +496,12 @@ static void hub_status(struct gateway *gw, bool force)
 		 gw->cfg->broker.client_id);
 	if (gw->claims && claims_status_fields(gw->claims, ha, sizeof(ha)) < 0)
 		ha[0] = '\0';
+	if (gw->catchup) {
+		size_t hl = strlen(ha);
+
+		if (catchup_status_fields(gw->catchup, ha + hl, sizeof(ha) - hl) < 0)
+			ha[hl] = '\0';
+	}
 	n = snprintf(body, sizeof(body),
 		     "{\"v\":1,\"hub\":\"%s\",\"state\":\"online\",\"fw\":\"%s\",\"ts\":\"%s\","
 		     "\"db_writable\":%s,\"alarm\":%s%s%s%s%s%s,"
@@ -547,6 +565,7 @@ void gateway_stop(struct gateway *gw, int64_t budget_ms)
 	http_stop(gw->http);
 	gw->http = NULL;
 	forecasting_stop(gw->fc);
+	catchup_stop(gw->catchup); /* a replay in ingest_call() finishes first */
 	if (gw->started) {
 		ingest_stop(gw->ingest, t0 + budget_ms * 7 / 10);
 		if (gw->broker_started)
@@ -566,6 +585,7 @@ void gateway_free(struct gateway *gw)
 		return;
 	gateway_stop(gw, STOP_INGEST_MS);
 	broker_free(gw->broker);
+	catchup_free(gw->catchup);
 	ingest_free(gw->ingest);
 	store_close(gw->store);
 	forecasting_free(gw->fc);

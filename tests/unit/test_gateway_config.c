@@ -132,6 +132,18 @@ static void test_ha(struct gateway_config *cfg)
 		{"\"ha\":{\"hub_id\":\"a\",\"claims\":\"host=127.0.0.1\",\"priority\":1,\"leader\":true}",
 		 "ha.leader"},
 		{"\"ha\":[]", "ha"},
+		/* catch-up (docs/ha.md "Catch-up") */
+		{"\"ha\":{\"hub_id\":\"a\",\"claims\":\"host=127.0.0.1\",\"priority\":1,"
+		 "\"catchup\":false,\"catchup_window_h\":720,\"catchup_every_s\":2,"
+		 "\"catchup_settle_s\":0}", NULL},
+		{"\"ha\":{\"hub_id\":\"a\",\"claims\":\"host=127.0.0.1\",\"priority\":1,"
+		 "\"catchup\":\"yes\"}", "ha.catchup"},
+		{"\"ha\":{\"hub_id\":\"a\",\"claims\":\"host=127.0.0.1\",\"priority\":1,"
+		 "\"catchup_window_h\":721}", "ha.catchup_window_h"},
+		{"\"ha\":{\"hub_id\":\"a\",\"claims\":\"host=127.0.0.1\",\"priority\":1,"
+		 "\"catchup_every_s\":1}", "ha.catchup_every_s"},
+		{"\"ha\":{\"hub_id\":\"a\",\"claims\":\"host=127.0.0.1\",\"priority\":1,"
+		 "\"catchup_settle_s\":-1}", "ha.catchup_settle_s"},
 	};
 	char msg[512];
 
@@ -147,6 +159,10 @@ static void test_ha(struct gateway_config *cfg)
 	CHECK_STR(cfg->ha.hub_id, "hub-a");
 	CHECK_INT((int)cfg->ha.priority, 1);
 	CHECK_INT((int)cfg->ha.takeover_s, 120); /* the default */
+	CHECK(cfg->ha.catchup); /* on by default with ha */
+	CHECK_INT((int)cfg->ha.catchup_window_h, 48);
+	CHECK_INT((int)cfg->ha.catchup_every_s, 120);
+	CHECK_INT((int)cfg->ha.catchup_settle_s, 600);
 	CHECK_STR(cfg->ha.claims_sslmode, "prefer");
 	CHECK_INT(load_members("\"ha\":null", cfg, msg, sizeof(msg)), 0);
 	CHECK(!cfg->ha.enabled);

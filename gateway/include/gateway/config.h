@@ -206,6 +206,13 @@ struct gateway_config {
 		char claims_sslmode[16];
 		int64_t priority;          /* 1: sends at once without PostgreSQL */
 		int64_t takeover_s;        /* 2: after the 1's status said offline this long */
+		/* Catch-up with the other hub (docs/ha.md "Catch-up"): on by
+		 * default with ha; digests over catchup_window_h hours, every
+		 * catchup_every_s, of readings older than catchup_settle_s. */
+		bool catchup;
+		int64_t catchup_window_h;  /* 1-720, default 48 */
+		int64_t catchup_every_s;   /* 2-3600, default 120 */
+		int64_t catchup_settle_s;  /* 0-3600, default 600 */
 	} ha;
 	/* "Calibration due" (docs/gateway.md "Calibration"): a sensor's last
 	 * recorded calibration older than this raises its station's built-in

@@ -31,8 +31,8 @@ struct broker {
 	MQTTAsync client;
 	char uri[GW_URL_MAX];
 	/* telemetry, status; with an alert engine the hubs' acknowledgements,
-	 * with ha the hubs' statuses (docs/ha.md) */
-	char topics[4][AGRI_TOPIC_MAX + 80];
+	 * with ha the hubs' statuses and their catch-up (docs/ha.md) */
+	char topics[5][AGRI_TOPIC_MAX + 80];
 	int n_topics;
 	char will_topic[AGRI_TOPIC_MAX + 80];
 	char will[384];  /* ha: the hub's Last Will, "offline"; "" = none */
@@ -129,8 +129,8 @@ static void on_connected(void *ctx, char *cause)
 {
 	struct broker *b = ctx;
 	MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-	char *topics[4] = {b->topics[0], b->topics[1], b->topics[2], b->topics[3]};
-	int qos[4] = {1, 1, 1, 1};
+	char *topics[5] = {b->topics[0], b->topics[1], b->topics[2], b->topics[3], b->topics[4]};
+	int qos[5] = {1, 1, 1, 1, 1};
 	int rc;
 
 	atomic_store(&b->state, ST_UP);
@@ -194,6 +194,10 @@ struct broker *broker_new(const struct gateway_config *cfg,
 		snprintf(b->will_topic, sizeof(b->will_topic), "%s/hub/%s/status",
 			 cfg->broker.topic_prefix, cfg->broker.client_id);
 		b->will[0] = '.'; /* made at each connect (its ts) */
+		/* The other hub's digests, requests and replays (core/catchup.h). */
+		if (cfg->ha.catchup)
+			snprintf(b->topics[b->n_topics++], sizeof(b->topics[0]),
+				 "%s/hub/+/catchup/#", cfg->broker.topic_prefix);
 	}
 	return b;
 }

@@ -80,6 +80,10 @@ void gateway_config_defaults(struct gateway_config *c)
 	c->drift.fall_pct = 10;
 	c->drift.min_g_l = 0.2;
 	c->ha.takeover_s = 120;
+	c->ha.catchup = true;
+	c->ha.catchup_window_h = 48;
+	c->ha.catchup_every_s = 120;
+	c->ha.catchup_settle_s = 600;
 }
 
 static const struct agri_cfg_field broker_fields[] = {
@@ -570,6 +574,10 @@ static const struct agri_cfg_field ha_fields[] = {
 	STR("claims", ha.claims, true),
 	AGRI_FIELD(GW, "priority", AGRI_CFG_INT, ha.priority, true, AGRI_RANGE(1, 2)),
 	INT("takeover_s", ha.takeover_s, 1, 86400),
+	BOOL("catchup", ha.catchup),
+	INT("catchup_window_h", ha.catchup_window_h, 1, 720),
+	INT("catchup_every_s", ha.catchup_every_s, 2, 3600),
+	INT("catchup_settle_s", ha.catchup_settle_s, 0, 3600),
 };
 
 static int parse_ha(const cJSON *item, void *cfgp, const char *path, struct agri_err *err)

@@ -392,6 +392,8 @@ static int run_in_txn(struct ingest *in, ingest_call_fn fn, void *ctx)
 	run_hooks_after(in, rc >= 0);
 	atomic_fetch_add(&in->health->readings_stored, in->c.stored);
 	atomic_fetch_add(&in->health->readings_duplicate, in->c.dup);
+	if (rc >= 0)
+		atomic_fetch_add(&in->health->dead_letters, in->c.dead);
 	return rc;
 }
 

@@ -187,6 +187,32 @@ int ingest_call(struct ingest *in, ingest_call_fn fn, void *ctx,
 int ingest_put_readings(struct ingest *in, const struct agri_telemetry *t,
 			int64_t received_ms);
 
+/*
+ * A catch-up replay (core/catchup.h): readings another hub holds and this
+ * one lacks, sent as a telemetry batch on <prefix>/hub/<hub>/catchup/replay.
+ * Inside an ingest_call: validated like telemetry (the schema, the station
+ * known here, the readings asked for (expect), the station's readings and
+ * series budgets, the clock window), stored (repeats are no-ops) and fed
+ * to the hooks as late readings; never acked, no seq noted, last_seen
+ * untouched. What is refused is a dead letter of kind "replay" (or
+ * "quota", "clock") with its reason. Returns 0 (received and stored
+ * filled in) or a negative errno of the store (the call rolls back).
+ */
+struct ingest_replay {
+	const char *topic, *from_hub;
+	const char *payload;
+	size_t len;      /* bytes in payload */
+	size_t orig_len; /* the message's size (more than len: too big, cut) */
+	size_t max_len;  /* the largest accepted */
+	bool (*expect)(void *ctx, const char *station, int64_t ts_ms);
+	void *ctx;
+	/* out */
+	char station[AGRI_ID_MAX + 1];
+	int64_t first_ts_ms;
+	size_t received, stored, refused;
+};
+int ingest_put_replay(struct ingest *in, struct ingest_replay *r);
+
 /* From a hook's on_tick (writer thread, inside the tick's transaction):
  * tells every hook's on_event about ev, as the ingest does for its own
  * events (the alert engine raises the built-in rule of its kind).

@@ -324,6 +324,141 @@ static int put_telemetry(struct ingest *in, const struct msg *m,
 	return ack_later(in, tel.station, tel.seq);
 }
 
+/* A catch-up replay's dead letter (the message is not a struct msg: it
+ * came through the catch-up thread), within the station's budget. */
+static int replay_dead(struct ingest *in, const struct ingest_replay *r, const char *station,
+		       const char *kind, const char *reason)
+{
+	struct quota *q = in_quota_of(in, station ? station : "");
+	struct store_dead_letter dl = {
+		/* a replay too big was cut at the door: its prefix is all there is */
+		.topic = r->topic, .payload = r->payload, .len = r->len, .reason = reason,
+		.kind = kind, .station = station, .received_ms = util_now_ms(),
+	};
+	int rc;
+
+	if (!in_bucket_take(&q->dead, 1, util_mono_ms())) {
+		if ((rc = store_count_dead_letters(in->st, kind, 1)) == 0)
+			atomic_fetch_add(&in->health->dead_suppressed, 1);
+		return rc;
+	}
+	if ((rc = store_put_dead_letter(in->st, &dl)) == 0) {
+		in->c.dead++;
+		log_debug(LOG, "dead letter topic=%s kind=%s reason=\"%s\"", r->topic, kind, reason);
+	}
+	return rc;
+}
+
+int ingest_put_replay(struct ingest *in, struct ingest_replay *r)
+{
+	struct agri_telemetry tel = {.readings = in->readings, .cap = AGRI_BATCH_MAX_READINGS};
+	struct agri_err err = {0};
+	char reason[REASON_MAX], e[AGRI_ERR_PATH_MAX + AGRI_ERR_MSG_MAX + 4];
+	size_t kept = 0, unasked = 0, off_clock, refused = 0;
+	int64_t first_off = 0, now = util_now_ms();
+	int drc, rc;
+
+	r->received = r->stored = r->refused = 0;
+	r->station[0] = '\0';
+	r->first_ts_ms = 0;
+	if (r->orig_len > r->len || r->len > r->max_len) {
+		snprintf(reason, sizeof(reason), "catch-up replay from %s: %zu bytes, more than %zu",
+			 r->from_hub, r->orig_len, r->max_len);
+		r->refused = 1;
+		return replay_dead(in, r, "", "replay", reason);
+	}
+	drc = agri_telemetry_decode(r->payload, r->len, &tel, &err);
+	if (drc < 0) {
+		agri_err_format(&err, e, sizeof(e));
+		snprintf(reason, sizeof(reason), "catch-up replay from %s: %s", r->from_hub, e);
+		r->refused = 1;
+		return replay_dead(in, r, tel.has_station ? tel.station : "", "replay", reason);
+	}
+	snprintf(r->station, sizeof(r->station), "%s", tel.station);
+	if (drc == 1) {
+		agri_err_format(&err, e, sizeof(e));
+		snprintf(reason, sizeof(reason), "catch-up replay from %s: %zu invalid reading%s"
+			 " skipped, first: %s", r->from_hub, tel.n_invalid,
+			 tel.n_invalid == 1 ? "" : "s", e);
+		r->refused += tel.n_invalid;
+		if ((rc = replay_dead(in, r, tel.station, "replay", reason)) < 0)
+			return rc;
+	}
+	/* A station this hub has never heard of: its readings wait until it
+	 * has (the next round asks again). */
+	if ((rc = (int)store_station_gaps(in->st, tel.station)) == -ENOENT) {
+		snprintf(reason, sizeof(reason), "catch-up replay from %s: station %s is unknown here",
+			 r->from_hub, tel.station);
+		r->refused += tel.n;
+		return replay_dead(in, r, "", "replay", reason);
+	} else if (rc < 0) {
+		return rc;
+	}
+	/* Only the hours this hub asked for. */
+	for (size_t i = 0; i < tel.n; i++) {
+		if (!r->expect || !r->expect(r->ctx, tel.station, tel.readings[i].ts_ms)) {
+			unasked++;
+			continue;
+		}
+		if (kept != i)
+			tel.readings[kept] = tel.readings[i];
+		kept++;
+	}
+	tel.n = kept;
+	if (unasked) {
+		snprintf(reason, sizeof(reason), "catch-up replay from %s: %zu readings of hours not"
+			 " asked for", r->from_hub, unasked);
+		r->refused += unasked;
+		if ((rc = replay_dead(in, r, tel.station, "replay", reason)) < 0)
+			return rc;
+	}
+	if (tel.n && !in_bucket_take(&in_quota_of(in, tel.station)->readings, (double)tel.n,
+				     util_mono_ms())) {
+		atomic_fetch_add(&in->health->quota_readings, tel.n);
+		snprintf(reason, sizeof(reason), "catch-up replay from %s: readings over the station's"
+			 " budget (%lld a minute): %zu readings not stored (asked again later)",
+			 r->from_hub, (long long)in->opt.readings_per_min, tel.n);
+		r->refused += tel.n;
+		return replay_dead(in, r, tel.station, "quota", reason);
+	}
+	off_clock = clock_filter(in, &tel, now, &first_off);
+	if (off_clock) {
+		char span[32];
+
+		atomic_fetch_add(&in->health->clock_readings, off_clock);
+		in_span_text(span, sizeof(span), first_off);
+		snprintf(reason, sizeof(reason), "catch-up replay from %s: %zu readings outside the"
+			 " clock window: first stamped %s %s", r->from_hub, off_clock, span,
+			 first_off > 0 ? "ahead" : "behind");
+		r->refused += off_clock;
+		if ((rc = replay_dead(in, r, tel.station, "clock", reason)) < 0)
+			return rc;
+	}
+	if (!tel.n)
+		return 0;
+	r->first_ts_ms = tel.readings[0].ts_ms;
+	for (size_t h = 0; h < in->n_hooks; h++)
+		if (in->hooks[h].on_readings &&
+		    (rc = in->hooks[h].on_readings(in->hooks[h].ctx, in->st, &tel)) < 0)
+			return rc;
+	if ((rc = store_readings(in, &tel, now, &refused)) < 0)
+		return rc;
+	r->received = tel.n;
+	r->stored = (size_t)rc;
+	if (refused) {
+		atomic_fetch_add(&in->health->quota_readings, refused);
+		snprintf(reason, sizeof(reason), "catch-up replay from %s: %zu readings of new series"
+			 " refused: the station has its budget of %d series", r->from_hub, refused,
+			 store_series_max(in->st));
+		r->refused += refused;
+		if ((rc = replay_dead(in, r, tel.station, "quota", reason)) < 0)
+			return rc;
+	}
+	/* No store_note_seq(), no ack, no last_seen: the station did not
+	 * send this to us; the hooks see late readings (fresh[] as stored). */
+	return run_telemetry_hooks(in, &tel, now);
+}
+
 static int put_status(struct ingest *in, const struct msg *m,
 		      const struct agri_topic *t)
 {
