@@ -31,6 +31,7 @@
 #include "core/catchup.h"
 #include "core/drift.h"
 #include "core/health.h"
+#include "core/hubs.h"
 #include "core/import.h"
 #include "core/ingest.h"
 #include "core/store.h"
@@ -57,6 +58,7 @@ struct gateway {
 	struct store *store;
 	struct ingest *ingest;
 	struct broker *broker;
+	struct hubs *hubs; /* the province's hubs as heard here (live only) */
 	/* the rooms above it, each NULL when the config has none */
 	struct alerting *alerts;
 	struct notify_channel *chans[NOTIFY_CHANNELS_MAX];
@@ -103,7 +105,8 @@ static int publish(void *ctx, const char *topic, const void *payload, size_t len
 }
 
 /* paho's thread: the other hub's catch-up (ha) to its thread, a hub's
- * status (ha) to the claims, the rest to the ingest. */
+ * status to the hubs' registry (and with ha to the claims), never to the
+ * ingest: it is no station's; the rest to the ingest. */
 static int offer(void *ctx, const char *topic, size_t topic_len,
 		 const void *payload, size_t len)
 {
@@ -111,16 +114,10 @@ static int offer(void *ctx, const char *topic, size_t topic_len,
 
 	if (gw->catchup && catchup_offer(gw->catchup, topic, topic_len, payload, len))
 		return 1;
-	if (gw->claims) {
-		const char *prefix = gw->cfg->broker.topic_prefix;
-		size_t pl = strlen(prefix);
-
-		if (topic_len > pl + 12 && strncmp(topic, prefix, pl) == 0 &&
-		    strncmp(topic + pl, "/hub/", 5) == 0 &&
-		    strncmp(topic + topic_len - 7, "/status", 7) == 0) {
+	if (hubs_offer(gw->hubs, topic, topic_len, payload, len)) {
+		if (gw->claims)
 			claims_hub_status(gw->claims, payload, len);
-			return 1;
-		}
+		return 1;
 	}
 	return ingest_offer(gw->ingest, topic, topic_len, payload, len);
 }
@@ -162,7 +159,7 @@ static int build_core(struct gateway *gw, char *why, size_t why_len)
 		return err;
 	}
 	gw->ingest = ingest_new(gw->store, &io, &pub, &gw->health);
-	if (gw->ingest && gw->mode == GATEWAY_LIVE)
+	if (gw->ingest && gw->mode == GATEWAY_LIVE && (gw->hubs = hubs_new(cfg)) != NULL)
 		gw->broker = broker_new(cfg, &gw->health, offer, gw);
 	if (!gw->ingest || (gw->mode == GATEWAY_LIVE && !gw->broker)) {
 		why_set(why, why_len, "out of memory");
@@ -173,7 +170,7 @@ static int build_core(struct gateway *gw, char *why, size_t why_len)
 		why_set(why, why_len, "cannot set up the catch-up: %s", strerror(-err));
 		return err;
 	}
-	return 0;
+	return gw->hubs ? ingest_add_hook(gw->ingest, hubs_hook(gw->hubs)) : 0;
 }
 
 /* --- the rooms above the core ------------------------------------------------ */
@@ -386,6 +383,13 @@ static int forecast_doc(void *ctx, const char *station, const char *metric, char
 	return forecasting_http(gw->fc, station, metric, buf, len);
 }
 
+static int hubs_doc(void *ctx, char *buf, size_t len)
+{
+	struct gateway *gw = ctx;
+
+	return hubs_json(gw->hubs, util_now_ms(), buf, len);
+}
+
 /* Retained state the broker may have lost, on every (re)connect. */
 static void republish(struct gateway *gw)
 {
@@ -426,7 +430,8 @@ int gateway_start(struct gateway *gw, char *why, size_t why_len)
 	}
 	if (gw->cfg->http.enabled) {
 		struct http_hooks hooks = {.ctx = gw, .ack_alert = ack_alert, .metrics = metrics,
-					   .forecast = gw->fc ? forecast_doc : NULL};
+					   .forecast = gw->fc ? forecast_doc : NULL,
+					   .hubs = hubs_doc};
 
 		gw->http = http_start(gw->cfg, &gw->health, &hooks, &rc);
 		if (!gw->http) {
@@ -482,7 +487,8 @@ static void hub_status(struct gateway *gw, bool force)
 	struct gateway_health *h = &gw->health;
 	bool alarm = atomic_load(&h->hub_alarm);
 	int64_t now = util_mono_ms();
-	char topic[AGRI_TOPIC_MAX + 80], since[32] = "", ts[32], body[1280], ha[384] = "";
+	char topic[AGRI_TOPIC_MAX + 80], since[32] = "", ts[32], body[4608], ha[384] = "";
+	char hubs[3072] = ""; /* station_url and newest_by_url: HUBS_URLS_MAX of them */
 	int n;
 
 	if (!force && alarm == gw->hub_alarm_sent && now < gw->next_hub_status)
@@ -502,11 +508,13 @@ static void hub_status(struct gateway *gw, bool force)
 		if (catchup_status_fields(gw->catchup, ha + hl, sizeof(ha) - hl) < 0)
 			ha[hl] = '\0';
 	}
+	if (hubs_status_fields(gw->hubs, hubs, sizeof(hubs)) < 0)
+		hubs[0] = '\0';
 	n = snprintf(body, sizeof(body),
 		     "{\"v\":1,\"hub\":\"%s\",\"state\":\"online\",\"fw\":\"%s\",\"ts\":\"%s\","
 		     "\"db_writable\":%s,\"alarm\":%s%s%s%s%s%s,"
 		     "\"received\":%llu,\"readings_stored\":%llu,\"dead_letters\":%llu,"
-		     "\"quota_messages\":%llu,\"clock_readings\":%llu,\"queue_depth\":%llu%s}",
+		     "\"quota_messages\":%llu,\"clock_readings\":%llu,\"queue_depth\":%llu%s%s}",
 		     gw->cfg->broker.client_id, AGRI_VERSION, ts,
 		     atomic_load(&h->db_writable) ? "true" : "false",
 		     alarm ? "{\"kind\":\"storage\",\"since\":\"" : "null", alarm ? since : "",
@@ -518,7 +526,7 @@ static void hub_status(struct gateway *gw, bool force)
 		     (unsigned long long)atomic_load(&h->dead_letters),
 		     (unsigned long long)atomic_load(&h->quota_messages),
 		     (unsigned long long)atomic_load(&h->clock_readings),
-		     (unsigned long long)atomic_load(&h->queue_depth), ha);
+		     (unsigned long long)atomic_load(&h->queue_depth), ha, hubs);
 	if (n > 0 && (size_t)n < sizeof(body) &&
 	    broker_publish(gw->broker, topic, body, (size_t)n, true, NULL) == 0) {
 		gw->hub_alarm_sent = alarm;
@@ -587,6 +595,7 @@ void gateway_free(struct gateway *gw)
 	broker_free(gw->broker);
 	catchup_free(gw->catchup);
 	ingest_free(gw->ingest);
+	hubs_free(gw->hubs);
 	store_close(gw->store);
 	forecasting_free(gw->fc);
 	calibration_free(gw->cal);

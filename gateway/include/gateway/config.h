@@ -69,6 +69,10 @@ struct gateway_config {
 		char shared_group[GW_NAME_MAX]; /* "" = none */
 		char topic_prefix[65];
 		char ca_file[PATH_MAX], cert_file[PATH_MAX], key_file[PATH_MAX];
+		/* The URL stations use for this hub (as in their broker.urls),
+		 * said in the hub status so that the hubs' panel can tell which
+		 * stations are on which hub; "" = not said (docs/dashboard.md). */
+		char station_url[256];
 		int64_t keepalive_s;
 		int64_t session_expiry_s;
 	} broker;

@@ -30,8 +30,8 @@ struct broker {
 	void *ctx;
 	MQTTAsync client;
 	char uri[GW_URL_MAX];
-	/* telemetry, status; with an alert engine the hubs' acknowledgements,
-	 * with ha the hubs' statuses and their catch-up (docs/ha.md) */
+	/* telemetry, status, the hubs' statuses; with an alert engine the
+	 * hubs' acknowledgements, with ha the hubs' catch-up (docs/ha.md) */
 	char topics[5][AGRI_TOPIC_MAX + 80];
 	int n_topics;
 	char will_topic[AGRI_TOPIC_MAX + 80];
@@ -187,10 +187,12 @@ struct broker *broker_new(const struct gateway_config *cfg,
 		snprintf(b->topics[b->n_topics++], sizeof(b->topics[0]), "%s/hub/+/ack",
 			 cfg->broker.topic_prefix);
 	}
+	/* Every hub's status, ours included: the hubs' panel (core/hubs.h),
+	 * with ha the claims' takeover too (docs/ha.md). Never shared. */
+	snprintf(b->topics[b->n_topics++], sizeof(b->topics[0]), "%s/hub/+/status",
+		 cfg->broker.topic_prefix);
 	if (cfg->ha.enabled) {
-		/* The other hub's status, and our own Last Will (docs/ha.md). */
-		snprintf(b->topics[b->n_topics++], sizeof(b->topics[0]), "%s/hub/+/status",
-			 cfg->broker.topic_prefix);
+		/* our own Last Will (docs/ha.md) */
 		snprintf(b->will_topic, sizeof(b->will_topic), "%s/hub/%s/status",
 			 cfg->broker.topic_prefix, cfg->broker.client_id);
 		b->will[0] = '.'; /* made at each connect (its ts) */

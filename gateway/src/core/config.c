@@ -96,6 +96,7 @@ static const struct agri_cfg_field broker_fields[] = {
 	STR("ca_file", broker.ca_file, false),
 	STR("cert_file", broker.cert_file, false),
 	STR("key_file", broker.key_file, false),
+	STR("station_url", broker.station_url, false),
 	INT("keepalive_s", broker.keepalive_s, 5, 3600),
 	INT("session_expiry_s", broker.session_expiry_s, 60, 4294967295.0),
 };
@@ -840,6 +841,12 @@ static int check_broker_db(struct gateway_config *cfg, struct agri_err *err)
 	}
 	if (!client_id_valid(cfg->broker.client_id)) {
 		agri_err_set(err, "broker.client_id", "expected 1-%d of [A-Za-z0-9_.-]", GW_NAME_MAX);
+		return -EINVAL;
+	}
+	if (cfg->broker.station_url[0] && (!has_scheme(cfg->broker.station_url, mqtt_schemes) ||
+					   strpbrk(cfg->broker.station_url, "\"\\ "))) {
+		agri_err_set(err, "broker.station_url", "expected the URL stations use for this hub,"
+			     " mqtts://HOST:PORT (or tcp, mqtt, ssl, ws, wss)");
 		return -EINVAL;
 	}
 	if (cfg->broker.shared_group[0] && !agri_ident_valid(cfg->broker.shared_group)) {

@@ -171,6 +171,43 @@ enum MHD_Result http_api_metrics(const struct http_call *k)
 	return http_send_dbuf(srv, c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", &b);
 }
 
+/* --- GET /api/v1/hubs ----------------------------------------------------- */
+
+#define HUBS_DOC_MAX (256u << 10) /* HUBS_STATIONS_MAX names, and the hubs */
+
+/* The province's hubs as this gateway hears them (docs/api.md): from
+ * memory, not the store. */
+enum MHD_Result http_api_hubs(const struct http_call *k)
+{
+	static const char *const allowed[] = {NULL};
+	struct http_server *srv = k->srv;
+	struct MHD_Connection *c = k->c;
+	struct agri_buf b = AGRI_BUF_HEAP(HUBS_DOC_MAX);
+	struct params p;
+	int n;
+
+	if (!http_params_read(c, &p, allowed))
+		return http_send_error(srv, c, MHD_HTTP_BAD_REQUEST, "%s", p.bad);
+	if (!srv->hooks.hubs) {
+		agri_buf_puts(&b, "{\"hubs\":[],\"other_urls\":[],\"on_no_hub\":[],\"now\":");
+		http_json_time(&b, http_now_ms());
+		agri_buf_puts(&b, "}\n");
+		return http_send_dbuf(srv, c, MHD_HTTP_OK, "application/json", &b);
+	}
+	b.p = malloc(HUBS_DOC_MAX);
+	if (!b.p)
+		return http_send_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+	b.cap = HUBS_DOC_MAX;
+	n = srv->hooks.hubs(srv->hooks.ctx, b.p, b.cap);
+	if (n < 0) {
+		agri_buf_free(&b);
+		return http_send_error(srv, c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				       "cannot list the hubs: %s", strerror(-n));
+	}
+	b.len = (size_t)n;
+	return http_send_dbuf(srv, c, MHD_HTTP_OK, "application/json", &b);
+}
+
 /* --- GET /healthz ------------------------------------------------------ */
 
 enum MHD_Result http_api_healthz(const struct http_call *k)

@@ -54,6 +54,11 @@ struct http_hooks {
 	 */
 	int (*forecast)(void *ctx, const char *station, const char *metric,
 			char *buf, size_t len);
+	/*
+	 * The GET /api/v1/hubs document (core/hubs.h) into buf. Returns its
+	 * length or a negative errno (500). Absent: no hubs heard.
+	 */
+	int (*hubs)(void *ctx, char *buf, size_t len);
 };
 
 /*

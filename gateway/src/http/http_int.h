@@ -200,6 +200,7 @@ enum MHD_Result http_api_ack(const struct http_call *k);
 enum MHD_Result http_api_metrics(const struct http_call *k);
 enum MHD_Result http_api_healthz(const struct http_call *k);
 enum MHD_Result http_api_dead_letters(const struct http_call *k);
+enum MHD_Result http_api_hubs(const struct http_call *k);
 
 /* api_forecast.c */
 int http_view_exists(struct rconn *rc, const char *name);

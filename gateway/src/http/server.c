@@ -390,6 +390,7 @@ static const struct route routes[] = {
 	{"GET", "/api/v1/today", ROUTE_READ, true, 0, http_api_today},
 	{"GET", "/api/v1/recipients", ROUTE_READ, true, 0, http_api_recipients},
 	{"GET", "/api/v1/dead-letters", ROUTE_READ, true, 0, http_api_dead_letters},
+	{"GET", "/api/v1/hubs", ROUTE_READ, false, 0, http_api_hubs},
 	{"GET", "/api/v1/bundles/{id}", false, false, 0, http_api_bundle}, /* station auth */
 };
 
