@@ -70,6 +70,12 @@ const T = {
     online: 'trực tuyến', offline: 'mất kết nối', unknown: 'chưa rõ', last_seen: 'Lần cuối', never: 'chưa có',
     tech: 'Kỹ thuật', fw: 'Phần mềm trạm', system: 'Hệ thống (khe)', update: 'Cập nhật', board: 'Bo mạch', config_version: 'Phiên bản cấu hình',
     spool_depth: 'Bản tin chờ gửi', gaps: 'Bản tin bị thiếu', code: 'Mã trạm', yes: 'có', no: 'không',
+    h_hubs: 'Trạm chủ', hub_up: 'đang chạy', hub_off: 'mất liên lạc', hub_this: 'trạm chủ này',
+    hub_heard: 'Nghe lần cuối', hub_st: (n) => `${n} trạm kết nối`, hub_st_unknown: 'không rõ trạm nào (chưa khai station_url)',
+    hub_step: 'Đồng bộ với trạm chủ kia', hub_behind: (m) => `Chậm ${m} phút so với trạm chủ kia`,
+    hub_lag_unknown: 'Chưa rõ độ trễ', hub_newest: 'Số đo mới nhất', hub_why_will: 'trạm chủ báo ngắt',
+    hub_why_silent: 'quá 3 phút không nghe', hub_other: 'Trạm trên địa chỉ khác', hub_none: 'Trạm không kết nối',
+    no_hubs: 'Chưa nghe trạm chủ nào.',
     measured: 'Đo', forecast_line: 'Dự báo', band: 'Khoảng tin cậy', thr_key: 'Ngưỡng 0,5 · 1 · 2 · 4 g/L',
     lanes_key: 'Dải dưới trục: cửa sổ lấy nước theo ngưỡng', none_lane: 'không có', bph: 'Rầy nâu', other: 'Côn trùng khác',
     night_of: 'Đêm', no_chart: 'Chưa vẽ được: chưa có số đo.',
@@ -133,6 +139,12 @@ const T = {
     online: 'online', offline: 'offline', unknown: 'unknown', last_seen: 'Last seen', never: 'never',
     tech: 'Technical', fw: 'Station firmware', system: 'System (slot)', update: 'Update', board: 'Board', config_version: 'Config version',
     spool_depth: 'Messages waiting to send', gaps: 'Messages missing', code: 'Station code', yes: 'yes', no: 'no',
+    h_hubs: 'Hubs', hub_up: 'up', hub_off: 'offline', hub_this: 'this hub',
+    hub_heard: 'Last heard', hub_st: (n) => `${n} station${n === 1 ? '' : 's'} on it`, hub_st_unknown: 'stations unknown (no station_url)',
+    hub_step: 'In step with the other hub', hub_behind: (m) => `Behind the other hub by ${m} min`,
+    hub_lag_unknown: 'Lag not known yet', hub_newest: 'Newest reading', hub_why_will: 'its broker says it stopped',
+    hub_why_silent: 'not heard for 3 minutes', hub_other: 'Stations on another address', hub_none: 'Stations not connected',
+    no_hubs: 'No hub heard yet.',
     measured: 'Measured', forecast_line: 'Forecast', band: 'Confidence band', thr_key: 'Limits 0.5 · 1 · 2 · 4 g/L',
     lanes_key: 'Strips under the axis: intake windows per limit', none_lane: 'none', bph: 'Brown planthopper', other: 'Other insects',
     night_of: 'Night of', no_chart: 'Nothing to draw yet: no readings.',
@@ -158,7 +170,7 @@ const T = {
 let lang = localStorage.getItem('agri-lang') === 'en' ? 'en' : 'vi';
 const state = {
   today: null, alerts: [], now: Date.now(), refreshes: 0, etags: {}, bodies: {},
-  stations: null, fc: {}, sal: {}, nights: null, chartsAt: 0, stationsAt: 0, chartsOn: false, stationsOn: false,
+  stations: null, fc: {}, sal: {}, nights: null, chartsAt: 0, stationsAt: 0, chartsOn: false, stationsOn: false, hubs: null, hubsOn: false,
 };
 const $ = (id) => document.getElementById(id);
 const t = (k) => (T[lang][k] !== undefined ? T[lang][k] : T.vi[k] !== undefined ? T.vi[k] : k);
@@ -972,6 +984,67 @@ function renderStations() {
   box.replaceChildren(...cards);
 }
 
+/* --- hubs: which is up, how far behind, which stations are on which ------ */
+
+/* GET /api/v1/hubs (docs/api.md): every hub's retained status as this
+ * gateway hears it. "Behind" compares the newest readings each hub has
+ * stored per station-facing URL; statuses go out once a minute, so under
+ * in_step_s (2 minutes) it says in step. */
+function stationNames(list) {
+  return list.map((c) => { const s = siteOf(c); return (s && s.name) || c; }).join(', ');
+}
+
+function renderHubs() {
+  const d = state.hubs;
+  if (!d) return;
+  const box = $('hubs');
+  const cards = d.hubs.map((h) => {
+    const card = el('article', 'card station hub');
+    card.dataset.hub = h.id;
+    card.dataset.state = h.state;
+    const head = el('div', 'head');
+    head.appendChild(el('h3', 'name', (h.hub_id || h.id) + (h.self ? ' (' + t('hub_this') + ')' : '')));
+    head.appendChild(el('span', 'state ' + (h.state === 'up' ? 'online' : 'offline'),
+      h.state === 'up' ? t('hub_up') : t('hub_off')));
+    card.appendChild(head);
+    const seen = el('div', 'seen', t('hub_heard') + ': ' + whenText(Date.parse(h.last_heard)) +
+      (h.why ? ' · ' + (h.why === 'offline' ? t('hub_why_will') : t('hub_why_silent')) : ''));
+    card.appendChild(seen);
+    const dl = el('dl', 'values');
+    const add = (k, v, cls) => { dl.appendChild(el('dt', null, k)); dl.appendChild(el('dd', cls, v)); };
+    if (h.stations) {
+      const dd = el('dd', 'hub-stations');
+      dl.appendChild(el('dt', null, t('hub_st')(h.stations.length)));
+      dd.appendChild(named('span', null, stationNames(h.stations)));
+      dl.appendChild(dd);
+    } else {
+      add(t('hub_st_unknown'), '');
+    }
+    if (h.state === 'up')
+      add(h.behind_s === null ? t('hub_lag_unknown') : h.behind_s < d.in_step_s ? t('hub_step')
+          : t('hub_behind')(Math.round(h.behind_s / 60)), '', 'hub-lag');
+    if (h.newest_reading) add(t('hub_newest'), whenText(Date.parse(h.newest_reading)));
+    if (h.station_url) add('URL', h.station_url);
+    card.appendChild(dl);
+    return card;
+  });
+  const extra = (title, list) => {
+    const p = el('p', 'seen hub-extra', title + ': ');
+    p.appendChild(named('span', null, stationNames(list)));
+    return p;
+  };
+  for (const o of d.other_urls) cards.push(extra(t('hub_other') + ' ' + o.url, o.stations));
+  if (d.on_no_hub.length) cards.push(extra(t('hub_none'), d.on_no_hub));
+  if (!d.hubs.length) cards.push(el('p', 'muted', t('no_hubs')));
+  box.replaceChildren(...cards);
+}
+
+async function refreshHubs() {
+  if (!state.hubsOn) return;
+  const r = await api('/api/v1/hubs');
+  if (r.ok && !r.same) { state.hubs = r.body; renderHubs(); }
+}
+
 async function refreshStations() {
   if (!state.stationsOn || Date.now() - state.stationsAt < STATIONS_MS) return;
   state.stationsAt = Date.now();
@@ -998,6 +1071,7 @@ function renderAll() {
   renderDistricts();
   renderAlerts();
   renderStations();
+  renderHubs();
 }
 
 let timer = null, firstPaint = false;
@@ -1026,6 +1100,7 @@ async function refresh() {
     $('updated').dataset.at = String(Date.now());
     if ($('error').dataset.load) { showError(null); delete $('error').dataset.load; }
     await refreshStations();
+    await refreshHubs();
     await refreshCharts();
   } catch (e) {
     showError(t('load_failed') + ': ' + e.message);
@@ -1048,6 +1123,7 @@ function watchLazy() {
   };
   on('charts', () => { state.chartsOn = true; refreshCharts(); });
   on('stations-section', () => { state.stationsOn = true; refreshStations(); });
+  on('hubs-section', () => { state.hubsOn = true; refreshHubs(); });
 }
 
 document.addEventListener('DOMContentLoaded', () => {
