@@ -2,7 +2,7 @@
 #   make run   [DURATION=S]   the province in a box (see README)
 #   make test                 install what is missing, build, run every test
 # Others: make build, make fuzz [FUZZ_SECONDS=N], make powercut [POWERCUT_POINTS=N],
-#         make soak [SOAK_MINUTES=N], make bench, make cross, make clean,
+#         make soak [SOAK_MINUTES=N] [SOAK_HUBS=2], make bench, make cross, make clean,
 #         make test-packages-chroot (the .debs installed, upgraded, purged in a chroot)
 BUILD ?= build
 JOBS ?= $(shell nproc)
@@ -38,7 +38,7 @@ powercut: deps
 	@BUILD=$(BUILD) scripts/powercut $(POWERCUT_POINTS)
 
 soak: build
-	@BUILD=$(BUILD) scripts/soak --minutes $(SOAK_MINUTES)
+	@BUILD=$(BUILD) scripts/soak --minutes $(SOAK_MINUTES) $(if $(SOAK_HUBS),--hubs $(SOAK_HUBS))
 
 bench: build
 	@for b in scripts/bench-*; do [ -x "$$b" ] && "$$b"; done
