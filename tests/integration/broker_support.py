@@ -68,6 +68,7 @@ class ShippedBroker:
         for p in {self.passwd, self.hub_passwd}:
             open(p, "a").close()
         self.proc = None
+        self.wrap = []  # an argv prefix for mosquitto (ha_support.BridgeCut: its group)
 
     def provision(self, station):
         """A station's credentials through `agrictl provision`; its password."""
@@ -86,7 +87,7 @@ class ShippedBroker:
         return pw
 
     def start(self):
-        self.proc = harness.Proc(["mosquitto", "-c", self.conf], os.path.join(self.dir, "mosquitto.log"))
+        self.proc = harness.Proc(self.wrap + ["mosquitto", "-c", self.conf], os.path.join(self.dir, "mosquitto.log"))
         harness.wait_port(self.loop_port, 10, self.proc)
         harness.wait_port(self.tls_port, 10, self.proc)
         return self

@@ -21,18 +21,14 @@ raise (4.6 g/L >= 4.0) then a clear (0.5 g/L).
 4. PostgreSQL still away and hub A SIGKILLed: B sends only once A's Last
    Will has said offline for takeover_s.
 About 55 s."""
-import json
 import os
-import re
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gateway_peer as gp  # noqa: E402
+import ha_support as ha  # noqa: E402
 import harness  # noqa: E402
 import upstream_support as us  # noqa: E402
 
@@ -40,27 +36,13 @@ TAKEOVER_S = 8
 KEEPALIVE_S = 5
 
 
-class Sink(BaseHTTPRequestHandler):
-    got = []  # (time, path, alert JSON)
-    lock = threading.Lock()
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode("utf-8")
-        with Sink.lock:
-            Sink.got.append((time.time(), self.path, json.loads(body),
-                             self.headers.get("X-Agri-Episode")))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *a):
-        pass
+SINK = None  # ha_support.Sink: what each hub's webhook received
 
 
 def deliveries(station, hub=None):
     """(hub path, alert id, raised_at, state, time) of station's alerts."""
-    with Sink.lock:
-        return [(p.strip("/"), a["id"], a["raised_at"], a["state"], t) for t, p, a, e in Sink.got
-                if a.get("station") == station and (hub is None or p == "/" + hub)]
+    return [(p.strip("/"), a["id"], a["raised_at"], a["state"], t) for t, p, a, e, ev in SINK.all()
+            if a.get("station") == station and (hub is None or p == "/" + hub)]
 
 
 def per_transition(station):
@@ -69,15 +51,6 @@ def per_transition(station):
     for hub, aid, raised, state, t in deliveries(station):
         out[(aid, raised, state)] = out.get((aid, raised, state), 0) + 1
     return out
-
-
-def metric(port, name):
-    try:
-        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5).read().decode()
-    except OSError:
-        return None
-    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
-    return float(m.group(1)) if m else None
 
 
 class Hub:
@@ -112,7 +85,7 @@ class Hub:
                                  " WHERE " + where + " ORDER BY id")
 
     def unclaimed(self):
-        return metric(self.http_port, "agri_gateway_notifications_unclaimed_total")
+        return ha.metric(self.http_port, "agri_gateway_notifications_unclaimed_total")
 
 
 def crossing(st, seq, value):
@@ -125,10 +98,10 @@ def crossing(st, seq, value):
 
 def main():
     res = harness.Result("test_notify_claims")
+    global SINK
     d = harness.tmpdir("agri-claims-")
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    sink = "http://127.0.0.1:%d" % srv.server_address[1]
+    SINK = ha.Sink()
+    sink = SINK.url
     mq = harness.Mosquitto(os.path.join(d, "mq")).start()
     pg = us.Postgres(d, fsync=False).start()
 
@@ -154,8 +127,7 @@ def main():
     res.check(len(pt) == 2 and all(n == 2 for n in pt.values()),
               "without ha: each transition notified twice, once by each hub (%s)"
               % sorted(pt.values()))
-    with Sink.lock:
-        eps = set(e for t, p, al, e in Sink.got if al.get("station") == "CL-01")
+    eps = set(e for t, p, al, e, ev in SINK.all() if al.get("station") == "CL-01")
     res.check(a.outbox("episode IS NOT NULL")[0][2] == b.outbox("episode IS NOT NULL")[0][2] and
               eps == {a.outbox()[0][2]},
               "both hubs derive the same episode key, in X-Agri-Episode (%s)" % sorted(eps))
@@ -266,7 +238,7 @@ def main():
     b.gw.stop()
     pg.stop()
     mq.stop()
-    srv.shutdown()
+    SINK.stop()
     res.done()
 
 

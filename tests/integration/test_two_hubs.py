@@ -19,12 +19,11 @@ import re
 import shutil
 import signal
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-import broker_support as B  # noqa: E402
 import gateway_peer as gp  # noqa: E402
+import ha_support as ha  # noqa: E402
 import harness as H  # noqa: E402
 import station_support as S  # noqa: E402
 
@@ -34,105 +33,26 @@ STATIONS = ["ST-1", "ST-2", "ST-3"]
 HOME_B = {"ST-3"}
 
 
-class Hub:
-    """A shipped broker (its certificate from the province's CA) and an
-    agri-gateway on its loopback listener."""
-
-    def __init__(self, wd, name, ca_from=None):
-        self.name = name
-        work = os.path.join(wd, name)
-        if ca_from:  # one CA for the province: stations trust both hubs
-            os.makedirs(os.path.join(work, "broker", "certs"))
-            for f in ("ca.crt", "ca.key"):
-                shutil.copy(os.path.join(ca_from.certs, f), os.path.join(work, "broker", "certs", f))
-        self.br = B.ShippedBroker(work)
-        self.gw_pass = self.br.hub_account("gateway")
-        self.ctl_pass = self.br.hub_account("agrictl")
-        gwd = os.path.join(work, "gw")
-        os.makedirs(gwd)
-        with open(os.path.join(gwd, "gw.pass"), "w") as f:
-            f.write(self.gw_pass)
-        cfg = {"broker": {"url": "tcp://127.0.0.1:%d" % self.br.loop_port,
-                          "client_id": "agri-gateway-" + name.lower(), "username": "gateway",
-                          "password_file": "gw.pass", "keepalive_s": 10},
-               "db": {"path": "agri.db", "retention_days": 400}}
-        self.db = os.path.join(gwd, "agri.db")
-        self.gw = gp.Gateway(gwd, H.write_json(os.path.join(gwd, "gateway.json"), cfg),
-                             name="gw-" + name)
-        self.url = "ssl://localhost:%d" % self.br.tls_port
-        self.seen = []  # (monotonic, station, broker URL) of every status seen here
-        self.lock = threading.Lock()
-        self.obs = None
-
-    def observe(self):
-        """agrictl's account on the hub listener, reading the stations' status as
-        it is published (live, not retained)."""
-        import paho.mqtt.client as mqtt
-        c = mqtt.Client(client_id="agrictl-obs-" + self.name)
-        c.username_pw_set("agrictl", self.ctl_pass)
-        c.on_connect = lambda c, u, f, rc: c.subscribe("agri/v1/+/status", 1)
-
-        def on_message(c, u, m):
-            import json
-            if m.retain:  # a status from before (a restarted broker's snapshot): not news
-                return
-            try:
-                d = json.loads(m.payload)
-            except ValueError:
-                return
-            with self.lock:
-                self.seen.append((time.monotonic(), d.get("station"), d.get("broker"),
-                                  d.get("state")))
-        c.on_message = on_message
-        c.reconnect_delay_set(0.1, 0.5)
-        c.connect_async("127.0.0.1", self.br.loop_port, 30)
-        c.loop_start()
-        self.obs = c
-
-    def on_since(self, station, url, since):
-        """When a status seen here first said station is online on url after since."""
-        with self.lock:
-            ts = [t for t, s, b, st in self.seen
-                  if t > since and s == station and b == url and st == "online"]
-        return min(ts) if ts else None
-
-    def seqs(self):
-        """{station: set of seqs} the gateway committed (seq_ranges)."""
-        out = {}
-        for st, first, last in gp.query(self.db, "SELECT s.name, r.first, r.last FROM seq_ranges r "
-                                                 "JOIN stations s ON s.id = r.station_id"):
-            out.setdefault(st, set()).update(range(first, last + 1))
-        return out
-
-    def readings(self):
-        return gp.query(self.db, "SELECT station, sensor, metric, ts FROM v_readings")
-
-
 def main():
     res = H.Result("test_two_hubs")
     t0 = time.monotonic()
     wd = H.tmpdir("agri-two-hubs-")
-    a = Hub(wd, "A")
-    b = Hub(wd, "B", ca_from=a.br)
+    a = ha.Hub(wd, "A")
+    b = ha.Hub(wd, "B", ca_from=a)
     # Stations and the bridge account: provisioned on A, into the station
     # listener's files that both hubs share (docs/ha.md).
     passwords = {s: a.br.provision(s) for s in STATIONS}
-    r = H.run([H.bin_path("agrictl"), "provision", "--peer-hub",
-               "mqtts://127.0.0.1:%d" % b.br.tls_port, "--passwd", a.br.passwd, "--acl", a.br.acl,
-               "--bridge-user", "bridge-a"])
+    r, bridge_conf = ha.bridge(a, b)
     res.check(r.returncode == 0, "agrictl provision --peer-hub writes the bridge (%s)"
               % (r.stdout + r.stderr).strip()[:200])
-    bridge_conf = os.path.join(a.br.dir, "conf.d", "agri-bridge.conf")
     res.check(os.stat(bridge_conf).st_mode & 0o777 == 0o640,
               "the bridge config (it holds a password) is 0640")
-    for f in ("passwd", "acl"):
-        shutil.copy(os.path.join(a.br.dir, f), os.path.join(b.br.dir, f))
     b.br.start()
     a.br.start()
     H.wait_for(lambda: "bridge-a" in open(b.br.proc.log_path).read(), 15,
                what="the bridge connected to B")
     for h in (a, b):
-        h.gw.start()
+        h.start_gateway()
         h.observe()
 
     tcp_port = H.free_port()
