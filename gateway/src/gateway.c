@@ -16,7 +16,6 @@
 #include "gateway/gateway.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,19 +77,6 @@ struct gateway {
 	bool hub_alarm_sent; /* the alarm state last published */
 	int64_t next_hub_status;
 };
-
-static void why_set(char *why, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void why_set(char *why, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || !len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
-}
 
 /* --- core: store, ingest, broker ------------------------------------------ */
 
@@ -154,7 +140,7 @@ static int build_core(struct gateway *gw, char *why, size_t why_len)
 	atomic_store(&gw->health.db_writable, true);
 	gw->store = store_open(cfg->db.path, &so, &err);
 	if (!gw->store) {
-		why_set(why, why_len, "cannot open the database %s: %s", cfg->db.path,
+		util_why(why, why_len, "cannot open the database %s: %s", cfg->db.path,
 			err == -EPROTO ? "written by a newer agri-gateway" : strerror(-err));
 		return err;
 	}
@@ -162,12 +148,12 @@ static int build_core(struct gateway *gw, char *why, size_t why_len)
 	if (gw->ingest && gw->mode == GATEWAY_LIVE && (gw->hubs = hubs_new(cfg)) != NULL)
 		gw->broker = broker_new(cfg, &gw->health, offer, gw);
 	if (!gw->ingest || (gw->mode == GATEWAY_LIVE && !gw->broker)) {
-		why_set(why, why_len, "out of memory");
+		util_why(why, why_len, "out of memory");
 		return -ENOMEM;
 	}
 	if (gw->mode == GATEWAY_LIVE && !(gw->catchup = catchup_new(cfg, gw->ingest, &pub, &err)) &&
 	    err < 0) {
-		why_set(why, why_len, "cannot set up the catch-up: %s", strerror(-err));
+		util_why(why, why_len, "cannot set up the catch-up: %s", strerror(-err));
 		return err;
 	}
 	return gw->hubs ? ingest_add_hook(gw->ingest, hubs_hook(gw->hubs)) : 0;
@@ -187,7 +173,7 @@ static int build_alerts(struct gateway *gw, char *why, size_t why_len)
 	gw->alerts = alerting_new(gw->cfg, gw->store, gw->ingest, &e, &rc);
 	if (!gw->alerts) {
 		agri_err_format(&e, msg, sizeof(msg));
-		why_set(why, why_len, "%s: %s", gw->cfg->rules_file, msg);
+		util_why(why, why_len, "%s: %s", gw->cfg->rules_file, msg);
 		return rc < 0 ? rc : -EINVAL;
 	}
 	alerting_set_quiet(gw->alerts, gw->mode == GATEWAY_IMPORT);
@@ -205,7 +191,7 @@ static int build_notify(struct gateway *gw, char *why, size_t why_len)
 	 * the hub status carries its fields */
 	gw->claims = claims_new(gw->cfg, &rc);
 	if (!gw->claims && rc < 0) {
-		why_set(why, why_len, "cannot set up notification claims: %s", strerror(-rc));
+		util_why(why, why_len, "cannot set up notification claims: %s", strerror(-rc));
 		return rc;
 	}
 	oo.claims = gw->claims;
@@ -213,7 +199,7 @@ static int build_notify(struct gateway *gw, char *why, size_t why_len)
 				NOTIFY_CHANNELS_MAX);
 
 	if (n < 0) {
-		why_set(why, why_len, "cannot set up the notification channels: %s", strerror(-n));
+		util_why(why, why_len, "cannot set up the notification channels: %s", strerror(-n));
 		return n;
 	}
 	gw->n_chans = (size_t)n;
@@ -224,7 +210,7 @@ static int build_notify(struct gateway *gw, char *why, size_t why_len)
 						.deliver = notify_outbox_deliver, .ctx = gw->chans[i]};
 	gw->outbox = outbox_new(gw->cfg->db.path, oc, gw->n_chans, &oo, &rc);
 	if (!gw->outbox) {
-		why_set(why, why_len, "cannot open the outbox: %s", strerror(-rc));
+		util_why(why, why_len, "cannot open the outbox: %s", strerror(-rc));
 		return rc;
 	}
 	outbox_hook(gw->outbox, &gw->outbox_hook);
@@ -239,7 +225,7 @@ static int build_upstream(struct gateway *gw, char *why, size_t why_len)
 	gw->up = upstream_new(gw->cfg, &rc);
 	if ((!gw->up && rc < 0) || (gw->up && (rc = ingest_add_hook(gw->ingest,
 								   upstream_hook(gw->up))) < 0)) {
-		why_set(why, why_len, "cannot start the upstream forwarders: %s", strerror(-rc));
+		util_why(why, why_len, "cannot start the upstream forwarders: %s", strerror(-rc));
 		return rc;
 	}
 	/* ha: SensorThings forwarding is claimed like notifications */
@@ -255,11 +241,11 @@ static int build_forecast(struct gateway *gw, char *why, size_t why_len)
 	gw->fc = forecasting_new(gw->cfg, gw->ingest, &rc);
 	if (!gw->fc) {
 		if (rc < 0)
-			why_set(why, why_len, "cannot set up forecasts: %s", strerror(-rc));
+			util_why(why, why_len, "cannot set up forecasts: %s", strerror(-rc));
 		return rc;
 	}
 	if ((rc = forecasting_attach(gw->fc, gw->store)) < 0) {
-		why_set(why, why_len, "cannot set up forecasts: %s", strerror(-rc));
+		util_why(why, why_len, "cannot set up forecasts: %s", strerror(-rc));
 		return rc;
 	}
 	forecasting_set_quiet(gw->fc, gw->mode == GATEWAY_IMPORT);
@@ -276,7 +262,7 @@ static int build_calibration(struct gateway *gw, char *why, size_t why_len)
 
 	gw->cal = calibration_new(gw->cfg, gw->store, gw->ingest, &rc);
 	if (!gw->cal) {
-		why_set(why, why_len, "cannot set up the calibrations table: %s", strerror(-rc));
+		util_why(why, why_len, "cannot set up the calibrations table: %s", strerror(-rc));
 		return rc;
 	}
 	return ingest_add_hook(gw->ingest, calibration_hook(gw->cal));
@@ -290,7 +276,7 @@ static int build_drift(struct gateway *gw, char *why, size_t why_len)
 
 	gw->drift = drift_new(gw->cfg, gw->store, &rc);
 	if (!gw->drift) {
-		why_set(why, why_len, "cannot set up the drift_flags table: %s", strerror(-rc));
+		util_why(why, why_len, "cannot set up the drift_flags table: %s", strerror(-rc));
 		return rc;
 	}
 	return ingest_add_hook(gw->ingest, drift_hook(gw->drift));
@@ -307,8 +293,8 @@ static int build_people(struct gateway *gw, char *why, size_t why_len)
 	gw->people = people_new(gw->cfg, gw->store, &e, &rc);
 	if (!gw->people) {
 		agri_err_format(&e, msg, sizeof(msg));
-		why_set(why, why_len, "%s: %s", gw->cfg->recipients_file[0] ? gw->cfg->recipients_file
-					      : "recipients", msg);
+		util_why(why, why_len, "%s: %s", gw->cfg->recipients_file[0] ? gw->cfg->recipients_file
+					       : "recipients", msg);
 		return rc < 0 ? rc : -EINVAL;
 	}
 	if (gw->alerts)
@@ -323,7 +309,7 @@ struct gateway *gateway_new(const struct gateway_config *cfg, enum gateway_mode 
 	int rc;
 
 	if (!gw) {
-		why_set(why, why_len, "out of memory");
+		util_why(why, why_len, "out of memory");
 		*err = -ENOMEM;
 		return NULL;
 	}
@@ -408,7 +394,7 @@ int gateway_start(struct gateway *gw, char *why, size_t why_len)
 	if (gw->mode != GATEWAY_LIVE)
 		return -EINVAL;
 	if ((rc = ingest_start(gw->ingest)) < 0) {
-		why_set(why, why_len, "cannot start the ingest: %s", strerror(-rc));
+		util_why(why, why_len, "cannot start the ingest: %s", strerror(-rc));
 		return rc;
 	}
 	gw->started = true;
@@ -420,7 +406,7 @@ int gateway_start(struct gateway *gw, char *why, size_t why_len)
 	    (gw->outbox && (rc = outbox_start(gw->outbox)) < 0) ||
 	    (rc = upstream_start(gw->up)) < 0 || (gw->fc && (rc = forecasting_start(gw->fc)) < 0) ||
 	    (rc = catchup_start(gw->catchup)) < 0) {
-		why_set(why, why_len, "cannot start: %s", strerror(-rc));
+		util_why(why, why_len, "cannot start: %s", strerror(-rc));
 		return rc;
 	}
 	/* Scheduled backups (backup.dir): a failure is logged, never fatal. */
@@ -435,7 +421,7 @@ int gateway_start(struct gateway *gw, char *why, size_t why_len)
 
 		gw->http = http_start(gw->cfg, &gw->health, &hooks, &rc);
 		if (!gw->http) {
-			why_set(why, why_len, "cannot serve HTTP on %s: %s", gw->cfg->http.listen,
+			util_why(why, why_len, "cannot serve HTTP on %s: %s", gw->cfg->http.listen,
 				strerror(-rc));
 			return rc;
 		}
@@ -450,7 +436,7 @@ long gateway_import(struct gateway *gw, const char *file, char *msg, size_t len)
 	if (gw->mode != GATEWAY_IMPORT)
 		return -EINVAL;
 	if ((rc = ingest_start(gw->ingest)) < 0) {
-		why_set(msg, len, "cannot start: %s", strerror(-rc));
+		util_why(msg, len, "cannot start: %s", strerror(-rc));
 		return rc;
 	}
 	gw->started = true;

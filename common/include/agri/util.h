@@ -73,6 +73,11 @@ int util_tcp_nodelay_to(const char *url);
  * values). Returns 0 with *out, or -EINVAL. */
 int util_parse_double(const char *s, double lo, double hi, double *out);
 
+/* Writes a printf-style reason into why (len bytes, truncated), when the
+ * caller asked for one (why not NULL, len > 0). */
+void util_why(char *why, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* xorshift32; *state must be non-zero. */
 uint32_t util_rand32(uint32_t *state);
 

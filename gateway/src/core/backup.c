@@ -14,7 +14,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,19 +35,6 @@
 #define SCHED_FIRST_MS 10000  /* ... and first this long after start */
 #define NAME_PREFIX "agri-"
 #define NAME_SUFFIX ".db"
-
-static void why_set(char *why, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void why_set(char *why, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || !len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
-}
 
 /* --- files ------------------------------------------------------------------ */
 
@@ -161,7 +147,7 @@ static int copy_all(sqlite3 *src, sqlite3 *dst, char *why, size_t len)
 	int rc;
 
 	if (!b) {
-		why_set(why, len, "cannot start the copy: %s", sqlite3_errmsg(dst));
+		util_why(why, len, "cannot start the copy: %s", sqlite3_errmsg(dst));
 		return agri_sqlite_errno(sqlite3_errcode(dst));
 	}
 	for (int i = 0; i < BUSY_TRIES; i++) {
@@ -172,7 +158,7 @@ static int copy_all(sqlite3 *src, sqlite3 *dst, char *why, size_t len)
 	}
 	sqlite3_backup_finish(b);
 	if (rc != SQLITE_DONE) {
-		why_set(why, len, "copy failed: %s", sqlite3_errstr(rc));
+		util_why(why, len, "copy failed: %s", sqlite3_errstr(rc));
 		return agri_sqlite_errno(rc);
 	}
 	return 0;
@@ -184,7 +170,7 @@ static int exec(sqlite3 *db, const char *sql, char *why, size_t len)
 	int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
 
 	if (rc != SQLITE_OK) {
-		why_set(why, len, "%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+		util_why(why, len, "%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		return agri_sqlite_errno(rc);
 	}
@@ -199,7 +185,7 @@ static int integrity(sqlite3 *db, const char *path, int64_t *ms, char *why, size
 	int rc = -EUCLEAN;
 
 	if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) != SQLITE_OK) {
-		why_set(why, len, "%s: cannot check: %s", path, sqlite3_errmsg(db));
+		util_why(why, len, "%s: cannot check: %s", path, sqlite3_errmsg(db));
 		return agri_sqlite_errno(sqlite3_errcode(db));
 	}
 	if (sqlite3_step(st) == SQLITE_ROW) {
@@ -208,9 +194,9 @@ static int integrity(sqlite3 *db, const char *path, int64_t *ms, char *why, size
 		if (r && strcmp(r, "ok") == 0)
 			rc = 0;
 		else
-			why_set(why, len, "%s: integrity_check: %s", path, r ? r : "?");
+			util_why(why, len, "%s: integrity_check: %s", path, r ? r : "?");
 	} else {
-		why_set(why, len, "%s: integrity_check: %s", path, sqlite3_errmsg(db));
+		util_why(why, len, "%s: integrity_check: %s", path, sqlite3_errmsg(db));
 	}
 	sqlite3_finalize(st);
 	if (ms)
@@ -264,14 +250,14 @@ int backup_copy(const char *db_path, const char *dest, char *out_path, size_t ou
 	unlink(tmp);
 	unlink_sidecars(tmp);
 	if (!exists(db_path)) {
-		why_set(why, why_len, "%s: no such database", db_path);
+		util_why(why, why_len, "%s: no such database", db_path);
 		return -ENOENT;
 	}
 	rc = sqlite3_open_v2(db_path, &src, SQLITE_OPEN_READWRITE, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {
-		why_set(why, why_len, "cannot open: %s", sqlite3_errstr(rc));
+		util_why(why, why_len, "cannot open: %s", sqlite3_errstr(rc));
 		rc = agri_sqlite_errno(rc);
 		goto out;
 	}
@@ -300,14 +286,14 @@ int backup_copy(const char *db_path, const char *dest, char *out_path, size_t ou
 	rc = sqlite3_close(dst);
 	dst = NULL;
 	if (rc != SQLITE_OK) {
-		why_set(why, why_len, "cannot close the copy: %s", sqlite3_errstr(rc));
+		util_why(why, why_len, "cannot close the copy: %s", sqlite3_errstr(rc));
 		rc = agri_sqlite_errno(rc);
 		goto out;
 	}
 	if ((rc = sync_file_and_dir(tmp)) < 0 || rename(tmp, final) < 0 ||
 	    (rc = sync_file_and_dir(final)) < 0) {
 		rc = rc < 0 ? rc : -errno;
-		why_set(why, why_len, "cannot write %s: %s", final, strerror(-rc));
+		util_why(why, why_len, "cannot write %s: %s", final, strerror(-rc));
 		goto out;
 	}
 	if (out_path)
@@ -348,12 +334,12 @@ int backup_check(const char *path, struct backup_info *info, char *why, size_t w
 	int rc, known;
 
 	if (!exists(path)) {
-		why_set(why, why_len, "%s: no such file", path);
+		util_why(why, why_len, "%s: no such file", path);
 		return -ENOENT;
 	}
 	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
 	if (rc != SQLITE_OK) {
-		why_set(why, why_len, "%s: cannot open: %s", path, sqlite3_errstr(rc));
+		util_why(why, why_len, "%s: cannot open: %s", path, sqlite3_errstr(rc));
 		sqlite3_close(db);
 		return agri_sqlite_errno(rc);
 	}
@@ -362,7 +348,7 @@ int backup_check(const char *path, struct backup_info *info, char *why, size_t w
 		goto out;
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
 		if (!has_table(db, tables[i])) {
-			why_set(why, why_len, "%s: not an agri-gateway database (no table %s)", path,
+			util_why(why, why_len, "%s: not an agri-gateway database (no table %s)", path,
 				tables[i]);
 			rc = -EINVAL;
 			goto out;
@@ -370,7 +356,7 @@ int backup_check(const char *path, struct backup_info *info, char *why, size_t w
 	fill_info(db, path, &in);
 	known = known_schema();
 	if (in.schema < 1 || in.schema > known) {
-		why_set(why, why_len, "%s: schema version %d, this agri-gateway knows 1..%d%s", path,
+		util_why(why, why_len, "%s: schema version %d, this agri-gateway knows 1..%d%s", path,
 			in.schema, known, in.schema > known ? " (written by a newer agri-gateway)" : "");
 		rc = -EPROTO;
 		goto out;
@@ -396,7 +382,7 @@ static int not_in_use(const char *path, char *why, size_t why_len)
 	}
 	sqlite3_close(db);
 	if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
-		why_set(why, why_len, "%s is in use: stop agri-gateway first", path);
+		util_why(why, why_len, "%s is in use: stop agri-gateway first", path);
 		return -EBUSY;
 	}
 	return 0; /* another error: the file is not usable anyway */
@@ -416,7 +402,7 @@ static int move_aside(const char *db_path, char *moved, size_t moved_len, char *
 		snprintf(from, sizeof(from), "%s%s", db_path, sfx[i]);
 		snprintf(to, sizeof(to), "%s.before-restore-%s%s", db_path, stamp, sfx[i]);
 		if (exists(from) && rename(from, to) < 0) {
-			why_set(why, why_len, "cannot move %s aside: %s", from, strerror(errno));
+			util_why(why, why_len, "cannot move %s aside: %s", from, strerror(errno));
 			return -errno;
 		}
 		if (i == 0 && moved)
@@ -440,7 +426,7 @@ int backup_restore(const char *src, const char *db_path, bool force, char *moved
 		if ((rc = not_in_use(db_path, why, why_len)) < 0)
 			return rc;
 		if (!force) {
-			why_set(why, why_len, "%s exists: give --force to move it aside and restore",
+			util_why(why, why_len, "%s exists: give --force to move it aside and restore",
 				db_path);
 			return -EEXIST;
 		}
@@ -454,7 +440,7 @@ int backup_restore(const char *src, const char *db_path, bool force, char *moved
 	if (rc == SQLITE_OK)
 		rc = sqlite3_open_v2(tmp, &d, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {
-		why_set(why, why_len, "cannot open: %s", sqlite3_errstr(rc));
+		util_why(why, why_len, "cannot open: %s", sqlite3_errstr(rc));
 		rc = agri_sqlite_errno(rc);
 		goto out;
 	}
@@ -466,7 +452,7 @@ int backup_restore(const char *src, const char *db_path, bool force, char *moved
 	rc = sqlite3_close(d);
 	d = NULL;
 	if (rc != SQLITE_OK) {
-		why_set(why, why_len, "cannot close %s: %s", tmp, sqlite3_errstr(rc));
+		util_why(why, why_len, "cannot close %s: %s", tmp, sqlite3_errstr(rc));
 		rc = agri_sqlite_errno(rc);
 		goto out;
 	}
@@ -474,7 +460,7 @@ int backup_restore(const char *src, const char *db_path, bool force, char *moved
 	if ((rc = sync_file_and_dir(tmp)) < 0 || rename(tmp, db_path) < 0 ||
 	    (rc = sync_file_and_dir(db_path)) < 0) {
 		rc = rc < 0 ? rc : -errno;
-		why_set(why, why_len, "cannot write %s: %s", db_path, strerror(-rc));
+		util_why(why, why_len, "cannot write %s: %s", db_path, strerror(-rc));
 		goto out;
 	}
 	rc = 0;

@@ -15,6 +15,7 @@
 
 #include "agri/json.h"
 #include "agri/msg.h"
+#include "agri/util.h"
 
 #define NUM_MAX 9007199254740991.0 /* 2^53 - 1: exact in a double */
 
@@ -44,19 +45,6 @@ uint64_t cu_group_hash(const char *sensor, const char *metric, int64_t hour_ms,
 	uint64_t h = fnv(fnv(0xcbf29ce484222325ULL, sensor), metric);
 
 	return mix(h ^ mix((uint64_t)hour_ms ^ mix(n ^ mix(ts_sum))));
-}
-
-static void why_set(char *why, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void why_set(char *why, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || !len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
 }
 
 static bool put(char *buf, size_t len, size_t *pos, const char *fmt, ...)
@@ -157,11 +145,11 @@ int cu_digest_decode(const char *json, size_t len, bool detail, struct cu_digest
 	d->n = 0;
 	d->station[0] = d->peer[0] = '\0';
 	if (agri_json_parse(json, len, CU_DIGEST_BYTES_MAX, 4, &root, &err) < 0) {
-		why_set(why, why_len, "%s%s%s", err.path, err.path[0] ? ": " : "", err.msg);
+		util_why(why, why_len, "%s%s%s", err.path, err.path[0] ? ": " : "", err.msg);
 		return -EBADMSG;
 	}
 	if (!cJSON_IsObject(root)) {
-		why_set(why, why_len, "expected an object");
+		util_why(why, why_len, "expected an object");
 		goto out;
 	}
 	cJSON_ArrayForEach(it, root) {
@@ -170,36 +158,36 @@ int cu_digest_decode(const char *json, size_t len, bool detail, struct cu_digest
 		while (k < n_keys && strcmp(it->string, keys[k]) != 0)
 			k++;
 		if (k == n_keys) {
-			why_set(why, why_len, "%s: unknown key", it->string);
+			util_why(why, why_len, "%s: unknown key", it->string);
 			goto out;
 		}
 	}
 	if (!get_int(root, "v", &v) || v != 1) {
-		why_set(why, why_len, "v: expected 1");
+		util_why(why, why_len, "v: expected 1");
 		goto out;
 	}
 	if (!get_id(root, "hub", d->hub, false)) {
-		why_set(why, why_len, "hub: expected 1-32 of [A-Za-z0-9_-]");
+		util_why(why, why_len, "hub: expected 1-32 of [A-Za-z0-9_-]");
 		goto out;
 	}
 	if (detail && !get_id(root, "peer", d->peer, false)) {
-		why_set(why, why_len, "peer: expected 1-32 of [A-Za-z0-9_-]");
+		util_why(why, why_len, "peer: expected 1-32 of [A-Za-z0-9_-]");
 		goto out;
 	}
 	if (detail && !get_id(root, "station", d->station, true)) {
-		why_set(why, why_len, "station: expected a station id");
+		util_why(why, why_len, "station: expected a station id");
 		goto out;
 	}
 	if (!get_int(root, "from", &d->from_ms) || !get_int(root, "to", &d->to_ms) ||
 	    d->from_ms % CU_HOUR_MS != 0 || d->to_ms <= d->from_ms ||
 	    d->to_ms - d->from_ms > CU_HOURS_MAX * CU_HOUR_MS) {
-		why_set(why, why_len, "from, to: expected ms, from a whole hour, at most %d hours"
+		util_why(why, why_len, "from, to: expected ms, from a whole hour, at most %d hours"
 			" before to", CU_HOURS_MAX);
 		goto out;
 	}
 	arr = cJSON_GetObjectItemCaseSensitive(root, detail ? "hours" : "stations");
 	if (!cJSON_IsArray(arr)) {
-		why_set(why, why_len, "%s: expected an array", detail ? "hours" : "stations");
+		util_why(why, why_len, "%s: expected an array", detail ? "hours" : "stations");
 		goto out;
 	}
 	cJSON_ArrayForEach(it, arr) {
@@ -208,7 +196,7 @@ int cu_digest_decode(const char *json, size_t len, bool detail, struct cu_digest
 		int64_t n;
 
 		if (d->n == d->cap) {
-			why_set(why, why_len, "%s: more than %zu entries", detail ? "hours" : "stations",
+			util_why(why, why_len, "%s: more than %zu entries", detail ? "hours" : "stations",
 				d->cap);
 			goto out;
 		}
@@ -217,19 +205,19 @@ int cu_digest_decode(const char *json, size_t len, bool detail, struct cu_digest
 		    !(detail ? get_int(k, NULL, &e->hour_ms) : get_id(k, NULL, e->key, true)) ||
 		    !get_int(cJSON_GetArrayItem(it, 1), NULL, &n) ||
 		    !get_hash(cJSON_GetArrayItem(it, 2), &e->hash)) {
-			why_set(why, why_len, "%s[%zu]: expected [%s, count, \"16 hex digits\"]",
+			util_why(why, why_len, "%s[%zu]: expected [%s, count, \"16 hex digits\"]",
 				detail ? "hours" : "stations", d->n, detail ? "hour ms" : "station");
 			goto out;
 		}
 		e->n = (uint64_t)n;
 		if (detail && (e->hour_ms % CU_HOUR_MS != 0 || e->hour_ms < d->from_ms ||
 			       e->hour_ms >= d->to_ms)) {
-			why_set(why, why_len, "hours[%zu]: not a whole hour within [from, to)", d->n);
+			util_why(why, why_len, "hours[%zu]: not a whole hour within [from, to)", d->n);
 			goto out;
 		}
 		if (d->n > 0 && (detail ? e->hour_ms <= d->e[d->n - 1].hour_ms
 				       : strcmp(e->key, d->e[d->n - 1].key) <= 0)) {
-			why_set(why, why_len, "%s[%zu]: not sorted, or repeated",
+			util_why(why, why_len, "%s[%zu]: not sorted, or repeated",
 				detail ? "hours" : "stations", d->n);
 			goto out;
 		}
