@@ -9,7 +9,8 @@ setup_broker) and run by a real mosquitto on free ports:
 - a real agri-station, provisioned, publishes over TLS under its own id and
   the gateway account (python3-paho-mqtt) receives it;
 - station A publishing under B's id (telemetry, status, config ack) or on a
-  gateway topic is refused: nothing reaches the subscriber; A does not get
+  gateway topic (an ack, an alert, a hub's status, ack or catch-up replay)
+  is refused: nothing reaches the subscriber; A does not get
   B's config; A gets its own;
 - a wrong password and anonymous clients are refused (CONNACK not
   authorized), on both listeners;
@@ -530,7 +531,7 @@ def main():
     rc = gw.connect()
     R.check(rc == 0, "gateway account connects on the loopback listener (rc=%s)" % rc)
     gw.subscribe([("agri/v1/+/telemetry", 1), ("agri/v1/+/status", 1), ("agri/v1/+/config/ack", 1),
-                  ("agri/v1/+/ack", 1), ("agri/v1/alerts/#", 1)])
+                  ("agri/v1/+/ack", 1), ("agri/v1/alerts/#", 1), ("agri/v1/hub/#", 1)])
     time.sleep(0.3)
 
     # A real agri-station with the provisioned credentials, over TLS.
@@ -613,7 +614,12 @@ def main():
     time.sleep(0.2)
     n0 = len(gw.received())
     for topic in ("agri/v1/%s/telemetry" % B, "agri/v1/%s/status" % B, "agri/v1/%s/config/ack" % B,
-                  "agri/v1/%s/ack" % B, "agri/v1/%s/ack" % A, "agri/v1/alerts/%s/x" % B):
+                  "agri/v1/%s/ack" % B, "agri/v1/%s/ack" % A, "agri/v1/alerts/%s/x" % B,
+                  # the hubs' own topics (docs/ha.md): a hub's status, an
+                  # acknowledgement crossing hubs, and the catch-up's
+                  # digests and replays, which a gateway stores as readings
+                  "agri/v1/hub/%s/status" % GW_ID, "agri/v1/hub/%s/ack" % GW_ID,
+                  "agri/v1/hub/hub-a/catchup/digest", "agri/v1/hub/hub-a/catchup/replay"):
         ca_ok.c.publish(topic, b'{"forged":1}', qos=1).wait_for_publish()
     # A's own publish last: once it is delivered, anything A sent before it would have been.
     ca_ok.c.publish("agri/v1/%s/telemetry" % A, b'{"own":1}', qos=1).wait_for_publish()
@@ -627,7 +633,8 @@ def main():
     R.check(own in new, "A's own publish reaches the subscriber")
     forged = [m for m in new if b"forged" in m[1]]
     R.check(not forged, "A publishing under B's id (telemetry, status, config/ack), as the gateway "
-            "(ack) or an alert: nothing reaches the subscriber (%s)" % forged)
+            "(ack), an alert, or as a hub (status, ack, catch-up digest and replay): nothing "
+            "reaches the subscriber (%s)" % forged)
     cfg_a = ca_ok.received("agri/v1/%s/config" % A)
     cfg_b = [m for m in ca_ok.received() if ("/%s/" % B) in m[0]]
     R.check(len(cfg_a) >= 1, "A reads its own retained config")
