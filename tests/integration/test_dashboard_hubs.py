@@ -24,6 +24,7 @@ import api_support as A  # noqa: E402
 import broker_support as B  # noqa: E402
 import cdp_support as C  # noqa: E402
 import gateway_peer as gp  # noqa: E402
+import ha_support as HA  # noqa: E402
 import harness as H  # noqa: E402
 
 
@@ -93,12 +94,8 @@ def main():
     b = Hub(wd, "B", ca_from=a.br)
     names = ["CL-01", "CL-02", "CL-03", "CL-04"]
     passwords = {s: a.br.provision(s) for s in names}
-    r = H.run([H.bin_path("agrictl"), "provision", "--peer-hub",
-               "mqtts://127.0.0.1:%d" % b.br.tls_port, "--passwd", a.br.passwd, "--acl", a.br.acl,
-               "--bridge-user", "bridge-a"])
+    r, _ = HA.bridge(a, b)
     res.check(r.returncode == 0, "agrictl provision --peer-hub writes the bridge")
-    for f in ("passwd", "acl"):
-        shutil.copy(os.path.join(a.br.dir, f), os.path.join(b.br.dir, f))
     b.br.start()
     a.br.start()
     H.wait_for(lambda: "bridge-a" in open(b.br.proc.log_path).read(), 15,

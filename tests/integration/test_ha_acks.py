@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import api_support as A  # noqa: E402
 import broker_support as B  # noqa: E402
 import gateway_peer as gp  # noqa: E402
+import ha_support as ha  # noqa: E402
 import harness as H  # noqa: E402
 import station_support as S  # noqa: E402
 
@@ -158,12 +159,8 @@ def main():
     b = Hub(wd, "B", sink, ca_from=a.br)
     stations = ["CL-01", "CL-02", "CL-03", "ST-B"]
     passwords = {s: a.br.provision(s) for s in stations}
-    r = H.run([H.bin_path("agrictl"), "provision", "--peer-hub",
-               "mqtts://127.0.0.1:%d" % b.br.tls_port, "--passwd", a.br.passwd, "--acl", a.br.acl,
-               "--bridge-user", "bridge-a"])
+    r, _ = ha.bridge(a, b)
     res.check(r.returncode == 0, "agrictl provision --peer-hub writes the bridge")
-    for f in ("passwd", "acl"):
-        shutil.copy(os.path.join(a.br.dir, f), os.path.join(b.br.dir, f))
     b.br.start()
     a.br.start()
     H.wait_for(lambda: "bridge-a" in open(b.br.proc.log_path).read(), 15,
