@@ -188,6 +188,19 @@ def as_service_user(work, paths):
             "--"]
 
 
+def installed(work, name):
+    """A copy of a built program where the service user can reach it, as
+    /usr/bin is: a checkout may sit in a directory only root may enter
+    (a CI clone in `mktemp -d`, 0700)."""
+    d = os.path.join(work, "bin")
+    os.makedirs(d, mode=0o755, exist_ok=True)
+    dst = os.path.join(d, name)
+    if not os.path.exists(dst):
+        shutil.copy2(harness.bin_path(name), dst)
+        os.chmod(dst, 0o755)
+    return dst
+
+
 def traced(work, name, argv, env=None):
     trace = os.path.join(work, name + ".strace")
     p = harness.Proc(["strace", "-f", "-qq", "-o", trace] + argv,
@@ -235,8 +248,8 @@ def run_gateway(res, work, unit):
            "http": {"listen": "127.0.0.1:%d" % http_port, "token_file": token}}
     path = harness.write_json(os.path.join(work, "gateway.json"), cfg)
     os.chmod(path, 0o644)
-    p, trace = traced(work, "gateway", pre + [harness.bin_path("agri-gateway"), "--config",
-                                              path, "--log-level", "info"])
+    exe = installed(work, "agri-gateway")
+    p, trace = traced(work, "gateway", pre + [exe, "--config", path, "--log-level", "info"])
     harness.wait_for(lambda: "subscribed topics" in p.log_text() or p.poll() is not None, 20,
                      what="the gateway subscribed")
     st = gateway_peer.Station(mq.port, "UNIT-1")
@@ -258,7 +271,7 @@ def run_gateway(res, work, unit):
     srv.stop()
     res.check(rc == 0, "the gateway ran as an unprivileged user under strace and stopped with 0"
               " (%s)" % rc)
-    audit(res, "agri-gateway", unit, trace, harness.bin_path("agri-gateway"), [state, "/dev/null"])
+    audit(res, "agri-gateway", unit, trace, exe, [state, "/dev/null"])
 
 
 def run_station(res, work, unit):
@@ -286,10 +299,12 @@ def run_station(res, work, unit):
                {"name": "r5", "bus": "rs485", "slave": 5, "profile": "sensecap-s-ec-01",
                 "interval_s": 1}]
     cfg = S.station_config(work, mq.port, buses, sensors, state_dir=state)
+    cfg["profiles_dir"] = os.path.join(work, "profiles")  # as /usr/share is: readable
+    shutil.copytree(harness.PROFILES, cfg["profiles_dir"])
     path = harness.write_json(os.path.join(work, "station.json"), cfg)
     os.chmod(path, 0o644)
-    p, trace = traced(work, "station", pre + [harness.bin_path("agri-station"), "--config", path,
-                                              "--log-level", "info"],
+    exe = installed(work, "agri-station")
+    p, trace = traced(work, "station", pre + [exe, "--config", path, "--log-level", "info"],
                       env={"NOTIFY_SOCKET": notify, "WATCHDOG_USEC": "2000000"})
     harness.wait_for(lambda: len(gw.series("r5", "salinity")) >= 2
                      and len(gw.series("s1", "salinity")) >= 2 or p.poll() is not None, 30,
@@ -304,7 +319,7 @@ def run_station(res, work, unit):
               and any(b"WATCHDOG=1" in m for m in msgs),
               "the station ran as an unprivileged user under strace: both buses read, READY=1 and"
               " WATCHDOG=1 sent, stopped with 0 (%s)" % rc)
-    audit(res, "agri-station", unit, trace, harness.bin_path("agri-station"),
+    audit(res, "agri-station", unit, trace, exe,
           [state, os.path.realpath(pty.a), "/dev/null"])
 
 
