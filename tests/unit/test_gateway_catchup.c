@@ -77,6 +77,9 @@ static void test_hostile(void)
 		{"{\"v\":1,\"hub\":\"a\",\"from\":5,\"to\":1,\"stations\":[]}", "from, to"},
 		{"{\"v\":1,\"hub\":\"a\",\"from\":0,\"to\":3600000000,\"stations\":[]}", "from, to"},
 		{"{\"v\":1,\"hub\":\"a\",\"from\":0,\"to\":1,\"stations\":[],\"x\":1}", "x: unknown key"},
+		/* the peer's key, quoted on one line */
+		{"{\"v\":1,\"hub\":\"a\",\"from\":0,\"to\":1,\"stations\":[],\"x\\ny\x7f\":1}",
+		 "x?y?: unknown key"},
 		{"{\"v\":1,\"hub\":\"a\",\"from\":0,\"to\":1,\"stations\":[[\"S\",1e300,\"0000000000000000\"]]}",
 		 "stations[0]"},
 		{"{\"v\":1,\"hub\":\"a\",\"from\":0,\"to\":1,\"stations\":[[\"S\",-1,\"0000000000000000\"]]}",

@@ -158,7 +158,9 @@ int cu_digest_decode(const char *json, size_t len, bool detail, struct cu_digest
 		while (k < n_keys && strcmp(it->string, keys[k]) != 0)
 			k++;
 		if (k == n_keys) {
-			util_why(why, why_len, "%s: unknown key", it->string);
+			/* the key is the peer's: on one line (agri_err_set) */
+			agri_err_set(&err, it->string, "unknown key");
+			util_why(why, why_len, "%s: %s", err.path, err.msg);
 			goto out;
 		}
 	}
