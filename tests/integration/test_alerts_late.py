@@ -247,6 +247,12 @@ def level_episodes(points, on_at, off_below):
     return out
 
 
+def ladder_peak(points, start, end):
+    """The worst level of part_day's ladder reached in [start, end)."""
+    top = max(v for ts, v in points if ts >= start and (end is None or ts < end))
+    return "critical" if top >= 5.0 else "warning" if top >= 3.0 else "info"
+
+
 def part_day():
     d = harness.tmpdir("agri-late-day-")
     mq = harness.Mosquitto(os.path.join(d, "mq")).start()
@@ -262,7 +268,7 @@ def part_day():
     rnd = random.Random(21)
     base = (int(time.time()) // 60 * 60 - 26 * 3600) * 1000  # yesterday: every reading late
     stations = ["DT-D%02d" % i for i in range(20)]
-    truth, plans = {}, {}
+    truth, plans, peaks = {}, {}, {}
     for s in stations:
         v, pts, batches = 1.0 + rnd.random() * 2, [], []
         for b in range(144):  # a batch every 10 minutes
@@ -278,6 +284,8 @@ def part_day():
                             "readings": rd})
         truth[(s, "sal")] = level_episodes(pts, 4.0, 3.7)
         truth[(s, "lvl")] = level_episodes(pts, 2.0, 1.8)
+        # an episode's severity is the worst it reached (docs/alerts.md)
+        peaks[s] = [ladder_peak(pts, a, b) for a, b in truth[(s, "lvl")]]
         # 30 % of the batches out of order (each held back 1-20 places),
         # 10 % sent twice.
         order = list(range(144))
@@ -307,6 +315,15 @@ def part_day():
         rule, st = i.split("/")[:2]
         got[(st, rule)].append((start, end))
     same = all(got[k] == truth[k] for k in truth)
+    sev = {}
+    for i, sv in q(db, "SELECT alert_id, severity FROM alert_episodes WHERE retracted = 0"
+                       " AND alert_id LIKE 'lvl/%' ORDER BY alert_id, start"):
+        sev.setdefault(i.split("/")[1], []).append(sv)
+    R.check(all(sev.get(s, []) == peaks[s] for s in stations),
+            "day: each ladder episode's severity is the worst it reached (%d episodes; first"
+            " difference: %s)" % (sum(len(v) for v in peaks.values()),
+                                  next(((s, peaks[s], sev.get(s)) for s in stations
+                                        if sev.get(s, []) != peaks[s]), None)))
     n_ep = sum(len(v) for v in truth.values())
     R.check(same, "day: the episodes of 20 stations' shuffled day equal the in-order ones "
             "(%d episodes; first difference: %s)"

@@ -177,7 +177,16 @@ static int src_holes(void *ctx, const char *station, int64_t from, int64_t to, i
 struct episode {
 	char id[160];
 	int64_t start, end; /* end ALERT_TS_NONE: open */
+	int peak;           /* the worst severity it reached (as alert_episodes) */
 };
+
+static int sev_rank(const char *name)
+{
+	enum alert_severity s = ALERT_SEV_INFO;
+
+	(void)alert_severity_parse(name, &s);
+	return (int)s;
+}
 
 struct run {
 	struct episode ep[EPS_MAX];
@@ -228,7 +237,14 @@ static void record(void *ctx, const struct alert_transition *t)
 			snprintf(e->id, sizeof(e->id), "%s", t->alert.id);
 			e->start = t->event_ms;
 			e->end = ALERT_TS_NONE;
+			e->peak = sev_rank(t->peak ? t->peak : t->alert.severity);
 		}
+		break;
+	case ALERT_EV_SEVERITY:
+		if ((e = ep_find(r, t->alert.id, t->alert.raised_at_ms, false)) ||
+		    (e = ep_find(r, t->alert.id, 0, true)))
+			e->peak = sev_rank(t->alert.severity) > e->peak ? sev_rank(t->alert.severity)
+									: e->peak;
 		break;
 	case ALERT_EV_CLEARED:
 		if (!(e = ep_find(r, t->alert.id, t->alert.raised_at_ms, false)) ||
@@ -243,6 +259,8 @@ static void record(void *ctx, const struct alert_transition *t)
 		else {
 			e->start = t->event_ms;
 			e->end = t->end_ms;
+			if (t->peak)
+				e->peak = sev_rank(t->peak);
 		}
 		break;
 	case ALERT_EV_RETRACTED:
@@ -607,7 +625,7 @@ static bool one_seed(struct rules *rules, uint64_t seed, bool verbose)
 	} else {
 		for (int i = 0; i < ref.n_ep && ok; i++)
 			ok = !strcmp(ref.ep[i].id, got.ep[i].id) && ref.ep[i].start == got.ep[i].start &&
-			     ref.ep[i].end == got.ep[i].end;
+			     ref.ep[i].end == got.ep[i].end && ref.ep[i].peak == got.ep[i].peak;
 	}
 	if (!ok || verbose) {
 		fprintf(stderr, "seed %llu mode %d: %d episodes in order, %d delivered%s\n",
@@ -615,17 +633,18 @@ static bool one_seed(struct rules *rules, uint64_t seed, bool verbose)
 		for (int i = 0, j = 0; !ok && (i < ref.n_ep || j < got.n_ep);) {
 			int c = i == ref.n_ep ? 1 : j == got.n_ep ? -1 : cmp_ep(&ref.ep[i], &got.ep[j]);
 			const struct episode *e = c <= 0 ? &ref.ep[i] : &got.ep[j];
-			bool same = c == 0 && ref.ep[i].end == got.ep[j].end;
+			bool same = c == 0 && ref.ep[i].end == got.ep[j].end &&
+				    ref.ep[i].peak == got.ep[j].peak;
 
-			fprintf(stderr, "  %s %-28s %+7lld .. %+7lld\n",
+			fprintf(stderr, "  %s %-28s %+7lld .. %+7lld peak %d\n",
 				same ? "  " : c < 0 ? "- " : c > 0 ? "+ " : "~ ", e->id,
 				(long long)((e->start - T0) / MIN),
-				e->end == ALERT_TS_NONE ? -1LL : (long long)((e->end - T0) / MIN));
+				e->end == ALERT_TS_NONE ? -1LL : (long long)((e->end - T0) / MIN), e->peak);
 			if (c == 0 && !same)
-				fprintf(stderr, "  + %-28s %+7lld .. %+7lld\n", got.ep[j].id,
+				fprintf(stderr, "  + %-28s %+7lld .. %+7lld peak %d\n", got.ep[j].id,
 					(long long)((got.ep[j].start - T0) / MIN),
 					got.ep[j].end == ALERT_TS_NONE ? -1LL
-						: (long long)((got.ep[j].end - T0) / MIN));
+						: (long long)((got.ep[j].end - T0) / MIN), got.ep[j].peak);
 			i += c <= 0;
 			j += c >= 0;
 		}
@@ -1283,6 +1302,97 @@ static void test_restart_replay(void)
 	rules_free(rules);
 }
 
+/*
+ * The two-hub soak's case (docs/ha.md "Catch-up"): a key told live with a
+ * hole in its readings, the gateway restarted meanwhile, and the hole
+ * filled by the catch-up a day later (within replay_max_s, but after
+ * more than CK_MAX checkpoints' worth of readings). The episode must
+ * become what in-order arrival gives: the sensor check of a solar charger
+ * whose pv_current is stuck at 0 at night, raised at the third suspect
+ * reading and cleared at the first good one, which was in the hole.
+ * Readings every 20 minutes (each one a CK_GAP_MS gap: a checkpoint
+ * before every reading) for three days; mode 1 without the restart.
+ */
+#define SOLAR_N 6
+
+/* A charger's readings at t: at night (stuck) all but the battery's
+ * voltage are suspect. */
+static void solar(struct agri_reading *r, int64_t t, bool stuck)
+{
+	static const char *const metrics[SOLAR_N] = {"battery_voltage", "battery_current",
+		"controller_temperature", "pv_current", "pv_power", "pv_voltage"};
+
+	for (int i = 0; i < SOLAR_N; i++) {
+		r[i] = rd(t, "solar", metrics[i], stuck ? 0.0 : 0.5 + i);
+		if (stuck && i > 0) {
+			r[i].q = AGRI_Q_SUSPECT;
+			snprintf(r[i].why, sizeof(r[i].why), "stuck");
+		}
+	}
+}
+
+static void test_catchup_hole(void)
+{
+	struct rules *rules = rules_json_("{'rules': [{'id': 'sens', 'kind': 'sensor', 'n': 3,"
+					  " 'notify': []}]}");
+	int64_t day = T0 + 7 * DAY, step = 20 * MIN;
+	int64_t bad_from = day + 2 * DAY + 21 * H + 23 * MIN, bad_to = day + 2 * DAY + 23 * H + 3 * MIN;
+	int64_t hole_from = day + 2 * DAY + 22 * H + 43 * MIN, hole_to = day + 2 * DAY + 23 * H + 43 * MIN;
+	int64_t kill = day + 2 * DAY + 21 * H, end = day + 3 * DAY + 21 * H + 3 * MIN;
+	int64_t down_from = kill, down_to = day + 2 * DAY + 23 * H;
+
+	CHECK(rules != NULL);
+	if (!rules)
+		return;
+	for (int mode = 0; mode < 2; mode++) {
+		struct engine_run er;
+		struct agri_reading r[SOLAR_N];
+		int64_t start = -1, stop = -1;
+		bool restarted = mode == 1;
+
+		er_init(&er, rules);
+		n_seen = 0;
+		for (int64_t t = day + 3 * MIN; t <= end; t += step) {
+			if (t >= hole_from && t <= hole_to)
+				continue;
+			if (!restarted && t > kill) {
+				restart(&er);
+				restarted = true;
+			}
+			solar(r, t, t >= bad_from && t <= bad_to);
+			/* down from 21:00 to 23:00: what it missed comes from the spool */
+			CHECK(feed_batch(&er, "DT-T06", r, SOLAR_N,
+					 t >= down_from && t < down_to ? down_to + (t - down_from) / 100
+								     : t + 30 * S) >= 0);
+		}
+		CHECK(tick_at(&er, end + MIN, 11 * S) >= 0);
+		/* the catch-up: the hole, a day late */
+		for (int64_t t = hole_from; t <= hole_to; t += step) {
+			solar(r, t, t <= bad_to);
+			CHECK(feed_batch(&er, "DT-T06", r, SOLAR_N, end + 9 * MIN) >= 0);
+		}
+		CHECK(tick_at(&er, end + 10 * MIN, 11 * S) >= 0);
+		CHECK(tick_at(&er, end + 11 * MIN, 11 * S) >= 0);
+		for (int i = 0; i < n_seen && i < 256; i++) {
+			const struct alert_transition *t = &seen[i];
+
+			if (t->event == ALERT_EV_RAISED && t->event_ms >= bad_from)
+				start = t->event_ms, stop = -1;
+			if (t->event == ALERT_EV_CLEARED && t->alert.raised_at_ms == start)
+				stop = t->event_ms;
+			if (t->event == ALERT_EV_REVISED && t->old_start_ms == start)
+				start = t->event_ms, stop = t->end_ms;
+		}
+		printf("mode %d: episode %+lld .. %+lld min (want %+lld .. %+lld)\n", mode,
+		       (long long)((start - day) / MIN), (long long)((stop - day) / MIN),
+		       (long long)((bad_from + 2 * step - day) / MIN),
+		       (long long)((bad_to + step - day) / MIN));
+		CHECK(start == bad_from + 2 * step && stop == bad_to + step);
+		alert_engine_free(er.eng);
+	}
+	rules_free(rules);
+}
+
 /* The alert_state table: one blob a key, replaced on write. */
 static int upsert_blob(void *ctx, const char *key, const void *blob, size_t len)
 {
@@ -1421,6 +1531,7 @@ int main(void)
 	test_nodata_extent();
 	test_restart_replay();
 	test_crash_lost_evidence();
+	test_catchup_hole();
 	test_property();
 	return test_main("test_gateway_alert_order");
 }

@@ -92,6 +92,9 @@ struct alert_transition {
 	int64_t end_ms;      /* REVISED/RETRACTED/PAST: the episode's end
 			      * (ALERT_TS_NONE: still open) */
 	int64_t old_start_ms, old_end_ms; /* REVISED: the episode as stored */
+	const char *peak;    /* RAISED (from a replay), REVISED: the worst
+			      * severity the episode reached (a static name;
+			      * NULL: the severity, or as stored) */
 	int64_t arrived_ms;  /* now: when the gateway learned it */
 };
 

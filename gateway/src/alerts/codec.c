@@ -257,6 +257,7 @@ static void key_encode_parts(const struct alert_engine *eng, const struct akey *
 		w_i64(w, rec->arrived_ms);
 		w_i64(w, rec->gap_from);
 		w_u8(w, rec->back);
+		w_u8(w, rec->peak);
 	}
 	if (parts & P_EV) {
 		w_i64(w, k->last_ts);
@@ -478,11 +479,14 @@ static int decode_rec(struct rbuf *r, unsigned v, unsigned parts, const struct r
 		rec->gap_from = r_i64(r);
 		rec->back = r_bool(r);
 	}
+	rec->peak = v >= 4 ? r_u8(r) : 0;
 	if (r->bad || st > AGRI_ALERT_CLEARED || alert_severity_parse(rec->a.severity, &sev) < 0 ||
-	    rec->level >= (int)RULE_LEVELS_MAX) {
+	    rec->level >= (int)RULE_LEVELS_MAX || rec->peak > ALERT_SEV_CRITICAL) {
 		free(rec);
 		return -EBADMSG;
 	}
+	if (rec->peak < (unsigned)sev)
+		rec->peak = (uint8_t)sev; /* (version < 4) */
 	rec->a.state = (enum agri_alert_state)st;
 	if (rec->level >= (int)R->n_levels)
 		rec->level = R->n_levels ? (int)R->n_levels - 1 : -1;

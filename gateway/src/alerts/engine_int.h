@@ -18,7 +18,7 @@
 #define NONE INT64_MIN
 #define QUAL_METRICS_MAX 6
 #define BLOB_MAGIC 0xa1
-#define BLOB_VERSION 3
+#define BLOB_VERSION 4
 #define DAY_MS 86400000LL
 #define HOUR_MS 3600000LL
 
@@ -57,6 +57,8 @@ struct arec {
 	int64_t last_notify_ms;     /* now-time of its last notification */
 	char who[64];
 	bool late;                  /* its episode's evidence came late */
+	uint8_t peak;               /* the worst enum alert_severity of its episode
+				     * so far (blob version 4; before: its severity) */
 	int64_t arrived_ms;         /* now-time its last transition was known */
 	int64_t gap_from;           /* no_data: the station's newest reading ts at raise */
 	bool back;                  /* no_data: data came back, the clear waits for the
@@ -134,6 +136,10 @@ struct ck {
 };
 
 enum { EP_PENDING = 1, EP_LIVE = 2, EP_LATE = 4 };
+/* Bits 3-4 of an episode's flags: the worst severity it reached (an
+ * enum alert_severity; saved with the key, older states read as info). */
+#define EP_PEAK_SHIFT 3
+#define EP_PEAK_MASK (3u << EP_PEAK_SHIFT)
 
 /* An episode as stored and told (start and end in reading time; end NONE
  * while open). */
@@ -141,6 +147,17 @@ struct ep {
 	int64_t start, end;
 	uint8_t flags;
 };
+
+static inline enum alert_severity ep_peak(const struct ep *e)
+{
+	return (enum alert_severity)((e->flags & EP_PEAK_MASK) >> EP_PEAK_SHIFT);
+}
+
+static inline void ep_set_peak(struct ep *e, enum alert_severity s)
+{
+	e->flags = (uint8_t)((e->flags & ~EP_PEAK_MASK) | (((unsigned)s << EP_PEAK_SHIFT) &
+							    EP_PEAK_MASK));
+}
 
 /* Late news of one alert not notified yet (a summary at the station's
  * settle: one notification per alert). */

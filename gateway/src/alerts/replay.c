@@ -69,6 +69,7 @@ struct replay {
 	bool in_ep;                /* a truth episode is open */
 	bool ep_from_ck;           /* ... it was open at the checkpoint */
 	int64_t ep_start;
+	enum alert_severity ep_peak; /* ... the worst it reached (since the checkpoint) */
 	uint8_t n_cap;
 	bool changed;              /* the open episode had a transition */
 	bool told_matched;         /* the told record's episode matched ... */
@@ -453,6 +454,14 @@ static void news_wait(struct alert_engine *eng, const struct akey *k)
 	queue(eng, st);
 }
 
+static enum alert_severity sev_of(const char *name)
+{
+	enum alert_severity s = ALERT_SEV_INFO;
+
+	(void)alert_severity_parse(name, &s);
+	return s;
+}
+
 /*
  * Every transition the world hears of passes here (not those captured by
  * a replay): it is marked late or not, the key's told episodes follow it,
@@ -484,6 +493,8 @@ void ae_told(struct alert_engine *eng, struct out *o, struct akey *k,
 	switch (t->event) {
 	case ALERT_EV_RAISED:
 		led_push(x, t->event_ms, NONE, t->late && !eng->quiet ? EP_LATE | EP_PENDING : EP_LIVE);
+		if ((e = led_find(x, t->event_ms)))
+			ep_set_peak(e, sev_of(t->peak ? t->peak : t->alert.severity));
 		if (t->late && !eng->quiet) {
 			x->nw.n++;
 			news_text(&x->nw, t->message_en, t->message_vi, false);
@@ -506,11 +517,18 @@ void ae_told(struct alert_engine *eng, struct out *o, struct akey *k,
 		}
 		break;
 	case ALERT_EV_SEVERITY:
+		e = led_find(x, t->alert.raised_at_ms);
+		if (!e || e->end != NONE)
+			e = led_open(x);
+		if (e && sev_of(t->alert.severity) > ep_peak(e))
+			ep_set_peak(e, sev_of(t->alert.severity));
 		break;
 	case ALERT_EV_REVISED:
 		if ((e = led_find(x, t->old_start_ms))) {
 			e->start = t->event_ms;
 			e->end = t->end_ms == ALERT_TS_NONE ? NONE : t->end_ms;
+			if (t->peak)
+				ep_set_peak(e, sev_of(t->peak));
 			if (t->notify && t->late && !eng->quiet) {
 				/* told over, on again: news */
 				e->flags |= EP_PENDING;
@@ -589,6 +607,7 @@ bool ae_capture(struct alert_engine *eng, const struct akey *k,
 		rp->in_ep = true;
 		rp->ep_from_ck = false;
 		rp->ep_start = t->event_ms;
+		rp->ep_peak = sev_of(t->alert.severity);
 		rp->n_cap = 0;
 		rp->changed = true;
 	}
@@ -597,6 +616,8 @@ bool ae_capture(struct alert_engine *eng, const struct akey *k,
 	if (t->event == ALERT_EV_SEVERITY) {
 		rp->changed = true;
 		rp->last_sev_ms = t->event_ms;
+		if (sev_of(t->alert.severity) > rp->ep_peak)
+			rp->ep_peak = sev_of(t->alert.severity);
 		if (rp->n_cap == CAP_MAX - 1)
 			rp->n_cap--; /* keep the raise and the latest changes */
 	}
@@ -637,11 +658,12 @@ static void emit_retract(struct alert_engine *eng, struct replay *rp, const stru
 }
 
 static void emit_revised(struct alert_engine *eng, struct replay *rp, const struct ep *e,
-			 int64_t start, int64_t end)
+			 int64_t start, int64_t end, enum alert_severity peak)
 {
 	struct alert_transition t;
 
 	t_init(eng, &t, rp->k, rp->k->rec ? rp->k->rec : NULL, ALERT_EV_REVISED);
+	t.peak = alert_severity_name(peak);
 	t.event_ms = start;
 	t.end_ms = end == NONE ? ALERT_TS_NONE : end;
 	t.old_start_ms = e->start;
@@ -660,6 +682,9 @@ static void emit_caps(struct alert_engine *eng, struct replay *rp, unsigned from
 
 	for (unsigned i = 0; closed && i < rp->n_led && !history; i++)
 		history = rp->led[i].start > start && !(rp->matched[i] && rp->retracted[i]);
+	/* the transitions held may not include the worst (CAP_MAX): the raise says it */
+	if (from == 0 && rp->n_cap && rp->cap[0].event == ALERT_EV_RAISED)
+		rp->cap[0].peak = alert_severity_name(rp->ep_peak);
 	for (unsigned i = from; i < rp->n_cap; i++) {
 		rp->cap[i].history = history;
 		if (history)
@@ -713,6 +738,8 @@ static void resolve(struct alert_engine *eng, struct replay *rp, int64_t start, 
 	rp->matched[m] = true;
 	{
 		struct ep e = rp->led[m];
+		/* the worst it reached (from a checkpoint: as the checkpoint had it) */
+		enum alert_severity peak = rp->ep_peak;
 
 		if (rp->told && e.start == rp->told->a.raised_at_ms) {
 			rp->told_matched = true;
@@ -724,6 +751,7 @@ static void resolve(struct alert_engine *eng, struct replay *rp, int64_t start, 
 			struct alert_transition t;
 
 			t_init(eng, &t, rp->k, rp->k->rec, ALERT_EV_REVISED);
+			t.peak = alert_severity_name(peak);
 			t.event_ms = start;
 			t.end_ms = ALERT_TS_NONE;
 			t.old_start_ms = e.start;
@@ -732,8 +760,8 @@ static void resolve(struct alert_engine *eng, struct replay *rp, int64_t start, 
 			emit_t(eng, rp->o, rp->k, &t);
 			return;
 		}
-		if (e.start != start || (e.end != NONE && e.end != end))
-			emit_revised(eng, rp, &e, start, e.end == NONE ? NONE : end);
+		if (e.start != start || (e.end != NONE && e.end != end) || peak != ep_peak(&e))
+			emit_revised(eng, rp, &e, start, e.end == NONE ? NONE : end, peak);
 		if (e.end == NONE && end != NONE) {
 			/* told on, over in truth: its clear */
 			for (unsigned i = 0; i < rp->n_cap; i++)
@@ -1203,6 +1231,7 @@ static int64_t replay_key(struct alert_engine *eng, struct out *o, struct akey *
 			rp->in_ep = true;
 			rp->ep_from_ck = true;
 			rp->ep_start = k->rec->a.raised_at_ms;
+			rp->ep_peak = (enum alert_severity)k->rec->peak;
 		}
 	} else {
 		rp->told = NULL;
@@ -1210,6 +1239,7 @@ static int64_t replay_key(struct alert_engine *eng, struct out *o, struct akey *
 			rp->in_ep = true;
 			rp->ep_from_ck = true;
 			rp->ep_start = k->rec->a.raised_at_ms;
+			rp->ep_peak = (enum alert_severity)k->rec->peak;
 		}
 	}
 	if (x->n_led)

@@ -120,6 +120,7 @@ int ae_raise_alert(struct alert_engine *eng, struct out *o, struct akey *k,
 	snprintf(rec->a.metric, sizeof(rec->a.metric), "%s", args->metric ? args->metric : "");
 	snprintf(rec->a.severity, sizeof(rec->a.severity), "%s", alert_severity_name(sev));
 	rec->a.state = AGRI_ALERT_ACTIVE;
+	rec->peak = (uint8_t)sev;
 	rec->a.value = args->has_value ? args->value : 0;
 	rec->a.has_value = args->has_value;
 	rec->a.threshold = args->threshold;
@@ -158,6 +159,8 @@ void ae_severity_change(struct alert_engine *eng, struct out *o,
 		rec->active_since_ms = now_ms;
 	}
 	snprintf(rec->a.severity, sizeof(rec->a.severity), "%s", alert_severity_name(sev));
+	if ((unsigned)sev > rec->peak)
+		rec->peak = (uint8_t)sev;
 	snprintf(rec->a.metric, sizeof(rec->a.metric), "%s", args->metric ? args->metric : "");
 	rec->a.value = args->value;
 	rec->a.has_value = args->has_value;

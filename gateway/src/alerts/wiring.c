@@ -38,6 +38,9 @@
 #define HUB_ACK_WAIT_MAX 1000   /* another hub's waiting for their episode */
 #define HUB_ACK_RESEND_MAX 256  /* own ones sent again on a reconnect */
 #define HUB_ACK_EXPIRE_EVERY_MS 60000
+/* A severity's rank in SQL, as enum alert_severity orders them. */
+#define SEV_RANK(x) "(CASE " x " WHEN 'info' THEN 0 WHEN 'warning' THEN 1 WHEN 'alarm' THEN 2" \
+		    " WHEN 'critical' THEN 3 ELSE -1 END)"
 
 /* A publication staged in the transaction, sent after its commit. */
 struct pending {
@@ -222,7 +225,7 @@ static int store_episode(struct alerting *a, const struct alert_transition *t)
 		q = a->ep_insert;
 		sqlite3_bind_text(q, 1, al->id, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(q, 2, t->event_ms);
-		sqlite3_bind_text(q, 3, al->severity, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(q, 3, t->peak ? t->peak : al->severity, -1, SQLITE_TRANSIENT);
 		if (al->has_value)
 			sqlite3_bind_double(q, 4, al->value);
 		sqlite3_bind_int(q, 5, t->late);
@@ -246,6 +249,7 @@ static int store_episode(struct alerting *a, const struct alert_transition *t)
 		sqlite3_bind_int64(q, 2, t->old_start_ms);
 		sqlite3_bind_int64(q, 3, t->event_ms);
 		bind_time(q, 4, t->end_ms);
+		bind_text_or_null(q, 5, t->peak);
 		return step_reset(q);
 	case ALERT_EV_RETRACTED:
 		q = a->ep_retract;
@@ -1155,11 +1159,13 @@ struct alerting *alerting_new(const struct gateway_config *cfg, struct store *st
 	PREP(ep_close,
 	     "UPDATE alert_episodes SET end = ?3 WHERE alert_id = ?1 AND start = ?2"
 	     " AND end IS NULL AND retracted = 0");
+	/* an episode's severity is the worst it reached (docs/alerts.md) */
 	PREP(ep_severity,
 	     "UPDATE alert_episodes SET severity = ?3 WHERE alert_id = ?1 AND start = ?2"
-	     " AND retracted = 0");
+	     " AND retracted = 0 AND " SEV_RANK("?3") " > " SEV_RANK("severity"));
 	PREP(ep_revise,
-	     "UPDATE alert_episodes SET start = ?3, end = ?4 WHERE id = (SELECT id FROM"
+	     "UPDATE alert_episodes SET start = ?3, end = ?4, severity = coalesce(?5, severity)"
+	     " WHERE id = (SELECT id FROM"
 	     " alert_episodes WHERE alert_id = ?1 AND start = ?2 AND retracted = 0"
 	     " ORDER BY id DESC LIMIT 1)");
 	PREP(ep_retract,
