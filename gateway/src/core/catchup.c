@@ -35,7 +35,9 @@
 #define HOUR_READINGS_MAX 50000     /* readings served for one station-hour */
 #define WANTS_MAX 256               /* station-hours wanted, asked or just done */
 #define INFLIGHT_MAX 4              /* hours asked and not yet done */
-#define ASK_TIMEOUT_MS 30000        /* an hour asked with no "done" since: asked again later */
+#define ASK_TIMEOUT_MS 30000        /* an hour asked with no "done" since: asked again */
+#define ASKS_MAX 4                  /* ... this many times, then left to the next digests */
+#define LATE_OK_MS 300000           /* replays of an hour asked still taken this long */
 #define DONE_GRACE_MS 10000         /* replays of a done hour still accepted */
 #define DETAILS_MAX 8               /* details asked and not yet come */
 #define SEEN_TWICE 2                /* a station must differ on this many digests running */
@@ -63,6 +65,8 @@ struct want {
 	char hub[AGRI_ID_MAX + 1];
 	int64_t hour_ms;
 	int64_t until;      /* monotonic: W_ASKED times out, W_DONE's grace ends */
+	int64_t late_ok;    /* monotonic: its replays are taken until then (asked) */
+	unsigned asks;
 	size_t received, stored;
 };
 
@@ -115,7 +119,8 @@ struct catchup {
 	uint32_t rng;
 
 	atomic_uint_least64_t digests_sent, digests_received, details_requested, hours_requested,
-		requests_served, readings_sent, readings_received, readings_stored, dropped, refused,
+		requests_served, readings_sent, readings_received, readings_stored, readings_unasked,
+		dropped, refused,
 		digest_bytes, stations_differing;
 	atomic_int_least64_t matched_at_ms;
 	char peer[AGRI_ID_MAX + 1];
@@ -267,7 +272,8 @@ static bool expect(void *ctx, const char *station, int64_t ts_ms)
 
 	pthread_mutex_lock(&c->mu);
 	w = want_find(c, station, ts_ms - ((ts_ms % CU_HOUR_MS) + CU_HOUR_MS) % CU_HOUR_MS);
-	ok = w && (w->state == W_ASKED || w->state == W_DONE);
+	ok = w && (w->state == W_ASKED || w->state == W_DONE ||
+		   (w->asks && util_mono_ms() < w->late_ok));
 	pthread_mutex_unlock(&c->mu);
 	return ok;
 }
@@ -305,10 +311,15 @@ static void wants_step(struct catchup *c)
 		struct want *w = &c->wants[i];
 
 		if ((w->state == W_ASKED || w->state == W_DONE) && now >= w->until) {
-			if (w->state == W_ASKED)
-				log_debug(LOG, "no answer for station=%s hour=%lld: asked again later",
+			/* An answer may still be on its way (behind a bridge's
+			 * backlog): asked again, its replays still taken. */
+			if (w->state == W_ASKED && w->asks < ASKS_MAX) {
+				log_debug(LOG, "no answer for station=%s hour=%lld: asked again",
 					  w->station, (long long)w->hour_ms);
-			w->state = W_FREE;
+				w->state = W_WANTED;
+			} else {
+				w->state = W_FREE;
+			}
 		}
 		asked += w->state == W_ASKED;
 	}
@@ -319,6 +330,8 @@ static void wants_step(struct catchup *c)
 			continue;
 		w->state = W_ASKED;
 		w->until = now + ASK_TIMEOUT_MS;
+		w->late_ok = now + LATE_OK_MS;
+		w->asks++;
 		ask[n_ask++] = *w;
 		asked++;
 	}
@@ -753,6 +766,13 @@ static void on_replay(struct catchup *c, const struct inmsg *m)
 	}
 	if (call.r.refused)
 		atomic_fetch_add(&c->refused, 1);
+	if (call.r.unasked) {
+		atomic_fetch_add(&c->readings_unasked, call.r.unasked);
+		if (may_log(c))
+			log_info(LOG, "a replay from hub=%s for station=%s: %zu readings of hours"
+				 " not asked for (or no longer), dropped", m->hub, call.r.station,
+				 call.r.unasked);
+	}
 	atomic_fetch_add(&c->readings_received, call.r.received);
 	atomic_fetch_add(&c->readings_stored, call.r.stored);
 	if (call.r.received) {
@@ -1029,8 +1049,13 @@ int catchup_metrics_text(struct catchup *c, char *buf, size_t len)
 		     " lacked\n"
 		     "# TYPE agri_gateway_catchup_readings_stored_total counter\n"
 		     "agri_gateway_catchup_readings_stored_total %llu\n"
+		     "# HELP agri_gateway_catchup_readings_unasked_total replayed readings of hours"
+		     " this hub did not ask for (another hub's answer, or one asked before a"
+		     " restart): dropped\n"
+		     "# TYPE agri_gateway_catchup_readings_unasked_total counter\n"
+		     "agri_gateway_catchup_readings_unasked_total %llu\n"
 		     "# HELP agri_gateway_catchup_dropped_total catch-up messages dropped (inbox"
-		     " full, over the rate, not asked for)\n"
+		     " full, over the rate, a detail not asked for)\n"
 		     "# TYPE agri_gateway_catchup_dropped_total counter\n"
 		     "agri_gateway_catchup_dropped_total %llu\n"
 		     "# HELP agri_gateway_catchup_refused_total catch-up messages refused as"
@@ -1051,6 +1076,7 @@ int catchup_metrics_text(struct catchup *c, char *buf, size_t len)
 		     (unsigned long long)atomic_load(&c->readings_sent),
 		     (unsigned long long)atomic_load(&c->readings_received),
 		     (unsigned long long)atomic_load(&c->readings_stored),
+		     (unsigned long long)atomic_load(&c->readings_unasked),
 		     (unsigned long long)atomic_load(&c->dropped),
 		     (unsigned long long)atomic_load(&c->refused),
 		     (long long)(atomic_load(&c->matched_at_ms) / 1000));

@@ -210,6 +210,9 @@ struct ingest_replay {
 	char station[AGRI_ID_MAX + 1];
 	int64_t first_ts_ms;
 	size_t received, stored, refused;
+	size_t unasked;  /* readings of hours expect() refused: dropped, not dead
+			  * letters (another hub's answer, a late one, one asked
+			  * before a restart: docs/ha.md "Catch-up") */
 };
 int ingest_put_replay(struct ingest *in, struct ingest_replay *r);
 

@@ -358,7 +358,7 @@ int ingest_put_replay(struct ingest *in, struct ingest_replay *r)
 	int64_t first_off = 0, now = util_now_ms();
 	int drc, rc;
 
-	r->received = r->stored = r->refused = 0;
+	r->received = r->stored = r->refused = r->unasked = 0;
 	r->station[0] = '\0';
 	r->first_ts_ms = 0;
 	if (r->orig_len > r->len || r->len > r->max_len) {
@@ -405,13 +405,7 @@ int ingest_put_replay(struct ingest *in, struct ingest_replay *r)
 		kept++;
 	}
 	tel.n = kept;
-	if (unasked) {
-		snprintf(reason, sizeof(reason), "catch-up replay from %s: %zu readings of hours not"
-			 " asked for", r->from_hub, unasked);
-		r->refused += unasked;
-		if ((rc = replay_dead(in, r, tel.station, "replay", reason)) < 0)
-			return rc;
-	}
+	r->unasked = unasked; /* the catch-up counts them: normal, not malformed */
 	if (tel.n && !in_bucket_take(&in_quota_of(in, tel.station)->readings, (double)tel.n,
 				     util_mono_ms())) {
 		atomic_fetch_add(&in->health->quota_readings, tel.n);
