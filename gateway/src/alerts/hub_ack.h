@@ -12,7 +12,7 @@
  *    "episode":"salinity-high/CL-01/sonde1@1765000000000","severity":"critical",
  *    "by":"lan","at":"2026-12-07T03:10:00.000Z"}
  *
- * wiring.c applies a judged acknowledgement in the writer's transaction,
+ * hub_acks.c applies a judged acknowledgement in the writer's transaction,
  * keeps the ones whose episode has not reached this hub yet (bounded), and
  * never publishes what it applied (no ping-pong).
  */

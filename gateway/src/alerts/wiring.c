@@ -1,9 +1,11 @@
 /*
- * The alert engine wired into the ingest pipeline (see alerting.h).
- * Locking rules: everything in struct alerting except the atomics is
- * touched by the ingest writer thread alone (hook callbacks and the
- * functions it runs for ingest_call); alerting_ack() and
- * alerting_republish() only queue work for it.
+ * The alert engine wired into the ingest pipeline (see alerting.h): the
+ * hook's callbacks feed the engine inside the writer's transaction, store
+ * what it emits (alert rows, events, episodes, its per-key state) on the
+ * writer's connection, stage the publications sent after the commit, and
+ * rebuild the engine after a rollback. The acknowledgements shared with
+ * another hub are hub_acks.c's; struct alerting, which both use, and its
+ * locking rules are in wiring_int.h.
  */
 #include "alerts/alerting.h"
 
@@ -23,21 +25,15 @@
 #include "agri/util.h"
 #include "alerts/alert.h"
 #include "alerts/hub_ack.h"
+#include "alerts/wiring_int.h"
 #include "notify/notify.h"
 #include "notify/outbox.h"
 #include "gateway/rules.h"
 #include "core/store.h"
 
 #define STATE_DEFER_MS 5000 /* see before_commit() */
-#define LOG "alerts"
 #define PENDING_MAX 4096
 #define ALERT_JSON_MAX 2048
-/* Acknowledgements shared with another hub (docs/ha.md, "Acknowledgements") */
-#define HUB_ACK_KEEP_MS (24 * 3600 * 1000LL) /* an own one is sent again on a
-					      * reconnect, another's waits: a day */
-#define HUB_ACK_WAIT_MAX 1000   /* another hub's waiting for their episode */
-#define HUB_ACK_RESEND_MAX 256  /* own ones sent again on a reconnect */
-#define HUB_ACK_EXPIRE_EVERY_MS 60000
 /* A severity's rank in SQL, as enum alert_severity orders them. */
 #define SEV_RANK(x) "(CASE " x " WHEN 'info' THEN 0 WHEN 'warning' THEN 1 WHEN 'alarm' THEN 2" \
 		    " WHEN 'critical' THEN 3 ELSE -1 END)"
@@ -48,46 +44,6 @@ struct pending {
 	size_t len;
 	char *payload; /* NULL when len == 0 (the empty retained message) */
 	bool retained; /* alert states are; acknowledgements for the other hub not */
-};
-
-struct alerting {
-	struct rules *rules;
-	struct alert_engine *eng;
-	struct ingest *in;
-	struct store *st;
-	char prefix[65];
-	struct ingest_hook hook;
-	bool in_txn;
-	int emit_err; /* first error inside an emit callback */
-	sqlite3_stmt *upsert_alert, *insert_event, *put_state, *del_state;
-	sqlite3_stmt *ep_insert, *ep_close, *ep_revise, *ep_retract, *ep_severity;
-	sqlite3_stmt *src_metrics, *src_rows, *src_holes; /* the engine's source */
-	struct alert_source src;
-	struct pending *pending;
-	size_t n_pending;
-	atomic_size_t keys, open_alerts;
-	atomic_uint_fast64_t transitions;
-	atomic_uint_fast64_t held, replayed_rows, late_dropped; /* event time */
-	alerting_peak_fn on_peak;
-	void *peak_ctx;
-	alerting_notice_fn on_notice; /* the people's policy (notify/people.h) */
-	void *notice_ctx;
-	bool quiet;
-	struct log_complaint reload_note; /* logged once until a commit */
-	size_t keys_per_station, open_per_station;
-	/* Acknowledgements shared with another hub (hub_ack.h) */
-	char hub[GW_NAME_MAX + 1];        /* this gateway's client id */
-	char ack_topic[AGRI_TOPIC_MAX];   /* <prefix>/hub/<client id>/ack */
-	sqlite3_stmt *ack_sent_put, *ack_sent_recent, *ack_sent_expire;
-	sqlite3_stmt *ack_wait_put, *ack_wait_all, *ack_wait_del, *ack_wait_expire,
-		*ack_wait_trim, *ack_wait_count, *ep_known;
-	size_t n_waiting;                 /* rows of hub_acks_waiting */
-	bool raised;                      /* an episode began or moved in this
-					   * transaction: check the waiting ones */
-	int64_t next_ack_expiry_ms;       /* monotonic */
-	atomic_uint_fast64_t acks_sent, acks_own, acks_refused, acks_expired;
-	atomic_uint_fast64_t acks_judged[HUB_ACK_UNKNOWN + 1];
-	atomic_size_t acks_waiting;
 };
 
 static const char *const schema =
@@ -111,8 +67,8 @@ static void pending_clear(struct alerting *a)
 }
 
 /* Stages a publication of topic (a copy of payload[0..len)). */
-static void stage_raw(struct alerting *a, const char *topic, const char *payload, size_t len,
-		      bool retained)
+void al_stage_raw(struct alerting *a, const char *topic, const char *payload, size_t len,
+		  bool retained)
 {
 	struct pending *p;
 
@@ -165,7 +121,7 @@ static int bind_text_or_null(sqlite3_stmt *q, int i, const char *s)
 	return s && *s ? sqlite3_bind_text(q, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(q, i);
 }
 
-static int step_reset(sqlite3_stmt *q)
+int al_step_reset(sqlite3_stmt *q)
 {
 	int rc = sqlite3_step(q);
 
@@ -210,7 +166,7 @@ static int store_alert_row(struct alerting *a, const struct alert_transition *t)
 	sqlite3_bind_int(q, 16, t->late);
 	bind_time(q, 17, t->event_ms);
 	bind_time(q, 18, t->arrived_ms);
-	return step_reset(q);
+	return al_step_reset(q);
 }
 
 /* The episode table (v_alert_episodes): one row per episode, revised as
@@ -230,19 +186,19 @@ static int store_episode(struct alerting *a, const struct alert_transition *t)
 			sqlite3_bind_double(q, 4, al->value);
 		sqlite3_bind_int(q, 5, t->late);
 		sqlite3_bind_int64(q, 6, t->arrived_ms);
-		return step_reset(q);
+		return al_step_reset(q);
 	case ALERT_EV_CLEARED:
 		q = a->ep_close;
 		sqlite3_bind_text(q, 1, al->id, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(q, 2, al->raised_at_ms);
 		sqlite3_bind_int64(q, 3, t->event_ms);
-		return step_reset(q);
+		return al_step_reset(q);
 	case ALERT_EV_SEVERITY:
 		q = a->ep_severity;
 		sqlite3_bind_text(q, 1, al->id, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(q, 2, al->raised_at_ms);
 		sqlite3_bind_text(q, 3, al->severity, -1, SQLITE_TRANSIENT);
-		return step_reset(q);
+		return al_step_reset(q);
 	case ALERT_EV_REVISED:
 		q = a->ep_revise;
 		sqlite3_bind_text(q, 1, al->id, -1, SQLITE_TRANSIENT);
@@ -250,12 +206,12 @@ static int store_episode(struct alerting *a, const struct alert_transition *t)
 		sqlite3_bind_int64(q, 3, t->event_ms);
 		bind_time(q, 4, t->end_ms);
 		bind_text_or_null(q, 5, t->peak);
-		return step_reset(q);
+		return al_step_reset(q);
 	case ALERT_EV_RETRACTED:
 		q = a->ep_retract;
 		sqlite3_bind_text(q, 1, al->id, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(q, 2, t->event_ms);
-		return step_reset(q);
+		return al_step_reset(q);
 	default:
 		return 0;
 	}
@@ -287,7 +243,7 @@ static int store_transition(struct alerting *a, const struct alert_transition *t
 									      : al->updated_at_ms);
 	sqlite3_bind_int(q, 6, t->late);
 	bind_time(q, 7, t->arrived_ms);
-	return step_reset(q);
+	return al_step_reset(q);
 }
 
 /* ---- the engine's source: the stored readings, on the writer's
@@ -362,7 +318,7 @@ static int src_holes(void *ctx, const char *station, int64_t from_ms, int64_t to
 }
 
 /* The engine's emit callback (writer thread). */
-static void on_transition(void *ctx, const struct alert_transition *t)
+void al_on_transition(void *ctx, const struct alert_transition *t)
 {
 	struct alerting *a = ctx;
 	int rc;
@@ -439,11 +395,11 @@ static int save_state(void *ctx, const char *key, const void *blob, size_t len)
 	sqlite3_bind_text(q, 1, key, -1, SQLITE_TRANSIENT);
 	if (len)
 		sqlite3_bind_blob(q, 2, blob, (int)len, SQLITE_TRANSIENT);
-	return step_reset(q);
+	return al_step_reset(q);
 }
 
 /* Enters the engine's transaction (once per store transaction). */
-static int enter(struct alerting *a)
+int al_enter(struct alerting *a)
 {
 	int rc;
 
@@ -466,8 +422,6 @@ static int leave(struct alerting *a, int rc)
 	return a->emit_err;
 }
 
-static int hub_acks_check_waiting(struct alerting *a);
-
 /* The keys the transaction changed, written once just before its COMMIT;
  * a key whose only change is its evidence (newest reading, last seen)
  * waits up to STATE_DEFER_MS (a tick writes it), except at shutdown. */
@@ -481,7 +435,7 @@ static int before_commit(void *ctx, struct store *st)
 	if (!a->in_txn)
 		return 0;
 	/* fresh readings out of order, full holds: replayed before the commit */
-	if ((rc = alert_engine_flush(a->eng, util_now_ms(), on_transition, a)) < 0 ||
+	if ((rc = alert_engine_flush(a->eng, util_now_ms(), al_on_transition, a)) < 0 ||
 	    (rc = a->emit_err) < 0)
 		return rc;
 	/* another hub's acknowledgements whose episode has just begun here */
@@ -499,9 +453,9 @@ static int on_telemetry(void *ctx, struct store *st, const struct agri_telemetry
 	int rc;
 
 	(void)st;
-	if ((rc = enter(a)) < 0)
+	if ((rc = al_enter(a)) < 0)
 		return rc;
-	return leave(a, alert_engine_batch(a->eng, t, fresh, received_ms, on_transition, a));
+	return leave(a, alert_engine_batch(a->eng, t, fresh, received_ms, al_on_transition, a));
 }
 
 static int on_status(void *ctx, struct store *st, const struct agri_status *s,
@@ -511,12 +465,12 @@ static int on_status(void *ctx, struct store *st, const struct agri_status *s,
 	int rc;
 
 	(void)st;
-	if ((rc = enter(a)) < 0)
+	if ((rc = al_enter(a)) < 0)
 		return rc;
 	if (s->online)
 		alert_engine_backlog(a->eng, s->station, (uint64_t)s->spool_depth);
 	return leave(a, alert_engine_status(a->eng, s->station, s->online, received_ms,
-					    on_transition, a));
+					    al_on_transition, a));
 }
 
 /* A station past its budgets or with a wrong clock, or the hub's storage
@@ -531,7 +485,7 @@ static int on_event(void *ctx, struct store *st, const struct ingest_event *ev)
 	int rc;
 
 	(void)st;
-	if ((rc = enter(a)) < 0)
+	if ((rc = al_enter(a)) < 0)
 		return rc;
 	/* The hub's id is its MQTT client id: made a valid station id. */
 	snprintf(id, sizeof(id), "%s", ev->station);
@@ -542,7 +496,7 @@ static int on_event(void *ctx, struct store *st, const struct ingest_event *ev)
 	if (!agri_station_id_valid(id))
 		return 0;
 	return leave(a, alert_engine_event(a->eng, kind, id, ev->value, ev->detail_en,
-					   ev->detail_vi, ev->at_ms, on_transition, a));
+					   ev->detail_vi, ev->at_ms, al_on_transition, a));
 }
 
 static int save_state(void *ctx, const char *key, const void *blob, size_t len);
@@ -554,7 +508,7 @@ static int on_series_retired(void *ctx, struct store *st, const char *station,
 	int rc;
 
 	(void)st;
-	if ((rc = enter(a)) < 0)
+	if ((rc = al_enter(a)) < 0)
 		return rc;
 	rc = alert_engine_forget(a->eng, station, sensor, metric, save_state, a);
 	if (rc > 0)
@@ -563,19 +517,17 @@ static int on_series_retired(void *ctx, struct store *st, const char *station,
 	return rc < 0 ? rc : 0;
 }
 
-static int hub_acks_expire(struct alerting *a, int64_t now_ms);
-
 static int on_tick(void *ctx, struct store *st, int64_t now_ms)
 {
 	struct alerting *a = ctx;
 	int rc;
 
 	(void)st;
-	if ((rc = enter(a)) < 0)
+	if ((rc = al_enter(a)) < 0)
 		return rc;
 	if ((rc = hub_acks_expire(a, now_ms)) < 0)
 		return rc;
-	return leave(a, alert_engine_tick(a->eng, now_ms, on_transition, a));
+	return leave(a, alert_engine_tick(a->eng, now_ms, al_on_transition, a));
 }
 
 static void update_stats(struct alerting *a)
@@ -611,7 +563,6 @@ static void on_commit(void *ctx)
 }
 
 static int import_state(struct alerting *a, sqlite3 *db);
-static void hub_acks_count(struct alerting *a);
 
 /* After a rollback: the engine (which keeps no undo images) is rebuilt from
  * alert_state, i.e. from the last commit. Evidence that was waiting to be
@@ -656,256 +607,6 @@ static void on_rollback(void *ctx)
 	reload(a);
 }
 
-/* ---- acknowledgements shared with another hub (docs/ha.md) ---------------
- *
- * An acknowledgement this hub's API took is published for the other hub
- * (after the commit, QoS 1, not retained) and kept a day in hub_acks_sent,
- * to be published again after every reconnect: a publication lost with a
- * broker that restarted is not lost for the other hub, to which a second
- * copy is a duplicate. Another hub's acknowledgement comes through the
- * ingest's queue, in the order of the messages before it, and is judged
- * (hub_ack_judge) and applied here in the writer's transaction, as the API
- * would apply it, but never published again. One whose episode this hub
- * has not had yet waits in hub_acks_waiting (at most HUB_ACK_WAIT_MAX, a
- * day) and is applied in the transaction that raises that episode. */
-
-static void hub_acks_count(struct alerting *a)
-{
-	sqlite3_stmt *q = a->ack_wait_count;
-
-	a->n_waiting = sqlite3_step(q) == SQLITE_ROW ? (size_t)sqlite3_column_int64(q, 0) : 0;
-	sqlite3_reset(q);
-	atomic_store(&a->acks_waiting, a->n_waiting);
-}
-
-/* Whether this hub has ever had k's episode (its history, not retracted). */
-static int episode_known(struct alerting *a, const struct hub_ack *k, bool *known)
-{
-	sqlite3_stmt *q = a->ep_known;
-	int rc;
-
-	sqlite3_bind_text(q, 1, k->id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(q, 2, k->raised_at_ms);
-	rc = sqlite3_step(q);
-	*known = rc == SQLITE_ROW;
-	sqlite3_reset(q);
-	sqlite3_clear_bindings(q);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : agri_sqlite_errno(rc);
-}
-
-static int wait_put(struct alerting *a, const struct hub_ack *k, const char *episode,
-		    int64_t received_ms)
-{
-	sqlite3_stmt *q = a->ack_wait_put;
-	int rc;
-
-	if (a->n_waiting >= HUB_ACK_WAIT_MAX) { /* the oldest make room */
-		sqlite3_bind_int64(a->ack_wait_trim, 1, (int64_t)(a->n_waiting - HUB_ACK_WAIT_MAX + 1));
-		if ((rc = step_reset(a->ack_wait_trim)) < 0)
-			return rc;
-		log_warn(LOG, "hub acks: %d waiting for their episode, the oldest dropped",
-			 HUB_ACK_WAIT_MAX);
-		atomic_fetch_add(&a->acks_expired, (uint64_t)sqlite3_changes(store_db(a->st)));
-		a->n_waiting -= (size_t)sqlite3_changes(store_db(a->st));
-	}
-	sqlite3_bind_text(q, 1, episode, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(q, 2, k->hub, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(q, 3, k->id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(q, 4, k->raised_at_ms);
-	sqlite3_bind_text(q, 5, k->severity, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(q, 6, k->by, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(q, 7, k->at_ms);
-	sqlite3_bind_int64(q, 8, received_ms);
-	if ((rc = step_reset(q)) < 0)
-		return rc;
-	a->n_waiting += (size_t)sqlite3_changes(store_db(a->st));
-	return 0;
-}
-
-/*
- * Judges another hub's acknowledgement k and applies it (writer thread,
- * inside the transaction). waited: it comes from hub_acks_waiting (it is
- * not put there again, nor logged as new). Returns the verdict or a
- * negative errno.
- */
-static int hub_ack_take(struct alerting *a, const struct hub_ack *k, int64_t received_ms,
-			bool waited)
-{
-	struct agri_alert cur;
-	char episode[HUB_ACK_ID_MAX + 24], at[32] = "";
-	bool covered = alert_engine_covers(a->eng, k->id), has = false, known = false;
-	enum hub_ack_verdict v;
-	int rc;
-
-	if (hub_ack_episode(k, episode, sizeof(episode)) < 0)
-		return -EINVAL;
-	if (covered)
-		has = alert_engine_get(a->eng, k->id, &cur) == 0;
-	if (covered && !(has && cur.raised_at_ms >= k->raised_at_ms) &&
-	    (rc = episode_known(a, k, &known)) < 0)
-		return rc;
-	v = hub_ack_judge(k, covered, has ? &cur : NULL, known);
-	agri_time_format(k->at_ms, at, sizeof(at));
-	switch (v) {
-	case HUB_ACK_APPLY:
-		rc = alert_engine_ack(a->eng, k->id, k->by, util_now_ms(), on_transition, a);
-		if (rc < 0 || (rc = a->emit_err) < 0)
-			return rc;
-		log_info(LOG, "acknowledged on hub %s id=%s episode=%s by=%s at=%s%s", k->hub, k->id,
-			 episode, k->by, at, waited ? " (it waited for its episode)" : "");
-		break;
-	case HUB_ACK_WAIT:
-		if (waited)
-			return v;
-		if ((rc = wait_put(a, k, episode, received_ms)) < 0)
-			return rc;
-		log_info(LOG, "hub ack from %s waits for its episode id=%s episode=%s by=%s"
-			 " (this hub has %s)", k->hub, k->id, episode, k->by,
-			 has ? "an older one open" : "none open");
-		break;
-	case HUB_ACK_DUPLICATE:
-	case HUB_ACK_OVER:
-		log_debug(LOG, "hub ack from %s: %s id=%s episode=%s", k->hub, hub_ack_verdict_name(v),
-			  k->id, episode);
-		break;
-	default:
-		log_info(LOG, "hub ack from %s ignored: %s id=%s episode=%s by=%s", k->hub,
-			 v == HUB_ACK_STALE ? "this hub's open alert is a later episode"
-			 : v == HUB_ACK_WORSE ? "the alert has risen since to a severity not acknowledged"
-			 : "no such alert in this hub's rules",
-			 k->id, episode, k->by);
-		break;
-	}
-	atomic_fetch_add(&a->acks_judged[v], 1);
-	return v;
-}
-
-/* The waiting acknowledgements whose episode this transaction raised. */
-static int hub_acks_check_waiting(struct alerting *a)
-{
-	sqlite3_stmt *q = a->ack_wait_all;
-	struct hub_ack *v = calloc(a->n_waiting < HUB_ACK_WAIT_MAX ? a->n_waiting : HUB_ACK_WAIT_MAX,
-				   sizeof(*v));
-	int64_t *recv;
-	size_t n = 0, cap = a->n_waiting < HUB_ACK_WAIT_MAX ? a->n_waiting : HUB_ACK_WAIT_MAX;
-	int rc = 0;
-
-	a->raised = false;
-	recv = v ? calloc(cap, sizeof(*recv)) : NULL;
-	if (!v || !recv) {
-		free(v);
-		return -ENOMEM;
-	}
-	while (n < cap && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-		struct hub_ack *k = &v[n];
-
-		snprintf(k->hub, sizeof(k->hub), "%s", (const char *)sqlite3_column_text(q, 0));
-		snprintf(k->id, sizeof(k->id), "%s", (const char *)sqlite3_column_text(q, 1));
-		k->raised_at_ms = sqlite3_column_int64(q, 2);
-		snprintf(k->severity, sizeof(k->severity), "%s",
-			 (const char *)sqlite3_column_text(q, 3));
-		snprintf(k->by, sizeof(k->by), "%s", (const char *)sqlite3_column_text(q, 4));
-		k->at_ms = sqlite3_column_int64(q, 5);
-		recv[n++] = sqlite3_column_int64(q, 6);
-	}
-	sqlite3_reset(q);
-	rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : agri_sqlite_errno(rc);
-	for (size_t i = 0; i < n && rc == 0; i++) {
-		char episode[HUB_ACK_ID_MAX + 24];
-		int r = hub_ack_take(a, &v[i], recv[i], true);
-
-		if (r < 0) {
-			rc = r;
-		} else if (r != HUB_ACK_WAIT && hub_ack_episode(&v[i], episode, sizeof(episode)) > 0) {
-			sqlite3_bind_text(a->ack_wait_del, 1, episode, -1, SQLITE_TRANSIENT);
-			if ((rc = step_reset(a->ack_wait_del)) == 0 && a->n_waiting)
-				a->n_waiting--;
-		}
-	}
-	free(v);
-	free(recv);
-	return rc;
-}
-
-/* A day on: another hub's that never found their episode, and this hub's
- * own (no longer sent again on a reconnect). */
-static int hub_acks_expire(struct alerting *a, int64_t now_ms)
-{
-	int64_t mono = util_mono_ms();
-	int rc, n;
-
-	if (mono < a->next_ack_expiry_ms)
-		return 0;
-	a->next_ack_expiry_ms = mono + HUB_ACK_EXPIRE_EVERY_MS;
-	sqlite3_bind_int64(a->ack_sent_expire, 1, now_ms - HUB_ACK_KEEP_MS);
-	if ((rc = step_reset(a->ack_sent_expire)) < 0)
-		return rc;
-	if (!a->n_waiting)
-		return 0;
-	sqlite3_bind_int64(a->ack_wait_expire, 1, now_ms - HUB_ACK_KEEP_MS);
-	if ((rc = step_reset(a->ack_wait_expire)) < 0)
-		return rc;
-	if ((n = sqlite3_changes(store_db(a->st))) > 0) {
-		log_info(LOG, "hub acks: %d never found their episode here within a day: dropped", n);
-		atomic_fetch_add(&a->acks_expired, (uint64_t)n);
-		a->n_waiting = a->n_waiting > (size_t)n ? a->n_waiting - (size_t)n : 0;
-	}
-	return 0;
-}
-
-/* This hub's API acknowledged before (the alert as it was): published for
- * the other hub after the commit, and kept for a day. */
-static int hub_ack_share(struct alerting *a, const struct agri_alert *before, const char *who,
-			 int64_t now_ms)
-{
-	struct hub_ack k = {.raised_at_ms = before->raised_at_ms, .at_ms = now_ms};
-	char buf[HUB_ACK_MSG_MAX], episode[HUB_ACK_ID_MAX + 24];
-	int n, rc;
-
-	snprintf(k.hub, sizeof(k.hub), "%s", a->hub);
-	snprintf(k.id, sizeof(k.id), "%s", before->id);
-	snprintf(k.severity, sizeof(k.severity), "%s", before->severity);
-	snprintf(k.by, sizeof(k.by), "%s", who && who[0] ? who : "api");
-	if ((n = hub_ack_encode(&k, buf, sizeof(buf))) < 0 ||
-	    hub_ack_episode(&k, episode, sizeof(episode)) < 0) {
-		log_warn(LOG, "cannot encode the acknowledgement of id=%s for the other hub", k.id);
-		return 0; /* this hub's acknowledgement stands */
-	}
-	sqlite3_bind_text(a->ack_sent_put, 1, episode, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(a->ack_sent_put, 2, now_ms);
-	sqlite3_bind_text(a->ack_sent_put, 3, buf, n, SQLITE_TRANSIENT);
-	if ((rc = step_reset(a->ack_sent_put)) < 0)
-		return rc;
-	stage_raw(a, a->ack_topic, buf, (size_t)n, false);
-	atomic_fetch_add(&a->acks_sent, 1);
-	return 0;
-}
-
-/* The ingest's on_message: <prefix>/hub/<client id>/ack of another hub. */
-static int on_message(void *ctx, struct store *st, const char *topic, const void *payload,
-		      size_t len, int64_t received_ms, char *why, size_t why_len)
-{
-	struct alerting *a = ctx;
-	char hub[HUB_ACK_HUB_MAX + 2]; /* one more: a longer one is never ours */
-	struct hub_ack k;
-	int rc;
-
-	(void)st;
-	if (!hub_ack_topic_match(topic, a->prefix, hub, sizeof(hub)))
-		return 0;
-	if (strcmp(hub, a->hub) == 0) { /* our own, back from the broker */
-		atomic_fetch_add(&a->acks_own, 1);
-		return 1;
-	}
-	if (hub_ack_decode(payload, len, hub, &k, why, why_len) < 0) {
-		atomic_fetch_add(&a->acks_refused, 1);
-		return -EBADMSG;
-	}
-	if ((rc = enter(a)) < 0 || (rc = hub_ack_take(a, &k, received_ms, false)) < 0)
-		return rc;
-	return 1;
-}
-
 struct ack_req {
 	struct alerting *a;
 	const char *id, *who;
@@ -922,15 +623,15 @@ static int ack_fn(void *ctx, struct ingest *in, struct store *st)
 
 	(void)in;
 	(void)st;
-	if ((rc = enter(r->a)) < 0)
+	if ((rc = al_enter(r->a)) < 0)
 		return rc;
 	had = alert_engine_get(r->a->eng, r->id, &before) == 0;
-	rc = alert_engine_ack(r->a->eng, r->id, r->who, now, on_transition, r->a);
+	rc = alert_engine_ack(r->a->eng, r->id, r->who, now, al_on_transition, r->a);
 	if (rc < 0)
 		return rc;
 	r->res->changed = rc > 0;
 	/* made here: the other hub is told (it never tells it back) */
-	if (rc > 0 && had && (rc = hub_ack_share(r->a, &before, r->who, now)) < 0)
+	if (rc > 0 && had && (rc = hub_acks_share(r->a, &before, r->who, now)) < 0)
 		return rc;
 	if (alert_engine_get(r->a->eng, r->id, &al) == 0)
 		snprintf(r->res->state, sizeof(r->res->state), "%s", agri_alert_state_name(al.state));
@@ -960,7 +661,7 @@ static int republish_fn(void *ctx, struct ingest *in, struct store *st)
 
 	(void)in;
 	(void)st;
-	if ((rc = enter(a)) < 0)
+	if ((rc = al_enter(a)) < 0)
 		return rc;
 	alert_engine_foreach(a->eng, republish_one, a);
 	/* this hub's acknowledgements of the last day, for the other hub: one
@@ -968,8 +669,8 @@ static int republish_fn(void *ctx, struct ingest *in, struct store *st)
 	sqlite3_bind_int64(q, 1, util_now_ms() - HUB_ACK_KEEP_MS);
 	sqlite3_bind_int(q, 2, HUB_ACK_RESEND_MAX);
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW)
-		stage_raw(a, a->ack_topic, (const char *)sqlite3_column_text(q, 0),
-			  (size_t)sqlite3_column_bytes(q, 0), false);
+		al_stage_raw(a, a->ack_topic, (const char *)sqlite3_column_text(q, 0),
+			     (size_t)sqlite3_column_bytes(q, 0), false);
 	sqlite3_reset(q);
 	sqlite3_clear_bindings(q);
 	return rc == SQLITE_DONE ? 0 : agri_sqlite_errno(rc);
@@ -1229,7 +930,7 @@ struct alerting *alerting_new(const struct gateway_config *cfg, struct store *st
 		.on_tick = on_tick,
 		.on_event = on_event,
 		.on_series_retired = on_series_retired,
-		.on_message = on_message,
+		.on_message = hub_acks_on_message,
 	};
 	return a;
 fail:
