@@ -2,8 +2,9 @@
  * The alert engine's insides, shared by its files (not a public API; see
  * alert.h): the key table (keys.c), the blob codec every key is saved,
  * undone and restored with (codec.c), transitions (transitions.c), the
- * rule kinds' conditions (kinds.c) and the public entry points
- * (engine.c). One thread owns an engine: no locking here.
+ * rule kinds' conditions (kinds.c), event time (hold.c, replay.c,
+ * readback.c) and the public entry points (engine.c). One thread owns an
+ * engine: no locking here.
  */
 #ifndef GATEWAY_ALERTS_ENGINE_INT_H
 #define GATEWAY_ALERTS_ENGINE_INT_H
@@ -22,7 +23,7 @@
 #define DAY_MS 86400000LL
 #define HOUR_MS 3600000LL
 
-/* Event time (replay.c, docs/alerts.md "Reading order"). */
+/* Event time (hold.c, replay.c, readback.c; docs/alerts.md "Reading order"). */
 #define CK_MAX 3                /* checkpoints a key keeps */
 #define CK_EVERY_MS (3 * HOUR_MS) /* one at least this often in reading time */
 #define CK_GAP_MS (15 * 60000LL) /* ... and one before a gap this long */
@@ -34,6 +35,7 @@
 #define FLUSH_ROWS_MAX 400000   /* rows one flush replays, all stations */
 #define FLUSH_STATION_ROWS_MAX 100000 /* ... one station */
 #define ROWS_CHUNK 512          /* rows read from the source at a time */
+#define MERGE_MAX 16            /* metrics of one sensor a replay reads */
 
 /* Which parts of a key a blob holds (blob version 2 and after). */
 enum {
@@ -111,7 +113,7 @@ struct akey;
 
 /* A station record's own state: when it rained (a light trap's rain
  * register, hours of rain readings), so that peak and rising rules can set
- * a rain night aside; and its late readings (replay.c). */
+ * a rain night aside; and its late readings (hold.c). */
 struct station_state {
 	int64_t rain[STATION_RAIN_MAX]; /* ms, whole hours, a ring */
 	uint8_t n, pos;
@@ -252,15 +254,15 @@ struct alert_engine {
 	uint64_t keys_refused, late, raises_refused;
 	uint64_t held, replays, replayed_rows, late_dropped;
 	size_t open;
-	const struct alert_source *src; /* the store's readings (replay.c) */
+	const struct alert_source *src; /* the store's readings (readback.c, hold.c) */
 	int64_t mono_ms;            /* the real clock (alert_engine_set_mono) */
 	bool quiet;                 /* late news is not summarised (imports) */
 	struct replay *rp;          /* the replay in progress (captures emits) */
 	struct akey **hq;           /* station records with work (held, news) */
 	size_t n_hq, cap_hq;
-	struct alert_row *rowbuf;   /* replay.c's read buffers */
+	struct alert_row *rowbuf;   /* readback.c's read buffers */
 	struct replay *rpbuf;
-	struct rowcache *rcache;    /* ... the rows of a release (replay.c) */
+	struct rowcache *rcache;    /* ... the rows of a release (readback.c) */
 	size_t keys_per_station, open_per_station; /* 0: no limit */
 	bool refused;               /* the last ae_key_get_h() hit a cap (not ENOMEM) */
 };
@@ -274,6 +276,27 @@ struct out {
 	int64_t night_day;
 	int64_t ev_ms;    /* the evidence of what is emitted (reading ts) */
 	int64_t now_ms;
+};
+
+/* One metric's rows in a merge, read ROWS_CHUNK at a time (readback.c). */
+struct cursor {
+	char metric[AGRI_ID_MAX + 1];
+	struct alert_row *rows;
+	int n, pos;
+	int64_t after;
+	bool done;
+};
+
+/* Readings of several metrics of one sensor, merged in (ts, metric)
+ * order, read ROWS_CHUNK at a time. */
+struct merge {
+	struct alert_engine *eng;
+	const char *station, *sensor;
+	struct cursor c[MERGE_MAX];
+	int n;
+	int64_t until;             /* rows after it are not read (INT64_MAX: all) */
+	uint64_t rows;
+	int err;
 };
 
 static inline int64_t floor_div(int64_t a, int64_t b)
@@ -364,24 +387,21 @@ int ae_nodata_raise(struct alert_engine *eng, struct out *o, struct akey *k,
 void ae_nodata_clear(struct alert_engine *eng, struct out *o, struct akey *k,
 		     const struct rule *R, int64_t now_ms);
 
-/* replay.c: event time */
+/* hold.c: event time as readings come (checkpoints, holds, the queue) */
 bool ae_replayable(const struct rule *R);
 void ae_ck_maybe(struct alert_engine *eng, struct akey *k, int64_t ts);
 int ae_hold(struct alert_engine *eng, struct akey *st, struct akey *k, int64_t ts, bool late);
 int ae_unseen_rows(struct alert_engine *eng, const struct akey *k, const struct rule *R,
 		   const struct agri_reading *r);
 void ae_held_note(struct alert_engine *eng, struct akey *st);
-void ae_rowcache_free(struct alert_engine *eng);
 bool ae_gap_waits(const struct akey *st, const struct akey *k, const struct rule *R,
 		  const struct agri_reading *r);
 void ae_late_note(struct alert_engine *eng, struct akey *st, bool late);
-bool ae_capture(struct alert_engine *eng, const struct akey *k,
-		const struct alert_transition *t);
-void ae_told(struct alert_engine *eng, struct out *o, struct akey *k,
-	     const struct alert_transition *t);
 void ae_kx_free(struct akey *k);
 struct kx *ae_kx(struct akey *k);
+void ae_news_clear(struct news *nw);
 void ae_station_unlink(struct alert_engine *eng, struct akey *k);
+void ae_queue(struct alert_engine *eng, struct akey *st);
 int ae_apply(struct alert_engine *eng, struct out *o, struct akey *k, const struct rule *R,
 	     const struct agri_reading *r, int64_t now_ms);
 bool ae_rule_takes(const struct rule *R, const struct agri_reading *r);
@@ -391,6 +411,21 @@ void ae_queue_rebuild(struct alert_engine *eng);
 int ae_ring_push(struct lvl_state *lv, size_t max_points, int64_t ts, double v);
 int ae_nodata_back(struct alert_engine *eng, struct out *o, struct akey *st, struct akey *k,
 		   const struct rule *R, const struct agri_reading *r, bool late, int64_t now_ms);
+
+/* replay.c: replaying a key, reconciling what it told, late news */
+bool ae_capture(struct alert_engine *eng, const struct akey *k,
+		const struct alert_transition *t);
+void ae_told(struct alert_engine *eng, struct out *o, struct akey *k,
+	     const struct alert_transition *t);
+int64_t ae_replay_key(struct alert_engine *eng, struct out *o, struct akey *k);
+void ae_news_send(struct alert_engine *eng, struct out *o, struct akey *k);
+
+/* readback.c: the stored readings read back, merged in (ts, metric) order */
+void ae_rowcache_free(struct alert_engine *eng);
+void ae_rowcache_drop(struct alert_engine *eng);
+int ae_merge_open(struct alert_engine *eng, struct merge *m, const struct akey *k,
+		  const struct rule *R, int64_t after);
+bool ae_merge_next(struct merge *m, struct agri_reading *r);
 
 /* kinds.c: the conditions of each rule kind */
 int ae_levels_feed(struct alert_engine *eng, struct out *o, struct akey *k,

@@ -169,7 +169,7 @@ struct akey *ae_key_get_h(struct alert_engine *eng, uint64_t h, int rule,
 	eng->keys[eng->n++] = k;
 	if (st) {
 		st->st_keys++;
-		k->st_next = st->u.st.keys; /* its station's list (replay.c) */
+		k->st_next = st->u.st.keys; /* its station's list (hold.c) */
 		st->u.st.keys = k;
 	}
 	mark_dirty(eng, k);

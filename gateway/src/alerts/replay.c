@@ -40,6 +40,12 @@
  *   later), one notification per alert summarising its late episodes
  *   (ALERT_EV_PAST when they are over, ALERT_EV_LATE when one is still on).
  *
+ * This file replays a key and reconciles (Replay, Reconciling) and sends
+ * the late news; hold.c takes the checkpoints, holds readings and keeps
+ * the queue of stations with work (Checkpoints, Holding, Restart, and the
+ * releases that replay the held keys); readback.c reads the stored rows
+ * back. They share engine_int.h.
+ *
  * One thread (the engine's); no I/O but the source's reads.
  */
 #include <errno.h>
@@ -51,9 +57,6 @@
 
 #include "agri/topic.h"
 #include "alerts/engine_int.h"
-
-#define MERGE_MAX 16 /* metrics of one sensor a replay reads */
-#define CACHE_ROWS_MAX 8192 /* rows of one metric a release keeps in memory */
 
 /* The replay in progress (eng->rp): the key, what it had told, and the
  * truth episode being captured. */
@@ -77,297 +80,6 @@ struct replay {
 	struct alert_transition cap[CAP_MAX];
 	int64_t last_sev_ms;
 };
-
-struct cursor {
-	char metric[AGRI_ID_MAX + 1];
-	struct alert_row *rows;
-	int n, pos;
-	int64_t after;
-	bool done;
-};
-
-/*
- * The rows of one station's sensor that its release has read, per metric:
- * the ~17 keys of a metric (one per rule) replay over the same rows, and
- * each reading them through its own queries made the store's reads most
- * of a replay. Valid for one release (the store does not change under
- * it); the keys' different checkpoints extend a metric's rows back.
- */
-struct rowcache_m {
-	char metric[AGRI_ID_MAX + 1];
-	struct alert_row *rows;
-	int n, cap;
-	int64_t from;              /* rows cached: those after from ... */
-	bool complete;             /* ... to the newest stored (else up to rows[n - 1]) */
-};
-
-struct rowcache {
-	bool valid;
-	char station[AGRI_ID_MAX + 1], sensor[AGRI_ID_MAX + 1];
-	struct rowcache_m m[MERGE_MAX];
-	int n;
-};
-
-/* Readings of several metrics of one sensor, merged in (ts, metric)
- * order, read ROWS_CHUNK at a time. */
-struct merge {
-	struct alert_engine *eng;
-	const char *station, *sensor;
-	struct cursor c[MERGE_MAX];
-	int n;
-	int64_t until;             /* rows after it are not read (INT64_MAX: all) */
-	uint64_t rows;
-	int err;
-};
-
-bool ae_replayable(const struct rule *R)
-{
-	switch (R->kind) {
-	case RULE_THRESHOLD:
-	case RULE_LADDER:
-	case RULE_WINDOW:
-	case RULE_RATE:
-	case RULE_PEAK:
-	case RULE_RISING:
-	case RULE_QUALITY:
-	case RULE_SENSOR:
-		return true;
-	default:
-		return false;
-	}
-}
-
-bool ae_rule_takes(const struct rule *R, const struct agri_reading *r)
-{
-	if (R->kind == RULE_QUALITY || R->kind == RULE_SENSOR)
-		return r->q != AGRI_Q_MAINT;
-	if (R->kind == RULE_NO_DATA)
-		return true;
-	return r->q == AGRI_Q_OK && r->has_value;
-}
-
-struct kx *ae_kx(struct akey *k)
-{
-	if (!k->x) {
-		k->x = calloc(1, sizeof(*k->x));
-		if (k->x)
-			k->x->hold_from = k->x->led_floor = k->x->nw.end = NONE;
-	}
-	return k->x;
-}
-
-static void news_clear(struct news *nw)
-{
-	free(nw->en);
-	free(nw->vi);
-	free(nw->cen);
-	free(nw->cvi);
-	memset(nw, 0, sizeof(*nw));
-	nw->end = NONE;
-}
-
-void ae_kx_free(struct akey *k)
-{
-	if (!k->x)
-		return;
-	for (unsigned i = 0; i < k->x->n_ck; i++)
-		free(k->x->ck[i]);
-	news_clear(&k->x->nw);
-	free(k->x->led);
-	free(k->x);
-	k->x = NULL;
-}
-
-/* ---- the station's keys and its queue -------------------------------------- */
-
-void ae_station_unlink(struct alert_engine *eng, struct akey *k)
-{
-	struct akey *st = k->rule >= 0 ? ae_key_find(eng, -1, k->station, "") : NULL;
-	struct akey **pp;
-
-	if (!st)
-		return;
-	for (pp = &st->u.st.keys; *pp && *pp != k; pp = &(*pp)->st_next)
-		;
-	if (*pp)
-		*pp = k->st_next;
-	k->st_next = NULL;
-}
-
-/* Puts station record st on the queue of stations with work. */
-static void queue(struct alert_engine *eng, struct akey *st)
-{
-	if (st->u.st.queued)
-		return;
-	st->u.st.queued = ae_key_push(eng, &eng->hq, &eng->n_hq, &eng->cap_hq, st);
-}
-
-void ae_late_note(struct alert_engine *eng, struct akey *st, bool late)
-{
-	if (!late)
-		return;
-	st->u.st.late_mono = eng->mono_ms;
-	st->u.st.backlog_late = true;
-	queue(eng, st);
-}
-
-/* ---- checkpoints ----------------------------------------------------------- */
-
-static void ck_push(struct alert_engine *eng, struct akey *k)
-{
-	struct wbuf w = {.p = eng->buf, .cap = eng->buf_cap};
-	struct kx *x = ae_kx(k);
-	struct ck *c;
-
-	if (!x)
-		return;
-	ae_key_encode_ck(eng, k, &w);
-	eng->buf = w.p;
-	eng->buf_cap = w.cap;
-	if (w.oom || !(c = malloc(sizeof(*c) + w.n)))
-		return; /* a checkpoint less: a later replay goes further back */
-	c->ts = k->ev_ts;
-	c->len = (uint32_t)w.n;
-	memcpy(c->blob, w.p, w.n);
-	if (x->n_ck == CK_MAX) {
-		/* The oldest is an anchor while it is within replay_max_s. */
-		unsigned drop = x->ck[0]->ts < k->ev_ts - eng->rules->replay_max_s * 1000 ? 0 : 1;
-
-		free(x->ck[drop]);
-		memmove(&x->ck[drop], &x->ck[drop + 1], (CK_MAX - drop - 1) * sizeof(x->ck[0]));
-		x->n_ck--;
-	}
-	x->ck[x->n_ck++] = c;
-}
-
-void ae_ck_maybe(struct alert_engine *eng, struct akey *k, int64_t ts)
-{
-	const struct kx *x = k->x;
-	int64_t base;
-
-	if (!eng->src || k->ev_ts == NONE)
-		return;
-	if (k->first_ts != NONE && k->ev_ts - k->first_ts > eng->rules->replay_max_s * 1000)
-		k->first_ts = NONE; /* too old to replay from the start */
-	base = x && x->n_ck ? x->ck[x->n_ck - 1]->ts : k->first_ts;
-	if (base == NONE || ts - base >= CK_EVERY_MS ||
-	    (ts - k->ev_ts >= CK_GAP_MS && k->ev_ts > base))
-		ck_push(eng, k);
-}
-
-/* ---- applying one reading -------------------------------------------------- */
-
-int ae_apply(struct alert_engine *eng, struct out *o, struct akey *k, const struct rule *R,
-	     const struct agri_reading *r, int64_t now_ms)
-{
-	ae_ck_maybe(eng, k, r->ts_ms);
-	if (k->ev_ts == NONE)
-		k->first_ts = r->ts_ms;
-	if (r->ts_ms > k->ev_ts)
-		k->ev_ts = r->ts_ms;
-	o->ev_ms = r->ts_ms;
-	switch (R->kind) {
-	case RULE_THRESHOLD:
-	case RULE_LADDER:
-		return ae_levels_feed(eng, o, k, R, r->metric, r->value, r->ts_ms, now_ms);
-	case RULE_WINDOW:
-	case RULE_RATE:
-		return ae_series_feed(eng, o, k, R, r->value, r->ts_ms, now_ms);
-	case RULE_PEAK:
-	case RULE_RISING:
-		return ae_peak_feed(eng, o, k, R, r->value, r->ts_ms, now_ms);
-	case RULE_QUALITY:
-	case RULE_SENSOR:
-		return ae_quality_feed(eng, o, k, R, r, now_ms);
-	default:
-		return 0;
-	}
-}
-
-/*
- * A fresh reading that should wait for its station's backlog: the station
- * announced one (its status), and k sums or averages over time (peak,
- * rising, window, rate) and has a gap before this reading, or readings
- * already waiting. A partial night's total would confirm or miss a peak;
- * levels (threshold, ladder, quality) are evaluated at once: the canal is
- * salty now, whatever came before.
- */
-bool ae_gap_waits(const struct akey *st, const struct akey *k, const struct rule *R,
-		  const struct agri_reading *r)
-{
-	if (!st->u.st.backlog || !(nights_kind(R->kind) || R->kind == RULE_WINDOW ||
-				   R->kind == RULE_RATE))
-		return false;
-	return (k->x && k->x->hold_from != NONE) ||
-	       (k->ev_ts != NONE && r->ts_ms - k->ev_ts >= CK_GAP_MS);
-}
-
-/*
- * Whether the store holds readings of k's metrics after k->ev_ts other
- * than r itself (stored just before it is fed): a key imported with
- * evidence that waited to be written (ev_stale) applied them before the
- * restart, and r must be evaluated with them, by a replay. 1, 0, or a
- * negative errno.
- */
-int ae_unseen_rows(struct alert_engine *eng, const struct akey *k, const struct rule *R,
-		   const struct agri_reading *r)
-{
-	char names[MERGE_MAX][AGRI_ID_MAX + 1];
-	struct alert_row rows[2];
-	int n = 0;
-
-	if (R->kind == RULE_THRESHOLD) {
-		for (size_t i = 0; i < R->n_levels && n < MERGE_MAX; i++)
-			snprintf(names[n++], sizeof(names[0]), "%s", R->levels[i].metric);
-	} else if (R->metric[0]) {
-		snprintf(names[n++], sizeof(names[0]), "%s", R->metric);
-	} else if ((n = eng->src->metrics(eng->src->ctx, k->station, k->sensor, names,
-					  MERGE_MAX)) < 0) {
-		return n;
-	}
-	for (int i = 0; i < n; i++) {
-		bool own = strcmp(names[i], r->metric) == 0;
-		int got = eng->src->rows(eng->src->ctx, k->station, k->sensor, names[i], k->ev_ts,
-					 rows, 2);
-
-		if (got < 0)
-			return got;
-		for (int j = 0; j < got; j++)
-			if (!own || rows[j].ts != r->ts_ms)
-				return 1;
-	}
-	return 0;
-}
-
-int ae_hold(struct alert_engine *eng, struct akey *st, struct akey *k, int64_t ts, bool late)
-{
-	struct kx *x = ae_kx(k);
-
-	if (!x)
-		return -ENOMEM;
-	if (x->hold_from == NONE || ts < x->hold_from)
-		x->hold_from = ts;
-	if (late)
-		st->u.st.holding = true;
-	else
-		st->u.st.flush_now = true;
-	queue(eng, st);
-	return 0;
-}
-
-/*
- * Counts one reading that some of st's keys held (ae_hold). Readings, not
- * key holds: a reading goes to every rule of its metric (a hundred rules
- * on six metrics: ~17 keys), and counting each made HOLD_MAX a release
- * every ~240 readings (40 minutes of a station's readings), each sending
- * every held key back to a checkpoint up to CK_EVERY_MS (3 h) older.
- */
-void ae_held_note(struct alert_engine *eng, struct akey *st)
-{
-	if (st->u.st.held < UINT32_MAX)
-		st->u.st.held++;
-	eng->held++;
-}
 
 /* ---- what was told: episodes, late news ---------------------------------- */
 
@@ -451,7 +163,7 @@ static void news_wait(struct alert_engine *eng, const struct akey *k)
 		return;
 	if (st->u.st.news_mono == NONE)
 		st->u.st.news_mono = eng->mono_ms;
-	queue(eng, st);
+	ae_queue(eng, st);
 }
 
 static enum alert_severity sev_of(const char *name)
@@ -876,245 +588,7 @@ static void merge_rec(struct alert_engine *eng, struct replay *rp)
 	rec_text(eng, k);
 }
 
-/* ---- reading back ---------------------------------------------------------- */
-
-static int merge_add(struct merge *m, const char *metric, int64_t after)
-{
-	struct cursor *c;
-
-	for (int i = 0; i < m->n; i++)
-		if (!strcmp(m->c[i].metric, metric))
-			return 0;
-	if (m->n == MERGE_MAX)
-		return 0; /* a sensor with more metrics: the rest is not replayed */
-	c = &m->c[m->n];
-	snprintf(c->metric, sizeof(c->metric), "%s", metric);
-	c->rows = m->eng->rowbuf + (size_t)m->n * ROWS_CHUNK;
-	c->n = c->pos = 0;
-	c->after = after;
-	c->done = false;
-	m->n++;
-	return 0;
-}
-
-/* Sets up m for key k's metrics, from after. */
-static int merge_open(struct alert_engine *eng, struct merge *m, const struct akey *k,
-		      const struct rule *R, int64_t after)
-{
-	memset(m, 0, sizeof(*m));
-	m->eng = eng;
-	m->station = k->station;
-	m->sensor = k->sensor;
-	m->until = INT64_MAX;
-	if (!eng->rowbuf &&
-	    !(eng->rowbuf = malloc((size_t)MERGE_MAX * ROWS_CHUNK * sizeof(*eng->rowbuf))))
-		return -ENOMEM;
-	if (R->kind == RULE_THRESHOLD) {
-		for (size_t i = 0; i < R->n_levels; i++)
-			merge_add(m, R->levels[i].metric, after);
-	} else if (R->metric[0]) {
-		merge_add(m, R->metric, after);
-	} else {
-		char names[MERGE_MAX][AGRI_ID_MAX + 1];
-		int n = eng->src->metrics(eng->src->ctx, k->station, k->sensor, names, MERGE_MAX);
-
-		if (n < 0)
-			return n;
-		for (int i = 0; i < n; i++)
-			merge_add(m, names[i], after);
-	}
-	return 0;
-}
-
-void ae_rowcache_free(struct alert_engine *eng)
-{
-	struct rowcache *rc = eng->rcache;
-
-	if (!rc)
-		return;
-	for (int i = 0; i < MERGE_MAX; i++)
-		free(rc->m[i].rows);
-	free(rc);
-	eng->rcache = NULL;
-}
-
-static void rowcache_drop(struct alert_engine *eng)
-{
-	if (eng->rcache)
-		eng->rcache->valid = false;
-}
-
-/* Appends the rows of e's metric after `after` to e, up to its cap.
- * Returns 0 or a negative errno; e->complete once the newest is in. */
-static int rowcache_read(struct alert_engine *eng, const struct rowcache *rc,
-			 struct rowcache_m *e, int64_t after)
-{
-	e->complete = false;
-	while (e->n < CACHE_ROWS_MAX) {
-		int want = CACHE_ROWS_MAX - e->n < ROWS_CHUNK ? CACHE_ROWS_MAX - e->n : ROWS_CHUNK;
-		int n;
-
-		if (e->cap - e->n < want) {
-			int cap = e->cap ? e->cap * 2 : 2 * ROWS_CHUNK;
-			struct alert_row *p;
-
-			if (cap > CACHE_ROWS_MAX)
-				cap = CACHE_ROWS_MAX;
-			if (!(p = realloc(e->rows, (size_t)cap * sizeof(*p))))
-				return 0; /* what it has: the rest is read from the store */
-			e->rows = p;
-			e->cap = cap;
-		}
-		n = eng->src->rows(eng->src->ctx, rc->station, rc->sensor, e->metric, after,
-				   e->rows + e->n, (size_t)want);
-		if (n < 0)
-			return n;
-		e->n += n;
-		if (n < want) {
-			e->complete = true;
-			break;
-		}
-		after = e->rows[e->n - 1].ts;
-	}
-	return 0;
-}
-
-/* The cached rows of metric for m's sensor, holding those after `after`
- * (NULL: read them from the store, e.g. more than CACHE_ROWS_MAX). */
-static struct rowcache_m *rowcache_get(struct merge *m, const char *metric, int64_t after,
-				       int *err)
-{
-	struct alert_engine *eng = m->eng;
-	struct rowcache *rc = eng->rcache;
-	struct rowcache_m *e = NULL;
-
-	*err = 0;
-	if (!rc && !(rc = eng->rcache = calloc(1, sizeof(*rc))))
-		return NULL; /* (read from the store instead) */
-	if (!rc->valid || strcmp(rc->station, m->station) || strcmp(rc->sensor, m->sensor)) {
-		snprintf(rc->station, sizeof(rc->station), "%s", m->station);
-		snprintf(rc->sensor, sizeof(rc->sensor), "%s", m->sensor);
-		rc->n = 0;
-		rc->valid = true;
-	}
-	for (int i = 0; i < rc->n && !e; i++)
-		if (!strcmp(rc->m[i].metric, metric))
-			e = &rc->m[i];
-	if (!e) {
-		if (rc->n == MERGE_MAX)
-			return NULL;
-		e = &rc->m[rc->n++];
-		snprintf(e->metric, sizeof(e->metric), "%s", metric);
-		e->n = 0;
-		e->from = after;
-		if ((*err = rowcache_read(eng, rc, e, after)) < 0) {
-			rc->n--;
-			return NULL;
-		}
-		return e;
-	}
-	if (after < e->from) {
-		/* a key with an older checkpoint than the keys before it: read
-		 * again from there (rare: a metric's keys checkpoint together) */
-		e->n = 0;
-		e->from = after;
-		if ((*err = rowcache_read(eng, rc, e, after)) < 0) {
-			e->n = 0;
-			e->complete = false;
-			return NULL;
-		}
-	}
-	return e;
-}
-
-/* Fills cursor c (its metric's rows after c->after): from the release's
- * cache, else from the store. Returns the rows or a negative errno. */
-static int cursor_fill(struct merge *m, struct cursor *c)
-{
-	struct rowcache_m *e = rowcache_get(m, c->metric, c->after, &m->err);
-	int lo, hi, n;
-
-	if (m->err < 0)
-		return m->err;
-	if (e) {
-		lo = 0;
-		hi = e->n;
-		while (lo < hi) { /* the first row after c->after */
-			int mid = lo + (hi - lo) / 2;
-
-			if (e->rows[mid].ts > c->after)
-				hi = mid;
-			else
-				lo = mid + 1;
-		}
-		if (lo < e->n || e->complete) {
-			n = e->n - lo < ROWS_CHUNK ? e->n - lo : ROWS_CHUNK;
-			memcpy(c->rows, e->rows + lo, (size_t)n * sizeof(*c->rows));
-			c->done = lo + n == e->n && e->complete;
-			return n;
-		}
-	}
-	n = m->eng->src->rows(m->eng->src->ctx, m->station, m->sensor, c->metric, c->after,
-			      c->rows, ROWS_CHUNK);
-	if (n >= 0)
-		c->done = n < ROWS_CHUNK;
-	return n;
-}
-
-static void copy_id(char *dst, size_t size, const char *src)
-{
-	size_t n = strnlen(src, size - 1);
-
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
-
-/* The next row in (ts, metric) order into *r; false at the end or on an
- * error (m->err). */
-static bool merge_next(struct merge *m, struct agri_reading *r)
-{
-	struct cursor *best = NULL;
-
-	for (int i = 0; i < m->n; i++) {
-		struct cursor *c = &m->c[i];
-
-		if (c->pos == c->n && !c->done) {
-			int n = cursor_fill(m, c);
-
-			if (n < 0) {
-				m->err = n;
-				return false;
-			}
-			c->n = n;
-			c->pos = 0;
-			if (n)
-				c->after = c->rows[n - 1].ts;
-		}
-		if (c->pos == c->n || c->rows[c->pos].ts > m->until)
-			continue;
-		if (!best || c->rows[c->pos].ts < best->rows[best->pos].ts ||
-		    (c->rows[c->pos].ts == best->rows[best->pos].ts &&
-		     strcmp(c->metric, best->metric) < 0))
-			best = c;
-	}
-	if (!best)
-		return false;
-	{
-		const struct alert_row *w = &best->rows[best->pos++];
-
-		/* (no snprintf: a replay copies tens of millions of rows) */
-		memset(r, 0, sizeof(*r));
-		r->ts_ms = w->ts;
-		r->value = w->value;
-		r->has_value = w->has_value;
-		r->q = w->q;
-		copy_id(r->sensor, sizeof(r->sensor), m->sensor);
-		copy_id(r->metric, sizeof(r->metric), best->metric);
-		copy_id(r->why, sizeof(r->why), w->why);
-	}
-	m->rows++;
-	return true;
-}
+/* ---- replaying a key -------------------------------------------------------- */
 
 /* A window or rate key restored from a checkpoint: its ring points again
  * (the ok readings of its window up to its newest one). */
@@ -1127,10 +601,10 @@ static int ring_rebuild(struct alert_engine *eng, struct akey *k, const struct r
 
 	if ((R->kind != RULE_WINDOW && R->kind != RULE_RATE) || k->last_ts == NONE)
 		return 0;
-	if ((rc = merge_open(eng, &m, k, R, k->last_ts - R->window_s * 1000)) < 0)
+	if ((rc = ae_merge_open(eng, &m, k, R, k->last_ts - R->window_s * 1000)) < 0)
 		return rc;
 	m.until = k->last_ts;
-	while (merge_next(&m, &r)) {
+	while (ae_merge_next(&m, &r)) {
 		if (!ae_rule_takes(R, &r) || r.ts_ms <= last)
 			continue;
 		if ((rc = ae_ring_push(&k->u.lv, (size_t)R->max_points, r.ts_ms, r.value)) < 0)
@@ -1140,8 +614,6 @@ static int ring_rebuild(struct alert_engine *eng, struct akey *k, const struct r
 	eng->replayed_rows += m.rows;
 	return m.err;
 }
-
-/* ---- replaying a key -------------------------------------------------------- */
 
 /* The newest checkpoint of k before ts (NULL: none; *genesis: start from
  * before its first reading instead). */
@@ -1170,7 +642,7 @@ static void ck_drop_from(struct kx *x, int64_t ts)
  * Replays k from its held readings (x->hold_from) to its newest, and
  * reconciles. Returns the rows read (>= 0) or a negative errno.
  */
-static int64_t replay_key(struct alert_engine *eng, struct out *o, struct akey *k)
+int64_t ae_replay_key(struct alert_engine *eng, struct out *o, struct akey *k)
 {
 	const struct rule *R = ae_key_rule(eng, k);
 	struct kx *x = k->x;
@@ -1245,11 +717,11 @@ static int64_t replay_key(struct alert_engine *eng, struct out *o, struct akey *
 	if (x->n_led)
 		memcpy(rp->led, x->led, x->n_led * sizeof(rp->led[0]));
 	rp->n_led = x->n_led;
-	if ((rc = merge_open(eng, &m, k, R, after)) < 0)
+	if ((rc = ae_merge_open(eng, &m, k, R, after)) < 0)
 		goto fail;
 	eng->rp = rp;
 	eng->replays++;
-	while (merge_next(&m, &r)) {
+	while (ae_merge_next(&m, &r)) {
 		bool was = ae_rec_open_active(k);
 
 		if (!ae_rule_takes(R, &r))
@@ -1321,76 +793,11 @@ fail:
 	return rc;
 }
 
-/* ---- no_data: the true extent of a gap -------------------------------------- */
-
-static void hhmm(const struct alert_engine *eng, int64_t ms, int64_t ref, char *buf, size_t len)
-{
-	alert_text_time(buf, len, ms, ref, eng->rules->utc_offset_min);
-}
-
-/* Closes station st's no_data alert k once its backlog has settled,
- * saying what is really missing. */
-static void nodata_close(struct alert_engine *eng, struct out *o, struct akey *st,
-			 struct akey *k, const struct rule *R)
-{
-	struct alert_text_args a = ae_text_args(R, k, ALERT_TEXT_OFFLINE);
-	int64_t holes[3][2], to = st->ev_ts;
-	char d_en[256], d_vi[256], t1[32], t2[32];
-	size_t pe = 0, pv = 0;
-	int n = 0;
-
-	if (k->rec->gap_from != NONE && to != NONE && eng->src && eng->src->holes)
-		n = eng->src->holes(eng->src->ctx, k->station, k->rec->gap_from, to,
-				    R->after_s * 1000, holes, 3);
-	if (n < 0)
-		n = 0;
-	d_en[0] = d_vi[0] = '\0';
-	if (k->rec->gap_from != NONE && to != NONE) {
-		if (n == 0) {
-			snprintf(d_en, sizeof(d_en), "; its backlog fills the gap, no data missing");
-			snprintf(d_vi, sizeof(d_vi), "; dữ liệu tồn đọng đã lấp đầy khoảng trống, không thiếu số liệu");
-		}
-		for (int i = 0; i < n; i++) {
-			hhmm(eng, holes[i][0], o->now_ms, t1, sizeof(t1));
-			hhmm(eng, holes[i][1], o->now_ms, t2, sizeof(t2));
-			pe += (size_t)snprintf(d_en + pe, sizeof(d_en) - pe, "%s%s–%s",
-					       i ? ", " : "; data missing ", t1, t2);
-			pv += (size_t)snprintf(d_vi + pv, sizeof(d_vi) - pv, "%s%s–%s",
-					       i ? ", " : "; thiếu số liệu ", t1, t2);
-			if (pe >= sizeof(d_en) || pv >= sizeof(d_vi))
-				break;
-		}
-	}
-	a.metric = R->metric;
-	a.cleared = true;
-	a.detail_en = d_en;
-	a.detail_vi = d_vi;
-	k->rec->back = false;
-	o->ev_ms = n > 0 ? holes[n - 1][1] : o->now_ms;
-	ae_clear_alert(eng, o, k, &a, o->now_ms, o->now_ms);
-	o->ev_ms = NONE;
-}
-
-int ae_nodata_back(struct alert_engine *eng, struct out *o, struct akey *st, struct akey *k,
-		   const struct rule *R, const struct agri_reading *r, bool late, int64_t now_ms)
-{
-	(void)r;
-	if (!late && !st->u.st.backlog && !st->u.st.holding) {
-		ae_nodata_clear(eng, o, k, R, now_ms);
-		return 0;
-	}
-	if (!k->rec->back) {
-		k->rec->back = true;
-		queue(eng, st);
-	}
-	return 0;
-}
-
 /* ---- late news ------------------------------------------------------------- */
 
 /* One notification for k's late news (see the file comment): its late
  * episodes (those told while pending) summarised. */
-static void news_send(struct alert_engine *eng, struct out *o, struct akey *k)
+void ae_news_send(struct alert_engine *eng, struct out *o, struct akey *k)
 {
 	struct kx *x = k->x;
 	struct news *nw = &x->nw;
@@ -1415,7 +822,7 @@ static void news_send(struct alert_engine *eng, struct out *o, struct akey *k)
 			end = e->end;
 	}
 	if (!n && !nw->cleared) {
-		news_clear(nw);
+		ae_news_clear(nw);
 		return;
 	}
 	open = open && ae_rec_open_active(k);
@@ -1455,171 +862,11 @@ static void news_send(struct alert_engine *eng, struct out *o, struct akey *k)
 	       sizeof(t.alert.message));
 	for (unsigned i = 0; i < x->n_led; i++)
 		x->led[i].flags &= (uint8_t)~EP_PENDING;
-	news_clear(nw);
+	ae_news_clear(nw);
 	if (k->rec)
 		k->rec->last_notify_ms = o->now_ms;
 	t.arrived_ms = o->now_ms;
 	o->count++;
 	if (o->fn)
 		o->fn(o->ctx, &t);
-}
-
-/* ---- the queue: releases, late news, no_data closes ------------------------- */
-
-/* No late readings for late_settle_s, and a backlog the station announced
- * has begun to come (or was waited for long enough). */
-static bool settled(const struct alert_engine *eng, const struct akey *st)
-{
-	const struct station_state *s = &st->u.st;
-
-	if (eng->mono_ms == 0) /* (no clock given) */
-		return true;
-	if (s->late_mono != NONE && eng->mono_ms - s->late_mono < eng->rules->late_settle_s * 1000)
-		return false;
-	return !s->backlog || s->backlog_late || s->backlog_mono == NONE ||
-	       eng->mono_ms - s->backlog_mono >= BACKLOG_WAIT_MS;
-}
-
-/* Replays st's held keys, within budget. Returns rows read, or a negative
- * errno; *done: every key was replayed. */
-static int64_t release(struct alert_engine *eng, struct out *o, struct akey *st, int64_t budget,
-		       bool *done)
-{
-	int64_t rows = 0, n = 0;
-	int rc = 0;
-
-	*done = true;
-	rowcache_drop(eng); /* rows stored since the last release */
-	for (struct akey *k = st->u.st.keys; k; k = k->st_next) {
-		if (!k->x || k->x->hold_from == NONE)
-			continue;
-		if (rows >= budget) {
-			*done = false;
-			break;
-		}
-		if ((rc = ae_touch(eng, k)) < 0)
-			break;
-		if (!eng->src) {
-			k->x->hold_from = NONE;
-			continue;
-		}
-		if ((n = replay_key(eng, o, k)) < 0)
-			break;
-		rows += n;
-	}
-	rowcache_drop(eng);
-	return rc < 0 ? rc : n < 0 ? n : rows;
-}
-
-static bool has_news(const struct akey *st)
-{
-	for (const struct akey *k = st->u.st.keys; k; k = k->st_next)
-		if (k->x && (k->x->nw.n || k->x->nw.cleared))
-			return true;
-	return false;
-}
-
-int ae_replay_due(struct alert_engine *eng, int64_t now_ms, bool settle, alert_emit_fn fn,
-		  void *ctx)
-{
-	struct out o = {.fn = fn, .ctx = ctx, .ev_ms = NONE, .now_ms = now_ms};
-	int64_t budget = FLUSH_ROWS_MAX;
-	size_t i = 0;
-	int rc;
-
-	while (i < eng->n_hq) {
-		struct akey *st = eng->hq[i];
-		struct station_state *s = &st->u.st;
-		bool calm = settled(eng, st), done = true, keep = false;
-
-		if ((s->holding || s->flush_now) &&
-		    (s->flush_now || s->held >= HOLD_MAX || (settle && calm))) {
-			int64_t cap = budget < FLUSH_STATION_ROWS_MAX ? budget : FLUSH_STATION_ROWS_MAX;
-			int64_t n;
-
-			if ((rc = ae_touch(eng, st)) < 0)
-				return rc;
-			if (budget <= 0) {
-				done = false;
-			} else {
-				if ((n = release(eng, &o, st, cap, &done)) < 0)
-					return (int)n;
-				budget -= n;
-			}
-			if (done) {
-				s->flush_now = false;
-				s->held = 0;
-				if (calm || !settle)
-					s->holding = s->holding && !calm;
-			}
-		}
-		keep = s->holding || s->flush_now;
-		if (settle && !s->holding && !s->flush_now) {
-			bool news_due = s->news_mono != NONE &&
-					(calm || eng->mono_ms - s->news_mono >= NEWS_HOLD_MS);
-
-			if (calm) {
-				for (struct akey *k = st->u.st.keys; k; k = k->st_next) {
-					const struct rule *R = ae_key_rule(eng, k);
-
-					if (R->kind == RULE_NO_DATA && k->rec && k->rec->back &&
-					    ae_rec_open_active(k)) {
-						if ((rc = ae_touch(eng, k)) < 0)
-							return rc;
-						nodata_close(eng, &o, st, k, R);
-					}
-				}
-				if (s->backlog && (rc = ae_touch(eng, st)) == 0)
-					s->backlog = false;
-			}
-			if (news_due) {
-				for (struct akey *k = st->u.st.keys; k; k = k->st_next)
-					if (k->x && (k->x->nw.n || k->x->nw.cleared)) {
-						if ((rc = ae_touch(eng, k)) < 0)
-							return rc;
-						news_send(eng, &o, k);
-					}
-				s->news_mono = NONE;
-			}
-		}
-		if (!keep && !calm)
-			keep = true; /* late data still coming: look again */
-		if (!keep && (has_news(st) || s->backlog))
-			keep = true;
-		for (struct akey *k = st->u.st.keys; !keep && k; k = k->st_next)
-			keep = k->rec && k->rec->back;
-		if (keep) {
-			i++;
-		} else {
-			s->queued = false;
-			eng->hq[i] = eng->hq[--eng->n_hq];
-		}
-	}
-	return o.count;
-}
-
-/* Rebuilds the queue from the keys (after a restart or a rollback). */
-void ae_queue_rebuild(struct alert_engine *eng)
-{
-	eng->n_hq = 0;
-	for (size_t i = 0; i < eng->n; i++)
-		if (eng->keys[i]->rule < 0)
-			eng->keys[i]->u.st.queued = false;
-	for (size_t i = 0; i < eng->n; i++) {
-		struct akey *k = eng->keys[i], *st;
-
-		if (k->rule < 0) {
-			if (k->u.st.holding || k->u.st.backlog)
-				queue(eng, k);
-			continue;
-		}
-		if (!(k->x && (k->x->hold_from != NONE || k->x->nw.n || k->x->nw.cleared)) &&
-		    !(k->rec && k->rec->back))
-			continue;
-		if ((st = ae_key_find(eng, -1, k->station, ""))) {
-			if (k->x && k->x->hold_from != NONE)
-				st->u.st.holding = true;
-			queue(eng, st);
-		}
-	}
 }
