@@ -18,7 +18,7 @@
  * - hub_ack_topic_match() and hubs_topic() say what the scheme
  *   <prefix>/hub/<one level>/ack|status says, and copy that level (an
  *   ack topic's level over 64 bytes comes back over 64, so that
- *   hub_ack_decode() refuses it, as wiring.c's caller relies on); the
+ *   hub_ack_decode() refuses it, as hub_acks.c's caller relies on); the
  *   level rebuilds the topic;
  * - an accepted ack is the topic's hub's, with an id
  *   <rule>/<station>[/<sensor>], an episode after 0, one of the four
