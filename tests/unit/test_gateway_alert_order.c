@@ -1315,6 +1315,13 @@ static void test_restart_replay(void)
  */
 #define SOLAR_N 6
 
+struct blobs;
+static int feed_saved(struct engine_run *er, const char *station, struct agri_reading *r,
+		      size_t n, int64_t now, struct blobs *saved);
+static void crash(struct engine_run *er, struct blobs *saved);
+static struct blobs *blobs_new(void);
+static void blobs_free(struct blobs *b);
+
 /* A charger's readings at t: at night (stuck) all but the battery's
  * voltage are suspect. */
 static void solar(struct agri_reading *r, int64_t t, bool stuck)
@@ -1344,11 +1351,13 @@ static void test_catchup_hole(void)
 	CHECK(rules != NULL);
 	if (!rules)
 		return;
-	for (int mode = 0; mode < 2; mode++) {
+	for (int mode = 0; mode < 3; mode++) {
 		struct engine_run er;
+		int64_t now;
 		struct agri_reading r[SOLAR_N];
-		int64_t start = -1, stop = -1;
+		int64_t start = -1, stop = -1, next_kill = kill + 3 * H;
 		bool restarted = mode == 1;
+		struct blobs *saved = blobs_new();
 
 		er_init(&er, rules);
 		n_seen = 0;
@@ -1361,9 +1370,19 @@ static void test_catchup_hole(void)
 			}
 			solar(r, t, t >= bad_from && t <= bad_to);
 			/* down from 21:00 to 23:00: what it missed comes from the spool */
-			CHECK(feed_batch(&er, "DT-T06", r, SOLAR_N,
-					 t >= down_from && t < down_to ? down_to + (t - down_from) / 100
-								     : t + 30 * S) >= 0);
+			now = t >= down_from && t < down_to ? down_to + (t - down_from) / 100 : t + 30 * S;
+			if (mode < 2) {
+				CHECK(feed_batch(&er, "DT-T06", r, SOLAR_N, now) >= 0);
+				continue;
+			}
+			/* mode 2: killed (SIGKILL: what was not written yet is lost)
+			 * every 3 hours until the hole comes, 5 s a reading (x240) */
+			er.mono += 5 * S;
+			CHECK(feed_saved(&er, "DT-T06", r, SOLAR_N, now, saved) >= 0);
+			if (t >= next_kill && t < end - 6 * H) {
+				crash(&er, saved);
+				next_kill = t + 3 * H;
+			}
 		}
 		CHECK(tick_at(&er, end + MIN, 11 * S) >= 0);
 		/* the catch-up: the hole, a day late */
@@ -1388,6 +1407,7 @@ static void test_catchup_hole(void)
 		       (long long)((bad_from + 2 * step - day) / MIN),
 		       (long long)((bad_to + step - day) / MIN));
 		CHECK(start == bad_from + 2 * step && stop == bad_to + step);
+		blobs_free(saved);
 		alert_engine_free(er.eng);
 	}
 	rules_free(rules);
@@ -1439,6 +1459,29 @@ static int feed_saved(struct engine_run *er, const char *station, struct agri_re
 		rc = f;
 	alert_engine_commit(er->eng);
 	return rc;
+}
+
+/* A SIGKILL: the engine restarts from what alert_state holds (saved). */
+static void crash(struct engine_run *er, struct blobs *saved)
+{
+	alert_engine_free(er->eng);
+	er->eng = alert_engine_new(er->rules);
+	alert_engine_set_source(er->eng, &er->src);
+	for (int i = 0; i < saved->n; i++)
+		CHECK_INT(alert_engine_import(er->eng, saved->key[i], saved->blob[i], saved->len[i]), 0);
+	alert_engine_start(er->eng, er->mono);
+}
+
+static struct blobs *blobs_new(void)
+{
+	return calloc(1, sizeof(struct blobs));
+}
+
+static void blobs_free(struct blobs *b)
+{
+	for (int i = 0; b && i < b->n; i++)
+		free(b->blob[i]);
+	free(b);
 }
 
 /*
