@@ -28,8 +28,6 @@
 #include "notify/policy_int.h"
 
 #define LOG "notify"
-#define DAY_MS 86400000LL
-#define MIN_MS 60000LL
 #define ADVANCE_STEPS_MAX 100000 /* timers fired in one advance (a guard) */
 #define HELD_TO_BULLETIN_MS (2 * 3600000LL) /* quiet-held news this close to the bulletin joins it */
 
@@ -86,7 +84,7 @@ int policy_init(sqlite3 *db)
  * (const char *, NULL binds NULL), 'i' int64_t, 'd' double, 'n' NULL.
  * Returns the statement or NULL (*rc set).
  */
-static sqlite3_stmt *prep(sqlite3 *db, int *rc, const char *sql, const char *types, ...)
+sqlite3_stmt *pol_prep(sqlite3 *db, int *rc, const char *sql, const char *types, ...)
 {
 	sqlite3_stmt *q = NULL;
 	va_list ap;
@@ -124,7 +122,7 @@ static sqlite3_stmt *prep(sqlite3 *db, int *rc, const char *sql, const char *typ
 }
 
 /* Runs a statement without rows; finalizes it. Returns 0 or a negative errno. */
-static int run(sqlite3_stmt *q, const int *rc)
+int pol_run(sqlite3_stmt *q, const int *rc)
 {
 	int r;
 
@@ -136,7 +134,7 @@ static int run(sqlite3_stmt *q, const int *rc)
 }
 
 /* The first column of the first row as an int64 (def when none or NULL). */
-static int64_t one_int(sqlite3_stmt *q, int64_t def, int *rc)
+int64_t pol_one_int(sqlite3_stmt *q, int64_t def, int *rc)
 {
 	int64_t v = def;
 	int r;
@@ -154,14 +152,15 @@ static int64_t one_int(sqlite3_stmt *q, int64_t def, int *rc)
 
 static int64_t meta_get(sqlite3 *db, const char *k, int64_t def, int *rc)
 {
-	return one_int(prep(db, rc, "SELECT v FROM notify_meta WHERE k = ?", "t", k), def, rc);
+	return pol_one_int(pol_prep(db, rc, "SELECT v FROM notify_meta WHERE k = ?", "t", k), def, rc);
 }
 
-static int meta_set(sqlite3 *db, const char *k, int64_t v)
+int pol_meta_set(sqlite3 *db, const char *k, int64_t v)
 {
 	int rc;
 
-	return run(prep(db, &rc, "INSERT OR REPLACE INTO notify_meta(k, v) VALUES(?, ?)", "ti", k, v), &rc);
+	return pol_run(pol_prep(db, &rc, "INSERT OR REPLACE INTO notify_meta(k, v) VALUES(?, ?)",
+				"ti", k, v), &rc);
 }
 
 int64_t policy_clock(sqlite3 *db)
@@ -404,33 +403,33 @@ int policy_doc_sites(const struct policy *p, char **out)
 
 /* --- reading documents ------------------------------------------------------- */
 
-static const char *jstr(const cJSON *o, const char *k)
+const char *pol_jstr(const cJSON *o, const char *k)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
 
 	return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static double jnum(const cJSON *o, const char *k, double def)
+double pol_jnum(const cJSON *o, const char *k, double def)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
 
 	return cJSON_IsNumber(v) ? v->valuedouble : def;
 }
 
-static int64_t jint(const cJSON *o, const char *k, int64_t def)
+int64_t pol_jint(const cJSON *o, const char *k, int64_t def)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
 
 	return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : def;
 }
 
-static bool jbool(const cJSON *o, const char *k)
+bool pol_jbool(const cJSON *o, const char *k)
 {
 	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, k));
 }
 
-static enum alert_severity sev_of(const char *s)
+enum alert_severity pol_sev_of(const char *s)
 {
 	enum alert_severity v = ALERT_SEV_WARNING;
 
@@ -441,10 +440,10 @@ static enum alert_severity sev_of(const char *s)
 /* --- per-key state ----------------------------------------------------------- */
 
 /* The state of (person, key) as a JSON object (a new empty one when none). */
-static cJSON *key_load(sqlite3 *db, const char *person, const char *key, int *rc)
+cJSON *pol_key_load(sqlite3 *db, const char *person, const char *key, int *rc)
 {
-	sqlite3_stmt *q = prep(db, rc, "SELECT st FROM notify_key WHERE person = ? AND key = ?",
-			       "tt", person, key);
+	sqlite3_stmt *q = pol_prep(db, rc, "SELECT st FROM notify_key WHERE person = ? AND key = ?",
+				   "tt", person, key);
 	cJSON *o = NULL;
 
 	if (!q)
@@ -457,8 +456,8 @@ static cJSON *key_load(sqlite3 *db, const char *person, const char *key, int *rc
 
 /* Saves st (timer: INT64_MIN for none), keeping at most POLICY_KEYS_MAX
  * rows a person (the least recently changed without a timer go first). */
-static int key_save(sqlite3 *db, const char *person, const char *key, cJSON *st, int64_t at,
-		    int64_t timer)
+int pol_key_save(sqlite3 *db, const char *person, const char *key, cJSON *st, int64_t at,
+		 int64_t timer)
 {
 	char *s = cJSON_PrintUnformatted(st);
 	sqlite3_stmt *q;
@@ -466,22 +465,22 @@ static int key_save(sqlite3 *db, const char *person, const char *key, cJSON *st,
 
 	if (!s)
 		return -ENOMEM;
-	q = prep(db, &rc, "INSERT OR REPLACE INTO notify_key(person, key, st, updated, timer)"
-		 " VALUES(?, ?, ?, ?, ?)", timer == INT64_MIN ? "ttti" : "tttii", person, key, s,
-		 at, timer);
+	q = pol_prep(db, &rc, "INSERT OR REPLACE INTO notify_key(person, key, st, updated, timer)"
+		     " VALUES(?, ?, ?, ?, ?)", timer == INT64_MIN ? "ttti" : "tttii", person, key, s,
+		     at, timer);
 	free(s);
-	if ((rc = run(q, &rc)) < 0)
+	if ((rc = pol_run(q, &rc)) < 0)
 		return rc;
-	n = (int)one_int(prep(db, &rc, "SELECT count(*) FROM notify_key WHERE person = ?", "t",
-			      person), 0, &rc);
+	n = (int)pol_one_int(pol_prep(db, &rc, "SELECT count(*) FROM notify_key WHERE person = ?", "t",
+				      person), 0, &rc);
 	if (n > POLICY_KEYS_MAX)
-		rc = run(prep(db, &rc, "DELETE FROM notify_key WHERE person = ?1 AND key IN (SELECT key"
-			      " FROM notify_key WHERE person = ?1 ORDER BY timer IS NOT NULL, updated"
-			      " LIMIT ?2)", "ti", person, (int64_t)(n - POLICY_KEYS_MAX)), &rc);
+		rc = pol_run(pol_prep(db, &rc, "DELETE FROM notify_key WHERE person = ?1 AND key IN (SELECT key"
+				      " FROM notify_key WHERE person = ?1 ORDER BY timer IS NOT NULL, updated"
+				      " LIMIT ?2)", "ti", person, (int64_t)(n - POLICY_KEYS_MAX)), &rc);
 	return rc;
 }
 
-static void set_num(cJSON *o, const char *k, double v)
+void pol_set_num(cJSON *o, const char *k, double v)
 {
 	cJSON *e = cJSON_GetObjectItemCaseSensitive(o, k);
 
@@ -491,21 +490,19 @@ static void set_num(cJSON *o, const char *k, double v)
 		cJSON_AddNumberToObject(o, k, v);
 }
 
-static void set_str(cJSON *o, const char *k, const char *v)
+void pol_set_str(cJSON *o, const char *k, const char *v)
 {
 	cJSON_DeleteItemFromObjectCaseSensitive(o, k);
 	cJSON_AddStringToObject(o, k, v ? v : "");
 }
 
-static void set_bool(cJSON *o, const char *k, bool v)
+void pol_set_bool(cJSON *o, const char *k, bool v)
 {
 	cJSON_DeleteItemFromObjectCaseSensitive(o, k);
 	cJSON_AddBoolToObject(o, k, v);
 }
 
 /* --- items -------------------------------------------------------------------- */
-
-enum item_mode { ITEM_NOW, ITEM_BULLETIN };
 
 static int person_index(const struct policy *p, const struct recipient *r)
 {
@@ -518,8 +515,8 @@ static int person_index(const struct policy *p, const struct recipient *r)
  * comes within two hours of their end) or for the bulletin. doc (facts,
  * owned by the caller) gets its texts from compose.c.
  */
-static int add_item(struct policy *p, sqlite3 *db, const struct recipient *r, int64_t at,
-		    cJSON *doc, bool urgent, enum item_mode mode)
+int pol_item_add(struct policy *p, sqlite3 *db, const struct recipient *r, int64_t at,
+		 cJSON *doc, bool urgent, enum item_mode mode)
 {
 	int64_t gw = p->people.group_wait_ms, due = at + gw, n;
 	bool bulletin = mode == ITEM_BULLETIN;
@@ -544,41 +541,41 @@ static int add_item(struct policy *p, sqlite3 *db, const struct recipient *r, in
 	}
 	if (!bulletin && !urgent && due < at)
 		due = at;
-	n = one_int(prep(db, &rc, "SELECT count(*) FROM notify_item WHERE person = ?", "t",
-			 r->name), 0, &rc);
+	n = pol_one_int(pol_prep(db, &rc, "SELECT count(*) FROM notify_item WHERE person = ?", "t",
+				 r->name), 0, &rc);
 	if (rc < 0)
 		return rc;
 	if (n >= POLICY_ITEMS_MAX) {
 		/* bounded: the oldest item that is not urgent makes room (counted) */
-		int64_t old = one_int(prep(db, &rc, "SELECT id FROM notify_item WHERE person = ?"
-					   " AND urgent = 0 ORDER BY id LIMIT 1", "t", r->name),
-				      -1, &rc);
+		int64_t old = pol_one_int(pol_prep(db, &rc, "SELECT id FROM notify_item WHERE person = ?"
+						   " AND urgent = 0 ORDER BY id LIMIT 1", "t", r->name),
+					  -1, &rc);
 
 		if (old < 0 && !urgent)
 			old = INT64_MAX; /* every waiting item is urgent: drop this one */
 		if (old == INT64_MAX || old < 0) {
-			rc = run(prep(db, &rc, "INSERT INTO notify_clock(person, more) VALUES(?, 1)"
-				      " ON CONFLICT(person) DO UPDATE SET more = more + 1", "t",
-				      r->name), &rc);
+			rc = pol_run(pol_prep(db, &rc, "INSERT INTO notify_clock(person, more) VALUES(?, 1)"
+					      " ON CONFLICT(person) DO UPDATE SET more = more + 1", "t",
+					      r->name), &rc);
 			return rc;
 		}
-		rc = run(prep(db, &rc, "DELETE FROM notify_item WHERE id = ?", "i", old), &rc);
-		rc = run(prep(db, &rc, "INSERT INTO notify_clock(person, more) VALUES(?, 1)"
-			      " ON CONFLICT(person) DO UPDATE SET more = more + 1", "t", r->name), &rc);
+		rc = pol_run(pol_prep(db, &rc, "DELETE FROM notify_item WHERE id = ?", "i", old), &rc);
+		rc = pol_run(pol_prep(db, &rc, "INSERT INTO notify_clock(person, more) VALUES(?, 1)"
+				      " ON CONFLICT(person) DO UPDATE SET more = more + 1", "t", r->name), &rc);
 		if (rc < 0)
 			return rc;
 	}
 	if (!(s = cJSON_PrintUnformatted(doc)))
 		return -ENOMEM;
-	rc = run(prep(db, &rc, "INSERT INTO notify_item(person, at, due, bulletin, urgent, doc)"
-		      " VALUES(?, ?, ?, ?, ?, ?)", bulletin ? "tinii" "t" : "tiiiit", r->name, at,
-		      bulletin ? (int64_t)0 : due, (int64_t)bulletin, (int64_t)urgent, s), &rc);
+	rc = pol_run(pol_prep(db, &rc, "INSERT INTO notify_item(person, at, due, bulletin, urgent, doc)"
+			      " VALUES(?, ?, ?, ?, ?, ?)", bulletin ? "tinii" "t" : "tiiiit", r->name, at,
+			      bulletin ? (int64_t)0 : due, (int64_t)bulletin, (int64_t)urgent, s), &rc);
 	free(s);
 	return rc;
 }
 
 /* A fact object for an item: its kind and the alert's place. */
-static cJSON *item_new(const char *kind, const cJSON *in, int64_t at)
+cJSON *pol_item_new(const char *kind, const cJSON *in, int64_t at)
 {
 	cJSON *it = cJSON_CreateObject();
 
@@ -587,13 +584,13 @@ static cJSON *item_new(const char *kind, const cJSON *in, int64_t at)
 	cJSON_AddStringToObject(it, "kind", kind);
 	cJSON_AddNumberToObject(it, "at", (double)at);
 	if (in) {
-		cJSON_AddStringToObject(it, "station", jstr(in, "station"));
-		cJSON_AddStringToObject(it, "place", jstr(in, "place"));
-		if (jstr(in, "id")[0])
-			cJSON_AddStringToObject(it, "alert", jstr(in, "id"));
-		if (jstr(in, "rule")[0])
-			cJSON_AddStringToObject(it, "rule", jstr(in, "rule"));
-		if (jbool(in, "late"))
+		cJSON_AddStringToObject(it, "station", pol_jstr(in, "station"));
+		cJSON_AddStringToObject(it, "place", pol_jstr(in, "place"));
+		if (pol_jstr(in, "id")[0])
+			cJSON_AddStringToObject(it, "alert", pol_jstr(in, "id"));
+		if (pol_jstr(in, "rule")[0])
+			cJSON_AddStringToObject(it, "rule", pol_jstr(in, "rule"));
+		if (pol_jbool(in, "late"))
 			cJSON_AddBoolToObject(it, "late", true);
 	}
 	return it;
@@ -617,9 +614,9 @@ static void ladder_read(const cJSON *in, struct ladder *L)
 	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(in, "levels")) {
 		if (L->n == RULE_LEVELS_MAX)
 			break;
-		L->t[L->n] = jnum(e, "t", 0);
-		L->s[L->n] = sev_of(jstr(e, "s"));
-		L->below = jbool(e, "below");
+		L->t[L->n] = pol_jnum(e, "t", 0);
+		L->s[L->n] = pol_sev_of(pol_jstr(e, "s"));
+		L->below = pol_jbool(e, "below");
 		L->lv[L->n++] = e;
 	}
 }
@@ -658,9 +655,9 @@ static size_t person_levels(const struct recipient *r, const struct ladder *L, b
 /* The ladder index on after the transition (-1: none). */
 static int ladder_on(const cJSON *in, const struct ladder *L)
 {
-	const char *state = jstr(in, "state");
-	double thr = jnum(in, "threshold", NAN);
-	enum alert_severity s = sev_of(jstr(in, "severity"));
+	const char *state = pol_jstr(in, "state");
+	double thr = pol_jnum(in, "threshold", NAN);
+	enum alert_severity s = pol_sev_of(pol_jstr(in, "severity"));
 	int on = -1;
 
 	if (strcmp(state, "cleared") == 0 || strcmp(state, "closed") == 0)
@@ -681,7 +678,7 @@ static int ladder_step(struct policy *p, sqlite3 *db, const struct recipient *r,
 	int lv[RULE_LEVELS_MAX], on, i = 0, cur, rc = 0;
 	size_t k;
 	int64_t day, max, timer = INT64_MIN;
-	const char *key = jstr(in, "id");
+	const char *key = pol_jstr(in, "id");
 	cJSON *st;
 
 	ladder_read(in, &L);
@@ -691,11 +688,11 @@ static int ladder_step(struct policy *p, sqlite3 *db, const struct recipient *r,
 	on = ladder_on(in, &L);
 	while ((size_t)i < k && lv[i] <= on)
 		i++;
-	if (!(st = key_load(db, r->name, key, &rc)))
+	if (!(st = pol_key_load(db, r->name, key, &rc)))
 		return rc < 0 ? rc : -ENOMEM;
-	cur = (int)jint(st, "cur", 0);
-	day = jint(st, "day", 0);
-	max = jint(st, "max", 0);
+	cur = (int)pol_jint(st, "cur", 0);
+	day = pol_jint(st, "day", 0);
+	max = pol_jint(st, "max", 0);
 	if (i > cur) {
 		int j = lv[i - 1];
 		bool tell = false;
@@ -709,7 +706,7 @@ static int ladder_step(struct policy *p, sqlite3 *db, const struct recipient *r,
 			tell = true;
 		}
 		{
-			cJSON *it = item_new(tell ? "crossing" : "recross", in, at);
+			cJSON *it = pol_item_new(tell ? "crossing" : "recross", in, at);
 			bool urgent = L.s[j] == ALERT_SEV_CRITICAL;
 			bool now = salinity || (r->at_once & (1u << L.s[j]));
 
@@ -719,43 +716,43 @@ static int ladder_step(struct policy *p, sqlite3 *db, const struct recipient *r,
 			}
 			cJSON_AddNumberToObject(it, "level", L.t[j]);
 			cJSON_AddStringToObject(it, "severity", alert_severity_name(L.s[j]));
-			cJSON_AddNumberToObject(it, "value", jnum(in, "value", L.t[j]));
+			cJSON_AddNumberToObject(it, "value", pol_jnum(in, "value", L.t[j]));
 			cJSON_AddBoolToObject(it, "salinity", salinity);
-			cJSON_AddStringToObject(it, "label_vi", jstr(L.lv[j], "vi"));
-			cJSON_AddStringToObject(it, "label_en", jstr(L.lv[j], "en"));
-			cJSON_AddStringToObject(it, "msg_vi", jstr(in, "vi"));
-			cJSON_AddStringToObject(it, "msg_en", jstr(in, "en"));
+			cJSON_AddStringToObject(it, "label_vi", pol_jstr(L.lv[j], "vi"));
+			cJSON_AddStringToObject(it, "label_en", pol_jstr(L.lv[j], "en"));
+			cJSON_AddStringToObject(it, "msg_vi", pol_jstr(in, "vi"));
+			cJSON_AddStringToObject(it, "msg_en", pol_jstr(in, "en"));
 			if (L.below)
 				cJSON_AddBoolToObject(it, "below", true);
-			rc = add_item(p, db, r, at, it, urgent && tell,
-				      tell && now ? ITEM_NOW : ITEM_BULLETIN);
+			rc = pol_item_add(p, db, r, at, it, urgent && tell,
+					  tell && now ? ITEM_NOW : ITEM_BULLETIN);
 			cJSON_Delete(it);
 			if (rc < 0)
 				goto out;
 			if (tell && now)
-				set_bool(st, "told", true);
+				pol_set_bool(st, "told", true);
 		}
-		set_num(st, "below_at", 0);
-		set_num(st, "low", L.t[lv[0]]);
-		set_str(st, "low_vi", jstr(L.lv[lv[0]], "vi"));
+		pol_set_num(st, "below_at", 0);
+		pol_set_num(st, "low", L.t[lv[0]]);
+		pol_set_str(st, "low_vi", pol_jstr(L.lv[lv[0]], "vi"));
 	} else if (i < cur && i == 0) {
-		set_num(st, "below_at", (double)at);
-		if (jbool(st, "told"))
+		pol_set_num(st, "below_at", (double)at);
+		if (pol_jbool(st, "told"))
 			timer = at + p->people.tidal_day_ms;
-	} else if (i == 0 && jbool(st, "told") && jint(st, "below_at", 0)) {
-		timer = jint(st, "below_at", 0) + p->people.tidal_day_ms;
+	} else if (i == 0 && pol_jbool(st, "told") && pol_jint(st, "below_at", 0)) {
+		timer = pol_jint(st, "below_at", 0) + p->people.tidal_day_ms;
 	}
-	set_num(st, "cur", i);
-	set_num(st, "day", (double)day);
-	set_num(st, "max", (double)max);
-	set_str(st, "t", "ladder");
-	set_str(st, "station", jstr(in, "station"));
-	set_str(st, "place", jstr(in, "place"));
-	set_str(st, "rule", jstr(in, "rule"));
-	set_bool(st, "salinity", salinity);
+	pol_set_num(st, "cur", i);
+	pol_set_num(st, "day", (double)day);
+	pol_set_num(st, "max", (double)max);
+	pol_set_str(st, "t", "ladder");
+	pol_set_str(st, "station", pol_jstr(in, "station"));
+	pol_set_str(st, "place", pol_jstr(in, "place"));
+	pol_set_str(st, "rule", pol_jstr(in, "rule"));
+	pol_set_bool(st, "salinity", salinity);
 	if (L.below)
-		set_bool(st, "below", true);
-	rc = key_save(db, r->name, key, st, at, timer);
+		pol_set_bool(st, "below", true);
+	rc = pol_key_save(db, r->name, key, st, at, timer);
 out:
 	cJSON_Delete(st);
 	return rc;
@@ -763,34 +760,34 @@ out:
 
 /* A ladder's all-clear timer: below the person's lowest level for a
  * whole tidal day. */
-static int ladder_timer(struct policy *p, sqlite3 *db, const struct recipient *r,
-			const char *key, cJSON *st, int64_t t)
+static int pol_ladder_timer(struct policy *p, sqlite3 *db, const struct recipient *r,
+			    const char *key, cJSON *st, int64_t t)
 {
 	int rc;
 
-	if (jint(st, "cur", 0) == 0 && jbool(st, "told")) {
-		cJSON *it = item_new("clear", NULL, t);
+	if (pol_jint(st, "cur", 0) == 0 && pol_jbool(st, "told")) {
+		cJSON *it = pol_item_new("clear", NULL, t);
 
 		if (!it)
 			return -ENOMEM;
-		cJSON_AddStringToObject(it, "station", jstr(st, "station"));
-		cJSON_AddStringToObject(it, "place", jstr(st, "place"));
+		cJSON_AddStringToObject(it, "station", pol_jstr(st, "station"));
+		cJSON_AddStringToObject(it, "place", pol_jstr(st, "place"));
 		cJSON_AddStringToObject(it, "alert", key);
-		cJSON_AddStringToObject(it, "rule", jstr(st, "rule"));
-		cJSON_AddNumberToObject(it, "level", jnum(st, "low", 0));
-		cJSON_AddNumberToObject(it, "since", jnum(st, "below_at", 0));
-		cJSON_AddBoolToObject(it, "salinity", jbool(st, "salinity"));
-		if (jbool(st, "below"))
+		cJSON_AddStringToObject(it, "rule", pol_jstr(st, "rule"));
+		cJSON_AddNumberToObject(it, "level", pol_jnum(st, "low", 0));
+		cJSON_AddNumberToObject(it, "since", pol_jnum(st, "below_at", 0));
+		cJSON_AddBoolToObject(it, "salinity", pol_jbool(st, "salinity"));
+		if (pol_jbool(st, "below"))
 			cJSON_AddBoolToObject(it, "below", true);
-		rc = add_item(p, db, r, t, it, false, ITEM_NOW);
+		rc = pol_item_add(p, db, r, t, it, false, ITEM_NOW);
 		cJSON_Delete(it);
 		if (rc < 0)
 			return rc;
 	}
-	set_bool(st, "told", false);
-	set_num(st, "day", 0);
-	set_num(st, "max", 0);
-	return key_save(db, r->name, key, st, t, INT64_MIN);
+	pol_set_bool(st, "told", false);
+	pol_set_num(st, "day", 0);
+	pol_set_num(st, "max", 0);
+	return pol_key_save(db, r->name, key, st, t, INT64_MIN);
 }
 
 /* --- alerts: everything else ------------------------------------------------------ */
@@ -798,9 +795,9 @@ static int ladder_timer(struct policy *p, sqlite3 *db, const struct recipient *r
 static int other_step(struct policy *p, sqlite3 *db, const struct recipient *r, const cJSON *in,
 		      int64_t at, bool pest)
 {
-	enum alert_severity sev = sev_of(jstr(in, "severity"));
-	const char *ev = jstr(in, "event"), *key = jstr(in, "id");
-	bool active = strcmp(jstr(in, "state"), "cleared") != 0;
+	enum alert_severity sev = pol_sev_of(pol_jstr(in, "severity"));
+	const char *ev = pol_jstr(in, "event"), *key = pol_jstr(in, "id");
+	bool active = strcmp(pol_jstr(in, "state"), "cleared") != 0;
 	int64_t timer = INT64_MIN, recent[64];
 	size_t n = 0;
 	cJSON *st, *ch, *e;
@@ -808,9 +805,9 @@ static int other_step(struct policy *p, sqlite3 *db, const struct recipient *r, 
 
 	if (!pest && active && sev < r->min_severity)
 		return 0;
-	if (!(st = key_load(db, r->name, key, &rc)))
+	if (!(st = pol_key_load(db, r->name, key, &rc)))
 		return rc < 0 ? rc : -ENOMEM;
-	if (strcmp(ev, "late") != 0 && jbool(st, "seen") && jbool(st, "active") == active)
+	if (strcmp(ev, "late") != 0 && pol_jbool(st, "seen") && pol_jbool(st, "active") == active)
 		goto out; /* no change of state (a repeated raise) */
 	/* the recent changes, for flapping */
 	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(st, "ch"))
@@ -824,36 +821,36 @@ static int other_step(struct policy *p, sqlite3 *db, const struct recipient *r, 
 	if ((ch = cJSON_AddArrayToObject(st, "ch")))
 		for (size_t i = 0; i < n; i++)
 			cJSON_AddItemToArray(ch, cJSON_CreateNumber((double)recent[i]));
-	set_str(st, "vi", jstr(in, "vi"));
-	set_str(st, "en", jstr(in, "en"));
-	set_str(st, "station", jstr(in, "station"));
-	set_str(st, "place", jstr(in, "place"));
-	set_str(st, "rule", jstr(in, "rule"));
-	set_str(st, "severity", jstr(in, "severity"));
-	set_str(st, "t", "other");
-	set_bool(st, "seen", true);
-	set_bool(st, "active", active);
+	pol_set_str(st, "vi", pol_jstr(in, "vi"));
+	pol_set_str(st, "en", pol_jstr(in, "en"));
+	pol_set_str(st, "station", pol_jstr(in, "station"));
+	pol_set_str(st, "place", pol_jstr(in, "place"));
+	pol_set_str(st, "rule", pol_jstr(in, "rule"));
+	pol_set_str(st, "severity", pol_jstr(in, "severity"));
+	pol_set_str(st, "t", "other");
+	pol_set_bool(st, "seen", true);
+	pol_set_bool(st, "active", active);
 	if (pest) {
 		if (active) {
-			cJSON *it = item_new("pest", in, at);
+			cJSON *it = pol_item_new("pest", in, at);
 
 			if (!it) {
 				rc = -ENOMEM;
 				goto out;
 			}
-			cJSON_AddStringToObject(it, "msg_vi", jstr(in, "vi"));
-			cJSON_AddStringToObject(it, "msg_en", jstr(in, "en"));
-			rc = add_item(p, db, r, at, it, sev == ALERT_SEV_CRITICAL, ITEM_NOW);
+			cJSON_AddStringToObject(it, "msg_vi", pol_jstr(in, "vi"));
+			cJSON_AddStringToObject(it, "msg_en", pol_jstr(in, "en"));
+			rc = pol_item_add(p, db, r, at, it, sev == ALERT_SEV_CRITICAL, ITEM_NOW);
 			cJSON_Delete(it);
 		}
 		goto save;
 	}
-	if (jbool(st, "flap")) {
+	if (pol_jbool(st, "flap")) {
 		timer = at + p->people.flap_stable_ms;
 		goto save;
 	}
 	if ((int)n >= p->people.flap_changes) {
-		cJSON *it = item_new("flapping", in, at);
+		cJSON *it = pol_item_new("flapping", in, at);
 
 		if (!it) {
 			rc = -ENOMEM;
@@ -863,88 +860,88 @@ static int other_step(struct policy *p, sqlite3 *db, const struct recipient *r, 
 		cJSON_AddNumberToObject(it, "window_h", (double)p->people.flap_window_ms / 3600000.0);
 		/* said the way the alert itself would have been: at once or in
 		 * the bulletin */
-		rc = add_item(p, db, r, at, it, false,
-			      (r->at_once & (1u << sev)) ? ITEM_NOW : ITEM_BULLETIN);
+		rc = pol_item_add(p, db, r, at, it, false,
+				  (r->at_once & (1u << sev)) ? ITEM_NOW : ITEM_BULLETIN);
 		cJSON_Delete(it);
-		set_bool(st, "flap", true);
+		pol_set_bool(st, "flap", true);
 		timer = at + p->people.flap_stable_ms;
 		goto save;
 	}
 	{
 		bool now = r->at_once & (1u << sev);
-		bool told = jbool(st, "told");
+		bool told = pol_jbool(st, "told");
 		cJSON *it = NULL;
 
 		if (active) {
-			it = item_new(now ? "alert" : "note", in, at);
+			it = pol_item_new(now ? "alert" : "note", in, at);
 			told = now;
 		} else if (told) {
-			it = item_new("cleared", in, at);
+			it = pol_item_new("cleared", in, at);
 			told = false;
 		}
 		if (it) {
-			cJSON_AddStringToObject(it, "severity", jstr(in, "severity"));
-			cJSON_AddStringToObject(it, "msg_vi", jstr(in, "vi"));
-			cJSON_AddStringToObject(it, "msg_en", jstr(in, "en"));
+			cJSON_AddStringToObject(it, "severity", pol_jstr(in, "severity"));
+			cJSON_AddStringToObject(it, "msg_vi", pol_jstr(in, "vi"));
+			cJSON_AddStringToObject(it, "msg_en", pol_jstr(in, "en"));
 			if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(in, "value")))
-				cJSON_AddNumberToObject(it, "value", jnum(in, "value", 0));
-			rc = add_item(p, db, r, at, it, active && sev == ALERT_SEV_CRITICAL,
-				      active && !now ? ITEM_BULLETIN : ITEM_NOW);
+				cJSON_AddNumberToObject(it, "value", pol_jnum(in, "value", 0));
+			rc = pol_item_add(p, db, r, at, it, active && sev == ALERT_SEV_CRITICAL,
+					  active && !now ? ITEM_BULLETIN : ITEM_NOW);
 			cJSON_Delete(it);
 		}
-		set_bool(st, "told", told);
+		pol_set_bool(st, "told", told);
 	}
 save:
 	if (rc >= 0)
-		rc = key_save(db, r->name, key, st, at, timer);
+		rc = pol_key_save(db, r->name, key, st, at, timer);
 out:
 	cJSON_Delete(st);
 	return rc;
 }
 
 /* Flapping settled: one message with the state it settled in. */
-static int other_timer(struct policy *p, sqlite3 *db, const struct recipient *r,
-		       const char *key, cJSON *st, int64_t t)
+static int pol_other_timer(struct policy *p, sqlite3 *db, const struct recipient *r,
+			   const char *key, cJSON *st, int64_t t)
 {
-	bool active = jbool(st, "active");
+	bool active = pol_jbool(st, "active");
 	cJSON *it;
 	int rc;
 
-	if (jbool(st, "flap")) {
-		if (!(it = item_new("stable", NULL, t)))
+	if (pol_jbool(st, "flap")) {
+		if (!(it = pol_item_new("stable", NULL, t)))
 			return -ENOMEM;
-		cJSON_AddStringToObject(it, "station", jstr(st, "station"));
-		cJSON_AddStringToObject(it, "place", jstr(st, "place"));
+		cJSON_AddStringToObject(it, "station", pol_jstr(st, "station"));
+		cJSON_AddStringToObject(it, "place", pol_jstr(st, "place"));
 		cJSON_AddStringToObject(it, "alert", key);
-		cJSON_AddStringToObject(it, "rule", jstr(st, "rule"));
+		cJSON_AddStringToObject(it, "rule", pol_jstr(st, "rule"));
 		cJSON_AddBoolToObject(it, "active", active);
-		cJSON_AddStringToObject(it, "msg_vi", jstr(st, "vi"));
-		cJSON_AddStringToObject(it, "msg_en", jstr(st, "en"));
+		cJSON_AddStringToObject(it, "msg_vi", pol_jstr(st, "vi"));
+		cJSON_AddStringToObject(it, "msg_en", pol_jstr(st, "en"));
 		cJSON_AddNumberToObject(it, "stable_h", (double)p->people.flap_stable_ms / 3600000.0);
-		rc = add_item(p, db, r, t, it, false,
-			      (r->at_once & (1u << sev_of(jstr(st, "severity")))) ? ITEM_NOW
+		rc = pol_item_add(p, db, r, t, it, false,
+				  (r->at_once & (1u << pol_sev_of(pol_jstr(st, "severity")))) ? ITEM_NOW
 										: ITEM_BULLETIN);
 		cJSON_Delete(it);
 		if (rc < 0)
 			return rc;
 	}
-	set_bool(st, "flap", false);
-	set_bool(st, "told", active && (r->at_once & (1u << sev_of(jstr(st, "severity")))));
+	pol_set_bool(st, "flap", false);
+	pol_set_bool(st, "told", active && (r->at_once & (1u << pol_sev_of(pol_jstr(st, "severity")))));
 	cJSON_DeleteItemFromObjectCaseSensitive(st, "ch");
-	return key_save(db, r->name, key, st, t, INT64_MIN);
+	return pol_key_save(db, r->name, key, st, t, INT64_MIN);
 }
 
 /* The pest a light-trap alert is about: its sensor's suffix ("trap1-bph"). */
 static const char *pest_of(const cJSON *in)
 {
-	const char *s = jstr(in, "sensor"), *d = strrchr(s, '-');
+	const char *s = pol_jstr(in, "sensor"), *d = strrchr(s, '-');
 
-	return strcmp(jstr(in, "metric"), "insect_count") == 0 && d ? d + 1 : NULL;
+	return strcmp(pol_jstr(in, "metric"), "insect_count") == 0 && d ? d + 1 : NULL;
 }
 
-static int on_alert(struct policy *p, sqlite3 *db, const cJSON *in, int64_t at)
+static int pol_on_alert(struct policy *p, sqlite3 *db, const cJSON *in, int64_t at)
 {
-	const char *ev = jstr(in, "event"), *pest = pest_of(in);
+	const char *ev = pol_jstr(in, "event"), *pest = pest_of(in);
 	enum rule_kind kind = RULE_THRESHOLD;
 	bool ladder, salinity, live = !strcmp(ev, "raised") || !strcmp(ev, "severity") ||
 				      !strcmp(ev, "cleared") || !strcmp(ev, "late");
@@ -953,29 +950,29 @@ static int on_alert(struct policy *p, sqlite3 *db, const cJSON *in, int64_t at)
 
 	if (!live && !past)
 		return 0; /* acknowledged, closed, renotify, escalated, revised */
-	(void)recipient_kind_parse(jstr(in, "kind"), &kind);
+	(void)recipient_kind_parse(pol_jstr(in, "kind"), &kind);
 	ladder = kind == RULE_LADDER && cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(in, "levels")) > 0;
-	salinity = ladder && strcmp(jstr(in, "metric"), "salinity") == 0;
+	salinity = ladder && strcmp(pol_jstr(in, "metric"), "salinity") == 0;
 	for (size_t i = 0; i < p->people.n && rc >= 0; i++) {
 		const struct recipient *r = &p->people.v[i];
 
-		if (!recipient_follows_station(r, jstr(in, "station"), jstr(in, "district")) ||
-		    !recipient_follows_rule(r, jstr(in, "rule"), kind))
+		if (!recipient_follows_station(r, pol_jstr(in, "station"), pol_jstr(in, "district")) ||
+		    !recipient_follows_rule(r, pol_jstr(in, "rule"), kind))
 			continue;
 		if (pest && !recipient_follows_pest(r, pest))
 			continue;
-		if (!pest && !salinity && sev_of(jstr(in, "severity")) < r->min_severity &&
-		    strcmp(jstr(in, "state"), "cleared") != 0)
+		if (!pest && !salinity && pol_sev_of(pol_jstr(in, "severity")) < r->min_severity &&
+		    strcmp(pol_jstr(in, "state"), "cleared") != 0)
 			continue;
 		if (past) {
 			/* late news of an episode already over: the bulletin's, never live */
-			cJSON *it = item_new("past", in, at);
+			cJSON *it = pol_item_new("past", in, at);
 
 			if (!it)
 				return -ENOMEM;
-			cJSON_AddStringToObject(it, "msg_vi", jstr(in, "vi"));
-			cJSON_AddStringToObject(it, "msg_en", jstr(in, "en"));
-			rc = add_item(p, db, r, at, it, false, ITEM_BULLETIN);
+			cJSON_AddStringToObject(it, "msg_vi", pol_jstr(in, "vi"));
+			cJSON_AddStringToObject(it, "msg_en", pol_jstr(in, "en"));
+			rc = pol_item_add(p, db, r, at, it, false, ITEM_BULLETIN);
 			cJSON_Delete(it);
 		} else if (ladder && !pest) {
 			rc = ladder_step(p, db, r, in, at, salinity);
@@ -988,37 +985,37 @@ static int on_alert(struct policy *p, sqlite3 *db, const cJSON *in, int64_t at)
 
 /* --- forecasts: announced windows ---------------------------------------------- */
 
-static int on_windows(struct policy *p, sqlite3 *db, const cJSON *in, int64_t at)
+static int pol_on_windows(struct policy *p, sqlite3 *db, const cJSON *in, int64_t at)
 {
-	const char *station = jstr(in, "station");
+	const char *station = pol_jstr(in, "station");
 	const cJSON *ws = cJSON_GetObjectItemCaseSensitive(in, "windows"), *w;
-	int64_t made = jint(in, "made_at", at), move = p->people.window_move_ms;
+	int64_t made = pol_jint(in, "made_at", at), move = p->people.window_move_ms;
 	int rc = 0;
 
-	rc = run(prep(db, &rc, "DELETE FROM notify_window WHERE station = ?", "t", station), &rc);
+	rc = pol_run(pol_prep(db, &rc, "DELETE FROM notify_window WHERE station = ?", "t", station), &rc);
 	cJSON_ArrayForEach(w, ws) {
 		if (rc < 0)
 			return rc;
-		rc = run(prep(db, &rc, "INSERT INTO notify_window(station, below, sluice, from_ms,"
-			      " to_ms, tide, made_at) VALUES(?, ?, ?, ?, ?, ?, ?)", "tdiiiti",
-			      station, jnum(w, "below", 0), (int64_t)jbool(w, "sluice"),
-			      jint(w, "from", 0), jint(w, "to", 0),
-			      jstr(w, "tide")[0] ? jstr(w, "tide") : NULL, made), &rc);
+		rc = pol_run(pol_prep(db, &rc, "INSERT INTO notify_window(station, below, sluice, from_ms,"
+				      " to_ms, tide, made_at) VALUES(?, ?, ?, ?, ?, ?, ?)", "tdiiiti",
+				      station, pol_jnum(w, "below", 0), (int64_t)pol_jbool(w, "sluice"),
+				      pol_jint(w, "from", 0), pol_jint(w, "to", 0),
+				      pol_jstr(w, "tide")[0] ? pol_jstr(w, "tide") : NULL, made), &rc);
 	}
 	if (rc < 0)
 		return rc;
-	rc = run(prep(db, &rc, "DELETE FROM notify_announced WHERE station = ? AND"
-		      " min(to_ms, until_ms) <= ?", "ti", station, at), &rc);
+	rc = pol_run(pol_prep(db, &rc, "DELETE FROM notify_announced WHERE station = ? AND"
+			      " min(to_ms, until_ms) <= ?", "ti", station, at), &rc);
 	for (size_t i = 0; i < p->people.n && rc >= 0; i++) {
 		const struct recipient *r = &p->people.v[i];
 		sqlite3_stmt *q;
 		struct { double below; int64_t from, to, until; } ann[16];
 		size_t na = 0;
 
-		if (!recipient_follows_station(r, station, jstr(in, "district")))
+		if (!recipient_follows_station(r, station, pol_jstr(in, "district")))
 			continue;
-		q = prep(db, &rc, "SELECT below, from_ms, to_ms, until_ms FROM notify_announced WHERE"
-			 " person = ? AND station = ? ORDER BY from_ms", "tt", r->name, station);
+		q = pol_prep(db, &rc, "SELECT below, from_ms, to_ms, until_ms FROM notify_announced WHERE"
+			     " person = ? AND station = ? ORDER BY from_ms", "tt", r->name, station);
 		while (q && sqlite3_step(q) == SQLITE_ROW && na < AGRI_ARRAY_SIZE(ann)) {
 			ann[na].below = sqlite3_column_double(q, 0);
 			ann[na].from = sqlite3_column_int64(q, 1);
@@ -1039,9 +1036,9 @@ static int on_windows(struct policy *p, sqlite3 *db, const cJSON *in, int64_t at
 			cJSON *it;
 
 			cJSON_ArrayForEach(w, ws) {
-				int64_t f = jint(w, "from", 0), t = jint(w, "to", 0);
+				int64_t f = pol_jint(w, "from", 0), t = pol_jint(w, "to", 0);
 
-				if (jbool(w, "sluice") || fabs(jnum(w, "below", 0) - ann[a].below) > 1e-9 ||
+				if (pol_jbool(w, "sluice") || fabs(pol_jnum(w, "below", 0) - ann[a].below) > 1e-9 ||
 				    t <= ann[a].from || f >= old_to)
 					continue;
 				if (!hits++)
@@ -1055,7 +1052,7 @@ static int on_windows(struct policy *p, sqlite3 *db, const cJSON *in, int64_t at
 			if (hits && llabs(nf - ann[a].from) <= move &&
 			    llabs((nt < until ? nt : until) - old_to) <= move && gap <= move)
 				continue; /* within the hour: nothing to say */
-			if (!(it = item_new(hits ? "window-moved" : "window-cancelled", in, at)))
+			if (!(it = pol_item_new(hits ? "window-moved" : "window-cancelled", in, at)))
 				return -ENOMEM;
 			cJSON_AddNumberToObject(it, "level", ann[a].below);
 			cJSON_AddNumberToObject(it, "old_from", (double)ann[a].from);
@@ -1066,19 +1063,19 @@ static int on_windows(struct policy *p, sqlite3 *db, const cJSON *in, int64_t at
 				if (gap > move)
 					cJSON_AddNumberToObject(it, "gap_min", (double)(gap / MIN_MS));
 			}
-			rc = add_item(p, db, r, at, it, false, ITEM_NOW);
+			rc = pol_item_add(p, db, r, at, it, false, ITEM_NOW);
 			cJSON_Delete(it);
 			if (rc < 0)
 				break;
 			if (hits)
-				rc = run(prep(db, &rc, "UPDATE notify_announced SET from_ms = ?, to_ms = ?"
-					      " WHERE person = ? AND station = ? AND below = ? AND"
-					      " from_ms = ?", "iittdi", nf, nt, r->name, station,
-					      ann[a].below, ann[a].from), &rc);
+				rc = pol_run(pol_prep(db, &rc, "UPDATE notify_announced SET from_ms = ?, to_ms = ?"
+						      " WHERE person = ? AND station = ? AND below = ? AND"
+						      " from_ms = ?", "iittdi", nf, nt, r->name, station,
+						      ann[a].below, ann[a].from), &rc);
 			else
-				rc = run(prep(db, &rc, "DELETE FROM notify_announced WHERE person = ? AND"
-					      " station = ? AND below = ? AND from_ms = ?", "ttdi",
-					      r->name, station, ann[a].below, ann[a].from), &rc);
+				rc = pol_run(pol_prep(db, &rc, "DELETE FROM notify_announced WHERE person = ? AND"
+						      " station = ? AND below = ? AND from_ms = ?", "ttdi",
+						      r->name, station, ann[a].below, ann[a].from), &rc);
 		}
 	}
 	return rc;
@@ -1086,40 +1083,40 @@ static int on_windows(struct policy *p, sqlite3 *db, const cJSON *in, int64_t at
 
 /* --- advisories ------------------------------------------------------------------ */
 
-static int on_advisory(struct policy *p, sqlite3 *db, const cJSON *in, int64_t at)
+static int pol_on_advisory(struct policy *p, sqlite3 *db, const cJSON *in, int64_t at)
 {
-	const char *pest = jstr(in, "pest")[0] ? jstr(in, "pest") : "bph";
+	const char *pest = pol_jstr(in, "pest")[0] ? pol_jstr(in, "pest") : "bph";
 	char *s = cJSON_PrintUnformatted(in);
 	int rc = 0;
 
 	if (!s)
 		return -ENOMEM;
-	rc = run(prep(db, &rc, "INSERT OR IGNORE INTO notify_advice(id, station, pest, at, sow_from,"
-		      " sow_to, hatch_from, doc) VALUES(?, ?, ?, ?, ?, ?, ?, ?)", "tttiiiit",
-		      jstr(in, "id"), jstr(in, "station"), pest, at, jint(in, "sow_from", 0),
-		      jint(in, "sow_to", 0), jint(in, "hatch_from", 0), s), &rc);
+	rc = pol_run(pol_prep(db, &rc, "INSERT OR IGNORE INTO notify_advice(id, station, pest, at,"
+			      " sow_from, sow_to, hatch_from, doc) VALUES(?, ?, ?, ?, ?, ?, ?, ?)", "tttiiiit",
+			      pol_jstr(in, "id"), pol_jstr(in, "station"), pest, at, pol_jint(in, "sow_from", 0),
+			      pol_jint(in, "sow_to", 0), pol_jint(in, "hatch_from", 0), s), &rc);
 	free(s);
 	if (rc < 0 || sqlite3_changes(db) == 0)
 		return rc; /* the same advisory again */
 	/* recorded for the bulletins; not announced when it is history (the
 	 * gateway's first start) or its sowing window has passed (late news) */
-	if (jbool(in, "history") || jint(in, "sow_to", 0) <= at)
+	if (pol_jbool(in, "history") || pol_jint(in, "sow_to", 0) <= at)
 		return 0;
 	for (size_t i = 0; i < p->people.n && rc >= 0; i++) {
 		const struct recipient *r = &p->people.v[i];
 		cJSON *it;
 
-		if (!recipient_follows_station(r, jstr(in, "station"), jstr(in, "district")) ||
+		if (!recipient_follows_station(r, pol_jstr(in, "station"), pol_jstr(in, "district")) ||
 		    !recipient_follows_pest(r, pest))
 			continue;
-		if (!(it = item_new("advisory", in, at)))
+		if (!(it = pol_item_new("advisory", in, at)))
 			return -ENOMEM;
-		cJSON_AddStringToObject(it, "msg_vi", jstr(in, "vi"));
-		cJSON_AddStringToObject(it, "msg_en", jstr(in, "en"));
-		cJSON_AddNumberToObject(it, "sow_from", jnum(in, "sow_from", 0));
-		cJSON_AddNumberToObject(it, "sow_to", jnum(in, "sow_to", 0));
-		cJSON_AddNumberToObject(it, "hatch_from", jnum(in, "hatch_from", 0));
-		rc = add_item(p, db, r, at, it, false, ITEM_NOW);
+		cJSON_AddStringToObject(it, "msg_vi", pol_jstr(in, "vi"));
+		cJSON_AddStringToObject(it, "msg_en", pol_jstr(in, "en"));
+		cJSON_AddNumberToObject(it, "sow_from", pol_jnum(in, "sow_from", 0));
+		cJSON_AddNumberToObject(it, "sow_to", pol_jnum(in, "sow_to", 0));
+		cJSON_AddNumberToObject(it, "hatch_from", pol_jnum(in, "hatch_from", 0));
+		rc = pol_item_add(p, db, r, at, it, false, ITEM_NOW);
 		cJSON_Delete(it);
 	}
 	return rc;
@@ -1129,25 +1126,27 @@ static int on_advisory(struct policy *p, sqlite3 *db, const cJSON *in, int64_t a
 
 /* Records message m (its id made unique if a bug ever repeated one) and
  * hands it to on_message. */
-static int emit(struct policy *p, sqlite3 *db, const struct recipient *r, const char *kind,
-		int64_t at, int n_items, struct composed *c, char *id, size_t id_len)
+int pol_message_emit(struct policy *p, sqlite3 *db, const struct recipient *r, const char *kind,
+		     int64_t at, int n_items, struct composed *c, char *id, size_t id_len)
 {
 	struct policy_message m;
 	int rc = 0, k = strcmp(kind, "bulletin") == 0 ? 1 : 0;
 	int idx = person_index(p, r);
 
-	for (int tries = 2; one_int(prep(db, &rc, "SELECT count(*) FROM notify_message WHERE id = ?",
-					 "t", id), 0, &rc) > 0 && tries < 100; tries++) {
+	for (int tries = 2; pol_one_int(pol_prep(db, &rc, "SELECT count(*) FROM notify_message"
+						 " WHERE id = ?", "t", id), 0, &rc) > 0 && tries < 100;
+	     tries++) {
 		size_t l = strlen(id);
 
 		snprintf(id + l, id_len - l, "-%d", tries);
 	}
 	if (rc < 0)
 		return rc;
-	rc = run(prep(db, &rc, "INSERT INTO notify_message(id, person, kind, at, day, items, text_vi,"
-		      " text_en, sms, payload) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", "tttiiitttt", id,
-		      r->name, kind, at, policy_local_day(at, p->people.utc_offset_min),
-		      (int64_t)n_items, c->vi.p, c->en.p, c->sms.p, c->payload.p), &rc);
+	rc = pol_run(pol_prep(db, &rc, "INSERT INTO notify_message(id, person, kind, at, day, items,"
+			      " text_vi, text_en, sms, payload) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			      "tttiiitttt", id, r->name, kind, at,
+			      policy_local_day(at, p->people.utc_offset_min),
+			      (int64_t)n_items, c->vi.p, c->en.p, c->sms.p, c->payload.p), &rc);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&p->mu);
@@ -1169,7 +1168,7 @@ static int emit(struct policy *p, sqlite3 *db, const struct recipient *r, const 
 	return p->on_message ? p->on_message(p->ctx, db, &m) : 0;
 }
 
-static void make_id(char *id, size_t len, const char *person, const char *kind, int64_t at)
+void pol_message_id(char *id, size_t len, const char *person, const char *kind, int64_t at)
 {
 	char ts[40];
 
@@ -1177,7 +1176,7 @@ static void make_id(char *id, size_t len, const char *person, const char *kind, 
 	snprintf(id, len, "%s/%s/%s", person, kind, ts);
 }
 
-static void free_items(struct policy_item *it, size_t n)
+void pol_items_free(struct policy_item *it, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		cJSON_Delete(it[i].doc);
@@ -1186,8 +1185,8 @@ static void free_items(struct policy_item *it, size_t n)
 
 /* Reads items of person (where: an SQL condition on notify_item, with ?1
  * the person and ?2 an int). *out: malloc'd, ordered by id. */
-static int read_items(sqlite3 *db, const char *person, const char *where, int64_t arg,
-		      struct policy_item **out, size_t *n)
+int pol_items_read(sqlite3 *db, const char *person, const char *where, int64_t arg,
+		   struct policy_item **out, size_t *n)
 {
 	char sql[256];
 	sqlite3_stmt *q;
@@ -1200,7 +1199,7 @@ static int read_items(sqlite3 *db, const char *person, const char *where, int64_
 		return -ENOMEM;
 	snprintf(sql, sizeof(sql), "SELECT id, at, urgent, doc FROM notify_item WHERE person = ?1"
 		 " AND (%s) ORDER BY id LIMIT %d", where, POLICY_ITEMS_MAX + 1);
-	q = prep(db, &rc, sql, "ti", person, arg);
+	q = pol_prep(db, &rc, sql, "ti", person, arg);
 	while (q && sqlite3_step(q) == SQLITE_ROW) {
 		struct policy_item *it = &v[*n];
 
@@ -1216,24 +1215,24 @@ static int read_items(sqlite3 *db, const char *person, const char *where, int64_
 	return rc;
 }
 
-static int delete_items(sqlite3 *db, const struct policy_item *it, size_t n)
+int pol_items_delete(sqlite3 *db, const struct policy_item *it, size_t n)
 {
 	int rc = 0;
 
 	for (size_t i = 0; i < n && rc >= 0; i++)
-		rc = run(prep(db, &rc, "DELETE FROM notify_item WHERE id = ?", "i", it[i].id), &rc);
+		rc = pol_run(pol_prep(db, &rc, "DELETE FROM notify_item WHERE id = ?", "i", it[i].id), &rc);
 	return rc;
 }
 
-static int take_more(sqlite3 *db, const char *person, int *more)
+int pol_more_take(sqlite3 *db, const char *person, int *more)
 {
 	int rc = 0;
 
-	*more = (int)one_int(prep(db, &rc, "SELECT more FROM notify_clock WHERE person = ?", "t",
-				  person), 0, &rc);
+	*more = (int)pol_one_int(pol_prep(db, &rc, "SELECT more FROM notify_clock WHERE person = ?", "t",
+					  person), 0, &rc);
 	if (rc >= 0 && *more)
-		rc = run(prep(db, &rc, "UPDATE notify_clock SET more = 0 WHERE person = ?", "t",
-			      person), &rc);
+		rc = pol_run(pol_prep(db, &rc, "UPDATE notify_clock SET more = 0 WHERE person = ?", "t",
+				      person), &rc);
 	return rc;
 }
 
@@ -1248,42 +1247,42 @@ static int flush(struct policy *p, sqlite3 *db, const struct recipient *r, int64
 	int rc, more = 0;
 	bool urgent = false;
 
-	rc = read_items(db, r->name, "bulletin = 0 AND due <= ?2", t + p->people.group_wait_ms,
-			&items, &n);
+	rc = pol_items_read(db, r->name, "bulletin = 0 AND due <= ?2", t + p->people.group_wait_ms,
+			    &items, &n);
 	if (rc < 0 || n == 0) {
-		free_items(items, n);
+		pol_items_free(items, n);
 		return rc;
 	}
 	for (size_t i = 0; i < n; i++)
 		urgent |= items[i].urgent;
 	if (p->people.max_per_day && !urgent) {
-		int64_t today = one_int(prep(db, &rc, "SELECT count(*) FROM notify_message WHERE"
-					     " person = ? AND day = ? AND kind != 'bulletin'", "ti",
-					     r->name, policy_local_day(t, p->people.utc_offset_min)),
-					0, &rc);
+		int64_t today = pol_one_int(pol_prep(db, &rc, "SELECT count(*) FROM notify_message WHERE"
+						     " person = ? AND day = ? AND kind != 'bulletin'", "ti",
+						     r->name, policy_local_day(t, p->people.utc_offset_min)),
+					    0, &rc);
 
 		if (rc >= 0 && today >= p->people.max_per_day) {
 			/* the person's day is full: the bulletin says the rest */
 			for (size_t i = 0; i < n && rc >= 0; i++)
-				rc = run(prep(db, &rc, "UPDATE notify_item SET bulletin = 1, due = NULL"
-					      " WHERE id = ?", "i", items[i].id), &rc);
-			free_items(items, n);
+				rc = pol_run(pol_prep(db, &rc, "UPDATE notify_item SET bulletin = 1, due = NULL"
+						      " WHERE id = ?", "i", items[i].id), &rc);
+			pol_items_free(items, n);
 			return rc;
 		}
 	}
-	if ((rc = take_more(db, r->name, &more)) < 0) {
-		free_items(items, n);
+	if ((rc = pol_more_take(db, r->name, &more)) < 0) {
+		pol_items_free(items, n);
 		return rc;
 	}
-	make_id(id, sizeof(id), r->name, "alert", t);
+	pol_message_id(id, sizeof(id), r->name, "alert", t);
 	composed_init(&c);
 	rc = compose_group(p, r, id, t, items, n, more, &c);
 	if (rc >= 0)
-		rc = delete_items(db, items, n);
+		rc = pol_items_delete(db, items, n);
 	if (rc >= 0)
-		rc = emit(p, db, r, "alert", t, (int)n, &c, id, sizeof(id));
+		rc = pol_message_emit(p, db, r, "alert", t, (int)n, &c, id, sizeof(id));
 	composed_free(&c);
-	free_items(items, n);
+	pol_items_free(items, n);
 	return rc < 0 ? rc : 1;
 }
 
@@ -1306,11 +1305,11 @@ static int gather_salinity(struct policy *p, sqlite3 *db, const struct recipient
 	sqlite3_stmt *q;
 	int rc = 0;
 
-	q = prep(db, &rc, "SELECT st.name, min(r.value), max(r.value) FROM readings r"
-		 " JOIN series se ON se.id = r.series_id JOIN stations st ON st.id = se.station_id"
-		 " WHERE se.metric = 'salinity' AND r.q = 0 AND r.value IS NOT NULL"
-		 " AND r.ts >= ?1 AND r.ts < ?2 AND r.received_at <= ?2"
-		 " GROUP BY st.name ORDER BY st.name", "ii", from, to);
+	q = pol_prep(db, &rc, "SELECT st.name, min(r.value), max(r.value) FROM readings r"
+		     " JOIN series se ON se.id = r.series_id JOIN stations st ON st.id = se.station_id"
+		     " WHERE se.metric = 'salinity' AND r.q = 0 AND r.value IS NOT NULL"
+		     " AND r.ts >= ?1 AND r.ts < ?2 AND r.received_at <= ?2"
+		     " GROUP BY st.name ORDER BY st.name", "ii", from, to);
 	while (q && sqlite3_step(q) == SQLITE_ROW && b->n_stations < BULLETIN_STATIONS_MAX) {
 		const char *name = (const char *)sqlite3_column_text(q, 0);
 		struct bulletin_station *s = &b->st[b->n_stations];
@@ -1329,8 +1328,8 @@ static int gather_salinity(struct policy *p, sqlite3 *db, const struct recipient
 	if (rc < 0)
 		return rc;
 	/* stations with a forecast but no readings in the day still get their windows */
-	q = prep(db, &rc, "SELECT DISTINCT station FROM notify_window WHERE made_at <= ?"
-		 " ORDER BY station", "i", to);
+	q = pol_prep(db, &rc, "SELECT DISTINCT station FROM notify_window WHERE made_at <= ?"
+		     " ORDER BY station", "i", to);
 	while (q && sqlite3_step(q) == SQLITE_ROW && b->n_stations < BULLETIN_STATIONS_MAX) {
 		const char *name = (const char *)sqlite3_column_text(q, 0);
 		struct bulletin_station *s = &b->st[b->n_stations];
@@ -1348,13 +1347,13 @@ static int gather_salinity(struct policy *p, sqlite3 *db, const struct recipient
 		struct bulletin_station *s = &b->st[i];
 
 		s->place = policy_place(p, s->station);
-		s->has_forecast = one_int(prep(db, &rc, "SELECT count(*) FROM notify_window WHERE"
-					       " station = ? AND made_at <= ?", "ti", s->station, to),
-					  0, &rc) > 0;
-		q = prep(db, &rc, "SELECT from_ms, to_ms, sluice FROM notify_window WHERE station = ?"
-			 " AND to_ms > ? AND from_ms < ? AND made_at <= ? AND (sluice = 1 OR"
-			 " abs(below - ?) < 1e-9) ORDER BY sluice, from_ms", "tiiid", s->station,
-			 to, day_end, to, level);
+		s->has_forecast = pol_one_int(pol_prep(db, &rc, "SELECT count(*) FROM notify_window WHERE"
+						       " station = ? AND made_at <= ?", "ti", s->station, to),
+					      0, &rc) > 0;
+		q = pol_prep(db, &rc, "SELECT from_ms, to_ms, sluice FROM notify_window WHERE station = ?"
+			     " AND to_ms > ? AND from_ms < ? AND made_at <= ? AND (sluice = 1 OR"
+			     " abs(below - ?) < 1e-9) ORDER BY sluice, from_ms", "tiiid", s->station,
+			     to, day_end, to, level);
 		while (q && sqlite3_step(q) == SQLITE_ROW) {
 			int64_t f = sqlite3_column_int64(q, 0), t = sqlite3_column_int64(q, 1);
 
@@ -1383,11 +1382,11 @@ static int gather_pests(struct policy *p, sqlite3 *db, const struct recipient *r
 		char like[RCPT_KEY_MAX + 4];
 
 		snprintf(like, sizeof(like), "%%-%s", r->pests[k]);
-		q = prep(db, &rc, "SELECT st.name, sum(r.value) FROM readings r"
-			 " JOIN series se ON se.id = r.series_id JOIN stations st ON st.id = se.station_id"
-			 " WHERE se.metric = 'insect_count' AND se.sensor LIKE ?3 AND r.q = 0"
-			 " AND r.ts >= ?1 AND r.ts < ?2 AND r.received_at <= ?2"
-			 " GROUP BY st.name ORDER BY st.name", "iit", b->at_ms - DAY_MS, b->at_ms, like);
+		q = pol_prep(db, &rc, "SELECT st.name, sum(r.value) FROM readings r"
+			     " JOIN series se ON se.id = r.series_id JOIN stations st ON st.id = se.station_id"
+			     " WHERE se.metric = 'insect_count' AND se.sensor LIKE ?3 AND r.q = 0"
+			     " AND r.ts >= ?1 AND r.ts < ?2 AND r.received_at <= ?2"
+			     " GROUP BY st.name ORDER BY st.name", "iit", b->at_ms - DAY_MS, b->at_ms, like);
 		while (q && sqlite3_step(q) == SQLITE_ROW && b->n_traps < BULLETIN_TRAPS_MAX) {
 			const char *name = (const char *)sqlite3_column_text(q, 0);
 			struct bulletin_trap *t = &b->traps[b->n_traps];
@@ -1400,9 +1399,9 @@ static int gather_pests(struct policy *p, sqlite3 *db, const struct recipient *r
 			b->n_traps++;
 		}
 		sqlite3_finalize(q);
-		q = prep(db, &rc, "SELECT station, sow_from, sow_to, hatch_from FROM notify_advice"
-			 " WHERE pest = ? AND at <= ? AND sow_to > ? ORDER BY sow_from, station", "tii",
-			 r->pests[k], b->at_ms, b->at_ms);
+		q = pol_prep(db, &rc, "SELECT station, sow_from, sow_to, hatch_from FROM notify_advice"
+			     " WHERE pest = ? AND at <= ? AND sow_to > ? ORDER BY sow_from, station", "tii",
+			     r->pests[k], b->at_ms, b->at_ms);
 		while (q && sqlite3_step(q) == SQLITE_ROW && b->n_advice < BULLETIN_ADVICE_MAX) {
 			const char *name = (const char *)sqlite3_column_text(q, 0);
 			struct bulletin_advice *a = &b->advice[b->n_advice];
@@ -1421,7 +1420,7 @@ static int gather_pests(struct policy *p, sqlite3 *db, const struct recipient *r
 	return rc;
 }
 
-static int bulletin(struct policy *p, sqlite3 *db, const struct recipient *r, int64_t t)
+static int pol_bulletin_make(struct policy *p, sqlite3 *db, const struct recipient *r, int64_t t)
 {
 	struct bulletin *b = calloc(1, sizeof(*b));
 	struct composed c;
@@ -1433,49 +1432,50 @@ static int bulletin(struct policy *p, sqlite3 *db, const struct recipient *r, in
 	b->at_ms = t;
 	b->person = r;
 	if ((rc = gather_salinity(p, db, r, b)) < 0 || (rc = gather_pests(p, db, r, b)) < 0 ||
-	    (rc = read_items(db, r->name, "bulletin = 1 OR due <= ?2", t + p->people.group_wait_ms,
-			     &b->notes, &b->n_notes)) < 0 ||
-	    (rc = take_more(db, r->name, &b->more)) < 0)
+	    (rc = pol_items_read(db, r->name, "bulletin = 1 OR due <= ?2", t + p->people.group_wait_ms,
+				 &b->notes, &b->n_notes)) < 0 ||
+	    (rc = pol_more_take(db, r->name, &b->more)) < 0)
 		goto out;
 	/* damped re-crossings: a count on their station's line */
 	for (size_t i = 0; i < b->n_notes; i++) {
 		const cJSON *d = b->notes[i].doc;
 
-		if (strcmp(jstr(d, "kind"), "recross") != 0 || !jbool(d, "salinity"))
+		if (strcmp(pol_jstr(d, "kind"), "recross") != 0 || !pol_jbool(d, "salinity"))
 			continue;
 		for (size_t k = 0; k < b->n_stations; k++)
-			if (strcmp(b->st[k].station, jstr(d, "station")) == 0)
+			if (strcmp(b->st[k].station, pol_jstr(d, "station")) == 0)
 				b->st[k].recross++;
 	}
-	rc = run(prep(db, &rc, "INSERT INTO notify_clock(person, last_bulletin) VALUES(?, ?)"
-		      " ON CONFLICT(person) DO UPDATE SET last_bulletin = excluded.last_bulletin",
-		      "ti", r->name, t), &rc);
+	rc = pol_run(pol_prep(db, &rc, "INSERT INTO notify_clock(person, last_bulletin) VALUES(?, ?)"
+			      " ON CONFLICT(person) DO UPDATE SET last_bulletin = excluded.last_bulletin",
+			      "ti", r->name, t), &rc);
 	if (rc < 0)
 		goto out;
 	if (!b->n_stations && !b->n_traps && !b->n_advice && !b->n_notes)
 		goto out; /* nothing followed has data: no bulletin */
 	/* what the bulletin announces: the windows a change is measured against */
-	rc = run(prep(db, &rc, "DELETE FROM notify_announced WHERE person = ?", "t", r->name), &rc);
+	rc = pol_run(pol_prep(db, &rc, "DELETE FROM notify_announced WHERE person = ?", "t",
+			      r->name), &rc);
 	for (size_t i = 0; i < b->n_stations && rc >= 0; i++)
 		for (int w = 0; w < b->st[i].n_windows && rc >= 0; w++)
-			rc = run(prep(db, &rc, "INSERT INTO notify_announced(person, station, below,"
-				      " from_ms, to_ms, until_ms) VALUES(?, ?, ?, ?, ?, ?)", "ttdiii",
-				      r->name, b->st[i].station, b->st[i].level, b->st[i].win[w][0],
-				      b->st[i].win[w][1], t + DAY_MS), &rc);
+			rc = pol_run(pol_prep(db, &rc, "INSERT INTO notify_announced(person, station, below,"
+					      " from_ms, to_ms, until_ms) VALUES(?, ?, ?, ?, ?, ?)", "ttdiii",
+					      r->name, b->st[i].station, b->st[i].level, b->st[i].win[w][0],
+					      b->st[i].win[w][1], t + DAY_MS), &rc);
 	if (rc < 0)
 		goto out;
-	make_id(id, sizeof(id), r->name, "bulletin", t);
+	pol_message_id(id, sizeof(id), r->name, "bulletin", t);
 	composed_init(&c);
 	rc = compose_bulletin(p, id, b, &c);
 	if (rc >= 0)
-		rc = delete_items(db, b->notes, b->n_notes);
+		rc = pol_items_delete(db, b->notes, b->n_notes);
 	if (rc >= 0)
-		rc = emit(p, db, r, "bulletin", t, (int)b->n_notes, &c, id, sizeof(id));
+		rc = pol_message_emit(p, db, r, "bulletin", t, (int)b->n_notes, &c, id, sizeof(id));
 	composed_free(&c);
 	if (rc >= 0)
 		rc = 1;
 out:
-	free_items(b->notes, b->n_notes);
+	pol_items_free(b->notes, b->n_notes);
 	free(b);
 	return rc;
 }
@@ -1498,8 +1498,8 @@ static int fire_keys(struct policy *p, sqlite3 *db, int64_t t)
 	size_t n = 0;
 	int rc = 0;
 
-	q = prep(db, &rc, "SELECT person, key FROM notify_key WHERE timer = ? ORDER BY person, key"
-		 " LIMIT 32", "i", t);
+	q = pol_prep(db, &rc, "SELECT person, key FROM notify_key WHERE timer = ? ORDER BY person, key"
+		     " LIMIT 32", "i", t);
 	while (q && sqlite3_step(q) == SQLITE_ROW) {
 		snprintf(due[n].person, sizeof(due[n].person), "%s", sqlite3_column_text(q, 0));
 		snprintf(due[n].key, sizeof(due[n].key), "%s", sqlite3_column_text(q, 1));
@@ -1511,16 +1511,16 @@ static int fire_keys(struct policy *p, sqlite3 *db, int64_t t)
 		cJSON *st;
 
 		if (!r) { /* no longer in the file */
-			rc = run(prep(db, &rc, "UPDATE notify_key SET timer = NULL WHERE person = ?"
-				      " AND key = ?", "tt", due[i].person, due[i].key), &rc);
+			rc = pol_run(pol_prep(db, &rc, "UPDATE notify_key SET timer = NULL WHERE person = ?"
+					      " AND key = ?", "tt", due[i].person, due[i].key), &rc);
 			continue;
 		}
-		if (!(st = key_load(db, r->name, due[i].key, &rc)))
+		if (!(st = pol_key_load(db, r->name, due[i].key, &rc)))
 			return rc < 0 ? rc : -ENOMEM;
-		if (strcmp(jstr(st, "t"), "ladder") == 0)
-			rc = ladder_timer(p, db, r, due[i].key, st, t);
+		if (strcmp(pol_jstr(st, "t"), "ladder") == 0)
+			rc = pol_ladder_timer(p, db, r, due[i].key, st, t);
 		else
-			rc = other_timer(p, db, r, due[i].key, st, t);
+			rc = pol_other_timer(p, db, r, due[i].key, st, t);
 		cJSON_Delete(st);
 	}
 	return rc;
@@ -1540,13 +1540,13 @@ int policy_advance(struct policy *p, sqlite3 *db, int64_t now)
 		now = clock;
 	if (!start) {
 		start = now;
-		if ((rc = meta_set(db, "start", start)) < 0)
+		if ((rc = pol_meta_set(db, "start", start)) < 0)
 			return rc;
-		if (p->journal && (rc = run(prep(db, &rc, "INSERT INTO notify_journal(at, doc)"
-						 " VALUES(?, '{\"in\":\"start\"}')", "i", now), &rc)) < 0)
+		if (p->journal && (rc = pol_run(pol_prep(db, &rc, "INSERT INTO notify_journal(at, doc)"
+							 " VALUES(?, '{\"in\":\"start\"}')", "i", now), &rc)) < 0)
 			return rc;
 	}
-	q = prep(db, &rc, "SELECT person, last_bulletin FROM notify_clock", NULL);
+	q = pol_prep(db, &rc, "SELECT person, last_bulletin FROM notify_clock", NULL);
 	while (q && sqlite3_step(q) == SQLITE_ROW) {
 		const struct recipient *r = recipients_find(&p->people, (const char *)sqlite3_column_text(q, 0));
 
@@ -1557,10 +1557,10 @@ int policy_advance(struct policy *p, sqlite3 *db, int64_t now)
 	if (rc < 0)
 		return rc;
 	for (int step = 0; step < ADVANCE_STEPS_MAX; step++) {
-		int64_t t_key = one_int(prep(db, &rc, "SELECT min(timer) FROM notify_key", NULL),
-					INT64_MAX, &rc);
-		int64_t t_item = one_int(prep(db, &rc, "SELECT min(due) FROM notify_item WHERE"
-					      " due IS NOT NULL", NULL), INT64_MAX, &rc);
+		int64_t t_key = pol_one_int(pol_prep(db, &rc, "SELECT min(timer) FROM notify_key", NULL),
+					    INT64_MAX, &rc);
+		int64_t t_item = pol_one_int(pol_prep(db, &rc, "SELECT min(due) FROM notify_item WHERE"
+						      " due IS NOT NULL", NULL), INT64_MAX, &rc);
 		int64_t t_bul = INT64_MAX, t;
 
 		if (rc < 0)
@@ -1586,7 +1586,7 @@ int policy_advance(struct policy *p, sqlite3 *db, int64_t now)
 				/* a gateway that was down: one bulletin, the latest due */
 				while (next_bulletin(p, &p->people.v[i], tb, start) <= now)
 					tb = next_bulletin(p, &p->people.v[i], tb, start);
-				rc = bulletin(p, db, &p->people.v[i], tb);
+				rc = pol_bulletin_make(p, db, &p->people.v[i], tb);
 				made += rc > 0;
 				last[i] = tb;
 			}
@@ -1594,8 +1594,8 @@ int policy_advance(struct policy *p, sqlite3 *db, int64_t now)
 			const char *person;
 			char name[RCPT_NAME_MAX] = "";
 
-			q = prep(db, &rc, "SELECT person FROM notify_item WHERE due = ? ORDER BY id"
-				 " LIMIT 1", "i", t);
+			q = pol_prep(db, &rc, "SELECT person FROM notify_item WHERE due = ? ORDER BY id"
+				     " LIMIT 1", "i", t);
 			if (q && sqlite3_step(q) == SQLITE_ROW)
 				snprintf(name, sizeof(name), "%s", sqlite3_column_text(q, 0));
 			sqlite3_finalize(q);
@@ -1604,14 +1604,14 @@ int policy_advance(struct policy *p, sqlite3 *db, int64_t now)
 				rc = flush(p, db, recipients_find(&p->people, person), t);
 				made += rc > 0;
 			} else {
-				rc = run(prep(db, &rc, "DELETE FROM notify_item WHERE person = ?", "t",
-					      person), &rc);
+				rc = pol_run(pol_prep(db, &rc, "DELETE FROM notify_item WHERE person = ?", "t",
+						      person), &rc);
 			}
 		}
 		if (rc < 0)
 			return rc;
 	}
-	if ((rc = meta_set(db, "clock", now)) < 0)
+	if ((rc = pol_meta_set(db, "clock", now)) < 0)
 		return rc;
 	return made;
 }
@@ -1631,9 +1631,9 @@ static int on_sites(struct policy *p, const cJSON *in)
 	cJSON_ArrayForEach(e, arr) {
 		if (k == n)
 			break;
-		snprintf(v[k].station, sizeof(v[k].station), "%s", jstr(e, "station"));
-		snprintf(v[k].name, sizeof(v[k].name), "%s", jstr(e, "name"));
-		snprintf(v[k].district, sizeof(v[k].district), "%s", jstr(e, "district"));
+		snprintf(v[k].station, sizeof(v[k].station), "%s", pol_jstr(e, "station"));
+		snprintf(v[k].name, sizeof(v[k].name), "%s", pol_jstr(e, "name"));
+		snprintf(v[k].district, sizeof(v[k].district), "%s", pol_jstr(e, "district"));
 		k++;
 	}
 	free(p->sites);
@@ -1653,24 +1653,24 @@ int policy_input(struct policy *p, sqlite3 *db, const char *doc, int64_t at)
 		cJSON_Delete(in);
 		return -EINVAL;
 	}
-	kind = jstr(in, "in");
+	kind = pol_jstr(in, "in");
 	clock = meta_get(db, "clock", 0, &rc);
 	if (rc < 0)
 		goto out;
 	if (at < clock)
 		at = clock;
 	if (p->journal && strcmp(kind, "start") != 0 &&
-	    (rc = run(prep(db, &rc, "INSERT INTO notify_journal(at, doc) VALUES(?, ?)", "it", at,
-			   doc), &rc)) < 0)
+	    (rc = pol_run(pol_prep(db, &rc, "INSERT INTO notify_journal(at, doc) VALUES(?, ?)", "it", at,
+				   doc), &rc)) < 0)
 		goto out;
 	if ((rc = policy_advance(p, db, at)) < 0)
 		goto out;
 	if (strcmp(kind, "alert") == 0)
-		rc = on_alert(p, db, in, at);
+		rc = pol_on_alert(p, db, in, at);
 	else if (strcmp(kind, "windows") == 0)
-		rc = on_windows(p, db, in, at);
+		rc = pol_on_windows(p, db, in, at);
 	else if (strcmp(kind, "advisory") == 0)
-		rc = on_advisory(p, db, in, at);
+		rc = pol_on_advisory(p, db, in, at);
 	else if (strcmp(kind, "sites") == 0)
 		rc = on_sites(p, in);
 	else if (strcmp(kind, "start") != 0)
@@ -1686,11 +1686,11 @@ int policy_prune(struct policy *p, sqlite3 *db, int64_t now)
 {
 	int rc = 0, n = 0;
 
-	rc = run(prep(db, &rc, "DELETE FROM notify_journal WHERE seq IN (SELECT seq FROM"
-		      " notify_journal WHERE at < ? ORDER BY seq LIMIT 1000)", "i", now - p->keep_ms), &rc);
+	rc = pol_run(pol_prep(db, &rc, "DELETE FROM notify_journal WHERE seq IN (SELECT seq FROM"
+			      " notify_journal WHERE at < ? ORDER BY seq LIMIT 1000)", "i", now - p->keep_ms), &rc);
 	n += sqlite3_changes(db);
-	rc = run(prep(db, &rc, "DELETE FROM notify_message WHERE id IN (SELECT id FROM"
-		      " notify_message WHERE at < ? LIMIT 1000)", "i", now - p->keep_ms), &rc);
+	rc = pol_run(pol_prep(db, &rc, "DELETE FROM notify_message WHERE id IN (SELECT id FROM"
+			      " notify_message WHERE at < ? LIMIT 1000)", "i", now - p->keep_ms), &rc);
 	n += sqlite3_changes(db);
 	return rc < 0 ? rc : n;
 }
@@ -1721,10 +1721,10 @@ int policy_publish_people(struct policy *p, sqlite3 *db)
 {
 	int rc = 0;
 
-	rc = run(prep(db, &rc, "DELETE FROM notify_people", NULL), &rc);
+	rc = pol_run(pol_prep(db, &rc, "DELETE FROM notify_people", NULL), &rc);
 	/* the local day of notify_message.day, for GET /api/v1/recipients */
 	if (rc >= 0)
-		rc = meta_set(db, "utc_offset_min", p->people.utc_offset_min);
+		rc = pol_meta_set(db, "utc_offset_min", p->people.utc_offset_min);
 	for (size_t i = 0; i < p->people.n && rc >= 0; i++) {
 		const struct recipient *r = &p->people.v[i];
 		cJSON *o = cJSON_CreateObject(), *a;
@@ -1785,8 +1785,8 @@ int policy_publish_people(struct policy *p, sqlite3 *db)
 		s = print_free(o);
 		if (!s)
 			return -ENOMEM;
-		rc = run(prep(db, &rc, "INSERT INTO notify_people(person, doc) VALUES(?, ?)", "tt",
-			      r->name, s), &rc);
+		rc = pol_run(pol_prep(db, &rc, "INSERT INTO notify_people(person, doc) VALUES(?, ?)", "tt",
+				      r->name, s), &rc);
 		free(s);
 	}
 	return rc;
