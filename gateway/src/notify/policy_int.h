@@ -1,9 +1,12 @@
 /*
  * The policy's rooms (policy.h): policy.c decides (inputs, per-key state,
- * items, timers), compose.c writes (the texts of items, group messages
- * and bulletins, their SMS forms). Shared here, nowhere else: the struct,
- * what compose.c reads and writes, and the decision's own helpers (pol_*),
- * which its sections share.
+ * items, messages, timers) with its sections, policy_alerts.c (ladders,
+ * flapping), policy_forecasts.c (intake windows, advisories) and
+ * policy_bulletin.c (the morning bulletin); policy_docs.c makes its input
+ * documents and the people page; compose.c writes (the texts of items,
+ * group messages and bulletins, their SMS forms). Shared here, nowhere
+ * else: the struct, what compose.c reads and writes, and the decision's
+ * own helpers (pol_*), which its sections share.
  */
 #ifndef GATEWAY_POLICY_INT_H
 #define GATEWAY_POLICY_INT_H
@@ -57,8 +60,8 @@ struct policy_item {
 	cJSON *doc;   /* owned by the caller */
 };
 
-/* What a bulletin says, gathered by policy.c (the data and the state),
- * written by compose.c. */
+/* What a bulletin says, gathered by policy_bulletin.c (the data and the
+ * state), written by compose.c. */
 struct bulletin_station {
 	char station[33];
 	const char *place;     /* borrowed from the sites, or the code */
@@ -194,5 +197,21 @@ int pol_more_take(sqlite3 *db, const char *person, int *more);
 void pol_message_id(char *id, size_t len, const char *person, const char *kind, int64_t at);
 int pol_message_emit(struct policy *p, sqlite3 *db, const struct recipient *r, const char *kind,
 		     int64_t at, int n_items, struct composed *c, char *id, size_t id_len);
+
+/* --- the decision's sections, which policy.c calls -------------------------- */
+
+/* policy_alerts.c: an "alert" input; the timers of its keys' state. */
+int pol_on_alert(struct policy *p, sqlite3 *db, const cJSON *in, int64_t at);
+int pol_ladder_timer(struct policy *p, sqlite3 *db, const struct recipient *r,
+		     const char *key, cJSON *st, int64_t t);
+int pol_other_timer(struct policy *p, sqlite3 *db, const struct recipient *r,
+		    const char *key, cJSON *st, int64_t t);
+
+/* policy_forecasts.c: the "windows" and "advisory" inputs. */
+int pol_on_windows(struct policy *p, sqlite3 *db, const cJSON *in, int64_t at);
+int pol_on_advisory(struct policy *p, sqlite3 *db, const cJSON *in, int64_t at);
+
+/* policy_bulletin.c: r's bulletin due at t (1: made, 0: nothing to say). */
+int pol_bulletin_make(struct policy *p, sqlite3 *db, const struct recipient *r, int64_t t);
 
 #endif
