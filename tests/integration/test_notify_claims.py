@@ -222,8 +222,8 @@ def main():
     st3 = gp.Station(mq.port, "CL-04", ack_timeout=2.0)
     st3.connected.wait(10)
     crossing(st3, 1, 0.5)
+    t_kill = time.time()  # before: A's Last Will may go out while kill9() waits for it
     a.gw.kill9()
-    t_kill = time.time()
     crossing(st3, 2, 4.6)
     harness.wait_for(lambda: deliveries("CL-04", "b"), 2 * KEEPALIVE_S + TAKEOVER_S + 20, 0.2,
                      what="hub B's takeover")
