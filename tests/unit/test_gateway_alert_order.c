@@ -1413,6 +1413,60 @@ static void test_catchup_hole(void)
 	rules_free(rules);
 }
 
+/*
+ * A checkpoint before any late reading of the window (hold.c, ck_push):
+ * salinity every 20 minutes for three days, an episode on day 1 whose
+ * clearing readings reach the hub 23 hours late (caught up from the
+ * other hub), after the key's first checkpoint has passed replay_max_s.
+ * With the old retention (3, the expired anchor dropped for the next,
+ * hours old) the late readings found no checkpoint and were dropped
+ * unevaluated: the episode kept the end the live data gave it.
+ */
+static void test_ck_anchor(void)
+{
+	struct rules *rules = rules_json_(
+		"{'rules': [{'id': 'sal', 'metric': 'salinity', 'above': 4.0, 'hysteresis': 0.3,"
+		" 'notify': []}]}");
+	int64_t day = T0 + 11 * DAY, step = 20 * MIN;
+	int64_t on = day + DAY + 21 * H, off = day + DAY + 23 * H + 20 * MIN;
+	int64_t hole_from = day + DAY + 22 * H, hole_to = day + DAY + 23 * H + 40 * MIN;
+	int64_t fill_at = day + 2 * DAY + 21 * H, start = -1, stop = -1;
+	struct engine_run er;
+	struct agri_reading r[1];
+
+	CHECK(rules != NULL);
+	if (!rules)
+		return;
+	er_init(&er, rules);
+	n_seen = 0;
+	for (int64_t t = day; t <= fill_at; t += step) {
+		if (t >= hole_from && t <= hole_to)
+			continue;
+		r[0] = rd(t, "s1", "salinity", t >= on && t < off ? 4.5 : 3.0);
+		CHECK(feed_batch(&er, "DT-W02", r, 1, t + 30 * S) >= 0);
+	}
+	for (int64_t t = hole_from; t <= hole_to; t += step) {
+		r[0] = rd(t, "s1", "salinity", t < off ? 4.5 : 3.0);
+		CHECK(feed_batch(&er, "DT-W02", r, 1, fill_at + MIN) >= 0);
+	}
+	CHECK(tick_at(&er, fill_at + 2 * MIN, 11 * S) >= 0);
+	CHECK(tick_at(&er, fill_at + 3 * MIN, 11 * S) >= 0);
+	for (int i = 0; i < n_seen && i < 256; i++) {
+		if (seen[i].event == ALERT_EV_RAISED)
+			start = seen[i].event_ms, stop = -1;
+		if (seen[i].event == ALERT_EV_CLEARED && seen[i].alert.raised_at_ms == start)
+			stop = seen[i].event_ms;
+		if (seen[i].event == ALERT_EV_REVISED && seen[i].old_start_ms == start)
+			start = seen[i].event_ms, stop = seen[i].end_ms;
+	}
+	printf("anchor: episode %+lld .. %+lld min (want %+lld .. %+lld)\n",
+	       (long long)((start - day) / MIN), (long long)((stop - day) / MIN),
+	       (long long)((on - day) / MIN), (long long)((off - day) / MIN));
+	CHECK(start == on && stop == off);
+	alert_engine_free(er.eng);
+	rules_free(rules);
+}
+
 /* The alert_state table: one blob a key, replaced on write. */
 static int upsert_blob(void *ctx, const char *key, const void *blob, size_t len)
 {
@@ -1575,6 +1629,7 @@ int main(void)
 	test_restart_replay();
 	test_crash_lost_evidence();
 	test_catchup_hole();
+	test_ck_anchor();
 	test_property();
 	return test_main("test_gateway_alert_order");
 }

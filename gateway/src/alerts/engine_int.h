@@ -24,7 +24,7 @@
 #define HOUR_MS 3600000LL
 
 /* Event time (hold.c, replay.c, readback.c; docs/alerts.md "Reading order"). */
-#define CK_MAX 3                /* checkpoints a key keeps */
+#define CK_MAX 5                /* checkpoints a key keeps */
 #define CK_EVERY_MS (3 * HOUR_MS) /* one at least this often in reading time */
 #define CK_GAP_MS (15 * 60000LL) /* ... and one before a gap this long */
 #define LED_MAX 16              /* episodes a key remembers as told */

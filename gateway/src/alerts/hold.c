@@ -124,9 +124,29 @@ static void ck_push(struct alert_engine *eng, struct akey *k)
 	c->len = (uint32_t)w.n;
 	memcpy(c->blob, w.p, w.n);
 	if (x->n_ck == CK_MAX) {
-		/* The oldest is an anchor while it is within replay_max_s. */
-		unsigned drop = x->ck[0]->ts < k->ev_ts - eng->rules->replay_max_s * 1000 ? 0 : 1;
+		int64_t horizon = k->ev_ts - eng->rules->replay_max_s * 1000;
+		unsigned drop = CK_MAX - 1;
+		int64_t span = INT64_MAX;
 
+		/* The anchor is the newest at or before replay_max_s back: a
+		 * late reading of the whole window finds a checkpoint before
+		 * it. (Dropping an expired anchor for the next one, when that
+		 * one is hours old, left a day-old hole caught up by another
+		 * hub unevaluated: the two-hub soak.) Of the others, the one
+		 * whose loss leaves the shortest span goes: they spread over
+		 * the window, and a replay reads at most about a span. */
+		if (x->ck[1]->ts <= horizon) {
+			drop = 0;
+		} else {
+			for (unsigned i = 1; i < CK_MAX; i++) {
+				int64_t next = i + 1 < CK_MAX ? x->ck[i + 1]->ts : c->ts;
+
+				if (next - x->ck[i - 1]->ts < span) {
+					span = next - x->ck[i - 1]->ts;
+					drop = i;
+				}
+			}
+		}
 		free(x->ck[drop]);
 		memmove(&x->ck[drop], &x->ck[drop + 1], (CK_MAX - drop - 1) * sizeof(x->ck[0]));
 		x->n_ck--;

@@ -7,9 +7,10 @@
  * - Checkpoints. Before applying a reading a key may save itself (its
  *   condition and alert, without messages or ring points): before a gap of
  *   CK_GAP_MS in its readings (where a station's backlog will land) and at
- *   least every CK_EVERY_MS. It keeps CK_MAX, the oldest as an anchor while
- *   it is within replay_max_s; while the key is younger than that it can
- *   also go back to before its first reading (first_ts).
+ *   least every CK_EVERY_MS. It keeps CK_MAX: the anchor (the newest at or
+ *   before replay_max_s back) and the rest spread over the window (hold.c,
+ *   ck_push); while the key is younger than replay_max_s it can also go
+ *   back to before its first reading (first_ts).
  * - Holding. A late reading (older than late_after_s) that is older than
  *   what a key has applied puts its station on hold: from then on the
  *   station's late readings are stored but not evaluated, each key only
